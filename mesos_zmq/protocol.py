@@ -1,0 +1,633 @@
+"""Wire protocol: one versioned msgpack envelope and a typed record per message.
+
+Theory of operation
+-------------------
+Every ZeroMQ frame that carries a message is a msgpack array of four items::
+
+    [version, type, request_id, body]
+
+``version`` is :data:`PROTOCOL_VERSION`; ``type`` is the tag of a record registered
+below with :func:`message`; ``request_id`` is a string chosen by the sender (empty
+when the message is not a request) and echoed in the ``in_reply_to`` field of an
+:class:`Error`; ``body`` is a map from field name to value.
+
+Records are frozen, slotted dataclasses. Decoding validates every field against the
+record's annotations (``int`` never accepts ``bool``, ``float`` accepts ``int``,
+nested records are maps, lists and maps are checked item by item) and fills defaults
+for missing optional fields; unknown fields are ignored so that a newer peer can add
+optional fields without breaking older ones. Anything else (a frame over the size
+limit, bytes that are not msgpack, a wrong envelope shape, an unknown version or type,
+a missing or mistyped field) raises :class:`~mesos_zmq.errors.ProtocolError` whose
+``code`` is one of :data:`ERROR_CODES`; the shell replies with an :class:`Error` and
+drops the frame. Decoding never changes state, so a hostile frame costs one reply.
+
+This module is pure: no sockets, no clock.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, TypeVar
+
+import msgpack
+
+from mesos_zmq.errors import ProtocolError
+
+PROTOCOL_VERSION = 1
+#: Frames larger than this are refused before msgpack sees them.
+DEFAULT_MAX_FRAME_BYTES = 4 * 1024 * 1024
+
+ERROR_CODES = (
+    "oversized",  # frame larger than the limit
+    "malformed",  # not msgpack, or not a 4-item envelope
+    "bad_version",  # envelope version is not PROTOCOL_VERSION
+    "unknown_type",  # no record registered under that tag
+    "bad_field",  # missing, mistyped or invalid field
+    "not_registered",  # sender must (re)register or (re)subscribe first
+    "unexpected",  # a known message that this receiver does not accept
+    "invalid",  # a well-formed request refused (stale offer, duplicate task id...)
+    "internal",  # the receiver failed; the request had no effect
+)
+
+_T = TypeVar("_T", bound="Message")
+_R = TypeVar("_R")
+
+
+class Message:
+    """Base of every record; ``TYPE`` is its wire tag."""
+
+    __slots__ = ()
+    TYPE: ClassVar[str] = ""
+
+
+_REGISTRY: dict[str, type[Message]] = {}
+_Checker = Callable[[Any, str], Any]
+_FIELDS: dict[type[Any], list[tuple[str, _Checker, Any]]] = {}
+_MISSING = dataclasses.MISSING
+
+
+def message(tag: str) -> Callable[[type[_T]], type[_T]]:
+    """Register a record class under a wire tag (one tag, one class)."""
+
+    def register(cls: type[_T]) -> type[_T]:
+        if tag in _REGISTRY:
+            raise RuntimeError(f"duplicate message tag {tag!r}")
+        cls.TYPE = tag
+        _REGISTRY[tag] = cls
+        return cls
+
+    return register
+
+
+def record_types() -> dict[str, type[Message]]:
+    """All registered message records by tag (for docs and tests)."""
+    return dict(_REGISTRY)
+
+
+# --------------------------------------------------------------------------- records
+# Nested records (not messages on their own).
+
+
+@dataclass(frozen=True, slots=True)
+class FrameworkInfo:
+    """What a framework says about itself when it subscribes."""
+
+    name: str
+    user: str = ""
+    framework_id: str = ""  # empty on first subscription; the old id to fail over
+    roles: list[str] = field(default_factory=lambda: ["*"])
+    failover_timeout: float = 0.0  # seconds the master keeps its tasks while it is away
+    capabilities: list[str] = field(default_factory=list)  # e.g. PARTITION_AWARE, GPU_RESOURCES
+    hostname: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class TaskInfo:
+    """A task to launch: a shell command (or argv) with the resources it may use."""
+
+    task_id: str
+    agent_id: str
+    resources: str  # Mesos-style resource string, must fit in the accepted offers
+    name: str = ""
+    command: str = ""  # run by /bin/sh -c when shell is true
+    argv: list[str] = field(default_factory=list)  # run directly when shell is false
+    shell: bool = True
+    env: dict[str, str] = field(default_factory=dict)
+    kill_grace_period: float | None = None  # seconds between SIGTERM and SIGKILL
+    role: str = ""  # the role of the offer the task was launched from (set by the master)
+
+
+@dataclass(frozen=True, slots=True)
+class TaskStatus:
+    """One status update for one task; ``uuid`` identifies it for acknowledgement."""
+
+    task_id: str
+    framework_id: str
+    agent_id: str
+    state: str  # one of mesos_zmq.tasks.TaskState values
+    uuid: str  # empty for updates that need no acknowledgement (reconciliation)
+    timestamp: float
+    source: str = "agent"  # agent | master | executor
+    reason: str = ""
+    message: str = ""
+    exit_code: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Offer:
+    """Resources of one agent offered to one framework in one role."""
+
+    offer_id: str
+    framework_id: str
+    agent_id: str
+    hostname: str
+    role: str
+    resources: str
+    attributes: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class TaskReport:
+    """What an agent runs, sent on re-registration so the master can reconcile."""
+
+    task: TaskInfo
+    framework_id: str
+    state: str
+    exit_code: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ReconcileTask:
+    """A task a framework asks about during explicit reconciliation."""
+
+    task_id: str
+    agent_id: str = ""
+
+
+# --------------------------------------------------------------------------- common
+
+
+@message("error")
+@dataclass(frozen=True, slots=True)
+class Error(Message):
+    """Sent in place of a reply when a frame or request is refused; nothing changed."""
+
+    code: str
+    message: str
+    in_reply_to: str = ""  # request id of the refused message, if it had one
+
+
+@message("heartbeat")
+@dataclass(frozen=True, slots=True)
+class Heartbeat(Message):
+    """Sent both ways every heartbeat interval; any message also counts as a beat."""
+
+    seq: int = 0
+
+
+# --------------------------------------------------------------------------- agent <-> master
+
+
+@message("register_agent")
+@dataclass(frozen=True, slots=True)
+class RegisterAgent(Message):
+    """A new agent (no checkpointed id) joins the cluster."""
+
+    hostname: str
+    resources: str
+    attributes: str = ""
+    version: str = ""
+
+
+@message("reregister_agent")
+@dataclass(frozen=True, slots=True)
+class ReregisterAgent(Message):
+    """A known agent reconnects (after its own or the master's restart)."""
+
+    agent_id: str
+    hostname: str
+    resources: str
+    attributes: str = ""
+    tasks: list[TaskReport] = field(default_factory=list)
+    version: str = ""
+
+
+@message("agent_registered")
+@dataclass(frozen=True, slots=True)
+class AgentRegistered(Message):
+    """The master's answer to register/reregister; the agent persists ``agent_id``."""
+
+    agent_id: str
+    heartbeat_interval: float
+    missed_heartbeats: int
+    reregistered: bool = False
+
+
+@message("run_tasks")
+@dataclass(frozen=True, slots=True)
+class RunTasks(Message):
+    """Master to agent: launch these tasks for this framework."""
+
+    framework_id: str
+    tasks: list[TaskInfo]
+    framework_name: str = ""
+
+
+@message("kill_task")
+@dataclass(frozen=True, slots=True)
+class KillTask(Message):
+    """Master to agent: kill one task (SIGTERM, then SIGKILL after the grace period)."""
+
+    framework_id: str
+    task_id: str
+
+
+@message("shutdown_framework")
+@dataclass(frozen=True, slots=True)
+class ShutdownFramework(Message):
+    """Master to agent: the framework is gone, kill all of its tasks."""
+
+    framework_id: str
+
+
+@message("status_update")
+@dataclass(frozen=True, slots=True)
+class StatusUpdate(Message):
+    """Agent to master and master to framework; retried until acknowledged."""
+
+    status: TaskStatus
+
+
+@message("acknowledge")
+@dataclass(frozen=True, slots=True)
+class Acknowledge(Message):
+    """Framework to master, then master to agent: the update ``uuid`` was handled."""
+
+    framework_id: str
+    agent_id: str
+    task_id: str
+    uuid: str
+
+
+# --------------------------------------------------------------------------- framework <-> master
+
+
+@message("subscribe")
+@dataclass(frozen=True, slots=True)
+class Subscribe(Message):
+    """A framework (re)subscribes; with ``framework_id`` set it fails over to this peer."""
+
+    framework: FrameworkInfo
+
+
+@message("subscribed")
+@dataclass(frozen=True, slots=True)
+class Subscribed(Message):
+    """The master's answer to subscribe."""
+
+    framework_id: str
+    heartbeat_interval: float
+    missed_heartbeats: int
+    reregistered: bool = False
+
+
+@message("offers")
+@dataclass(frozen=True, slots=True)
+class Offers(Message):
+    """Master to framework: new resource offers."""
+
+    offers: list[Offer]
+
+
+@message("rescind")
+@dataclass(frozen=True, slots=True)
+class Rescind(Message):
+    """Master to framework: this offer is no longer valid (agent lost, timeout...)."""
+
+    offer_id: str
+
+
+@message("accept")
+@dataclass(frozen=True, slots=True)
+class Accept(Message):
+    """Use offers (all on one agent) to launch tasks; what is left is declined."""
+
+    framework_id: str
+    offer_ids: list[str]
+    tasks: list[TaskInfo] = field(default_factory=list)
+    refuse_seconds: float = 5.0
+
+
+@message("decline")
+@dataclass(frozen=True, slots=True)
+class Decline(Message):
+    """Give offers back and do not re-offer those agents for ``refuse_seconds``."""
+
+    framework_id: str
+    offer_ids: list[str]
+    refuse_seconds: float = 5.0
+
+
+@message("kill")
+@dataclass(frozen=True, slots=True)
+class Kill(Message):
+    """Framework to master: kill one of its tasks."""
+
+    framework_id: str
+    task_id: str
+    agent_id: str = ""
+
+
+@message("reconcile")
+@dataclass(frozen=True, slots=True)
+class Reconcile(Message):
+    """Ask for the latest state of tasks; an empty list asks for all (implicit)."""
+
+    framework_id: str
+    tasks: list[ReconcileTask] = field(default_factory=list)
+
+
+@message("revive")
+@dataclass(frozen=True, slots=True)
+class Revive(Message):
+    """Clear decline filters and resume offers (for ``roles``, or all when empty)."""
+
+    framework_id: str
+    roles: list[str] = field(default_factory=list)
+
+
+@message("suppress")
+@dataclass(frozen=True, slots=True)
+class Suppress(Message):
+    """Stop sending offers (for ``roles``, or all when empty) until revived."""
+
+    framework_id: str
+    roles: list[str] = field(default_factory=list)
+
+
+@message("teardown")
+@dataclass(frozen=True, slots=True)
+class Teardown(Message):
+    """Framework is done: kill its tasks and forget it."""
+
+    framework_id: str
+
+
+# --------------------------------------------------------------------------- operator
+
+
+@message("get_state")
+@dataclass(frozen=True, slots=True)
+class GetState(Message):
+    """Operator asks for a snapshot of the cluster."""
+
+
+@message("state")
+@dataclass(frozen=True, slots=True)
+class State(Message):
+    """The snapshot: frameworks, agents, tasks (plain maps, see docs/protocol.md)."""
+
+    state: dict[str, Any]
+
+
+@message("operator_kill")
+@dataclass(frozen=True, slots=True)
+class OperatorKill(Message):
+    """Operator asks to kill a task by id (any framework)."""
+
+    task_id: str
+    framework_id: str = ""
+
+
+@message("operator_reply")
+@dataclass(frozen=True, slots=True)
+class OperatorReply(Message):
+    """Success answer to an operator request."""
+
+    message: str
+
+
+# --------------------------------------------------------------------------- validation
+
+
+def _check_str(value: Any, where: str) -> str:
+    if not isinstance(value, str):
+        raise ProtocolError("bad_field", f"{where}: expected a string, got {_tname(value)}")
+    return value
+
+
+def _check_int(value: Any, where: str) -> int:
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise ProtocolError("bad_field", f"{where}: expected an integer, got {_tname(value)}")
+    return value
+
+
+def _check_float(value: Any, where: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ProtocolError("bad_field", f"{where}: expected a number, got {_tname(value)}")
+    result = float(value)
+    if result != result or result in (float("inf"), float("-inf")):
+        raise ProtocolError("bad_field", f"{where}: expected a finite number")
+    return result
+
+
+def _check_bool(value: Any, where: str) -> bool:
+    if not isinstance(value, bool):
+        raise ProtocolError("bad_field", f"{where}: expected a boolean, got {_tname(value)}")
+    return value
+
+
+def _check_any(value: Any, where: str) -> Any:
+    return value
+
+
+def _tname(value: Any) -> str:
+    return "nil" if value is None else type(value).__name__
+
+
+def _checker_for(hint: Any) -> _Checker:
+    """Build a validator for one annotation; only the shapes used above are supported."""
+    origin = typing.get_origin(hint)
+    if hint is str:
+        return _check_str
+    if hint is int:
+        return _check_int
+    if hint is float:
+        return _check_float
+    if hint is bool:
+        return _check_bool
+    if hint is Any:
+        return _check_any
+    if origin in (types.UnionType, typing.Union):
+        args = [a for a in typing.get_args(hint) if a is not type(None)]
+        if len(args) != 1:
+            raise TypeError(f"unsupported union {hint}")
+        inner = _checker_for(args[0])
+
+        def check_optional(value: Any, where: str) -> Any:
+            return None if value is None else inner(value, where)
+
+        return check_optional
+    if origin is list:
+        (item_hint,) = typing.get_args(hint)
+        item = _checker_for(item_hint)
+
+        def check_list(value: Any, where: str) -> list[Any]:
+            if not isinstance(value, list | tuple):
+                raise ProtocolError("bad_field", f"{where}: expected a list, got {_tname(value)}")
+            return [item(v, f"{where}[{i}]") for i, v in enumerate(value)]
+
+        return check_list
+    if origin is dict:
+        key_hint, value_hint = typing.get_args(hint)
+        key = _checker_for(key_hint)
+        val = _checker_for(value_hint)
+
+        def check_dict(value: Any, where: str) -> dict[Any, Any]:
+            if not isinstance(value, dict):
+                raise ProtocolError("bad_field", f"{where}: expected a map, got {_tname(value)}")
+            return {key(k, f"{where} key"): val(v, f"{where}[{k!r}]") for k, v in value.items()}
+
+        return check_dict
+    if isinstance(hint, type) and dataclasses.is_dataclass(hint):
+        cls = hint
+
+        def check_record(value: Any, where: str) -> Any:
+            if not isinstance(value, dict):
+                raise ProtocolError("bad_field", f"{where}: expected a map, got {_tname(value)}")
+            return _build(cls, value, where)
+
+        return check_record
+    raise TypeError(f"unsupported annotation {hint!r}")
+
+
+def _fields_of(cls: type[Any]) -> list[tuple[str, _Checker, Any]]:
+    spec = _FIELDS.get(cls)
+    if spec is None:
+        hints = typing.get_type_hints(cls)
+        spec = []
+        for f in dataclasses.fields(cls):
+            if f.default is not _MISSING:
+                default: Any = ("value", f.default)
+            elif f.default_factory is not _MISSING:
+                default = ("factory", f.default_factory)
+            else:
+                default = None
+            spec.append((f.name, _checker_for(hints[f.name]), default))
+        _FIELDS[cls] = spec
+    return spec
+
+
+def _build(cls: type[Any], body: dict[Any, Any], where: str) -> Any:
+    kwargs: dict[str, Any] = {}
+    for name, check, default in _fields_of(cls):
+        if name in body:
+            kwargs[name] = check(body[name], f"{where}.{name}")
+        elif default is None:
+            raise ProtocolError("bad_field", f"{where}: missing field {name!r}")
+        elif default[0] == "factory":
+            kwargs[name] = default[1]()
+        else:
+            kwargs[name] = default[1]
+    return cls(**kwargs)
+
+
+def to_plain(value: Any) -> Any:
+    """A record (or a list/map of them) as plain msgpack-able data."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: to_plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, list | tuple):
+        return [to_plain(v) for v in value]
+    if isinstance(value, dict):
+        return {k: to_plain(v) for k, v in value.items()}
+    return value
+
+
+def from_plain(cls: type[_R], body: dict[str, Any]) -> _R:
+    """Validate plain data back into a record (used for persisted records too)."""
+    result: _R = _build(cls, body, cls.__name__)
+    return result
+
+
+
+# --------------------------------------------------------------------------- codec
+
+
+@dataclass(frozen=True, slots=True)
+class Envelope:
+    """A decoded frame: the message and the request id it carried."""
+
+    message: Message
+    request_id: str = ""
+
+
+def encode(msg: Message, request_id: str = "") -> bytes:
+    """Serialize one message into one frame."""
+    body = to_plain(msg)
+    frame: bytes = msgpack.packb([PROTOCOL_VERSION, msg.TYPE, request_id, body], use_bin_type=True)
+    return frame
+
+
+def decode(frame: bytes, max_bytes: int = DEFAULT_MAX_FRAME_BYTES) -> Envelope:
+    """Parse and validate one frame; raises ProtocolError and never anything else."""
+    if len(frame) > max_bytes:
+        raise ProtocolError("oversized", f"frame of {len(frame)} bytes exceeds {max_bytes}")
+    try:
+        raw = msgpack.unpackb(
+            frame,
+            raw=False,
+            strict_map_key=False,
+            use_list=True,
+        )
+    except Exception as exc:  # msgpack raises several unrelated types
+        raise ProtocolError("malformed", f"frame is not valid msgpack: {exc}") from None
+    return decode_plain(raw)
+
+
+def peek_request_id(frame: bytes) -> str:
+    """Best-effort request id of a frame that failed to decode, for the error reply."""
+    try:
+        raw = msgpack.unpackb(frame, raw=False, strict_map_key=False)
+    except Exception:
+        return ""
+    if isinstance(raw, list) and len(raw) >= 3 and isinstance(raw[2], str):
+        return raw[2][:200]
+    return ""
+
+
+def decode_plain(raw: Any) -> Envelope:
+    """Validate an already unpacked envelope."""
+    if not isinstance(raw, list) or len(raw) != 4:
+        raise ProtocolError("malformed", "envelope must be [version, type, request_id, body]")
+    version, tag, request_id, body = raw
+    if not isinstance(version, int) or isinstance(version, bool):
+        raise ProtocolError("malformed", "envelope version must be an integer")
+    if version != PROTOCOL_VERSION:
+        raise ProtocolError(
+            "bad_version", f"protocol version {version} not supported (want {PROTOCOL_VERSION})"
+        )
+    if not isinstance(tag, str):
+        raise ProtocolError("malformed", "envelope type must be a string")
+    if not isinstance(request_id, str) or len(request_id) > 200:
+        raise ProtocolError("malformed", "envelope request_id must be a string of <= 200 chars")
+    cls = _REGISTRY.get(tag)
+    if cls is None:
+        raise ProtocolError("unknown_type", f"unknown message type {tag[:64]!r}")
+    if not isinstance(body, dict):
+        raise ProtocolError("malformed", "envelope body must be a map")
+    try:
+        msg = _build(cls, body, tag)
+    except ProtocolError:
+        raise
+    except (TypeError, ValueError, RecursionError) as exc:
+        raise ProtocolError("bad_field", f"{tag}: {exc}") from None
+    return Envelope(msg, request_id)
+
+
+def error_frame(exc: ProtocolError, request_id: str = "") -> bytes:
+    """The reply frame for a refused frame."""
+    return encode(Error(code=exc.code, message=exc.message, in_reply_to=request_id))

@@ -1,0 +1,115 @@
+"""ZeroMQ sockets: the master's ROUTER and the clients' DEALER.
+
+The master binds one ROUTER; each agent, framework or CLI connects one DEALER. A
+frame from a client arrives at the ROUTER as ``[identity, payload]``; the identity is
+how the master addresses its reply. Clients reconnect by closing their DEALER and
+opening a fresh one (new identity), which is also how a client abandons a master that
+stopped answering; the re-registration message tells the master who the new identity
+belongs to.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from typing import Final
+
+import zmq
+
+from mesos_zmq.protocol import DEFAULT_MAX_FRAME_BYTES
+
+#: zmq drops (and disconnects) anything larger than this before we see it; frames
+#: between the protocol limit and this cap get a protocol error reply instead.
+HARD_FRAME_CAP: Final = 64 * 1024 * 1024
+_HWM: Final = 200_000
+
+
+def normalize_address(address: str) -> str:
+    """``127.0.0.1:5050`` or ``tcp://127.0.0.1:5050`` -> ``tcp://127.0.0.1:5050``."""
+    text = address.strip()
+    if "://" not in text:
+        text = "tcp://" + text
+    if text.startswith("tcp://[") or text.count(":") > 2:
+        return text
+    return text
+
+
+def _ipv6(address: str) -> bool:
+    return "[" in address or address.count(":") > 2
+
+
+class ServerSocket:
+    """The master's ROUTER socket."""
+
+    def __init__(
+        self, context: zmq.Context[zmq.Socket[bytes]], address: str,
+        max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES,
+    ) -> None:
+        self.max_frame_bytes = max_frame_bytes
+        self.socket: zmq.Socket[bytes] = context.socket(zmq.ROUTER)
+        self.socket.setsockopt(zmq.LINGER, 0)
+        self.socket.setsockopt(zmq.SNDHWM, _HWM)
+        self.socket.setsockopt(zmq.RCVHWM, _HWM)
+        self.socket.setsockopt(zmq.MAXMSGSIZE, max(HARD_FRAME_CAP, max_frame_bytes * 2))
+        if _ipv6(address):
+            self.socket.setsockopt(zmq.IPV6, 1)
+        self.socket.bind(normalize_address(address))
+        self.address = self.socket.getsockopt_string(zmq.LAST_ENDPOINT)
+
+    def recv(self) -> tuple[bytes, list[bytes]]:
+        """One multipart message: the peer identity and its remaining frames."""
+        parts = self.socket.recv_multipart(copy=True)
+        return parts[0], parts[1:]
+
+    def send(self, identity: bytes, frame: bytes) -> None:
+        try:
+            self.socket.send_multipart([identity, frame], flags=zmq.NOBLOCK)
+        except zmq.Again:
+            pass  # peer not reading: it will be declared gone by heartbeats
+
+    def close(self) -> None:
+        self.socket.close(linger=0)
+
+
+class ClientSocket:
+    """A DEALER connected to the master; ``reconnect`` starts over with a new identity."""
+
+    def __init__(self, context: zmq.Context[zmq.Socket[bytes]], address: str) -> None:
+        self.context = context
+        self.address = normalize_address(address)
+        self.socket = self._open()
+
+    def _open(self) -> zmq.Socket[bytes]:
+        sock: zmq.Socket[bytes] = self.context.socket(zmq.DEALER)
+        sock.setsockopt(zmq.LINGER, 0)
+        sock.setsockopt(zmq.SNDHWM, _HWM)
+        sock.setsockopt(zmq.RCVHWM, _HWM)
+        sock.setsockopt(zmq.RECONNECT_IVL, 100)
+        sock.setsockopt(zmq.RECONNECT_IVL_MAX, 1000)
+        sock.setsockopt(zmq.ROUTING_ID, f"{os.getpid()}-{uuid.uuid4().hex[:12]}".encode())
+        if _ipv6(self.address):
+            sock.setsockopt(zmq.IPV6, 1)
+        sock.connect(self.address)
+        return sock
+
+    def reconnect(self, address: str | None = None) -> None:
+        """Drop the old socket (and anything queued on it) and connect afresh."""
+        self.socket.close(linger=0)
+        if address is not None:
+            self.address = normalize_address(address)
+        self.socket = self._open()
+
+    def send(self, frame: bytes) -> None:
+        try:
+            self.socket.send(frame, flags=zmq.NOBLOCK)
+        except zmq.Again:
+            pass  # master unreachable and queue full: retries and heartbeats recover
+
+    def recv(self) -> list[bytes]:
+        return self.socket.recv_multipart(copy=True)
+
+    def poll(self, timeout_ms: int) -> bool:
+        return bool(self.socket.poll(timeout_ms, zmq.POLLIN))
+
+    def close(self) -> None:
+        self.socket.close(linger=0)
