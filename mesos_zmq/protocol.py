@@ -411,6 +411,40 @@ class OperatorReply(Message):
     message: str
 
 
+@message("read_file")
+@dataclass(frozen=True, slots=True)
+class ReadFile(Message):
+    """Read part of a file in a task's sandbox (client to master, master to agent).
+
+    ``path`` is relative to the sandbox (``stdout``, ``stderr``, ``out/log.txt``);
+    absolute paths and anything that resolves outside the sandbox are refused.
+    """
+
+    agent_id: str
+    task_id: str
+    path: str = "stdout"
+    offset: int = 0
+    length: int = 65536
+    framework_id: str = ""
+
+
+@message("file_data")
+@dataclass(frozen=True, slots=True)
+class FileData(Message):
+    """Answer to ReadFile: ``data`` starts at ``offset``; ``size`` is the file's size now.
+
+    ``done`` is true when the task is terminal and ``offset + len(data) == size``, so
+    a reader following the file knows nothing more will come.
+    """
+
+    task_id: str
+    path: str
+    offset: int
+    data: bytes
+    size: int
+    done: bool = False
+
+
 # --------------------------------------------------------------------------- validation
 
 
@@ -433,6 +467,12 @@ def _check_float(value: Any, where: str) -> float:
     if result != result or result in (float("inf"), float("-inf")):
         raise ProtocolError("bad_field", f"{where}: expected a finite number")
     return result
+
+
+def _check_bytes(value: Any, where: str) -> bytes:
+    if not isinstance(value, bytes):
+        raise ProtocolError("bad_field", f"{where}: expected bytes, got {_tname(value)}")
+    return value
 
 
 def _check_bool(value: Any, where: str) -> bool:
@@ -460,6 +500,8 @@ def _checker_for(hint: Any) -> _Checker:
         return _check_float
     if hint is bool:
         return _check_bool
+    if hint is bytes:
+        return _check_bytes
     if hint is Any:
         return _check_any
     if origin in (types.UnionType, typing.Union):
