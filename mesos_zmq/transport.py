@@ -29,8 +29,6 @@ def normalize_address(address: str) -> str:
     text = address.strip()
     if "://" not in text:
         text = "tcp://" + text
-    if text.startswith("tcp://[") or text.count(":") > 2:
-        return text
     return text
 
 
@@ -59,6 +57,11 @@ class ServerSocket:
     def recv(self) -> tuple[bytes, list[bytes]]:
         """One multipart message: the peer identity and its remaining frames."""
         parts = self.socket.recv_multipart(copy=True)
+        return parts[0], parts[1:]
+
+    def recv_nowait(self) -> tuple[bytes, list[bytes]]:
+        """Like ``recv`` but raises ``zmq.Again`` when nothing is queued."""
+        parts = self.socket.recv_multipart(flags=zmq.NOBLOCK, copy=True)
         return parts[0], parts[1:]
 
     def send(self, identity: bytes, frame: bytes) -> None:

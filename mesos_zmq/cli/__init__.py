@@ -1,0 +1,1 @@
+"""The ``mesos-zmq`` command line."""

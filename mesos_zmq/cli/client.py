@@ -1,0 +1,56 @@
+"""A one-shot request/reply client for operator commands (state, kill, files)."""
+
+from __future__ import annotations
+
+import time
+import uuid
+
+import zmq
+
+from mesos_zmq.errors import MesosZmqError, ProtocolError
+from mesos_zmq.protocol import Error, Message, decode, encode
+from mesos_zmq.transport import ClientSocket
+
+
+class MasterUnreachable(MesosZmqError):
+    """No answer from the master in time."""
+
+
+class RequestRefused(MesosZmqError):
+    """The master answered with an error."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def request(master: str, msg: Message, timeout: float = 5.0) -> Message:
+    """Send one request and wait for the reply that carries its request id."""
+    if master.startswith("zk://"):
+        raise MesosZmqError("zk:// master URLs are not supported yet; use tcp://host:port")
+    context: zmq.Context[zmq.Socket[bytes]] = zmq.Context()
+    client = ClientSocket(context, master)
+    rid = uuid.uuid4().hex
+    try:
+        client.send(encode(msg, rid))
+        deadline = time.monotonic() + timeout
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0 or not client.poll(int(left * 1000)):
+                raise MasterUnreachable(
+                    f"no answer from the master at {client.address} within {timeout:g}s "
+                    "(is it running? check --master)"
+                )
+            for frame in client.recv():
+                try:
+                    envelope = decode(frame)
+                except ProtocolError:
+                    continue
+                reply = envelope.message
+                if isinstance(reply, Error) and reply.in_reply_to == rid:
+                    raise RequestRefused(reply.code, reply.message)
+                if envelope.request_id == rid:
+                    return reply
+    finally:
+        client.close()
+        context.term()

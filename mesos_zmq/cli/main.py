@@ -1,0 +1,343 @@
+"""``mesos-zmq``: run the daemons and operate the cluster.
+
+Every flag keeps Mesos's name where Mesos has one and also reads ``MESOS_ZMQ_<FLAG>``
+from the environment (``--work-dir`` -> ``MESOS_ZMQ_WORK_DIR``), which is how the
+systemd units pass configuration. Errors are one line on stderr, never a traceback.
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+import socket
+import sys
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+from mesos_zmq import __version__
+from mesos_zmq.cli.client import MasterUnreachable, RequestRefused, request
+from mesos_zmq.cli.tables import render_table
+from mesos_zmq.errors import MesosZmqError
+from mesos_zmq.logs import configure_logging
+from mesos_zmq.protocol import GetState, OperatorKill, OperatorReply, State
+
+F = TypeVar("F", bound=Callable[..., Any])
+DEFAULT_MASTER = "tcp://127.0.0.1:5050"
+
+
+def flag(*names: str, **kwargs: Any) -> Callable[[F], F]:
+    """A click option whose env var is MESOS_ZMQ_<LONG NAME>, shown in --help."""
+    long_name = next(n for n in names if n.startswith("--"))
+    kwargs.setdefault("envvar", "MESOS_ZMQ_" + long_name[2:].replace("-", "_").upper())
+    kwargs.setdefault("show_envvar", True)
+    kwargs.setdefault("show_default", True)
+    return click.option(*names, **kwargs)
+
+
+def log_flags(func: F) -> F:
+    func = flag("--log-format", type=click.Choice(["auto", "console", "json"]),
+                default="auto", help="console on a terminal, JSON lines otherwise")(func)
+    func = flag("--log-level", type=click.Choice(["debug", "info", "warning", "error"]),
+                default="info")(func)
+    return func
+
+
+def master_flag(func: F) -> F:
+    return flag("--master", default=DEFAULT_MASTER, help="master address tcp://host:port")(func)
+
+
+def parse_weights(text: str) -> dict[str, float]:
+    """``eng=2,ops=1`` (Mesos's --weights form) -> {"eng": 2.0, "ops": 1.0}."""
+    weights: dict[str, float] = {}
+    for item in filter(None, (p.strip() for p in text.split(","))):
+        role, sep, value = item.partition("=")
+        if not sep:
+            raise click.BadParameter(f"{item!r} is not ROLE=WEIGHT", param_hint="--weights")
+        try:
+            weight = float(value)
+        except ValueError:
+            raise click.BadParameter(
+                f"weight {value!r} of role {role!r} is not a number", param_hint="--weights"
+            ) from None
+        if not weight > 0 or weight != weight or weight == float("inf"):
+            raise click.BadParameter(
+                f"weight of role {role!r} must be a positive number", param_hint="--weights"
+            )
+        weights[role.strip()] = weight
+    return weights
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(__version__, prog_name="mesos-zmq")
+def cli() -> None:
+    """A cluster resource manager in the spirit of Apache Mesos."""
+
+
+# ============================================================================ daemons
+
+
+@cli.command()
+@flag("--ip", default="127.0.0.1", help="address to listen on (0.0.0.0 for all)")
+@flag("--port", type=click.IntRange(0, 65535), default=5050, help="port to listen on")
+@flag("--work-dir", default="/var/lib/mesos-zmq/master", help="where the registry lives")
+@flag("--registry", type=click.Choice(["replicated_log", "in_memory"]),
+      default="replicated_log", help="replicated_log persists state in --work-dir")
+@flag("--roles", default="", help="comma-separated roles frameworks may use (empty: any)")
+@flag("--weights", default="", help="role weights, e.g. eng=2,ops=1")
+@flag("--heartbeat-interval", type=click.FloatRange(min=0.01), default=2.0,
+      help="seconds between heartbeats")
+@flag("--missed-heartbeats", type=click.IntRange(min=1), default=5,
+      help="heartbeats missed before a peer is declared gone")
+@flag("--allocation-interval", type=click.FloatRange(min=0.01), default=1.0,
+      help="seconds between periodic allocation rounds")
+@flag("--reregister-timeout", type=click.FloatRange(min=0.0), default=600.0,
+      help="seconds agents and frameworks have to come back after a master restart")
+@flag("--fsync/--no-fsync", default=True, help="fsync every log append")
+@log_flags
+def master(ip: str, port: int, work_dir: str, registry: str, roles: str, weights: str,
+           heartbeat_interval: float, missed_heartbeats: int, allocation_interval: float,
+           reregister_timeout: float, fsync: bool, log_format: str, log_level: str) -> None:
+    """Run a master."""
+    from mesos_zmq.master.server import MasterConfig, run_master
+
+    configure_logging("master", log_format, log_level)
+    role_list = tuple(r.strip() for r in roles.split(",") if r.strip()) or None
+    config = MasterConfig(
+        ip=ip, port=port, work_dir=work_dir, registry=registry, roles=role_list,
+        weights=parse_weights(weights), heartbeat_interval=heartbeat_interval,
+        missed_heartbeats=missed_heartbeats, allocation_interval=allocation_interval,
+        reregister_timeout=reregister_timeout, fsync=fsync,
+    )
+    sys.exit(run_master(config))
+
+
+@cli.command()
+@master_flag
+@flag("--work-dir", default="/var/lib/mesos-zmq/agent", help="sandboxes and checkpoints")
+@flag("--resources", default=None, help="e.g. 'cpus:4;mem:4096;ports:[31000-32000]' "
+      "(default: detected from the host; given names override detected ones)")
+@flag("--attributes", default="", help="e.g. 'rack:r1;zone:a'")
+@flag("--hostname", default=None, help="name reported to the master (default: this host)")
+@flag("--kill-grace-period", type=click.FloatRange(min=0.0), default=3.0,
+      help="seconds between SIGTERM and SIGKILL when a task is killed")
+@log_flags
+def agent(master: str, work_dir: str, resources: str | None, attributes: str,
+          hostname: str | None, kill_grace_period: float, log_format: str,
+          log_level: str) -> None:
+    """Run an agent that offers this host's resources and runs tasks."""
+    from mesos_zmq.agent.server import AgentConfig, run_agent
+
+    configure_logging("agent", log_format, log_level)
+    config = AgentConfig(
+        master=master, work_dir=work_dir, resources=resources, attributes=attributes,
+        hostname=hostname or socket.gethostname(), kill_grace_period=kill_grace_period,
+    )
+    sys.exit(run_agent(config))
+
+
+# ============================================================================ local
+
+
+@cli.command(context_settings={"ignore_unknown_options": True})
+@flag("--agents", "agent_count", type=click.IntRange(1, 64), default=2,
+      help="number of agents to start")
+@flag("--port", type=click.IntRange(0, 65535), default=5050, help="master port")
+@flag("--resources", default="cpus:2;mem:2048;disk:4096;ports:[31000-31999]",
+      help="resources of each agent")
+@flag("--work-dir", default=None, help="cluster directory (default: a temporary one)")
+@flag("--log-format", type=click.Choice(["auto", "console", "json"]), default="auto")
+@flag("--log-level", type=click.Choice(["debug", "info", "warning", "error"]),
+      default="warning", help="log level of the master and agents")
+@click.argument("command", nargs=-1, type=click.UNPROCESSED)
+def local(agent_count: int, port: int, resources: str, work_dir: str | None,
+          log_format: str, log_level: str, command: tuple[str, ...]) -> None:
+    """Start a master and agents as child processes on this machine.
+
+    With a COMMAND (after --), run it as a task, stream its output, shut the cluster
+    down and exit with the task's exit code. Without one, serve until Ctrl-C.
+    """
+    from mesos_zmq.cli.local import LocalCluster
+
+    temp = None if work_dir else tempfile.TemporaryDirectory(prefix="mesos-zmq-local-")
+    root = Path(work_dir or (temp.name if temp else "."))
+    cluster = LocalCluster(root, agent_count, port, resources, log_format, log_level)
+    code = 0
+    try:
+        cluster.start()
+        if command:
+            from mesos_zmq.frameworks.execute import run_command
+
+            text = command[0] if len(command) == 1 else shlex.join(command)
+            code = run_command(cluster.master, text, name="local-run")
+        else:
+            click.echo(f"master at {cluster.master} with {agent_count} agents; Ctrl-C stops",
+                       err=True)
+            cluster.wait()
+    except KeyboardInterrupt:
+        code = 130
+    finally:
+        cluster.stop()
+        if temp is not None:
+            temp.cleanup()
+    sys.exit(code)
+
+
+# ============================================================================ run
+
+
+@cli.command(context_settings={"ignore_unknown_options": True})
+@master_flag
+@flag("--cpus", type=click.FloatRange(min=0.001), default=0.1, help="cpus per instance")
+@flag("--mem", type=click.FloatRange(min=0.0), default=32.0, help="memory (MB) per instance")
+@flag("--disk", type=click.FloatRange(min=0.0), default=0.0, help="disk (MB) per instance")
+@flag("--instances", type=click.IntRange(1, 10_000), default=1, help="copies to run")
+@flag("--name", default="mesos-zmq-run", help="framework and task name")
+@flag("--role", default="*", help="role to run in")
+@flag("--env", "env", multiple=True, help="KEY=VALUE for the task (repeatable)")
+@flag("--timeout", type=click.FloatRange(min=0.0), default=None,
+      help="give up (and kill the tasks) after this many seconds")
+@click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
+def run(master: str, cpus: float, mem: float, disk: float, instances: int, name: str,
+        role: str, env: tuple[str, ...], timeout: float | None,
+        command: tuple[str, ...]) -> None:
+    """Run COMMAND (after --) as tasks, stream output, exit with its exit code."""
+    from mesos_zmq.frameworks.execute import run_command
+
+    environment: dict[str, str] = {}
+    for item in env:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise click.BadParameter(f"{item!r} is not KEY=VALUE", param_hint="--env")
+        environment[key] = value
+    configure_logging("framework", "auto", "warning")
+    text = command[0] if len(command) == 1 else shlex.join(command)
+    sys.exit(
+        run_command(master, text, instances=instances, cpus=cpus, mem=mem, disk=disk,
+                    name=name, role=role, env=environment, timeout=timeout)
+    )
+
+
+# ============================================================================ operate
+
+
+def fetch_state(master: str, timeout: float = 5.0) -> dict[str, Any]:
+    reply = request(master, GetState(), timeout)
+    if not isinstance(reply, State):
+        raise MesosZmqError(f"unexpected reply {reply.TYPE} from the master")
+    return reply.state
+
+
+def emit(data: Any, as_json: bool, columns: list[tuple[str, str]], rows: list[dict[str, Any]]
+         ) -> None:
+    if as_json:
+        click.echo(json.dumps(data, indent=2, sort_keys=True, default=str))
+    else:
+        click.echo(render_table(columns, rows))
+
+
+@cli.command()
+@master_flag
+@click.option("--json", "as_json", is_flag=True, help="print JSON for scripts")
+def state(master: str, as_json: bool) -> None:
+    """Summary of the whole cluster."""
+    data = fetch_state(master)
+    if as_json:
+        click.echo(json.dumps(data, indent=2, sort_keys=True, default=str))
+        return
+    tasks = data["tasks"]
+    active = [t for t in tasks if t["state"] in ("TASK_STAGING", "TASK_STARTING",
+                                                 "TASK_RUNNING", "TASK_KILLING")]
+    click.echo(f"master     {data['master']['id']}")
+    click.echo(f"agents     {len(data['agents'])} "
+               f"({sum(1 for a in data['agents'] if a['connected'])} connected)")
+    click.echo(f"frameworks {len(data['frameworks'])}")
+    click.echo(f"tasks      {len(active)} active, {len(tasks) - len(active)} completed")
+    if data["roles"]:
+        click.echo("")
+        click.echo(render_table(
+            [("role", "ROLE"), ("weight", "WEIGHT"), ("dominant_share", "SHARE")],
+            data["roles"]))
+
+
+@cli.command()
+@master_flag
+@click.option("--json", "as_json", is_flag=True, help="print JSON for scripts")
+def agents(master: str, as_json: bool) -> None:
+    """List agents."""
+    rows = fetch_state(master)["agents"]
+    emit(rows, as_json, [("id", "ID"), ("hostname", "HOST"), ("connected", "CONNECTED"),
+                         ("active_tasks", "TASKS"), ("resources", "RESOURCES"),
+                         ("used_resources", "USED")], rows)
+
+
+@cli.command()
+@master_flag
+@click.option("--json", "as_json", is_flag=True, help="print JSON for scripts")
+def frameworks(master: str, as_json: bool) -> None:
+    """List frameworks."""
+    rows = fetch_state(master)["frameworks"]
+    view = [dict(r, roles=",".join(r["roles"])) for r in rows]
+    emit(rows, as_json, [("id", "ID"), ("name", "NAME"), ("roles", "ROLES"),
+                         ("connected", "CONNECTED"), ("active_tasks", "TASKS"),
+                         ("used_resources", "USED")], view)
+
+
+@cli.command()
+@master_flag
+@click.option("--json", "as_json", is_flag=True, help="print JSON for scripts")
+@click.option("--active", is_flag=True, help="only tasks that have not ended")
+def tasks(master: str, as_json: bool, active: bool) -> None:
+    """List tasks (active and recently completed)."""
+    rows = fetch_state(master)["tasks"]
+    if active:
+        rows = [t for t in rows if t["state"] in ("TASK_STAGING", "TASK_STARTING",
+                                                  "TASK_RUNNING", "TASK_KILLING")]
+    view = [dict(t, state=t["state"].removeprefix("TASK_"),
+                 exit_code="" if t["exit_code"] is None else t["exit_code"]) for t in rows]
+    emit(rows, as_json, [("id", "ID"), ("state", "STATE"), ("exit_code", "EXIT"),
+                         ("agent_id", "AGENT"), ("framework_id", "FRAMEWORK"),
+                         ("resources", "RESOURCES"), ("message", "MESSAGE")], view)
+
+
+@cli.command()
+@master_flag
+@click.option("--framework", "framework_id", default="", help="framework of the task")
+@click.argument("task_id")
+def kill(master: str, framework_id: str, task_id: str) -> None:
+    """Kill a task by id."""
+    reply = request(master, OperatorKill(task_id=task_id, framework_id=framework_id))
+    if isinstance(reply, OperatorReply):
+        click.echo(reply.message)
+
+
+# ============================================================================ entry
+
+
+def main() -> None:
+    """Console entry point: typed errors become one line on stderr."""
+    try:
+        cli.main(standalone_mode=False)
+    except click.exceptions.Abort:
+        click.echo("aborted", err=True)
+        sys.exit(130)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+    except (MasterUnreachable, RequestRefused, MesosZmqError) as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        sys.exit(130)
+    except OSError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()

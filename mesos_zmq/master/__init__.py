@@ -1,0 +1,1 @@
+"""The master: pure core, durable state, log backends and the server shell."""

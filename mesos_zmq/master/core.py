@@ -1,0 +1,1163 @@
+"""The master core: messages and time in, a :class:`Ready` batch out.
+
+Theory of operation
+-------------------
+The core is a plain object. The shell feeds it decoded messages with the identity of
+the connection they came from (:meth:`MasterCore.handle`) and the passage of time
+(:meth:`MasterCore.tick`); each call returns a :class:`Ready` holding durable
+records and outgoing messages. The shell MUST append ``records`` to the log (one
+write for the whole batch) before it sends any of ``messages``: a message may reveal
+a change (an agent id, a launched task, a terminal state) that must not be forgotten
+by a master that crashes right after saying it.
+
+Durable state lives in :class:`~mesos_zmq.master.state.MasterState` and changes only
+through records (:meth:`_commit`). Connections, offers, heartbeats, pending
+master-generated status updates and forwarded file reads are runtime state, rebuilt
+when peers reconnect after a master restart.
+
+Rules worth knowing:
+
+* A connection is bound to one agent or one framework by its (re)registration; any
+  other message from an unbound connection gets ``Error(not_registered)`` so the
+  client re-registers (this is how clients notice a restarted master).
+* Status updates from agents are recorded, then forwarded; the framework's
+  acknowledgement goes back to the agent, which retries until it gets one. Updates
+  the master itself generates (LOST on agent loss, ERROR for invalid tasks) are
+  retried by the master until acknowledged.
+* Offered resources count as allocated until declined, used or rescinded.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import structlog
+
+from mesos_zmq.allocator.allocator import Allocator
+from mesos_zmq.attributes import parse_attributes
+from mesos_zmq.errors import AttributeParseError, ResourceError
+from mesos_zmq.heartbeat import HeartbeatMonitor
+from mesos_zmq.master.state import MasterState, Record, TaskRecord
+from mesos_zmq.protocol import (
+    Accept,
+    Acknowledge,
+    AgentRegistered,
+    Decline,
+    Error,
+    FileData,
+    FrameworkInfo,
+    GetState,
+    Heartbeat,
+    Kill,
+    KillTask,
+    Message,
+    Offer,
+    Offers,
+    OperatorKill,
+    OperatorReply,
+    ReadFile,
+    Reconcile,
+    RegisterAgent,
+    ReregisterAgent,
+    Rescind,
+    Revive,
+    RunTasks,
+    ShutdownFramework,
+    State,
+    StatusUpdate,
+    Subscribe,
+    Subscribed,
+    Suppress,
+    TaskInfo,
+    TaskStatus,
+    Teardown,
+    to_plain,
+)
+from mesos_zmq.resources import Resources, validate_role
+from mesos_zmq.tasks import TERMINAL, TaskState, can_transition
+
+log = structlog.get_logger()
+
+_ID_RE = re.compile(r"^[A-Za-z0-9_.-]{1,200}$")
+MAX_TASKS_PER_ACCEPT = 10_000
+
+
+def valid_id(value: str) -> bool:
+    """Ids become directory names on agents: keep them to a safe alphabet."""
+    return bool(_ID_RE.match(value)) and value not in (".", "..")
+
+
+@dataclass(frozen=True, slots=True)
+class MasterCoreConfig:
+    master_id: str = "master"
+    heartbeat_interval: float = 2.0
+    missed_heartbeats: int = 5
+    allocation_interval: float = 1.0
+    #: how long agents and frameworks known from the log may take to come back
+    reregister_timeout: float = 600.0
+    status_update_retry: float = 2.0
+    #: None accepts any valid role; otherwise the only roles frameworks may use
+    roles: tuple[str, ...] | None = None
+    weights: tuple[tuple[str, float], ...] = ()
+    read_timeout: float = 10.0
+
+
+@dataclass(slots=True)
+class Ready:
+    """One batch of effects. Persist ``records`` first, then send ``messages``."""
+
+    records: list[Record] = field(default_factory=list)
+    #: (connection identity, message, request id)
+    messages: list[tuple[bytes, Message, str]] = field(default_factory=list)
+
+    def __bool__(self) -> bool:
+        return bool(self.records or self.messages)
+
+
+@dataclass(slots=True)
+class _Peer:
+    kind: str  # "agent" | "framework"
+    id: str
+    monitor: HeartbeatMonitor
+
+
+@dataclass(slots=True)
+class _OfferRec:
+    offer_id: str
+    framework_id: str
+    agent_id: str
+    role: str
+    resources: Resources
+    created: float
+
+
+@dataclass(slots=True)
+class _FrameworkRuntime:
+    peer: bytes | None = None
+    #: when a disconnected framework is removed (None while connected)
+    deadline: float | None = None
+    offers: set[str] = field(default_factory=set)
+    #: master-generated updates awaiting acknowledgement, by uuid
+    pending: OrderedDict[str, TaskStatus] = field(default_factory=OrderedDict)
+    last_retry: float = 0.0
+
+
+@dataclass(slots=True)
+class _AgentRuntime:
+    peer: bytes | None = None
+    #: when an agent recovered from the log but not yet back is removed
+    deadline: float | None = None
+    offers: set[str] = field(default_factory=set)
+
+
+@dataclass(slots=True)
+class _PendingRead:
+    peer: bytes
+    request_id: str
+    deadline: float
+
+
+class MasterCore:
+    """Single-master logic; see the module docstring for the contract."""
+
+    def __init__(
+        self,
+        config: MasterCoreConfig,
+        new_id: Callable[[], str],
+        state: MasterState | None = None,
+        now: float = 0.0,
+    ) -> None:
+        self.config = config
+        self._new_id = new_id
+        self.state = state if state is not None else MasterState()
+        self.allocator = Allocator(dict(config.weights))
+        self._peers: dict[bytes, _Peer] = {}
+        self._frameworks: dict[str, _FrameworkRuntime] = {}
+        self._agents: dict[str, _AgentRuntime] = {}
+        self._offers: dict[str, _OfferRec] = {}
+        self._reads: dict[str, _PendingRead] = {}
+        self._ready = Ready()
+        self._allocate_pending = False
+        self._last_allocation = now
+        self.started_at = now
+        self.counters: dict[str, int] = {}
+        self._handlers: dict[type[Message], Callable[[bytes, Any, str, float], None]] = {
+            RegisterAgent: self._on_register_agent,
+            ReregisterAgent: self._on_reregister_agent,
+            Heartbeat: self._on_heartbeat,
+            StatusUpdate: self._on_status_update,
+            FileData: self._on_file_data,
+            Error: self._on_error,
+            Subscribe: self._on_subscribe,
+            Accept: self._on_accept,
+            Decline: self._on_decline,
+            Kill: self._on_kill,
+            Acknowledge: self._on_acknowledge,
+            Reconcile: self._on_reconcile,
+            Revive: self._on_revive,
+            Suppress: self._on_suppress,
+            Teardown: self._on_teardown,
+            GetState: self._on_get_state,
+            OperatorKill: self._on_operator_kill,
+            ReadFile: self._on_read_file,
+        }
+        for role, weight in self.state.weights.items():
+            self.allocator.set_weight(role, weight)
+        self._recover(now)
+
+    # ================================================================= plumbing
+    def _take(self) -> Ready:
+        ready, self._ready = self._ready, Ready()
+        return ready
+
+    def _commit(self, record: Record) -> None:
+        self.state.apply(record)
+        self._ready.records.append(record)
+
+    def _send(self, peer: bytes, msg: Message, request_id: str = "") -> None:
+        self._ready.messages.append((peer, msg, request_id))
+
+    def _error(self, peer: bytes, code: str, message: str, request_id: str) -> None:
+        self._count(f"error_{code}")
+        self._send(peer, Error(code=code, message=message, in_reply_to=request_id), request_id)
+
+    def _count(self, name: str) -> None:
+        self.counters[name] = self.counters.get(name, 0) + 1
+
+    def _send_framework(self, framework_id: str, msg: Message, request_id: str = "") -> bool:
+        rt = self._frameworks.get(framework_id)
+        if rt is None or rt.peer is None:
+            return False
+        self._send(rt.peer, msg, request_id)
+        return True
+
+    def _send_agent(self, agent_id: str, msg: Message, request_id: str = "") -> bool:
+        rt = self._agents.get(agent_id)
+        if rt is None or rt.peer is None:
+            return False
+        self._send(rt.peer, msg, request_id)
+        return True
+
+    def _bind(self, peer: bytes, kind: str, ident: str, now: float) -> None:
+        """Bind a connection to an agent/framework, unbinding any older connection."""
+        old = self._peers.get(peer)
+        if old is not None and (old.kind, old.id) != (kind, ident):
+            self._unbind_peer(peer)
+        monitor = HeartbeatMonitor(self.config.heartbeat_interval, self.config.missed_heartbeats)
+        monitor.reset(now)
+        self._peers[peer] = _Peer(kind, ident, monitor)
+        rt: _FrameworkRuntime | _AgentRuntime
+        rt = self._frameworks[ident] if kind == "framework" else self._agents[ident]
+        if rt.peer is not None and rt.peer != peer:
+            self._peers.pop(rt.peer, None)
+        rt.peer = peer
+
+    def _unbind_peer(self, peer: bytes) -> None:
+        info = self._peers.pop(peer, None)
+        if info is None:
+            return
+        rt = (self._frameworks if info.kind == "framework" else self._agents).get(info.id)
+        if rt is not None and rt.peer == peer:
+            rt.peer = None
+
+    # ================================================================= entry points
+    def handle(self, peer: bytes, msg: Message, request_id: str, now: float) -> Ready:
+        """Process one decoded message from connection ``peer``."""
+        info = self._peers.get(peer)
+        if info is not None:
+            info.monitor.received(now)
+        handler = self._handlers.get(type(msg))
+        if handler is None:
+            self._error(peer, "unexpected", f"the master does not accept {msg.TYPE}", request_id)
+        else:
+            handler(peer, msg, request_id, now)
+        return self._take()
+
+    def tick(self, now: float) -> Ready:
+        """Advance time: heartbeats, expiries, retries, allocation."""
+        self._check_peers(now)
+        self._check_deadlines(now)
+        self._retry_master_updates(now)
+        self._expire_reads(now)
+        if self._allocate_pending or now - self._last_allocation >= self.config.allocation_interval:
+            self._allocate(now)
+        return self._take()
+
+    def request_allocation(self) -> None:
+        self._allocate_pending = True
+
+    # ================================================================= recovery
+    def _recover(self, now: float) -> None:
+        """Rebuild runtime state after replaying the log: everyone must come back."""
+        deadline = now + self.config.reregister_timeout
+        for agent in self.state.agents.values():
+            self._agents[agent.agent_id] = _AgentRuntime(deadline=deadline)
+            try:
+                total = Resources.parse(agent.resources)
+            except ResourceError:
+                total = Resources.empty()
+            self.allocator.add_agent(agent.agent_id, total)
+            self.allocator.activate_agent(agent.agent_id, False)
+        for info in self.state.frameworks.values():
+            grace = max(info.failover_timeout, self.config.reregister_timeout)
+            self._frameworks[info.framework_id] = _FrameworkRuntime(deadline=now + grace)
+            self.allocator.add_framework(
+                info.framework_id, info.roles, info.capabilities, active=False
+            )
+        for rec in self.state.tasks.values():
+            self._allocate_task(rec)
+
+    def _allocate_task(self, rec: TaskRecord) -> None:
+        try:
+            res = Resources.parse(rec.task.resources)
+        except ResourceError:
+            return
+        role = rec.task.role or "*"
+        self.allocator.allocate_to(rec.framework_id, role, rec.agent_id, res)
+
+    def _release_task(self, rec: TaskRecord) -> None:
+        try:
+            res = Resources.parse(rec.task.resources)
+        except ResourceError:
+            return
+        self.allocator.recover(rec.framework_id, rec.task.role or "*", rec.agent_id, res)
+        self._allocate_pending = True
+
+    # ================================================================= agents
+    def _agent_check(self, resources: str, attributes: str) -> str | None:
+        try:
+            total = Resources.parse(resources)
+        except ResourceError as exc:
+            return str(exc)
+        if not total:
+            return "agent offers no resources"
+        try:
+            parse_attributes(attributes)
+        except AttributeParseError as exc:
+            return str(exc)
+        return None
+
+    def _on_register_agent(self, peer: bytes, msg: RegisterAgent, rid: str, now: float) -> None:
+        bound = self._peers.get(peer)
+        if bound is not None and bound.kind == "agent" and bound.id in self.state.agents:
+            # A retry whose reply was lost: same answer, no new agent.
+            self._send(peer, self._agent_registered(bound.id, False), rid)
+            return
+        problem = self._agent_check(msg.resources, msg.attributes)
+        if problem is not None:
+            self._error(peer, "invalid", f"agent registration refused: {problem}", rid)
+            return
+        agent_id = self._fresh_id("agent", self.state.agents)
+        self._commit(
+            {
+                "op": "agent_added",
+                "agent_id": agent_id,
+                "hostname": msg.hostname,
+                "resources": str(Resources.parse(msg.resources)),
+                "attributes": msg.attributes,
+                "time": now,
+            }
+        )
+        self._agents[agent_id] = _AgentRuntime()
+        self._bind(peer, "agent", agent_id, now)
+        self.allocator.add_agent(agent_id, Resources.parse(msg.resources))
+        self._allocate_pending = True
+        log.info("agent registered", agent_id=agent_id, hostname=msg.hostname)
+        self._send(peer, self._agent_registered(agent_id, False), rid)
+
+    def _agent_registered(self, agent_id: str, re: bool) -> AgentRegistered:
+        return AgentRegistered(
+            agent_id=agent_id,
+            heartbeat_interval=self.config.heartbeat_interval,
+            missed_heartbeats=self.config.missed_heartbeats,
+            reregistered=re,
+        )
+
+    def _on_reregister_agent(
+        self, peer: bytes, msg: ReregisterAgent, rid: str, now: float
+    ) -> None:
+        if not valid_id(msg.agent_id):
+            self._error(peer, "invalid", f"invalid agent id {msg.agent_id[:64]!r}", rid)
+            return
+        problem = self._agent_check(msg.resources, msg.attributes)
+        if problem is not None:
+            self._error(peer, "invalid", f"agent re-registration refused: {problem}", rid)
+            return
+        agent_id = msg.agent_id
+        total = Resources.parse(msg.resources)
+        known = self.state.agents.get(agent_id)
+        if known is None or known.resources != str(total) or known.hostname != msg.hostname:
+            # New to this master (removed earlier, or its log was lost) or changed.
+            self._commit(
+                {
+                    "op": "agent_added",
+                    "agent_id": agent_id,
+                    "hostname": msg.hostname,
+                    "resources": str(total),
+                    "attributes": msg.attributes,
+                    "time": now,
+                }
+            )
+            if self.allocator.has_agent(agent_id):
+                self._reset_agent_allocation(agent_id, total)
+            else:
+                self.allocator.add_agent(agent_id, total)
+                for rec in self.state.active_tasks_on(agent_id):
+                    self._allocate_task(rec)
+        rt = self._agents.setdefault(agent_id, _AgentRuntime())
+        rt.deadline = None
+        self._bind(peer, "agent", agent_id, now)
+        self.allocator.activate_agent(agent_id, True)
+        self._reconcile_agent(agent_id, msg, now)
+        self._allocate_pending = True
+        log.info("agent reregistered", agent_id=agent_id, tasks=len(msg.tasks))
+        self._send(peer, self._agent_registered(agent_id, True), rid)
+
+    def _reset_agent_allocation(self, agent_id: str, total: Resources) -> None:
+        """An agent came back with different resources: rebuild its accounting."""
+        for offer_id in list(self._agents.get(agent_id, _AgentRuntime()).offers):
+            self._rescind(offer_id)
+        for rec in self.state.active_tasks_on(agent_id):
+            self._release_task(rec)
+        self.allocator.remove_agent(agent_id)
+        self.allocator.add_agent(agent_id, total)
+        for rec in self.state.active_tasks_on(agent_id):
+            self._allocate_task(rec)
+
+    def _reconcile_agent(self, agent_id: str, msg: ReregisterAgent, now: float) -> None:
+        """Agents are the truth for what runs: align the log with their report."""
+        reported: set[tuple[str, str]] = set()
+        for report in msg.tasks:
+            key = (report.framework_id, report.task.task_id)
+            reported.add(key)
+            rec = self.state.task(*key)
+            framework_known = report.framework_id in self.state.frameworks
+            if not framework_known:
+                self._send_agent(agent_id, ShutdownFramework(framework_id=report.framework_id))
+                continue
+            if rec is None:
+                # Unknown to us but its framework lives: adopt it (Mesos does).
+                task = replace(report.task, agent_id=agent_id)
+                self._commit(
+                    {
+                        "op": "task_added",
+                        "framework_id": report.framework_id,
+                        "task": to_plain(task),
+                        "state": TaskState.STAGING.value,
+                        "time": now,
+                    }
+                )
+                new_rec = self.state.task(*key)
+                if new_rec is not None:
+                    self._allocate_task(new_rec)
+            elif rec.terminal and report.state not in TERMINAL:
+                # We already told the framework it is gone (LOST): it must not run.
+                self._send_agent(
+                    agent_id,
+                    KillTask(framework_id=report.framework_id, task_id=report.task.task_id),
+                )
+        for rec in self.state.active_tasks_on(agent_id):
+            if (rec.framework_id, rec.task_id) not in reported:
+                self._master_task_update(
+                    rec,
+                    TaskState.LOST,
+                    "REASON_AGENT_RESTARTED",
+                    "Task is unknown to the agent after it re-registered",
+                    now,
+                )
+
+    def _on_heartbeat(self, peer: bytes, msg: Heartbeat, rid: str, now: float) -> None:
+        if peer not in self._peers:
+            self._error(peer, "not_registered", "unknown connection: register first", rid)
+
+    def _require(self, peer: bytes, kind: str, rid: str, ident: str | None = None) -> bool:
+        info = self._peers.get(peer)
+        if info is None or info.kind != kind:
+            what = "register as an agent" if kind == "agent" else "subscribe"
+            self._error(peer, "not_registered", f"unknown connection: {what} first", rid)
+            return False
+        if ident is not None and info.id != ident:
+            self._error(
+                peer, "invalid", f"this connection belongs to {kind} {info.id}, not {ident}", rid
+            )
+            return False
+        return True
+
+    def _on_status_update(self, peer: bytes, msg: StatusUpdate, rid: str, now: float) -> None:
+        status = msg.status
+        if not self._require(peer, "agent", rid, status.agent_id):
+            return
+        ack = Acknowledge(
+            framework_id=status.framework_id,
+            agent_id=status.agent_id,
+            task_id=status.task_id,
+            uuid=status.uuid,
+        )
+        try:
+            new_state = TaskState(status.state)
+        except ValueError:
+            self._error(peer, "bad_field", f"unknown task state {status.state[:40]!r}", rid)
+            return
+        rec = self.state.task(status.framework_id, status.task_id)
+        if rec is None or status.framework_id not in self.state.frameworks:
+            # Nobody to tell: acknowledge so the agent stops retrying.
+            self._send(peer, ack)
+            return
+        if rec.agent_id != status.agent_id:
+            self._send(peer, ack)
+            return
+        if rec.state != new_state:
+            if not can_transition(rec.state, new_state):
+                log.info(
+                    "ignoring stale status update",
+                    task_id=status.task_id,
+                    have=rec.state.value,
+                    got=new_state.value,
+                )
+                self._send(peer, ack)
+                return
+            self._commit(
+                {
+                    "op": "task_updated",
+                    "framework_id": status.framework_id,
+                    "task_id": status.task_id,
+                    "state": new_state.value,
+                    "exit_code": status.exit_code,
+                    "message": status.message,
+                    "reason": status.reason,
+                    "time": now,
+                }
+            )
+            if new_state in TERMINAL:
+                self._release_task(rec)
+        self._count("status_updates")
+        # Forward even a repeated update: the agent retries because no ack reached it.
+        self._send_framework(status.framework_id, StatusUpdate(status=status))
+
+    def _on_file_data(self, peer: bytes, msg: FileData, rid: str, now: float) -> None:
+        pending = self._reads.pop(rid, None)
+        if pending is not None:
+            self._send(pending.peer, msg, pending.request_id)
+
+    def _on_error(self, peer: bytes, msg: Error, rid: str, now: float) -> None:
+        pending = self._reads.pop(msg.in_reply_to, None)
+        if pending is not None:
+            self._send(
+                pending.peer,
+                Error(code=msg.code, message=msg.message, in_reply_to=pending.request_id),
+                pending.request_id,
+            )
+            return
+        info = self._peers.get(peer)
+        log.info("peer reported an error", code=msg.code, message=msg.message[:200],
+                 peer_kind=info.kind if info else "unknown", peer_id=info.id if info else "")
+
+    # ================================================================= frameworks
+    def _on_subscribe(self, peer: bytes, msg: Subscribe, rid: str, now: float) -> None:
+        info = msg.framework
+        problem = self._framework_check(info)
+        if problem is not None:
+            self._error(peer, "invalid", f"subscription refused: {problem}", rid)
+            return
+        bound = self._peers.get(peer)
+        if (
+            not info.framework_id
+            and bound is not None
+            and bound.kind == "framework"
+            and bound.id in self.state.frameworks
+        ):
+            self._send(peer, self._subscribed(bound.id, False), rid)  # lost reply, retry
+            return
+        reregistered = False
+        if info.framework_id:
+            if info.framework_id in self.state.removed_frameworks:
+                self._error(
+                    peer,
+                    "framework_removed",
+                    f"framework {info.framework_id} was removed; subscribe without an id",
+                    rid,
+                )
+                return
+            framework_id = info.framework_id
+            reregistered = framework_id in self.state.frameworks
+        else:
+            framework_id = self._fresh_id("framework", self.state.frameworks)
+        roles = list(dict.fromkeys(info.roles or ["*"]))
+        stored = replace(info, framework_id=framework_id, roles=roles)
+        if self.state.frameworks.get(framework_id) != stored:
+            self._commit(
+                {"op": "framework_added", "framework": to_plain(stored), "time": now}
+            )
+        rt = self._frameworks.setdefault(framework_id, _FrameworkRuntime())
+        rt.deadline = None
+        # Offers made to a previous connection are void: take them back quietly.
+        for offer_id in list(rt.offers):
+            self._remove_offer(offer_id)
+        self._bind(peer, "framework", framework_id, now)
+        self.allocator.add_framework(framework_id, roles, info.capabilities, active=True)
+        self._allocate_pending = True
+        log.info(
+            "framework subscribed",
+            framework_id=framework_id,
+            name=info.name,
+            roles=roles,
+            reregistered=reregistered,
+        )
+        self._send(peer, self._subscribed(framework_id, reregistered), rid)
+        for status in rt.pending.values():
+            self._send(peer, StatusUpdate(status=status))
+        rt.last_retry = now
+
+    def _subscribed(self, framework_id: str, re: bool) -> Subscribed:
+        return Subscribed(
+            framework_id=framework_id,
+            heartbeat_interval=self.config.heartbeat_interval,
+            missed_heartbeats=self.config.missed_heartbeats,
+            reregistered=re,
+        )
+
+    def _framework_check(self, info: FrameworkInfo) -> str | None:
+        if not info.name.strip():
+            return "framework name must not be empty"
+        if info.framework_id and not valid_id(info.framework_id):
+            return f"invalid framework id {info.framework_id[:64]!r}"
+        if not info.roles:
+            return "a framework needs at least one role"
+        for role in info.roles:
+            try:
+                validate_role(role)
+            except ResourceError as exc:
+                return str(exc)
+            if self.config.roles is not None and role not in self.config.roles and role != "*":
+                allowed = ", ".join(self.config.roles)
+                return f"role {role!r} is not allowed (allowed roles: {allowed})"
+        if not 0 <= info.failover_timeout < 10**9:
+            return "failover_timeout must be between 0 and 1e9 seconds"
+        return None
+
+    def _framework_peer_ok(self, peer: bytes, framework_id: str, rid: str) -> bool:
+        return self._require(peer, "framework", rid, framework_id)
+
+    def _on_accept(self, peer: bytes, msg: Accept, rid: str, now: float) -> None:
+        fid = msg.framework_id
+        if not self._framework_peer_ok(peer, fid, rid):
+            return
+        problem = self._accept_check(fid, msg)
+        if problem is not None:
+            self._error(peer, "invalid", f"accept refused: {problem}", rid)
+            for task in msg.tasks[:MAX_TASKS_PER_ACCEPT]:
+                self._reply_status(fid, task.task_id, task.agent_id, TaskState.DROPPED,
+                                   "REASON_INVALID_OFFERS", f"accept refused: {problem}", now)
+            return
+        offers = [self._offers[o] for o in msg.offer_ids]
+        agent_id = offers[0].agent_id
+        role = offers[0].role
+        offered = Resources.empty()
+        for offer in offers:
+            offered = offered + offer.resources
+            self._remove_offer(offer.offer_id, recover=False)
+        remaining = offered
+        launched: list[TaskInfo] = []
+        seen: set[str] = set()
+        for task in msg.tasks:
+            error = self._task_check(fid, agent_id, task, seen)
+            needed: Resources | None = None
+            if error is None:
+                try:
+                    needed = Resources.parse(task.resources)
+                except ResourceError as exc:
+                    error = str(exc)
+            if error is None and needed is not None and not remaining.contains(needed):
+                error = f"task resources {needed} do not fit in what is left of the offers"
+            if error is not None or needed is None:
+                self._master_task_error(fid, task, error or "invalid task", now)
+                continue
+            seen.add(task.task_id)
+            remaining = remaining - needed
+            task = replace(task, agent_id=agent_id, role=role, resources=str(needed))
+            self._commit(
+                {
+                    "op": "task_added",
+                    "framework_id": fid,
+                    "task": to_plain(task),
+                    "state": TaskState.STAGING.value,
+                    "time": now,
+                }
+            )
+            launched.append(task)
+        refuse_until = now + msg.refuse_seconds if msg.refuse_seconds > 0 else None
+        self.allocator.recover(fid, role, agent_id, remaining, refuse_until)
+        self._allocate_pending = True
+        if launched:
+            info = self.state.frameworks[fid]
+            self._count("tasks_launched")
+            if not self._send_agent(
+                agent_id, RunTasks(framework_id=fid, tasks=launched, framework_name=info.name)
+            ):
+                for task in launched:
+                    rec = self.state.task(fid, task.task_id)
+                    if rec is not None:
+                        self._master_task_update(rec, TaskState.LOST, "REASON_AGENT_DISCONNECTED",
+                                                 "agent is not connected", now)
+
+    def _accept_check(self, fid: str, msg: Accept) -> str | None:
+        if not msg.offer_ids:
+            return "no offer ids given"
+        if len(set(msg.offer_ids)) != len(msg.offer_ids):
+            return "an offer id is repeated"
+        if len(msg.tasks) > MAX_TASKS_PER_ACCEPT:
+            return f"more than {MAX_TASKS_PER_ACCEPT} tasks in one accept"
+        if not 0 <= msg.refuse_seconds <= 10**9:
+            return "refuse_seconds must be between 0 and 1e9"
+        agents = set()
+        roles = set()
+        for offer_id in msg.offer_ids:
+            offer = self._offers.get(offer_id)
+            if offer is None:
+                return (
+                    f"offer {offer_id[:64]!r} is not valid "
+                    "(unknown, used, declined or rescinded)"
+                )
+            if offer.framework_id != fid:
+                return f"offer {offer_id} was not made to framework {fid}"
+            agents.add(offer.agent_id)
+            roles.add(offer.role)
+        if len(agents) > 1:
+            return "offers from different agents cannot be combined"
+        if len(roles) > 1:
+            return "offers for different roles cannot be combined"
+        return None
+
+    def _task_check(self, fid: str, agent_id: str, task: TaskInfo, seen: set[str]) -> str | None:
+        if not valid_id(task.task_id):
+            return f"invalid task id {task.task_id[:64]!r} (use letters, digits, '_', '.', '-')"
+        if task.task_id in seen:
+            return f"task id {task.task_id} appears twice in one accept"
+        if self.state.task(fid, task.task_id) is not None:
+            return f"task id {task.task_id} is already in use by this framework"
+        if task.agent_id and task.agent_id != agent_id:
+            return (
+                f"task {task.task_id} names agent {task.agent_id} "
+                f"but the offers are on {agent_id}"
+            )
+        if task.shell and not task.command.strip():
+            return f"task {task.task_id} has an empty command"
+        if not task.shell and not task.argv:
+            return f"task {task.task_id} has no argv"
+        if task.kill_grace_period is not None and not 0 <= task.kill_grace_period <= 3600:
+            return f"task {task.task_id}: kill_grace_period must be within 0..3600 seconds"
+        return None
+
+    def _on_decline(self, peer: bytes, msg: Decline, rid: str, now: float) -> None:
+        if not self._framework_peer_ok(peer, msg.framework_id, rid):
+            return
+        if not 0 <= msg.refuse_seconds <= 10**9:
+            self._error(peer, "invalid", "refuse_seconds must be between 0 and 1e9", rid)
+            return
+        refuse_until = now + msg.refuse_seconds if msg.refuse_seconds > 0 else None
+        for offer_id in msg.offer_ids:
+            offer = self._offers.get(offer_id)
+            if offer is None or offer.framework_id != msg.framework_id:
+                continue  # already gone: declining twice is harmless
+            self._remove_offer(offer_id, recover=False)
+            self.allocator.recover(
+                offer.framework_id, offer.role, offer.agent_id, offer.resources, refuse_until
+            )
+        self._allocate_pending = True
+
+    def _on_kill(self, peer: bytes, msg: Kill, rid: str, now: float) -> None:
+        if not self._framework_peer_ok(peer, msg.framework_id, rid):
+            return
+        self._kill(msg.framework_id, msg.task_id, now)
+
+    def _kill(self, fid: str, task_id: str, now: float) -> TaskRecord | None:
+        rec = self.state.task(fid, task_id)
+        if rec is None:
+            self._reply_status(fid, task_id, "", TaskState.LOST, "REASON_TASK_UNKNOWN",
+                               "kill of a task the master does not know", now)
+            return None
+        if rec.terminal:
+            return rec
+        if not self._send_agent(rec.agent_id, KillTask(framework_id=fid, task_id=task_id)):
+            log.info("kill deferred: agent not connected", task_id=task_id, agent_id=rec.agent_id)
+        return rec
+
+    def _on_acknowledge(self, peer: bytes, msg: Acknowledge, rid: str, now: float) -> None:
+        if not self._framework_peer_ok(peer, msg.framework_id, rid):
+            return
+        rt = self._frameworks.get(msg.framework_id)
+        if rt is not None and rt.pending.pop(msg.uuid, None) is not None:
+            return
+        if msg.agent_id:
+            self._send_agent(msg.agent_id, msg)
+
+    def _on_reconcile(self, peer: bytes, msg: Reconcile, rid: str, now: float) -> None:
+        fid = msg.framework_id
+        if not self._framework_peer_ok(peer, fid, rid):
+            return
+        if not msg.tasks:
+            for rec in list(self.state.tasks.values()):
+                if rec.framework_id == fid:
+                    self._reply_status(fid, rec.task_id, rec.agent_id, rec.state,
+                                       "REASON_RECONCILIATION", rec.message, now, rec.exit_code)
+            return
+        for item in msg.tasks:
+            found = self.state.task(fid, item.task_id)
+            if found is None:
+                self._reply_status(fid, item.task_id, item.agent_id, TaskState.LOST,
+                                   "REASON_RECONCILIATION", "task unknown to the master", now)
+            else:
+                self._reply_status(fid, found.task_id, found.agent_id, found.state,
+                                   "REASON_RECONCILIATION", found.message, now, found.exit_code)
+
+    def _on_revive(self, peer: bytes, msg: Revive, rid: str, now: float) -> None:
+        if self._framework_peer_ok(peer, msg.framework_id, rid):
+            self.allocator.revive(msg.framework_id, msg.roles)
+            self._allocate_pending = True
+
+    def _on_suppress(self, peer: bytes, msg: Suppress, rid: str, now: float) -> None:
+        if self._framework_peer_ok(peer, msg.framework_id, rid):
+            self.allocator.suppress(msg.framework_id, msg.roles)
+
+    def _on_teardown(self, peer: bytes, msg: Teardown, rid: str, now: float) -> None:
+        if self._framework_peer_ok(peer, msg.framework_id, rid):
+            self._remove_framework(msg.framework_id, "framework tore itself down", now)
+            self._unbind_peer(peer)
+
+    # ================================================================= operator
+    def _on_get_state(self, peer: bytes, msg: GetState, rid: str, now: float) -> None:
+        self._send(peer, State(state=self.describe(now)), rid)
+
+    def _on_operator_kill(self, peer: bytes, msg: OperatorKill, rid: str, now: float) -> None:
+        rec = self.state.find_task(msg.task_id, msg.framework_id)
+        if rec is None:
+            self._error(peer, "invalid", f"no task with id {msg.task_id[:64]!r}", rid)
+            return
+        if rec.terminal:
+            self._error(peer, "invalid", f"task {rec.task_id} is already {rec.state.value}", rid)
+            return
+        self._kill(rec.framework_id, rec.task_id, now)
+        self._send(peer, OperatorReply(message=f"kill of task {rec.task_id} requested"), rid)
+
+    def _on_read_file(self, peer: bytes, msg: ReadFile, rid: str, now: float) -> None:
+        rec = self.state.find_task(msg.task_id, msg.framework_id)
+        agent_id = msg.agent_id or (rec.agent_id if rec is not None else "")
+        if not agent_id:
+            self._error(peer, "invalid", f"no task with id {msg.task_id[:64]!r}", rid)
+            return
+        forward_id = self._new_id()
+        framework_id = msg.framework_id or (rec.framework_id if rec is not None else "")
+        forwarded = replace(msg, agent_id=agent_id, framework_id=framework_id)
+        if not self._send_agent(agent_id, forwarded, forward_id):
+            self._error(peer, "invalid", f"agent {agent_id} is not connected", rid)
+            return
+        self._reads[forward_id] = _PendingRead(peer, rid, now + self.config.read_timeout)
+
+    def _expire_reads(self, now: float) -> None:
+        for forward_id, pending in list(self._reads.items()):
+            if pending.deadline <= now:
+                del self._reads[forward_id]
+                self._error(pending.peer, "invalid", "the agent did not answer in time",
+                            pending.request_id)
+
+    # ================================================================= statuses
+    def _reply_status(
+        self,
+        fid: str,
+        task_id: str,
+        agent_id: str,
+        state: TaskState,
+        reason: str,
+        message: str,
+        now: float,
+        exit_code: int | None = None,
+    ) -> None:
+        """An informational update (no ack needed): reconciliation, refused launches."""
+        status = TaskStatus(
+            task_id=task_id, framework_id=fid, agent_id=agent_id, state=state.value, uuid="",
+            timestamp=now, source="master", reason=reason, message=message, exit_code=exit_code,
+        )
+        self._send_framework(fid, StatusUpdate(status=status))
+
+    def _master_task_update(
+        self, rec: TaskRecord, state: TaskState, reason: str, message: str, now: float
+    ) -> None:
+        """The master decides a task's fate (agent lost...): record it, tell reliably."""
+        self._commit(
+            {
+                "op": "task_updated",
+                "framework_id": rec.framework_id,
+                "task_id": rec.task_id,
+                "state": state.value,
+                "exit_code": None,
+                "message": message,
+                "reason": reason,
+                "time": now,
+            }
+        )
+        if state in TERMINAL:
+            self._release_task(rec)
+        status = TaskStatus(
+            task_id=rec.task_id, framework_id=rec.framework_id, agent_id=rec.agent_id,
+            state=state.value, uuid=self._new_id(), timestamp=now, source="master",
+            reason=reason, message=message,
+        )
+        rt = self._frameworks.get(rec.framework_id)
+        if rt is not None:
+            rt.pending[status.uuid] = status
+        self._send_framework(rec.framework_id, StatusUpdate(status=status))
+
+    def _master_task_error(self, fid: str, task: TaskInfo, message: str, now: float) -> None:
+        self._count("tasks_refused")
+        status = TaskStatus(
+            task_id=task.task_id, framework_id=fid, agent_id=task.agent_id,
+            state=TaskState.ERROR.value, uuid=self._new_id(), timestamp=now, source="master",
+            reason="REASON_TASK_INVALID", message=message,
+        )
+        rt = self._frameworks.get(fid)
+        if rt is not None:
+            rt.pending[status.uuid] = status
+        self._send_framework(fid, StatusUpdate(status=status))
+
+    def _retry_master_updates(self, now: float) -> None:
+        for rt in self._frameworks.values():
+            if rt.pending and rt.peer is not None and (
+                now - rt.last_retry >= self.config.status_update_retry
+            ):
+                rt.last_retry = now
+                for status in rt.pending.values():
+                    self._send(rt.peer, StatusUpdate(status=status))
+
+    # ================================================================= offers
+    def _allocate(self, now: float) -> None:
+        self._allocate_pending = False
+        self._last_allocation = now
+        by_framework: dict[str, list[Offer]] = {}
+        for alloc in self.allocator.allocate(now):
+            agent = self.state.agents.get(alloc.agent_id)
+            fw_rt = self._frameworks.get(alloc.framework_id)
+            if agent is None or fw_rt is None or fw_rt.peer is None:
+                self.allocator.recover(alloc.framework_id, alloc.role, alloc.agent_id,
+                                       alloc.resources)
+                continue
+            offer_id = self._new_id()
+            self._offers[offer_id] = _OfferRec(
+                offer_id, alloc.framework_id, alloc.agent_id, alloc.role, alloc.resources, now
+            )
+            fw_rt.offers.add(offer_id)
+            self._agents[alloc.agent_id].offers.add(offer_id)
+            by_framework.setdefault(alloc.framework_id, []).append(
+                Offer(
+                    offer_id=offer_id,
+                    framework_id=alloc.framework_id,
+                    agent_id=alloc.agent_id,
+                    hostname=agent.hostname,
+                    role=alloc.role,
+                    resources=str(alloc.resources),
+                    attributes=agent.attributes,
+                )
+            )
+        for fid, offers in by_framework.items():
+            self._count("offers")
+            self._send_framework(fid, Offers(offers=offers))
+
+    def _remove_offer(self, offer_id: str, recover: bool = True) -> _OfferRec | None:
+        offer = self._offers.pop(offer_id, None)
+        if offer is None:
+            return None
+        fw_rt = self._frameworks.get(offer.framework_id)
+        if fw_rt is not None:
+            fw_rt.offers.discard(offer_id)
+        ag_rt = self._agents.get(offer.agent_id)
+        if ag_rt is not None:
+            ag_rt.offers.discard(offer_id)
+        if recover:
+            self.allocator.recover(offer.framework_id, offer.role, offer.agent_id, offer.resources)
+            self._allocate_pending = True
+        return offer
+
+    def _rescind(self, offer_id: str) -> None:
+        offer = self._remove_offer(offer_id)
+        if offer is not None:
+            self._count("offers_rescinded")
+            self._send_framework(offer.framework_id, Rescind(offer_id=offer_id))
+
+    # ================================================================= liveness
+    def _check_peers(self, now: float) -> None:
+        for peer, info in list(self._peers.items()):
+            if info.monitor.expired(now):
+                self._peer_lost(peer, info, now)
+            elif info.monitor.send_due(now):
+                info.monitor.sent(now)
+                self._send(peer, Heartbeat())
+
+    def _peer_lost(self, peer: bytes, info: _Peer, now: float) -> None:
+        self._unbind_peer(peer)
+        if info.kind == "agent":
+            log.warning("agent missed heartbeats", agent_id=info.id)
+            self._remove_agent(info.id, "agent missed its heartbeats", now)
+        else:
+            self._framework_disconnected(info.id, now)
+
+    def _framework_disconnected(self, fid: str, now: float) -> None:
+        info = self.state.frameworks.get(fid)
+        rt = self._frameworks.get(fid)
+        if info is None or rt is None:
+            return
+        rt.peer = None
+        for offer_id in list(rt.offers):
+            self._remove_offer(offer_id)
+        self.allocator.activate_framework(fid, False)
+        rt.deadline = now + info.failover_timeout
+        log.warning("framework disconnected", framework_id=fid,
+                    failover_timeout=info.failover_timeout)
+
+    def _check_deadlines(self, now: float) -> None:
+        for fid, rt in list(self._frameworks.items()):
+            if rt.peer is None and rt.deadline is not None and rt.deadline <= now:
+                self._remove_framework(fid, "framework failover timeout elapsed", now)
+        for aid, art in list(self._agents.items()):
+            if art.peer is None and art.deadline is not None and art.deadline <= now:
+                self._remove_agent(aid, "agent did not re-register after master failover", now)
+
+    def _remove_agent(self, agent_id: str, why: str, now: float) -> None:
+        if agent_id not in self.state.agents:
+            return
+        rt = self._agents.pop(agent_id, _AgentRuntime())
+        if rt.peer is not None:
+            self._peers.pop(rt.peer, None)
+        for offer_id in list(rt.offers):
+            self._rescind(offer_id)
+        for rec in self.state.active_tasks_on(agent_id):
+            self._master_task_update(rec, TaskState.LOST, "REASON_AGENT_REMOVED", why, now)
+        self._commit({"op": "agent_removed", "agent_id": agent_id, "reason": why, "time": now})
+        self.allocator.remove_agent(agent_id)
+        log.warning("agent removed", agent_id=agent_id, reason=why)
+
+    def _remove_framework(self, fid: str, why: str, now: float) -> None:
+        if fid not in self.state.frameworks:
+            return
+        rt = self._frameworks.pop(fid, _FrameworkRuntime())
+        for offer_id in list(rt.offers):
+            self._remove_offer(offer_id)
+        agents: set[str] = set()
+        for rec in [r for r in self.state.tasks.values() if r.framework_id == fid]:
+            agents.add(rec.agent_id)
+            self._commit(
+                {
+                    "op": "task_updated",
+                    "framework_id": fid,
+                    "task_id": rec.task_id,
+                    "state": TaskState.KILLED.value,
+                    "exit_code": None,
+                    "message": why,
+                    "reason": "REASON_FRAMEWORK_REMOVED",
+                    "time": now,
+                }
+            )
+            self._release_task(rec)
+        for agent_id in agents:
+            self._send_agent(agent_id, ShutdownFramework(framework_id=fid))
+        self._commit({"op": "framework_removed", "framework_id": fid, "reason": why, "time": now})
+        if rt.peer is not None:
+            self._peers.pop(rt.peer, None)
+        self.allocator.remove_framework(fid)
+        log.info("framework removed", framework_id=fid, reason=why)
+
+    # ================================================================= helpers
+    def _fresh_id(self, kind: str, taken: dict[str, Any]) -> str:
+        prefix = "S" if kind == "agent" else "F"
+        while True:
+            candidate = f"{self.config.master_id}-{prefix}-{self._new_id()[:12]}"
+            if candidate not in taken:
+                return candidate
+
+    def describe(self, now: float) -> dict[str, Any]:
+        """The operator's view of the cluster (plain data for the State message)."""
+        used: dict[str, Resources] = {}
+        fw_used: dict[str, Resources] = {}
+        for rec in self.state.tasks.values():
+            try:
+                res = Resources.parse(rec.task.resources)
+            except ResourceError:
+                continue
+            used[rec.agent_id] = used.get(rec.agent_id, Resources.empty()) + res
+            fw_used[rec.framework_id] = fw_used.get(rec.framework_id, Resources.empty()) + res
+        frameworks = []
+        for fid, info in self.state.frameworks.items():
+            rt = self._frameworks.get(fid, _FrameworkRuntime())
+            frameworks.append(
+                {
+                    "id": fid,
+                    "name": info.name,
+                    "user": info.user,
+                    "roles": list(info.roles),
+                    "connected": rt.peer is not None,
+                    "failover_timeout": info.failover_timeout,
+                    "used_resources": str(fw_used.get(fid, Resources.empty())),
+                    "offers": len(rt.offers),
+                    "active_tasks": sum(1 for r in self.state.tasks.values()
+                                        if r.framework_id == fid),
+                }
+            )
+        agents = []
+        for aid, agent in self.state.agents.items():
+            art = self._agents.get(aid, _AgentRuntime())
+            agents.append(
+                {
+                    "id": aid,
+                    "hostname": agent.hostname,
+                    "resources": agent.resources,
+                    "attributes": agent.attributes,
+                    "used_resources": str(used.get(aid, Resources.empty())),
+                    "connected": art.peer is not None,
+                    "active_tasks": len(self.state.tasks_by_agent.get(aid, ())),
+                }
+            )
+        tasks = [self._task_view(r) for r in self.state.tasks.values()]
+        tasks += [self._task_view(r) for r in self.state.completed.values()]
+        roles = []
+        shares = self.allocator.role_shares()
+        for role in sorted(set(shares) | set(self.allocator.weights())):
+            roles.append(
+                {
+                    "role": role,
+                    "weight": self.allocator.weights().get(role, 1.0),
+                    "dominant_share": round(shares.get(role, 0.0), 6),
+                    "allocated": self.allocator.role_allocation(role),
+                }
+            )
+        return {
+            "master": {
+                "id": self.config.master_id,
+                "started_at": self.started_at,
+                "now": now,
+                "heartbeat_interval": self.config.heartbeat_interval,
+                "missed_heartbeats": self.config.missed_heartbeats,
+            },
+            "frameworks": frameworks,
+            "agents": agents,
+            "tasks": tasks,
+            "roles": roles,
+            "counters": dict(self.counters),
+        }
+
+    @staticmethod
+    def _task_view(rec: TaskRecord) -> dict[str, Any]:
+        return {
+            "id": rec.task_id,
+            "name": rec.task.name,
+            "framework_id": rec.framework_id,
+            "agent_id": rec.agent_id,
+            "state": rec.state.value,
+            "exit_code": rec.exit_code,
+            "message": rec.message,
+            "reason": rec.reason,
+            "resources": rec.task.resources,
+            "role": rec.task.role,
+            "updated_at": rec.updated_at,
+        }

@@ -1,0 +1,212 @@
+"""The master's I/O shell: socket, clock, log and signals around :class:`MasterCore`.
+
+The loop is: wait for frames (or the next tick), decode each one (a bad frame gets an
+error reply at once and touches nothing), feed the good ones to the core, tick, then
+append the whole batch of records with one durable write, and only then send the
+batch of messages. Draining many frames per iteration is what groups commits.
+"""
+
+from __future__ import annotations
+
+import signal
+import socket
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import FrameType
+
+import structlog
+import zmq
+
+from mesos_zmq.errors import ConfigError, ProtocolError
+from mesos_zmq.master.core import MasterCore, MasterCoreConfig, Ready
+from mesos_zmq.master.log import DirectoryLog, MemoryLog, ReplicatedLog
+from mesos_zmq.master.state import MasterState
+from mesos_zmq.protocol import DEFAULT_MAX_FRAME_BYTES, decode, encode, error_frame, peek_request_id
+from mesos_zmq.transport import ServerSocket
+
+log = structlog.get_logger()
+
+#: Frames handled before the loop ticks and commits; bounds the latency of one batch.
+MAX_BATCH = 2000
+#: Snapshot and truncate the log once this many records follow the last snapshot.
+SNAPSHOT_EVERY = 50_000
+
+
+@dataclass(slots=True)
+class MasterConfig:
+    ip: str = "127.0.0.1"
+    port: int = 5050
+    work_dir: str = "/var/lib/mesos-zmq/master"
+    registry: str = "replicated_log"  # replicated_log (directory) | in_memory
+    heartbeat_interval: float = 2.0
+    missed_heartbeats: int = 5
+    allocation_interval: float = 1.0
+    reregister_timeout: float = 600.0
+    roles: tuple[str, ...] | None = None
+    weights: dict[str, float] = field(default_factory=dict)
+    max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES
+    fsync: bool = True
+    master_id: str = ""
+
+    def validate(self) -> None:
+        if not 0 <= self.port <= 65535:
+            raise ConfigError(f"--port must be within 0..65535, got {self.port}")
+        if self.registry not in ("replicated_log", "in_memory"):
+            raise ConfigError(
+                f"--registry must be replicated_log or in_memory, not {self.registry!r}"
+            )
+        if self.heartbeat_interval <= 0:
+            raise ConfigError("--heartbeat-interval must be positive")
+        if self.missed_heartbeats < 1:
+            raise ConfigError("--missed-heartbeats must be at least 1")
+        if self.allocation_interval <= 0:
+            raise ConfigError("--allocation-interval must be positive")
+        for role, weight in self.weights.items():
+            if not weight > 0:
+                raise ConfigError(f"weight of role {role!r} must be positive, got {weight}")
+
+    @property
+    def bind_address(self) -> str:
+        host = f"[{self.ip}]" if ":" in self.ip else self.ip
+        return f"tcp://{host}:{self.port}"
+
+
+def new_id() -> str:
+    return uuid.uuid4().hex
+
+
+class MasterServer:
+    """Owns the socket, the log and the core; ``serve_forever`` runs until stopped."""
+
+    def __init__(self, config: MasterConfig, replicated_log: ReplicatedLog | None = None) -> None:
+        config.validate()
+        self.config = config
+        self.master_id = config.master_id or f"{socket.gethostname()}-{uuid.uuid4().hex[:6]}"
+        if replicated_log is not None:
+            self.log: ReplicatedLog = replicated_log
+        elif config.registry == "in_memory":
+            self.log = MemoryLog()
+        else:
+            self.log = DirectoryLog(Path(config.work_dir) / "registry", fsync=config.fsync)
+        recovered = self.log.recover()
+        state = (
+            MasterState.restore(recovered.snapshot)
+            if recovered.snapshot is not None
+            else MasterState()
+        )
+        for record in recovered.records:
+            state.apply(record)
+        core_config = MasterCoreConfig(
+            master_id=self.master_id.split("-")[-1],
+            heartbeat_interval=config.heartbeat_interval,
+            missed_heartbeats=config.missed_heartbeats,
+            allocation_interval=config.allocation_interval,
+            reregister_timeout=config.reregister_timeout,
+            roles=config.roles,
+            weights=tuple(config.weights.items()),
+        )
+        self.core = MasterCore(core_config, new_id, state, now=time.monotonic())
+        self.context: zmq.Context[zmq.Socket[bytes]] = zmq.Context()
+        self.server = ServerSocket(self.context, config.bind_address, config.max_frame_bytes)
+        self.address = self.server.address
+        self._stopping = False
+        log.info(
+            "master started",
+            master_id=self.master_id,
+            address=self.address,
+            frameworks=len(state.frameworks),
+            agents=len(state.agents),
+            active_tasks=len(state.tasks),
+            recovered_records=len(recovered.records),
+        )
+
+    def stop(self) -> None:
+        self._stopping = True
+
+    def serve_forever(self) -> None:
+        poller = zmq.Poller()
+        poller.register(self.server.socket, zmq.POLLIN)
+        tick_every = min(0.05, self.config.heartbeat_interval / 4)
+        try:
+            while not self._stopping:
+                events = dict(poller.poll(int(tick_every * 1000)))
+                ready = Ready()
+                now = time.monotonic()
+                if events:
+                    self._drain(ready, now)
+                ready_tick = self.core.tick(time.monotonic())
+                ready.records.extend(ready_tick.records)
+                ready.messages.extend(ready_tick.messages)
+                self._flush(ready)
+        finally:
+            self.close()
+
+    def _drain(self, ready: Ready, now: float) -> None:
+        for _ in range(MAX_BATCH):
+            try:
+                identity, frames = self.server.recv_nowait()
+            except zmq.Again:
+                return
+            if len(frames) != 1:
+                self.server.send(
+                    identity,
+                    error_frame(ProtocolError("malformed", "expected exactly one frame")),
+                )
+                continue
+            frame = frames[0]
+            try:
+                envelope = decode(frame, self.config.max_frame_bytes)
+            except ProtocolError as exc:
+                rid = peek_request_id(frame) if exc.code != "oversized" else ""
+                log.info("refused frame", code=exc.code, error=exc.message[:200])
+                self.core.counters[f"refused_{exc.code}"] = (
+                    self.core.counters.get(f"refused_{exc.code}", 0) + 1
+                )
+                self.server.send(identity, error_frame(exc, rid))
+                continue
+            try:
+                result = self.core.handle(identity, envelope.message, envelope.request_id, now)
+            except Exception:
+                # A bug in one handler must not take the cluster down; the core did
+                # not return, so nothing of this message is persisted or sent.
+                log.exception("handler failed", type=envelope.message.TYPE)
+                self.server.send(
+                    identity,
+                    error_frame(
+                        ProtocolError("internal", "the master failed to handle this message"),
+                        envelope.request_id,
+                    ),
+                )
+                continue
+            ready.records.extend(result.records)
+            ready.messages.extend(result.messages)
+
+    def _flush(self, ready: Ready) -> None:
+        if ready.records:
+            self.log.append(ready.records)
+            if self.log.records_since_snapshot >= SNAPSHOT_EVERY:
+                self.log.write_snapshot(self.core.state.snapshot())
+        for peer, msg, request_id in ready.messages:
+            self.server.send(peer, encode(msg, request_id))
+
+    def close(self) -> None:
+        self.server.close()
+        self.log.close()
+        self.context.term()
+
+
+def run_master(config: MasterConfig) -> int:
+    """Run a master until SIGINT/SIGTERM; returns the process exit code."""
+    server = MasterServer(config)
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        log.info("master stopping", signal=signal.Signals(signum).name)
+        server.stop()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    server.serve_forever()
+    log.info("master stopped")
+    return 0

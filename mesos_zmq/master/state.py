@@ -1,0 +1,242 @@
+"""The master's durable state and the records that change it.
+
+Every durable change is a plain-dict record with an ``op`` key. The core never
+mutates durable state directly: it builds a record, applies it here, and hands it to
+the shell for the log. Recovery replays the same records through the same
+:meth:`MasterState.apply`, so the live path and the replay path cannot disagree.
+
+What lives here is what must survive a master restart: frameworks, agents, tasks and
+their last known states, role weights. Connections, offers and timers are the core's
+runtime business and are rebuilt when peers reconnect.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from typing import Any
+
+from mesos_zmq.protocol import FrameworkInfo, TaskInfo, from_plain, to_plain
+from mesos_zmq.tasks import TERMINAL, TaskState
+
+Record = dict[str, Any]
+
+#: How many finished tasks and removed frameworks/agents the master remembers.
+COMPLETED_TASKS_LIMIT = 10_000
+REMOVED_LIMIT = 1_000
+
+
+@dataclass(frozen=True, slots=True)
+class AgentRecord:
+    agent_id: str
+    hostname: str
+    resources: str
+    attributes: str
+    registered_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class TaskRecord:
+    framework_id: str
+    task: TaskInfo
+    state: TaskState
+    updated_at: float
+    exit_code: int | None = None
+    message: str = ""
+    reason: str = ""
+
+    @property
+    def task_id(self) -> str:
+        return self.task.task_id
+
+    @property
+    def agent_id(self) -> str:
+        return self.task.agent_id
+
+    @property
+    def terminal(self) -> bool:
+        return self.state in TERMINAL
+
+
+TaskKey = tuple[str, str]  # (framework_id, task_id)
+
+
+class MasterState:
+    """Frameworks, agents and tasks, changed only through :meth:`apply`."""
+
+    def __init__(self) -> None:
+        self.frameworks: dict[str, FrameworkInfo] = {}
+        self.removed_frameworks: OrderedDict[str, float] = OrderedDict()
+        self.agents: dict[str, AgentRecord] = {}
+        self.removed_agents: OrderedDict[str, float] = OrderedDict()
+        self.tasks: dict[TaskKey, TaskRecord] = {}
+        self.completed: OrderedDict[TaskKey, TaskRecord] = OrderedDict()
+        self.weights: dict[str, float] = {}
+        # Secondary index: agent_id -> keys of its active tasks.
+        self.tasks_by_agent: dict[str, set[TaskKey]] = {}
+        self._ops: dict[str, Callable[[Record], None]] = {
+            "framework_added": self._framework_added,
+            "framework_removed": self._framework_removed,
+            "agent_added": self._agent_added,
+            "agent_removed": self._agent_removed,
+            "task_added": self._task_added,
+            "task_updated": self._task_updated,
+            "weights_set": self._weights_set,
+        }
+
+    # ----------------------------------------------------------------- apply
+    def apply(self, record: Record) -> None:
+        op = record.get("op")
+        handler = self._ops.get(op) if isinstance(op, str) else None
+        if handler is None:
+            raise ValueError(f"unknown state record op {op!r}")
+        handler(record)
+
+    def _framework_added(self, record: Record) -> None:
+        info = from_plain(FrameworkInfo, record["framework"])
+        self.frameworks[info.framework_id] = info
+        self.removed_frameworks.pop(info.framework_id, None)
+
+    def _framework_removed(self, record: Record) -> None:
+        framework_id = record["framework_id"]
+        self.frameworks.pop(framework_id, None)
+        self.removed_frameworks[framework_id] = record.get("time", 0.0)
+        while len(self.removed_frameworks) > REMOVED_LIMIT:
+            self.removed_frameworks.popitem(last=False)
+
+    def _agent_added(self, record: Record) -> None:
+        agent = AgentRecord(
+            agent_id=record["agent_id"],
+            hostname=record["hostname"],
+            resources=record["resources"],
+            attributes=record.get("attributes", ""),
+            registered_at=record.get("time", 0.0),
+        )
+        self.agents[agent.agent_id] = agent
+        self.removed_agents.pop(agent.agent_id, None)
+        self.tasks_by_agent.setdefault(agent.agent_id, set())
+
+    def _agent_removed(self, record: Record) -> None:
+        agent_id = record["agent_id"]
+        self.agents.pop(agent_id, None)
+        self.removed_agents[agent_id] = record.get("time", 0.0)
+        while len(self.removed_agents) > REMOVED_LIMIT:
+            self.removed_agents.popitem(last=False)
+
+    def _task_added(self, record: Record) -> None:
+        task = from_plain(TaskInfo, record["task"])
+        key = (record["framework_id"], task.task_id)
+        state = TaskState(record.get("state", TaskState.STAGING.value))
+        self.completed.pop(key, None)
+        rec = TaskRecord(record["framework_id"], task, state, record.get("time", 0.0))
+        if rec.terminal:
+            self._complete(key, rec)
+        else:
+            self.tasks[key] = rec
+            self.tasks_by_agent.setdefault(task.agent_id, set()).add(key)
+
+    def _task_updated(self, record: Record) -> None:
+        key = (record["framework_id"], record["task_id"])
+        current = self.tasks.get(key) or self.completed.get(key)
+        if current is None:
+            return
+        updated = replace(
+            current,
+            state=TaskState(record["state"]),
+            exit_code=record.get("exit_code"),
+            message=record.get("message", ""),
+            reason=record.get("reason", ""),
+            updated_at=record.get("time", current.updated_at),
+        )
+        if updated.terminal:
+            self.tasks.pop(key, None)
+            keys = self.tasks_by_agent.get(updated.agent_id)
+            if keys is not None:
+                keys.discard(key)
+            self._complete(key, updated)
+        else:
+            self.completed.pop(key, None)
+            self.tasks[key] = updated
+            self.tasks_by_agent.setdefault(updated.agent_id, set()).add(key)
+
+    def _complete(self, key: TaskKey, rec: TaskRecord) -> None:
+        self.completed[key] = rec
+        self.completed.move_to_end(key)
+        while len(self.completed) > COMPLETED_TASKS_LIMIT:
+            self.completed.popitem(last=False)
+
+    def _weights_set(self, record: Record) -> None:
+        self.weights.update({str(k): float(v) for k, v in record["weights"].items()})
+
+    # ----------------------------------------------------------------- queries
+    def task(self, framework_id: str, task_id: str) -> TaskRecord | None:
+        key = (framework_id, task_id)
+        return self.tasks.get(key) or self.completed.get(key)
+
+    def active_tasks_on(self, agent_id: str) -> list[TaskRecord]:
+        return [self.tasks[k] for k in self.tasks_by_agent.get(agent_id, ()) if k in self.tasks]
+
+    def find_task(self, task_id: str, framework_id: str = "") -> TaskRecord | None:
+        """Find a task by id alone (operator requests); active tasks win."""
+        if framework_id:
+            return self.task(framework_id, task_id)
+        for store in (self.tasks, self.completed):
+            for (_, tid), rec in store.items():
+                if tid == task_id:
+                    return rec
+        return None
+
+    # ----------------------------------------------------------------- snapshot
+    def snapshot(self) -> dict[str, Any]:
+        def task_plain(rec: TaskRecord) -> dict[str, Any]:
+            return {
+                "framework_id": rec.framework_id,
+                "task": to_plain(rec.task),
+                "state": rec.state.value,
+                "updated_at": rec.updated_at,
+                "exit_code": rec.exit_code,
+                "message": rec.message,
+                "reason": rec.reason,
+            }
+
+        return {
+            "version": 1,
+            "frameworks": [to_plain(f) for f in self.frameworks.values()],
+            "removed_frameworks": list(self.removed_frameworks.items()),
+            "agents": [to_plain(a) for a in self.agents.values()],
+            "removed_agents": list(self.removed_agents.items()),
+            "tasks": [task_plain(r) for r in self.tasks.values()],
+            "completed": [task_plain(r) for r in self.completed.values()],
+            "weights": dict(self.weights),
+        }
+
+    @classmethod
+    def restore(cls, data: dict[str, Any]) -> MasterState:
+        state = cls()
+        for plain in data.get("frameworks", []):
+            info = from_plain(FrameworkInfo, plain)
+            state.frameworks[info.framework_id] = info
+        state.removed_frameworks.update((k, v) for k, v in data.get("removed_frameworks", []))
+        for plain in data.get("agents", []):
+            state.agents[plain["agent_id"]] = AgentRecord(**plain)
+            state.tasks_by_agent.setdefault(plain["agent_id"], set())
+        state.removed_agents.update((k, v) for k, v in data.get("removed_agents", []))
+        for plain in data.get("tasks", []) + data.get("completed", []):
+            rec = TaskRecord(
+                framework_id=plain["framework_id"],
+                task=from_plain(TaskInfo, plain["task"]),
+                state=TaskState(plain["state"]),
+                updated_at=plain["updated_at"],
+                exit_code=plain["exit_code"],
+                message=plain["message"],
+                reason=plain["reason"],
+            )
+            key = (rec.framework_id, rec.task_id)
+            if rec.terminal:
+                state._complete(key, rec)
+            else:
+                state.tasks[key] = rec
+                state.tasks_by_agent.setdefault(rec.agent_id, set()).add(key)
+        state.weights.update(data.get("weights", {}))
+        return state
