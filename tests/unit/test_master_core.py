@@ -1,0 +1,424 @@
+"""Master core rules, driven with messages and times only (no sockets, no clock)."""
+
+from __future__ import annotations
+
+import itertools
+from typing import Any
+
+import pytest
+
+from mesos_zmq.master.core import MasterCore, MasterCoreConfig, Ready
+from mesos_zmq.master.log import MemoryLog
+from mesos_zmq.master.state import MasterState
+from mesos_zmq.protocol import (
+    Accept,
+    Acknowledge,
+    AgentRegistered,
+    Decline,
+    Error,
+    FrameworkInfo,
+    GetState,
+    Heartbeat,
+    Kill,
+    KillTask,
+    Message,
+    Offers,
+    OperatorKill,
+    OperatorReply,
+    ReadFile,
+    Reconcile,
+    ReconcileTask,
+    RegisterAgent,
+    ReregisterAgent,
+    Rescind,
+    RunTasks,
+    ShutdownFramework,
+    State,
+    StatusUpdate,
+    Subscribe,
+    Subscribed,
+    Suppress,
+    TaskInfo,
+    TaskReport,
+    TaskStatus,
+    Teardown,
+)
+
+AGENT = b"agent-conn"
+FW = b"fw-conn"
+
+
+class Harness:
+    """A master core plus a memory log, applying the write-ahead rule like the shell."""
+
+    def __init__(self, log: MemoryLog | None = None, now: float = 0.0, **config: Any) -> None:
+        self.log = log or MemoryLog()
+        recovered = self.log.recover()
+        state = MasterState.restore(recovered.snapshot) if recovered.snapshot else MasterState()
+        for record in recovered.records:
+            state.apply(record)
+        counter = itertools.count()
+        defaults: dict[str, Any] = {
+            "heartbeat_interval": 1.0, "missed_heartbeats": 3, "reregister_timeout": 30.0
+        }
+        defaults.update(config)
+        self.core = MasterCore(
+            MasterCoreConfig(**defaults), lambda: f"id{next(counter):06d}", state, now=now
+        )
+        self.sent: list[tuple[bytes, Message, str]] = []
+
+    def _apply(self, ready: Ready) -> list[tuple[bytes, Message, str]]:
+        if ready.records:
+            self.log.append(ready.records)
+        self.sent.extend(ready.messages)
+        return ready.messages
+
+    def send(self, peer: bytes, msg: Message, now: float, rid: str = "") -> list[Any]:
+        return [m for _, m, _ in self._apply(self.core.handle(peer, msg, rid, now))]
+
+    def tick(self, now: float) -> list[tuple[bytes, Message, str]]:
+        return self._apply(self.core.tick(now))
+
+    def register_agent(self, peer: bytes = AGENT, resources: str = "cpus:4;mem:4096",
+                       now: float = 0.0) -> str:
+        (reply,) = self.send(peer, RegisterAgent(hostname="h1", resources=resources), now)
+        assert isinstance(reply, AgentRegistered)
+        return reply.agent_id
+
+    def subscribe(self, peer: bytes = FW, roles: tuple[str, ...] = ("*",), now: float = 0.0,
+                  framework_id: str = "", failover_timeout: float = 0.0) -> str:
+        info = FrameworkInfo(name="test", roles=list(roles), framework_id=framework_id,
+                             failover_timeout=failover_timeout)
+        replies = self.send(peer, Subscribe(framework=info), now)
+        assert isinstance(replies[0], Subscribed), replies
+        return replies[0].framework_id
+
+    def offers_to(self, peer: bytes, now: float) -> list[Any]:
+        out = []
+        for p, m, _ in self.tick(now):
+            if p == peer and isinstance(m, Offers):
+                out.extend(m.offers)
+        return out
+
+
+def of_type(messages: list[tuple[bytes, Message, str]], kind: type) -> list[Any]:
+    return [m for _, m, _ in messages if isinstance(m, kind)]
+
+
+def task(task_id: str, agent_id: str, resources: str = "cpus:1;mem:128") -> TaskInfo:
+    return TaskInfo(task_id=task_id, agent_id=agent_id, resources=resources, command="true")
+
+
+def launch(h: Harness, now: float = 0.0, resources: str = "cpus:1;mem:128",
+           task_id: str = "t1") -> tuple[str, str, str]:
+    agent_id = h.register_agent(now=now)
+    fid = h.subscribe(now=now)
+    (offer,) = h.offers_to(FW, now)
+    out = h.send(FW, Accept(framework_id=fid, offer_ids=[offer.offer_id],
+                            tasks=[task(task_id, agent_id, resources)]), now)
+    assert out == []  # RunTasks goes to the agent, nothing back to the framework
+    return agent_id, fid, offer.offer_id
+
+
+def test_register_agent_assigns_id_and_persists_before_reply() -> None:
+    h = Harness()
+    ready = h.core.handle(AGENT, RegisterAgent(hostname="h", resources="cpus:2;mem:512"), "r", 0)
+    assert ready.records and ready.records[0]["op"] == "agent_added"
+    (peer, reply, rid) = ready.messages[0]
+    assert isinstance(reply, AgentRegistered) and rid == "r" and peer == AGENT
+
+
+def test_register_retry_on_same_connection_is_idempotent() -> None:
+    h = Harness()
+    first = h.register_agent()
+    second = h.register_agent()
+    assert first == second
+    assert len(h.core.state.agents) == 1
+
+
+def test_invalid_agent_resources_are_refused_without_state_change() -> None:
+    h = Harness()
+    (reply,) = h.send(AGENT, RegisterAgent(hostname="h", resources="cpus:lots"), 0)
+    assert isinstance(reply, Error) and reply.code == "invalid" and "cpus:lots" in reply.message
+    assert not h.core.state.agents and not h.log.records
+
+
+def test_unregistered_connection_is_told_to_register() -> None:
+    h = Harness()
+    (reply,) = h.send(b"x", Heartbeat(), 0)
+    assert isinstance(reply, Error) and reply.code == "not_registered"
+    (reply,) = h.send(b"x", Accept(framework_id="f", offer_ids=["o"]), 0, rid="r9")
+    assert isinstance(reply, Error) and reply.code == "not_registered"
+    assert reply.in_reply_to == "r9"
+
+
+def test_offer_goes_to_subscribed_framework_and_accept_launches() -> None:
+    h = Harness()
+    agent_id = h.register_agent()
+    fid = h.subscribe()
+    (offer,) = h.offers_to(FW, 0.0)
+    assert offer.agent_id == agent_id and "cpus:4" in offer.resources
+    h.send(FW, Accept(framework_id=fid, offer_ids=[offer.offer_id],
+                      tasks=[task("t1", agent_id)]), 0.1)
+    run = of_type(h.sent, RunTasks)
+    assert run and run[0].tasks[0].task_id == "t1" and run[0].tasks[0].role == "*"
+    assert h.core.state.task(fid, "t1") is not None
+    assert h.log.records[-1]["op"] == "task_added"
+
+
+def test_stale_offer_is_refused_and_changes_nothing() -> None:
+    h = Harness()
+    agent_id, fid, offer_id = launch(h)
+    before = h.core.state.snapshot()
+    replies = h.send(FW, Accept(framework_id=fid, offer_ids=[offer_id],
+                                tasks=[task("t2", agent_id)]), 1, rid="again")
+    errors = [m for m in replies if isinstance(m, Error)]
+    assert errors and errors[0].code == "invalid" and offer_id in errors[0].message
+    dropped = [m.status for m in replies if isinstance(m, StatusUpdate)]
+    assert dropped and dropped[0].state == "TASK_DROPPED"
+    assert h.core.state.snapshot() == before
+
+
+def test_duplicate_task_id_gets_task_error_and_other_tasks_launch() -> None:
+    h = Harness()
+    agent_id, fid, _ = launch(h, resources="cpus:1;mem:64")
+    h.send(FW, Decline(framework_id=fid, offer_ids=[], refuse_seconds=0), 0)
+    h.core.request_allocation()
+    (offer,) = h.offers_to(FW, 0.5)
+    replies = h.send(FW, Accept(framework_id=fid, offer_ids=[offer.offer_id],
+                                tasks=[task("t1", agent_id), task("t3", agent_id)]), 0.6)
+    errors = [m.status for m in replies if isinstance(m, StatusUpdate)]
+    assert [s.state for s in errors] == ["TASK_ERROR"] and "already in use" in errors[0].message
+    assert h.core.state.task(fid, "t3") is not None
+
+
+def test_task_larger_than_offer_is_refused() -> None:
+    h = Harness()
+    agent_id = h.register_agent()
+    fid = h.subscribe()
+    (offer,) = h.offers_to(FW, 0)
+    replies = h.send(FW, Accept(framework_id=fid, offer_ids=[offer.offer_id],
+                                tasks=[task("big", agent_id, "cpus:5")]), 0)
+    (status,) = [m.status for m in replies if isinstance(m, StatusUpdate)]
+    assert status.state == "TASK_ERROR" and "do not fit" in status.message
+    assert h.core.state.task(fid, "big") is None
+
+
+def test_status_update_is_recorded_forwarded_and_ack_goes_to_agent() -> None:
+    h = Harness()
+    agent_id, fid, _ = launch(h)
+    status = TaskStatus(task_id="t1", framework_id=fid, agent_id=agent_id,
+                        state="TASK_FAILED", uuid="u1", timestamp=1.0, exit_code=3,
+                        message="Command exited with status 3")
+    ready = h.core.handle(AGENT, StatusUpdate(status=status), "", 1.0)
+    assert ready.records[0]["op"] == "task_updated"
+    assert [(p, type(m)) for p, m, _ in ready.messages] == [(FW, StatusUpdate)]
+    rec = h.core.state.task(fid, "t1")
+    assert rec is not None and rec.state == "TASK_FAILED" and rec.exit_code == 3
+    out = h.send(FW, Acknowledge(framework_id=fid, agent_id=agent_id, task_id="t1",
+                                 uuid="u1"), 1.1)
+    assert out == [] and of_type(h.sent, Acknowledge)[-1].uuid == "u1"
+    # A retried terminal update is forwarded again (no new record).
+    ready = h.core.handle(AGENT, StatusUpdate(status=status), "", 1.2)
+    assert not ready.records and len(ready.messages) == 1
+
+
+def test_terminal_update_frees_resources_for_new_offers() -> None:
+    h = Harness()
+    agent_id, fid, _ = launch(h, resources="cpus:4;mem:4096")
+    assert h.offers_to(FW, 0.2) == []
+    status = TaskStatus(task_id="t1", framework_id=fid, agent_id=agent_id,
+                        state="TASK_FINISHED", uuid="u", timestamp=1.0, exit_code=0)
+    h.send(AGENT, StatusUpdate(status=status), 1.0)
+    (offer,) = h.offers_to(FW, 1.0)
+    assert "cpus:4" in offer.resources
+
+
+def test_agent_loss_makes_tasks_lost_and_rescinds_offers() -> None:
+    h = Harness()
+    agent_id, fid, _ = launch(h, resources="cpus:1;mem:128")
+    h.core.request_allocation()
+    (offer,) = h.offers_to(FW, 6)  # the leftover, after the 5 s default filter
+    # The framework keeps beating, the agent does not.
+    for t in (1.0, 2.0, 3.0, 4.0):
+        h.send(FW, Heartbeat(), t)
+    out = h.tick(4.5)
+    lost = [m.status for m in of_type(out, StatusUpdate)]
+    assert [s.state for s in lost] == ["TASK_LOST"] and lost[0].source == "master"
+    assert [m.offer_id for m in of_type(out, Rescind)] == [offer.offer_id]
+    assert agent_id not in h.core.state.agents
+    # The LOST update is retried until acknowledged.
+    assert of_type(h.tick(7.0), StatusUpdate)
+    h.send(FW, Acknowledge(framework_id=fid, agent_id=agent_id, task_id="t1",
+                           uuid=lost[0].uuid), 7.1)
+    h.send(FW, Heartbeat(), 9.0)
+    assert not of_type(h.tick(9.5), StatusUpdate)
+
+
+def test_master_heartbeats_peers() -> None:
+    h = Harness()
+    h.register_agent()
+    out = h.tick(1.0)
+    assert of_type(out, Heartbeat)
+
+
+def test_kill_goes_to_agent_and_unknown_task_is_lost() -> None:
+    h = Harness()
+    _, fid, _ = launch(h)
+    h.send(FW, Kill(framework_id=fid, task_id="t1"), 1)
+    assert of_type(h.sent, KillTask)[-1].task_id == "t1"
+    (reply,) = h.send(FW, Kill(framework_id=fid, task_id="nope"), 1)
+    assert isinstance(reply, StatusUpdate) and reply.status.state == "TASK_LOST"
+
+
+def test_framework_cannot_act_for_another() -> None:
+    h = Harness()
+    _, fid, _ = launch(h)
+    other = h.subscribe(peer=b"other")
+    (reply,) = h.send(b"other", Kill(framework_id=fid, task_id="t1"), 1)
+    assert isinstance(reply, Error) and reply.code == "invalid"
+    assert other != fid
+
+
+def test_reconciliation_explicit_and_implicit() -> None:
+    h = Harness()
+    _, fid, _ = launch(h)
+    replies = h.send(FW, Reconcile(framework_id=fid), 1)
+    assert [r.status.state for r in replies] == ["TASK_STAGING"]
+    assert replies[0].status.uuid == ""
+    replies = h.send(FW, Reconcile(framework_id=fid, tasks=[ReconcileTask("t1"),
+                                                            ReconcileTask("ghost")]), 1)
+    assert [r.status.state for r in replies] == ["TASK_STAGING", "TASK_LOST"]
+
+
+def test_teardown_kills_tasks_and_forgets_framework() -> None:
+    h = Harness()
+    agent_id, fid, _ = launch(h)
+    h.send(FW, Teardown(framework_id=fid), 1)
+    assert of_type(h.sent, ShutdownFramework)[-1].framework_id == fid
+    assert fid not in h.core.state.frameworks
+    rec = h.core.state.task(fid, "t1")
+    assert rec is not None and rec.state == "TASK_KILLED"
+    info = FrameworkInfo(name="again", framework_id=fid)
+    (reply,) = h.send(b"new", Subscribe(framework=info), 2)
+    assert isinstance(reply, Error) and reply.code == "framework_removed"
+    assert agent_id
+
+
+def test_framework_failover_timeout_removes_it() -> None:
+    h = Harness()
+    launch(h)
+    for t in (1.0, 2.0, 3.0, 4.0, 5.0):
+        h.send(AGENT, Heartbeat(), t)
+        h.tick(t)
+    assert not h.core.state.frameworks  # failover_timeout 0: removed once it went silent
+
+
+def test_suppress_stops_offers() -> None:
+    h = Harness()
+    h.register_agent()
+    fid = h.subscribe()
+    h.send(FW, Suppress(framework_id=fid), 0)
+    assert h.offers_to(FW, 0) == []
+
+
+def test_weighted_drf_splits_agents_by_weight() -> None:
+    h = Harness(weights=(("a", 1.0), ("b", 3.0)))
+    for i in range(8):
+        h.register_agent(peer=f"agent{i}".encode(), resources="cpus:1;mem:1024")
+    fa = h.subscribe(peer=b"fa", roles=("a",))
+    fb = h.subscribe(peer=b"fb", roles=("b",))
+    out = h.tick(0)
+    counts = {fa: 0, fb: 0}
+    for _, m, _ in out:
+        if isinstance(m, Offers):
+            for o in m.offers:
+                counts[o.framework_id] += 1
+    assert counts == {fa: 2, fb: 6}
+
+
+def test_restart_recovers_state_and_agents_reregister() -> None:
+    h = Harness()
+    agent_id, fid, _ = launch(h)
+    h2 = Harness(log=h.log, now=100.0)
+    assert fid in h2.core.state.frameworks and agent_id in h2.core.state.agents
+    rec = h2.core.state.task(fid, "t1")
+    assert rec is not None and rec.state == "TASK_STAGING"
+    # A new connection from the old agent is not known yet.
+    (reply,) = h2.send(b"agent2", Heartbeat(), 100)
+    assert isinstance(reply, Error) and reply.code == "not_registered"
+    report = TaskReport(task=rec.task, framework_id=fid, state="TASK_RUNNING")
+    replies = h2.send(b"agent2", ReregisterAgent(agent_id=agent_id, hostname="h1",
+                                                  resources="cpus:4;mem:4096",
+                                                  tasks=[report]), 100)
+    assert isinstance(replies[-1], AgentRegistered) and replies[-1].reregistered
+    fid2 = h2.subscribe(peer=b"fw2", framework_id=fid, now=100)
+    assert fid2 == fid
+    # The task's resources are still held: only the remainder is offered.
+    offers = h2.offers_to(b"fw2", 100)
+    assert offers and "cpus:3" in offers[0].resources
+
+
+def test_reregistration_without_a_task_marks_it_lost() -> None:
+    h = Harness()
+    agent_id, fid, _ = launch(h)
+    replies = h.send(b"agent-new", ReregisterAgent(agent_id=agent_id, hostname="h1",
+                                                   resources="cpus:4;mem:4096"), 1)
+    lost = [m for _, m, _ in h.sent if isinstance(m, StatusUpdate)]
+    assert lost and lost[-1].status.state == "TASK_LOST"
+    assert isinstance(replies[-1], AgentRegistered)
+
+
+def test_unreregistered_agent_is_removed_after_timeout() -> None:
+    h = Harness()
+    agent_id, fid, _ = launch(h)
+    h2 = Harness(log=h.log, now=0.0, reregister_timeout=5.0)
+    h2.subscribe(peer=b"fw2", framework_id=fid)
+    for t in (1.0, 2.0, 3.0, 4.0, 5.0, 6.0):
+        h2.send(b"fw2", Heartbeat(), t)
+        h2.tick(t)
+    assert agent_id not in h2.core.state.agents
+    rec = h2.core.state.task(fid, "t1")
+    assert rec is not None and rec.state == "TASK_LOST"
+
+
+def test_operator_kill_and_state() -> None:
+    h = Harness()
+    launch(h)
+    (reply,) = h.send(b"cli", GetState(), 1, rid="s")
+    assert isinstance(reply, State)
+    assert [t["id"] for t in reply.state["tasks"]] == ["t1"]
+    (reply,) = h.send(b"cli", OperatorKill(task_id="t1"), 1)
+    assert isinstance(reply, OperatorReply)
+    (reply,) = h.send(b"cli", OperatorKill(task_id="zzz"), 1)
+    assert isinstance(reply, Error)
+
+
+def test_read_file_is_forwarded_and_routed_back() -> None:
+    from mesos_zmq.protocol import FileData
+
+    h = Harness()
+    agent_id, fid, _ = launch(h)
+    assert h.send(b"cli", ReadFile(agent_id="", task_id="t1"), 1, rid="q1") == []
+    _, fwd, fwd_rid = h.sent[-1]
+    assert isinstance(fwd, ReadFile) and fwd.agent_id == agent_id and fwd_rid != "q1"
+    data = FileData(task_id="t1", path="stdout", offset=0, data=b"hi\n", size=3)
+    ready = h.core.handle(AGENT, data, fwd_rid, 1.1)
+    assert ready.messages == [(b"cli", data, "q1")]
+
+
+@pytest.mark.parametrize(
+    "info,needle",
+    [
+        (FrameworkInfo(name=""), "name"),
+        (FrameworkInfo(name="x", roles=[]), "role"),
+        (FrameworkInfo(name="x", roles=["a b"]), "a b"),
+        (FrameworkInfo(name="x", framework_id="../etc"), "framework id"),
+        (FrameworkInfo(name="x", failover_timeout=-1), "failover_timeout"),
+    ],
+)
+def test_bad_subscriptions_are_refused(info: FrameworkInfo, needle: str) -> None:
+    h = Harness()
+    (reply,) = h.send(FW, Subscribe(framework=info), 0)
+    assert isinstance(reply, Error) and needle in reply.message
+    assert not h.core.state.frameworks
