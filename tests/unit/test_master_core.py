@@ -361,7 +361,7 @@ def test_restart_recovers_state_and_agents_reregister() -> None:
 
 def test_reregistration_without_a_task_marks_it_lost() -> None:
     h = Harness()
-    agent_id, fid, _ = launch(h)
+    agent_id, _fid, _ = launch(h)
     replies = h.send(b"agent-new", ReregisterAgent(agent_id=agent_id, hostname="h1",
                                                    resources="cpus:4;mem:4096"), 1)
     lost = [m for _, m, _ in h.sent if isinstance(m, StatusUpdate)]
@@ -398,7 +398,7 @@ def test_read_file_is_forwarded_and_routed_back() -> None:
     from mesos_zmq.protocol import FileData
 
     h = Harness()
-    agent_id, fid, _ = launch(h)
+    agent_id, _fid, _ = launch(h)
     assert h.send(b"cli", ReadFile(agent_id="", task_id="t1"), 1, rid="q1") == []
     _, fwd, fwd_rid = h.sent[-1]
     assert isinstance(fwd, ReadFile) and fwd.agent_id == agent_id and fwd_rid != "q1"

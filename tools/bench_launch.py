@@ -1,0 +1,129 @@
+"""End-to-end launch benchmark: how fast does the cluster run many short tasks?
+
+Starts a real master and agents (separate processes, loopback, a temporary work dir),
+then a framework (SDK, in this process) that launches ``--tasks`` copies of ``true``
+as fast as offers allow. Prints throughput (tasks/s from the first launch to the last
+terminal update) and offer-to-RUNNING latency percentiles, then the command to
+reproduce. Nothing here asserts: figures are for humans to compare.
+
+    python tools/bench_launch.py [--tasks 2000] [--agents 2] [--no-fsync]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from mesos_zmq.resources import Resources  # noqa: E402
+
+from mesos_zmq.protocol import FrameworkInfo, Offer, TaskInfo, TaskStatus  # noqa: E402
+from mesos_zmq.scheduler import Scheduler, SchedulerDriver  # noqa: E402
+from mesos_zmq.tasks import TERMINAL  # noqa: E402
+from tests.cluster import Cluster  # noqa: E402
+
+TASK_RES = Resources.parse("cpus:0.01;mem:1")
+
+
+class Launcher(Scheduler):
+    def __init__(self, total: int) -> None:
+        self.total = total
+        self.launched = 0
+        self.offer_seen: dict[str, float] = {}
+        self.running_at: dict[str, float] = {}
+        self.ended: dict[str, str] = {}
+        self.first_launch = 0.0
+        self.last_end = 0.0
+        self.done = threading.Event()
+
+    def resource_offers(self, driver: SchedulerDriver, offers: list[Offer]) -> None:
+        now = time.perf_counter()
+        for offer in offers:
+            left = Resources.parse(offer.resources)
+            tasks: list[TaskInfo] = []
+            while self.launched < self.total and left.contains(TASK_RES):
+                task_id = f"t{self.launched:06d}"
+                self.launched += 1
+                left = left - TASK_RES
+                self.offer_seen[task_id] = now
+                tasks.append(TaskInfo(task_id=task_id, agent_id=offer.agent_id,
+                                      resources=str(TASK_RES), command="true"))
+            if tasks:
+                if not self.first_launch:
+                    self.first_launch = now
+                driver.launch_tasks([offer.offer_id], tasks, refuse_seconds=0)
+            else:
+                driver.decline_offer(offer.offer_id, refuse_seconds=0)
+
+    def status_update(self, driver: SchedulerDriver, status: TaskStatus) -> None:
+        now = time.perf_counter()
+        if status.state == "TASK_RUNNING":
+            self.running_at.setdefault(status.task_id, now)
+        elif status.state in TERMINAL and status.task_id not in self.ended:
+            self.ended[status.task_id] = status.state
+            self.last_end = now
+            if len(self.ended) >= self.total:
+                self.done.set()
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    index = min(len(ordered) - 1, max(0, round(q / 100 * (len(ordered) - 1))))
+    return ordered[index]
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--tasks", type=int, default=2000)
+    parser.add_argument("--agents", type=int, default=2)
+    parser.add_argument("--no-fsync", action="store_true", help="skip fsync of the master log")
+    parser.add_argument("--timeout", type=float, default=600.0)
+    args = parser.parse_args()
+
+    with tempfile.TemporaryDirectory(prefix="bench-launch-") as tmp:
+        master_args = ["--allocation-interval", "0.1"] + (["--no-fsync"] if args.no_fsync else [])
+        cluster = Cluster(Path(tmp), master_args=master_args)
+        try:
+            cluster.start_master()
+            for _ in range(args.agents):
+                cluster.start_agent(resources="cpus:1000;mem:1000000;disk:10000")
+            cluster.wait_agents(args.agents)
+            scheduler = Launcher(args.tasks)
+            driver = SchedulerDriver(scheduler, FrameworkInfo(name="bench-launch"),
+                                     cluster.master_url)
+            driver.start()
+            finished = scheduler.done.wait(args.timeout)
+            driver.stop()
+        finally:
+            cluster.stop()
+    if not finished:
+        print(f"timed out: {len(scheduler.ended)}/{args.tasks} tasks ended", file=sys.stderr)
+        return 1
+    elapsed = scheduler.last_end - scheduler.first_launch
+    latencies = [
+        (scheduler.running_at[t] - scheduler.offer_seen[t]) * 1000
+        for t in scheduler.running_at if t in scheduler.offer_seen
+    ]
+    states: dict[str, int] = {}
+    for state in scheduler.ended.values():
+        states[state] = states.get(state, 0) + 1
+    print(f"tasks: {args.tasks} on {args.agents} agents; final states {states}")
+    print(f"throughput: {args.tasks / elapsed:.0f} tasks/s ({elapsed:.2f} s)")
+    if latencies:
+        print(f"offer-to-RUNNING latency: p50 {statistics.median(latencies):.1f} ms, "
+              f"p99 {percentile(latencies, 99):.1f} ms")
+    flags = f" --tasks {args.tasks} --agents {args.agents}" + (
+        " --no-fsync" if args.no_fsync else "")
+    print(f"reproduce: python tools/bench_launch.py{flags}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
