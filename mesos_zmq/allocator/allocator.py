@@ -219,7 +219,7 @@ class Allocator:
             if sorter is not None:
                 sorter.unallocated(framework_id, scalars)
         fw = self._frameworks.get(framework_id)
-        if fw is not None and refuse_until is not None:
+        if fw is not None and refuse_until is not None and resources:
             current = fw.filters.get(agent_id, 0.0)
             fw.filters[agent_id] = max(current, refuse_until)
 

@@ -141,9 +141,8 @@ class _FrameworkRuntime:
     #: when a disconnected framework is removed (None while connected)
     deadline: float | None = None
     offers: set[str] = field(default_factory=set)
-    #: master-generated updates awaiting acknowledgement, by uuid
-    pending: OrderedDict[str, TaskStatus] = field(default_factory=OrderedDict)
-    last_retry: float = 0.0
+    #: master-generated updates awaiting acknowledgement: uuid -> (update, last sent)
+    pending: OrderedDict[str, tuple[TaskStatus, float]] = field(default_factory=OrderedDict)
 
 
 @dataclass(slots=True)
@@ -608,9 +607,9 @@ class MasterCore:
             reregistered=reregistered,
         )
         self._send(peer, self._subscribed(framework_id, reregistered), rid)
-        for status in rt.pending.values():
+        for uuid, (status, _) in list(rt.pending.items()):
+            rt.pending[uuid] = (status, now)
             self._send(peer, StatusUpdate(status=status))
-        rt.last_retry = now
 
     def _subscribed(self, framework_id: str, re: bool) -> Subscribed:
         return Subscribed(
@@ -908,7 +907,7 @@ class MasterCore:
         )
         rt = self._frameworks.get(rec.framework_id)
         if rt is not None:
-            rt.pending[status.uuid] = status
+            rt.pending[status.uuid] = (status, now)
         self._send_framework(rec.framework_id, StatusUpdate(status=status))
 
     def _master_task_error(self, fid: str, task: TaskInfo, message: str, now: float) -> None:
@@ -920,16 +919,17 @@ class MasterCore:
         )
         rt = self._frameworks.get(fid)
         if rt is not None:
-            rt.pending[status.uuid] = status
+            rt.pending[status.uuid] = (status, now)
         self._send_framework(fid, StatusUpdate(status=status))
 
     def _retry_master_updates(self, now: float) -> None:
+        retry = self.config.status_update_retry
         for rt in self._frameworks.values():
-            if rt.pending and rt.peer is not None and (
-                now - rt.last_retry >= self.config.status_update_retry
-            ):
-                rt.last_retry = now
-                for status in rt.pending.values():
+            if not rt.pending or rt.peer is None:
+                continue
+            for uuid, (status, sent) in list(rt.pending.items()):
+                if now - sent >= retry:
+                    rt.pending[uuid] = (status, now)
                     self._send(rt.peer, StatusUpdate(status=status))
 
     # ================================================================= offers

@@ -36,7 +36,7 @@ def test_killed_agent_tasks_become_lost_and_offers_rescinded(cluster: Cluster) -
         held = wait_until(lambda: [o for o in list(rec.offers.values())
                                    if o.hostname == victim_host], 15, what="held offer")
         killed_at = time.monotonic()
-        victim.signal(signal.SIGKILL)
+        victim.send_signal(signal.SIGKILL)
         wait_until(lambda: "TASK_LOST" in rec.states("doomed-0")
                    and "TASK_LOST" in rec.states("doomed-1"), 10, what="LOST updates")
         lost_at = max(t for t, s in rec.updates if s.state == "TASK_LOST")

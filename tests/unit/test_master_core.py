@@ -59,7 +59,7 @@ class Harness:
             state.apply(record)
         counter = itertools.count()
         defaults: dict[str, Any] = {
-            "heartbeat_interval": 1.0, "missed_heartbeats": 3, "reregister_timeout": 30.0
+            "heartbeat_interval": 1.0, "missed_heartbeats": 30, "reregister_timeout": 30.0
         }
         defaults.update(config)
         self.core = MasterCore(
@@ -74,7 +74,9 @@ class Harness:
         return ready.messages
 
     def send(self, peer: bytes, msg: Message, now: float, rid: str = "") -> list[Any]:
-        return [m for _, m, _ in self._apply(self.core.handle(peer, msg, rid, now))]
+        """Messages sent back to ``peer`` (others are in ``self.sent``)."""
+        out = self._apply(self.core.handle(peer, msg, rid, now))
+        return [m for p, m, _ in out if p == peer]
 
     def tick(self, now: float) -> list[tuple[bytes, Message, str]]:
         return self._apply(self.core.tick(now))
@@ -115,7 +117,7 @@ def launch(h: Harness, now: float = 0.0, resources: str = "cpus:1;mem:128",
     fid = h.subscribe(now=now)
     (offer,) = h.offers_to(FW, now)
     out = h.send(FW, Accept(framework_id=fid, offer_ids=[offer.offer_id],
-                            tasks=[task(task_id, agent_id, resources)]), now)
+                            tasks=[task(task_id, agent_id, resources)], refuse_seconds=0), now)
     assert out == []  # RunTasks goes to the agent, nothing back to the framework
     return agent_id, fid, offer.offer_id
 
@@ -182,9 +184,7 @@ def test_stale_offer_is_refused_and_changes_nothing() -> None:
 def test_duplicate_task_id_gets_task_error_and_other_tasks_launch() -> None:
     h = Harness()
     agent_id, fid, _ = launch(h, resources="cpus:1;mem:64")
-    h.send(FW, Decline(framework_id=fid, offer_ids=[], refuse_seconds=0), 0)
-    h.core.request_allocation()
-    (offer,) = h.offers_to(FW, 0.5)
+    (offer,) = h.offers_to(FW, 0.5)  # the leftover
     replies = h.send(FW, Accept(framework_id=fid, offer_ids=[offer.offer_id],
                                 tasks=[task("t1", agent_id), task("t3", agent_id)]), 0.6)
     errors = [m.status for m in replies if isinstance(m, StatusUpdate)]
@@ -235,10 +235,9 @@ def test_terminal_update_frees_resources_for_new_offers() -> None:
 
 
 def test_agent_loss_makes_tasks_lost_and_rescinds_offers() -> None:
-    h = Harness()
+    h = Harness(missed_heartbeats=3)
     agent_id, fid, _ = launch(h, resources="cpus:1;mem:128")
-    h.core.request_allocation()
-    (offer,) = h.offers_to(FW, 6)  # the leftover, after the 5 s default filter
+    (offer,) = h.offers_to(FW, 0.1)  # the leftover
     # The framework keeps beating, the agent does not.
     for t in (1.0, 2.0, 3.0, 4.0):
         h.send(FW, Heartbeat(), t)
@@ -306,7 +305,7 @@ def test_teardown_kills_tasks_and_forgets_framework() -> None:
 
 
 def test_framework_failover_timeout_removes_it() -> None:
-    h = Harness()
+    h = Harness(missed_heartbeats=3)
     launch(h)
     for t in (1.0, 2.0, 3.0, 4.0, 5.0):
         h.send(AGENT, Heartbeat(), t)

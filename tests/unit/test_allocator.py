@@ -1,0 +1,103 @@
+"""Sorter and allocator rules (expected shares stated in comments)."""
+
+from __future__ import annotations
+
+from mesos_zmq.allocator import Allocator, DRFSorter
+from mesos_zmq.resources import Resources
+
+
+def R(text: str) -> Resources:
+    return Resources.parse(text)
+
+
+def test_sorter_orders_by_weighted_dominant_share() -> None:
+    s = DRFSorter()
+    s.add_total({"cpus": 10, "mem": 100})
+    s.add("a")
+    s.add("b")
+    s.set_weight("b", 2)
+    s.allocated("a", {"cpus": 2, "mem": 10})  # dominant: cpus 0.2
+    s.allocated("b", {"cpus": 1, "mem": 30})  # dominant: mem 0.3, weighted 0.15
+    assert s.share("a") == 0.2 and s.share("b") == 0.3
+    assert s.sort() == ["b", "a"]
+    s.unallocated("b", {"mem": 30})
+    assert s.share("b") == 0.1
+
+
+def test_sorter_excludes_names_from_share() -> None:
+    s = DRFSorter(excluded=["gpus"])
+    s.add_total({"cpus": 10, "gpus": 1})
+    s.allocated("a", {"cpus": 1, "gpus": 1})
+    assert s.share("a") == 0.1
+
+
+def test_whole_free_agent_offered_and_not_twice() -> None:
+    a = Allocator()
+    a.add_agent("s1", R("cpus:4;mem:1024"))
+    a.add_framework("f1", ["*"])
+    (alloc,) = a.allocate(0)
+    assert alloc.framework_id == "f1" and alloc.resources == R("cpus:4;mem:1024")
+    assert a.allocate(1) == []  # everything is out on offer
+
+
+def test_decline_filter_holds_until_expiry() -> None:
+    a = Allocator()
+    a.add_agent("s1", R("cpus:4;mem:1024"))
+    a.add_framework("f1", ["*"])
+    (alloc,) = a.allocate(0)
+    a.recover("f1", "*", "s1", alloc.resources, refuse_until=5.0)
+    assert a.allocate(1) == []
+    assert len(a.allocate(5.0)) == 1
+
+
+def test_revive_clears_filters_and_suppress_stops_offers() -> None:
+    a = Allocator()
+    a.add_agent("s1", R("cpus:4;mem:1024"))
+    a.add_framework("f1", ["*"])
+    (alloc,) = a.allocate(0)
+    a.recover("f1", "*", "s1", alloc.resources, refuse_until=100.0)
+    a.revive("f1")
+    (alloc,) = a.allocate(1)
+    a.recover("f1", "*", "s1", alloc.resources)
+    a.suppress("f1")
+    assert a.allocate(2) == []
+
+
+def test_reserved_resources_only_go_to_their_role() -> None:
+    a = Allocator()
+    a.add_agent("s1", R("cpus(eng):2;cpus:1;mem:512"))
+    a.add_framework("ops", ["ops"])
+    (alloc,) = a.allocate(0)
+    assert alloc.resources == R("cpus:1;mem:512")
+    a.add_framework("eng", ["eng"])
+    (alloc,) = a.allocate(1)
+    assert alloc.framework_id == "eng" and alloc.resources == R("cpus(eng):2")
+
+
+def test_weights_share_agents_three_to_one() -> None:
+    a = Allocator({"a": 1, "b": 3})
+    for i in range(8):
+        a.add_agent(f"s{i}", R("cpus:1;mem:100"))
+    a.add_framework("fa", ["a"])
+    a.add_framework("fb", ["b"])
+    got = [x.framework_id for x in a.allocate(0)]
+    # 8 agents: b (weight 3) ends with 6, a with 2 (shares 0.75 and 0.25).
+    assert got.count("fb") == 6 and got.count("fa") == 2
+
+
+def test_inactive_framework_and_agent_get_nothing() -> None:
+    a = Allocator()
+    a.add_agent("s1", R("cpus:1;mem:100"))
+    a.add_framework("f1", ["*"], active=False)
+    assert a.allocate(0) == []
+    a.activate_framework("f1")
+    a.activate_agent("s1", False)
+    assert a.allocate(0) == []
+
+
+def test_tiny_leftovers_are_not_offered() -> None:
+    a = Allocator()
+    a.add_agent("s1", R("cpus:1;mem:100"))
+    a.add_framework("f1", ["*"])
+    a.allocate_to("f1", "*", "s1", R("cpus:0.995;mem:90"))
+    assert a.allocate(0) == []  # 0.005 cpus and 10 MB are below the minimum
