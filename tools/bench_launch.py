@@ -22,9 +22,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from mesos_zmq.resources import Resources  # noqa: E402
-
 from mesos_zmq.protocol import FrameworkInfo, Offer, TaskInfo, TaskStatus  # noqa: E402
+from mesos_zmq.resources import Resources  # noqa: E402
 from mesos_zmq.scheduler import Scheduler, SchedulerDriver  # noqa: E402
 from mesos_zmq.tasks import TERMINAL  # noqa: E402
 from tests.cluster import Cluster  # noqa: E402

@@ -14,7 +14,6 @@ from mesos_zmq.protocol import (
     Accept,
     Acknowledge,
     AgentRegistered,
-    Decline,
     Error,
     FrameworkInfo,
     GetState,

@@ -1,0 +1,1 @@
+"""Example frameworks: ``execute`` (behind ``mesos-zmq run``) and ``sleeper``."""
