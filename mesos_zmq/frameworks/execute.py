@@ -127,9 +127,9 @@ class ExecuteFramework(Scheduler):
                 if inst.ended_at is not None and now - inst.ended_at > DRAIN_GRACE:
                     stream.drained = True
                     continue
-                if stream.in_flight_since is not None:
-                    if now - stream.in_flight_since < READ_TIMEOUT:
-                        continue
+                if (stream.in_flight_since is not None
+                        and now - stream.in_flight_since < READ_TIMEOUT):
+                    continue
                 stream.in_flight_since = now
                 driver.read_file(inst.agent_id, inst.task_id, stream.path, stream.offset,
                                  READ_CHUNK, self._on_data(inst, stream))

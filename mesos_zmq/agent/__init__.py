@@ -1,0 +1,1 @@
+"""The agent: pure core, process containerizer, sandbox files, server shell."""

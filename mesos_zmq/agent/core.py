@@ -1,0 +1,351 @@
+"""The agent core: what an agent decides, with processes and sockets left outside.
+
+Theory of operation
+-------------------
+The shell (:mod:`mesos_zmq.agent.server`) tells the core what happened (connected to
+the master, a message arrived, a process was spawned or exited, time passed) and
+carries out the returned :class:`Effects`: send messages, spawn tasks, signal
+process groups, checkpoint the agent id, reconnect.
+
+Status updates are reliable and ordered per task: each task has a FIFO of updates;
+only the head is in flight; it is re-sent every ``retry_interval`` until the master
+relays the framework's acknowledgement of that uuid, then the next one goes. Updates
+queue while the agent is not registered and flow once ``AgentRegistered`` arrives.
+
+Kill is SIGTERM to the task's process group, then SIGKILL after the grace period;
+the escalation deadline lives here so ``tick`` can enforce it.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import OrderedDict, deque
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+
+from mesos_zmq.heartbeat import HeartbeatMonitor
+from mesos_zmq.protocol import (
+    Acknowledge,
+    AgentRegistered,
+    Error,
+    Heartbeat,
+    KillTask,
+    Message,
+    ReadFile,
+    RegisterAgent,
+    ReregisterAgent,
+    RunTasks,
+    ShutdownFramework,
+    StatusUpdate,
+    TaskInfo,
+    TaskReport,
+    TaskStatus,
+)
+from mesos_zmq.resources import Resources
+from mesos_zmq.tasks import TERMINAL, TaskState
+
+SIGTERM = 15
+SIGKILL = 9
+REGISTER_RETRY = 1.0
+COMPLETED_LIMIT = 1000
+
+_SIGNAL_NAMES = {1: "SIGHUP", 2: "SIGINT", 3: "SIGQUIT", 4: "SIGILL", 6: "SIGABRT",
+                 7: "SIGBUS", 8: "SIGFPE", 9: "SIGKILL", 11: "SIGSEGV", 13: "SIGPIPE",
+                 14: "SIGALRM", 15: "SIGTERM", 24: "SIGXCPU", 25: "SIGXFSZ"}
+_ID_RE = re.compile(r"^[A-Za-z0-9_.-]{1,200}$")
+
+
+def safe_id(value: str) -> bool:
+    """Ids become directory names: a safe alphabet, never ``.`` or ``..``."""
+    return bool(_ID_RE.match(value)) and value not in (".", "..")
+
+
+def signal_name(number: int) -> str:
+    return _SIGNAL_NAMES.get(number, f"signal {number}")
+
+
+@dataclass(slots=True)
+class _Task:
+    framework_id: str
+    info: TaskInfo
+    state: TaskState = TaskState.STAGING
+    exit_code: int | None = None
+    killing: bool = False
+    kill_reason: str = ""
+    kill_deadline: float | None = None
+    #: pending updates, head in flight
+    updates: deque[TaskStatus] = field(default_factory=deque)
+    last_sent: float | None = None
+
+
+@dataclass(slots=True)
+class Effects:
+    """What the shell must do, in this order: checkpoint, spawn, signal, send."""
+
+    messages: list[tuple[Message, str]] = field(default_factory=list)
+    launch: list[tuple[str, TaskInfo]] = field(default_factory=list)  # (framework_id, task)
+    signal: list[tuple[str, int]] = field(default_factory=list)  # (task_id, signal number)
+    read_file: list[tuple[ReadFile, str]] = field(default_factory=list)  # (request, rid)
+    checkpoint_agent_id: str | None = None
+    reconnect: bool = False
+
+    def extend(self, other: Effects) -> None:
+        self.messages.extend(other.messages)
+        self.launch.extend(other.launch)
+        self.signal.extend(other.signal)
+        self.read_file.extend(other.read_file)
+        self.checkpoint_agent_id = other.checkpoint_agent_id or self.checkpoint_agent_id
+        self.reconnect = self.reconnect or other.reconnect
+
+
+class AgentCore:
+    def __init__(
+        self,
+        hostname: str,
+        resources: Resources,
+        attributes: str,
+        agent_id: str | None,
+        new_id: Callable[[], str],
+        kill_grace: float = 3.0,
+        retry_interval: float = 1.0,
+    ) -> None:
+        self.hostname = hostname
+        self.resources = resources
+        self.attributes = attributes
+        self.agent_id = agent_id
+        self._new_id = new_id
+        self.kill_grace = kill_grace
+        self.retry_interval = retry_interval
+        self.registered = False
+        self.monitor = HeartbeatMonitor(1.0, 10)
+        self._register_sent: float | None = None
+        self.tasks: dict[str, _Task] = {}
+        #: task_id -> framework_id of recently completed (forgotten) tasks
+        self.completed: OrderedDict[str, str] = OrderedDict()
+
+    # ----------------------------------------------------------------- connection
+    def connected(self, now: float) -> Effects:
+        self.registered = False
+        self.monitor.reset(now)
+        return self._register(now)
+
+    def _register(self, now: float) -> Effects:
+        fx = Effects()
+        self._register_sent = now
+        self.monitor.sent(now)
+        if self.agent_id is None:
+            msg: Message = RegisterAgent(hostname=self.hostname, resources=str(self.resources),
+                                         attributes=self.attributes)
+        else:
+            reports = [
+                TaskReport(task=t.info, framework_id=t.framework_id, state=t.state.value,
+                           exit_code=t.exit_code)
+                for t in self.tasks.values()
+            ]
+            msg = ReregisterAgent(agent_id=self.agent_id, hostname=self.hostname,
+                                  resources=str(self.resources), attributes=self.attributes,
+                                  tasks=reports)
+        fx.messages.append((msg, self._new_id()))
+        return fx
+
+    def tick(self, now: float) -> Effects:
+        fx = Effects()
+        if self.monitor.expired(now):
+            fx.reconnect = True
+            return fx
+        if not self.registered:
+            if self._register_sent is None or now - self._register_sent >= REGISTER_RETRY:
+                fx.extend(self._register(now))
+        else:
+            for task in self.tasks.values():
+                if task.updates and (task.last_sent is None
+                                     or now - task.last_sent >= self.retry_interval):
+                    self._send_head(task, now, fx)
+            if self.monitor.send_due(now):
+                self.monitor.sent(now)
+                fx.messages.append((Heartbeat(), ""))
+        for task_id, task in self.tasks.items():
+            if task.kill_deadline is not None and now >= task.kill_deadline:
+                task.kill_deadline = None
+                fx.signal.append((task_id, SIGKILL))
+        return fx
+
+    # ----------------------------------------------------------------- messages
+    def handle(self, msg: Message, request_id: str, now: float) -> Effects:
+        self.monitor.received(now)
+        fx = Effects()
+        if isinstance(msg, AgentRegistered):
+            self._on_registered(msg, now, fx)
+        elif isinstance(msg, Error):
+            if msg.code == "not_registered":
+                self.registered = False
+                fx.extend(self._register(now))
+        elif isinstance(msg, RunTasks):
+            self._on_run(msg, now, fx)
+        elif isinstance(msg, KillTask):
+            self._kill(msg.framework_id, msg.task_id, now, fx, "REASON_TASK_KILLED")
+        elif isinstance(msg, ShutdownFramework):
+            for task_id, task in list(self.tasks.items()):
+                if task.framework_id == msg.framework_id:
+                    self._kill(msg.framework_id, task_id, now, fx, "REASON_FRAMEWORK_REMOVED")
+        elif isinstance(msg, Acknowledge):
+            self._on_ack(msg, now, fx)
+        elif isinstance(msg, ReadFile):
+            fx.read_file.append((msg, request_id))
+        return fx
+
+    def _on_registered(self, msg: AgentRegistered, now: float, fx: Effects) -> None:
+        if self.agent_id != msg.agent_id:
+            self.agent_id = msg.agent_id
+            fx.checkpoint_agent_id = msg.agent_id
+        self.registered = True
+        self.monitor = HeartbeatMonitor(msg.heartbeat_interval, msg.missed_heartbeats)
+        self.monitor.reset(now)
+        for task in self.tasks.values():
+            if task.updates:
+                self._send_head(task, now, fx)
+
+    def _on_run(self, msg: RunTasks, now: float, fx: Effects) -> None:
+        for info in msg.tasks:
+            if info.task_id in self.tasks or info.task_id in self.completed:
+                continue  # a retried launch: it already happened
+            task = _Task(framework_id=msg.framework_id, info=info)
+            self.tasks[info.task_id] = task
+            if not safe_id(info.task_id) or not safe_id(msg.framework_id):
+                self._update(task, TaskState.ERROR, now, fx, reason="REASON_TASK_INVALID",
+                             message="task or framework id is not a safe name")
+                continue
+            fx.launch.append((msg.framework_id, info))
+
+    def _kill(self, framework_id: str, task_id: str, now: float, fx: Effects,
+              reason: str) -> None:
+        task = self.tasks.get(task_id)
+        if task is None:
+            if task_id in self.completed:
+                return
+            ghost = _Task(framework_id=framework_id,
+                          info=TaskInfo(task_id=task_id, agent_id=self.agent_id or "",
+                                        resources=""))
+            self.tasks[task_id] = ghost
+            self._update(ghost, TaskState.LOST, now, fx, reason="REASON_TASK_UNKNOWN",
+                         message="kill of a task this agent does not know")
+            return
+        if task.state in TERMINAL or task.killing:
+            return
+        task.killing = True
+        task.kill_reason = reason
+        grace = task.info.kill_grace_period
+        grace = self.kill_grace if grace is None else grace
+        if task.state == TaskState.STAGING:
+            return  # not spawned yet: task_spawned will see `killing` and stop it
+        fx.signal.append((task_id, SIGTERM))
+        task.kill_deadline = now + grace
+
+    def _on_ack(self, msg: Acknowledge, now: float, fx: Effects) -> None:
+        task = self.tasks.get(msg.task_id)
+        if task is None or not task.updates or task.updates[0].uuid != msg.uuid:
+            return
+        task.updates.popleft()
+        task.last_sent = None
+        if task.updates:
+            self._send_head(task, now, fx)
+        elif task.state in TERMINAL:
+            del self.tasks[msg.task_id]
+            self.completed[msg.task_id] = task.framework_id
+            while len(self.completed) > COMPLETED_LIMIT:
+                self.completed.popitem(last=False)
+
+    # ----------------------------------------------------------------- processes
+    def task_spawned(self, task_id: str, now: float) -> Effects:
+        fx = Effects()
+        task = self.tasks.get(task_id)
+        if task is None:
+            return fx
+        self._update(task, TaskState.RUNNING, now, fx)
+        if task.killing:
+            task.killing = False
+            self._kill(task.framework_id, task_id, now, fx, task.kill_reason)
+        return fx
+
+    def spawn_failed(self, task_id: str, error: str, now: float) -> Effects:
+        fx = Effects()
+        task = self.tasks.get(task_id)
+        if task is not None:
+            self._update(task, TaskState.FAILED, now, fx,
+                         reason="REASON_COMMAND_EXECUTOR_FAILED",
+                         message=f"failed to start the task: {error}")
+        return fx
+
+    def task_exited(self, task_id: str, exit_code: int | None, signal: int | None,
+                    now: float) -> Effects:
+        fx = Effects()
+        task = self.tasks.get(task_id)
+        if task is None or task.state in TERMINAL:
+            return fx
+        task.kill_deadline = None
+        if signal is not None:
+            code = 128 + signal
+            message = f"Command terminated with signal {signal_name(signal)}"
+            if task.killing:
+                self._update(task, TaskState.KILLED, now, fx, reason=task.kill_reason,
+                             message=message, exit_code=code)
+            else:
+                self._update(task, TaskState.FAILED, now, fx,
+                             reason="REASON_COMMAND_EXECUTOR_FAILED", message=message,
+                             exit_code=code)
+            return fx
+        code = exit_code if exit_code is not None else 0
+        message = f"Command exited with status {code}"
+        if task.killing:
+            self._update(task, TaskState.KILLED, now, fx, reason=task.kill_reason,
+                         message=message, exit_code=code)
+        elif code == 0:
+            self._update(task, TaskState.FINISHED, now, fx, message=message, exit_code=0)
+        else:
+            self._update(task, TaskState.FAILED, now, fx,
+                         reason="REASON_COMMAND_EXECUTOR_FAILED", message=message,
+                         exit_code=code)
+        return fx
+
+    def shutdown(self, now: float) -> Effects:
+        """Kill every task (the agent is going away for good)."""
+        fx = Effects()
+        for task_id, task in list(self.tasks.items()):
+            self._kill(task.framework_id, task_id, now, fx, "REASON_AGENT_SHUTDOWN")
+        return fx
+
+    def running_tasks(self) -> list[str]:
+        return [tid for tid, t in self.tasks.items() if t.state not in TERMINAL]
+
+    def framework_of(self, task_id: str) -> str | None:
+        task = self.tasks.get(task_id)
+        if task is not None:
+            return task.framework_id
+        return self.completed.get(task_id)
+
+    def is_terminal(self, task_id: str) -> bool:
+        task = self.tasks.get(task_id)
+        return task is None or task.state in TERMINAL
+
+    # ----------------------------------------------------------------- updates
+    def _update(self, task: _Task, state: TaskState, now: float, fx: Effects, *,
+                reason: str = "", message: str = "", exit_code: int | None = None) -> None:
+        task.state = state
+        task.exit_code = exit_code
+        status = TaskStatus(
+            task_id=task.info.task_id, framework_id=task.framework_id,
+            agent_id=self.agent_id or "", state=state.value, uuid=self._new_id(),
+            timestamp=now, source="agent", reason=reason, message=message,
+            exit_code=exit_code,
+        )
+        task.updates.append(status)
+        if len(task.updates) == 1 and self.registered:
+            self._send_head(task, now, fx)
+
+    def _send_head(self, task: _Task, now: float, fx: Effects) -> None:
+        head = task.updates[0]
+        if not head.agent_id and self.agent_id:
+            head = replace(head, agent_id=self.agent_id)
+            task.updates[0] = head
+        task.last_sent = now
+        fx.messages.append((StatusUpdate(status=head), ""))

@@ -1,0 +1,192 @@
+"""The agent's I/O shell: socket, processes, disk and signals around :class:`AgentCore`.
+
+Signals: SIGINT and SIGUSR1 drain (kill every task, deliver the final updates for a
+short while, exit); SIGTERM exits at once and leaves tasks running, which is what a
+restart under systemd's ``KillMode=process`` wants.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from types import FrameType
+
+import structlog
+import zmq
+
+from mesos_zmq.agent.containerizer import Containerizer
+from mesos_zmq.agent.core import AgentCore, Effects
+from mesos_zmq.agent.detect import detect_resources
+from mesos_zmq.agent.files import SandboxPathError, read_chunk
+from mesos_zmq.attributes import parse_attributes
+from mesos_zmq.errors import ConfigError, ProtocolError, ResourceError
+from mesos_zmq.protocol import Error, FileData, ReadFile, decode, encode
+from mesos_zmq.transport import ClientSocket
+
+log = structlog.get_logger()
+
+
+@dataclass(slots=True)
+class AgentConfig:
+    master: str = "tcp://127.0.0.1:5050"
+    work_dir: str = "/var/lib/mesos-zmq/agent"
+    resources: str | None = None
+    attributes: str = ""
+    hostname: str = ""
+    kill_grace_period: float = 3.0
+    status_update_retry: float = 1.0
+
+
+class AgentServer:
+    def __init__(self, config: AgentConfig) -> None:
+        if config.master.startswith("zk://"):
+            raise ConfigError("zk:// master URLs are not supported yet; use tcp://host:port")
+        self.config = config
+        self.work_dir = Path(config.work_dir)
+        try:
+            (self.work_dir / "meta").mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise ConfigError(f"cannot use --work-dir {self.work_dir}: {exc.strerror}") from None
+        try:
+            resources = detect_resources(str(self.work_dir), config.resources)
+            parse_attributes(config.attributes)
+        except ResourceError as exc:
+            raise ConfigError(f"--resources: {exc}") from None
+        except ValueError as exc:
+            raise ConfigError(f"--attributes: {exc}") from None
+        self.id_path = self.work_dir / "meta" / "agent_id"
+        agent_id = self.id_path.read_text().strip() if self.id_path.exists() else None
+        self.core = AgentCore(
+            hostname=config.hostname or socket.gethostname(),
+            resources=resources,
+            attributes=config.attributes,
+            agent_id=agent_id or None,
+            new_id=lambda: uuid.uuid4().hex,
+            kill_grace=config.kill_grace_period,
+            retry_interval=config.status_update_retry,
+        )
+        self.containerizer = Containerizer(self.work_dir)
+        self.context: zmq.Context[zmq.Socket[bytes]] = zmq.Context()
+        self.client = ClientSocket(self.context, config.master)
+        self._stop: str | None = None  # None | "leave" | "drain"
+        self._log = log.bind(hostname=self.core.hostname)
+
+    def request_stop(self, drain: bool) -> None:
+        self._stop = "drain" if drain else "leave"
+
+    # ----------------------------------------------------------------- loop
+    def serve_forever(self) -> None:
+        self._log.info("agent starting", master=self.client.address,
+                       resources=str(self.core.resources), agent_id=self.core.agent_id)
+        self._apply(self.core.connected(time.monotonic()))
+        drain_until: float | None = None
+        try:
+            while True:
+                if self._stop == "leave":
+                    break
+                if self._stop == "drain" and drain_until is None:
+                    self._log.info("draining: killing tasks")
+                    self._apply(self.core.shutdown(time.monotonic()))
+                    drain_until = time.monotonic() + self.config.kill_grace_period + 3.0
+                if drain_until is not None and (
+                    time.monotonic() > drain_until
+                    or (not self.core.tasks and self.containerizer.running() == 0)
+                ):
+                    break
+                timeout = 10 if self.containerizer.running() else 50
+                if self.client.poll(timeout):
+                    self._drain_socket()
+                now = time.monotonic()
+                for exited in self.containerizer.reap():
+                    self._apply(self.core.task_exited(exited.task_id, exited.exit_code,
+                                                      exited.signal, now))
+                self._apply(self.core.tick(time.monotonic()))
+        finally:
+            self.client.close()
+            self.context.term()
+            self._log.info("agent stopped", running_tasks=self.containerizer.running())
+
+    def _drain_socket(self) -> None:
+        for _ in range(1000):
+            try:
+                frames = self.client.socket.recv_multipart(flags=zmq.NOBLOCK)
+            except zmq.Again:
+                return
+            for frame in frames:
+                try:
+                    envelope = decode(frame)
+                except ProtocolError as exc:
+                    self._log.warning("bad frame from master", error=exc.message)
+                    continue
+                self._apply(self.core.handle(envelope.message, envelope.request_id,
+                                             time.monotonic()))
+
+    def _apply(self, fx: Effects) -> None:
+        if fx.checkpoint_agent_id:
+            self._checkpoint_id(fx.checkpoint_agent_id)
+            self._log = self._log.bind(agent_id=fx.checkpoint_agent_id)
+            self._log.info("registered with master")
+        for framework_id, task in fx.launch:
+            try:
+                self.containerizer.launch(self.core.agent_id or "", framework_id, task)
+            except OSError as exc:
+                self._log.warning("task failed to start", task_id=task.task_id, error=str(exc))
+                fx.extend(self.core.spawn_failed(task.task_id, str(exc), time.monotonic()))
+                continue
+            fx.extend(self.core.task_spawned(task.task_id, time.monotonic()))
+        for task_id, signum in fx.signal:
+            self.containerizer.signal(task_id, signum)
+        for request, request_id in fx.read_file:
+            self.client.send(encode(self._read_file(request, request_id), request_id))
+        for msg, request_id in fx.messages:
+            self.client.send(encode(msg, request_id))
+        if fx.reconnect:
+            self._log.warning("master silent: reconnecting")
+            self.client.reconnect()
+            self._apply(self.core.connected(time.monotonic()))
+
+    def _read_file(self, request: ReadFile, request_id: str) -> FileData | Error:
+        sandbox = self.containerizer.sandboxes.get(request.task_id)
+        framework_id = self.core.framework_of(request.task_id)
+        if sandbox is None and framework_id is not None:
+            sandbox = self.containerizer.sandbox_path(framework_id, request.task_id)
+        if sandbox is None or not sandbox.is_dir():
+            return Error(code="invalid", message=f"no sandbox for task {request.task_id[:64]!r}",
+                         in_reply_to=request_id)
+        try:
+            data, size = read_chunk(sandbox, request.path, request.offset, request.length)
+        except SandboxPathError as exc:
+            return Error(code="invalid", message=str(exc), in_reply_to=request_id)
+        done = self.core.is_terminal(request.task_id) and request.offset + len(data) >= size
+        return FileData(task_id=request.task_id, path=request.path, offset=request.offset,
+                        data=data, size=size, done=done)
+
+    def _checkpoint_id(self, agent_id: str) -> None:
+        tmp = self.id_path.with_suffix(".tmp")
+        with open(tmp, "w") as handle:
+            handle.write(agent_id)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, self.id_path)
+
+
+def run_agent(config: AgentConfig) -> int:
+    """Run an agent until a signal; returns the process exit code."""
+    server = AgentServer(config)
+
+    def drain(signum: int, frame: FrameType | None) -> None:
+        server.request_stop(drain=True)
+
+    def leave(signum: int, frame: FrameType | None) -> None:
+        server.request_stop(drain=False)
+
+    signal.signal(signal.SIGINT, drain)
+    signal.signal(signal.SIGUSR1, drain)
+    signal.signal(signal.SIGTERM, leave)
+    server.serve_forever()
+    return 0
