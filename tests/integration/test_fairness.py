@@ -39,9 +39,9 @@ def role_shares(cluster: Cluster) -> dict[str, float]:
 def test_weighted_drf_converges_to_weights(cluster: Cluster, tmp_path: Path) -> None:
     cluster.master_args = ["--weights", "a=1,b=3", "--allocation-interval", "0.1"]
     cluster.start_master()
-    for _ in range(2):
-        cluster.start_agent(resources="cpus:16;mem:16384")
-    cluster.wait_agents(2)
+    for _ in range(4):
+        cluster.start_agent(resources="cpus:8;mem:8192")
+    cluster.wait_agents(4)
     procs = []
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     try:
@@ -50,13 +50,13 @@ def test_weighted_drf_converges_to_weights(cluster: Cluster, tmp_path: Path) -> 
             procs.append(subprocess.Popen(
                 [sys.executable, str(ROOT / "tests/integration/greedy_framework.py"),
                  "--master", cluster.master_url, "--role", role,
-                 "--task", "cpus:0.25;mem:256", "--duration", "1.5"],
+                 "--task", "cpus:0.25;mem:256", "--duration", "2"],
                 stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True))
             log.close()
         wait_until(lambda: len(role_shares(cluster)) == 2, 20, what="both roles running")
-        time.sleep(6)  # let several generations of tasks turn over
+        time.sleep(4)  # let a couple of generations of tasks turn over
         samples = []
-        deadline = time.monotonic() + 8
+        deadline = time.monotonic() + 6
         while time.monotonic() < deadline:
             shares = role_shares(cluster)
             if shares.get("a") and shares.get("b"):
