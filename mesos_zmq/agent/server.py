@@ -12,6 +12,7 @@ import signal
 import socket
 import time
 import uuid
+from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
@@ -25,10 +26,13 @@ from mesos_zmq.agent.detect import detect_resources
 from mesos_zmq.agent.files import SandboxPathError, read_chunk
 from mesos_zmq.attributes import parse_attributes
 from mesos_zmq.errors import ConfigError, ProtocolError, ResourceError
-from mesos_zmq.protocol import Error, FileData, ReadFile, decode, encode
+from mesos_zmq.protocol import Error, FileData, ReadFile, TaskInfo, decode, encode
 from mesos_zmq.transport import ClientSocket
 
 log = structlog.get_logger()
+
+#: tasks spawned per loop iteration before the socket is looked at again
+LAUNCH_BATCH = 16
 
 
 @dataclass(slots=True)
@@ -74,6 +78,9 @@ class AgentServer:
         self.context: zmq.Context[zmq.Socket[bytes]] = zmq.Context()
         self.client = ClientSocket(self.context, config.master)
         self._stop: str | None = None  # None | "leave" | "drain"
+        # Spawning is slow (a fork each): launch in small batches between socket
+        # reads so heartbeats and updates keep flowing during a big RunTasks.
+        self._launch_queue: deque[tuple[str, TaskInfo]] = deque()
         self._log = log.bind(hostname=self.core.hostname)
 
     def request_stop(self, drain: bool) -> None:
@@ -98,9 +105,15 @@ class AgentServer:
                     or (not self.core.tasks and self.containerizer.running() == 0)
                 ):
                     break
-                timeout = 10 if self.containerizer.running() else 50
+                if self._launch_queue:
+                    timeout = 0
+                elif self.containerizer.running():
+                    timeout = 10
+                else:
+                    timeout = 50
                 if self.client.poll(timeout):
                     self._drain_socket()
+                self._launch_some()
                 now = time.monotonic()
                 for exited in self.containerizer.reap():
                     self._apply(self.core.task_exited(exited.task_id, exited.exit_code,
@@ -131,14 +144,7 @@ class AgentServer:
             self._checkpoint_id(fx.checkpoint_agent_id)
             self._log = self._log.bind(agent_id=fx.checkpoint_agent_id)
             self._log.info("registered with master")
-        for framework_id, task in fx.launch:
-            try:
-                self.containerizer.launch(self.core.agent_id or "", framework_id, task)
-            except OSError as exc:
-                self._log.warning("task failed to start", task_id=task.task_id, error=str(exc))
-                fx.extend(self.core.spawn_failed(task.task_id, str(exc), time.monotonic()))
-                continue
-            fx.extend(self.core.task_spawned(task.task_id, time.monotonic()))
+        self._launch_queue.extend(fx.launch)
         for task_id, signum in fx.signal:
             self.containerizer.signal(task_id, signum)
         for request, request_id in fx.read_file:
@@ -149,6 +155,19 @@ class AgentServer:
             self._log.warning("master silent: reconnecting")
             self.client.reconnect()
             self._apply(self.core.connected(time.monotonic()))
+
+    def _launch_some(self) -> None:
+        for _ in range(LAUNCH_BATCH):
+            if not self._launch_queue:
+                return
+            framework_id, task = self._launch_queue.popleft()
+            try:
+                self.containerizer.launch(self.core.agent_id or "", framework_id, task)
+            except OSError as exc:
+                self._log.warning("task failed to start", task_id=task.task_id, error=str(exc))
+                self._apply(self.core.spawn_failed(task.task_id, str(exc), time.monotonic()))
+                continue
+            self._apply(self.core.task_spawned(task.task_id, time.monotonic()))
 
     def _read_file(self, request: ReadFile, request_id: str) -> FileData | Error:
         sandbox = self.containerizer.sandboxes.get(request.task_id)
