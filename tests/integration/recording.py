@@ -31,6 +31,13 @@ class Recorder(Scheduler):
         with self.lock:
             self.wanted.append((match, make))
 
+    def release(self, driver: SchedulerDriver) -> None:
+        """Decline every held offer so its resources can be offered again at once."""
+        with self.lock:
+            held, self.offers = list(self.offers), {}
+        for offer_id in held:
+            driver.decline_offer(offer_id, refuse_seconds=0)
+
     def registered(self, driver: SchedulerDriver, framework_id: str, master_info: dict) -> None:
         self.registered_ids.append(framework_id)
 

@@ -1,0 +1,181 @@
+"""Agent core rules: registration, reliable ordered updates, kills (no processes)."""
+
+from __future__ import annotations
+
+import itertools
+
+from mesos_zmq.agent.core import SIGKILL, SIGTERM, AgentCore, Effects
+from mesos_zmq.protocol import (
+    Acknowledge,
+    AgentRegistered,
+    Error,
+    Heartbeat,
+    KillTask,
+    ReadFile,
+    RegisterAgent,
+    ReregisterAgent,
+    RunTasks,
+    ShutdownFramework,
+    StatusUpdate,
+    TaskInfo,
+)
+from mesos_zmq.resources import Resources
+
+
+def make(agent_id: str | None = None) -> AgentCore:
+    counter = itertools.count()
+    return AgentCore("host", Resources.parse("cpus:2;mem:512"), "rack:r1", agent_id,
+                     lambda: f"u{next(counter)}", kill_grace=3.0, retry_interval=1.0)
+
+
+def registered(core: AgentCore, now: float = 0.0) -> Effects:
+    core.connected(now)
+    return core.handle(AgentRegistered(agent_id="A1", heartbeat_interval=1.0,
+                                       missed_heartbeats=5), "", now)
+
+
+def updates(fx: Effects) -> list[tuple[str, str]]:
+    return [(m.status.task_id, m.status.state) for m, _ in fx.messages
+            if isinstance(m, StatusUpdate)]
+
+
+def run(core: AgentCore, *task_ids: str, now: float = 0.0, grace: float | None = None) -> Effects:
+    tasks = [TaskInfo(task_id=t, agent_id="A1", resources="cpus:0.1", command="true",
+                      kill_grace_period=grace) for t in task_ids]
+    return core.handle(RunTasks(framework_id="F1", tasks=tasks), "", now)
+
+
+def ack(core: AgentCore, fx: Effects, now: float) -> Effects:
+    (msg, _), = [(m, r) for m, r in fx.messages if isinstance(m, StatusUpdate)]
+    s = msg.status
+    return core.handle(Acknowledge(framework_id=s.framework_id, agent_id=s.agent_id,
+                                   task_id=s.task_id, uuid=s.uuid), "", now)
+
+
+def test_new_agent_registers_and_checkpoints_its_id() -> None:
+    core = make()
+    fx = core.connected(0)
+    assert isinstance(fx.messages[0][0], RegisterAgent)
+    fx = core.handle(AgentRegistered(agent_id="A1", heartbeat_interval=1.0,
+                                     missed_heartbeats=5), "", 0)
+    assert fx.checkpoint_agent_id == "A1" and core.registered
+
+
+def test_known_agent_reregisters_with_its_tasks() -> None:
+    core = make("A1")
+    registered(core)
+    run(core, "t1")
+    core.task_spawned("t1", 0.1)
+    fx = core.connected(5)
+    (msg, _), = fx.messages
+    assert isinstance(msg, ReregisterAgent)
+    assert [(r.task.task_id, r.state) for r in msg.tasks] == [("t1", "TASK_RUNNING")]
+
+
+def test_registration_is_retried_until_answered() -> None:
+    core = make()
+    core.connected(0)
+    assert core.tick(0.5).messages == []
+    assert isinstance(core.tick(1.0).messages[0][0], RegisterAgent)
+
+
+def test_not_registered_error_triggers_reregistration() -> None:
+    core = make("A1")
+    registered(core)
+    fx = core.handle(Error(code="not_registered", message="who?"), "", 1)
+    assert isinstance(fx.messages[0][0], ReregisterAgent) and not core.registered
+
+
+def test_updates_are_ordered_and_retried_until_acknowledged() -> None:
+    core = make()
+    registered(core)
+    fx = run(core, "t1")
+    assert fx.launch and fx.launch[0][1].task_id == "t1"
+    running = core.task_spawned("t1", 0.1)
+    assert updates(running) == [("t1", "TASK_RUNNING")]
+    finished = core.task_exited("t1", 0, None, 0.2)
+    assert updates(finished) == []  # waits behind the unacknowledged RUNNING
+    assert updates(core.tick(0.5)) == []
+    assert updates(core.tick(1.2)) == [("t1", "TASK_RUNNING")]  # retried
+    after_ack = ack(core, running, 1.3)
+    assert updates(after_ack) == [("t1", "TASK_FINISHED")]
+    status = next(m.status for m, _ in after_ack.messages if isinstance(m, StatusUpdate))
+    assert status.exit_code == 0 and status.message == "Command exited with status 0"
+    ack(core, after_ack, 1.4)
+    assert "t1" not in core.tasks and core.framework_of("t1") == "F1"
+
+
+def test_exit_codes_and_signals_map_to_states() -> None:
+    core = make()
+    registered(core)
+    run(core, "bad", "segv")
+    for t in ("bad", "segv"):
+        ack(core, core.task_spawned(t, 0), 0)
+    fx = core.task_exited("bad", 3, None, 1)
+    (s,) = [m.status for m, _ in fx.messages]
+    assert (s.state, s.exit_code, s.message) == ("TASK_FAILED", 3, "Command exited with status 3")
+    fx = core.task_exited("segv", None, 11, 1)
+    (s,) = [m.status for m, _ in fx.messages]
+    assert (s.state, s.exit_code) == ("TASK_FAILED", 139) and "SIGSEGV" in s.message
+
+
+def test_kill_escalates_to_sigkill_after_grace() -> None:
+    core = make()
+    registered(core)
+    run(core, "t1", grace=2.0)
+    ack(core, core.task_spawned("t1", 0), 0)
+    fx = core.handle(KillTask(framework_id="F1", task_id="t1"), "", 1.0)
+    assert fx.signal == [("t1", SIGTERM)]
+    assert core.tick(2.5).signal == []
+    assert core.tick(3.0).signal == [("t1", SIGKILL)]
+    fx = core.task_exited("t1", None, 9, 3.1)
+    (s,) = [m.status for m, _ in fx.messages]
+    assert s.state == "TASK_KILLED"
+
+
+def test_kill_of_unknown_task_reports_lost_and_duplicate_launch_is_ignored() -> None:
+    core = make()
+    registered(core)
+    fx = core.handle(KillTask(framework_id="F1", task_id="ghost"), "", 0)
+    assert updates(fx) == [("ghost", "TASK_LOST")]
+    run(core, "t1")
+    assert run(core, "t1").launch == []
+
+
+def test_unsafe_task_id_is_an_error_not_a_launch() -> None:
+    core = make()
+    registered(core)
+    fx = run(core, "../../etc")
+    assert fx.launch == [] and updates(fx) == [("../../etc", "TASK_ERROR")]
+
+
+def test_shutdown_framework_kills_its_tasks() -> None:
+    core = make()
+    registered(core)
+    run(core, "t1", "t2")
+    core.task_spawned("t1", 0)
+    core.task_spawned("t2", 0)
+    fx = core.handle(ShutdownFramework(framework_id="F1"), "", 1)
+    assert sorted(fx.signal) == [("t1", SIGTERM), ("t2", SIGTERM)]
+
+
+def test_kill_before_spawn_is_applied_once_spawned() -> None:
+    core = make()
+    registered(core)
+    run(core, "t1")
+    assert core.handle(KillTask(framework_id="F1", task_id="t1"), "", 0).signal == []
+    assert core.task_spawned("t1", 0.1).signal == [("t1", SIGTERM)]
+
+
+def test_master_silence_means_reconnect_and_heartbeats_are_sent() -> None:
+    core = make()
+    registered(core)
+    assert any(isinstance(m, Heartbeat) for m, _ in core.tick(1.0).messages)
+    assert core.tick(5.5).reconnect
+
+
+def test_read_file_requests_go_to_the_shell_with_their_request_id() -> None:
+    core = make()
+    registered(core)
+    fx = core.handle(ReadFile(agent_id="A1", task_id="t1"), "rid", 0)
+    assert fx.read_file and fx.read_file[0][1] == "rid"
