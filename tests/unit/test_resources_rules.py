@@ -1,0 +1,144 @@
+"""Resources and attributes: parsing, printing, exact arithmetic, typed errors."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from mesos_zmq.attributes import format_attributes, parse_attributes
+from mesos_zmq.errors import AttributeParseError, ResourceError
+from mesos_zmq.resources import Resources, is_ancestor_role, validate_role
+
+R = Resources.parse
+
+
+def test_parse_and_canonical_print() -> None:
+    r = R(" mem:1024 ; cpus:4;disk:2048;ports:[31000-32000];gpus:0;zones:{b,a};cpus(eng):2; ")
+    assert str(r) == "cpus:4;cpus(eng):2;disk:2048;mem:1024;ports:[31000-32000];zones:{a,b}"
+    assert R(str(r)) == r and hash(R(str(r))) == hash(r)
+    assert str(R("")) == "" and not R("")
+    assert str(R("cpus(*):1.5")) == "cpus:1.5"
+
+
+def test_scalars_round_to_thousandths_without_drift() -> None:
+    total = Resources.empty()
+    for _ in range(10):
+        total = total + R("cpus:0.1")
+    assert total == R("cpus:1") and str(total) == "cpus:1"
+    assert str(R("cpus:0.0004")) == "" and str(R("cpus:0.0006")) == "cpus:0.001"
+    assert R("mem:0.3") - R("mem:0.1") == R("mem:0.2")
+
+
+def test_ranges_merge_split_and_sets() -> None:
+    r = R("ports:[1-3,4-5,10-20,15-25]")
+    assert r.ranges("ports") == [(1, 5), (10, 25)]
+    left = r - R("ports:[3-3,12-20]")
+    assert str(left) == "ports:[1-2,4-5,10-11,21-25]"
+    assert R("z:{a,b,c}") - R("z:{b}") == R("z:{a,c}")
+    assert R("ports:[1-10]").contains(R("ports:[2-3,7-7]"))
+    assert not R("ports:[1-10]").contains(R("ports:[9-11]"))
+
+
+def test_contains_respects_roles() -> None:
+    pool = R("cpus:2;cpus(eng):2;mem:100")
+    assert pool.contains(R("cpus:2;mem:50")) and pool.contains(R("cpus(eng):2"))
+    assert not pool.contains(R("cpus:3"))
+    assert pool.scalar("cpus") == 4 and pool.scalar("cpus", "eng") == 2
+    with pytest.raises(ResourceError, match="not contained"):
+        pool - R("cpus:3")
+
+
+def test_role_views() -> None:
+    pool = R("cpus:1;cpus(eng):2;cpus(eng/ml):3;cpus(ops):4")
+    assert pool.unreserved() == R("cpus:1")
+    assert pool.reserved("eng") == R("cpus(eng):2")
+    assert pool.allocatable_to("eng/ml") == R("cpus:1;cpus(eng):2;cpus(eng/ml):3")
+    assert pool.allocatable_to("ops") == R("cpus:1;cpus(ops):4")
+    assert pool.flatten() == R("cpus:10")
+    assert is_ancestor_role("eng", "eng/ml") and not is_ancestor_role("eng", "eng")
+    assert not is_ancestor_role("*", "eng") and not is_ancestor_role("en", "eng/ml")
+
+
+def test_ports_helpers() -> None:
+    r = R("ports:[31000-31001,31005-31010]")
+    assert r.take_ports(3) == [31000, 31001, 31005]
+    assert Resources.from_ports([5, 6, 7, 9]) == R("ports:[5-7,9-9]")
+    with pytest.raises(ResourceError, match="need 20 ports"):
+        r.take_ports(20)
+
+
+def test_from_scalars_and_queries() -> None:
+    r = Resources.from_scalars({"cpus": 0.25, "mem": 64})
+    assert r == R("cpus:0.25;mem:64") and r.scalar_totals() == {"cpus": 0.25, "mem": 64.0}
+    assert r.names() == {"cpus", "mem"} and r.roles() == {"*"}
+    assert r.without_names(["mem"]) == R("cpus:0.25") == r.filter_names(["cpus"])
+
+
+@pytest.mark.parametrize(
+    "text,bad",
+    [
+        ("cpus:abc", "cpus:abc"),
+        ("cpus:-1", "cpus:-1"),
+        ("cpus:nan", "cpus:nan"),
+        ("cpus:inf", "cpus:inf"),
+        (":4", ":4"),
+        ("cpus", "cpus"),
+        ("cpus:", "cpus:"),
+        ("ports:[5-1]", "ports:[5-1]"),
+        ("ports:[a-b]", "ports:[a-b]"),
+        ("ports:[1-2", "ports:[1-2"),
+        ("cpus(:2", "cpus(:2"),
+        ("cpus(.):2", "cpus(.):2"),
+        ("cpus( a b):2", "cpus( a b):2"),
+        ("1cpus:2", "1cpus:2"),
+        ("cpus:4;cpus:[1-2]", "cpus:[1-2]"),
+        ("mem:1;z:{a,,b}", "z:{a,,b}"),
+    ],
+)
+def test_invalid_strings_name_the_bad_token(text: str, bad: str) -> None:
+    with pytest.raises(ResourceError) as info:
+        R(text)
+    assert bad in str(info.value)
+
+
+def test_roles_are_validated() -> None:
+    for role in ("eng", "eng/ml", "a-b", "*"):
+        assert validate_role(role) == role
+    for role in ("", ".", "..", "-x", "a b", "/a", "a/", "a//b", "a/../b", "x*"):
+        with pytest.raises(ResourceError):
+            validate_role(role)
+
+
+def test_wire_type_is_checked() -> None:
+    with pytest.raises(ResourceError, match="string"):
+        Resources.from_wire(5)
+
+
+def test_attributes_parse_and_format() -> None:
+    attrs = parse_attributes("rack:r1;zone:us-east/1a;level:3;ports:[1-2];zones:{a,b}")
+    assert attrs == {"rack": "r1", "zone": "us-east/1a", "level": 3.0,
+                     "ports": [(1, 2)], "zones": frozenset({"a", "b"})}
+    assert parse_attributes(format_attributes(attrs)) == attrs
+    for bad in ("rack", "rack:", ":x", "rack:a b", "a:1;a:2", "p:[3-1]", "s:{}"):
+        with pytest.raises(AttributeParseError):
+            parse_attributes(bad)
+
+
+scalar_text = st.builds(lambda n, v: f"{n}:{v}", st.sampled_from(["cpus", "mem", "disk"]),
+                        st.integers(0, 10**6).map(lambda x: x / 1000))
+range_text = st.lists(st.tuples(st.integers(0, 500), st.integers(0, 50)), min_size=1,
+                      max_size=4).map(
+    lambda rs: "ports:[" + ",".join(f"{lo}-{lo + w}" for lo, w in rs) + "]")
+resources = st.lists(scalar_text | range_text, max_size=5).map(lambda ps: R(";".join(ps)))
+
+
+@settings(max_examples=200, deadline=None)
+@given(resources, resources)
+def test_arithmetic_properties(a: Resources, b: Resources) -> None:
+    # Scalars add like numbers; ranges and sets like sets (as in Mesos).
+    assert ((a + b) - b).scalar_totals() == a.scalar_totals()
+    assert ((a + b) - b) + b == a + b
+    assert (a + b).contains(a) and (a + b).contains(b)
+    assert R(str(a)) == a
+    assert a + b == b + a
