@@ -82,7 +82,7 @@ def test_error_frame_and_peek() -> None:
 
 def test_records_are_frozen_and_tagged_uniquely() -> None:
     types = record_types()
-    assert all(cls.TYPE == tag for tag, cls in types.items())
+    assert all(tag == cls.TYPE for tag, cls in types.items())
     msg = Error(code="x", message="y")
     with pytest.raises(AttributeError):
         msg.code = "z"  # type: ignore[misc]
