@@ -59,7 +59,9 @@ class Launcher(Scheduler):
                     self.first_launch = now
                 driver.launch_tasks([offer.offer_id], tasks, refuse_seconds=0)
             else:
-                driver.decline_offer(offer.offer_id, refuse_seconds=0)
+                driver.decline_offer(offer.offer_id, refuse_seconds=60)
+        if self.launched >= self.total:
+            driver.suppress_offers()
 
     def status_update(self, driver: SchedulerDriver, status: TaskStatus) -> None:
         now = time.perf_counter()
