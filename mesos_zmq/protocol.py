@@ -50,6 +50,7 @@ ERROR_CODES = (
     "not_registered",  # sender must (re)register or (re)subscribe first
     "unexpected",  # a known message that this receiver does not accept
     "invalid",  # a well-formed request refused (stale offer, duplicate task id...)
+    "framework_removed",  # that framework id was removed; subscribe without one
     "internal",  # the receiver failed; the request had no effect
 )
 
