@@ -29,7 +29,6 @@ Rules worth knowing:
 
 from __future__ import annotations
 
-import re
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -38,10 +37,11 @@ from typing import Any
 import structlog
 
 from mesos_zmq.allocator.allocator import Allocator
-from mesos_zmq.attributes import parse_attributes
-from mesos_zmq.errors import AttributeParseError, ResourceError
+from mesos_zmq.errors import ResourceError
 from mesos_zmq.heartbeat import HeartbeatMonitor
 from mesos_zmq.master.state import MasterState, Record, TaskRecord
+from mesos_zmq.master.validation import check_agent, check_framework, check_task, valid_id
+from mesos_zmq.master.views import describe_cluster
 from mesos_zmq.protocol import (
     Accept,
     Acknowledge,
@@ -49,7 +49,6 @@ from mesos_zmq.protocol import (
     Decline,
     Error,
     FileData,
-    FrameworkInfo,
     GetState,
     Heartbeat,
     Kill,
@@ -77,18 +76,12 @@ from mesos_zmq.protocol import (
     Teardown,
     to_plain,
 )
-from mesos_zmq.resources import Resources, validate_role
+from mesos_zmq.resources import Resources
 from mesos_zmq.tasks import TERMINAL, TaskState, can_transition
 
 log = structlog.get_logger()
 
-_ID_RE = re.compile(r"^[A-Za-z0-9_.-]{1,200}$")
 MAX_TASKS_PER_ACCEPT = 10_000
-
-
-def valid_id(value: str) -> bool:
-    """Ids become directory names on agents: keep them to a safe alphabet."""
-    return bool(_ID_RE.match(value)) and value not in (".", "..")
 
 
 @dataclass(frozen=True, slots=True)
@@ -327,26 +320,13 @@ class MasterCore:
         self._allocate_pending = True
 
     # ================================================================= agents
-    def _agent_check(self, resources: str, attributes: str) -> str | None:
-        try:
-            total = Resources.parse(resources)
-        except ResourceError as exc:
-            return str(exc)
-        if not total:
-            return "agent offers no resources"
-        try:
-            parse_attributes(attributes)
-        except AttributeParseError as exc:
-            return str(exc)
-        return None
-
     def _on_register_agent(self, peer: bytes, msg: RegisterAgent, rid: str, now: float) -> None:
         bound = self._peers.get(peer)
         if bound is not None and bound.kind == "agent" and bound.id in self.state.agents:
             # A retry whose reply was lost: same answer, no new agent.
             self._send(peer, self._agent_registered(bound.id, False), rid)
             return
-        problem = self._agent_check(msg.resources, msg.attributes)
+        problem = check_agent(msg.resources, msg.attributes)
         if problem is not None:
             self._error(peer, "invalid", f"agent registration refused: {problem}", rid)
             return
@@ -382,7 +362,7 @@ class MasterCore:
         if not valid_id(msg.agent_id):
             self._error(peer, "invalid", f"invalid agent id {msg.agent_id[:64]!r}", rid)
             return
-        problem = self._agent_check(msg.resources, msg.attributes)
+        problem = check_agent(msg.resources, msg.attributes)
         if problem is not None:
             self._error(peer, "invalid", f"agent re-registration refused: {problem}", rid)
             return
@@ -519,17 +499,9 @@ class MasterCore:
                 )
                 self._send(peer, ack)
                 return
-            self._commit(
-                {
-                    "op": "task_updated",
-                    "framework_id": status.framework_id,
-                    "task_id": status.task_id,
-                    "state": new_state.value,
-                    "exit_code": status.exit_code,
-                    "message": status.message,
-                    "reason": status.reason,
-                    "time": now,
-                }
+            self._record_task_state(
+                status.framework_id, status.task_id, new_state, now, reason=status.reason,
+                message=status.message, exit_code=status.exit_code,
             )
             if new_state in TERMINAL:
                 self._release_task(rec)
@@ -558,7 +530,7 @@ class MasterCore:
     # ================================================================= frameworks
     def _on_subscribe(self, peer: bytes, msg: Subscribe, rid: str, now: float) -> None:
         info = msg.framework
-        problem = self._framework_check(info)
+        problem = check_framework(info, self.config.roles)
         if problem is not None:
             self._error(peer, "invalid", f"subscription refused: {problem}", rid)
             return
@@ -619,25 +591,6 @@ class MasterCore:
             reregistered=re,
         )
 
-    def _framework_check(self, info: FrameworkInfo) -> str | None:
-        if not info.name.strip():
-            return "framework name must not be empty"
-        if info.framework_id and not valid_id(info.framework_id):
-            return f"invalid framework id {info.framework_id[:64]!r}"
-        if not info.roles:
-            return "a framework needs at least one role"
-        for role in info.roles:
-            try:
-                validate_role(role)
-            except ResourceError as exc:
-                return str(exc)
-            if self.config.roles is not None and role not in self.config.roles and role != "*":
-                allowed = ", ".join(self.config.roles)
-                return f"role {role!r} is not allowed (allowed roles: {allowed})"
-        if not 0 <= info.failover_timeout < 10**9:
-            return "failover_timeout must be between 0 and 1e9 seconds"
-        return None
-
     def _framework_peer_ok(self, peer: bytes, framework_id: str, rid: str) -> bool:
         return self._require(peer, "framework", rid, framework_id)
 
@@ -663,7 +616,7 @@ class MasterCore:
         launched: list[TaskInfo] = []
         seen: set[str] = set()
         for task in msg.tasks:
-            error = self._task_check(fid, agent_id, task, seen)
+            error = check_task(task, agent_id, seen, self.state.task(fid, task.task_id) is not None)
             needed: Resources | None = None
             if error is None:
                 try:
@@ -729,26 +682,6 @@ class MasterCore:
             return "offers from different agents cannot be combined"
         if len(roles) > 1:
             return "offers for different roles cannot be combined"
-        return None
-
-    def _task_check(self, fid: str, agent_id: str, task: TaskInfo, seen: set[str]) -> str | None:
-        if not valid_id(task.task_id):
-            return f"invalid task id {task.task_id[:64]!r} (use letters, digits, '_', '.', '-')"
-        if task.task_id in seen:
-            return f"task id {task.task_id} appears twice in one accept"
-        if self.state.task(fid, task.task_id) is not None:
-            return f"task id {task.task_id} is already in use by this framework"
-        if task.agent_id and task.agent_id != agent_id:
-            return (
-                f"task {task.task_id} names agent {task.agent_id} "
-                f"but the offers are on {agent_id}"
-            )
-        if task.shell and not task.command.strip():
-            return f"task {task.task_id} has an empty command"
-        if not task.shell and not task.argv:
-            return f"task {task.task_id} has no argv"
-        if task.kill_grace_period is not None and not 0 <= task.kill_grace_period <= 3600:
-            return f"task {task.task_id}: kill_grace_period must be within 0..3600 seconds"
         return None
 
     def _on_decline(self, peer: bytes, msg: Decline, rid: str, now: float) -> None:
@@ -882,45 +815,60 @@ class MasterCore:
         )
         self._send_framework(fid, StatusUpdate(status=status))
 
-    def _master_task_update(
-        self, rec: TaskRecord, state: TaskState, reason: str, message: str, now: float
+    def _record_task_state(
+        self,
+        fid: str,
+        task_id: str,
+        state: TaskState,
+        now: float,
+        *,
+        reason: str = "",
+        message: str = "",
+        exit_code: int | None = None,
     ) -> None:
-        """The master decides a task's fate (agent lost...): record it, tell reliably."""
         self._commit(
             {
                 "op": "task_updated",
-                "framework_id": rec.framework_id,
-                "task_id": rec.task_id,
+                "framework_id": fid,
+                "task_id": task_id,
                 "state": state.value,
-                "exit_code": None,
+                "exit_code": exit_code,
                 "message": message,
                 "reason": reason,
                 "time": now,
             }
         )
+
+    def _master_task_update(
+        self, rec: TaskRecord, state: TaskState, reason: str, message: str, now: float
+    ) -> None:
+        """The master decides a task's fate (agent lost...): record it, tell reliably."""
+        self._record_task_state(rec.framework_id, rec.task_id, state, now, reason=reason,
+                                message=message)
         if state in TERMINAL:
             self._release_task(rec)
-        status = TaskStatus(
-            task_id=rec.task_id, framework_id=rec.framework_id, agent_id=rec.agent_id,
-            state=state.value, uuid=self._new_id(), timestamp=now, source="master",
-            reason=reason, message=message,
-        )
-        rt = self._frameworks.get(rec.framework_id)
-        if rt is not None:
-            rt.pending[status.uuid] = (status, now)
-        self._send_framework(rec.framework_id, StatusUpdate(status=status))
+        self._reliable_update(rec.framework_id, rec.task_id, rec.agent_id, state, reason,
+                              message, now)
 
-    def _master_task_error(self, fid: str, task: TaskInfo, message: str, now: float) -> None:
-        self._count("tasks_refused")
+    def _reliable_update(
+        self, fid: str, task_id: str, agent_id: str, state: TaskState, reason: str,
+        message: str, now: float,
+    ) -> None:
+        """An update from the master itself, resent until the framework acknowledges it."""
         status = TaskStatus(
-            task_id=task.task_id, framework_id=fid, agent_id=task.agent_id,
-            state=TaskState.ERROR.value, uuid=self._new_id(), timestamp=now, source="master",
-            reason="REASON_TASK_INVALID", message=message,
+            task_id=task_id, framework_id=fid, agent_id=agent_id, state=state.value,
+            uuid=self._new_id(), timestamp=now, source="master", reason=reason,
+            message=message,
         )
         rt = self._frameworks.get(fid)
         if rt is not None:
             rt.pending[status.uuid] = (status, now)
         self._send_framework(fid, StatusUpdate(status=status))
+
+    def _master_task_error(self, fid: str, task: TaskInfo, message: str, now: float) -> None:
+        self._count("tasks_refused")
+        self._reliable_update(fid, task.task_id, task.agent_id, TaskState.ERROR,
+                              "REASON_TASK_INVALID", message, now)
 
     def _retry_master_updates(self, now: float) -> None:
         retry = self.config.status_update_retry
@@ -1047,18 +995,8 @@ class MasterCore:
         agents: set[str] = set()
         for rec in [r for r in self.state.tasks.values() if r.framework_id == fid]:
             agents.add(rec.agent_id)
-            self._commit(
-                {
-                    "op": "task_updated",
-                    "framework_id": fid,
-                    "task_id": rec.task_id,
-                    "state": TaskState.KILLED.value,
-                    "exit_code": None,
-                    "message": why,
-                    "reason": "REASON_FRAMEWORK_REMOVED",
-                    "time": now,
-                }
-            )
+            self._record_task_state(fid, rec.task_id, TaskState.KILLED, now,
+                                    reason="REASON_FRAMEWORK_REMOVED", message=why)
             self._release_task(rec)
         for agent_id in agents:
             self._send_agent(agent_id, ShutdownFramework(framework_id=fid))
@@ -1078,86 +1016,13 @@ class MasterCore:
 
     def describe(self, now: float) -> dict[str, Any]:
         """The operator's view of the cluster (plain data for the State message)."""
-        used: dict[str, Resources] = {}
-        fw_used: dict[str, Resources] = {}
-        for rec in self.state.tasks.values():
-            try:
-                res = Resources.parse(rec.task.resources)
-            except ResourceError:
-                continue
-            used[rec.agent_id] = used.get(rec.agent_id, Resources.empty()) + res
-            fw_used[rec.framework_id] = fw_used.get(rec.framework_id, Resources.empty()) + res
-        frameworks = []
-        for fid, info in self.state.frameworks.items():
-            rt = self._frameworks.get(fid, _FrameworkRuntime())
-            frameworks.append(
-                {
-                    "id": fid,
-                    "name": info.name,
-                    "user": info.user,
-                    "roles": list(info.roles),
-                    "connected": rt.peer is not None,
-                    "failover_timeout": info.failover_timeout,
-                    "used_resources": str(fw_used.get(fid, Resources.empty())),
-                    "offers": len(rt.offers),
-                    "active_tasks": sum(1 for r in self.state.tasks.values()
-                                        if r.framework_id == fid),
-                }
-            )
-        agents = []
-        for aid, agent in self.state.agents.items():
-            art = self._agents.get(aid, _AgentRuntime())
-            agents.append(
-                {
-                    "id": aid,
-                    "hostname": agent.hostname,
-                    "resources": agent.resources,
-                    "attributes": agent.attributes,
-                    "used_resources": str(used.get(aid, Resources.empty())),
-                    "connected": art.peer is not None,
-                    "active_tasks": len(self.state.tasks_by_agent.get(aid, ())),
-                }
-            )
-        tasks = [self._task_view(r) for r in self.state.tasks.values()]
-        tasks += [self._task_view(r) for r in self.state.completed.values()]
-        roles = []
-        shares = self.allocator.role_shares()
-        for role in sorted(set(shares) | set(self.allocator.weights())):
-            roles.append(
-                {
-                    "role": role,
-                    "weight": self.allocator.weights().get(role, 1.0),
-                    "dominant_share": round(shares.get(role, 0.0), 6),
-                    "allocated": self.allocator.role_allocation(role),
-                }
-            )
-        return {
-            "master": {
-                "id": self.config.master_id,
-                "started_at": self.started_at,
-                "now": now,
-                "heartbeat_interval": self.config.heartbeat_interval,
-                "missed_heartbeats": self.config.missed_heartbeats,
-            },
-            "frameworks": frameworks,
-            "agents": agents,
-            "tasks": tasks,
-            "roles": roles,
-            "counters": dict(self.counters),
-        }
+        return describe_cluster(self, now)
 
-    @staticmethod
-    def _task_view(rec: TaskRecord) -> dict[str, Any]:
-        return {
-            "id": rec.task_id,
-            "name": rec.task.name,
-            "framework_id": rec.framework_id,
-            "agent_id": rec.agent_id,
-            "state": rec.state.value,
-            "exit_code": rec.exit_code,
-            "message": rec.message,
-            "reason": rec.reason,
-            "resources": rec.task.resources,
-            "role": rec.task.role,
-            "updated_at": rec.updated_at,
-        }
+    def runtime_of_framework(self, framework_id: str) -> tuple[bool, int]:
+        """(connected, outstanding offers) of a framework, for the operator's view."""
+        rt = self._frameworks.get(framework_id)
+        return (rt is not None and rt.peer is not None, len(rt.offers) if rt else 0)
+
+    def agent_connected(self, agent_id: str) -> bool:
+        rt = self._agents.get(agent_id)
+        return rt is not None and rt.peer is not None

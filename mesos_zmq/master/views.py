@@ -1,0 +1,102 @@
+"""The operator's view of the cluster: plain data built from the master core.
+
+Kept apart from the core's rules: it only reads. Pure (no clock, no I/O).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from mesos_zmq.errors import ResourceError
+from mesos_zmq.master.state import TaskRecord
+from mesos_zmq.resources import Resources
+
+if TYPE_CHECKING:
+    from mesos_zmq.master.core import MasterCore
+
+
+def describe_cluster(core: MasterCore, now: float) -> dict[str, Any]:
+    """Frameworks, agents, tasks (active, then recently completed), roles, counters."""
+    state = core.state
+    used: dict[str, Resources] = {}
+    fw_used: dict[str, Resources] = {}
+    fw_tasks: dict[str, int] = {}
+    for rec in state.tasks.values():
+        fw_tasks[rec.framework_id] = fw_tasks.get(rec.framework_id, 0) + 1
+        try:
+            res = Resources.parse(rec.task.resources)
+        except ResourceError:
+            continue
+        used[rec.agent_id] = used.get(rec.agent_id, Resources.empty()) + res
+        fw_used[rec.framework_id] = fw_used.get(rec.framework_id, Resources.empty()) + res
+    frameworks = []
+    for fid, info in state.frameworks.items():
+        connected, offers = core.runtime_of_framework(fid)
+        frameworks.append(
+            {
+                "id": fid,
+                "name": info.name,
+                "user": info.user,
+                "roles": list(info.roles),
+                "connected": connected,
+                "failover_timeout": info.failover_timeout,
+                "used_resources": str(fw_used.get(fid, Resources.empty())),
+                "offers": offers,
+                "active_tasks": fw_tasks.get(fid, 0),
+            }
+        )
+    agents = [
+        {
+            "id": aid,
+            "hostname": agent.hostname,
+            "resources": agent.resources,
+            "attributes": agent.attributes,
+            "used_resources": str(used.get(aid, Resources.empty())),
+            "connected": core.agent_connected(aid),
+            "active_tasks": len(state.tasks_by_agent.get(aid, ())),
+        }
+        for aid, agent in state.agents.items()
+    ]
+    tasks = [task_view(r) for r in state.tasks.values()]
+    tasks += [task_view(r) for r in state.completed.values()]
+    shares = core.allocator.role_shares()
+    weights = core.allocator.weights()
+    roles = [
+        {
+            "role": role,
+            "weight": weights.get(role, 1.0),
+            "dominant_share": round(shares.get(role, 0.0), 6),
+            "allocated": core.allocator.role_allocation(role),
+        }
+        for role in sorted(set(shares) | set(weights))
+    ]
+    return {
+        "master": {
+            "id": core.config.master_id,
+            "started_at": core.started_at,
+            "now": now,
+            "heartbeat_interval": core.config.heartbeat_interval,
+            "missed_heartbeats": core.config.missed_heartbeats,
+        },
+        "frameworks": frameworks,
+        "agents": agents,
+        "tasks": tasks,
+        "roles": roles,
+        "counters": dict(core.counters),
+    }
+
+
+def task_view(rec: TaskRecord) -> dict[str, Any]:
+    return {
+        "id": rec.task_id,
+        "name": rec.task.name,
+        "framework_id": rec.framework_id,
+        "agent_id": rec.agent_id,
+        "state": rec.state.value,
+        "exit_code": rec.exit_code,
+        "message": rec.message,
+        "reason": rec.reason,
+        "resources": rec.task.resources,
+        "role": rec.task.role,
+        "updated_at": rec.updated_at,
+    }
