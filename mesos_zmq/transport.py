@@ -12,11 +12,16 @@ from __future__ import annotations
 
 import os
 import uuid
+from collections.abc import Iterator
 from typing import Final
 
+import structlog
 import zmq
 
-from mesos_zmq.protocol import DEFAULT_MAX_FRAME_BYTES
+from mesos_zmq.errors import ProtocolError
+from mesos_zmq.protocol import DEFAULT_MAX_FRAME_BYTES, Envelope, decode
+
+log = structlog.get_logger()
 
 #: zmq drops (and disconnects) anything larger than this before we see it; frames
 #: between the protocol limit and this cap get a protocol error reply instead.
@@ -110,6 +115,24 @@ class ClientSocket:
 
     def recv(self) -> list[bytes]:
         return self.socket.recv_multipart(copy=True)
+
+    def receive_all(self, limit: int = 1000) -> Iterator[Envelope]:
+        """Decode whatever is queued (up to ``limit`` messages) without blocking.
+
+        A frame that does not decode is logged and skipped: a confused or hostile peer
+        must not stop a client from hearing the rest.
+        """
+        for _ in range(limit):
+            try:
+                frames = self.socket.recv_multipart(flags=zmq.NOBLOCK)
+            except zmq.Again:
+                return
+            for frame in frames:
+                try:
+                    yield decode(frame)
+                except ProtocolError as exc:
+                    log.warning("undecodable frame from master", code=exc.code,
+                                error=exc.message[:200])
 
     def poll(self, timeout_ms: int) -> bool:
         return bool(self.socket.poll(timeout_ms, zmq.POLLIN))

@@ -25,8 +25,8 @@ from mesos_zmq.agent.core import AgentCore, Effects
 from mesos_zmq.agent.detect import detect_resources
 from mesos_zmq.agent.files import SandboxPathError, read_chunk
 from mesos_zmq.attributes import parse_attributes
-from mesos_zmq.errors import ConfigError, ProtocolError, ResourceError
-from mesos_zmq.protocol import Error, FileData, ReadFile, TaskInfo, decode, encode
+from mesos_zmq.errors import ConfigError, ResourceError
+from mesos_zmq.protocol import Error, FileData, ReadFile, TaskInfo, encode
 from mesos_zmq.transport import ClientSocket
 
 log = structlog.get_logger()
@@ -125,19 +125,9 @@ class AgentServer:
             self._log.info("agent stopped", running_tasks=self.containerizer.running())
 
     def _drain_socket(self) -> None:
-        for _ in range(1000):
-            try:
-                frames = self.client.socket.recv_multipart(flags=zmq.NOBLOCK)
-            except zmq.Again:
-                return
-            for frame in frames:
-                try:
-                    envelope = decode(frame)
-                except ProtocolError as exc:
-                    self._log.warning("bad frame from master", error=exc.message)
-                    continue
-                self._apply(self.core.handle(envelope.message, envelope.request_id,
-                                             time.monotonic()))
+        for envelope in self.client.receive_all():
+            self._apply(self.core.handle(envelope.message, envelope.request_id,
+                                         time.monotonic()))
 
     def _apply(self, fx: Effects) -> None:
         if fx.checkpoint_agent_id:

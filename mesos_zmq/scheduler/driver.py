@@ -21,7 +21,7 @@ from typing import Any
 import structlog
 import zmq
 
-from mesos_zmq.errors import ConfigError, ProtocolError
+from mesos_zmq.errors import ConfigError
 from mesos_zmq.protocol import (
     Accept,
     Decline,
@@ -36,7 +36,6 @@ from mesos_zmq.protocol import (
     Suppress,
     TaskInfo,
     TaskStatus,
-    decode,
     encode,
 )
 from mesos_zmq.scheduler.core import Abort, Action, Call, DriverCore, FileReply, Reconnect, Send
@@ -270,20 +269,10 @@ class SchedulerDriver:
 
     def _drain(self) -> None:
         assert self._client is not None
-        for _ in range(1000):
-            try:
-                frames = self._client.socket.recv_multipart(flags=zmq.NOBLOCK)
-            except zmq.Again:
-                return
-            for frame in frames:
-                try:
-                    envelope = decode(frame)
-                except ProtocolError as exc:
-                    self._log.warning("bad frame from master", error=exc.message)
-                    continue
-                self._execute(
-                    self._core.handle(envelope.message, envelope.request_id, time.monotonic())
-                )
+        for envelope in self._client.receive_all():
+            self._execute(
+                self._core.handle(envelope.message, envelope.request_id, time.monotonic())
+            )
 
     def _execute(self, actions: list[Action]) -> None:
         for action in actions:
