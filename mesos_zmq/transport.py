@@ -18,7 +18,7 @@ from typing import Final
 import structlog
 import zmq
 
-from mesos_zmq.errors import ProtocolError
+from mesos_zmq.errors import ConfigError, ProtocolError
 from mesos_zmq.protocol import DEFAULT_MAX_FRAME_BYTES, Envelope, decode
 
 log = structlog.get_logger()
@@ -56,7 +56,14 @@ class ServerSocket:
         self.socket.setsockopt(zmq.MAXMSGSIZE, max(HARD_FRAME_CAP, max_frame_bytes * 2))
         if _ipv6(address):
             self.socket.setsockopt(zmq.IPV6, 1)
-        self.socket.bind(normalize_address(address))
+        try:
+            self.socket.bind(normalize_address(address))
+        except zmq.ZMQError as exc:
+            self.socket.close(linger=0)
+            raise ConfigError(
+                f"cannot listen on {address}: {exc.strerror} "
+                "(is another master running there? choose --ip/--port)"
+            ) from None
         self.address = self.socket.getsockopt_string(zmq.LAST_ENDPOINT)
 
     def recv(self) -> tuple[bytes, list[bytes]]:

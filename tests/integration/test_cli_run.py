@@ -51,3 +51,10 @@ def test_operator_commands_and_errors(cluster: Cluster) -> None:
     assert unreachable.returncode != 0 and "Traceback" not in unreachable.stderr
     bad_flag = cluster.cli("master", "--port", "notaport")
     assert bad_flag.returncode != 0 and "Traceback" not in bad_flag.stderr
+    port_taken = cluster.cli("master", "--port", str(cluster.port),
+                             "--work-dir", str(cluster.root / "second-master"))
+    assert port_taken.returncode == 2 and "Traceback" not in port_taken.stderr
+    assert "Address already in use" in port_taken.stderr
+    bad_resources = cluster.cli("agent", "--master", cluster.master_url, "--resources",
+                                "cpus:many", "--work-dir", str(cluster.root / "bad-agent"))
+    assert bad_resources.returncode == 2 and "cpus:many" in bad_resources.stderr
