@@ -5,34 +5,71 @@ pool; DRF serves the client with the smallest share first. Weights divide the sh
 so a client with weight 3 is served until it holds three times what a weight-1
 client holds. The sorter only orders: it knows nothing of agents or offers.
 
-Shares are computed from scalar totals only (cpus, mem, disk, gpus...); ranges and
-sets (ports) do not count, as in Mesos. Names in ``excluded`` (for example ``gpus``)
-are left out of the computation so that a scarce resource does not dominate.
+Shares are computed from scalars only (cpus, mem, disk, gpus...); ranges and sets
+(ports) do not count, as in Mesos. Names in ``excluded`` (for example ``gpus``) are
+left out so that a scarce resource does not dominate.
+
+Speed: the order is kept sorted incrementally. A change to one client's allocation
+moves only that client (two binary searches), so an allocation round that touches
+every agent costs O(agents * log clients) instead of a full sort per agent. A change
+to the pool total changes every share; the order is then rebuilt lazily, once, the
+next time it is read. Sorters that share one :class:`Pool` see the same totals.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from bisect import bisect_left, insort
+from collections.abc import Iterable, Iterator, Mapping
+
+
+class Pool:
+    """Scalar totals of the resources being shared, with a version for cache checks."""
+
+    __slots__ = ("totals", "version")
+
+    def __init__(self) -> None:
+        self.totals: dict[str, float] = {}
+        self.version = 0
+
+    def add(self, scalars: Mapping[str, float], sign: int = 1) -> None:
+        _add_into(self.totals, scalars, sign)
+        self.version += 1
 
 
 class DRFSorter:
-    """Keeps each client's allocation and the pool total; ``sort()`` is ascending share."""
+    """Keeps each client's allocation; iterates clients by ascending weighted share."""
 
-    def __init__(self, excluded: Iterable[str] = ()) -> None:
+    def __init__(self, excluded: Iterable[str] = (), pool: Pool | None = None) -> None:
         self._alloc: dict[str, dict[str, float]] = {}
         self._weights: dict[str, float] = {}
-        self._total: dict[str, float] = {}
+        self._pool = pool if pool is not None else Pool()
         self._excluded = frozenset(excluded)
+        self._keys: dict[str, tuple[float, str]] = {}
+        self._order: list[tuple[float, str]] = []
+        self._built_version = -1
 
     # ----------------------------------------------------------------- membership
     def add(self, client: str) -> None:
-        self._alloc.setdefault(client, {})
+        if client in self._alloc:
+            return
+        self._alloc[client] = {}
+        if self._built_version == self._pool.version:
+            key = (0.0, client)
+            self._keys[client] = key
+            insort(self._order, key)
 
     def remove(self, client: str) -> None:
-        self._alloc.pop(client, None)
+        if self._alloc.pop(client, None) is None:
+            return
+        key = self._keys.pop(client, None)
+        if key is not None and self._built_version == self._pool.version:
+            self._order.pop(bisect_left(self._order, key))
 
     def __contains__(self, client: object) -> bool:
         return client in self._alloc
+
+    def __len__(self) -> int:
+        return len(self._alloc)
 
     def clients(self) -> list[str]:
         return list(self._alloc)
@@ -41,49 +78,75 @@ class DRFSorter:
         if not weight > 0:
             raise ValueError(f"weight of {client!r} must be positive, got {weight}")
         self._weights[client] = weight
+        self._built_version = -1
 
     def weight(self, client: str) -> float:
         return self._weights.get(client, 1.0)
 
     # ----------------------------------------------------------------- accounting
     def add_total(self, scalars: Mapping[str, float]) -> None:
-        _add_into(self._total, scalars, 1)
+        self._pool.add(scalars, 1)
 
     def remove_total(self, scalars: Mapping[str, float]) -> None:
-        _add_into(self._total, scalars, -1)
+        self._pool.add(scalars, -1)
 
     def allocated(self, client: str, scalars: Mapping[str, float]) -> None:
         self.add(client)
         _add_into(self._alloc[client], scalars, 1)
+        self._reposition(client)
 
     def unallocated(self, client: str, scalars: Mapping[str, float]) -> None:
         if client in self._alloc:
             _add_into(self._alloc[client], scalars, -1)
+            self._reposition(client)
 
     def allocation(self, client: str) -> dict[str, float]:
         return dict(self._alloc.get(client, {}))
 
     def total(self) -> dict[str, float]:
-        return dict(self._total)
+        return dict(self._pool.totals)
 
     # ----------------------------------------------------------------- ordering
     def share(self, client: str) -> float:
         """Unweighted dominant share of ``client`` (0 for an unknown client)."""
         best = 0.0
+        totals = self._pool.totals
+        excluded = self._excluded
         for name, amount in self._alloc.get(client, {}).items():
-            if name in self._excluded:
-                continue
-            total = self._total.get(name, 0.0)
-            if total > 0:
-                best = max(best, amount / total)
+            total = totals.get(name, 0.0)
+            if total > 0 and name not in excluded:
+                fraction = amount / total
+                if fraction > best:
+                    best = fraction
         return best
 
     def weighted_share(self, client: str) -> float:
-        return self.share(client) / self.weight(client)
+        return self.share(client) / self._weights.get(client, 1.0)
+
+    def _reposition(self, client: str) -> None:
+        if self._built_version != self._pool.version:
+            return  # the whole order is rebuilt on the next read
+        old = self._keys.get(client)
+        if old is not None:
+            self._order.pop(bisect_left(self._order, old))
+        key = (self.weighted_share(client), client)
+        self._keys[client] = key
+        insort(self._order, key)
+
+    def _rebuild(self) -> None:
+        self._keys = {c: (self.weighted_share(c), c) for c in self._alloc}
+        self._order = sorted(self._keys.values())
+        self._built_version = self._pool.version
+
+    def iter_sorted(self) -> Iterator[str]:
+        """Clients by ascending weighted share, ties by name. Do not mutate meanwhile."""
+        if self._built_version != self._pool.version:
+            self._rebuild()
+        for _, client in self._order:
+            yield client
 
     def sort(self) -> list[str]:
-        """Clients by ascending weighted share; ties broken by name for determinism."""
-        return sorted(self._alloc, key=lambda c: (self.weighted_share(c), c))
+        return list(self.iter_sorted())
 
 
 def _add_into(target: dict[str, float], scalars: Mapping[str, float], sign: int) -> None:

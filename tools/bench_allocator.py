@@ -1,0 +1,139 @@
+"""Allocator benchmarks in the shapes of Mesos's allocator benchmarks.
+
+Drives :class:`mesos_zmq.allocator.Allocator` directly (no master, no sockets) and
+prints one line per round, then ``median round: X ms``. Shapes:
+
+* ``decline-offers``: agents ``cpus:24;mem:4096;disk:4096;ports:[31000-32000]``, each
+  with ``cpus:16;mem:2014;disk:1024`` and 16 ports already used by one framework
+  (round-robin); every framework declines everything it is offered, forever.
+* ``suppress-offers``: the same cluster; each round a further fifth of the frameworks
+  suppresses offers.
+* ``add-agents``: time to add N agents, then to update all of them (remove and re-add
+  with one more cpu).
+
+    python tools/bench_allocator.py decline-offers --agents 2000 --frameworks 2000
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from mesos_zmq.allocator import Allocator
+from mesos_zmq.resources import Resources
+
+AGENT = Resources.parse("cpus:24;mem:4096;disk:4096;ports:[31000-32000]")
+FOREVER = float("inf")
+
+
+def used_by(index: int) -> Resources:
+    first = 31000 + (index % 60) * 16
+    return Resources.parse(f"cpus:16;mem:2014;disk:1024;ports:[{first}-{first + 15}]")
+
+
+def build(agents: int, frameworks: int, role: str = "*") -> Allocator:
+    allocator = Allocator()
+    for f in range(frameworks):
+        allocator.add_framework(f"f{f}", [role])
+    for a in range(agents):
+        agent_id = f"a{a}"
+        allocator.add_agent(agent_id, AGENT)
+        allocator.allocate_to(f"f{a % frameworks}", role, agent_id, used_by(a))
+    return allocator
+
+
+def decline_offers(args: argparse.Namespace) -> list[float]:
+    allocator = build(args.agents, args.frameworks)
+    rounds: list[float] = []
+    now = 0.0
+    for r in range(args.rounds):
+        start = time.perf_counter()
+        allocations = allocator.allocate(now)
+        elapsed = (time.perf_counter() - start) * 1000
+        for alloc in allocations:
+            allocator.recover(alloc.framework_id, alloc.role, alloc.agent_id,
+                              alloc.resources, refuse_until=FOREVER)
+        rounds.append(elapsed)
+        print(f"round {r}: {len(allocations)} offers in {elapsed:.1f} ms")
+        now += 1.0
+    return rounds
+
+
+def suppress_offers(args: argparse.Namespace) -> list[float]:
+    allocator = build(args.agents, args.frameworks)
+    rounds: list[float] = []
+    now = 0.0
+    fifth = max(1, args.frameworks // 5)
+    suppressed = 0
+    for r in range(args.rounds):
+        for f in range(suppressed, min(args.frameworks, suppressed + fifth)):
+            allocator.suppress(f"f{f}")
+        suppressed = min(args.frameworks, suppressed + fifth)
+        start = time.perf_counter()
+        allocations = allocator.allocate(now)
+        elapsed = (time.perf_counter() - start) * 1000
+        for alloc in allocations:
+            allocator.recover(alloc.framework_id, alloc.role, alloc.agent_id,
+                              alloc.resources, refuse_until=FOREVER)
+        rounds.append(elapsed)
+        print(f"round {r}: {suppressed} suppressed, {len(allocations)} offers "
+              f"in {elapsed:.1f} ms")
+        now += 1.0
+    return rounds
+
+
+def add_agents(args: argparse.Namespace) -> list[float]:
+    allocator = Allocator()
+    for f in range(args.frameworks):
+        allocator.add_framework(f"f{f}", ["*"])
+    start = time.perf_counter()
+    for a in range(args.agents):
+        allocator.add_agent(f"a{a}", AGENT)
+    added = (time.perf_counter() - start) * 1000
+    print(f"added {args.agents} agents in {added:.1f} ms")
+    bigger = AGENT + Resources.parse("cpus:1")
+    start = time.perf_counter()
+    for a in range(args.agents):
+        allocator.remove_agent(f"a{a}")
+        allocator.add_agent(f"a{a}", bigger)
+    updated = (time.perf_counter() - start) * 1000
+    print(f"updated {args.agents} agents in {updated:.1f} ms")
+    # One event-driven allocation after a single agent frees resources.
+    allocator.allocate(0.0)
+    allocator.recover("f0", "*", "a0", Resources.parse("cpus:1;mem:10"))
+    start = time.perf_counter()
+    allocator.allocate(1.0)
+    single = (time.perf_counter() - start) * 1000
+    print(f"one allocation after one agent freed resources: {single:.2f} ms")
+    return [added]
+
+
+SHAPES = {
+    "decline-offers": decline_offers,
+    "suppress-offers": suppress_offers,
+    "add-agents": add_agents,
+}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("shape", choices=sorted(SHAPES))
+    parser.add_argument("--agents", type=int, default=1000)
+    parser.add_argument("--frameworks", type=int, default=100)
+    parser.add_argument("--rounds", type=int, default=5)
+    args = parser.parse_args()
+    print(f"{args.shape}: {args.agents} agents, {args.frameworks} frameworks")
+    rounds = SHAPES[args.shape](args)
+    print(f"reproduce: python tools/bench_allocator.py {args.shape} --agents {args.agents} "
+          f"--frameworks {args.frameworks} --rounds {args.rounds}")
+    print(f"median round: {statistics.median(rounds):.1f} ms")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
