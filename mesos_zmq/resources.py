@@ -436,6 +436,24 @@ class Resources:
         unwanted = set(names)
         return Resources({k: v for k, v in self._items.items() if k[0] not in unwanted})
 
+    def cap_scalars(self, limits: Mapping[str, float]) -> Resources:
+        """Shrink scalars so each named total is at most its limit (others untouched).
+
+        Unreserved amounts are given up first, so what stays is what is reserved. Used
+        to keep an offer within a quota limit or out of another role's headroom.
+        """
+        items = dict(self._items)
+        for name, limit in limits.items():
+            amounts = {k: v for k, v in items.items() if k[0] == name and isinstance(v, int)}
+            excess = sum(amounts.values()) - max(0, round(limit * 1000))
+            for key in sorted(amounts, key=lambda k: k[1] != "*"):
+                if excess <= 0:
+                    break
+                cut = min(amounts[key], excess)
+                items[key] = amounts[key] - cut
+                excess -= cut
+        return Resources(items)
+
     def take_ports(self, count: int) -> list[int]:
         """The lowest ``count`` ports of the ``ports`` ranges (any role)."""
         if count < 0:

@@ -8,6 +8,9 @@ prints one line per round, then ``median round: X ms``. Shapes:
   (round-robin); every framework declines everything it is offered, forever.
 * ``suppress-offers``: the same cluster; each round a further fifth of the frameworks
   suppresses offers.
+* ``large-and-small-quota``: agents ``cpus:2;mem:2048;disk:2048``, ``--roles`` roles
+  each with one framework and a quota guarantee of ``cpus:1;mem:1024;disk:1024``
+  (every tenth role four times that); one cycle should satisfy every guarantee.
 * ``add-agents``: time to add N agents, then to update all of them (remove and re-add
   with one more cpu).
 
@@ -28,6 +31,7 @@ from mesos_zmq.allocator import Allocator
 from mesos_zmq.resources import Resources
 
 AGENT = Resources.parse("cpus:24;mem:4096;disk:4096;ports:[31000-32000]")
+QUOTA_AGENT = Resources.parse("cpus:2;mem:2048;disk:2048")
 FOREVER = float("inf")
 
 
@@ -87,6 +91,25 @@ def suppress_offers(args: argparse.Namespace) -> list[float]:
     return rounds
 
 
+def large_and_small_quota(args: argparse.Namespace) -> list[float]:
+    allocator = Allocator()
+    for a in range(args.agents):
+        allocator.add_agent(f"a{a}", QUOTA_AGENT)
+    for r in range(args.roles):
+        role = f"role{r}"
+        allocator.add_framework(f"f{r}", [role])
+        size = 4 if r % 10 == 0 else 1  # one role in ten has the large quota
+        allocator.set_quota(role, {"cpus": size, "mem": 1024 * size, "disk": 1024 * size})
+    start = time.perf_counter()
+    allocations = allocator.allocate(0.0)
+    elapsed = (time.perf_counter() - start) * 1000
+    unmet = [r for r, q in allocator.quotas().items()
+             if any(allocator.role_allocation(r).get(n, 0.0) < v for n, v in q.guarantee.items())]
+    print(f"cycle: {len(allocations)} offers in {elapsed:.1f} ms; "
+          f"roles with unmet guarantees after it: {len(unmet)}")
+    return [elapsed]
+
+
 def add_agents(args: argparse.Namespace) -> list[float]:
     allocator = Allocator()
     for f in range(args.frameworks):
@@ -117,6 +140,7 @@ SHAPES = {
     "decline-offers": decline_offers,
     "suppress-offers": suppress_offers,
     "add-agents": add_agents,
+    "large-and-small-quota": large_and_small_quota,
 }
 
 
@@ -126,11 +150,12 @@ def main() -> int:
     parser.add_argument("--agents", type=int, default=1000)
     parser.add_argument("--frameworks", type=int, default=100)
     parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--roles", type=int, default=100, help="large-and-small-quota only")
     args = parser.parse_args()
     print(f"{args.shape}: {args.agents} agents, {args.frameworks} frameworks")
     rounds = SHAPES[args.shape](args)
     print(f"reproduce: python tools/bench_allocator.py {args.shape} --agents {args.agents} "
-          f"--frameworks {args.frameworks} --rounds {args.rounds}")
+          f"--frameworks {args.frameworks} --rounds {args.rounds} --roles {args.roles}")
     print(f"median round: {statistics.median(rounds):.1f} ms")
     return 0
 

@@ -28,7 +28,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
-from mesos_zmq.allocator.roles import RoleTree
+from mesos_zmq.allocator.roles import RoleTree, ancestors
 from mesos_zmq.allocator.sorter import DRFSorter, Pool
 from mesos_zmq.resources import Resources
 
@@ -58,6 +58,14 @@ class _Agent:
     filters: dict[str, float] = field(default_factory=dict)
 
 
+@dataclass(frozen=True, slots=True)
+class Quota:
+    """A role's guarantee (held for it until used) and limit (never exceeded)."""
+
+    guarantee: Mapping[str, float]
+    limit: Mapping[str, float]
+
+
 @dataclass(slots=True)
 class _Framework:
     roles: tuple[str, ...]
@@ -83,6 +91,13 @@ class Allocator:
         # role -> sorter of the frameworks subscribed to exactly that role
         self._framework_sorters: dict[str, DRFSorter] = {}
         self._cursor = 0
+        self._quotas: dict[str, Quota] = {}
+        #: quota roles whose guarantee is not yet met, in the order they were set
+        self._unmet: dict[str, None] = {}
+        #: role -> roles with frameworks at or below it (kept as roles appear)
+        self._subtree: dict[str, list[str]] = {}
+        #: scalars allocated (offered or used) over the whole cluster
+        self._allocated_total: dict[str, float] = {}
         for role, weight in (weights or {}).items():
             self.set_weight(role, weight)
 
@@ -99,6 +114,8 @@ class Allocator:
             sorter = DRFSorter(self._excluded, self._pool)
             self._framework_sorters[role] = sorter
             self._roles.add_role(role)
+            for node in self._chain(role):
+                self._subtree.setdefault(node, []).append(role)
         return sorter
 
     # ----------------------------------------------------------------- agents
@@ -155,12 +172,13 @@ class Allocator:
     ) -> None:
         if framework_id in self._frameworks:
             self.update_framework(framework_id, roles, capabilities)
-            self._frameworks[framework_id].active = active
+            self.activate_framework(framework_id, active)
             return
         fw = _Framework(roles=tuple(roles), active=active, capabilities=frozenset(capabilities))
         self._frameworks[framework_id] = fw
         for role in fw.roles:
             self._framework_sorter(role).add(framework_id)
+        self._sync_visibility(framework_id, fw)
 
     def update_framework(
         self, framework_id: str, roles: Iterable[str], capabilities: Iterable[str] = ()
@@ -194,11 +212,20 @@ class Allocator:
         fw = self._frameworks.get(framework_id)
         if fw is not None:
             fw.active = active
+            self._sync_visibility(framework_id, fw)
+
+    def _sync_visibility(self, framework_id: str, fw: _Framework) -> None:
+        """Only frameworks that may receive offers in a role stay in its order."""
+        for role in fw.roles:
+            sorter = self._framework_sorters.get(role)
+            if sorter is not None:
+                sorter.hide(framework_id, not fw.active or role in fw.suppressed)
 
     def suppress(self, framework_id: str, roles: Iterable[str] = ()) -> None:
         fw = self._frameworks.get(framework_id)
         if fw is not None:
             fw.suppressed.update(list(roles) or fw.roles)
+            self._sync_visibility(framework_id, fw)
 
     def revive(self, framework_id: str, roles: Iterable[str] = ()) -> None:
         """Lift suppression and decline filters (Mesos clears all filters on revive)."""
@@ -206,6 +233,7 @@ class Allocator:
         if fw is None:
             return
         fw.suppressed.difference_update(list(roles) or list(fw.roles))
+        self._sync_visibility(framework_id, fw)
         for agent_id in fw.filtered_agents:
             agent = self._agents.get(agent_id)
             if agent is not None:
@@ -231,6 +259,9 @@ class Allocator:
         scalars = resources.scalar_totals()
         self._roles.allocated(role, scalars)
         self._framework_sorter(role).allocated(framework_id, scalars)
+        _add(self._allocated_total, scalars, 1)
+        if self._quotas:
+            self._update_unmet(role)
 
     def recover(
         self,
@@ -254,6 +285,9 @@ class Allocator:
                 sorter = self._framework_sorters.get(role)
                 if sorter is not None:
                     sorter.unallocated(framework_id, scalars)
+                _add(self._allocated_total, scalars, -1)
+                if self._quotas:
+                    self._update_unmet(role)
         fw = self._frameworks.get(framework_id)
         if fw is not None and agent is not None and refuse_until is not None and resources:
             current = agent.filters.get(framework_id, 0.0)
@@ -262,49 +296,175 @@ class Allocator:
 
     # ----------------------------------------------------------------- allocation
     def allocate(self, now: float) -> list[Allocation]:
-        """One allocation round over every agent with something worth offering."""
+        """One allocation round: quota guarantees first, then fair sharing."""
         result: list[Allocation] = []
         if not self._offerable or not self._frameworks:
             return result
         agent_ids = list(self._offerable)
         start = self._cursor % len(agent_ids)
         self._cursor += 1
-        for agent_id in agent_ids[start:] + agent_ids[:start]:
-            allocation = self._pick(agent_id, now)
-            if allocation is not None:
+        order = agent_ids[start:] + agent_ids[:start]
+        if self._unmet:
+            for agent_id in order:
+                self._allocate_guarantees(agent_id, now, result)
+        for agent_id in order:
+            # An agent may be split when a cap (limit, headroom) trims an offer.
+            while agent_id in self._offerable:
+                allocation = self._pick(agent_id, now)
+                if allocation is None:
+                    break
                 result.append(allocation)
                 self.allocate_to(
                     allocation.framework_id, allocation.role, agent_id, allocation.resources
                 )
         return result
 
+    def _offerable_to(self, agent: _Agent, role: str) -> Resources:
+        return agent.free.allocatable_to(role) if agent.has_reservations else agent.free
+
     def _pick(self, agent_id: str, now: float) -> Allocation | None:
+        """Stage 2: the least-served eligible framework gets what it may use here."""
         agent = self._agents[agent_id]
-        filters = agent.filters
-        free = agent.free
+        quotas = bool(self._quotas)
         for role in self._roles.iter_sorted():
-            if agent.has_reservations:
-                offerable = free.allocatable_to(role)
-                if not _worth_offering(offerable):
-                    continue
-            else:
-                offerable = free
-            sorter = self._framework_sorters.get(role)
-            if sorter is None:
+            offerable = self._offerable_to(agent, role)
+            if quotas:
+                caps = self._fair_share_caps(role)
+                if caps:
+                    offerable = offerable.cap_scalars(caps)
+            if not _worth_offering(offerable):
                 continue
-            for framework_id in sorter.iter_sorted():
-                if filters:
-                    until = filters.get(framework_id)
-                    if until is not None and until > now:
-                        continue
-                fw = self._frameworks[framework_id]
-                if not fw.active or role in fw.suppressed:
-                    continue
-                if filters and framework_id in filters:
-                    del filters[framework_id]  # expired
-                    fw.filtered_agents.discard(agent_id)
+            framework_id = self._eligible_framework(role, agent_id, agent, now)
+            if framework_id is not None:
                 return Allocation(framework_id, role, agent_id, offerable)
         return None
+
+    def _eligible_framework(self, role: str, agent_id: str, agent: _Agent,
+                            now: float) -> str | None:
+        sorter = self._framework_sorters.get(role)
+        if sorter is None:
+            return None
+        filters = agent.filters
+        for framework_id in sorter.iter_sorted():
+            if filters:
+                until = filters.get(framework_id)
+                if until is not None and until > now:
+                    continue
+            fw = self._frameworks[framework_id]
+            if not fw.active or role in fw.suppressed:
+                continue
+            if filters and framework_id in filters:
+                del filters[framework_id]  # expired
+                fw.filtered_agents.discard(agent_id)
+            return framework_id
+        return None
+
+    # ----------------------------------------------------------------- quota
+    def set_quota(self, role: str, guarantee: Mapping[str, float],
+                  limit: Mapping[str, float] | None = None) -> None:
+        """Guarantee (held back for the role until used) and limit (never exceeded).
+
+        Both count over the role's whole subtree, like its dominant share does.
+        """
+        limit = dict(limit or {})
+        for name, amount in guarantee.items():
+            if amount < 0 or (name in limit and limit[name] < amount):
+                raise ValueError(
+                    f"quota of role {role!r}: guarantee {name}:{amount:g} must be "
+                    f"non-negative and within the limit"
+                )
+        self._quotas[role] = Quota(dict(guarantee), limit)
+        self._update_unmet(role)
+
+    def remove_quota(self, role: str) -> None:
+        self._quotas.pop(role, None)
+        self._unmet.pop(role, None)
+
+    def quotas(self) -> dict[str, Quota]:
+        return dict(self._quotas)
+
+    def _chain(self, role: str) -> list[str]:
+        return [*ancestors(role), role] if role != "*" else [role]
+
+    def _update_unmet(self, role: str) -> None:
+        for node in self._chain(role):
+            quota = self._quotas.get(node)
+            if quota is None:
+                continue
+            if self._unmet_amounts(node, quota):
+                self._unmet[node] = None
+            else:
+                self._unmet.pop(node, None)
+
+    def _unmet_amounts(self, role: str, quota: Quota) -> dict[str, float]:
+        have = self._roles.allocation(role)
+        return {name: round(amount - have.get(name, 0.0), 3)
+                for name, amount in quota.guarantee.items()
+                if amount - have.get(name, 0.0) > 0.0005}
+
+    def _limit_caps(self, role: str) -> dict[str, float]:
+        """How much more the role may take before some limit on its chain is hit."""
+        caps: dict[str, float] = {}
+        for node in self._chain(role):
+            quota = self._quotas.get(node)
+            if quota is None or not quota.limit:
+                continue
+            have = self._roles.allocation(node)
+            for name, limit in quota.limit.items():
+                room = max(0.0, limit - have.get(name, 0.0))
+                caps[name] = min(caps.get(name, room), room)
+        return caps
+
+    def _fair_share_caps(self, role: str) -> dict[str, float]:
+        """Limits, plus: never eat into headroom other roles' guarantees still need."""
+        caps = self._limit_caps(role)
+        if not self._unmet:
+            return caps
+        own = set(self._chain(role))
+        needed: dict[str, float] = {}
+        for other in self._unmet:
+            if other in own or any(a in self._quotas for a in ancestors(other)):
+                continue  # its own guarantee, or counted in an ancestor's
+            for name, amount in self._unmet_amounts(other, self._quotas[other]).items():
+                needed[name] = needed.get(name, 0.0) + amount
+        for name, amount in needed.items():
+            room = max(0.0, self._pool.totals.get(name, 0.0)
+                       - self._allocated_total.get(name, 0.0) - amount)
+            caps[name] = min(caps.get(name, room), room)
+        return caps
+
+    def _subtree_roles(self, role: str) -> list[str]:
+        return self._subtree.get(role, [])
+
+    def _allocate_guarantees(self, agent_id: str, now: float,
+                             result: list[Allocation]) -> None:
+        """Stage 1: give this agent to roles whose guarantee is unmet, up to it."""
+        agent = self._agents[agent_id]
+        for quota_role in list(self._unmet):
+            if agent_id not in self._offerable:
+                return
+            quota = self._quotas[quota_role]
+            for role in self._subtree_roles(quota_role):
+                unmet = self._unmet_amounts(quota_role, quota)
+                if not unmet:
+                    break
+                caps = self._limit_caps(role)
+                for name, amount in unmet.items():
+                    caps[name] = min(caps.get(name, amount), amount)
+                # Up to the guarantee in the names it sets; other scalars wait for the
+                # fair-share stage; ports and other non-scalars come along.
+                offerable = self._offerable_to(agent, role).cap_scalars(caps)
+                offerable = offerable.without_names(
+                    n for n in offerable.scalar_totals() if n not in unmet)
+                if not _worth_offering(offerable):
+                    continue
+                framework_id = self._eligible_framework(role, agent_id, agent, now)
+                if framework_id is None:
+                    continue
+                result.append(Allocation(framework_id, role, agent_id, offerable))
+                self.allocate_to(framework_id, role, agent_id, offerable)
+                if agent_id not in self._offerable:
+                    return
 
     # ----------------------------------------------------------------- introspection
     def role_shares(self) -> dict[str, float]:
@@ -316,6 +476,11 @@ class Allocator:
     def framework_share(self, framework_id: str, role: str) -> float:
         sorter = self._framework_sorters.get(role)
         return sorter.share(framework_id) if sorter is not None else 0.0
+
+
+def _add(target: dict[str, float], scalars: Mapping[str, float], sign: int) -> None:
+    for name, amount in scalars.items():
+        target[name] = round(target.get(name, 0.0) + sign * amount, 3)
 
 
 def _worth_offering(resources: Resources) -> bool:

@@ -47,6 +47,8 @@ class DRFSorter:
         self._keys: dict[str, tuple[float, str]] = {}
         self._order: list[tuple[float, str]] = []
         self._built_version = -1
+        #: clients kept for accounting but left out of the order (suppressed, inactive)
+        self._hidden: set[str] = set()
 
     # ----------------------------------------------------------------- membership
     def add(self, client: str) -> None:
@@ -62,8 +64,33 @@ class DRFSorter:
         if self._alloc.pop(client, None) is None:
             return
         key = self._keys.pop(client, None)
-        if key is not None and self._built_version == self._pool.version:
+        hidden = client in self._hidden
+        self._hidden.discard(client)
+        if key is not None and not hidden and self._built_version == self._pool.version:
             self._order.pop(bisect_left(self._order, key))
+
+    def hide(self, client: str, hidden: bool = True) -> None:
+        """Keep accounting for ``client`` but leave it out of (or put it back in) the order.
+
+        Iterating past many ineligible clients (suppressed frameworks) on every agent
+        would make a round cost agents x clients; hiding them keeps it cheap.
+        """
+        if client not in self._alloc or (client in self._hidden) == hidden:
+            return
+        if hidden:
+            self._hidden.add(client)
+        else:
+            self._hidden.discard(client)
+        if self._built_version != self._pool.version:
+            return
+        key = self._keys.get(client)
+        if hidden:
+            if key is not None:
+                self._order.pop(bisect_left(self._order, key))
+        else:
+            key = (self.weighted_share(client), client)
+            self._keys[client] = key
+            insort(self._order, key)
 
     def __contains__(self, client: object) -> bool:
         return client in self._alloc
@@ -126,16 +153,18 @@ class DRFSorter:
     def _reposition(self, client: str) -> None:
         if self._built_version != self._pool.version:
             return  # the whole order is rebuilt on the next read
+        hidden = client in self._hidden
         old = self._keys.get(client)
-        if old is not None:
+        if old is not None and not hidden:
             self._order.pop(bisect_left(self._order, old))
         key = (self.weighted_share(client), client)
         self._keys[client] = key
-        insort(self._order, key)
+        if not hidden:
+            insort(self._order, key)
 
     def _rebuild(self) -> None:
         self._keys = {c: (self.weighted_share(c), c) for c in self._alloc}
-        self._order = sorted(self._keys.values())
+        self._order = sorted(k for c, k in self._keys.items() if c not in self._hidden)
         self._built_version = self._pool.version
 
     def iter_sorted(self) -> Iterator[str]:
