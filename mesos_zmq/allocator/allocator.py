@@ -20,7 +20,15 @@ role or its ancestors). Shares are updated as the round goes, incrementally, so 
 large round still spreads agents fairly and stays cheap.
 
 A framework is eligible for an agent when it is active, subscribed to the role, not
-suppressed for it, and has no unexpired decline filter for that agent.
+suppressed for it, has no unexpired decline filter for that agent, and, if the agent
+has GPUs, declares the GPU_RESOURCES capability (GPUs are scarce: a framework that
+cannot use them must not sit on the machines that have them).
+
+Quota (guarantee and limit, counted over a role's subtree) adds a first stage: roles
+whose guarantee is unmet get resources up to it, before fair sharing; during fair
+sharing, nobody may take the unallocated headroom those guarantees still need, and no
+offer takes a role past a limit (offers are trimmed, and the rest of the agent stays
+available to others).
 """
 
 from __future__ import annotations
@@ -36,6 +44,8 @@ from mesos_zmq.resources import Resources
 #: these dimensions is not worth making.
 MIN_CPUS = 0.01
 MIN_MEM = 32.0
+#: the framework capability that admits it to agents with GPUs (Mesos's name)
+GPU_CAPABILITY = "GPU_RESOURCES"
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,6 +63,8 @@ class _Agent:
     free: Resources
     #: True when some resources are reserved, so what a role may use depends on it
     has_reservations: bool
+    #: GPUs are scarce: only frameworks that declare GPU_RESOURCES get such agents
+    has_gpus: bool = False
     active: bool = True
     #: framework id -> time until which it refuses this agent
     filters: dict[str, float] = field(default_factory=dict)
@@ -125,7 +137,7 @@ class Allocator:
             raise ValueError(f"agent {agent_id} already added")
         self._agents[agent_id] = _Agent(
             total=total, allocated=Resources.empty(), free=total,
-            has_reservations=total.roles() != {"*"},
+            has_reservations=total.roles() != {"*"}, has_gpus=total.scalar("gpus") > 0,
         )
         self._pool.add(total.scalar_totals(), 1)
         self._refresh(agent_id)
@@ -352,6 +364,8 @@ class Allocator:
                     continue
             fw = self._frameworks[framework_id]
             if not fw.active or role in fw.suppressed:
+                continue
+            if agent.has_gpus and GPU_CAPABILITY not in fw.capabilities:
                 continue
             if filters and framework_id in filters:
                 del filters[framework_id]  # expired

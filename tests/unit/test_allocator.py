@@ -101,3 +101,28 @@ def test_tiny_leftovers_are_not_offered() -> None:
     a.add_framework("f1", ["*"])
     a.allocate_to("f1", "*", "s1", R("cpus:0.995;mem:90"))
     assert a.allocate(0) == []  # 0.005 cpus and 10 MB are below the minimum
+
+
+def test_gpu_agents_only_go_to_frameworks_that_can_use_gpus() -> None:
+    a = Allocator()
+    a.add_agent("gpu", R("cpus:4;mem:1024;gpus:2"))
+    a.add_agent("plain", R("cpus:4;mem:1024"))
+    a.add_framework("cpu-only", ["*"])
+    got = {x.agent_id: x.framework_id for x in a.allocate(0)}
+    assert got == {"plain": "cpu-only"}
+    a.add_framework("trainer", ["*"], capabilities=["GPU_RESOURCES"])
+    got = {x.agent_id: x.framework_id for x in a.allocate(1)}
+    assert got == {"gpu": "trainer"}
+
+
+def test_suppressed_framework_is_skipped_and_revived() -> None:
+    a = Allocator()
+    a.add_agent("s1", R("cpus:4;mem:1024"))
+    a.add_framework("f1", ["*"])
+    a.add_framework("f2", ["*"])
+    a.suppress("f1")
+    assert [x.framework_id for x in a.allocate(0)] == ["f2"]
+    a.recover("f2", "*", "s1", R("cpus:4;mem:1024"), refuse_until=100.0)
+    assert a.allocate(1) == []
+    a.revive("f1")
+    assert [x.framework_id for x in a.allocate(2)] == ["f1"]
