@@ -404,6 +404,36 @@ class OperatorKill(Message):
     framework_id: str = ""
 
 
+@message("set_weights")
+@dataclass(frozen=True, slots=True)
+class SetWeights(Message):
+    """Operator sets role weights (roles not named keep theirs); persisted."""
+
+    weights: dict[str, float]
+
+
+@message("set_quota")
+@dataclass(frozen=True, slots=True)
+class SetQuota(Message):
+    """Operator sets a role's quota; scalar resource text like ``cpus:4;mem:4096``.
+
+    ``guarantee`` is held for the role until used; ``limit`` is never exceeded; both
+    count over the role's subtree. Empty text means none.
+    """
+
+    role: str
+    guarantee: str = ""
+    limit: str = ""
+
+
+@message("remove_quota")
+@dataclass(frozen=True, slots=True)
+class RemoveQuota(Message):
+    """Operator removes a role's quota."""
+
+    role: str
+
+
 @message("operator_reply")
 @dataclass(frozen=True, slots=True)
 class OperatorReply(Message):

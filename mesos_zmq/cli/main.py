@@ -23,7 +23,15 @@ from mesos_zmq.cli.client import MasterUnreachable, RequestRefused, request
 from mesos_zmq.cli.tables import render_table
 from mesos_zmq.errors import MesosZmqError
 from mesos_zmq.logs import configure_logging
-from mesos_zmq.protocol import GetState, OperatorKill, OperatorReply, State
+from mesos_zmq.protocol import (
+    GetState,
+    OperatorKill,
+    OperatorReply,
+    RemoveQuota,
+    SetQuota,
+    SetWeights,
+    State,
+)
 
 F = TypeVar("F", bound=Callable[..., Any])
 DEFAULT_MASTER = "tcp://127.0.0.1:5050"
@@ -310,6 +318,66 @@ def tasks(master: str, as_json: bool, active: bool) -> None:
 def kill(master: str, framework_id: str, task_id: str) -> None:
     """Kill a task by id."""
     reply = request(master, OperatorKill(task_id=task_id, framework_id=framework_id))
+    if isinstance(reply, OperatorReply):
+        click.echo(reply.message)
+
+
+@cli.command()
+@master_flag
+@click.option("--json", "as_json", is_flag=True, help="print JSON for scripts")
+def roles(master: str, as_json: bool) -> None:
+    """Per-role weight, dominant share, allocation and quota."""
+    rows = fetch_state(master)["roles"]
+
+    def amounts(values: dict[str, float]) -> str:
+        return ";".join(f"{k}:{v:g}" for k, v in sorted(values.items()))
+
+    view = [dict(r, allocated=amounts(r["allocated"]), guarantee=amounts(r["guarantee"]),
+                 limit=amounts(r["limit"])) for r in rows]
+    emit(rows, as_json, [("role", "ROLE"), ("weight", "WEIGHT"), ("dominant_share", "SHARE"),
+                         ("allocated", "ALLOCATED"), ("guarantee", "GUARANTEE"),
+                         ("limit", "LIMIT")], view)
+
+
+@cli.command()
+@master_flag
+@click.argument("assignments", nargs=-1)
+def weights(master: str, assignments: tuple[str, ...]) -> None:
+    """Show role weights, or set them: mesos-zmq weights eng=3 ops=1."""
+    if not assignments:
+        rows = fetch_state(master)["roles"]
+        click.echo(render_table([("role", "ROLE"), ("weight", "WEIGHT")], rows))
+        return
+    reply = request(master, SetWeights(weights=parse_weights(",".join(assignments))))
+    if isinstance(reply, OperatorReply):
+        click.echo(reply.message)
+
+
+@cli.group()
+def quota() -> None:
+    """Set or remove role quotas (guarantee and limit)."""
+
+
+@quota.command("set")
+@master_flag
+@click.option("--guarantee", default="", help="held for the role until used, e.g. cpus:4;mem:4096")
+@click.option("--limit", default="", help="never exceeded, e.g. cpus:8;mem:8192")
+@click.argument("role")
+def quota_set(master: str, guarantee: str, limit: str, role: str) -> None:
+    """Set ROLE's quota (counted over ROLE and its sub-roles)."""
+    if not guarantee and not limit:
+        raise click.UsageError("give --guarantee, --limit or both")
+    reply = request(master, SetQuota(role=role, guarantee=guarantee, limit=limit))
+    if isinstance(reply, OperatorReply):
+        click.echo(reply.message)
+
+
+@quota.command("remove")
+@master_flag
+@click.argument("role")
+def quota_remove(master: str, role: str) -> None:
+    """Remove ROLE's quota."""
+    reply = request(master, RemoveQuota(role=role))
     if isinstance(reply, OperatorReply):
         click.echo(reply.message)
 

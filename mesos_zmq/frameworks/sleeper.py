@@ -19,6 +19,8 @@ from mesos_zmq.tasks import TERMINAL
 
 
 class Sleeper(Scheduler):
+    """Launches ``tasks`` sleeps; every callback below runs in the driver's thread."""
+
     def __init__(self, tasks: int, seconds: float, resources: Resources) -> None:
         self.to_launch = [f"sleep-{i}" for i in range(tasks)]
         self.seconds = seconds
@@ -28,9 +30,11 @@ class Sleeper(Scheduler):
 
     def registered(self, driver: SchedulerDriver, framework_id: str,
                    master_info: dict[str, object]) -> None:
-        print(f"registered as {framework_id}")
+        print(f"registered as {framework_id}", flush=True)
 
     def resource_offers(self, driver: SchedulerDriver, offers: list[Offer]) -> None:
+        # Pack as many tasks as fit into each offer; an offer we do not use must be
+        # declined, or its resources stay tied up with us.
         for offer in offers:
             left = Resources.parse(offer.resources)
             tasks = []
@@ -40,17 +44,21 @@ class Sleeper(Scheduler):
                                       resources=str(self.resources),
                                       command=f"sleep {self.seconds}"))
             if tasks:
-                print(f"launching {[t.task_id for t in tasks]} on {offer.hostname}")
+                print(f"launching {[t.task_id for t in tasks]} on {offer.hostname}", flush=True)
                 driver.launch_tasks([offer.offer_id], tasks)
             else:
                 driver.decline_offer(offer.offer_id, refuse_seconds=30)
+        if not self.to_launch:
+            driver.suppress_offers()  # everything is launched: no more offers, please
 
     def status_update(self, driver: SchedulerDriver, status: TaskStatus) -> None:
-        print(f"{status.task_id}: {status.state} {status.message}".rstrip())
-        if status.state in TERMINAL:
+        # The driver acknowledges the update after this returns, and never delivers
+        # the same update twice.
+        print(f"{status.task_id}: {status.state} {status.message}".rstrip(), flush=True)
+        if status.state in TERMINAL and status.task_id not in self.ended:
             self.ended[status.task_id] = status.state
             if len(self.ended) == self.total:
-                driver.stop()
+                driver.stop()  # tears the framework down; run() then returns
 
     def error(self, driver: SchedulerDriver, message: str) -> None:
         print(f"error: {message}", file=sys.stderr)

@@ -40,7 +40,14 @@ from mesos_zmq.allocator.allocator import Allocator
 from mesos_zmq.errors import ResourceError
 from mesos_zmq.heartbeat import HeartbeatMonitor
 from mesos_zmq.master.state import MasterState, Record, TaskRecord
-from mesos_zmq.master.validation import check_agent, check_framework, check_task, valid_id
+from mesos_zmq.master.validation import (
+    check_agent,
+    check_framework,
+    check_task,
+    check_weights,
+    quota_amounts,
+    valid_id,
+)
 from mesos_zmq.master.views import describe_cluster
 from mesos_zmq.protocol import (
     Accept,
@@ -61,10 +68,13 @@ from mesos_zmq.protocol import (
     ReadFile,
     Reconcile,
     RegisterAgent,
+    RemoveQuota,
     ReregisterAgent,
     Rescind,
     Revive,
     RunTasks,
+    SetQuota,
+    SetWeights,
     ShutdownFramework,
     State,
     StatusUpdate,
@@ -76,7 +86,7 @@ from mesos_zmq.protocol import (
     Teardown,
     to_plain,
 )
-from mesos_zmq.resources import Resources
+from mesos_zmq.resources import Resources, validate_role
 from mesos_zmq.tasks import TERMINAL, TaskState, can_transition
 
 log = structlog.get_logger()
@@ -195,10 +205,16 @@ class MasterCore:
             Teardown: self._on_teardown,
             GetState: self._on_get_state,
             OperatorKill: self._on_operator_kill,
+            SetWeights: self._on_set_weights,
+            SetQuota: self._on_set_quota,
+            RemoveQuota: self._on_remove_quota,
             ReadFile: self._on_read_file,
         }
         for role, weight in self.state.weights.items():
             self.allocator.set_weight(role, weight)
+        for role, (guarantee, limit) in self.state.quotas.items():
+            self.allocator.set_quota(role, quota_amounts(guarantee, "guarantee"),
+                                     quota_amounts(limit, "limit"))
         self._recover(now)
 
     # ================================================================= plumbing
@@ -763,6 +779,43 @@ class MasterCore:
     # ================================================================= operator
     def _on_get_state(self, peer: bytes, msg: GetState, rid: str, now: float) -> None:
         self._send(peer, State(state=self.describe(now)), rid)
+
+    def _on_set_weights(self, peer: bytes, msg: SetWeights, rid: str, now: float) -> None:
+        problem = check_weights(msg.weights)
+        if problem is not None:
+            self._error(peer, "invalid", f"weights refused: {problem}", rid)
+            return
+        self._commit({"op": "weights_set", "weights": dict(msg.weights), "time": now})
+        for role, weight in msg.weights.items():
+            self.allocator.set_weight(role, weight)
+        self._allocate_pending = True
+        shown = ", ".join(f"{r}={w:g}" for r, w in sorted(msg.weights.items()))
+        self._send(peer, OperatorReply(message=f"weights set: {shown}"), rid)
+
+    def _on_set_quota(self, peer: bytes, msg: SetQuota, rid: str, now: float) -> None:
+        try:
+            validate_role(msg.role)
+            if msg.role == "*":
+                raise ValueError("the unreserved role '*' cannot have a quota")
+            guarantee = quota_amounts(msg.guarantee, "guarantee")
+            limit = quota_amounts(msg.limit, "limit")
+            self.allocator.set_quota(msg.role, guarantee, limit)
+        except (ValueError, ResourceError) as exc:
+            self._error(peer, "invalid", f"quota refused: {exc}", rid)
+            return
+        self._commit({"op": "quota_set", "role": msg.role, "guarantee": msg.guarantee,
+                      "limit": msg.limit, "time": now})
+        self._allocate_pending = True
+        self._send(peer, OperatorReply(message=f"quota of role {msg.role} set"), rid)
+
+    def _on_remove_quota(self, peer: bytes, msg: RemoveQuota, rid: str, now: float) -> None:
+        if msg.role not in self.state.quotas:
+            self._error(peer, "invalid", f"role {msg.role[:64]!r} has no quota", rid)
+            return
+        self._commit({"op": "quota_removed", "role": msg.role, "time": now})
+        self.allocator.remove_quota(msg.role)
+        self._allocate_pending = True
+        self._send(peer, OperatorReply(message=f"quota of role {msg.role} removed"), rid)
 
     def _on_operator_kill(self, peer: bytes, msg: OperatorKill, rid: str, now: float) -> None:
         rec = self.state.find_task(msg.task_id, msg.framework_id)

@@ -73,6 +73,8 @@ class MasterState:
         self.tasks: dict[TaskKey, TaskRecord] = {}
         self.completed: OrderedDict[TaskKey, TaskRecord] = OrderedDict()
         self.weights: dict[str, float] = {}
+        #: role -> (guarantee text, limit text)
+        self.quotas: dict[str, tuple[str, str]] = {}
         # Secondary index: agent_id -> keys of its active tasks.
         self.tasks_by_agent: dict[str, set[TaskKey]] = {}
         self._ops: dict[str, Callable[[Record], None]] = {
@@ -83,6 +85,8 @@ class MasterState:
             "task_added": self._task_added,
             "task_updated": self._task_updated,
             "weights_set": self._weights_set,
+            "quota_set": self._quota_set,
+            "quota_removed": self._quota_removed,
         }
 
     # ----------------------------------------------------------------- apply
@@ -169,6 +173,12 @@ class MasterState:
     def _weights_set(self, record: Record) -> None:
         self.weights.update({str(k): float(v) for k, v in record["weights"].items()})
 
+    def _quota_set(self, record: Record) -> None:
+        self.quotas[record["role"]] = (record["guarantee"], record["limit"])
+
+    def _quota_removed(self, record: Record) -> None:
+        self.quotas.pop(record["role"], None)
+
     # ----------------------------------------------------------------- queries
     def task(self, framework_id: str, task_id: str) -> TaskRecord | None:
         key = (framework_id, task_id)
@@ -209,6 +219,7 @@ class MasterState:
             "tasks": [task_plain(r) for r in self.tasks.values()],
             "completed": [task_plain(r) for r in self.completed.values()],
             "weights": dict(self.weights),
+            "quotas": {role: list(q) for role, q in self.quotas.items()},
         }
 
     @classmethod
@@ -239,4 +250,5 @@ class MasterState:
                 state.tasks[key] = rec
                 state.tasks_by_agent.setdefault(rec.agent_id, set()).add(key)
         state.weights.update(data.get("weights", {}))
+        state.quotas.update({r: (q[0], q[1]) for r, q in data.get("quotas", {}).items()})
         return state

@@ -73,3 +73,30 @@ def check_task(task: TaskInfo, agent_id: str, seen: set[str], id_in_use: bool) -
     if task.kill_grace_period is not None and not 0 <= task.kill_grace_period <= MAX_KILL_GRACE:
         return f"task {task.task_id}: kill_grace_period must be within 0..3600 seconds"
     return None
+
+
+def quota_amounts(text: str, what: str) -> dict[str, float]:
+    """Scalar amounts of a quota (``cpus:4;mem:4096``); raises ValueError to reply with."""
+    try:
+        res = Resources.parse(text)
+    except ResourceError as exc:
+        raise ValueError(f"{what}: {exc}") from None
+    if res.roles() - {"*"}:
+        raise ValueError(f"{what}: quota is counted in amounts; drop the (role) parts")
+    kinds = {kind for _, _, kind, _ in res.entries()}
+    if kinds - {"scalar"}:
+        raise ValueError(f"{what}: quota takes scalar resources only (cpus, mem, disk, gpus)")
+    return res.scalar_totals()
+
+
+def check_weights(weights: dict[str, float]) -> str | None:
+    if not weights:
+        return "no weights given"
+    for role, weight in weights.items():
+        try:
+            validate_role(role)
+        except ResourceError as exc:
+            return str(exc)
+        if not 0 < weight < 1e9:
+            return f"weight of role {role!r} must be a positive number, got {weight}"
+    return None

@@ -61,14 +61,17 @@ def describe_cluster(core: MasterCore, now: float) -> dict[str, Any]:
     tasks += [task_view(r) for r in state.completed.values()]
     shares = core.allocator.role_shares()
     weights = core.allocator.weights()
+    quotas = core.allocator.quotas()
     roles = [
         {
             "role": role,
             "weight": weights.get(role, 1.0),
             "dominant_share": round(shares.get(role, 0.0), 6),
             "allocated": core.allocator.role_allocation(role),
+            "guarantee": dict(quotas[role].guarantee) if role in quotas else {},
+            "limit": dict(quotas[role].limit) if role in quotas else {},
         }
-        for role in sorted(set(shares) | set(weights))
+        for role in sorted(set(shares) | set(weights) | set(quotas))
     ]
     return {
         "master": {

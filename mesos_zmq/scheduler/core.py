@@ -5,20 +5,32 @@ Theory of operation
 The core is pure: the shell (:mod:`mesos_zmq.scheduler.driver`) feeds it the
 master's messages, the user's requests and the time, and carries out the ordered
 list of :data:`Action` it returns: send a message, call a scheduler callback,
-reconnect the socket, or abort.
+reconnect the socket, hand a file read its answer, or abort.
 
 * Subscription: ``Subscribe`` is sent on connect and re-sent every second until
-  ``Subscribed`` arrives; later subscriptions carry the assigned framework id so the
-  master treats them as a failover of the same framework.
-* Liveness: heartbeats both ways; a master silent for ``interval * missed`` seconds
-  is abandoned (``disconnected`` callback, new socket, resubscribe).
-* Exactly-once updates: an update whose uuid was already delivered is acknowledged
-  again but not handed to the scheduler a second time. With implicit
-  acknowledgements the ack is queued right after the ``status_update`` callback, so
-  a scheduler that crashes inside the callback never acknowledges what it did not
-  handle.
+  ``Subscribed`` arrives; once the master has assigned a framework id every later
+  subscription carries it, so the master treats it as a failover of the same
+  framework rather than a new one. The first ``Subscribed`` of a driver calls
+  ``registered``, later ones ``reregistered``.
+* Liveness: heartbeats both ways. Until the master has told us its interval we
+  assume 1 s and 5 misses. A master silent for ``interval * missed`` seconds is
+  abandoned: ``disconnected`` (if we were subscribed), a new socket, resubscribe.
+  ``Error(not_registered)`` means the master does not know this connection (it
+  restarted), so we resubscribe at once on the same socket.
+* Fatal errors: ``framework_removed``, or any error answering one of our
+  ``Subscribe`` messages, means the master will never accept us as configured; the
+  ``error`` callback runs and the driver aborts. Other errors are reported and the
+  driver keeps going.
+* Exactly-once updates: an update whose ``(task_id, uuid)`` was already delivered is
+  acknowledged again (the earlier ack was lost) but not handed to the scheduler a
+  second time. With implicit acknowledgements the ack is queued right *after* the
+  ``status_update`` callback, so a scheduler that crashes inside the callback never
+  acknowledges what it did not handle. Updates with an empty uuid (reconciliation
+  answers, refused launches) need no ack and are never deduplicated.
 * Requests made while not subscribed are dropped (as Mesos's driver does); the
-  caller learns the outcome through status updates and reconciliation.
+  caller learns the outcome through status updates and reconciliation. A dropped or
+  orphaned file read is answered locally with ``Error(not_registered)`` so that its
+  caller never waits for a reply that cannot come.
 """
 
 from __future__ import annotations
@@ -37,6 +49,7 @@ from mesos_zmq.protocol import (
     Heartbeat,
     Message,
     Offers,
+    ReadFile,
     Rescind,
     StatusUpdate,
     Subscribe,
@@ -45,12 +58,21 @@ from mesos_zmq.protocol import (
     Teardown,
 )
 
+#: seconds between Subscribe attempts while unanswered
 SUBSCRIBE_RETRY = 1.0
+#: heartbeat settings assumed until the master announces its own
+DEFAULT_HEARTBEAT_INTERVAL = 1.0
+DEFAULT_MISSED_HEARTBEATS = 5
+#: how many delivered (task_id, uuid) pairs are remembered for deduplication
 SEEN_UUIDS_LIMIT = 100_000
+#: Subscribe request ids remembered per attempt (a retry storm must not grow memory)
+_SUBSCRIBE_IDS_LIMIT = 64
 
 
 @dataclass(frozen=True, slots=True)
 class Send:
+    """Send ``message`` to the master with ``request_id`` in the envelope."""
+
     message: Message
     request_id: str = ""
 
@@ -65,17 +87,19 @@ class Call:
 
 @dataclass(frozen=True, slots=True)
 class Reconnect:
-    """Drop the socket and connect afresh, then call ``connected``."""
+    """Drop the socket and connect afresh, then call :meth:`DriverCore.connected`."""
 
 
 @dataclass(frozen=True, slots=True)
 class Abort:
+    """Stop the driver for good (status ABORTED); nothing more will be sent."""
+
     reason: str
 
 
 @dataclass(frozen=True, slots=True)
 class FileReply:
-    """Route a ReadFile answer (FileData or Error) to the waiting caller."""
+    """Route a ReadFile answer (FileData or Error) to the caller waiting on it."""
 
     request_id: str
     message: Message
@@ -85,13 +109,14 @@ Action = Send | Call | Reconnect | Abort | FileReply
 
 
 class DriverCore:
-    """Subscription, heartbeats, dedup and acks for one framework."""
+    """Subscription, heartbeats, dedup, acks and file-read routing for one framework."""
 
     def __init__(
         self,
         framework: FrameworkInfo,
         new_id: Callable[[], str],
         implicit_acknowledgements: bool = True,
+        seen_limit: int = SEEN_UUIDS_LIMIT,
     ) -> None:
         self.framework = framework
         self.framework_id = framework.framework_id
@@ -99,107 +124,152 @@ class DriverCore:
         self.implicit_acks = implicit_acknowledgements
         self.subscribed = False
         self.stopped = False
-        self._ever_subscribed = bool(framework.framework_id)
-        self._first_registration = not framework.framework_id
-        self._subscribe_sent = 0.0
-        self._subscribe_rid = ""
-        self.monitor = HeartbeatMonitor(1.0, 5)
-        self._seen: OrderedDict[str, None] = OrderedDict()
+        self._registered_once = False
+        self._subscribe_sent = float("-inf")
+        self._subscribe_ids: list[str] = []
+        self.monitor = HeartbeatMonitor(DEFAULT_HEARTBEAT_INTERVAL, DEFAULT_MISSED_HEARTBEATS)
+        # (task_id, uuid) -> whether it has been acknowledged
+        self._seen: OrderedDict[tuple[str, str], bool] = OrderedDict()
+        self._seen_limit = seen_limit
         self._reads: set[str] = set()
 
     # ----------------------------------------------------------------- connection
     def connected(self, now: float) -> list[Action]:
+        """A fresh socket is up: forget the old connection's state and subscribe."""
         self.subscribed = False
+        self._subscribe_ids = []
+        self.monitor = HeartbeatMonitor(DEFAULT_HEARTBEAT_INTERVAL, DEFAULT_MISSED_HEARTBEATS)
         self.monitor.reset(now)
-        return self._subscribe(now)
+        actions = self._fail_reads("connection to the master was replaced")
+        actions.extend(self._subscribe(now))
+        return actions
 
     def _subscribe(self, now: float) -> list[Action]:
         info = replace(self.framework, framework_id=self.framework_id)
+        request_id = self._new_id()
         self._subscribe_sent = now
-        self._subscribe_rid = self._new_id()
+        self._subscribe_ids.append(request_id)
+        del self._subscribe_ids[:-_SUBSCRIBE_IDS_LIMIT]
         self.monitor.sent(now)
-        return [Send(Subscribe(framework=info), self._subscribe_rid)]
+        return [Send(Subscribe(framework=info), request_id)]
+
+    def _fail_reads(self, why: str) -> list[Action]:
+        """Answer reads whose reply can no longer arrive, so no caller waits forever."""
+        actions: list[Action] = [
+            FileReply(rid, Error(code="not_registered", message=why, in_reply_to=rid))
+            for rid in sorted(self._reads)
+        ]
+        self._reads.clear()
+        return actions
 
     def tick(self, now: float) -> list[Action]:
+        """Timers: master liveness, Subscribe retries, our own heartbeats."""
         if self.stopped:
             return []
-        actions: list[Action] = []
         if self.monitor.expired(now):
-            actions.append(Call("disconnected"))
-            actions.append(Reconnect())
+            was_subscribed = self.subscribed
             self.subscribed = False
+            actions: list[Action] = [Call("disconnected")] if was_subscribed else []
+            actions.append(Reconnect())
             return actions
         if not self.subscribed:
             if now - self._subscribe_sent >= SUBSCRIBE_RETRY:
-                actions.extend(self._subscribe(now))
-        elif self.monitor.send_due(now):
+                return self._subscribe(now)
+            return []
+        if self.monitor.send_due(now):
             self.monitor.sent(now)
-            actions.append(Send(Heartbeat()))
-        return actions
+            return [Send(Heartbeat())]
+        return []
+
+    def next_wakeup(self, now: float) -> float:
+        """The time at which :meth:`tick` next has something to do (for the shell's poll)."""
+        if self.stopped:
+            return now + 3600.0
+        expiry = self.monitor.last_received + self.monitor.timeout
+        if not self.subscribed:
+            return min(expiry, self._subscribe_sent + SUBSCRIBE_RETRY)
+        return min(expiry, self.monitor.last_sent + self.monitor.interval)
 
     # ----------------------------------------------------------------- inbound
     def handle(self, msg: Message, request_id: str, now: float) -> list[Action]:
+        """One message from the master; any message at all proves it is alive."""
         self.monitor.received(now)
         if self.stopped:
             return []
         if isinstance(msg, Subscribed):
-            return self._on_subscribed(msg)
+            return self._on_subscribed(msg, now)
         if isinstance(msg, Error):
             return self._on_error(msg, now)
         if isinstance(msg, FileData):
             if request_id in self._reads:
                 self._reads.discard(request_id)
                 return [FileReply(request_id, msg)]
-            return []
+            return []  # a reply we gave up on
         if not self.subscribed:
-            return []  # stale traffic for a subscription we no longer have
+            return []  # traffic for a subscription we no longer have; it is retried
         if isinstance(msg, Offers):
             return [Call("resource_offers", (list(msg.offers),))]
         if isinstance(msg, Rescind):
             return [Call("offer_rescinded", (msg.offer_id,))]
         if isinstance(msg, StatusUpdate):
             return self._on_update(msg.status)
-        return []  # heartbeats and anything newer than us
+        return []  # heartbeats, and anything newer than us
 
-    def _on_subscribed(self, msg: Subscribed) -> list[Action]:
+    def _on_subscribed(self, msg: Subscribed, now: float) -> list[Action]:
         if self.subscribed and msg.framework_id == self.framework_id:
-            return []  # answer to a retried Subscribe
+            return []  # the answer to a retried Subscribe
         self.framework_id = msg.framework_id
         self.subscribed = True
+        self._subscribe_ids = []
         self.monitor = HeartbeatMonitor(msg.heartbeat_interval, msg.missed_heartbeats)
-        self.monitor.reset(self._subscribe_sent)
-        self.monitor.received(self._subscribe_sent)
+        self.monitor.reset(now)
         info = {"framework_id": msg.framework_id, "reregistered": msg.reregistered}
-        if self._first_registration:
-            self._first_registration = False
-            self._ever_subscribed = True
+        if not self._registered_once:
+            self._registered_once = True
             return [Call("registered", (msg.framework_id, info))]
         return [Call("reregistered", (info,))]
 
     def _on_error(self, msg: Error, now: float) -> list[Action]:
-        if msg.in_reply_to in self._reads:
+        actions: list[Action] = []
+        if msg.in_reply_to and msg.in_reply_to in self._reads:
             self._reads.discard(msg.in_reply_to)
-            return [FileReply(msg.in_reply_to, msg)]
+            actions.append(FileReply(msg.in_reply_to, msg))
+            if msg.code != "not_registered":
+                return actions
         if msg.code == "not_registered":
-            self.subscribed = False
-            return self._subscribe(now)
-        if msg.code == "framework_removed" or (
-            msg.in_reply_to and msg.in_reply_to == self._subscribe_rid
-        ):
+            # The master does not know this connection (it restarted): subscribe again
+            # now; while a subscription is already under way its retry timer suffices.
+            if self.subscribed:
+                self.subscribed = False
+                actions.extend(self._fail_reads("the master lost this subscription"))
+                actions.extend(self._subscribe(now))
+            return actions
+        fatal = msg.code == "framework_removed" or (
+            bool(msg.in_reply_to) and msg.in_reply_to in self._subscribe_ids
+        )
+        actions.append(Call("error", (msg.message,)))
+        if fatal:
             self.stopped = True
-            return [Call("error", (msg.message,)), Abort(msg.message)]
-        return [Call("error", (msg.message,))]
+            self.subscribed = False
+            actions.extend(self._fail_reads("the driver aborted"))
+            actions.append(Abort(f"{msg.code}: {msg.message}"))
+        return actions
 
     def _on_update(self, status: TaskStatus) -> list[Action]:
-        if status.uuid and status.uuid in self._seen:
-            return [self._ack(status)]  # a retry: the earlier ack was lost
+        if not status.uuid:
+            return [Call("status_update", (status,))]  # informational: no ack, no dedup
+        key = (status.task_id, status.uuid)
+        acked = self._seen.get(key)
+        if acked is not None:
+            # A retry: the earlier ack was lost. With explicit acks, re-ack only what
+            # the scheduler itself has acknowledged already.
+            return [self._ack(status)] if acked else []
+        self._seen[key] = self.implicit_acks
+        while len(self._seen) > self._seen_limit:
+            self._seen.popitem(last=False)
         actions: list[Action] = [Call("status_update", (status,))]
-        if status.uuid:
-            self._seen[status.uuid] = None
-            while len(self._seen) > SEEN_UUIDS_LIMIT:
-                self._seen.popitem(last=False)
-            if self.implicit_acks:
-                actions.append(self._ack(status))
+        if self.implicit_acks:
+            actions.append(self._ack(status))
         return actions
 
     def _ack(self, status: TaskStatus) -> Send:
@@ -221,24 +291,43 @@ class DriverCore:
         return [Send(msg, self._new_id())]
 
     def acknowledge(self, status: TaskStatus) -> list[Action]:
-        if not status.uuid or not self.subscribed:
+        """An explicit acknowledgement; remembered so that a retried update is re-acked."""
+        if not status.uuid:
             return []
+        key = (status.task_id, status.uuid)
+        if key in self._seen:
+            self._seen[key] = True
+        if not self.subscribed or self.stopped:
+            return []  # the agent retries the update, and we ack that
         return [self._ack(status)]
 
-    def read_file(self, msg: Message) -> tuple[str, list[Action]]:
+    def read_file(self, msg: ReadFile) -> tuple[str, list[Action]]:
+        """Send a ReadFile; its answer comes back as a :class:`FileReply` for the id."""
         request_id = self._new_id()
         if not self.subscribed or self.stopped:
-            return request_id, []
+            error = Error(
+                code="not_registered",
+                message="not subscribed to the master",
+                in_reply_to=request_id,
+            )
+            return request_id, [FileReply(request_id, error)]
         self._reads.add(request_id)
         return request_id, [Send(msg, request_id)]
 
     def forget_read(self, request_id: str) -> None:
+        """Stop waiting for a read (its reply, if it comes, is ignored)."""
         self._reads.discard(request_id)
 
     def teardown(self) -> list[Action]:
+        """Stop, telling the master to remove the framework and kill its tasks."""
         actions: list[Action] = []
-        if self.subscribed and self.framework_id:
+        if self.subscribed and self.framework_id and not self.stopped:
             actions.append(Send(Teardown(framework_id=self.framework_id), self._new_id()))
+        actions.extend(self.abort())
+        return actions
+
+    def abort(self) -> list[Action]:
+        """Stop without telling the master (it keeps the framework for failover)."""
         self.stopped = True
         self.subscribed = False
-        return actions
+        return self._fail_reads("the driver stopped")

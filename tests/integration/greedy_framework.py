@@ -38,7 +38,7 @@ class Greedy(Scheduler):
             while left.contains(self.task_resources) and len(tasks) < self.max_per_offer:
                 left = left - self.task_resources
                 seconds = round(self.duration * random.uniform(0.5, 1.5), 2)
-                tasks.append(TaskInfo(task_id=f"{self.role}-{next(self.ids)}",
+                tasks.append(TaskInfo(task_id=f"{self.role.replace('/', '_')}-{next(self.ids)}",
                                       agent_id=offer.agent_id,
                                       resources=str(self.task_resources),
                                       command=f"sleep {seconds}"))

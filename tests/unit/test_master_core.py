@@ -420,3 +420,58 @@ def test_bad_subscriptions_are_refused(info: FrameworkInfo, needle: str) -> None
     (reply,) = h.send(FW, Subscribe(framework=info), 0)
     assert isinstance(reply, Error) and needle in reply.message
     assert not h.core.state.frameworks
+
+
+def test_weights_and_quota_are_logged_and_survive_a_restart() -> None:
+    from mesos_zmq.protocol import RemoveQuota, SetQuota, SetWeights
+
+    h = Harness()
+    (reply,) = h.send(b"cli", SetWeights(weights={"eng": 3.0}), 0, rid="w")
+    assert isinstance(reply, OperatorReply) and "eng=3" in reply.message
+    (reply,) = h.send(b"cli", SetQuota(role="eng", guarantee="cpus:2;mem:512",
+                                        limit="cpus:4"), 0)
+    assert isinstance(reply, OperatorReply)
+    h2 = Harness(log=h.log)
+    assert h2.core.allocator.weights() == {"eng": 3.0}
+    quota = h2.core.allocator.quotas()["eng"]
+    assert quota.guarantee == {"cpus": 2.0, "mem": 512.0} and quota.limit == {"cpus": 4.0}
+    (reply,) = h2.send(b"cli", GetState(), 0)
+    (eng,) = [r for r in reply.state["roles"] if r["role"] == "eng"]
+    assert eng["weight"] == 3.0 and eng["guarantee"] == {"cpus": 2.0, "mem": 512.0}
+    (reply,) = h2.send(b"cli", RemoveQuota(role="eng"), 1)
+    assert isinstance(reply, OperatorReply)
+    assert "eng" not in Harness(log=h.log).core.allocator.quotas()
+
+
+@pytest.mark.parametrize(
+    "msg,needle",
+    [
+        ("weights:", "no weights"),
+        ("weights:a b", "a b"),
+        ("weights:neg", "positive"),
+        ("quota:*", "unreserved"),
+        ("quota:bad-res", "cpus:lots"),
+        ("quota:ranges", "scalar"),
+        ("quota:reserved", "role"),
+        ("quota:over-limit", "within the limit"),
+        ("remove:none", "no quota"),
+    ],
+)
+def test_bad_operator_requests_change_nothing(msg: str, needle: str) -> None:
+    from mesos_zmq.protocol import RemoveQuota, SetQuota, SetWeights
+
+    requests = {
+        "weights:": SetWeights(weights={}),
+        "weights:a b": SetWeights(weights={"a b": 1.0}),
+        "weights:neg": SetWeights(weights={"a": -1.0}),
+        "quota:*": SetQuota(role="*", guarantee="cpus:1"),
+        "quota:bad-res": SetQuota(role="a", guarantee="cpus:lots"),
+        "quota:ranges": SetQuota(role="a", guarantee="ports:[1-2]"),
+        "quota:reserved": SetQuota(role="a", guarantee="cpus(a):1"),
+        "quota:over-limit": SetQuota(role="a", guarantee="cpus:4", limit="cpus:2"),
+        "remove:none": RemoveQuota(role="a"),
+    }
+    h = Harness()
+    (reply,) = h.send(b"cli", requests[msg], 0)
+    assert isinstance(reply, Error) and needle in reply.message, reply
+    assert not h.log.records and not h.core.allocator.quotas()

@@ -1,0 +1,301 @@
+"""DriverCore driven with messages and times only: no sockets, no threads, no clock."""
+
+from __future__ import annotations
+
+import itertools
+
+from mesos_zmq.protocol import (
+    Acknowledge,
+    Error,
+    FileData,
+    FrameworkInfo,
+    Heartbeat,
+    Kill,
+    Message,
+    Offer,
+    Offers,
+    ReadFile,
+    Rescind,
+    StatusUpdate,
+    Subscribe,
+    Subscribed,
+    TaskStatus,
+    Teardown,
+)
+from mesos_zmq.scheduler.core import (
+    Abort,
+    Action,
+    Call,
+    DriverCore,
+    FileReply,
+    Reconnect,
+    Send,
+)
+
+
+def make(framework_id: str = "", implicit: bool = True, seen_limit: int = 1000) -> DriverCore:
+    counter = itertools.count()
+    return DriverCore(
+        FrameworkInfo(name="fw", framework_id=framework_id),
+        lambda: f"r{next(counter)}",
+        implicit_acknowledgements=implicit,
+        seen_limit=seen_limit,
+    )
+
+
+def subscribe(core: DriverCore, now: float = 0.0, interval: float = 1.0,
+              missed: int = 3) -> list[Action]:
+    core.connected(now)
+    return core.handle(Subscribed(framework_id="F1", heartbeat_interval=interval,
+                                  missed_heartbeats=missed), "", now)
+
+
+def sent(actions: list[Action]) -> list[Message]:
+    return [a.message for a in actions if isinstance(a, Send)]
+
+
+def calls(actions: list[Action]) -> list[str]:
+    return [a.name for a in actions if isinstance(a, Call)]
+
+
+def status(task: str = "t1", uuid: str = "u1", state: str = "TASK_RUNNING") -> TaskStatus:
+    return TaskStatus(task_id=task, framework_id="F1", agent_id="A1", state=state, uuid=uuid,
+                      timestamp=0.0)
+
+
+def update(task: str = "t1", uuid: str = "u1") -> StatusUpdate:
+    return StatusUpdate(status=status(task, uuid))
+
+
+# ----------------------------------------------------------------------------- subscription
+
+
+def test_subscribe_is_retried_every_second_with_fresh_request_ids() -> None:
+    core = make()
+    first = core.connected(0.0)
+    assert isinstance(first[0], Send) and isinstance(first[0].message, Subscribe)
+    assert core.tick(0.9) == []
+    retry = core.tick(1.0)
+    assert isinstance(retry[0], Send) and isinstance(retry[0].message, Subscribe)
+    assert retry[0].request_id != first[0].request_id
+    assert core.next_wakeup(1.0) == 2.0
+
+
+def test_failover_id_is_sent_but_first_subscribed_still_calls_registered() -> None:
+    core = make(framework_id="OLD")
+    (send,) = core.connected(0.0)
+    assert isinstance(send.message, Subscribe)  # type: ignore[union-attr]
+    assert send.message.framework.framework_id == "OLD"  # type: ignore[union-attr]
+    actions = core.handle(Subscribed(framework_id="OLD", heartbeat_interval=1.0,
+                                     missed_heartbeats=3, reregistered=True), "", 0.1)
+    assert calls(actions) == ["registered"]
+
+
+def test_later_subscriptions_carry_the_assigned_id_and_call_reregistered() -> None:
+    core = make()
+    assert calls(subscribe(core)) == ["registered"]
+    (msg,) = sent(core.connected(10.0))
+    assert isinstance(msg, Subscribe) and msg.framework.framework_id == "F1"
+    again = core.handle(Subscribed(framework_id="F1", heartbeat_interval=1.0,
+                                   missed_heartbeats=3, reregistered=True), "", 10.1)
+    assert calls(again) == ["reregistered"]
+
+
+def test_duplicate_subscribed_answer_is_ignored() -> None:
+    core = make()
+    subscribe(core)
+    dup = core.handle(Subscribed(framework_id="F1", heartbeat_interval=1.0,
+                                 missed_heartbeats=3), "", 0.5)
+    assert dup == []
+
+
+def test_error_answering_any_subscribe_attempt_aborts() -> None:
+    core = make()
+    (first,) = core.connected(0.0)
+    core.tick(1.0)  # a retry with a new id; the master answers the first one late
+    assert isinstance(first, Send)
+    actions = core.handle(Error(code="invalid", message="bad role", in_reply_to=first.request_id),
+                          "", 1.1)
+    assert calls(actions) == ["error"] and isinstance(actions[-1], Abort)
+    assert core.stopped and core.tick(100.0) == []
+
+
+def test_framework_removed_aborts_other_errors_do_not() -> None:
+    core = make()
+    subscribe(core)
+    soft = core.handle(Error(code="invalid", message="stale offer", in_reply_to="x"), "", 1.0)
+    assert soft == [Call("error", ("stale offer",))] and not core.stopped
+    hard = core.handle(Error(code="framework_removed", message="gone"), "", 2.0)
+    assert Call("error", ("gone",)) in hard and isinstance(hard[-1], Abort)
+
+
+def test_not_registered_resubscribes_at_once_with_the_same_id() -> None:
+    core = make()
+    subscribe(core)
+    actions = core.handle(Error(code="not_registered", message="who?"), "", 1.0)
+    (msg,) = sent(actions)
+    assert isinstance(msg, Subscribe) and msg.framework.framework_id == "F1"
+    assert calls(actions) == []  # no error callback: this is routine after a master restart
+    # More not_registered answers while resubscribing do not start a Subscribe storm.
+    assert core.handle(Error(code="not_registered", message="who?"), "", 1.1) == []
+
+
+# ----------------------------------------------------------------------------- liveness
+
+
+def test_default_heartbeat_limit_before_subscribed() -> None:
+    core = make()
+    core.connected(0.0)
+    core.tick(1.0)
+    core.tick(2.0)
+    core.tick(3.0)
+    core.tick(4.0)
+    assert Reconnect() not in core.tick(4.9)
+    actions = core.tick(5.1)
+    assert actions == [Reconnect()]  # never subscribed: nothing to call disconnected
+
+
+def test_master_limits_apply_after_subscribed_and_any_message_counts() -> None:
+    core = make()
+    subscribe(core, now=0.0, interval=0.5, missed=2)
+    assert isinstance(sent(core.tick(0.5))[0], Heartbeat)
+    core.handle(Offers(offers=[]), "", 0.9)  # any message is a sign of life
+    assert Reconnect() not in core.tick(1.8)
+    actions = core.tick(2.0)
+    assert actions == [Call("disconnected"), Reconnect()]
+    assert not core.subscribed
+    (msg,) = sent(core.connected(2.0))
+    assert isinstance(msg, Subscribe) and msg.framework.framework_id == "F1"
+
+
+def test_next_wakeup_tracks_heartbeat_and_expiry() -> None:
+    core = make()
+    subscribe(core, now=10.0, interval=2.0, missed=3)
+    assert core.next_wakeup(10.0) == 12.0
+    core.tick(12.0)
+    assert core.next_wakeup(12.0) == 14.0
+    core.teardown()
+    assert core.next_wakeup(12.0) > 1000
+
+
+# ----------------------------------------------------------------------------- traffic
+
+
+def test_offers_and_rescinds_only_while_subscribed() -> None:
+    core = make()
+    offer = Offer(offer_id="o1", framework_id="F1", agent_id="A1", hostname="h", role="*",
+                  resources="cpus:1")
+    core.connected(0.0)
+    assert core.handle(Offers(offers=[offer]), "", 0.1) == []
+    subscribe(core)
+    assert core.handle(Offers(offers=[offer]), "", 0.2) == [Call("resource_offers", ([offer],))]
+    assert core.handle(Rescind(offer_id="o1"), "", 0.3) == [Call("offer_rescinded", ("o1",))]
+
+
+def test_update_delivered_once_then_reacked_and_ack_follows_callback() -> None:
+    core = make()
+    subscribe(core)
+    first = core.handle(update(), "", 1.0)
+    assert calls(first) == ["status_update"] and isinstance(first[1], Send)
+    ack = first[1].message
+    assert ack == Acknowledge(framework_id="F1", agent_id="A1", task_id="t1", uuid="u1")
+    assert first[1].request_id
+    again = core.handle(update(), "", 2.0)
+    assert calls(again) == [] and sent(again) == [ack]
+
+
+def test_dedup_is_per_task_and_empty_uuid_is_never_acked_or_deduplicated() -> None:
+    core = make()
+    subscribe(core)
+    core.handle(update("t1", "same"), "", 1.0)
+    assert calls(core.handle(update("t2", "same"), "", 1.0)) == ["status_update"]
+    for _ in range(2):
+        info = core.handle(update("t3", ""), "", 1.0)
+        assert calls(info) == ["status_update"] and sent(info) == []
+
+
+def test_seen_set_is_bounded() -> None:
+    core = make(seen_limit=3)
+    subscribe(core)
+    for i in range(5):
+        core.handle(update("t", f"u{i}"), "", 1.0)
+    # The oldest were forgotten (a retry that old is delivered again, never lost).
+    assert calls(core.handle(update("t", "u0"), "", 2.0)) == ["status_update"]
+    assert calls(core.handle(update("t", "u4"), "", 2.0)) == []
+
+
+def test_explicit_acks_are_sent_by_the_scheduler_and_then_repeated() -> None:
+    core = make(implicit=False)
+    subscribe(core)
+    first = core.handle(update(), "", 1.0)
+    assert calls(first) == ["status_update"] and sent(first) == []
+    assert core.handle(update(), "", 1.5) == []  # not acked by the scheduler yet
+    (ack,) = sent(core.acknowledge(status()))
+    assert isinstance(ack, Acknowledge) and ack.uuid == "u1"
+    assert sent(core.handle(update(), "", 2.0)) == [ack]
+    assert core.acknowledge(status(uuid="")) == []
+
+
+def test_requests_are_dropped_unless_subscribed() -> None:
+    core = make()
+    kill = Kill(framework_id="F1", task_id="t")
+    assert core.request(kill) == []
+    subscribe(core)
+    (send,) = core.request(kill)
+    assert isinstance(send, Send) and send.message == kill and send.request_id
+    (other,) = core.request(kill)
+    assert isinstance(other, Send) and other.request_id != send.request_id
+
+
+# ----------------------------------------------------------------------------- file reads
+
+
+def test_read_file_routing_of_data_and_errors() -> None:
+    core = make()
+    subscribe(core)
+    rid, actions = core.read_file(ReadFile(agent_id="A1", task_id="t1"))
+    assert sent(actions) == [ReadFile(agent_id="A1", task_id="t1")]
+    assert isinstance(actions[0], Send) and actions[0].request_id == rid
+    data = FileData(task_id="t1", path="stdout", offset=0, data=b"x", size=1)
+    assert core.handle(data, rid, 1.0) == [FileReply(rid, data)]
+    assert core.handle(data, rid, 1.0) == []  # only one answer per read
+    rid2, _ = core.read_file(ReadFile(agent_id="A1", task_id="t1"))
+    err = Error(code="invalid", message="no sandbox", in_reply_to=rid2)
+    assert core.handle(err, "", 1.0) == [FileReply(rid2, err)]  # no error callback
+
+
+def test_read_while_unsubscribed_or_across_reconnect_is_answered_locally() -> None:
+    core = make()
+    rid, actions = core.read_file(ReadFile(agent_id="A1", task_id="t1"))
+    (reply,) = actions
+    assert isinstance(reply, FileReply) and reply.request_id == rid
+    assert isinstance(reply.message, Error) and reply.message.code == "not_registered"
+    subscribe(core)
+    rid2, _ = core.read_file(ReadFile(agent_id="A1", task_id="t1"))
+    replies = [a for a in core.connected(5.0) if isinstance(a, FileReply)]
+    assert [r.request_id for r in replies] == [rid2]
+
+
+def test_not_registered_answer_to_a_read_resubscribes_too() -> None:
+    core = make()
+    subscribe(core)
+    rid, _ = core.read_file(ReadFile(agent_id="A1", task_id="t1"))
+    actions = core.handle(Error(code="not_registered", message="?", in_reply_to=rid), "", 1.0)
+    assert isinstance(actions[0], FileReply) and actions[0].request_id == rid
+    assert isinstance(sent(actions)[0], Subscribe)
+
+
+# ----------------------------------------------------------------------------- stopping
+
+
+def test_teardown_and_abort() -> None:
+    core = make()
+    subscribe(core)
+    (send,) = core.teardown()
+    assert isinstance(send, Send) and send.message == Teardown(framework_id="F1")
+    assert core.stopped and core.tick(100.0) == []
+    assert core.handle(update(), "", 100.0) == []
+    other = make()
+    subscribe(other)
+    assert other.abort() == [] and other.stopped
+    assert other.teardown() == []  # already stopped: nothing more is said
