@@ -92,7 +92,13 @@ class Allocator:
     """Hierarchical weighted DRF over roles, then DRF over frameworks in each role."""
 
     def __init__(self, weights: Mapping[str, float] | None = None,
-                 excluded: Iterable[str] = ()) -> None:
+                 excluded: Iterable[str] = (),
+                 min_allocatable: Iterable[Mapping[str, float]] | None = None) -> None:
+        """``excluded``: resource names left out of shares (Mesos's
+        --fair_sharing_excluded_resource_names). ``min_allocatable``: alternatives, any
+        one of which an offer must reach to be worth making (default cpus:0.01 or mem:32).
+        """
+        self._min_allocatable = [dict(m) for m in (min_allocatable or DEFAULT_MIN_ALLOCATABLE)]
         self._pool = Pool()
         self._excluded = frozenset(excluded)
         self._agents: dict[str, _Agent] = {}
@@ -169,7 +175,7 @@ class Allocator:
     def _refresh(self, agent_id: str) -> None:
         """Keep the offerable index in step with one agent's free resources."""
         agent = self._agents[agent_id]
-        if agent.active and _worth_offering(agent.free):
+        if agent.active and self._worth_offering(agent.free):
             self._offerable[agent_id] = None
         else:
             self._offerable.pop(agent_id, None)
@@ -344,7 +350,7 @@ class Allocator:
                 caps = self._fair_share_caps(role)
                 if caps:
                     offerable = offerable.cap_scalars(caps)
-            if not _worth_offering(offerable):
+            if not self._worth_offering(offerable):
                 continue
             framework_id = self._eligible_framework(role, agent_id, agent, now)
             if framework_id is not None:
@@ -470,7 +476,7 @@ class Allocator:
                 offerable = self._offerable_to(agent, role).cap_scalars(caps)
                 offerable = offerable.without_names(
                     n for n in offerable.scalar_totals() if n not in unmet)
-                if not _worth_offering(offerable):
+                if not self._worth_offering(offerable):
                     continue
                 framework_id = self._eligible_framework(role, agent_id, agent, now)
                 if framework_id is None:
@@ -481,6 +487,13 @@ class Allocator:
                     return
 
     # ----------------------------------------------------------------- introspection
+    def _worth_offering(self, resources: Resources) -> bool:
+        if not resources:
+            return False
+        totals = resources.scalar_totals()
+        return any(all(totals.get(name, 0.0) >= amount for name, amount in alt.items())
+                   for alt in self._min_allocatable)
+
     def role_shares(self) -> dict[str, float]:
         return {role: self._roles.share(role) for role in self._roles.roles()}
 
@@ -497,7 +510,17 @@ def _add(target: dict[str, float], scalars: Mapping[str, float], sign: int) -> N
         target[name] = round(target.get(name, 0.0) + sign * amount, 3)
 
 
-def _worth_offering(resources: Resources) -> bool:
-    if not resources:
-        return False
-    return resources.scalar("cpus") >= MIN_CPUS or resources.scalar("mem") >= MIN_MEM
+DEFAULT_MIN_ALLOCATABLE = ({"cpus": MIN_CPUS}, {"mem": MIN_MEM})
+
+
+def parse_min_allocatable(text: str) -> list[dict[str, float]]:
+    """Mesos's form ``cpus:0.01|mem:32``: alternatives separated by ``|``."""
+    alternatives = []
+    for part in filter(None, (p.strip() for p in text.split("|"))):
+        amounts = Resources.parse(part).scalar_totals()
+        if not amounts:
+            raise ValueError(f"minimum allocatable {part!r} names no scalar resource")
+        alternatives.append(amounts)
+    if not alternatives:
+        raise ValueError("minimum allocatable resources must name at least one alternative")
+    return alternatives

@@ -105,10 +105,17 @@ def cli() -> None:
 @flag("--reregister-timeout", type=click.FloatRange(min=0.0), default=600.0,
       help="seconds agents and frameworks have to come back after a master restart")
 @flag("--fsync/--no-fsync", default=True, help="fsync every log append")
+@flag("--offer-timeout", type=click.FloatRange(min=0.001), default=None,
+      help="rescind offers held longer than this many seconds (default: never)")
+@flag("--fair-sharing-excluded-resource-names", "excluded", default="",
+      help="comma-separated resource names left out of dominant shares, e.g. gpus")
+@flag("--min-allocatable-resources", "min_allocatable", default="",
+      help="offers must reach one of these, e.g. 'cpus:0.01|mem:32' (the default)")
 @log_flags
 def master(ip: str, port: int, work_dir: str, registry: str, roles: str, weights: str,
            heartbeat_interval: float, missed_heartbeats: int, allocation_interval: float,
-           reregister_timeout: float, fsync: bool, log_format: str, log_level: str) -> None:
+           reregister_timeout: float, fsync: bool, offer_timeout: float | None,
+           excluded: str, min_allocatable: str, log_format: str, log_level: str) -> None:
     """Run a master."""
     from mesos_zmq.master.server import MasterConfig, run_master
 
@@ -118,7 +125,9 @@ def master(ip: str, port: int, work_dir: str, registry: str, roles: str, weights
         ip=ip, port=port, work_dir=work_dir, registry=registry, roles=role_list,
         weights=parse_weights(weights), heartbeat_interval=heartbeat_interval,
         missed_heartbeats=missed_heartbeats, allocation_interval=allocation_interval,
-        reregister_timeout=reregister_timeout, fsync=fsync,
+        reregister_timeout=reregister_timeout, fsync=fsync, offer_timeout=offer_timeout,
+        fair_sharing_excluded=tuple(n.strip() for n in excluded.split(",") if n.strip()),
+        min_allocatable=min_allocatable,
     )
     sys.exit(run_master(config))
 

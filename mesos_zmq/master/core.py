@@ -107,6 +107,12 @@ class MasterCoreConfig:
     roles: tuple[str, ...] | None = None
     weights: tuple[tuple[str, float], ...] = ()
     read_timeout: float = 10.0
+    #: rescind offers a framework has held this long (None: never)
+    offer_timeout: float | None = None
+    #: resource names left out of dominant shares (e.g. gpus)
+    fair_sharing_excluded: tuple[str, ...] = ()
+    #: alternatives an offer must reach, e.g. ({"cpus": 0.01}, {"mem": 32})
+    min_allocatable: tuple[tuple[tuple[str, float], ...], ...] | None = None
 
 
 @dataclass(slots=True)
@@ -176,7 +182,12 @@ class MasterCore:
         self.config = config
         self._new_id = new_id
         self.state = state if state is not None else MasterState()
-        self.allocator = Allocator(dict(config.weights))
+        self.allocator = Allocator(
+            dict(config.weights),
+            excluded=config.fair_sharing_excluded,
+            min_allocatable=None if config.min_allocatable is None
+            else [dict(alt) for alt in config.min_allocatable],
+        )
         self._peers: dict[bytes, _Peer] = {}
         self._frameworks: dict[str, _FrameworkRuntime] = {}
         self._agents: dict[str, _AgentRuntime] = {}
@@ -291,6 +302,7 @@ class MasterCore:
         self._check_deadlines(now)
         self._retry_master_updates(now)
         self._expire_reads(now)
+        self._expire_offers(now)
         if self._allocate_pending or now - self._last_allocation >= self.config.allocation_interval:
             self._allocate(now)
         return self._take()
@@ -965,6 +977,20 @@ class MasterCore:
         for fid, offers in by_framework.items():
             self._count("offers")
             self._send_framework(fid, Offers(offers=offers))
+
+    def _expire_offers(self, now: float) -> None:
+        """Rescind offers held past the offer timeout (oldest first: dicts keep order)."""
+        timeout = self.config.offer_timeout
+        if timeout is None:
+            return
+        expired = []
+        for offer_id, offer in self._offers.items():
+            if offer.created + timeout > now:
+                break
+            expired.append(offer_id)
+        for offer_id in expired:
+            self._count("offers_timed_out")
+            self._rescind(offer_id)
 
     def _remove_offer(self, offer_id: str, recover: bool = True) -> _OfferRec | None:
         offer = self._offers.pop(offer_id, None)

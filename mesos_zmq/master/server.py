@@ -19,7 +19,8 @@ from types import FrameType
 import structlog
 import zmq
 
-from mesos_zmq.errors import ConfigError, ProtocolError
+from mesos_zmq.allocator.allocator import parse_min_allocatable
+from mesos_zmq.errors import ConfigError, ProtocolError, ResourceError
 from mesos_zmq.master.core import MasterCore, MasterCoreConfig, Ready
 from mesos_zmq.master.log import DirectoryLog, MemoryLog, ReplicatedLog
 from mesos_zmq.master.state import MasterState
@@ -49,6 +50,9 @@ class MasterConfig:
     max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES
     fsync: bool = True
     master_id: str = ""
+    offer_timeout: float | None = None
+    fair_sharing_excluded: tuple[str, ...] = ()
+    min_allocatable: str = ""
 
     def validate(self) -> None:
         if not 0 <= self.port <= 65535:
@@ -66,6 +70,13 @@ class MasterConfig:
         for role, weight in self.weights.items():
             if not weight > 0:
                 raise ConfigError(f"weight of role {role!r} must be positive, got {weight}")
+        if self.offer_timeout is not None and not self.offer_timeout > 0:
+            raise ConfigError("--offer-timeout must be positive")
+        if self.min_allocatable:
+            try:
+                parse_min_allocatable(self.min_allocatable)
+            except (ValueError, ResourceError) as exc:
+                raise ConfigError(f"--min-allocatable-resources: {exc}") from None
 
     @property
     def bind_address(self) -> str:
@@ -106,6 +117,10 @@ class MasterServer:
             reregister_timeout=config.reregister_timeout,
             roles=config.roles,
             weights=tuple(config.weights.items()),
+            offer_timeout=config.offer_timeout,
+            fair_sharing_excluded=config.fair_sharing_excluded,
+            min_allocatable=None if not config.min_allocatable else tuple(
+                tuple(alt.items()) for alt in parse_min_allocatable(config.min_allocatable)),
         )
         self.core = MasterCore(core_config, new_id, state, now=time.monotonic())
         self.context: zmq.Context[zmq.Socket[bytes]] = zmq.Context()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from mesos_zmq.allocator import Allocator, DRFSorter
 from mesos_zmq.resources import Resources
 
@@ -126,3 +128,30 @@ def test_suppressed_framework_is_skipped_and_revived() -> None:
     assert a.allocate(1) == []
     a.revive("f1")
     assert [x.framework_id for x in a.allocate(2)] == ["f1"]
+
+
+def test_min_allocatable_alternatives() -> None:
+    from mesos_zmq.allocator.allocator import parse_min_allocatable
+
+    alternatives = parse_min_allocatable("cpus:1;mem:64|gpus:1")
+    assert alternatives == [{"cpus": 1.0, "mem": 64.0}, {"gpus": 1.0}]
+    a = Allocator(min_allocatable=alternatives)
+    a.add_agent("small", R("cpus:0.5;mem:1024"))
+    a.add_agent("big", R("cpus:2;mem:128"))
+    a.add_framework("f", ["*"])
+    assert [x.agent_id for x in a.allocate(0)] == ["big"]
+    for bad in ("", "ports:[1-2]", "cpus:x"):
+        with pytest.raises(ValueError):
+            parse_min_allocatable(bad)
+
+
+def test_excluded_names_do_not_count_in_shares() -> None:
+    a = Allocator(excluded=["gpus"])
+    a.add_agent("s1", R("cpus:10;mem:1000;gpus:1"))
+    a.add_framework("f", ["*"], capabilities=["GPU_RESOURCES"])
+    a.allocate(0)
+    assert a.role_shares()["*"] == 1.0  # cpus and mem are all taken; gpus ignored
+    b = Allocator(excluded=["gpus"])
+    b.add_agent("s1", R("cpus:10;mem:1000;gpus:1"))
+    b.allocate_to("f", "*", "s1", R("cpus:1;mem:100;gpus:1"))
+    assert b.role_shares()["*"] == 0.1

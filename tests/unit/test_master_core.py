@@ -475,3 +475,19 @@ def test_bad_operator_requests_change_nothing(msg: str, needle: str) -> None:
     (reply,) = h.send(b"cli", requests[msg], 0)
     assert isinstance(reply, Error) and needle in reply.message, reply
     assert not h.log.records and not h.core.allocator.quotas()
+
+
+def test_offers_held_past_the_offer_timeout_are_rescinded() -> None:
+    h = Harness(offer_timeout=3.0)
+    h.register_agent()
+    h.subscribe()
+    (offer,) = h.offers_to(FW, 0)
+    for t in (1.0, 2.0):
+        h.send(FW, Heartbeat(), t)
+        assert not of_type(h.tick(t), Rescind)
+    out = h.tick(3.0)
+    assert [m.offer_id for m in of_type(out, Rescind)] == [offer.offer_id]
+    assert h.core.counters["offers_timed_out"] == 1
+    # The resources come straight back in a new offer.
+    (again,) = [o for m in of_type(out, Offers) for o in m.offers]
+    assert again.offer_id != offer.offer_id and again.resources == offer.resources
