@@ -162,6 +162,19 @@ class TaskReport:
 
 
 @dataclass(frozen=True, slots=True)
+class Operation:
+    """An offer operation applied before an accept's tasks launch.
+
+    ``RESERVE`` turns unreserved resources of the offers into resources reserved for
+    the offer's role (``resources`` names them reserved: ``cpus(eng):2;mem(eng):512``);
+    ``UNRESERVE`` turns dynamically reserved ones back. Changes go through the log.
+    """
+
+    kind: str  # RESERVE | UNRESERVE
+    resources: str
+
+
+@dataclass(frozen=True, slots=True)
 class ReconcileTask:
     """A task a framework asks about during explicit reconciliation."""
 
@@ -321,6 +334,7 @@ class Accept(Message):
     offer_ids: list[str]
     tasks: list[TaskInfo] = field(default_factory=list)
     refuse_seconds: float = 5.0
+    operations: list[Operation] = field(default_factory=list)
 
 
 @message("decline")
@@ -432,6 +446,24 @@ class RemoveQuota(Message):
     """Operator removes a role's quota."""
 
     role: str
+
+
+@message("reserve_resources")
+@dataclass(frozen=True, slots=True)
+class ReserveResources(Message):
+    """Operator reserves unallocated resources of an agent for a role (dynamically)."""
+
+    agent_id: str
+    resources: str  # reserved form, e.g. cpus(eng):2;mem(eng):1024
+
+
+@message("unreserve_resources")
+@dataclass(frozen=True, slots=True)
+class UnreserveResources(Message):
+    """Operator gives dynamically reserved, unallocated resources back to everyone."""
+
+    agent_id: str
+    resources: str
 
 
 @message("operator_reply")

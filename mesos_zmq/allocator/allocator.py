@@ -159,6 +159,22 @@ class Allocator:
             if fw is not None:
                 fw.filtered_agents.discard(agent_id)
 
+    def convert(self, agent_id: str, old: Resources, new: Resources,
+                held: bool = False) -> None:
+        """Swap ``old`` for ``new`` (same amounts, other roles) on an agent.
+
+        For reservations: with ``held`` the resources are part of an offer (allocated),
+        otherwise they are free. Shares do not change, only who may be offered what.
+        """
+        agent = self._agents[agent_id]
+        agent.total = agent.total - old + new
+        if held:
+            agent.allocated = agent.allocated - old + new
+        else:
+            agent.free = agent.free - old + new
+        agent.has_reservations = agent.total.roles() != {"*"}
+        self._refresh(agent_id)
+
     def has_agent(self, agent_id: str) -> bool:
         return agent_id in self._agents
 

@@ -28,9 +28,11 @@ from mesos_zmq.protocol import (
     OperatorKill,
     OperatorReply,
     RemoveQuota,
+    ReserveResources,
     SetQuota,
     SetWeights,
     State,
+    UnreserveResources,
 )
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -288,7 +290,7 @@ def agents(master: str, as_json: bool) -> None:
     rows = fetch_state(master)["agents"]
     emit(rows, as_json, [("id", "ID"), ("hostname", "HOST"), ("connected", "CONNECTED"),
                          ("active_tasks", "TASKS"), ("resources", "RESOURCES"),
-                         ("used_resources", "USED")], rows)
+                         ("used_resources", "USED"), ("reserved", "RESERVED")], rows)
 
 
 @cli.command()
@@ -387,6 +389,28 @@ def quota_set(master: str, guarantee: str, limit: str, role: str) -> None:
 def quota_remove(master: str, role: str) -> None:
     """Remove ROLE's quota."""
     reply = request(master, RemoveQuota(role=role))
+    if isinstance(reply, OperatorReply):
+        click.echo(reply.message)
+
+
+@cli.command()
+@master_flag
+@click.argument("agent_id")
+@click.argument("resources")
+def reserve(master: str, agent_id: str, resources: str) -> None:
+    """Reserve free RESOURCES of AGENT_ID for a role, e.g. 'cpus(eng):2;mem(eng):1024'."""
+    reply = request(master, ReserveResources(agent_id=agent_id, resources=resources))
+    if isinstance(reply, OperatorReply):
+        click.echo(reply.message)
+
+
+@cli.command()
+@master_flag
+@click.argument("agent_id")
+@click.argument("resources")
+def unreserve(master: str, agent_id: str, resources: str) -> None:
+    """Give dynamically reserved, free RESOURCES of AGENT_ID back to every role."""
+    reply = request(master, UnreserveResources(agent_id=agent_id, resources=resources))
     if isinstance(reply, OperatorReply):
         click.echo(reply.message)
 

@@ -46,6 +46,7 @@ from mesos_zmq.master.validation import (
     check_task,
     check_weights,
     quota_amounts,
+    reservation_problem,
     valid_id,
 )
 from mesos_zmq.master.views import describe_cluster
@@ -71,6 +72,7 @@ from mesos_zmq.protocol import (
     RemoveQuota,
     ReregisterAgent,
     Rescind,
+    ReserveResources,
     Revive,
     RunTasks,
     SetQuota,
@@ -84,6 +86,7 @@ from mesos_zmq.protocol import (
     TaskInfo,
     TaskStatus,
     Teardown,
+    UnreserveResources,
     to_plain,
 )
 from mesos_zmq.resources import Resources, validate_role
@@ -219,6 +222,8 @@ class MasterCore:
             SetWeights: self._on_set_weights,
             SetQuota: self._on_set_quota,
             RemoveQuota: self._on_remove_quota,
+            ReserveResources: self._on_reserve,
+            UnreserveResources: self._on_reserve,
             ReadFile: self._on_read_file,
         }
         for role, weight in self.state.weights.items():
@@ -317,7 +322,7 @@ class MasterCore:
         for agent in self.state.agents.values():
             self._agents[agent.agent_id] = _AgentRuntime(deadline=deadline)
             try:
-                total = Resources.parse(agent.resources)
+                total = self._agent_total(agent.agent_id, Resources.parse(agent.resources))
             except ResourceError:
                 total = Resources.empty()
             self.allocator.add_agent(agent.agent_id, total)
@@ -395,16 +400,17 @@ class MasterCore:
             self._error(peer, "invalid", f"agent re-registration refused: {problem}", rid)
             return
         agent_id = msg.agent_id
-        total = Resources.parse(msg.resources)
+        static = Resources.parse(msg.resources)
+        total = self._agent_total(agent_id, static)
         known = self.state.agents.get(agent_id)
-        if known is None or known.resources != str(total) or known.hostname != msg.hostname:
+        if known is None or known.resources != str(static) or known.hostname != msg.hostname:
             # New to this master (removed earlier, or its log was lost) or changed.
             self._commit(
                 {
                     "op": "agent_added",
                     "agent_id": agent_id,
                     "hostname": msg.hostname,
-                    "resources": str(total),
+                    "resources": str(static),
                     "attributes": msg.attributes,
                     "time": now,
                 }
@@ -627,6 +633,9 @@ class MasterCore:
         if not self._framework_peer_ok(peer, fid, rid):
             return
         problem = self._accept_check(fid, msg)
+        conversions: list[tuple[Resources, Resources]] = []
+        if problem is None and msg.operations:
+            problem, conversions = self._plan_operations(msg)
         if problem is not None:
             self._error(peer, "invalid", f"accept refused: {problem}", rid)
             for task in msg.tasks[:MAX_TASKS_PER_ACCEPT]:
@@ -640,6 +649,10 @@ class MasterCore:
         for offer in offers:
             offered = offered + offer.resources
             self._remove_offer(offer.offer_id, recover=False)
+        for old, new in conversions:
+            offered = offered - old + new
+            self.allocator.convert(agent_id, old, new, held=True)
+            self._set_reservations(agent_id, old, new, now)
         remaining = offered
         launched: list[TaskInfo] = []
         seen: set[str] = set()
@@ -683,6 +696,61 @@ class MasterCore:
                     if rec is not None:
                         self._master_task_update(rec, TaskState.LOST, "REASON_AGENT_DISCONNECTED",
                                                  "agent is not connected", now)
+
+    def _plan_operations(
+        self, msg: Accept
+    ) -> tuple[str | None, list[tuple[Resources, Resources]]]:
+        """Check RESERVE/UNRESERVE against the offers; return (problem, conversions)."""
+        offers = [self._offers[o] for o in msg.offer_ids]
+        agent_id, role = offers[0].agent_id, offers[0].role
+        available = Resources.empty()
+        for offer in offers:
+            available = available + offer.resources
+        dynamic = self._dynamic(agent_id)
+        conversions = []
+        for op in msg.operations:
+            try:
+                res = Resources.parse(op.resources)
+            except ResourceError as exc:
+                return f"{op.kind}: {exc}", []
+            problem = reservation_problem(res, role)
+            if problem is not None:
+                return f"{op.kind}: {problem}", []
+            if op.kind == "RESERVE":
+                old, new = res.flatten(), res
+            elif op.kind == "UNRESERVE":
+                old, new = res, res.flatten()
+                if not dynamic.contains(res):
+                    return f"UNRESERVE: {res} is not dynamically reserved on this agent", []
+                dynamic = dynamic - res
+            else:
+                return f"unknown operation {op.kind[:32]!r} (use RESERVE or UNRESERVE)", []
+            if not available.contains(old):
+                return f"{op.kind}: {old} is not in the offers", []
+            available = available - old + new
+            conversions.append((old, new))
+        return None, conversions
+
+    def _dynamic(self, agent_id: str) -> Resources:
+        try:
+            return Resources.parse(self.state.reservations.get(agent_id, ""))
+        except ResourceError:
+            return Resources.empty()
+
+    def _agent_total(self, agent_id: str, static: Resources) -> Resources:
+        """The agent's resources with its dynamic reservations applied."""
+        dynamic = self._dynamic(agent_id)
+        if dynamic and static.contains(dynamic.flatten()):
+            return static - dynamic.flatten() + dynamic
+        return static
+
+    def _set_reservations(self, agent_id: str, old: Resources, new: Resources,
+                          now: float) -> None:
+        """Record a conversion: ``new`` reserved (RESERVE) or ``old`` released (UNRESERVE)."""
+        dynamic = self._dynamic(agent_id)
+        dynamic = dynamic + new if new.roles() - {"*"} else dynamic - old
+        self._commit({"op": "reservations_set", "agent_id": agent_id,
+                      "reserved": str(dynamic), "time": now})
 
     def _accept_check(self, fid: str, msg: Accept) -> str | None:
         if not msg.offer_ids:
@@ -828,6 +896,33 @@ class MasterCore:
         self.allocator.remove_quota(msg.role)
         self._allocate_pending = True
         self._send(peer, OperatorReply(message=f"quota of role {msg.role} removed"), rid)
+
+    def _on_reserve(self, peer: bytes, msg: ReserveResources | UnreserveResources, rid: str,
+                    now: float) -> None:
+        reserve = isinstance(msg, ReserveResources)
+        what = "reservation" if reserve else "unreservation"
+        if msg.agent_id not in self.state.agents or not self.allocator.has_agent(msg.agent_id):
+            self._error(peer, "invalid", f"{what} refused: no agent {msg.agent_id[:64]!r}", rid)
+            return
+        try:
+            res = Resources.parse(msg.resources)
+        except ResourceError as exc:
+            self._error(peer, "invalid", f"{what} refused: {exc}", rid)
+            return
+        problem = reservation_problem(res, None)
+        if problem is None and not reserve and not self._dynamic(msg.agent_id).contains(res):
+            problem = f"{res} is not dynamically reserved on this agent"
+        old, new = (res.flatten(), res) if reserve else (res, res.flatten())
+        if problem is None and not self.allocator.free(msg.agent_id).contains(old):
+            problem = f"{old} is not free on agent {msg.agent_id} (offered or in use)"
+        if problem is not None:
+            self._error(peer, "invalid", f"{what} refused: {problem}", rid)
+            return
+        self.allocator.convert(msg.agent_id, old, new)
+        self._set_reservations(msg.agent_id, old, new, now)
+        self._allocate_pending = True
+        done = "reserved" if reserve else "unreserved"
+        self._send(peer, OperatorReply(message=f"{done} {res} on agent {msg.agent_id}"), rid)
 
     def _on_operator_kill(self, peer: bytes, msg: OperatorKill, rid: str, now: float) -> None:
         rec = self.state.find_task(msg.task_id, msg.framework_id)

@@ -75,6 +75,8 @@ class MasterState:
         self.weights: dict[str, float] = {}
         #: role -> (guarantee text, limit text)
         self.quotas: dict[str, tuple[str, str]] = {}
+        #: agent id -> its dynamic reservations (resource text, reserved form)
+        self.reservations: dict[str, str] = {}
         # Secondary index: agent_id -> keys of its active tasks.
         self.tasks_by_agent: dict[str, set[TaskKey]] = {}
         self._ops: dict[str, Callable[[Record], None]] = {
@@ -87,6 +89,7 @@ class MasterState:
             "weights_set": self._weights_set,
             "quota_set": self._quota_set,
             "quota_removed": self._quota_removed,
+            "reservations_set": self._reservations_set,
         }
 
     # ----------------------------------------------------------------- apply
@@ -179,6 +182,12 @@ class MasterState:
     def _quota_removed(self, record: Record) -> None:
         self.quotas.pop(record["role"], None)
 
+    def _reservations_set(self, record: Record) -> None:
+        if record["reserved"]:
+            self.reservations[record["agent_id"]] = record["reserved"]
+        else:
+            self.reservations.pop(record["agent_id"], None)
+
     # ----------------------------------------------------------------- queries
     def task(self, framework_id: str, task_id: str) -> TaskRecord | None:
         key = (framework_id, task_id)
@@ -220,6 +229,7 @@ class MasterState:
             "completed": [task_plain(r) for r in self.completed.values()],
             "weights": dict(self.weights),
             "quotas": {role: list(q) for role, q in self.quotas.items()},
+            "reservations": dict(self.reservations),
         }
 
     @classmethod
@@ -251,4 +261,5 @@ class MasterState:
                 state.tasks_by_agent.setdefault(rec.agent_id, set()).add(key)
         state.weights.update(data.get("weights", {}))
         state.quotas.update({r: (q[0], q[1]) for r, q in data.get("quotas", {}).items()})
+        state.reservations.update(data.get("reservations", {}))
         return state

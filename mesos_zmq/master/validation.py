@@ -100,3 +100,18 @@ def check_weights(weights: dict[str, float]) -> str | None:
         if not 0 < weight < 1e9:
             return f"weight of role {role!r} must be a positive number, got {weight}"
     return None
+
+
+def reservation_problem(res: Resources, offer_role: str | None) -> str | None:
+    """What is wrong with resources to (un)reserve, if anything.
+
+    Every entry must name a role (``cpus(eng):2``); through an offer, that role must be
+    the offer's role, since a framework reserves for the role it was offered in.
+    """
+    if not res:
+        return "no resources given"
+    if "*" in res.roles():
+        return "name the role each resource is reserved for, e.g. cpus(eng):2"
+    if offer_role is not None and res.roles() != {offer_role}:
+        return f"resources can only be reserved for the offer's role {offer_role!r}"
+    return None

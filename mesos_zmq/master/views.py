@@ -52,6 +52,7 @@ def describe_cluster(core: MasterCore, now: float) -> dict[str, Any]:
             "resources": agent.resources,
             "attributes": agent.attributes,
             "used_resources": str(used.get(aid, Resources.empty())),
+            "reserved": state.reservations.get(aid, ""),
             "connected": core.agent_connected(aid),
             "active_tasks": len(state.tasks_by_agent.get(aid, ())),
         }

@@ -33,6 +33,7 @@ from mesos_zmq.protocol import (
     Kill,
     Message,
     Offer,
+    Operation,
     ReadFile,
     Reconcile,
     ReconcileTask,
@@ -230,17 +231,24 @@ class SchedulerDriver:
 
     # ----------------------------------------------------------------- requests
     def launch_tasks(
-        self, offer_ids: Iterable[str], tasks: list[TaskInfo], refuse_seconds: float = 5.0
+        self, offer_ids: Iterable[str], tasks: list[TaskInfo], refuse_seconds: float = 5.0,
+        operations: Iterable[Operation] = (),
     ) -> None:
-        """Accept offers (all from one agent) to launch ``tasks``; the rest is declined."""
+        """Accept offers (all from one agent) to launch ``tasks``; the rest is declined.
+
+        ``operations`` (RESERVE/UNRESERVE) are applied to the offers first, so tasks may
+        use the resources they reserve.
+        """
         ids = list(offer_ids)
         items = list(tasks)
+        ops = list(operations)
         self._request(
             lambda: Accept(
                 framework_id=self.framework_id,
                 offer_ids=ids,
                 tasks=items,
                 refuse_seconds=refuse_seconds,
+                operations=ops,
             )
         )
 

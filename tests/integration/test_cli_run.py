@@ -44,6 +44,20 @@ def test_operator_commands_and_errors(cluster: Cluster) -> None:
     assert state["agents"][0]["attributes"] == "rack:r1"
     frameworks = cluster.cli("frameworks", "--master", cluster.master_url)
     assert frameworks.returncode == 0 and frameworks.stdout.startswith("ID")
+    agent_id = state["agents"][0]["id"]
+    reserved = cluster.cli("reserve", "--master", cluster.master_url, agent_id,
+                           "cpus(eng):1;mem(eng):128")
+    assert reserved.returncode == 0, reserved.stderr
+    listed = json.loads(cluster.cli("agents", "--json", "--master", cluster.master_url).stdout)
+    assert listed[0]["reserved"] == "cpus(eng):1;mem(eng):128"
+    too_much = cluster.cli("reserve", "--master", cluster.master_url, agent_id, "cpus(eng):99")
+    assert too_much.returncode == 2 and "not free" in too_much.stderr
+    back = cluster.cli("unreserve", "--master", cluster.master_url, agent_id,
+                       "cpus(eng):1;mem(eng):128")
+    assert back.returncode == 0, back.stderr
+    quota = cluster.cli("quota", "set", "--master", cluster.master_url, "--guarantee",
+                        "cpus:lots", "eng")
+    assert quota.returncode == 2 and "cpus:lots" in quota.stderr
     missing = cluster.cli("kill", "--master", cluster.master_url, "no-such-task")
     assert missing.returncode != 0
     assert "no-such-task" in missing.stderr and "Traceback" not in missing.stderr

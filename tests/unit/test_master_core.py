@@ -42,6 +42,7 @@ from mesos_zmq.protocol import (
     TaskStatus,
     Teardown,
 )
+from mesos_zmq.resources import Resources
 
 AGENT = b"agent-conn"
 FW = b"fw-conn"
@@ -491,3 +492,76 @@ def test_offers_held_past_the_offer_timeout_are_rescinded() -> None:
     # The resources come straight back in a new offer.
     (again,) = [o for m in of_type(out, Offers) for o in m.offers]
     assert again.offer_id != offer.offer_id and again.resources == offer.resources
+
+
+def test_reserve_through_accept_is_logged_offered_only_to_the_role_and_survives() -> None:
+    from mesos_zmq.protocol import Operation
+
+    h = Harness()
+    agent_id = h.register_agent(resources="cpus:4;mem:4096")
+    fid = h.subscribe(roles=("eng",))
+    (offer,) = h.offers_to(FW, 0)
+    reserve = Operation(kind="RESERVE", resources="cpus(eng):2;mem(eng):1024")
+    h.send(FW, Accept(framework_id=fid, offer_ids=[offer.offer_id], operations=[reserve],
+                      tasks=[task("t1", agent_id, "cpus(eng):1;mem(eng):512")],
+                      refuse_seconds=0), 0.1)
+    assert h.core.state.reservations[agent_id] == "cpus(eng):2;mem(eng):1024"
+    assert h.core.state.task(fid, "t1") is not None
+    # Another role only sees the unreserved part.
+    h.subscribe(peer=b"ops", roles=("ops",))
+    got = {o.framework_id: o.resources for o in h.offers_to(b"ops", 0.2)}
+    assert list(got.values()) == ["cpus:2;mem:3072"]
+    # A restarted master keeps the reservation and re-applies it on re-registration.
+    h2 = Harness(log=h.log)
+    assert h2.core.allocator.free(agent_id).contains(Resources.parse("cpus(eng):1"))
+    h2.send(b"a2", ReregisterAgent(agent_id=agent_id, hostname="h1",
+                                   resources="cpus:4;mem:4096"), 1)
+    assert h2.core.state.reservations[agent_id] == "cpus(eng):2;mem(eng):1024"
+
+
+@pytest.mark.parametrize(
+    "resources,kind,needle",
+    [
+        ("cpus:1", "RESERVE", "name the role"),
+        ("cpus(ops):1", "RESERVE", "offer's role"),
+        ("cpus(eng):99", "RESERVE", "not in the offers"),
+        ("cpus(eng):1", "UNRESERVE", "not dynamically reserved"),
+        ("cpus(eng):x", "RESERVE", "cpus(eng):x"),
+        ("cpus(eng):1", "DESTROY", "unknown operation"),
+    ],
+)
+def test_bad_operations_refuse_the_whole_accept(resources: str, kind: str, needle: str) -> None:
+    from mesos_zmq.protocol import Operation
+
+    h = Harness()
+    agent_id = h.register_agent()
+    fid = h.subscribe(roles=("eng",))
+    (offer,) = h.offers_to(FW, 0)
+    before = h.core.state.snapshot()
+    replies = h.send(FW, Accept(framework_id=fid, offer_ids=[offer.offer_id],
+                                operations=[Operation(kind=kind, resources=resources)],
+                                tasks=[task("t1", agent_id)]), 0.1)
+    errors = [m for m in replies if isinstance(m, Error)]
+    assert errors and needle in errors[0].message, replies
+    assert h.core.state.snapshot() == before
+
+
+def test_operator_reserve_and_unreserve() -> None:
+    from mesos_zmq.protocol import ReserveResources, UnreserveResources
+
+    h = Harness()
+    agent_id = h.register_agent(resources="cpus:4;mem:4096")
+    (reply,) = h.send(b"cli", ReserveResources(agent_id=agent_id,
+                                               resources="cpus(eng):1;mem(eng):256"), 0)
+    assert isinstance(reply, OperatorReply)
+    assert h.core.allocator.free(agent_id) == Resources.parse(
+        "cpus:3;cpus(eng):1;mem:3840;mem(eng):256")
+    (reply,) = h.send(b"cli", ReserveResources(agent_id=agent_id, resources="cpus(eng):9"), 0)
+    assert isinstance(reply, Error) and "not free" in reply.message
+    (reply,) = h.send(b"cli", ReserveResources(agent_id="nope", resources="cpus(eng):1"), 0)
+    assert isinstance(reply, Error) and "no agent" in reply.message
+    (reply,) = h.send(b"cli", UnreserveResources(agent_id=agent_id,
+                                                 resources="cpus(eng):1;mem(eng):256"), 1)
+    assert isinstance(reply, OperatorReply)
+    assert h.core.allocator.free(agent_id) == Resources.parse("cpus:4;mem:4096")
+    assert agent_id not in h.core.state.reservations
