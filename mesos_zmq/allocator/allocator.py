@@ -129,7 +129,7 @@ class Allocator:
     def _framework_sorter(self, role: str) -> DRFSorter:
         sorter = self._framework_sorters.get(role)
         if sorter is None:
-            sorter = DRFSorter(self._excluded, self._pool)
+            sorter = DRFSorter(self._excluded, self._pool, role_of=lambda _fw: role)
             self._framework_sorters[role] = sorter
             self._roles.add_role(role)
             for node in self._chain(role):
@@ -145,7 +145,7 @@ class Allocator:
             total=total, allocated=Resources.empty(), free=total,
             has_reservations=total.roles() != {"*"}, has_gpus=total.scalar("gpus") > 0,
         )
-        self._pool.add(total.scalar_totals(), 1)
+        self._pool.add_resources(total, 1)
         self._refresh(agent_id)
 
     def remove_agent(self, agent_id: str) -> None:
@@ -153,7 +153,7 @@ class Allocator:
         if agent is None:
             return
         self._offerable.pop(agent_id, None)
-        self._pool.add(agent.total.scalar_totals(), -1)
+        self._pool.add_resources(agent.total, -1)
         for framework_id in agent.filters:
             fw = self._frameworks.get(framework_id)
             if fw is not None:
@@ -167,7 +167,9 @@ class Allocator:
         otherwise they are free. Shares do not change, only who may be offered what.
         """
         agent = self._agents[agent_id]
+        self._pool.add_resources(agent.total, -1)
         agent.total = agent.total - old + new
+        self._pool.add_resources(agent.total, 1)
         if held:
             agent.allocated = agent.allocated - old + new
         else:
@@ -283,7 +285,9 @@ class Allocator:
         if agent is None:
             return
         agent.allocated = agent.allocated + resources
-        if agent.free.contains(resources):
+        if resources == agent.free:  # the common case: the whole agent was offered
+            agent.free = Resources.empty()
+        elif agent.free.contains(resources):
             agent.free = agent.free - resources
         elif agent.total.contains(agent.allocated):
             agent.free = agent.total - agent.allocated

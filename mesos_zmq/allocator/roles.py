@@ -13,7 +13,7 @@ unreserved role ``*`` is an ordinary top-level role here.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 
 from mesos_zmq.allocator.sorter import DRFSorter, Pool
 
@@ -22,6 +22,19 @@ SELF = "."
 
 def _parent(role: str) -> str:
     return role.rsplit("/", 1)[0] if "/" in role else ""
+
+
+def _child_role(child: str) -> str | None:
+    return child
+
+
+def _self_role(node: str) -> Callable[[str], str | None]:
+    """In ``node``'s sorter a child key is a role path, and SELF stands for the node."""
+
+    def role_of(child: str) -> str | None:
+        return node if child == SELF else child
+
+    return role_of
 
 
 def ancestors(role: str) -> list[str]:
@@ -35,9 +48,10 @@ class RoleTree:
         self._pool = pool
         self._excluded = excluded
         # node path ("" is the root) -> sorter over its children and SELF
-        self._nodes: dict[str, DRFSorter] = {"": DRFSorter(excluded, pool)}
+        self._nodes: dict[str, DRFSorter] = {"": DRFSorter(excluded, pool, role_of=_child_role)}
         self._weights: dict[str, float] = {}
         self._roles: set[str] = set()
+        self._paths: dict[str, list[tuple[str, str]]] = {}
 
     # ----------------------------------------------------------------- structure
     def add_role(self, role: str) -> None:
@@ -49,7 +63,8 @@ class RoleTree:
         parent = ""
         for node in chain:
             if node not in self._nodes:
-                self._nodes[node] = DRFSorter(self._excluded, self._pool)
+                self._nodes[node] = DRFSorter(self._excluded, self._pool,
+                                              role_of=_self_role(node))
                 self._nodes[parent].add(node)
                 if node in self._weights:
                     self._nodes[parent].set_weight(node, self._weights[node])
@@ -76,6 +91,12 @@ class RoleTree:
     # ----------------------------------------------------------------- accounting
     def _path(self, role: str) -> list[tuple[str, str]]:
         """(node, child key) pairs from the root down to the role's SELF entry."""
+        cached = self._paths.get(role)
+        if cached is None:
+            cached = self._paths[role] = self._compute_path(role)
+        return cached
+
+    def _compute_path(self, role: str) -> list[tuple[str, str]]:
         chain = [*ancestors(role), role] if role != "*" else [role]
         pairs = []
         parent = ""

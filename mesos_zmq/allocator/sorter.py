@@ -19,27 +19,70 @@ next time it is read. Sorters that share one :class:`Pool` see the same totals.
 from __future__ import annotations
 
 from bisect import bisect_left, insort
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
+
+from mesos_zmq.resources import Resources
 
 
 class Pool:
-    """Scalar totals of the resources being shared, with a version for cache checks."""
+    """Scalar totals of the resources being shared, with a version for cache checks.
 
-    __slots__ = ("totals", "version")
+    Reserved resources are also counted per role, so that a role's share can be
+    measured against what the allocator may actually give it: everything unreserved
+    plus what is reserved for the role itself, its ancestors or its descendants, but
+    not what is reserved for unrelated roles (:meth:`totals_for`).
+    """
+
+    __slots__ = ("_for_cache", "reserved", "totals", "version")
 
     def __init__(self) -> None:
         self.totals: dict[str, float] = {}
+        #: role -> scalars reserved for exactly that role
+        self.reserved: dict[str, dict[str, float]] = {}
         self.version = 0
+        self._for_cache: dict[str, dict[str, float]] = {}
 
     def add(self, scalars: Mapping[str, float], sign: int = 1) -> None:
         _add_into(self.totals, scalars, sign)
+        self._changed()
+
+    def add_resources(self, resources: Resources, sign: int = 1) -> None:
+        """Count an agent's resources in (sign 1) or out (-1), reservations included."""
+        _add_into(self.totals, resources.scalar_totals(), sign)
+        for role in resources.roles() - {"*"}:
+            per_role = self.reserved.setdefault(role, {})
+            _add_into(per_role, resources.reserved(role).scalar_totals(), sign)
+            if not per_role:
+                del self.reserved[role]
+        self._changed()
+
+    def _changed(self) -> None:
         self.version += 1
+        self._for_cache.clear()
+
+    def totals_for(self, role: str | None) -> dict[str, float]:
+        """The denominator of ``role``'s share (see the class docstring)."""
+        if role is None or not self.reserved:
+            return self.totals
+        cached = self._for_cache.get(role)
+        if cached is None:
+            cached = dict(self.totals)
+            for other, amounts in self.reserved.items():
+                related = (other == role or other.startswith(role + "/")
+                           or role.startswith(other + "/"))
+                if not related:
+                    _add_into(cached, amounts, -1)
+            self._for_cache[role] = cached
+        return cached
 
 
 class DRFSorter:
     """Keeps each client's allocation; iterates clients by ascending weighted share."""
 
-    def __init__(self, excluded: Iterable[str] = (), pool: Pool | None = None) -> None:
+    def __init__(self, excluded: Iterable[str] = (), pool: Pool | None = None,
+                 role_of: Callable[[str], str | None] | None = None) -> None:
+        """``role_of`` maps a client to the role whose share denominator applies."""
+        self._role_of = role_of
         self._alloc: dict[str, dict[str, float]] = {}
         self._weights: dict[str, float] = {}
         self._pool = pool if pool is not None else Pool()
@@ -137,7 +180,8 @@ class DRFSorter:
     def share(self, client: str) -> float:
         """Unweighted dominant share of ``client`` (0 for an unknown client)."""
         best = 0.0
-        totals = self._pool.totals
+        totals = (self._pool.totals if self._role_of is None
+                  else self._pool.totals_for(self._role_of(client)))
         excluded = self._excluded
         for name, amount in self._alloc.get(client, {}).items():
             total = totals.get(name, 0.0)

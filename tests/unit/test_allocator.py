@@ -155,3 +155,15 @@ def test_excluded_names_do_not_count_in_shares() -> None:
     b.add_agent("s1", R("cpus:10;mem:1000;gpus:1"))
     b.allocate_to("f", "*", "s1", R("cpus:1;mem:100;gpus:1"))
     assert b.role_shares()["*"] == 0.1
+
+
+def test_shares_count_only_what_the_role_may_be_given() -> None:
+    a = Allocator()
+    a.add_agent("s1", R("cpus:5;cpus(eng):5;mem:100;mem(eng):100"))
+    a.allocate_to("f-ops", "ops", "s1", R("cpus:5;mem:100"))
+    a.allocate_to("f-ml", "eng/ml", "s1", R("cpus(eng):5;mem(eng):100"))
+    shares = a.role_shares()
+    # ops may only ever get the unreserved half, and holds all of it.
+    assert shares["ops"] == 1.0
+    # eng/ml may get everything (eng's reservation is its ancestor's): half of it.
+    assert shares["eng/ml"] == 0.5
