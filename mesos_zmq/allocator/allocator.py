@@ -99,6 +99,8 @@ class Allocator:
         one of which an offer must reach to be worth making (default cpus:0.01 or mem:32).
         """
         self._min_allocatable = [dict(m) for m in (min_allocatable or DEFAULT_MIN_ALLOCATABLE)]
+        #: per-role overrides of the minimum allocatable alternatives
+        self._role_min_allocatable: dict[str, list[dict[str, float]]] = {}
         self._pool = Pool()
         self._excluded = frozenset(excluded)
         self._agents: dict[str, _Agent] = {}
@@ -370,7 +372,7 @@ class Allocator:
                 caps = self._fair_share_caps(role)
                 if caps:
                     offerable = offerable.cap_scalars(caps)
-            if not self._worth_offering(offerable):
+            if not self._worth_offering(offerable, role):
                 continue
             framework_id = self._eligible_framework(role, agent_id, agent, now)
             if framework_id is not None:
@@ -496,7 +498,7 @@ class Allocator:
                 offerable = self._offerable_to(agent, role).cap_scalars(caps)
                 offerable = offerable.without_names(
                     n for n in offerable.scalar_totals() if n not in unmet)
-                if not self._worth_offering(offerable):
+                if not self._worth_offering(offerable, role):
                     continue
                 framework_id = self._eligible_framework(role, agent_id, agent, now)
                 if framework_id is None:
@@ -507,12 +509,23 @@ class Allocator:
                     return
 
     # ----------------------------------------------------------------- introspection
-    def _worth_offering(self, resources: Resources) -> bool:
+    def set_min_allocatable(self, role: str,
+                            alternatives: Iterable[Mapping[str, float]] | None) -> None:
+        """A role's own minimum offer size (None: back to the cluster-wide default)."""
+        if alternatives is None:
+            self._role_min_allocatable.pop(role, None)
+        else:
+            self._role_min_allocatable[role] = [dict(a) for a in alternatives]
+
+    def _worth_offering(self, resources: Resources, role: str | None = None) -> bool:
         if not resources:
             return False
+        alternatives = self._min_allocatable
+        if role is not None and self._role_min_allocatable:
+            alternatives = self._role_min_allocatable.get(role, alternatives)
         totals = resources.scalar_totals()
         return any(all(totals.get(name, 0.0) >= amount for name, amount in alt.items())
-                   for alt in self._min_allocatable)
+                   for alt in alternatives)
 
     def role_shares(self) -> dict[str, float]:
         return {role: self._roles.share(role) for role in self._roles.roles()}

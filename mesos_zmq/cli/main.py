@@ -81,6 +81,17 @@ def parse_weights(text: str) -> dict[str, float]:
     return weights
 
 
+def parse_role_values(items: tuple[str, ...], flag_name: str) -> dict[str, str]:
+    """Repeated ``ROLE=VALUE`` flags into a dict (VALUE may itself contain '=')."""
+    result: dict[str, str] = {}
+    for item in items:
+        role, sep, value = item.partition("=")
+        if not sep or not role.strip() or not value.strip():
+            raise click.BadParameter(f"{item!r} is not ROLE=VALUE", param_hint=flag_name)
+        result[role.strip()] = value.strip()
+    return result
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(__version__, prog_name="mesos-zmq")
 def cli() -> None:
@@ -113,11 +124,14 @@ def cli() -> None:
       help="comma-separated resource names left out of dominant shares, e.g. gpus")
 @flag("--min-allocatable-resources", "min_allocatable", default="",
       help="offers must reach one of these, e.g. 'cpus:0.01|mem:32' (the default)")
+@flag("--role-min-allocatable-resources", "role_min_allocatable", multiple=True,
+      help="ROLE=ALTERNATIVES for one role, e.g. 'ml=cpus:1;mem:1024|gpus:1' (repeatable)")
 @log_flags
 def master(ip: str, port: int, work_dir: str, registry: str, roles: str, weights: str,
            heartbeat_interval: float, missed_heartbeats: int, allocation_interval: float,
            reregister_timeout: float, fsync: bool, offer_timeout: float | None,
-           excluded: str, min_allocatable: str, log_format: str, log_level: str) -> None:
+           excluded: str, min_allocatable: str, role_min_allocatable: tuple[str, ...],
+           log_format: str, log_level: str) -> None:
     """Run a master."""
     from mesos_zmq.master.server import MasterConfig, run_master
 
@@ -130,6 +144,8 @@ def master(ip: str, port: int, work_dir: str, registry: str, roles: str, weights
         reregister_timeout=reregister_timeout, fsync=fsync, offer_timeout=offer_timeout,
         fair_sharing_excluded=tuple(n.strip() for n in excluded.split(",") if n.strip()),
         min_allocatable=min_allocatable,
+        role_min_allocatable=parse_role_values(role_min_allocatable,
+                                               "--role-min-allocatable-resources"),
     )
     sys.exit(run_master(config))
 

@@ -116,6 +116,8 @@ class MasterCoreConfig:
     fair_sharing_excluded: tuple[str, ...] = ()
     #: alternatives an offer must reach, e.g. ({"cpus": 0.01}, {"mem": 32})
     min_allocatable: tuple[tuple[tuple[str, float], ...], ...] | None = None
+    #: per-role overrides of min_allocatable
+    role_min_allocatable: tuple[tuple[str, tuple[tuple[tuple[str, float], ...], ...]], ...] = ()
 
 
 @dataclass(slots=True)
@@ -191,6 +193,8 @@ class MasterCore:
             min_allocatable=None if config.min_allocatable is None
             else [dict(alt) for alt in config.min_allocatable],
         )
+        for role, alternatives in config.role_min_allocatable:
+            self.allocator.set_min_allocatable(role, [dict(alt) for alt in alternatives])
         self._peers: dict[bytes, _Peer] = {}
         self._frameworks: dict[str, _FrameworkRuntime] = {}
         self._agents: dict[str, _AgentRuntime] = {}

@@ -25,6 +25,7 @@ from mesos_zmq.master.core import MasterCore, MasterCoreConfig, Ready
 from mesos_zmq.master.log import DirectoryLog, MemoryLog, ReplicatedLog
 from mesos_zmq.master.state import MasterState
 from mesos_zmq.protocol import DEFAULT_MAX_FRAME_BYTES, decode, encode, error_frame, peek_request_id
+from mesos_zmq.resources import validate_role
 from mesos_zmq.transport import ServerSocket
 
 log = structlog.get_logger()
@@ -53,6 +54,8 @@ class MasterConfig:
     offer_timeout: float | None = None
     fair_sharing_excluded: tuple[str, ...] = ()
     min_allocatable: str = ""
+    #: role -> alternatives text, e.g. {"ml": "cpus:1;mem:1024|gpus:1"}
+    role_min_allocatable: dict[str, str] = field(default_factory=dict)
 
     def validate(self) -> None:
         if not 0 <= self.port <= 65535:
@@ -77,6 +80,12 @@ class MasterConfig:
                 parse_min_allocatable(self.min_allocatable)
             except (ValueError, ResourceError) as exc:
                 raise ConfigError(f"--min-allocatable-resources: {exc}") from None
+        for role, text in self.role_min_allocatable.items():
+            try:
+                validate_role(role)
+                parse_min_allocatable(text)
+            except (ValueError, ResourceError) as exc:
+                raise ConfigError(f"--role-min-allocatable-resources {role}: {exc}") from None
 
     @property
     def bind_address(self) -> str:
@@ -121,6 +130,9 @@ class MasterServer:
             fair_sharing_excluded=config.fair_sharing_excluded,
             min_allocatable=None if not config.min_allocatable else tuple(
                 tuple(alt.items()) for alt in parse_min_allocatable(config.min_allocatable)),
+            role_min_allocatable=tuple(
+                (role, tuple(tuple(alt.items()) for alt in parse_min_allocatable(text)))
+                for role, text in config.role_min_allocatable.items()),
         )
         self.core = MasterCore(core_config, new_id, state, now=time.monotonic())
         self.context: zmq.Context[zmq.Socket[bytes]] = zmq.Context()

@@ -167,3 +167,14 @@ def test_shares_count_only_what_the_role_may_be_given() -> None:
     assert shares["ops"] == 1.0
     # eng/ml may get everything (eng's reservation is its ancestor's): half of it.
     assert shares["eng/ml"] == 0.5
+
+
+def test_per_role_minimum_allocatable() -> None:
+    a = Allocator()
+    a.add_agent("s1", R("cpus:0.5;mem:512"))
+    a.add_framework("ml", ["ml"])
+    a.set_min_allocatable("ml", [{"cpus": 1.0}])
+    assert a.allocate(0) == []  # too small for ml's tasks
+    a.add_framework("web", ["web"])
+    assert [x.framework_id for x in a.allocate(1)] == ["web"]
+    a.set_min_allocatable("ml", None)

@@ -143,3 +143,21 @@ def test_satisfiable_guarantees_are_met_in_one_round(agent_cpus: list[int],
     for i, cpus in enumerate(wanted):
         have = a.role_allocation(f"q{i}")
         assert have.get("cpus", 0.0) >= cpus and have.get("mem", 0.0) >= cpus * 1024
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.integers(1, 4), min_size=2, max_size=3), st.integers(10, 80))
+def test_equal_demand_converges_to_the_weights(weights: list[int], agents: int) -> None:
+    a = Allocator({f"r{i}": float(w) for i, w in enumerate(weights)})
+    for i in range(agents):
+        a.add_agent(f"s{i}", Resources.parse("cpus:1;mem:1024"))
+    for i in range(len(weights)):
+        a.add_framework(f"f{i}", [f"r{i}"])
+    counts = {f"r{i}": 0 for i in range(len(weights))}
+    for alloc in a.allocate(0):
+        counts[alloc.role] += 1
+    # Whole agents are the unit, so weighted holdings (agents / weight) can differ by
+    # at most one agent's worth: the last agent given to the least-served role.
+    weighted = [counts[f"r{i}"] / w for i, w in enumerate(weights)]
+    assert max(weighted) - min(weighted) <= 1.0 / min(weights) + 1e-9, (counts, weights)
+    assert sum(counts.values()) == agents

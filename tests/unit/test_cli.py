@@ -31,7 +31,9 @@ def test_master_flags_and_env_reach_config(monkeypatch: pytest.MonkeyPatch) -> N
     monkeypatch.setattr(cli_main, "configure_logging", lambda *a, **k: None)
     runner = CliRunner()
     result = runner.invoke(
-        cli_main.cli, ["master", "--port", "6060", "--weights", "eng=2", "--roles", "eng,ops"],
+        cli_main.cli, ["master", "--port", "6060", "--weights", "eng=2", "--roles", "eng,ops",
+                       "--offer-timeout", "30", "--fair-sharing-excluded-resource-names", "gpus",
+                       "--role-min-allocatable-resources", "ml=cpus:1;mem:1024|gpus:1"],
         env={"MESOS_ZMQ_WORK_DIR": "/tmp/from-env", "MESOS_ZMQ_HEARTBEAT_INTERVAL": "0.5"},
     )
     assert result.exit_code == 0, result.output
@@ -39,6 +41,8 @@ def test_master_flags_and_env_reach_config(monkeypatch: pytest.MonkeyPatch) -> N
     assert config.port == 6060 and config.work_dir == "/tmp/from-env"
     assert config.heartbeat_interval == 0.5
     assert config.weights == {"eng": 2.0} and config.roles == ("eng", "ops")
+    assert config.offer_timeout == 30.0 and config.fair_sharing_excluded == ("gpus",)
+    assert config.role_min_allocatable == {"ml": "cpus:1;mem:1024|gpus:1"}
 
 
 def test_bad_flag_is_one_clear_line() -> None:
