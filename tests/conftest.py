@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from kazoo.client import KazooClient
 
+from mesos_zmq.testing.zookeeper import Ensemble
 from tests.cluster import Cluster
 
 
@@ -28,3 +31,31 @@ def cluster(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Cluster]
         yield c
     finally:
         c.stop()
+
+
+@pytest.fixture(scope="session")
+def zookeeper(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Ensemble]:
+    """One real ZooKeeper server for the whole run (Debian's package, loopback)."""
+    ensemble = Ensemble(tmp_path_factory.mktemp("zookeeper"), size=1).start()
+    try:
+        yield ensemble
+    finally:
+        ensemble.stop()
+
+
+@pytest.fixture
+def zk_client(zookeeper: Ensemble) -> Iterator[KazooClient]:
+    """A kazoo client chrooted to a fresh path, so tests never see each other's data."""
+    root = KazooClient(hosts=zookeeper.hosts, timeout=2.0)
+    root.start(10)
+    chroot = f"/test-{uuid.uuid4().hex[:12]}"
+    root.ensure_path(chroot)
+    root.stop()
+    root.close()
+    client = KazooClient(hosts=zookeeper.hosts + chroot, timeout=2.0)
+    client.start(10)
+    try:
+        yield client
+    finally:
+        client.stop()
+        client.close()

@@ -1,0 +1,1 @@
+"""Support for tests, benchmarks and chaos runs: real ZooKeeper servers on loopback."""

@@ -1,0 +1,102 @@
+"""The ZooKeeper log backend against a real ZooKeeper: order, fencing, snapshots."""
+
+from __future__ import annotations
+
+import msgpack
+import pytest
+from kazoo.client import KazooClient
+
+from mesos_zmq.master.zk_log import LogFenced, ZooKeeperLog
+
+pytestmark = pytest.mark.integration
+
+
+def test_appends_recover_in_order_one_znode_per_batch(zk_client: KazooClient) -> None:
+    log = ZooKeeperLog(zk_client, "/cluster")
+    log.recover()
+    log.claim_epoch()
+    log.append([{"op": "a", "n": 1}, {"op": "a", "n": 2}])
+    log.append([{"op": "b", "blob": b"\x00\x01"}])
+    assert len(zk_client.get_children("/cluster/log")) == 2  # group commit
+    again = ZooKeeperLog(zk_client, "/cluster")
+    recovered = again.recover()
+    assert recovered.snapshot is None
+    assert recovered.records == [{"op": "a", "n": 1}, {"op": "a", "n": 2},
+                                 {"op": "b", "blob": b"\x00\x01"}]
+
+
+def test_a_deposed_writer_is_fenced_and_writes_nothing(zk_client: KazooClient) -> None:
+    old = ZooKeeperLog(zk_client, "/cluster")
+    old.recover()
+    first = old.claim_epoch()
+    old.append([{"op": "x"}])
+    new = ZooKeeperLog(zk_client, "/cluster")
+    new.recover()
+    second = new.claim_epoch()
+    assert second > first
+    with pytest.raises(LogFenced):
+        old.append([{"op": "from the past"}])
+    with pytest.raises(LogFenced):
+        old.write_snapshot({"stale": True})
+    new.append([{"op": "y"}])
+    assert ZooKeeperLog(zk_client, "/cluster").recover().records == [{"op": "x"}, {"op": "y"}]
+
+
+def test_writing_without_an_epoch_is_refused(zk_client: KazooClient) -> None:
+    log = ZooKeeperLog(zk_client, "/cluster")
+    with pytest.raises(Exception, match="claimed the epoch"):
+        log.append([{"op": "x"}])
+
+
+def test_snapshot_plus_tail_and_compaction(zk_client: KazooClient) -> None:
+    log = ZooKeeperLog(zk_client, "/cluster", chunk=64 * 1024)
+    log.recover()
+    log.claim_epoch()
+    for i in range(5):
+        log.append([{"op": "before", "i": i}])
+    big = {"state": "x" * 300_000, "n": 5}  # five chunks of 64 KiB
+    log.write_snapshot(big)
+    log.append([{"op": "after"}])
+    assert len(zk_client.get_children("/cluster/log")) == 1  # compacted
+    snapshots = zk_client.get_children("/cluster/snapshots")
+    assert len(snapshots) == 1
+    chunks = zk_client.get_children(f"/cluster/snapshots/{snapshots[0]}")
+    assert len(chunks) == 5
+    assert all(len(zk_client.get(f"/cluster/snapshots/{snapshots[0]}/{c}")[0]) <= 64 * 1024
+               for c in chunks)
+    recovered = ZooKeeperLog(zk_client, "/cluster").recover()
+    assert recovered.snapshot == big and recovered.records == [{"op": "after"}]
+    # A second snapshot replaces the first (old chunks removed).
+    log.write_snapshot({"n": 6})
+    assert len(zk_client.get_children("/cluster/snapshots")) == 1
+    assert ZooKeeperLog(zk_client, "/cluster").recover().snapshot == {"n": 6}
+
+
+def test_large_batches_are_split_and_incomplete_ones_ignored(zk_client: KazooClient) -> None:
+    log = ZooKeeperLog(zk_client, "/cluster", chunk=32 * 1024)
+    log.recover()
+    log.claim_epoch()
+    records = [{"op": "big", "i": i, "pad": "y" * 1000} for i in range(100)]  # ~100 KB
+    log.append(records)
+    names = zk_client.get_children("/cluster/log")
+    assert len(names) >= 4 and all(
+        len(zk_client.get(f"/cluster/log/{n}")[0]) <= 32 * 1024 + 100 for n in names)
+    assert ZooKeeperLog(zk_client, "/cluster").recover().records == records
+    # A writer that died between the parts of a batch: its parts are never replayed.
+    torn = msgpack.packb(["token", 0, 2, msgpack.packb([{"op": "torn"}])])
+    zk_client.create("/cluster/log/e-", torn, sequence=True)
+    log.append([{"op": "later"}])
+    assert ZooKeeperLog(zk_client, "/cluster").recover().records == [*records, {"op": "later"}]
+
+
+def test_standby_tails_new_entries(zk_client: KazooClient) -> None:
+    leader = ZooKeeperLog(zk_client, "/cluster")
+    leader.recover()
+    leader.claim_epoch()
+    leader.append([{"op": "one"}])
+    standby = ZooKeeperLog(zk_client, "/cluster")
+    assert standby.recover().records == [{"op": "one"}]
+    assert standby.tail() == []
+    leader.append([{"op": "two"}])
+    leader.append([{"op": "three"}])
+    assert standby.tail() == [{"op": "two"}, {"op": "three"}]
