@@ -25,6 +25,7 @@ from mesos_zmq.agent.core import AgentCore, Effects
 from mesos_zmq.agent.detect import detect_resources
 from mesos_zmq.agent.files import SandboxPathError, read_chunk
 from mesos_zmq.attributes import parse_attributes
+from mesos_zmq.detector import LeaderDetector, NoLeader
 from mesos_zmq.errors import ConfigError, ResourceError
 from mesos_zmq.protocol import Error, FileData, ReadFile, TaskInfo, encode
 from mesos_zmq.transport import ClientSocket
@@ -33,6 +34,8 @@ log = structlog.get_logger()
 
 #: tasks spawned per loop iteration before the socket is looked at again
 LAUNCH_BATCH = 16
+#: how long a starting agent waits for ZooKeeper to name a leading master
+LEADER_WAIT = 60.0
 
 
 @dataclass(slots=True)
@@ -48,8 +51,6 @@ class AgentConfig:
 
 class AgentServer:
     def __init__(self, config: AgentConfig) -> None:
-        if config.master.startswith("zk://"):
-            raise ConfigError("zk:// master URLs are not supported yet; use tcp://host:port")
         self.config = config
         self.work_dir = Path(config.work_dir)
         try:
@@ -76,7 +77,12 @@ class AgentServer:
         )
         self.containerizer = Containerizer(self.work_dir)
         self.context: zmq.Context[zmq.Socket[bytes]] = zmq.Context()
-        self.client = ClientSocket(self.context, config.master)
+        try:
+            self.detector = LeaderDetector(config.master)
+            address = self.detector.wait(LEADER_WAIT)
+        except NoLeader as exc:
+            raise ConfigError(f"--master: {exc}") from None
+        self.client = ClientSocket(self.context, address)
         self._stop: str | None = None  # None | "leave" | "drain"
         # Spawning is slow (a fork each): launch in small batches between socket
         # reads so heartbeats and updates keep flowing during a big RunTasks.
@@ -118,11 +124,21 @@ class AgentServer:
                 for exited in self.containerizer.reap():
                     self._apply(self.core.task_exited(exited.task_id, exited.exit_code,
                                                       exited.signal, now))
+                self._follow_leader()
                 self._apply(self.core.tick(time.monotonic()))
         finally:
             self.client.close()
             self.context.term()
+            self.detector.close()
             self._log.info("agent stopped", running_tasks=self.containerizer.running())
+
+    def _follow_leader(self) -> None:
+        """A new leader was elected: connect to it and register there."""
+        address = self.detector.changed()
+        if address is not None and address != self.client.address:
+            self._log.info("new leading master", address=address)
+            self.client.reconnect(address)
+            self._apply(self.core.connected(time.monotonic()))
 
     def _drain_socket(self) -> None:
         for envelope in self.client.receive_all():

@@ -7,6 +7,7 @@ import uuid
 
 import zmq
 
+from mesos_zmq.detector import LeaderDetector, NoLeader
 from mesos_zmq.errors import MesosZmqError, ProtocolError
 from mesos_zmq.protocol import Error, Message, decode, encode
 from mesos_zmq.transport import ClientSocket
@@ -27,7 +28,13 @@ class RequestRefused(MesosZmqError):
 def request(master: str, msg: Message, timeout: float = 5.0) -> Message:
     """Send one request and wait for the reply that carries its request id."""
     if master.startswith("zk://"):
-        raise MesosZmqError("zk:// master URLs are not supported yet; use tcp://host:port")
+        detector = LeaderDetector(master)
+        try:
+            master = detector.wait(timeout)
+        except NoLeader as exc:
+            raise MasterUnreachable(str(exc)) from None
+        finally:
+            detector.close()
     context: zmq.Context[zmq.Socket[bytes]] = zmq.Context()
     client = ClientSocket(context, master)
     rid = uuid.uuid4().hex

@@ -57,7 +57,8 @@ def log_flags(func: F) -> F:
 
 
 def master_flag(func: F) -> F:
-    return flag("--master", default=DEFAULT_MASTER, help="master address tcp://host:port")(func)
+    return flag("--master", default=DEFAULT_MASTER,
+                help="tcp://host:port, or zk://host:port[,...]/path to find the leader")(func)
 
 
 def parse_weights(text: str) -> dict[str, float]:
@@ -124,14 +125,19 @@ def cli() -> None:
       help="comma-separated resource names left out of dominant shares, e.g. gpus")
 @flag("--min-allocatable-resources", "min_allocatable", default="",
       help="offers must reach one of these, e.g. 'cpus:0.01|mem:32' (the default)")
+@flag("--zk", default="", help="zk://[user:pass@]host:port[,...]/path: replicated masters "
+      "elect a leader and keep the log in ZooKeeper (default: a single master, log in "
+      "--work-dir)")
+@flag("--zk-session-timeout", type=click.FloatRange(min=0.1), default=10.0,
+      help="ZooKeeper session timeout in seconds (bounds failover after a crash)")
 @flag("--role-min-allocatable-resources", "role_min_allocatable", multiple=True,
       help="ROLE=ALTERNATIVES for one role, e.g. 'ml=cpus:1;mem:1024|gpus:1' (repeatable)")
 @log_flags
 def master(ip: str, port: int, work_dir: str, registry: str, roles: str, weights: str,
            heartbeat_interval: float, missed_heartbeats: int, allocation_interval: float,
            reregister_timeout: float, fsync: bool, offer_timeout: float | None,
-           excluded: str, min_allocatable: str, role_min_allocatable: tuple[str, ...],
-           log_format: str, log_level: str) -> None:
+           excluded: str, min_allocatable: str, zk: str, zk_session_timeout: float,
+           role_min_allocatable: tuple[str, ...], log_format: str, log_level: str) -> None:
     """Run a master."""
     from mesos_zmq.master.server import MasterConfig, run_master
 
@@ -146,7 +152,13 @@ def master(ip: str, port: int, work_dir: str, registry: str, roles: str, weights
         min_allocatable=min_allocatable,
         role_min_allocatable=parse_role_values(role_min_allocatable,
                                                "--role-min-allocatable-resources"),
+        zk=zk, zk_session_timeout=zk_session_timeout,
     )
+    if zk:
+        from mesos_zmq.master.ha import run_master_ha
+
+        config.validate()
+        sys.exit(run_master_ha(config))
     sys.exit(run_master(config))
 
 

@@ -12,9 +12,11 @@ import signal
 import socket
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
+from typing import Any
 
 import structlog
 import zmq
@@ -22,7 +24,7 @@ import zmq
 from mesos_zmq.allocator.allocator import parse_min_allocatable
 from mesos_zmq.errors import ConfigError, ProtocolError, ResourceError
 from mesos_zmq.master.core import MasterCore, MasterCoreConfig, Ready
-from mesos_zmq.master.log import DirectoryLog, MemoryLog, ReplicatedLog
+from mesos_zmq.master.log import DirectoryLog, MemoryLog, Record, ReplicatedLog
 from mesos_zmq.master.state import MasterState
 from mesos_zmq.protocol import DEFAULT_MAX_FRAME_BYTES, decode, encode, error_frame, peek_request_id
 from mesos_zmq.resources import validate_role
@@ -56,6 +58,9 @@ class MasterConfig:
     min_allocatable: str = ""
     #: role -> alternatives text, e.g. {"ml": "cpus:1;mem:1024|gpus:1"}
     role_min_allocatable: dict[str, str] = field(default_factory=dict)
+    #: zk://[user:pass@]hosts/path: elect a leader and replicate the log in ZooKeeper
+    zk: str = ""
+    zk_session_timeout: float = 10.0
 
     def validate(self) -> None:
         if not 0 <= self.port <= 65535:
@@ -97,11 +102,31 @@ def new_id() -> str:
     return uuid.uuid4().hex
 
 
+def state_from(snapshot: dict[str, Any] | None, records: list[Record]) -> MasterState:
+    """Replay a log (snapshot, then records) into a fresh state."""
+    state = MasterState.restore(snapshot) if snapshot is not None else MasterState()
+    for record in records:
+        state.apply(record)
+    return state
+
+
 class MasterServer:
     """Owns the socket, the log and the core; ``serve_forever`` runs until stopped."""
 
-    def __init__(self, config: MasterConfig, replicated_log: ReplicatedLog | None = None) -> None:
+    def __init__(
+        self,
+        config: MasterConfig,
+        replicated_log: ReplicatedLog | None = None,
+        state: MasterState | None = None,
+        guard: Callable[[], str | None] | None = None,
+    ) -> None:
+        """``state``: already recovered from ``replicated_log`` (a hot standby's copy).
+
+        ``guard`` is asked every loop turn: "pause" stops handling messages and
+        committing (ZooKeeper connection in doubt), "exit" stops the server.
+        """
         config.validate()
+        self._guard = guard
         self.config = config
         self.master_id = config.master_id or f"{socket.gethostname()}-{uuid.uuid4().hex[:6]}"
         if replicated_log is not None:
@@ -110,14 +135,11 @@ class MasterServer:
             self.log = MemoryLog()
         else:
             self.log = DirectoryLog(Path(config.work_dir) / "registry", fsync=config.fsync)
-        recovered = self.log.recover()
-        state = (
-            MasterState.restore(recovered.snapshot)
-            if recovered.snapshot is not None
-            else MasterState()
-        )
-        for record in recovered.records:
-            state.apply(record)
+        recovered_records = 0
+        if state is None:
+            recovered = self.log.recover()
+            state = state_from(recovered.snapshot, recovered.records)
+            recovered_records = len(recovered.records)
         core_config = MasterCoreConfig(
             master_id=self.master_id.split("-")[-1],
             heartbeat_interval=config.heartbeat_interval,
@@ -146,7 +168,7 @@ class MasterServer:
             frameworks=len(state.frameworks),
             agents=len(state.agents),
             active_tasks=len(state.tasks),
-            recovered_records=len(recovered.records),
+            recovered_records=recovered_records,
         )
 
     def stop(self) -> None:
@@ -158,6 +180,12 @@ class MasterServer:
         tick_every = min(0.05, self.config.heartbeat_interval / 4)
         try:
             while not self._stopping:
+                verdict = self._guard() if self._guard is not None else None
+                if verdict == "exit":
+                    break
+                if verdict == "pause":
+                    time.sleep(tick_every)
+                    continue
                 events = dict(poller.poll(int(tick_every * 1000)))
                 ready = Ready()
                 now = time.monotonic()

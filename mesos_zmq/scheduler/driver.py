@@ -25,6 +25,7 @@ from typing import Any
 import structlog
 import zmq
 
+from mesos_zmq.detector import LeaderDetector, NoLeader, parse_master_url
 from mesos_zmq.errors import ConfigError
 from mesos_zmq.protocol import (
     Accept,
@@ -44,14 +45,16 @@ from mesos_zmq.protocol import (
     encode,
 )
 from mesos_zmq.scheduler.core import Abort, Action, Call, DriverCore, FileReply, Reconnect, Send
-from mesos_zmq.transport import ClientSocket, normalize_address
+from mesos_zmq.transport import ClientSocket
 
 log = structlog.get_logger()
 
 #: how long a final Teardown may take to leave before the socket is closed anyway
 TEARDOWN_LINGER_MS = 1000
 #: upper bound on one poll, so a clock jump cannot stall the timers for long
-_MAX_POLL_SECONDS = 1.0
+_MAX_POLL_SECONDS = 0.2
+#: how long start() waits for ZooKeeper to name a leading master
+LEADER_WAIT = 30.0
 
 
 class DriverStatus(enum.Enum):
@@ -106,15 +109,11 @@ class SchedulerDriver:
         implicit_acknowledgements: bool = True,
     ) -> None:
         text = master.strip()
-        if text.startswith("zk://"):
-            raise ConfigError(
-                f"{master!r}: zk:// master URLs need ZooKeeper leader detection, which the "
-                "scheduler driver does not support yet; give the leader as tcp://host:port"
-            )
-        if "://" in text and not text.startswith("tcp://"):
-            raise ConfigError(f"{master!r}: the master must be given as tcp://host:port")
+        url = parse_master_url(text)  # ConfigError for anything but tcp:// and zk://
         self.scheduler = scheduler
-        self.master = normalize_address(text)
+        self._url = url
+        self._detector: LeaderDetector | None = None
+        self.master = url.address if url.kind == "tcp" else str(url)
         self._name = framework.name
         self._core = DriverCore(framework, _request_id, implicit_acknowledgements)
         self._status = DriverStatus.NOT_STARTED
@@ -153,6 +152,17 @@ class SchedulerDriver:
         with self._state_lock:
             if self._status is not DriverStatus.NOT_STARTED:
                 return self._status
+            if self._url.kind == "zk":
+                try:
+                    self._detector = LeaderDetector(self._url)
+                    self.master = self._detector.wait(LEADER_WAIT)
+                except NoLeader as exc:
+                    if self._detector is not None:
+                        self._detector.close()
+                    self._close_pipe()
+                    self._status = DriverStatus.ABORTED
+                    self._done.set()
+                    raise ConfigError(f"cannot find the leading master: {exc}") from None
             # Open the socket here so that a bad address fails in the caller's thread.
             self._context = zmq.Context()
             try:
@@ -374,6 +384,7 @@ class SchedulerDriver:
                     except BlockingIOError:
                         pass
                 self._run_queue()
+                self._follow_leader(client)
                 if not self._stop_requested and client.socket in events:
                     self._drain()
                 if not self._stop_requested:
@@ -386,6 +397,8 @@ class SchedulerDriver:
             client.close()
         finally:
             self._context.term()
+            if self._detector is not None:
+                self._detector.close()
             with self._state_lock:
                 self._close_pipe()
                 leftover = len(self._queue)
@@ -393,6 +406,17 @@ class SchedulerDriver:
             if leftover:
                 self._log.debug("driver stopped with requests still queued", count=leftover)
             self._done.set()
+
+    def _follow_leader(self, client: ClientSocket) -> None:
+        """ZooKeeper named a new leader: move to it and subscribe there."""
+        if self._detector is None:
+            return
+        address = self._detector.changed()
+        if address is not None and address != client.address:
+            self._log.info("new leading master", address=address)
+            client.reconnect(address)
+            self._socket_changed = True
+            self._execute(self._core.connected(time.monotonic()))
 
     def _poller(self) -> zmq.Poller:
         assert self._client is not None
@@ -432,7 +456,8 @@ class SchedulerDriver:
             elif isinstance(action, Reconnect):
                 if self._client is not None:
                     self._log.warning("master silent: reconnecting", master=self.master)
-                    self._client.reconnect()
+                    self._client.reconnect(
+                        self._detector.current() if self._detector is not None else None)
                     self._socket_changed = True
                     self._execute(self._core.connected(time.monotonic()))
             elif isinstance(action, Abort):

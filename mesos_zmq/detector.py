@@ -1,0 +1,163 @@
+"""Finding the leading master: ``tcp://host:port`` or ``zk://[user:pass@]hosts/path``.
+
+Agents, frameworks and the CLI all take ``--master`` in either form. With a ``tcp://``
+URL the master is fixed. With a ``zk://`` URL (Mesos's form) the detector watches the
+leader record that the elected master publishes at ``<path>/leader`` (JSON: id,
+address, epoch, version) and reports changes, so a client can reconnect to a new
+leader by itself.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from dataclasses import dataclass
+from typing import Any
+
+from kazoo.client import KazooClient
+from kazoo.exceptions import KazooException
+from kazoo.handlers.threading import KazooTimeoutError
+
+from mesos_zmq.errors import ConfigError, MesosZmqError
+
+LEADER_NODE = "leader"
+ELECTION_NODE = "election"
+
+
+class NoLeader(MesosZmqError):
+    """No master leads right now (or ZooKeeper cannot be reached)."""
+
+
+@dataclass(frozen=True, slots=True)
+class MasterURL:
+    """A parsed ``--master`` (or ``--zk``) value."""
+
+    kind: str  # "tcp" | "zk"
+    address: str = ""  # tcp only
+    hosts: str = ""  # zk only: host:port,host:port
+    path: str = ""  # zk only: the cluster path, e.g. /mesos-zmq
+    auth: str = ""  # zk only: "user:password" for digest auth, or ""
+
+    def __str__(self) -> str:
+        if self.kind == "tcp":
+            return self.address
+        return f"zk://{self.hosts}{self.path}"
+
+
+def parse_master_url(text: str) -> MasterURL:
+    """Parse ``tcp://h:p``, ``h:p`` or ``zk://[user:pass@]h1:p1,h2:p2/path``."""
+    value = text.strip()
+    if value.startswith("zk://"):
+        rest = value[len("zk://"):]
+        auth = ""
+        if "@" in rest.split("/", 1)[0]:
+            auth, rest = rest.split("@", 1)
+            if ":" not in auth:
+                raise ConfigError(f"{text!r}: ZooKeeper credentials must be user:password")
+        hosts, slash, path = rest.partition("/")
+        if not hosts or not slash or not path.strip("/"):
+            raise ConfigError(
+                f"{text!r} is not zk://host:port[,host:port...]/path (a path is required)"
+            )
+        for host in hosts.split(","):
+            name, colon, port = host.rpartition(":")
+            if not colon or not name or not port.isdigit():
+                raise ConfigError(f"{text!r}: {host!r} is not host:port")
+        return MasterURL(kind="zk", hosts=hosts, path="/" + path.strip("/"), auth=auth)
+    if value.startswith("tcp://") or "://" not in value:
+        address = value if value.startswith("tcp://") else "tcp://" + value
+        host, colon, port = address[len("tcp://"):].rpartition(":")
+        if not colon or not host or not port.isdigit():
+            raise ConfigError(f"{text!r} is not tcp://host:port")
+        return MasterURL(kind="tcp", address=address)
+    raise ConfigError(f"{text!r}: use tcp://host:port or zk://host:port,.../path")
+
+
+def zk_client(url: MasterURL, session_timeout: float = 10.0) -> KazooClient:
+    """A started kazoo client for ``url`` (raises NoLeader if ZooKeeper is unreachable)."""
+    auth = [("digest", url.auth)] if url.auth else None
+    client = KazooClient(hosts=url.hosts, timeout=session_timeout, auth_data=auth)
+    try:
+        client.start(timeout=max(5.0, session_timeout))
+    except KazooTimeoutError:
+        client.close()
+        raise NoLeader(f"cannot reach ZooKeeper at {url.hosts}") from None
+    return client
+
+
+def parse_leader_info(data: bytes) -> dict[str, Any]:
+    info: dict[str, Any] = json.loads(data.decode())
+    if not isinstance(info.get("address"), str):
+        raise ValueError("leader info has no address")
+    return info
+
+
+class LeaderDetector:
+    """Knows the current leader's address; thread-safe; ``changed()`` is edge-triggered."""
+
+    def __init__(self, url: str | MasterURL, session_timeout: float = 10.0) -> None:
+        self.url = parse_master_url(url) if isinstance(url, str) else url
+        self._lock = threading.Lock()
+        self._info: dict[str, Any] | None = None
+        self._version = 0
+        self._seen_version = 0
+        self._event = threading.Event()
+        self._client: KazooClient | None = None
+        if self.url.kind == "tcp":
+            self._info = {"address": self.url.address, "epoch": 0}
+            self._version = 1
+            self._event.set()
+            return
+        self._client = zk_client(self.url, session_timeout)
+        self._client.DataWatch(f"{self.url.path}/{LEADER_NODE}", self._on_leader)
+
+    def _on_leader(self, data: bytes | None, stat: Any) -> None:
+        info = None
+        if data:
+            try:
+                info = parse_leader_info(data)
+            except ValueError:
+                info = None
+        with self._lock:
+            if info != self._info:
+                self._info = info
+                self._version += 1
+            if info is None:
+                self._event.clear()
+            else:
+                self._event.set()
+
+    def current(self) -> str | None:
+        """The leader's ZeroMQ address, or None while there is no leader."""
+        with self._lock:
+            return None if self._info is None else str(self._info["address"])
+
+    def info(self) -> dict[str, Any] | None:
+        with self._lock:
+            return None if self._info is None else dict(self._info)
+
+    def wait(self, timeout: float | None = None) -> str:
+        """Block until a leader is known; raises NoLeader on timeout."""
+        if not self._event.wait(timeout):
+            raise NoLeader(f"no leading master at {self.url} after {timeout:g}s")
+        address = self.current()
+        if address is None:
+            raise NoLeader(f"no leading master at {self.url}")
+        return address
+
+    def changed(self) -> str | None:
+        """The new leader's address if it changed since the last call, else None."""
+        with self._lock:
+            if self._version == self._seen_version or self._info is None:
+                return None
+            self._seen_version = self._version
+            return str(self._info["address"])
+
+    def close(self) -> None:
+        if self._client is not None:
+            try:
+                self._client.stop()
+                self._client.close()
+            except KazooException:
+                pass
+            self._client = None
