@@ -1,0 +1,82 @@
+"""Replicated masters with a real ZooKeeper: election, detection, failover."""
+
+from __future__ import annotations
+
+import json
+import signal
+import time
+from pathlib import Path
+
+import pytest
+
+from mesos_zmq.detector import LeaderDetector
+from mesos_zmq.testing.zookeeper import Ensemble
+from tests.cluster import FAST, Cluster, Proc, free_port, wait_until
+
+pytestmark = pytest.mark.integration
+
+
+def start_masters(cluster: Cluster, zk_url: str, count: int) -> list[Proc]:
+    masters = []
+    for i in range(count):
+        port = free_port()
+        proc = Proc(f"master{i}", [
+            "master", "--port", str(port), "--zk", zk_url, "--zk-session-timeout", "1",
+            "--work-dir", str(cluster.root / f"master{i}"), "--log-format", "json",
+            "--log-level", "info", *FAST], cluster.root / f"master{i}.log").start()
+        cluster.procs.append(proc)
+        masters.append(proc)
+    return masters
+
+
+def leader_port(detector: LeaderDetector) -> int:
+    address = detector.current()
+    assert address is not None
+    return int(address.rsplit(":", 1)[1])
+
+
+def test_failover_keeps_state_and_clients_follow_the_leader(
+    cluster: Cluster, zookeeper: Ensemble, tmp_path: Path
+) -> None:
+    zk_url = f"zk://{zookeeper.hosts}/ha-{tmp_path.name}"
+    masters = start_masters(cluster, zk_url, 2)
+    detector = LeaderDetector(zk_url, session_timeout=2.0)
+    try:
+        detector.wait(30)
+        cluster.master_url = zk_url  # agents and the CLI find the leader through ZooKeeper
+        cluster.start_agent()
+        cluster.wait_agents(1)
+        first = cluster.cli("run", "--master", zk_url, "--", "sh", "-c", "echo one; exit 4")
+        assert first.stdout == "one\n" and first.returncode == 4, first.stderr
+
+        old_port = leader_port(detector)
+        old = next(m for m in masters if str(old_port) in " ".join(m.args))
+        killed_at = time.monotonic()
+        old.stop(signal.SIGKILL)
+        wait_until(lambda: detector.current() is not None and leader_port(detector) != old_port,
+                   15, what="a new leader")
+        print(f"new leader published {time.monotonic() - killed_at:.2f}s after SIGKILL")
+        # The new leader recovered the log from ZooKeeper: the finished task is there.
+        cluster.wait_agents(1, timeout=20)
+        tasks = json.loads(cluster.cli("tasks", "--json", "--master", zk_url).stdout)
+        assert [(t["state"], t["exit_code"]) for t in tasks] == [("TASK_FAILED", 4)]
+        second = cluster.cli("run", "--master", zk_url, "--", "sh", "-c", "echo two")
+        assert second.stdout == "two\n" and second.returncode == 0, second.stderr
+
+        # A graceful stop hands over at once (no session timeout to wait for).
+        survivor_port = leader_port(detector)
+        survivor = next(m for m in masters if str(survivor_port) in " ".join(m.args))
+        standby = start_masters(cluster, zk_url, 1)[0]
+        time.sleep(1.0)  # let it join the election and tail the log
+        stopped_at = time.monotonic()
+        assert survivor.stop(signal.SIGTERM) == 0
+        wait_until(lambda: detector.current() is not None
+                   and leader_port(detector) != survivor_port, 10, interval=0.01,
+                   what="hand-over after SIGTERM")
+        print(f"hand-over {time.monotonic() - stopped_at:.2f}s after SIGTERM")
+        assert standby.alive()
+        cluster.wait_agents(1, timeout=20)
+        third = cluster.cli("run", "--master", zk_url, "--", "sh", "-c", "echo three")
+        assert third.stdout == "three\n", third.stderr
+    finally:
+        detector.close()
