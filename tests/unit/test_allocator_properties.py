@@ -2,7 +2,8 @@
 
 Promises checked after every step: no resource is offered or used twice at once (what
 the test holds per agent equals what the allocator counts, and fits in the agent);
-offers never exceed an agent; quota limits are never passed. Separately: guarantees
+offers never exceed an agent; reserved resources go only to their role and its
+sub-roles; quota limits are never passed. Separately: guarantees
 that the cluster can satisfy are met by one allocation round.
 """
 
@@ -64,7 +65,9 @@ def step(w: World, action: tuple) -> None:  # type: ignore[type-arg]
     if kind == "agent":
         w.counter += 1
         agent_id = f"s{w.counter}"
-        total = Resources.parse(f"cpus:{action[1]};mem:{action[2] * 512}")
+        # Every other agent has part of it reserved for role b (static reservation).
+        reserved = ";cpus(b):1;mem(b):256" if w.counter % 2 else ""
+        total = Resources.parse(f"cpus:{action[1]};mem:{action[2] * 512}{reserved}")
         w.agents[agent_id] = total
         a.add_agent(agent_id, total)
     elif kind == "remove_agent" and w.agents:
@@ -90,6 +93,9 @@ def step(w: World, action: tuple) -> None:  # type: ignore[type-arg]
         for alloc in a.allocate(w.now):
             assert alloc.agent_id in w.agents
             assert alloc.framework_id in w.frameworks
+            # Reserved resources go only to their role or its sub-roles.
+            for role in alloc.resources.roles() - {"*"}:
+                assert alloc.role == role or alloc.role.startswith(role + "/"), alloc
             w.held.append((alloc.framework_id, alloc.role, alloc.agent_id, alloc.resources))
     elif kind == "use_half" and w.held:
         fid, role, agent_id, res = w.held.pop(action[1] % len(w.held))
