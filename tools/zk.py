@@ -16,7 +16,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from mesos_zmq.testing.zookeeper import Ensemble  # noqa: E402
+from mesos_zmq.testing.zookeeper import Ensemble
 
 
 def main() -> int:
