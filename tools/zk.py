@@ -9,6 +9,7 @@ Ctrl-C, then stops the servers it started. Uses Debian's zookeeper package.
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 import tempfile
 import time
@@ -19,12 +20,18 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from mesos_zmq.testing.zookeeper import Ensemble
 
 
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size", type=int, default=1, choices=(1, 3, 5))
     parser.add_argument("--dir", default=None, help="data directory (default: temporary)")
     parser.add_argument("--tick-ms", type=int, default=200)
     args = parser.parse_args()
+    # Stop the servers on SIGTERM too, not only on Ctrl-C.
+    signal.signal(signal.SIGTERM, _interrupt)
     root = Path(args.dir) if args.dir else Path(tempfile.mkdtemp(prefix="mesos-zmq-zk-"))
     ensemble = Ensemble(root, size=args.size, tick_ms=args.tick_ms).start()
     print(f"zookeeper: {ensemble.hosts}", flush=True)
