@@ -152,6 +152,9 @@ class _OfferRec:
 @dataclass(slots=True)
 class _FrameworkRuntime:
     peer: bytes | None = None
+    #: known from the log and not yet back since this master took over: its offers
+    #: from the previous leader stay valid when it re-subscribes
+    recovered: bool = False
     #: when a disconnected framework is removed (None while connected)
     deadline: float | None = None
     offers: set[str] = field(default_factory=set)
@@ -333,10 +336,28 @@ class MasterCore:
             self.allocator.activate_agent(agent.agent_id, False)
         for info in self.state.frameworks.values():
             grace = max(info.failover_timeout, self.config.reregister_timeout)
-            self._frameworks[info.framework_id] = _FrameworkRuntime(deadline=now + grace)
+            self._frameworks[info.framework_id] = _FrameworkRuntime(
+                deadline=now + grace, recovered=True
+            )
             self.allocator.add_framework(
                 info.framework_id, info.roles, info.capabilities, active=False
             )
+        for offer_id, offer in self.state.offers.items():
+            fw_rt = self._frameworks.get(offer["framework_id"])
+            ag_rt = self._agents.get(offer["agent_id"])
+            try:
+                resources = Resources.parse(offer["resources"])
+            except ResourceError:
+                continue
+            if fw_rt is None or ag_rt is None:
+                continue
+            # The offer keeps its id; its expiry restarts from the take-over.
+            self._offers[offer_id] = _OfferRec(offer_id, offer["framework_id"],
+                                               offer["agent_id"], offer["role"], resources, now)
+            fw_rt.offers.add(offer_id)
+            ag_rt.offers.add(offer_id)
+            self.allocator.allocate_to(offer["framework_id"], offer["role"], offer["agent_id"],
+                                       resources)
         for rec in self.state.tasks.values():
             self._allocate_task(rec)
 
@@ -603,9 +624,14 @@ class MasterCore:
             )
         rt = self._frameworks.setdefault(framework_id, _FrameworkRuntime())
         rt.deadline = None
-        # Offers made to a previous connection are void: take them back quietly.
-        for offer_id in list(rt.offers):
-            self._remove_offer(offer_id)
+        if rt.recovered:
+            # Back after a master failover: the previous leader's offers still hold.
+            rt.recovered = False
+        else:
+            # A new scheduler connection (framework failover): the offers made to the
+            # previous one are void. Take them back quietly.
+            for offer_id in list(rt.offers):
+                self._remove_offer(offer_id)
         self._bind(peer, "framework", framework_id, now)
         self.allocator.add_framework(framework_id, roles, info.capabilities, active=True)
         self._allocate_pending = True
@@ -1060,6 +1086,10 @@ class MasterCore:
             self._offers[offer_id] = _OfferRec(
                 offer_id, alloc.framework_id, alloc.agent_id, alloc.role, alloc.resources, now
             )
+            # Write ahead: the offer is in the log before the framework hears of it.
+            self._commit({"op": "offer_made", "offer_id": offer_id,
+                          "framework_id": alloc.framework_id, "agent_id": alloc.agent_id,
+                          "role": alloc.role, "resources": str(alloc.resources), "time": now})
             fw_rt.offers.add(offer_id)
             self._agents[alloc.agent_id].offers.add(offer_id)
             by_framework.setdefault(alloc.framework_id, []).append(
@@ -1095,6 +1125,7 @@ class MasterCore:
         offer = self._offers.pop(offer_id, None)
         if offer is None:
             return None
+        self._commit({"op": "offer_removed", "offer_id": offer_id})
         fw_rt = self._frameworks.get(offer.framework_id)
         if fw_rt is not None:
             fw_rt.offers.discard(offer_id)

@@ -77,6 +77,9 @@ class MasterState:
         self.quotas: dict[str, tuple[str, str]] = {}
         #: agent id -> its dynamic reservations (resource text, reserved form)
         self.reservations: dict[str, str] = {}
+        #: outstanding offers, so that a new leader honours what the old one offered:
+        #: offer id -> {framework_id, agent_id, role, resources}
+        self.offers: dict[str, dict[str, str]] = {}
         # Secondary index: agent_id -> keys of its active tasks.
         self.tasks_by_agent: dict[str, set[TaskKey]] = {}
         self._ops: dict[str, Callable[[Record], None]] = {
@@ -90,6 +93,8 @@ class MasterState:
             "quota_set": self._quota_set,
             "quota_removed": self._quota_removed,
             "reservations_set": self._reservations_set,
+            "offer_made": self._offer_made,
+            "offer_removed": self._offer_removed,
         }
 
     # ----------------------------------------------------------------- apply
@@ -182,6 +187,14 @@ class MasterState:
     def _quota_removed(self, record: Record) -> None:
         self.quotas.pop(record["role"], None)
 
+    def _offer_made(self, record: Record) -> None:
+        self.offers[record["offer_id"]] = {
+            k: record[k] for k in ("framework_id", "agent_id", "role", "resources")
+        }
+
+    def _offer_removed(self, record: Record) -> None:
+        self.offers.pop(record["offer_id"], None)
+
     def _reservations_set(self, record: Record) -> None:
         if record["reserved"]:
             self.reservations[record["agent_id"]] = record["reserved"]
@@ -230,6 +243,7 @@ class MasterState:
             "weights": dict(self.weights),
             "quotas": {role: list(q) for role, q in self.quotas.items()},
             "reservations": dict(self.reservations),
+            "offers": {k: dict(v) for k, v in self.offers.items()},
         }
 
     @classmethod
@@ -262,4 +276,5 @@ class MasterState:
         state.weights.update(data.get("weights", {}))
         state.quotas.update({r: (q[0], q[1]) for r, q in data.get("quotas", {}).items()})
         state.reservations.update(data.get("reservations", {}))
+        state.offers.update(data.get("offers", {}))
         return state

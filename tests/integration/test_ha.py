@@ -80,3 +80,39 @@ def test_failover_keeps_state_and_clients_follow_the_leader(
         assert third.stdout == "three\n", third.stderr
     finally:
         detector.close()
+
+
+def test_an_offer_from_the_old_leader_is_honoured_by_the_new_one(
+    cluster: Cluster, zookeeper: Ensemble, tmp_path: Path
+) -> None:
+    from mesos_zmq.protocol import FrameworkInfo, TaskInfo
+    from mesos_zmq.scheduler import SchedulerDriver
+    from tests.integration.recording import Recorder
+
+    zk_url = f"zk://{zookeeper.hosts}/ha-{tmp_path.name}"
+    masters = start_masters(cluster, zk_url, 2)
+    detector = LeaderDetector(zk_url, session_timeout=2.0)
+    rec = Recorder()
+    driver = SchedulerDriver(rec, FrameworkInfo(name="patient", failover_timeout=60), zk_url)
+    try:
+        detector.wait(30)
+        cluster.master_url = zk_url
+        cluster.start_agent()
+        cluster.wait_agents(1)
+        driver.start()
+        held = wait_until(lambda: list(rec.offers.values()), 15, what="an offer")[0]
+        old_port = leader_port(detector)
+        next(m for m in masters if str(old_port) in " ".join(m.args)).stop(signal.SIGKILL)
+        wait_until(lambda: rec.reregistered_count >= 1, 20, what="framework re-subscribed")
+        cluster.wait_agents(1, timeout=20)
+        assert leader_port(detector) != old_port
+        driver.launch_tasks([held.offer_id], [TaskInfo(
+            task_id="late", agent_id=held.agent_id, resources="cpus:0.1;mem:16",
+            command="echo honoured")])
+        wait_until(lambda: "TASK_FINISHED" in rec.states("late"), 15,
+                   what="task launched from the old leader's offer")
+        assert not rec.errors
+    finally:
+        driver.stop()
+        driver.join(10)
+        detector.close()

@@ -513,7 +513,10 @@ def test_reserve_through_accept_is_logged_offered_only_to_the_role_and_survives(
     assert list(got.values()) == ["cpus:2;mem:3072"]
     # A restarted master keeps the reservation and re-applies it on re-registration.
     h2 = Harness(log=h.log)
-    assert h2.core.allocator.free(agent_id).contains(Resources.parse("cpus(eng):1"))
+    # Outstanding offers survive too (the eng leftover holds the reserved cpus).
+    assert set(h2.core.state.offers) == set(h.core.state.offers) and h2.core.state.offers
+    held = [Resources.parse(o["resources"]) for o in h2.core.state.offers.values()]
+    assert any(r.contains(Resources.parse("cpus(eng):1")) for r in held)
     h2.send(b"a2", ReregisterAgent(agent_id=agent_id, hostname="h1",
                                    resources="cpus:4;mem:4096"), 1)
     assert h2.core.state.reservations[agent_id] == "cpus(eng):2;mem(eng):1024"
@@ -565,3 +568,26 @@ def test_operator_reserve_and_unreserve() -> None:
     assert isinstance(reply, OperatorReply)
     assert h.core.allocator.free(agent_id) == Resources.parse("cpus:4;mem:4096")
     assert agent_id not in h.core.state.reservations
+
+
+def test_a_new_leader_honours_offers_made_by_the_previous_one() -> None:
+    h = Harness()
+    agent_id = h.register_agent()
+    fid = h.subscribe()
+    (offer,) = h.offers_to(FW, 0)
+    # The master dies; a new one recovers from the log.
+    h2 = Harness(log=h.log, now=50.0)
+    h2.send(b"agent2", ReregisterAgent(agent_id=agent_id, hostname="h1",
+                                       resources="cpus:4;mem:4096"), 50)
+    assert h2.subscribe(peer=b"fw2", framework_id=fid, now=50) == fid
+    assert h2.offers_to(b"fw2", 50.1) == []  # the old offer still holds everything
+    replies = h2.send(b"fw2", Accept(framework_id=fid, offer_ids=[offer.offer_id],
+                                     tasks=[task("t1", agent_id)]), 50.2)
+    assert not [m for m in replies if isinstance(m, Error)], replies
+    assert of_type(h2.sent, RunTasks)[-1].tasks[0].task_id == "t1"
+    # A framework failing over to a new scheduler connection on the same master
+    # does not inherit the old connection's offers.
+    (fresh,) = h2.offers_to(b"fw2", 56.0)
+    h2.subscribe(peer=b"fw3", framework_id=fid, now=56.1)
+    replies = h2.send(b"fw3", Accept(framework_id=fid, offer_ids=[fresh.offer_id]), 56.2)
+    assert [m.code for m in replies if isinstance(m, Error)] == ["invalid"]
