@@ -6,7 +6,7 @@ as fast as offers allow. Prints throughput (tasks/s from the first launch to the
 terminal update) and offer-to-RUNNING latency percentiles, then the command to
 reproduce. Nothing here asserts: figures are for humans to compare.
 
-    python tools/bench_launch.py [--tasks 2000] [--agents 2] [--no-fsync]
+    python tools/bench_launch.py [--tasks 2000] [--agents 2] [--no-fsync] [--zk]
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ from mesos_zmq.protocol import FrameworkInfo, Offer, TaskInfo, TaskStatus  # noq
 from mesos_zmq.resources import Resources  # noqa: E402
 from mesos_zmq.scheduler import Scheduler, SchedulerDriver  # noqa: E402
 from mesos_zmq.tasks import TERMINAL  # noqa: E402
+from mesos_zmq.testing.zookeeper import Ensemble  # noqa: E402
 from tests.cluster import Cluster  # noqa: E402
 
 TASK_RES = Resources.parse("cpus:0.01;mem:1")
@@ -80,33 +81,37 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[index]
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--tasks", type=int, default=2000)
-    parser.add_argument("--agents", type=int, default=2)
-    parser.add_argument("--no-fsync", action="store_true", help="skip fsync of the master log")
-    parser.add_argument("--timeout", type=float, default=600.0)
-    args = parser.parse_args()
-
-    with tempfile.TemporaryDirectory(prefix="bench-launch-") as tmp:
-        master_args = ["--allocation-interval", "0.1"] + (["--no-fsync"] if args.no_fsync else [])
-        cluster = Cluster(Path(tmp), master_args=master_args)
-        try:
-            cluster.start_master()
-            for _ in range(args.agents):
-                cluster.start_agent(resources="cpus:1000;mem:1000000;disk:10000")
-            cluster.wait_agents(args.agents)
-            scheduler = Launcher(args.tasks)
-            driver = SchedulerDriver(scheduler, FrameworkInfo(name="bench-launch"),
-                                     cluster.master_url)
-            driver.start()
-            finished = scheduler.done.wait(args.timeout)
-            driver.stop()
-        finally:
-            cluster.stop()
+def measure(root: Path, args: argparse.Namespace, zk_hosts: str | None) -> Launcher | None:
+    """One run: a fresh cluster, ``args.tasks`` tasks; None on timeout."""
+    master_args = ["--allocation-interval", "0.1"] + (["--no-fsync"] if args.no_fsync else [])
+    if zk_hosts is not None:
+        master_args += ["--zk", f"zk://{zk_hosts}/bench-{root.name}", "--zk-session-timeout",
+                        "2"]
+    root.mkdir(parents=True, exist_ok=True)
+    cluster = Cluster(root, master_args=master_args)
+    try:
+        cluster.start_master()
+        if zk_hosts is not None:
+            cluster.master_url = f"zk://{zk_hosts}/bench-{root.name}"
+        for _ in range(args.agents):
+            cluster.start_agent(resources="cpus:1000;mem:1000000;disk:10000")
+        cluster.wait_agents(args.agents)
+        scheduler = Launcher(args.tasks)
+        driver = SchedulerDriver(scheduler, FrameworkInfo(name="bench-launch"),
+                                 cluster.master_url)
+        driver.start()
+        finished = scheduler.done.wait(args.timeout)
+        driver.stop()
+        driver.join(10)
+    finally:
+        cluster.stop()
     if not finished:
         print(f"timed out: {len(scheduler.ended)}/{args.tasks} tasks ended", file=sys.stderr)
-        return 1
+        return None
+    return scheduler
+
+
+def report(label: str, scheduler: Launcher, tasks: int) -> float:
     elapsed = scheduler.last_end - scheduler.first_launch
     latencies = [
         (scheduler.running_at[t] - scheduler.offer_seen[t]) * 1000
@@ -115,13 +120,44 @@ def main() -> int:
     states: dict[str, int] = {}
     for state in scheduler.ended.values():
         states[state] = states.get(state, 0) + 1
-    print(f"tasks: {args.tasks} on {args.agents} agents; final states {states}")
-    print(f"throughput: {args.tasks / elapsed:.0f} tasks/s ({elapsed:.2f} s)")
+    rate = tasks / elapsed
+    print(f"[{label}] final states {states}")
+    print(f"[{label}] throughput: {rate:.0f} tasks/s ({elapsed:.2f} s)")
     if latencies:
-        print(f"offer-to-RUNNING latency: p50 {statistics.median(latencies):.1f} ms, "
+        print(f"[{label}] offer-to-RUNNING latency: p50 {statistics.median(latencies):.1f} ms, "
               f"p99 {percentile(latencies, 99):.1f} ms")
+    return rate
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--tasks", type=int, default=2000)
+    parser.add_argument("--agents", type=int, default=2)
+    parser.add_argument("--no-fsync", action="store_true", help="skip fsync of the master log")
+    parser.add_argument("--zk", action="store_true",
+                        help="also run with replicated masters (a local ZooKeeper) and "
+                             "compare with the single master in the same run")
+    parser.add_argument("--timeout", type=float, default=600.0)
+    args = parser.parse_args()
+
+    print(f"tasks: {args.tasks} `true` tasks on {args.agents} agents")
+    with tempfile.TemporaryDirectory(prefix="bench-launch-") as tmp:
+        single = measure(Path(tmp) / "single", args, None)
+        if single is None:
+            return 1
+        single_rate = report("single master, directory log", single, args.tasks)
+        if args.zk:
+            ensemble = Ensemble(Path(tmp) / "zk", size=1).start()
+            try:
+                replicated = measure(Path(tmp) / "replicated", args, ensemble.hosts)
+            finally:
+                ensemble.stop()
+            if replicated is None:
+                return 1
+            zk_rate = report("replicated masters, ZooKeeper log", replicated, args.tasks)
+            print(f"ZooKeeper / single throughput: {zk_rate / single_rate:.2f}")
     flags = f" --tasks {args.tasks} --agents {args.agents}" + (
-        " --no-fsync" if args.no_fsync else "")
+        " --no-fsync" if args.no_fsync else "") + (" --zk" if args.zk else "")
     print(f"reproduce: python tools/bench_launch.py{flags}")
     return 0
 
