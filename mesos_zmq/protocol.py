@@ -2,14 +2,17 @@
 
 Theory of operation
 -------------------
-Every ZeroMQ frame that carries a message is a msgpack array of four items::
+Every ZeroMQ frame that carries a message is a msgpack array of four items, or five
+when a master sends it::
 
     [version, type, request_id, body]
+    [version, type, request_id, body, epoch]
 
 ``version`` is :data:`PROTOCOL_VERSION`; ``type`` is the tag of a record registered
 below with :func:`message`; ``request_id`` is a string chosen by the sender (empty
 when the message is not a request) and echoed in the ``in_reply_to`` field of an
-:class:`Error`; ``body`` is a map from field name to value.
+:class:`Error`; ``body`` is a map from field name to value; ``epoch`` is the sending
+master's leadership term, so that clients can ignore a deposed leader.
 
 Records are frozen, slotted dataclasses. Decoding validates every field against the
 record's annotations (``int`` never accepts ``bool``, ``float`` accepts ``int``,
@@ -664,16 +667,21 @@ def from_plain(cls: type[_R], body: dict[str, Any]) -> _R:
 
 @dataclass(frozen=True, slots=True)
 class Envelope:
-    """A decoded frame: the message and the request id it carried."""
+    """A decoded frame: the message, the request id it carried, the sender's epoch."""
 
     message: Message
     request_id: str = ""
+    #: the leadership term of the master that sent it (0 from anyone else)
+    epoch: int = 0
 
 
-def encode(msg: Message, request_id: str = "") -> bytes:
-    """Serialize one message into one frame."""
+def encode(msg: Message, request_id: str = "", epoch: int = 0) -> bytes:
+    """Serialize one message into one frame; masters stamp their epoch."""
     body = to_plain(msg)
-    frame: bytes = msgpack.packb([PROTOCOL_VERSION, msg.TYPE, request_id, body], use_bin_type=True)
+    envelope = [PROTOCOL_VERSION, msg.TYPE, request_id, body]
+    if epoch:
+        envelope.append(epoch)
+    frame: bytes = msgpack.packb(envelope, use_bin_type=True)
     return frame
 
 
@@ -706,9 +714,14 @@ def peek_request_id(frame: bytes) -> str:
 
 def decode_plain(raw: Any) -> Envelope:
     """Validate an already unpacked envelope."""
-    if not isinstance(raw, list) or len(raw) != 4:
-        raise ProtocolError("malformed", "envelope must be [version, type, request_id, body]")
-    version, tag, request_id, body = raw
+    if not isinstance(raw, list) or len(raw) not in (4, 5):
+        raise ProtocolError(
+            "malformed", "envelope must be [version, type, request_id, body(, epoch)]"
+        )
+    version, tag, request_id, body = raw[:4]
+    epoch = raw[4] if len(raw) == 5 else 0
+    if not isinstance(epoch, int) or isinstance(epoch, bool) or epoch < 0:
+        raise ProtocolError("malformed", "envelope epoch must be a non-negative integer")
     if not isinstance(version, int) or isinstance(version, bool):
         raise ProtocolError("malformed", "envelope version must be an integer")
     if version != PROTOCOL_VERSION:
@@ -730,7 +743,7 @@ def decode_plain(raw: Any) -> Envelope:
         raise
     except (TypeError, ValueError, RecursionError) as exc:
         raise ProtocolError("bad_field", f"{tag}: {exc}") from None
-    return Envelope(msg, request_id)
+    return Envelope(msg, request_id, epoch)
 
 
 def error_frame(exc: ProtocolError, request_id: str = "") -> bytes:

@@ -93,6 +93,9 @@ class ClientSocket:
         self.context = context
         self.address = normalize_address(address)
         self.socket = self._open()
+        #: the highest master epoch heard; anything from a lower one is a deposed leader
+        self.max_epoch = 0
+        self.ignored_stale = 0
 
     def _open(self) -> zmq.Socket[bytes]:
         sock: zmq.Socket[bytes] = self.context.socket(zmq.DEALER)
@@ -136,10 +139,18 @@ class ClientSocket:
                 return
             for frame in frames:
                 try:
-                    yield decode(frame)
+                    envelope = decode(frame)
                 except ProtocolError as exc:
                     log.warning("undecodable frame from master", code=exc.code,
                                 error=exc.message[:200])
+                    continue
+                if envelope.epoch:
+                    if envelope.epoch < self.max_epoch:
+                        # A deposed leader still talking: nothing it says counts.
+                        self.ignored_stale += 1
+                        continue
+                    self.max_epoch = envelope.epoch
+                yield envelope
 
     def poll(self, timeout_ms: int) -> bool:
         return bool(self.socket.poll(timeout_ms, zmq.POLLIN))

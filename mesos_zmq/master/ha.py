@@ -114,7 +114,8 @@ def run_master_ha(config: MasterConfig) -> int:
             return "pause" if suspended.is_set() else None
 
         config.master_id = member_id
-        server = MasterServer(config, replicated_log=zk_log, state=state, guard=guard)
+        server = MasterServer(config, replicated_log=zk_log, state=state, guard=guard,
+                              epoch=epoch)
         contender.publish({
             "id": member_id,
             "address": advertised_address(config),

@@ -52,6 +52,10 @@ class ReplicatedLog(Protocol):
         """Durably append one batch; returns only once it is safe to speak about it."""
         ...
 
+    def claim_epoch(self) -> int:
+        """Start a new leadership term; returns its epoch (strictly increasing)."""
+        ...
+
     def write_snapshot(self, snapshot: dict[str, Any]) -> None:
         """Replace everything appended so far with ``snapshot`` (compaction)."""
         ...
@@ -69,6 +73,11 @@ class MemoryLog:
         self.snapshot: dict[str, Any] | None = None
         self.records: list[Record] = []
         self.appends = 0
+        self.epoch = 0
+
+    def claim_epoch(self) -> int:
+        self.epoch += 1
+        return self.epoch
 
     def recover(self) -> Recovered:
         return Recovered(self.snapshot, list(self.records))
@@ -100,6 +109,7 @@ class DirectoryLog:
     LOG_NAME = "log.bin"
     SNAPSHOT_NAME = "snapshot.bin"
     LOCK_NAME = "lock"
+    EPOCH_NAME = "epoch"
 
     def __init__(self, path: str | os.PathLike[str], fsync: bool = True) -> None:
         self.path = Path(path)
@@ -119,6 +129,26 @@ class DirectoryLog:
             ) from None
         self._count = 0
         self._log_fd = -1
+
+    def claim_epoch(self) -> int:
+        """Bump the epoch kept beside the log (a restarted master is a new term)."""
+        path = self.path / self.EPOCH_NAME
+        try:
+            current = int(path.read_text().strip() or 0) if path.exists() else 0
+        except (OSError, ValueError) as exc:
+            raise LogError(f"cannot read {path}: {exc}") from None
+        epoch = current + 1
+        tmp = path.with_suffix(".tmp")
+        try:
+            with open(tmp, "w") as handle:
+                handle.write(f"{epoch}\n")
+                handle.flush()
+                if self.fsync:
+                    os.fsync(handle.fileno())
+            os.replace(tmp, path)
+        except OSError as exc:
+            raise LogError(f"cannot write {path}: {exc}") from None
+        return epoch
 
     # ----------------------------------------------------------------- reading
     def recover(self) -> Recovered:

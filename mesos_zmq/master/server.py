@@ -119,6 +119,7 @@ class MasterServer:
         replicated_log: ReplicatedLog | None = None,
         state: MasterState | None = None,
         guard: Callable[[], str | None] | None = None,
+        epoch: int | None = None,
     ) -> None:
         """``state``: already recovered from ``replicated_log`` (a hot standby's copy).
 
@@ -157,6 +158,9 @@ class MasterServer:
                 for role, text in config.role_min_allocatable.items()),
         )
         self.core = MasterCore(core_config, new_id, state, now=time.monotonic())
+        # Every message this master sends carries its term, so clients can tell a
+        # deposed leader from the current one.
+        self.epoch = epoch if epoch is not None else self.log.claim_epoch()
         self.context: zmq.Context[zmq.Socket[bytes]] = zmq.Context()
         self.server = ServerSocket(self.context, config.bind_address, config.max_frame_bytes)
         self.address = self.server.address
@@ -165,6 +169,7 @@ class MasterServer:
             "master started",
             master_id=self.master_id,
             address=self.address,
+            epoch=self.epoch,
             frameworks=len(state.frameworks),
             agents=len(state.agents),
             active_tasks=len(state.tasks),
@@ -244,7 +249,7 @@ class MasterServer:
             if self.log.records_since_snapshot >= SNAPSHOT_EVERY:
                 self.log.write_snapshot(self.core.state.snapshot())
         for peer, msg, request_id in ready.messages:
-            self.server.send(peer, encode(msg, request_id))
+            self.server.send(peer, encode(msg, request_id, self.epoch))
 
     def close(self) -> None:
         self.server.close()

@@ -116,3 +116,64 @@ def test_an_offer_from_the_old_leader_is_honoured_by_the_new_one(
         driver.stop()
         driver.join(10)
         detector.close()
+
+
+def test_clients_ignore_a_lower_epoch() -> None:
+    import zmq
+
+    from mesos_zmq.protocol import Heartbeat, Rescind, encode
+    from mesos_zmq.transport import ClientSocket
+
+    ctx: zmq.Context[zmq.Socket[bytes]] = zmq.Context()
+    router = ctx.socket(zmq.ROUTER)
+    router.setsockopt(zmq.LINGER, 0)
+    port = router.bind_to_random_port("tcp://127.0.0.1")
+    client = ClientSocket(ctx, f"tcp://127.0.0.1:{port}")
+    try:
+        client.send(encode(Heartbeat()))
+        identity, _ = router.recv_multipart()
+        for epoch, offer_id in ((2, "new"), (1, "from-the-deposed-leader"), (3, "newer")):
+            router.send_multipart([identity, encode(Rescind(offer_id=offer_id), "", epoch)])
+        got: list[str] = []
+        deadline = time.monotonic() + 5
+        while len(got) < 2 and time.monotonic() < deadline:
+            if client.poll(100):
+                got += [e.message.offer_id for e in client.receive_all()  # type: ignore[attr-defined]
+                        if isinstance(e.message, Rescind)]
+        assert got == ["new", "newer"] and client.ignored_stale == 1
+    finally:
+        client.close()
+        router.close()
+        ctx.term()
+
+
+def test_a_paused_deposed_leader_cannot_commit_and_steps_down(
+    cluster: Cluster, zookeeper: Ensemble, tmp_path: Path
+) -> None:
+    from mesos_zmq.master.ha import EXIT_FENCED, EXIT_SESSION_LOST
+
+    zk_url = f"zk://{zookeeper.hosts}/ha-{tmp_path.name}"
+    masters = start_masters(cluster, zk_url, 2)
+    detector = LeaderDetector(zk_url, session_timeout=2.0)
+    try:
+        detector.wait(30)
+        cluster.master_url = zk_url
+        cluster.start_agent()
+        cluster.wait_agents(1)
+        old_port = leader_port(detector)
+        old = next(m for m in masters if str(old_port) in " ".join(m.args))
+        old.send_signal(signal.SIGSTOP)
+        wait_until(lambda: detector.current() is not None and leader_port(detector) != old_port,
+                   15, what="a new leader while the old one is paused")
+        cluster.wait_agents(1, timeout=20)  # the agent followed the new leader
+        old.send_signal(signal.SIGCONT)
+        assert old.popen is not None
+        # On resuming it learns its session expired (or its next write is fenced by the
+        # new epoch: see test_zk_log) and steps down instead of serving.
+        assert old.popen.wait(15) in (EXIT_SESSION_LOST, EXIT_FENCED)
+        text = old.log_path.read_text()
+        assert "stepping down" in text or "session lost" in text
+        out = cluster.cli("run", "--master", zk_url, "--", "sh", "-c", "echo still")
+        assert out.stdout == "still\n", out.stderr
+    finally:
+        detector.close()
