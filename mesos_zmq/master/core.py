@@ -498,15 +498,27 @@ class MasterCore:
                     agent_id,
                     KillTask(framework_id=report.framework_id, task_id=report.task.task_id),
                 )
+        relaunch: dict[str, list[TaskInfo]] = {}
         for rec in self.state.active_tasks_on(agent_id):
-            if (rec.framework_id, rec.task_id) not in reported:
-                self._master_task_update(
-                    rec,
-                    TaskState.LOST,
-                    "REASON_AGENT_RESTARTED",
-                    "Task is unknown to the agent after it re-registered",
-                    now,
-                )
+            if (rec.framework_id, rec.task_id) in reported:
+                continue
+            if rec.state == TaskState.STAGING:
+                # Committed but never delivered (the previous leader died between its
+                # commit and its send): deliver it now. The agent ignores task ids it
+                # already knows, so this cannot launch anything twice.
+                relaunch.setdefault(rec.framework_id, []).append(rec.task)
+                continue
+            self._master_task_update(
+                rec,
+                TaskState.LOST,
+                "REASON_AGENT_RESTARTED",
+                "Task is unknown to the agent after it re-registered",
+                now,
+            )
+        for framework_id, tasks in relaunch.items():
+            info = self.state.frameworks.get(framework_id)
+            self._send_agent(agent_id, RunTasks(framework_id=framework_id, tasks=tasks,
+                                                framework_name=info.name if info else ""))
 
     def _on_heartbeat(self, peer: bytes, msg: Heartbeat, rid: str, now: float) -> None:
         if peer not in self._peers:
@@ -662,6 +674,9 @@ class MasterCore:
         fid = msg.framework_id
         if not self._framework_peer_ok(peer, fid, rid):
             return
+        if rid and rid in self.state.requests_done:
+            self._count("duplicate_requests")
+            return  # a retry of an accept already applied (maybe by a previous leader)
         problem = self._accept_check(fid, msg)
         conversions: list[tuple[Resources, Resources]] = []
         if problem is None and msg.operations:
@@ -712,6 +727,8 @@ class MasterCore:
                 }
             )
             launched.append(task)
+        if rid:
+            self._commit({"op": "request_done", "request_id": rid})
         refuse_until = now + msg.refuse_seconds if msg.refuse_seconds > 0 else None
         self.allocator.recover(fid, role, agent_id, remaining, refuse_until)
         self._allocate_pending = True

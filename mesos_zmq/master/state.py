@@ -25,6 +25,8 @@ Record = dict[str, Any]
 #: How many finished tasks and removed frameworks/agents the master remembers.
 COMPLETED_TASKS_LIMIT = 10_000
 REMOVED_LIMIT = 1_000
+#: how many applied request ids are remembered for deduplication
+REQUESTS_LIMIT = 100_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,6 +82,8 @@ class MasterState:
         #: outstanding offers, so that a new leader honours what the old one offered:
         #: offer id -> {framework_id, agent_id, role, resources}
         self.offers: dict[str, dict[str, str]] = {}
+        #: request ids of accepts already applied, so a retry has no second effect
+        self.requests_done: OrderedDict[str, None] = OrderedDict()
         # Secondary index: agent_id -> keys of its active tasks.
         self.tasks_by_agent: dict[str, set[TaskKey]] = {}
         self._ops: dict[str, Callable[[Record], None]] = {
@@ -95,6 +99,7 @@ class MasterState:
             "reservations_set": self._reservations_set,
             "offer_made": self._offer_made,
             "offer_removed": self._offer_removed,
+            "request_done": self._request_done,
         }
 
     # ----------------------------------------------------------------- apply
@@ -195,6 +200,11 @@ class MasterState:
     def _offer_removed(self, record: Record) -> None:
         self.offers.pop(record["offer_id"], None)
 
+    def _request_done(self, record: Record) -> None:
+        self.requests_done[record["request_id"]] = None
+        while len(self.requests_done) > REQUESTS_LIMIT:
+            self.requests_done.popitem(last=False)
+
     def _reservations_set(self, record: Record) -> None:
         if record["reserved"]:
             self.reservations[record["agent_id"]] = record["reserved"]
@@ -244,6 +254,7 @@ class MasterState:
             "quotas": {role: list(q) for role, q in self.quotas.items()},
             "reservations": dict(self.reservations),
             "offers": {k: dict(v) for k, v in self.offers.items()},
+            "requests_done": list(self.requests_done),
         }
 
     @classmethod
@@ -277,4 +288,5 @@ class MasterState:
         state.quotas.update({r: (q[0], q[1]) for r, q in data.get("quotas", {}).items()})
         state.reservations.update(data.get("reservations", {}))
         state.offers.update(data.get("offers", {}))
+        state.requests_done.update((r, None) for r in data.get("requests_done", []))
         return state

@@ -42,6 +42,7 @@ from typing import Any
 
 from mesos_zmq.heartbeat import HeartbeatMonitor
 from mesos_zmq.protocol import (
+    Accept,
     Acknowledge,
     Error,
     FileData,
@@ -58,6 +59,10 @@ from mesos_zmq.protocol import (
     Teardown,
 )
 
+#: how many times an unconfirmed accept is sent again after re-subscriptions
+MAX_ACCEPT_RESENDS = 3
+#: accepts remembered for re-sending at most
+UNCONFIRMED_LIMIT = 10_000
 #: seconds between Subscribe attempts while unanswered
 SUBSCRIBE_RETRY = 1.0
 #: heartbeat settings assumed until the master announces its own
@@ -132,6 +137,11 @@ class DriverCore:
         self._seen: OrderedDict[tuple[str, str], bool] = OrderedDict()
         self._seen_limit = seen_limit
         self._reads: set[str] = set()
+        #: accepts whose effect we have not seen yet: request id -> (accept, resends).
+        #: They are sent again, with the same request id, after a re-subscription (the
+        #: master may have died before committing them); the master ignores a request
+        #: id it has already applied, so each accept has exactly one effect.
+        self._unconfirmed: OrderedDict[str, tuple[Accept, int]] = OrderedDict()
 
     # ----------------------------------------------------------------- connection
     def connected(self, now: float) -> list[Action]:
@@ -226,11 +236,33 @@ class DriverCore:
         info = {"framework_id": msg.framework_id, "reregistered": msg.reregistered}
         if not self._registered_once:
             self._registered_once = True
-            return [Call("registered", (msg.framework_id, info))]
-        return [Call("reregistered", (info,))]
+            actions: list[Action] = [Call("registered", (msg.framework_id, info))]
+        else:
+            actions = [Call("reregistered", (info,))]
+        return actions + self._resend_unconfirmed()
+
+    def _resend_unconfirmed(self) -> list[Action]:
+        actions: list[Action] = []
+        for request_id, (accept, resends) in list(self._unconfirmed.items()):
+            if resends >= MAX_ACCEPT_RESENDS:
+                del self._unconfirmed[request_id]
+                continue
+            self._unconfirmed[request_id] = (accept, resends + 1)
+            actions.append(Send(replace(accept, framework_id=self.framework_id), request_id))
+        return actions
+
+    def _confirm(self, task_id: str = "", request_id: str = "") -> None:
+        if request_id:
+            self._unconfirmed.pop(request_id, None)
+        if task_id:
+            for rid, (accept, _) in list(self._unconfirmed.items()):
+                if any(t.task_id == task_id for t in accept.tasks):
+                    del self._unconfirmed[rid]
 
     def _on_error(self, msg: Error, now: float) -> list[Action]:
         actions: list[Action] = []
+        if msg.in_reply_to and msg.code != "not_registered":
+            self._confirm(request_id=msg.in_reply_to)  # refused: nothing to retry
         if msg.in_reply_to and msg.in_reply_to in self._reads:
             self._reads.discard(msg.in_reply_to)
             actions.append(FileReply(msg.in_reply_to, msg))
@@ -256,6 +288,8 @@ class DriverCore:
         return actions
 
     def _on_update(self, status: TaskStatus) -> list[Action]:
+        if self._unconfirmed:
+            self._confirm(task_id=status.task_id)
         if not status.uuid:
             return [Call("status_update", (status,))]  # informational: no ack, no dedup
         key = (status.task_id, status.uuid)
@@ -285,10 +319,28 @@ class DriverCore:
 
     # ----------------------------------------------------------------- outbound
     def request(self, msg: Message) -> list[Action]:
-        """A user request; dropped (empty result) when not subscribed."""
-        if not self.subscribed or self.stopped:
+        """A user request; dropped (empty result) when not subscribed.
+
+        Accepts that launch tasks are the exception: they are kept until their effect
+        shows (a status update for one of their tasks, or an error) and sent again
+        after a re-subscription, so an accept caught by a master failover still lands.
+        """
+        if self.stopped:
             return []
-        return [Send(msg, self._new_id())]
+        request_id = self._new_id()
+        if isinstance(msg, Accept) and msg.tasks:
+            self._unconfirmed[request_id] = (msg, 0)
+            while len(self._unconfirmed) > UNCONFIRMED_LIMIT:
+                self._unconfirmed.popitem(last=False)
+            if not self.subscribed:
+                return []  # kept: it goes out once subscribed
+        if not self.subscribed:
+            return []
+        return [Send(msg, request_id)]
+
+    def keeps(self, request_id_or_msg: Message) -> bool:
+        """True when a request that could not be sent now is kept for later."""
+        return isinstance(request_id_or_msg, Accept) and bool(request_id_or_msg.tasks)
 
     def acknowledge(self, status: TaskStatus) -> list[Action]:
         """An explicit acknowledgement; remembered so that a retried update is re-acked."""

@@ -336,7 +336,10 @@ class SchedulerDriver:
         def do() -> None:
             msg = build()
             actions = self._core.request(msg)
-            if not actions:
+            if not actions and self._core.keeps(msg):
+                self._log.info("request kept until subscribed to the master",
+                               request=msg.TYPE)
+            elif not actions:
                 self._log.warning("request dropped: not subscribed to the master",
                                   request=msg.TYPE)
             self._execute(actions)

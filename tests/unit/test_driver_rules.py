@@ -125,3 +125,40 @@ def test_teardown_sends_teardown_and_stops() -> None:
     (send,) = core.teardown()
     assert isinstance(send, Send) and isinstance(send.message, Teardown)
     assert core.stopped and core.tick(100) == []
+
+
+def test_unconfirmed_accepts_are_resent_after_resubscribing_until_their_effect_shows() -> None:
+    from mesos_zmq.protocol import Accept, TaskInfo
+
+    core = make()
+    subscribed(core)
+    launch = Accept(framework_id="F1", offer_ids=["o1"], tasks=[
+        TaskInfo(task_id="t1", agent_id="A1", resources="cpus:1", command="true")])
+    (first,) = core.request(launch)
+    assert isinstance(first, Send)
+    # The master fails over before applying it: the accept goes again, same request id.
+    core.connected(5)
+    actions = core.handle(Subscribed(framework_id="F1", heartbeat_interval=1.0,
+                                     missed_heartbeats=3, reregistered=True), "", 5)
+    resent = [a for a in actions if isinstance(a, Send) and isinstance(a.message, Accept)]
+    assert [a.request_id for a in resent] == [first.request_id]
+    # Once an update for its task arrives it is confirmed and never sent again.
+    core.handle(StatusUpdate(status=status()), "", 6)
+    core.connected(7)
+    actions = core.handle(Subscribed(framework_id="F1", heartbeat_interval=1.0,
+                                     missed_heartbeats=3, reregistered=True), "", 7)
+    assert not [a for a in actions if isinstance(a, Send) and isinstance(a.message, Accept)]
+
+
+def test_an_accept_made_while_disconnected_waits_for_the_subscription() -> None:
+    from mesos_zmq.protocol import Accept, TaskInfo
+
+    core = make()
+    subscribed(core)
+    core.connected(5)  # reconnecting: not subscribed
+    launch = Accept(framework_id="F1", offer_ids=["o1"], tasks=[
+        TaskInfo(task_id="t9", agent_id="A1", resources="cpus:1", command="true")])
+    assert core.request(launch) == [] and core.keeps(launch)
+    actions = core.handle(Subscribed(framework_id="F1", heartbeat_interval=1.0,
+                                     missed_heartbeats=3, reregistered=True), "", 6)
+    assert [a.message for a in actions if isinstance(a, Send)] == [launch]

@@ -358,14 +358,28 @@ def test_restart_recovers_state_and_agents_reregister() -> None:
     assert offers and "cpus:3" in offers[0].resources
 
 
-def test_reregistration_without_a_task_marks_it_lost() -> None:
+def test_reregistration_without_a_running_task_marks_it_lost() -> None:
     h = Harness()
-    agent_id, _fid, _ = launch(h)
+    agent_id, fid, _ = launch(h)
+    running = TaskStatus(task_id="t1", framework_id=fid, agent_id=agent_id,
+                         state="TASK_RUNNING", uuid="u1", timestamp=0.5)
+    h.send(AGENT, StatusUpdate(status=running), 0.5)
     replies = h.send(b"agent-new", ReregisterAgent(agent_id=agent_id, hostname="h1",
                                                    resources="cpus:4;mem:4096"), 1)
     lost = [m for _, m, _ in h.sent if isinstance(m, StatusUpdate)]
     assert lost and lost[-1].status.state == "TASK_LOST"
     assert isinstance(replies[-1], AgentRegistered)
+
+
+def test_reregistration_without_a_staging_task_delivers_it_again() -> None:
+    h = Harness()
+    agent_id, _fid, _ = launch(h)  # committed as STAGING; say RunTasks never arrived
+    before = len(of_type(h.sent, RunTasks))
+    h.send(b"agent-new", ReregisterAgent(agent_id=agent_id, hostname="h1",
+                                         resources="cpus:4;mem:4096"), 1)
+    run = of_type(h.sent, RunTasks)
+    assert len(run) == before + 1 and run[-1].tasks[0].task_id == "t1"
+    assert not [m for _, m, _ in h.sent if isinstance(m, StatusUpdate)]
 
 
 def test_unreregistered_agent_is_removed_after_timeout() -> None:
@@ -591,3 +605,18 @@ def test_a_new_leader_honours_offers_made_by_the_previous_one() -> None:
     h2.subscribe(peer=b"fw3", framework_id=fid, now=56.1)
     replies = h2.send(b"fw3", Accept(framework_id=fid, offer_ids=[fresh.offer_id]), 56.2)
     assert [m.code for m in replies if isinstance(m, Error)] == ["invalid"]
+
+
+def test_a_retried_accept_has_exactly_one_effect_even_across_a_restart() -> None:
+    h = Harness()
+    agent_id = h.register_agent()
+    fid = h.subscribe()
+    (offer,) = h.offers_to(FW, 0)
+    accept = Accept(framework_id=fid, offer_ids=[offer.offer_id], tasks=[task("t1", agent_id)])
+    h.send(FW, accept, 0.1, rid="req-1")
+    assert len(of_type(h.sent, RunTasks)) == 1
+    assert h.send(FW, accept, 0.2, rid="req-1") == []  # the retry changes nothing
+    h2 = Harness(log=h.log)
+    h2.subscribe(peer=b"fw2", framework_id=fid)
+    assert h2.send(b"fw2", accept, 1, rid="req-1") == []
+    assert h2.core.counters["duplicate_requests"] == 1
