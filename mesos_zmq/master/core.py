@@ -735,14 +735,17 @@ class MasterCore:
         if launched:
             info = self.state.frameworks[fid]
             self._count("tasks_launched")
-            if not self._send_agent(
+            sent = self._send_agent(
                 agent_id, RunTasks(framework_id=fid, tasks=launched, framework_name=info.name)
-            ):
+            )
+            if not sent and agent_id not in self.state.agents:
                 for task in launched:
                     rec = self.state.task(fid, task.task_id)
                     if rec is not None:
-                        self._master_task_update(rec, TaskState.LOST, "REASON_AGENT_DISCONNECTED",
-                                                 "agent is not connected", now)
+                        self._master_task_update(rec, TaskState.LOST, "REASON_AGENT_REMOVED",
+                                                 "the agent is gone", now)
+            # A known agent that is reconnecting (after a master failover, say) gets its
+            # STAGING tasks when it re-registers (see _reconcile_agent).
 
     def _plan_operations(
         self, msg: Accept
