@@ -12,6 +12,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -153,3 +154,40 @@ class Cluster:
             text = path.read_text(errors="replace").splitlines()[-60:]
             out.append(f"----- {path.name}\n" + "\n".join(text))
         return "\n".join(out)
+
+
+class SupervisedMasters:
+    """Replicated masters, restarted after they exit (like systemd's Restart=always)."""
+
+    def __init__(self, cluster: Cluster, zk_url: str, count: int, session: float) -> None:
+        self.cluster = cluster
+        self.zk_url = zk_url
+        self.session = session
+        self.ports = [free_port() for _ in range(count)]
+        self.procs: dict[int, Proc] = {}
+        self.stopping = threading.Event()
+        for port in self.ports:
+            self._start(port)
+        threading.Thread(target=self._supervise, daemon=True).start()
+
+    def _start(self, port: int) -> None:
+        args = ["master", "--port", str(port), "--zk", self.zk_url,
+                "--zk-session-timeout", str(self.session), "--allocation-interval", "0.1",
+                "--work-dir", str(self.cluster.root / f"m{port}"), "--log-format", "json",
+                "--log-level", "info", *FAST]
+        proc = Proc(f"master-{port}", args, self.cluster.root / f"master-{port}.log").start()
+        self.procs[port] = proc
+        self.cluster.procs.append(proc)
+
+    def _supervise(self) -> None:
+        while not self.stopping.is_set():
+            for port, proc in list(self.procs.items()):
+                if not proc.alive():
+                    time.sleep(0.5)
+                    if not self.stopping.is_set():
+                        self._start(port)
+            time.sleep(0.2)
+
+    def by_address(self, address: str) -> Proc | None:
+        port = int(address.rsplit(":", 1)[1])
+        return self.procs.get(port)

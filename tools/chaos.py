@@ -40,7 +40,7 @@ from mesos_zmq.resources import Resources
 from mesos_zmq.scheduler import Scheduler, SchedulerDriver
 from mesos_zmq.tasks import TERMINAL
 from mesos_zmq.testing.zookeeper import Ensemble
-from tests.cluster import FAST, Cluster, Proc, free_port, wait_until
+from tests.cluster import Cluster, SupervisedMasters, wait_until
 
 TASK = Resources.parse("cpus:0.1;mem:16")
 
@@ -127,43 +127,6 @@ class Workload(Scheduler):
         self.errors.append(message)
 
 
-class Masters:
-    """Replicated masters, restarted after they exit (like systemd's Restart=always)."""
-
-    def __init__(self, cluster: Cluster, zk_url: str, count: int, session: float) -> None:
-        self.cluster = cluster
-        self.zk_url = zk_url
-        self.session = session
-        self.ports = [free_port() for _ in range(count)]
-        self.procs: dict[int, Proc] = {}
-        self.stopping = threading.Event()
-        for port in self.ports:
-            self._start(port)
-        threading.Thread(target=self._supervise, daemon=True).start()
-
-    def _start(self, port: int) -> None:
-        args = ["master", "--port", str(port), "--zk", self.zk_url,
-                "--zk-session-timeout", str(self.session), "--allocation-interval", "0.1",
-                "--work-dir", str(self.cluster.root / f"m{port}"), "--log-format", "json",
-                "--log-level", "info", *FAST]
-        proc = Proc(f"master-{port}", args, self.cluster.root / f"master-{port}.log").start()
-        self.procs[port] = proc
-        self.cluster.procs.append(proc)
-
-    def _supervise(self) -> None:
-        while not self.stopping.is_set():
-            for port, proc in list(self.procs.items()):
-                if not proc.alive():
-                    time.sleep(0.5)
-                    if not self.stopping.is_set():
-                        self._start(port)
-            time.sleep(0.2)
-
-    def by_address(self, address: str) -> Proc | None:
-        port = int(address.rsplit(":", 1)[1])
-        return self.procs.get(port)
-
-
 def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, max(0, round(q / 100 * (len(ordered) - 1))))]
@@ -195,7 +158,7 @@ def main() -> int:
         ensemble = Ensemble(root / "zk", size=args.zk_size).start()
         zk_url = f"zk://{ensemble.hosts}/chaos"
         cluster = Cluster(root)
-        masters = Masters(cluster, zk_url, args.masters, args.session_timeout)
+        masters = SupervisedMasters(cluster, zk_url, args.masters, args.session_timeout)
         detector = LeaderDetector(zk_url, session_timeout=2.0)
         workload = Workload(detector, rng)
         driver: SchedulerDriver | None = None

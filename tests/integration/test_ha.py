@@ -177,3 +177,37 @@ def test_a_paused_deposed_leader_cannot_commit_and_steps_down(
         assert out.stdout == "still\n", out.stderr
     finally:
         detector.close()
+
+
+def test_losing_zookeeper_quorum_stops_service_until_it_returns(
+    cluster: Cluster, tmp_path: Path
+) -> None:
+    from tests.cluster import SupervisedMasters
+
+    ensemble = Ensemble(tmp_path / "zk3", size=3).start()
+    zk_url = f"zk://{ensemble.hosts}/quorum"
+    masters = SupervisedMasters(cluster, zk_url, 2, 1.0)
+    try:
+        cluster.master_url = zk_url
+        detector = LeaderDetector(zk_url, session_timeout=2.0)
+        try:
+            detector.wait(40)
+        finally:
+            detector.close()
+        cluster.start_agent()
+        cluster.wait_agents(1, timeout=30)
+        ensemble.servers[2].kill()  # one member down: nothing visible
+        ok = cluster.cli("run", "--master", zk_url, "--timeout", "30", "--", "echo", "one")
+        assert ok.stdout == "one\n", ok.stderr[-500:]
+        ensemble.servers[1].kill()  # quorum lost: no leader can commit or serve
+        down = cluster.cli("run", "--master", zk_url, "--timeout", "8", "--", "echo", "no",
+                           timeout=90)
+        assert down.returncode != 0 and "no" not in down.stdout.split()
+        ensemble.servers[1].start()  # quorum back: service resumes by itself
+        back = cluster.cli("run", "--master", zk_url, "--timeout", "60", "--", "echo", "back",
+                           timeout=120)
+        assert back.stdout == "back\n", back.stderr[-500:]
+    finally:
+        masters.stopping.set()
+        cluster.stop()
+        ensemble.stop()
