@@ -342,6 +342,10 @@ class MasterCore:
             self.allocator.add_framework(
                 info.framework_id, info.roles, info.capabilities, active=False
             )
+        for status in self.state.pending_updates.values():
+            fw_rt = self._frameworks.get(status.framework_id)
+            if fw_rt is not None:
+                fw_rt.pending[status.uuid] = (status, now)  # resent once it re-subscribes
         for offer_id, offer in self.state.offers.items():
             fw_rt = self._frameworks.get(offer["framework_id"])
             ag_rt = self._agents.get(offer["agent_id"])
@@ -869,6 +873,7 @@ class MasterCore:
             return
         rt = self._frameworks.get(msg.framework_id)
         if rt is not None and rt.pending.pop(msg.uuid, None) is not None:
+            self._commit({"op": "update_acked", "uuid": msg.uuid})
             return
         if msg.agent_id:
             self._send_agent(msg.agent_id, msg)
@@ -1073,6 +1078,8 @@ class MasterCore:
         rt = self._frameworks.get(fid)
         if rt is not None:
             rt.pending[status.uuid] = (status, now)
+            # Durable until acknowledged, so a new leader keeps resending it.
+            self._commit({"op": "update_pending", "status": to_plain(status)})
         self._send_framework(fid, StatusUpdate(status=status))
 
     def _master_task_error(self, fid: str, task: TaskInfo, message: str, now: float) -> None:

@@ -17,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
 
-from mesos_zmq.protocol import FrameworkInfo, TaskInfo, from_plain, to_plain
+from mesos_zmq.protocol import FrameworkInfo, TaskInfo, TaskStatus, from_plain, to_plain
 from mesos_zmq.tasks import TERMINAL, TaskState
 
 Record = dict[str, Any]
@@ -82,6 +82,8 @@ class MasterState:
         #: outstanding offers, so that a new leader honours what the old one offered:
         #: offer id -> {framework_id, agent_id, role, resources}
         self.offers: dict[str, dict[str, str]] = {}
+        #: updates the master itself sent (LOST on agent loss...) awaiting an ack, by uuid
+        self.pending_updates: dict[str, TaskStatus] = {}
         #: request ids of accepts already applied, so a retry has no second effect
         self.requests_done: OrderedDict[str, None] = OrderedDict()
         # Secondary index: agent_id -> keys of its active tasks.
@@ -100,6 +102,8 @@ class MasterState:
             "offer_made": self._offer_made,
             "offer_removed": self._offer_removed,
             "request_done": self._request_done,
+            "update_pending": self._update_pending,
+            "update_acked": self._update_acked,
         }
 
     # ----------------------------------------------------------------- apply
@@ -118,6 +122,9 @@ class MasterState:
     def _framework_removed(self, record: Record) -> None:
         framework_id = record["framework_id"]
         self.frameworks.pop(framework_id, None)
+        for uuid in [u for u, s in self.pending_updates.items()
+                     if s.framework_id == framework_id]:
+            del self.pending_updates[uuid]
         self.removed_frameworks[framework_id] = record.get("time", 0.0)
         while len(self.removed_frameworks) > REMOVED_LIMIT:
             self.removed_frameworks.popitem(last=False)
@@ -200,6 +207,13 @@ class MasterState:
     def _offer_removed(self, record: Record) -> None:
         self.offers.pop(record["offer_id"], None)
 
+    def _update_pending(self, record: Record) -> None:
+        status = from_plain(TaskStatus, record["status"])
+        self.pending_updates[status.uuid] = status
+
+    def _update_acked(self, record: Record) -> None:
+        self.pending_updates.pop(record["uuid"], None)
+
     def _request_done(self, record: Record) -> None:
         self.requests_done[record["request_id"]] = None
         while len(self.requests_done) > REQUESTS_LIMIT:
@@ -255,6 +269,7 @@ class MasterState:
             "reservations": dict(self.reservations),
             "offers": {k: dict(v) for k, v in self.offers.items()},
             "requests_done": list(self.requests_done),
+            "pending_updates": [to_plain(u) for u in self.pending_updates.values()],
         }
 
     @classmethod
@@ -289,4 +304,7 @@ class MasterState:
         state.reservations.update(data.get("reservations", {}))
         state.offers.update(data.get("offers", {}))
         state.requests_done.update((r, None) for r in data.get("requests_done", []))
+        for plain in data.get("pending_updates", []):
+            update = from_plain(TaskStatus, plain)
+            state.pending_updates[update.uuid] = update
         return state

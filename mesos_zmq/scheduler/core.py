@@ -48,6 +48,7 @@ from mesos_zmq.protocol import (
     FileData,
     FrameworkInfo,
     Heartbeat,
+    Kill,
     Message,
     Offers,
     ReadFile,
@@ -58,6 +59,7 @@ from mesos_zmq.protocol import (
     TaskStatus,
     Teardown,
 )
+from mesos_zmq.tasks import TERMINAL as TERMINAL_STATES
 
 #: how many times an unconfirmed accept is sent again after re-subscriptions
 MAX_ACCEPT_RESENDS = 3
@@ -141,7 +143,7 @@ class DriverCore:
         #: They are sent again, with the same request id, after a re-subscription (the
         #: master may have died before committing them); the master ignores a request
         #: id it has already applied, so each accept has exactly one effect.
-        self._unconfirmed: OrderedDict[str, tuple[Accept, int]] = OrderedDict()
+        self._unconfirmed: OrderedDict[str, tuple[Accept | Kill, int]] = OrderedDict()
 
     # ----------------------------------------------------------------- connection
     def connected(self, now: float) -> list[Action]:
@@ -243,20 +245,24 @@ class DriverCore:
 
     def _resend_unconfirmed(self) -> list[Action]:
         actions: list[Action] = []
-        for request_id, (accept, resends) in list(self._unconfirmed.items()):
+        for request_id, (request, resends) in list(self._unconfirmed.items()):
             if resends >= MAX_ACCEPT_RESENDS:
                 del self._unconfirmed[request_id]
                 continue
-            self._unconfirmed[request_id] = (accept, resends + 1)
-            actions.append(Send(replace(accept, framework_id=self.framework_id), request_id))
+            self._unconfirmed[request_id] = (request, resends + 1)
+            actions.append(Send(replace(request, framework_id=self.framework_id), request_id))
         return actions
 
-    def _confirm(self, task_id: str = "", request_id: str = "") -> None:
+    def _confirm(self, task_id: str = "", request_id: str = "", terminal: bool = False) -> None:
+        """An accept is confirmed by any update of its tasks; a kill by a terminal one."""
         if request_id:
             self._unconfirmed.pop(request_id, None)
         if task_id:
-            for rid, (accept, _) in list(self._unconfirmed.items()):
-                if any(t.task_id == task_id for t in accept.tasks):
+            for rid, (request, _) in list(self._unconfirmed.items()):
+                if isinstance(request, Kill):
+                    if terminal and request.task_id == task_id:
+                        del self._unconfirmed[rid]
+                elif any(t.task_id == task_id for t in request.tasks):
                     del self._unconfirmed[rid]
 
     def _on_error(self, msg: Error, now: float) -> list[Action]:
@@ -289,7 +295,7 @@ class DriverCore:
 
     def _on_update(self, status: TaskStatus) -> list[Action]:
         if self._unconfirmed:
-            self._confirm(task_id=status.task_id)
+            self._confirm(task_id=status.task_id, terminal=status.state in TERMINAL_STATES)
         if not status.uuid:
             return [Call("status_update", (status,))]  # informational: no ack, no dedup
         key = (status.task_id, status.uuid)
@@ -328,7 +334,8 @@ class DriverCore:
         if self.stopped:
             return []
         request_id = self._new_id()
-        if isinstance(msg, Accept) and msg.tasks:
+        if self.keeps(msg):
+            assert isinstance(msg, Accept | Kill)
             self._unconfirmed[request_id] = (msg, 0)
             while len(self._unconfirmed) > UNCONFIRMED_LIMIT:
                 self._unconfirmed.popitem(last=False)
@@ -338,9 +345,9 @@ class DriverCore:
             return []
         return [Send(msg, request_id)]
 
-    def keeps(self, request_id_or_msg: Message) -> bool:
-        """True when a request that could not be sent now is kept for later."""
-        return isinstance(request_id_or_msg, Accept) and bool(request_id_or_msg.tasks)
+    def keeps(self, msg: Message) -> bool:
+        """True for requests kept until their effect shows: launches and kills."""
+        return (isinstance(msg, Accept) and bool(msg.tasks)) or isinstance(msg, Kill)
 
     def acknowledge(self, status: TaskStatus) -> list[Action]:
         """An explicit acknowledgement; remembered so that a retried update is re-acked."""

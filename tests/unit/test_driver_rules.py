@@ -162,3 +162,21 @@ def test_an_accept_made_while_disconnected_waits_for_the_subscription() -> None:
     actions = core.handle(Subscribed(framework_id="F1", heartbeat_interval=1.0,
                                      missed_heartbeats=3, reregistered=True), "", 6)
     assert [a.message for a in actions if isinstance(a, Send)] == [launch]
+
+
+def test_kills_are_kept_and_resent_until_the_task_ends() -> None:
+    core = make()
+    subscribed(core)
+    (sent,) = core.request(Kill(framework_id="F1", task_id="t1"))
+    assert isinstance(sent, Send)
+    core.connected(5)
+    actions = core.handle(Subscribed(framework_id="F1", heartbeat_interval=1.0,
+                                     missed_heartbeats=3, reregistered=True), "", 5)
+    assert [a.request_id for a in actions if isinstance(a, Send)
+            and isinstance(a.message, Kill)] == [sent.request_id]
+    core.handle(StatusUpdate(status=status(uuid="u9", state="TASK_RUNNING")), "", 6)
+    core.handle(StatusUpdate(status=status(uuid="u10", state="TASK_KILLED")), "", 6)
+    core.connected(7)
+    actions = core.handle(Subscribed(framework_id="F1", heartbeat_interval=1.0,
+                                     missed_heartbeats=3, reregistered=True), "", 7)
+    assert not [a for a in actions if isinstance(a, Send) and isinstance(a.message, Kill)]

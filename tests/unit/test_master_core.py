@@ -620,3 +620,19 @@ def test_a_retried_accept_has_exactly_one_effect_even_across_a_restart() -> None
     h2.subscribe(peer=b"fw2", framework_id=fid)
     assert h2.send(b"fw2", accept, 1, rid="req-1") == []
     assert h2.core.counters["duplicate_requests"] == 1
+
+
+def test_unacknowledged_master_updates_survive_a_restart() -> None:
+    h = Harness(missed_heartbeats=3)
+    agent_id, fid, _ = launch(h)
+    for t in (1.0, 2.0, 3.0, 4.0):
+        h.send(FW, Heartbeat(), t)
+    (lost,) = [m.status for m in of_type(h.tick(4.5), StatusUpdate)]
+    assert lost.state == "TASK_LOST"
+    h2 = Harness(log=h.log, now=10.0)
+    replies = h2.send(b"fw2", Subscribe(framework=FrameworkInfo(name="test", framework_id=fid)),
+                      10)
+    assert [m.status.uuid for m in replies if isinstance(m, StatusUpdate)] == [lost.uuid]
+    h2.send(b"fw2", Acknowledge(framework_id=fid, agent_id=agent_id, task_id="t1",
+                                uuid=lost.uuid), 10.5)
+    assert not Harness(log=h.log).core.state.pending_updates
