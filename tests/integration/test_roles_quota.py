@@ -10,46 +10,14 @@ a = 0.333, b itself = 0.292, b/x = 0.375.
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 
-from mesos_zmq.resources import Resources
 from tests.cluster import Cluster, wait_until
-
-ROOT = Path(__file__).resolve().parents[2]
-
-
-def shares(cluster: Cluster) -> dict[str, float]:
-    state = cluster.state()
-    total = Resources.empty()
-    for agent in state["agents"]:
-        total = total + Resources.parse(agent["resources"])
-    roles = {f["id"]: f["roles"][0] for f in state["frameworks"]}
-    used: dict[str, Resources] = {}
-    for task in state["tasks"]:
-        if task["state"] in ("TASK_STAGING", "TASK_STARTING", "TASK_RUNNING"):
-            role = roles.get(task["framework_id"], "?")
-            used[role] = used.get(role, Resources.empty()) + Resources.parse(task["resources"])
-    return {r: max(u.scalar(n) / total.scalar(n) for n in ("cpus", "mem"))
-            for r, u in used.items()}
-
-
-def start_greedy(cluster: Cluster, role: str, log_dir: Path) -> subprocess.Popen[bytes]:
-    log = open(log_dir / f"greedy-{role.replace('/', '_')}.log", "wb")  # noqa: SIM115
-    proc = subprocess.Popen(
-        [sys.executable, str(ROOT / "tests/integration/greedy_framework.py"),
-         "--master", cluster.master_url, "--role", role, "--task", "cpus:0.25;mem:256",
-         "--duration", "2"],
-        stdout=log, stderr=subprocess.STDOUT, env=dict(os.environ, PYTHONPATH=str(ROOT)),
-        start_new_session=True)
-    log.close()
-    return proc
+from tests.integration.shares import role_shares as shares
+from tests.integration.shares import start_greedy, stop_all
 
 
 @pytest.mark.integration
@@ -91,12 +59,4 @@ def test_weights_and_guarantee(cluster: Cluster, tmp_path: Path) -> None:
         roles = cluster.cli("roles", "--master", cluster.master_url)
         assert roles.returncode == 0 and "b/x" in roles.stdout and "cpus:12" in roles.stdout
     finally:
-        for proc in procs:
-            if proc.poll() is None:
-                os.kill(proc.pid, signal.SIGTERM)
-        for proc in procs:
-            try:
-                proc.wait(10)
-            except subprocess.TimeoutExpired:
-                os.kill(proc.pid, signal.SIGKILL)
-                proc.wait()
+        stop_all(procs)
