@@ -328,10 +328,15 @@ class Allocator:
                 _add(self._allocated_total, scalars, -1)
                 if self._quotas:
                     self._update_unmet(role)
+        if refuse_until is not None and resources:
+            self.add_filter(framework_id, agent_id, refuse_until)
+
+    def add_filter(self, framework_id: str, agent_id: str, until: float) -> None:
+        """The framework refuses this agent until ``until`` (a decline filter)."""
         fw = self._frameworks.get(framework_id)
-        if fw is not None and agent is not None and refuse_until is not None and resources:
-            current = agent.filters.get(framework_id, 0.0)
-            agent.filters[framework_id] = max(current, refuse_until)
+        agent = self._agents.get(agent_id)
+        if fw is not None and agent is not None:
+            agent.filters[framework_id] = max(agent.filters.get(framework_id, 0.0), until)
             fw.filtered_agents.add(agent_id)
 
     # ----------------------------------------------------------------- allocation

@@ -342,6 +342,11 @@ class MasterCore:
             self.allocator.add_framework(
                 info.framework_id, info.roles, info.capabilities, active=False
             )
+        for (fid, agent_id), seconds in self.state.filters.items():
+            if fid in self._frameworks and self.allocator.has_agent(agent_id):
+                # The old leader's clock is not ours: each filter runs its full length
+                # again from the take-over (a filter is a hint; erring long is safe).
+                self.allocator.add_filter(fid, agent_id, now + seconds)
         for status in self.state.pending_updates.values():
             fw_rt = self._frameworks.get(status.framework_id)
             if fw_rt is not None:
@@ -735,6 +740,8 @@ class MasterCore:
             self._commit({"op": "request_done", "request_id": rid})
         refuse_until = now + msg.refuse_seconds if msg.refuse_seconds > 0 else None
         self.allocator.recover(fid, role, agent_id, remaining, refuse_until)
+        if refuse_until is not None and remaining:
+            self._record_filter(fid, agent_id, msg.refuse_seconds, now)
         self._allocate_pending = True
         if launched:
             info = self.state.frameworks[fid]
@@ -849,7 +856,14 @@ class MasterCore:
             self.allocator.recover(
                 offer.framework_id, offer.role, offer.agent_id, offer.resources, refuse_until
             )
+            if refuse_until is not None:
+                self._record_filter(offer.framework_id, offer.agent_id, msg.refuse_seconds, now)
         self._allocate_pending = True
+
+    def _record_filter(self, fid: str, agent_id: str, seconds: float, now: float) -> None:
+        """Decline filters are logged so that a new leader keeps honouring them."""
+        self._commit({"op": "filter_set", "framework_id": fid, "agent_id": agent_id,
+                      "seconds": seconds, "time": now})
 
     def _on_kill(self, peer: bytes, msg: Kill, rid: str, now: float) -> None:
         if not self._framework_peer_ok(peer, msg.framework_id, rid):
@@ -900,6 +914,8 @@ class MasterCore:
     def _on_revive(self, peer: bytes, msg: Revive, rid: str, now: float) -> None:
         if self._framework_peer_ok(peer, msg.framework_id, rid):
             self.allocator.revive(msg.framework_id, msg.roles)
+            if any(f == msg.framework_id for f, _ in self.state.filters):
+                self._commit({"op": "filters_cleared", "framework_id": msg.framework_id})
             self._allocate_pending = True
 
     def _on_suppress(self, peer: bytes, msg: Suppress, rid: str, now: float) -> None:

@@ -82,6 +82,8 @@ class MasterState:
         #: outstanding offers, so that a new leader honours what the old one offered:
         #: offer id -> {framework_id, agent_id, role, resources}
         self.offers: dict[str, dict[str, str]] = {}
+        #: decline filters: (framework_id, agent_id) -> refuse seconds (latest one wins)
+        self.filters: dict[tuple[str, str], float] = {}
         #: updates the master itself sent (LOST on agent loss...) awaiting an ack, by uuid
         self.pending_updates: dict[str, TaskStatus] = {}
         #: request ids of accepts already applied, so a retry has no second effect
@@ -103,6 +105,8 @@ class MasterState:
             "offer_removed": self._offer_removed,
             "request_done": self._request_done,
             "update_pending": self._update_pending,
+            "filter_set": self._filter_set,
+            "filters_cleared": self._filters_cleared,
             "update_acked": self._update_acked,
         }
 
@@ -125,6 +129,8 @@ class MasterState:
         for uuid in [u for u, s in self.pending_updates.items()
                      if s.framework_id == framework_id]:
             del self.pending_updates[uuid]
+        for key in [k for k in self.filters if k[0] == framework_id]:
+            del self.filters[key]
         self.removed_frameworks[framework_id] = record.get("time", 0.0)
         while len(self.removed_frameworks) > REMOVED_LIMIT:
             self.removed_frameworks.popitem(last=False)
@@ -144,6 +150,8 @@ class MasterState:
     def _agent_removed(self, record: Record) -> None:
         agent_id = record["agent_id"]
         self.agents.pop(agent_id, None)
+        for key in [k for k in self.filters if k[1] == agent_id]:
+            del self.filters[key]
         self.removed_agents[agent_id] = record.get("time", 0.0)
         while len(self.removed_agents) > REMOVED_LIMIT:
             self.removed_agents.popitem(last=False)
@@ -206,6 +214,13 @@ class MasterState:
 
     def _offer_removed(self, record: Record) -> None:
         self.offers.pop(record["offer_id"], None)
+
+    def _filter_set(self, record: Record) -> None:
+        self.filters[(record["framework_id"], record["agent_id"])] = float(record["seconds"])
+
+    def _filters_cleared(self, record: Record) -> None:
+        for key in [k for k in self.filters if k[0] == record["framework_id"]]:
+            del self.filters[key]
 
     def _update_pending(self, record: Record) -> None:
         status = from_plain(TaskStatus, record["status"])
@@ -270,6 +285,7 @@ class MasterState:
             "offers": {k: dict(v) for k, v in self.offers.items()},
             "requests_done": list(self.requests_done),
             "pending_updates": [to_plain(u) for u in self.pending_updates.values()],
+            "filters": [[f, a, s] for (f, a), s in self.filters.items()],
         }
 
     @classmethod
@@ -304,6 +320,8 @@ class MasterState:
         state.reservations.update(data.get("reservations", {}))
         state.offers.update(data.get("offers", {}))
         state.requests_done.update((r, None) for r in data.get("requests_done", []))
+        for framework_id, agent_id, seconds in data.get("filters", []):
+            state.filters[(framework_id, agent_id)] = float(seconds)
         for plain in data.get("pending_updates", []):
             update = from_plain(TaskStatus, plain)
             state.pending_updates[update.uuid] = update
