@@ -110,6 +110,30 @@ class FrameworkInfo:
 
 
 @dataclass(frozen=True, slots=True)
+class HealthCheck:
+    """How the agent checks a running task (Mesos's HealthCheck, simplified).
+
+    ``kind`` is ``COMMAND`` (``command`` run by ``/bin/sh -c`` in the sandbox with the
+    task's environment; exit 0 is healthy), ``TCP`` (a connection to ``port`` on
+    127.0.0.1 succeeds) or ``HTTP`` (a GET of ``http://127.0.0.1:{port}{path}`` answers
+    2xx or 3xx). Checks start ``delay`` seconds after launch and run every ``interval``
+    seconds, each bounded by ``timeout``. Failures inside ``grace_period`` seconds of
+    launch do not count until a check has succeeded once; after
+    ``consecutive_failures`` failures in a row the task is killed (0 never kills).
+    """
+
+    kind: str
+    command: str = ""
+    port: int = 0
+    path: str = "/"
+    delay: float = 0.0
+    interval: float = 10.0
+    timeout: float = 20.0
+    grace_period: float = 10.0
+    consecutive_failures: int = 3
+
+
+@dataclass(frozen=True, slots=True)
 class TaskInfo:
     """A task to launch: a shell command (or argv) with the resources it may use."""
 
@@ -123,6 +147,7 @@ class TaskInfo:
     env: dict[str, str] = field(default_factory=dict)
     kill_grace_period: float | None = None  # seconds between SIGTERM and SIGKILL
     role: str = ""  # the role of the offer the task was launched from (set by the master)
+    health_check: HealthCheck | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,6 +164,7 @@ class TaskStatus:
     reason: str = ""
     message: str = ""
     exit_code: int | None = None
+    healthy: bool | None = None  # set when the task has a health check and it has run
 
 
 @dataclass(frozen=True, slots=True)

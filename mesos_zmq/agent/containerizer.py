@@ -1,46 +1,127 @@
-"""Running tasks as real processes: sandboxes, spawning, reaping, signalling.
+"""Running tasks as real processes: sandboxes, supervisors, isolation, recovery.
 
-Each task runs in its own session (process group) so a kill reaches everything it
-started, and so that an agent restart under systemd's ``KillMode=process`` leaves it
-running. Its stdout and stderr go to files in its sandbox directory.
+Each task gets a container: a sandbox directory (its files, ``stdout``, ``stderr``), a
+meta directory (its checkpoints, see :mod:`mesos_zmq.agent.checkpoint`), cgroups from the
+isolator, and a supervisor process forked from the agent
+(:mod:`mesos_zmq.agent.supervisor`) that starts the command and records how it ends.
+Supervisors leave the agent's session, so stopping the agent (systemd's
+``KillMode=process``, or a SIGKILL) leaves them and their tasks running; the next agent
+finds them through the checkpoints and re-attaches.
+
+The agent learns about events from a datagram the supervisor sends to the agent's
+notification socket, and, as a fallback for datagrams sent while no agent listened,
+by looking at every container once per ``POLL_INTERVAL``.
 """
 
 from __future__ import annotations
 
 import os
-import subprocess
-from dataclasses import dataclass
+import signal as signals
+import socket
+import time
+import uuid
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
+import psutil
 import structlog
 
+from mesos_zmq.agent import checkpoint
+from mesos_zmq.agent.checkpoint import TaskCheckpoint
+from mesos_zmq.agent.isolation import Isolator, Limits, Usage
+from mesos_zmq.agent.supervisor import SupervisorSpec, notify_address, read_events, run_forked
+from mesos_zmq.errors import ConfigError
 from mesos_zmq.protocol import TaskInfo
 from mesos_zmq.resources import Resources
 
 log = structlog.get_logger()
 
 _INHERITED_ENV = ("PATH", "HOME", "LANG", "LC_ALL", "USER", "LOGNAME", "TZ", "TMPDIR")
+#: how often every container is looked at, for events whose datagram was lost
+POLL_INTERVAL = 1.0
+MB = 1024 * 1024
 
 
 @dataclass(slots=True)
-class Exited:
+class Container:
+    framework_id: str
     task_id: str
-    exit_code: int | None
-    signal: int | None
+    container_id: str
+    meta_dir: Path
+    sandbox: Path
+    limits: Limits
+    gpus: list[str] = field(default_factory=list)
+    supervisor_pid: int | None = None
+    supervisor_start: float | None = None
+    #: forked by this agent (reaped with waitpid) rather than recovered
+    child: bool = False
+    task_pid: int | None = None
+    last_seq: int = 0
+    events_size: int = -1
+    exited: bool = False
+
+
+class GpuError(Exception):
+    """Not enough free GPU devices for a task (the master allocated more than exist)."""
+
+
+def _start_time(pid: int) -> float | None:
+    try:
+        return float(psutil.Process(pid).create_time())
+    except (psutil.Error, OSError):
+        return None
+
+
+def limits_for(resources: Resources, cpu_hard_limit: bool) -> Limits:
+    cpus = resources.scalar("cpus")
+    mem = resources.scalar("mem")
+    return Limits(
+        cpus=cpus if cpus > 0 else None,
+        cpu_hard_limit=cpu_hard_limit and cpus > 0,
+        mem_bytes=int(mem * MB) if mem > 0 else None,
+    )
 
 
 class Containerizer:
-    def __init__(self, work_dir: Path) -> None:
+    def __init__(self, work_dir: Path, isolator: Isolator, *,
+                 gpu_devices: list[str] | None = None, cpu_hard_limit: bool = False,
+                 pids_max: int | None = None, kill_grace: float = 3.0) -> None:
         self.work_dir = work_dir
-        self.pids: dict[int, str] = {}  # pid -> task id
-        self.task_pids: dict[str, int] = {}
+        self.isolator = isolator
+        self.cpu_hard_limit = cpu_hard_limit
+        self.pids_max = pids_max
+        self.kill_grace = kill_grace
+        self.gpu_devices = list(gpu_devices or [])
+        self.containers: dict[str, Container] = {}  # task id -> live container
+        self.by_meta: dict[str, str] = {}  # meta dir -> task id
+        self.children: dict[int, str] = {}  # supervisor pid (ours) -> task id
         self.sandboxes: dict[str, Path] = {}
+        self.notify_name = notify_address(str(work_dir))
+        # Container ids start with this agent's own mark, so cleaning up orphans after a
+        # restart never touches the containers of another agent on the same host.
+        self.prefix = self.notify_name[-12:].decode()
+        self.notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        try:
+            self.notify.bind(self.notify_name)
+        except OSError:
+            self.notify.close()
+            raise ConfigError(
+                f"another agent is already running with --work-dir {work_dir}"
+            ) from None
+        self.notify.setblocking(False)
+        self._last_poll = 0.0
+        self._last_alive_check = 0.0
 
+    def close(self) -> None:
+        self.notify.close()
+
+    # ----------------------------------------------------------------- paths
     def sandbox_path(self, framework_id: str, task_id: str) -> Path:
         return self.work_dir / "frameworks" / framework_id / "tasks" / task_id
 
     def environment(self, agent_id: str, framework_id: str, task: TaskInfo,
-                    sandbox: Path) -> dict[str, str]:
+                    sandbox: Path, gpus: list[str]) -> dict[str, str]:
         env = {k: os.environ[k] for k in _INHERITED_ENV if k in os.environ}
         env.setdefault("PATH", "/usr/local/bin:/usr/bin:/bin")
         env.update(
@@ -57,59 +138,274 @@ class Containerizer:
             ports = []
         if ports:
             env["PORTS"] = ",".join(str(p) for p in ports)
+            env["PORT"] = str(ports[0])
             for i, port in enumerate(ports):
                 env[f"PORT{i}"] = str(port)
+        # A task sees exactly its own GPUs (none at all when it asked for none).
+        env["CUDA_VISIBLE_DEVICES"] = ",".join(gpus)
+        env["NVIDIA_VISIBLE_DEVICES"] = ",".join(gpus) if gpus else "void"
         env.update(task.env)
         return env
 
-    def launch(self, agent_id: str, framework_id: str, task: TaskInfo) -> int:
-        """Spawn the task; raises OSError when it cannot be started."""
+    # ----------------------------------------------------------------- GPUs
+    def _gpus_in_use(self) -> set[str]:
+        return {g for c in self.containers.values() if not c.exited for g in c.gpus}
+
+    def _take_gpus(self, count: int) -> list[str]:
+        if count <= 0:
+            return []
+        used = self._gpus_in_use()
+        free = [g for g in self.gpu_devices if g not in used]
+        if len(free) < count:
+            raise GpuError(f"task needs {count} GPUs but only {len(free)} are free")
+        return free[:count]
+
+    # ----------------------------------------------------------------- launch
+    def launch(self, agent_id: str, framework_id: str, task: TaskInfo) -> Container:
+        """Checkpoint the task, prepare its isolation and fork its supervisor.
+
+        Raises OSError (or GpuError, IsolationError) when it cannot be started; the
+        command's own start failure arrives later as a ``failed`` event.
+        """
+        resources = Resources.parse(task.resources)
+        gpus = self._take_gpus(int(resources.scalar("gpus")))
+        container_id = f"{self.prefix}-{uuid.uuid4().hex}"
         sandbox = self.sandbox_path(framework_id, task.task_id)
         sandbox.mkdir(parents=True, exist_ok=True)
-        self.sandboxes[task.task_id] = sandbox
+        meta_dir = checkpoint.task_meta_dir(self.work_dir, framework_id, task.task_id)
+        checkpoint.write_task(meta_dir, framework_id, task, container_id, gpus)
+        limits = limits_for(resources, self.cpu_hard_limit)
+        if self.pids_max:
+            limits = Limits(cpus=limits.cpus, cpu_hard_limit=limits.cpu_hard_limit,
+                            mem_bytes=limits.mem_bytes, pids_max=self.pids_max)
+        procs = self.isolator.prepare(container_id, limits)
         argv = ["/bin/sh", "-c", task.command] if task.shell else list(task.argv)
-        env = self.environment(agent_id, framework_id, task, sandbox)
-        with open(sandbox / "stdout", "ab") as out, open(sandbox / "stderr", "ab") as err:
-            proc = subprocess.Popen(
-                argv, cwd=sandbox, env=env, stdin=subprocess.DEVNULL, stdout=out, stderr=err,
-                start_new_session=True, close_fds=True,
+        grace = task.kill_grace_period if task.kill_grace_period is not None else self.kill_grace
+        spec = SupervisorSpec(
+            meta_dir=str(meta_dir), sandbox=str(sandbox), argv=argv,
+            env=self.environment(agent_id, framework_id, task, sandbox, gpus),
+            cgroup_procs=procs, health_check=task.health_check, kill_grace=grace,
+            notify_name=self.notify_name,
+        )
+        container = Container(framework_id=framework_id, task_id=task.task_id,
+                              container_id=container_id, meta_dir=meta_dir, sandbox=sandbox,
+                              limits=limits, gpus=gpus, child=True)
+        pid = os.fork()
+        if pid == 0:  # pragma: no cover - the child never returns
+            run_forked(spec)
+        container.supervisor_pid = pid
+        container.supervisor_start = _start_time(pid)
+        checkpoint.write_supervisor(meta_dir, pid, container.supervisor_start)
+        self._track(container)
+        self.children[pid] = task.task_id
+        return container
+
+    def _track(self, container: Container) -> None:
+        self.containers[container.task_id] = container
+        self.by_meta[str(container.meta_dir)] = container.task_id
+        self.sandboxes[container.task_id] = container.sandbox
+
+    # ----------------------------------------------------------------- recovery
+    def recover(self) -> list[TaskCheckpoint]:
+        """Re-attach to every checkpointed task; returns their checkpoints.
+
+        Containers of tasks whose final update was already acknowledged are removed.
+        Orphaned cgroups (no checkpoint refers to them) are destroyed.
+        """
+        found: list[TaskCheckpoint] = []
+        for meta_dir in checkpoint.scan(self.work_dir):
+            cp = checkpoint.load(meta_dir)
+            if cp is None:
+                checkpoint.remove(meta_dir)
+                continue
+            found.append(cp)
+            limits = limits_for(Resources.parse(cp.info.resources), self.cpu_hard_limit)
+            container = Container(
+                framework_id=cp.framework_id, task_id=cp.info.task_id,
+                container_id=cp.container_id, meta_dir=meta_dir,
+                sandbox=self.sandbox_path(cp.framework_id, cp.info.task_id), limits=limits,
+                gpus=cp.gpus, supervisor_pid=cp.supervisor_pid,
+                supervisor_start=cp.supervisor_start, last_seq=cp.last_seq,
             )
-        self.pids[proc.pid] = task.task_id
-        self.task_pids[task.task_id] = proc.pid
-        # Popen keeps a handle only to reap; we reap ourselves with waitpid(-1).
-        proc.returncode = 0
-        return proc.pid
+            for event in read_events(meta_dir):
+                if event.get("event") == "started" and isinstance(event.get("pid"), int):
+                    container.task_pid = event["pid"]
+                    if container.supervisor_pid is None and isinstance(
+                            event.get("supervisor"), int):
+                        container.supervisor_pid = event["supervisor"]
+                if event.get("event") in ("exited", "failed") and event["seq"] <= cp.last_seq:
+                    container.exited = True
+            self._track(container)
+        known = {c.container_id for c in self.containers.values() if not c.exited}
+        for container_id in self.isolator.containers():
+            if container_id.startswith(self.prefix + "-") and container_id not in known:
+                log.warning("destroying orphaned container", container_id=container_id)
+                self.isolator.destroy(container_id)
+        return found
 
-    def signal(self, task_id: str, signum: int) -> None:
-        pid = self.task_pids.get(task_id)
-        if pid is None:
-            return
-        try:
-            os.killpg(pid, signum)
-        except ProcessLookupError:
-            pass
-        except PermissionError as exc:
-            log.warning("cannot signal task", task_id=task_id, error=str(exc))
-
-    def reap(self) -> list[Exited]:
-        """Collect every child that has exited (never blocks)."""
-        exited: list[Exited] = []
+    # ----------------------------------------------------------------- events
+    def pending_events(self, now: float) -> list[str]:
+        """Task ids that may have new events: notified ones, and all of them once a
+        ``POLL_INTERVAL`` (datagrams sent while no agent listened are lost)."""
+        due: set[str] = set()
         while True:
             try:
-                pid, status = os.waitpid(-1, os.WNOHANG)
+                data = self.notify.recv(4096)
+            except (BlockingIOError, InterruptedError):
+                break
+            except OSError:
+                break
+            task_id = self.by_meta.get(data.decode(errors="replace"))
+            if task_id is not None:
+                due.add(task_id)
+        if now - self._last_poll >= POLL_INTERVAL:
+            self._last_poll = now
+            for task_id, c in self.containers.items():
+                if c.exited:
+                    continue
+                try:
+                    size = (c.meta_dir / "events").stat().st_size
+                except OSError:
+                    size = -1
+                if size != c.events_size:
+                    due.add(task_id)
+        return sorted(due)
+
+    def new_events(self, task_id: str) -> list[dict[str, Any]]:
+        c = self.containers.get(task_id)
+        if c is None:
+            return []
+        try:
+            c.events_size = (c.meta_dir / "events").stat().st_size
+        except OSError:
+            c.events_size = -1
+        return read_events(c.meta_dir, c.last_seq)
+
+    def consumed(self, task_id: str, event: dict[str, Any]) -> None:
+        c = self.containers.get(task_id)
+        if c is None:
+            return
+        c.last_seq = max(c.last_seq, int(event["seq"]))
+        if event.get("event") == "started" and isinstance(event.get("pid"), int):
+            c.task_pid = event["pid"]
+        if event.get("event") in ("exited", "failed"):
+            c.exited = True
+
+    def lost_supervisors(self, now: float, force: bool = False) -> list[str]:
+        """Tasks whose supervisor is gone (reported once each); the caller reads their
+        events first, since a supervisor records the task's end before it exits."""
+        lost: list[str] = []
+        while self.children:
+            try:
+                pid, _status = os.waitpid(-1, os.WNOHANG)
             except ChildProcessError:
                 break
             if pid == 0:
                 break
-            task_id = self.pids.pop(pid, None)
-            if task_id is None:
-                continue
-            self.task_pids.pop(task_id, None)
-            if os.WIFSIGNALED(status):
-                exited.append(Exited(task_id, None, os.WTERMSIG(status)))
-            else:
-                exited.append(Exited(task_id, os.waitstatus_to_exitcode(status), None))
-        return exited
+            task_id = self.children.pop(pid, None)
+            c = self.containers.get(task_id) if task_id else None
+            if c is not None and c.supervisor_pid == pid:
+                c.supervisor_pid = None  # reaped: its pid may be reused from now on
+                c.child = False
+                lost.append(c.task_id)
+        if force or now - self._last_alive_check >= POLL_INTERVAL:
+            self._last_alive_check = now
+            for c in self.containers.values():
+                if c.child or c.exited or c.task_id in lost:
+                    continue
+                if c.supervisor_pid is None or not self._alive(c.supervisor_pid,
+                                                               c.supervisor_start):
+                    c.supervisor_pid = None
+                    lost.append(c.task_id)
+        return lost
+
+    @staticmethod
+    def _alive(pid: int, start: float | None) -> bool:
+        try:
+            proc = psutil.Process(pid)
+            if proc.status() == psutil.STATUS_ZOMBIE:
+                return False
+            return start is None or abs(proc.create_time() - start) < 0.5
+        except (psutil.Error, OSError):
+            return False
+
+    def has_supervisor(self, task_id: str) -> bool:
+        c = self.containers.get(task_id)
+        return c is not None and (c.supervisor_pid is not None or c.child)
+
+    # ----------------------------------------------------------------- signals
+    def signal(self, task_id: str, signum: int) -> None:
+        """Signal the task's process group; SIGKILL also reaches its whole cgroup."""
+        c = self.containers.get(task_id)
+        if c is None or c.exited:
+            return
+        if c.task_pid is not None:
+            try:
+                os.killpg(c.task_pid, signum)
+            except ProcessLookupError:
+                pass
+            except PermissionError as exc:
+                log.warning("cannot signal task", task_id=task_id, error=str(exc))
+        if signum == signals.SIGKILL:
+            for pid in self.isolator.pids(c.container_id):
+                try:
+                    os.kill(pid, signals.SIGKILL)
+                except OSError:
+                    pass
+
+    def oom_killed(self, task_id: str) -> bool:
+        c = self.containers.get(task_id)
+        return c is not None and self.isolator.oom_killed(c.container_id)
+
+    def destroy(self, task_id: str) -> None:
+        """The task ended: kill what it left behind and release its cgroups and GPUs."""
+        c = self.containers.pop(task_id, None)
+        if c is None:
+            return
+        self.by_meta.pop(str(c.meta_dir), None)
+        self.isolator.destroy(c.container_id)
+        if c.task_pid is not None:
+            try:
+                os.killpg(c.task_pid, signals.SIGKILL)  # stragglers of a posix container
+            except OSError:
+                pass
+
+    def forget(self, task_id: str, framework_id: str) -> None:
+        """Its last update was acknowledged: drop the checkpoints (the sandbox stays)."""
+        c = self.containers.get(task_id)
+        if c is not None and not c.exited:
+            return  # still running (a duplicate id): keep it
+        if c is not None:
+            self.containers.pop(task_id, None)
+            self.by_meta.pop(str(c.meta_dir), None)
+        checkpoint.remove(checkpoint.task_meta_dir(self.work_dir, framework_id, task_id))
+
+    # ----------------------------------------------------------------- usage
+    def usage(self, task_id: str) -> Usage | None:
+        c = self.containers.get(task_id)
+        if c is None or c.exited:
+            return None
+        return self.isolator.usage(c.container_id, c.task_pid)
+
+    def enforce(self, task_id: str) -> bool:
+        """Posix isolation only: kill a task over its memory limit; True if it was."""
+        c = self.containers.get(task_id)
+        if c is None or c.exited:
+            return False
+        return self.isolator.enforce(c.container_id, c.task_pid, c.limits)
 
     def running(self) -> int:
-        return len(self.pids)
+        return sum(1 for c in self.containers.values() if not c.exited)
+
+    def wait_children(self, timeout: float) -> None:
+        """Reap supervisors that already ended (used when the agent exits)."""
+        deadline = time.monotonic() + timeout
+        while self.children and time.monotonic() < deadline:
+            try:
+                pid, _ = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                return
+            if pid == 0:
+                time.sleep(0.01)
+            else:
+                self.children.pop(pid, None)

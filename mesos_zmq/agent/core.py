@@ -14,6 +14,13 @@ queue while the agent is not registered and flow once ``AgentRegistered`` arrive
 
 Kill is SIGTERM to the task's process group, then SIGKILL after the grace period;
 the escalation deadline lives here so ``tick`` can enforce it.
+
+Recovery: every update generated, every acknowledgement and every kill started is
+also returned as a checkpoint record (``Effects.checkpoint``) that the shell appends to
+the task's log before anything is sent. After a restart the shell folds those logs back
+(:mod:`mesos_zmq.agent.checkpoint`) and hands them to :meth:`AgentCore.recover`: the
+unacknowledged updates are queued again with their original uuids, so the framework
+sees each exactly once; a kill in progress is started again.
 """
 
 from __future__ import annotations
@@ -22,6 +29,7 @@ import re
 from collections import OrderedDict, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 from mesos_zmq.heartbeat import HeartbeatMonitor
 from mesos_zmq.protocol import (
@@ -40,6 +48,7 @@ from mesos_zmq.protocol import (
     TaskInfo,
     TaskReport,
     TaskStatus,
+    to_plain,
 )
 from mesos_zmq.resources import Resources
 from mesos_zmq.tasks import TERMINAL, TaskState
@@ -73,9 +82,23 @@ class _Task:
     killing: bool = False
     kill_reason: str = ""
     kill_deadline: float | None = None
+    healthy: bool | None = None
     #: pending updates, head in flight
     updates: deque[TaskStatus] = field(default_factory=deque)
     last_sent: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RecoveredTask:
+    """A task found in the agent's checkpoints after a restart."""
+
+    framework_id: str
+    info: TaskInfo
+    state: str  # last state reported ("" when nothing was reported yet)
+    exit_code: int | None = None
+    healthy: bool | None = None
+    pending: list[TaskStatus] = field(default_factory=list)
+    kill_reason: str | None = None
 
 
 @dataclass(slots=True)
@@ -86,6 +109,10 @@ class Effects:
     launch: list[tuple[str, TaskInfo]] = field(default_factory=list)  # (framework_id, task)
     signal: list[tuple[str, int]] = field(default_factory=list)  # (task_id, signal number)
     read_file: list[tuple[ReadFile, str]] = field(default_factory=list)  # (request, rid)
+    #: (task_id, record) to append to the task's log before any message is sent
+    checkpoint: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+    #: tasks whose last update was acknowledged: their checkpoints can go
+    forget: list[str] = field(default_factory=list)
     checkpoint_agent_id: str | None = None
     reconnect: bool = False
 
@@ -94,6 +121,8 @@ class Effects:
         self.launch.extend(other.launch)
         self.signal.extend(other.signal)
         self.read_file.extend(other.read_file)
+        self.checkpoint.extend(other.checkpoint)
+        self.forget.extend(other.forget)
         self.checkpoint_agent_id = other.checkpoint_agent_id or self.checkpoint_agent_id
         self.reconnect = self.reconnect or other.reconnect
 
@@ -234,6 +263,7 @@ class AgentCore:
             return
         task.killing = True
         task.kill_reason = reason
+        fx.checkpoint.append((task_id, {"kill": reason}))
         grace = task.info.kill_grace_period
         grace = self.kill_grace if grace is None else grace
         if task.state == TaskState.STAGING:
@@ -247,10 +277,12 @@ class AgentCore:
             return
         task.updates.popleft()
         task.last_sent = None
+        fx.checkpoint.append((msg.task_id, {"ack": msg.uuid}))
         if task.updates:
             self._send_head(task, now, fx)
         elif task.state in TERMINAL:
             del self.tasks[msg.task_id]
+            fx.forget.append(msg.task_id)
             self.completed[msg.task_id] = task.framework_id
             while len(self.completed) > COMPLETED_LIMIT:
                 self.completed.popitem(last=False)
@@ -277,12 +309,27 @@ class AgentCore:
         return fx
 
     def task_exited(self, task_id: str, exit_code: int | None, signal: int | None,
-                    now: float) -> Effects:
+                    now: float, *, oom: bool = False, killed: str = "") -> Effects:
+        """The task ended; ``oom`` when its memory limit killed it, ``killed`` when its
+        supervisor did (a failing health check)."""
         fx = Effects()
         task = self.tasks.get(task_id)
         if task is None or task.state in TERMINAL:
             return fx
         task.kill_deadline = None
+        code_of = 128 + signal if signal is not None else exit_code
+        if oom:
+            self._update(task, TaskState.FAILED, now, fx,
+                         reason="REASON_CONTAINER_LIMITATION_MEMORY",
+                         message="memory limit exceeded: the task was killed by the OOM killer",
+                         exit_code=code_of)
+            return fx
+        if killed:
+            task.healthy = False
+            self._update(task, TaskState.KILLED, now, fx,
+                         reason="REASON_TASK_HEALTH_CHECK_STATUS_UPDATED", message=killed,
+                         exit_code=code_of)
+            return fx
         if signal is not None:
             code = 128 + signal
             message = f"Command terminated with signal {signal_name(signal)}"
@@ -305,6 +352,65 @@ class AgentCore:
             self._update(task, TaskState.FAILED, now, fx,
                          reason="REASON_COMMAND_EXECUTOR_FAILED", message=message,
                          exit_code=code)
+        return fx
+
+    def task_health(self, task_id: str, healthy: bool, message: str, now: float) -> Effects:
+        """A health check result worth reporting (first result, or a change)."""
+        fx = Effects()
+        task = self.tasks.get(task_id)
+        if task is None or task.state != TaskState.RUNNING:
+            return fx
+        task.healthy = healthy
+        self._update(task, TaskState.RUNNING, now, fx,
+                     reason="REASON_TASK_HEALTH_CHECK_STATUS_UPDATED", message=message)
+        return fx
+
+    def task_limit_exceeded(self, task_id: str, what: str, now: float) -> Effects:
+        """The isolator found the task over a limit it cannot enforce in the kernel."""
+        fx = Effects()
+        task = self.tasks.get(task_id)
+        if task is None or task.state in TERMINAL:
+            return fx
+        task.kill_deadline = None
+        self._update(task, TaskState.FAILED, now, fx,
+                     reason="REASON_CONTAINER_LIMITATION_MEMORY", message=what,
+                     exit_code=128 + SIGKILL)
+        return fx
+
+    def supervisor_lost(self, task_id: str, now: float) -> Effects:
+        """The task's supervisor died without recording how the task ended."""
+        fx = Effects()
+        task = self.tasks.get(task_id)
+        if task is None or task.state in TERMINAL:
+            return fx
+        task.kill_deadline = None
+        if task.killing:
+            self._update(task, TaskState.KILLED, now, fx, reason=task.kill_reason,
+                         message="the task's supervisor ended while it was being killed")
+        else:
+            self._update(task, TaskState.FAILED, now, fx, reason="REASON_EXECUTOR_TERMINATED",
+                         message="the task's supervisor died; the task was killed")
+        return fx
+
+    def recover(self, tasks: list[RecoveredTask], now: float) -> Effects:
+        """Take back the tasks checkpointed before a restart (before registering)."""
+        fx = Effects()
+        for rt in tasks:
+            state = TaskState(rt.state) if rt.state else TaskState.STAGING
+            task = _Task(framework_id=rt.framework_id, info=rt.info, state=state,
+                         exit_code=rt.exit_code, healthy=rt.healthy,
+                         updates=deque(rt.pending))
+            self.tasks[rt.info.task_id] = task
+            if state in TERMINAL and not task.updates:
+                del self.tasks[rt.info.task_id]
+                fx.forget.append(rt.info.task_id)
+                continue
+            if rt.kill_reason is not None and state not in TERMINAL:
+                if state == TaskState.STAGING:
+                    task.killing = True
+                    task.kill_reason = rt.kill_reason
+                else:
+                    self._kill(rt.framework_id, rt.info.task_id, now, fx, rt.kill_reason)
         return fx
 
     def shutdown(self, now: float) -> Effects:
@@ -336,9 +442,10 @@ class AgentCore:
             task_id=task.info.task_id, framework_id=task.framework_id,
             agent_id=self.agent_id or "", state=state.value, uuid=self._new_id(),
             timestamp=now, source="agent", reason=reason, message=message,
-            exit_code=exit_code,
+            exit_code=exit_code, healthy=task.healthy,
         )
         task.updates.append(status)
+        fx.checkpoint.append((task.info.task_id, {"update": to_plain(status)}))
         if len(task.updates) == 1 and self.registered:
             self._send_head(task, now, fx)
 

@@ -21,25 +21,30 @@ def _disk_mb(total_mb: int) -> int:
     return total_mb - 5120 if total_mb >= 10240 else total_mb // 2
 
 
-def count_gpus() -> int:
-    """GPUs visible to nvidia-smi; zero when it is absent or fails."""
+def detect_gpus() -> list[str]:
+    """Indices of the GPUs nvidia-smi sees; none when it is absent or fails."""
     if shutil.which("nvidia-smi") is None:
-        return 0
+        return []
     try:
-        out = subprocess.run(["nvidia-smi", "--list-gpus"], capture_output=True, text=True,
-                             timeout=10, check=False)
+        out = subprocess.run(["nvidia-smi", "--query-gpu=index", "--format=csv,noheader"],
+                             capture_output=True, text=True, timeout=10, check=False)
     except (OSError, subprocess.TimeoutExpired):
-        return 0
-    return sum(1 for line in out.stdout.splitlines() if line.startswith("GPU "))
+        return []
+    if out.returncode != 0:
+        return []
+    return [line.strip() for line in out.stdout.splitlines() if line.strip().isdigit()]
 
 
-def detect_resources(work_dir: str, override: str | None = None) -> Resources:
-    """Detected resources, with any names given in ``override`` replacing them."""
+def detect_resources(work_dir: str, override: str | None = None,
+                     gpus: int = 0) -> Resources:
+    """Detected resources, with any names given in ``override`` replacing them.
+
+    ``gpus`` is the number of GPU devices the agent can hand out (detected or given).
+    """
     cpus = psutil.cpu_count(logical=True) or 1
     mem = _mem_mb(psutil.virtual_memory().total // (1024 * 1024))
     disk = _disk_mb(shutil.disk_usage(work_dir).total // (1024 * 1024))
     parts = [f"cpus:{cpus}", f"mem:{mem}", f"disk:{disk}", f"ports:{DEFAULT_PORTS}"]
-    gpus = count_gpus()
     if gpus:
         parts.append(f"gpus:{gpus}")
     detected = Resources.parse(";".join(parts))

@@ -2,7 +2,9 @@
 
 Signals: SIGINT and SIGUSR1 drain (kill every task, deliver the final updates for a
 short while, exit); SIGTERM exits at once and leaves tasks running, which is what a
-restart under systemd's ``KillMode=process`` wants.
+restart under systemd's ``KillMode=process`` wants. SIGKILL leaves them running too:
+tasks live under their own supervisors, and the next agent started on the same work
+dir re-attaches to them from the checkpoints before it re-registers.
 """
 
 from __future__ import annotations
@@ -20,10 +22,12 @@ from types import FrameType
 import structlog
 import zmq
 
-from mesos_zmq.agent.containerizer import Containerizer
-from mesos_zmq.agent.core import AgentCore, Effects
-from mesos_zmq.agent.detect import detect_resources
+from mesos_zmq.agent import checkpoint
+from mesos_zmq.agent.containerizer import Containerizer, GpuError
+from mesos_zmq.agent.core import AgentCore, Effects, RecoveredTask
+from mesos_zmq.agent.detect import detect_gpus, detect_resources
 from mesos_zmq.agent.files import SandboxPathError, read_chunk
+from mesos_zmq.agent.isolation import IsolationError, detect_isolator
 from mesos_zmq.attributes import parse_attributes
 from mesos_zmq.detector import LeaderDetector, NoLeader
 from mesos_zmq.errors import ConfigError, ResourceError
@@ -47,6 +51,13 @@ class AgentConfig:
     hostname: str = ""
     kill_grace_period: float = 3.0
     status_update_retry: float = 1.0
+    #: auto | cgroups-v1 | cgroups-v2 | posix
+    isolation: str = "auto"
+    cgroups_root: str = "mesos-zmq"
+    #: also cap cpu time at the task's cpus (CFS quota), not only share it
+    cgroups_enable_cfs: bool = False
+    #: GPU device indices to hand out (default: detected with nvidia-smi)
+    gpu_devices: list[str] | None = None
 
 
 class AgentServer:
@@ -57,8 +68,9 @@ class AgentServer:
             (self.work_dir / "meta").mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise ConfigError(f"cannot use --work-dir {self.work_dir}: {exc.strerror}") from None
+        gpus = config.gpu_devices if config.gpu_devices is not None else detect_gpus()
         try:
-            resources = detect_resources(str(self.work_dir), config.resources)
+            resources = detect_resources(str(self.work_dir), config.resources, len(gpus))
             parse_attributes(config.attributes)
         except ResourceError as exc:
             raise ConfigError(f"--resources: {exc}") from None
@@ -75,7 +87,11 @@ class AgentServer:
             kill_grace=config.kill_grace_period,
             retry_interval=config.status_update_retry,
         )
-        self.containerizer = Containerizer(self.work_dir)
+        isolator = detect_isolator(config.cgroups_root, config.isolation)
+        self.containerizer = Containerizer(
+            self.work_dir, isolator, gpu_devices=gpus,
+            cpu_hard_limit=config.cgroups_enable_cfs, kill_grace=config.kill_grace_period,
+        )
         self.context: zmq.Context[zmq.Socket[bytes]] = zmq.Context()
         try:
             self.detector = LeaderDetector(config.master)
@@ -88,6 +104,27 @@ class AgentServer:
         # reads so heartbeats and updates keep flowing during a big RunTasks.
         self._launch_queue: deque[tuple[str, TaskInfo]] = deque()
         self._log = log.bind(hostname=self.core.hostname)
+        self._recover()
+
+    # ----------------------------------------------------------------- recovery
+    def _recover(self) -> None:
+        """Re-attach to the tasks a previous agent left running (before registering)."""
+        found = self.containerizer.recover()
+        if not found:
+            return
+        now = time.monotonic()
+        recovered = [
+            RecoveredTask(framework_id=cp.framework_id, info=cp.info, state=cp.state,
+                          exit_code=cp.exit_code, healthy=cp.healthy, pending=cp.pending,
+                          kill_reason=cp.kill_reason)
+            for cp in found
+        ]
+        self._apply(self.core.recover(recovered, now))
+        for cp in found:
+            self._consume_events(cp.info.task_id)
+        self._check_supervisors(force=True)
+        self._log.info("recovered tasks", tasks=len(found),
+                       running=self.containerizer.running())
 
     def request_stop(self, drain: bool) -> None:
         self._stop = "drain" if drain else "leave"
@@ -111,26 +148,66 @@ class AgentServer:
                     or (not self.core.tasks and self.containerizer.running() == 0)
                 ):
                     break
-                if self._launch_queue:
-                    timeout = 0
-                elif self.containerizer.running():
-                    timeout = 10
-                else:
-                    timeout = 50
-                if self.client.poll(timeout):
+                # Supervisors poke the notification socket, so idle waits can be long.
+                timeout = 0 if self._launch_queue else 50
+                poller = zmq.Poller()
+                poller.register(self.client.socket, zmq.POLLIN)
+                poller.register(self.containerizer.notify.fileno(), zmq.POLLIN)
+                ready = dict(poller.poll(timeout))
+                if self.client.socket in ready:
                     self._drain_socket()
                 self._launch_some()
-                now = time.monotonic()
-                for exited in self.containerizer.reap():
-                    self._apply(self.core.task_exited(exited.task_id, exited.exit_code,
-                                                      exited.signal, now))
+                for task_id in self.containerizer.pending_events(time.monotonic()):
+                    self._consume_events(task_id)
+                self._check_supervisors()
                 self._follow_leader()
                 self._apply(self.core.tick(time.monotonic()))
         finally:
+            running = self.containerizer.running()
+            self.containerizer.close()
             self.client.close()
             self.context.term()
             self.detector.close()
-            self._log.info("agent stopped", running_tasks=self.containerizer.running())
+            self._log.info("agent stopped", running_tasks=running)
+
+    # ----------------------------------------------------------------- containers
+    def _consume_events(self, task_id: str) -> None:
+        """Feed the supervisor's new events to the core, checkpointing each as consumed."""
+        for event in self.containerizer.new_events(task_id):
+            now = time.monotonic()
+            kind = event.get("event")
+            if kind == "started":
+                fx = self.core.task_spawned(task_id, now)
+            elif kind == "failed":
+                fx = self.core.spawn_failed(task_id, str(event.get("error", "")), now)
+            elif kind == "health":
+                fx = self.core.task_health(task_id, bool(event.get("healthy")),
+                                           str(event.get("message", "")), now)
+            elif kind == "exited":
+                code = event.get("exit_code")
+                sig = event.get("signal")
+                killed = str(event.get("killed") or "")
+                oom = not killed and self.containerizer.oom_killed(task_id)
+                fx = self.core.task_exited(
+                    task_id, code if isinstance(code, int) else None,
+                    sig if isinstance(sig, int) else None, now, oom=oom, killed=killed)
+            else:
+                fx = Effects()
+            self._apply(fx, seq=(task_id, int(event["seq"])))
+            self.containerizer.consumed(task_id, event)
+            if kind in ("exited", "failed"):
+                self.containerizer.destroy(task_id)
+
+    def _check_supervisors(self, force: bool = False) -> None:
+        for task_id in self.containerizer.lost_supervisors(time.monotonic(), force=force):
+            self._consume_events(task_id)  # it may have recorded the end before dying
+            container = self.containerizer.containers.get(task_id)
+            if container is None or container.exited:
+                continue
+            self._log.warning("task supervisor died", task_id=task_id)
+            self.containerizer.signal(task_id, signal.SIGKILL)
+            self.containerizer.destroy(task_id)
+            self._apply(self.core.supervisor_lost(task_id, time.monotonic()))
 
     def _follow_leader(self) -> None:
         """A new leader was elected: connect to it and register there."""
@@ -145,7 +222,8 @@ class AgentServer:
             self._apply(self.core.handle(envelope.message, envelope.request_id,
                                          time.monotonic()))
 
-    def _apply(self, fx: Effects) -> None:
+    def _apply(self, fx: Effects, seq: tuple[str, int] | None = None) -> None:
+        self._write_checkpoints(fx, seq)
         if fx.checkpoint_agent_id:
             self._checkpoint_id(fx.checkpoint_agent_id)
             self._log = self._log.bind(agent_id=fx.checkpoint_agent_id)
@@ -157,23 +235,55 @@ class AgentServer:
             self.client.send(encode(self._read_file(request, request_id), request_id))
         for msg, request_id in fx.messages:
             self.client.send(encode(msg, request_id))
+        for task_id in fx.forget:
+            framework_id = self._forgotten_framework(task_id)
+            if framework_id is not None:
+                self.containerizer.forget(task_id, framework_id)
         if fx.reconnect:
             self._log.warning("master silent: reconnecting")
             self.client.reconnect()
             self._apply(self.core.connected(time.monotonic()))
+
+    def _forgotten_framework(self, task_id: str) -> str | None:
+        container = self.containerizer.containers.get(task_id)
+        if container is not None:
+            return container.framework_id
+        return self.core.framework_of(task_id)
+
+    def _write_checkpoints(self, fx: Effects, seq: tuple[str, int] | None) -> None:
+        """Append the core's records to each task's log before anything is sent."""
+        by_task: dict[str, list[dict[str, object]]] = {}
+        for task_id, record in fx.checkpoint:
+            by_task.setdefault(task_id, []).append(record)
+        if seq is not None:
+            records = by_task.setdefault(seq[0], [])
+            if records:
+                for record in records:
+                    record.setdefault("seq", seq[1])
+            else:
+                records.append({"seq": seq[1]})
+        for task_id, records in by_task.items():
+            framework_id = self._forgotten_framework(task_id)
+            if framework_id is None:
+                continue
+            meta_dir = checkpoint.task_meta_dir(self.work_dir, framework_id, task_id)
+            if meta_dir.is_dir():
+                checkpoint.append(meta_dir, records)
 
     def _launch_some(self) -> None:
         for _ in range(LAUNCH_BATCH):
             if not self._launch_queue:
                 return
             framework_id, task = self._launch_queue.popleft()
+            if self.core.is_terminal(task.task_id):
+                continue  # killed before it was started
             try:
                 self.containerizer.launch(self.core.agent_id or "", framework_id, task)
-            except OSError as exc:
+            except (OSError, GpuError, IsolationError) as exc:
                 self._log.warning("task failed to start", task_id=task.task_id, error=str(exc))
+                self.containerizer.destroy(task.task_id)
                 self._apply(self.core.spawn_failed(task.task_id, str(exc), time.monotonic()))
                 continue
-            self._apply(self.core.task_spawned(task.task_id, time.monotonic()))
 
     def _read_file(self, request: ReadFile, request_id: str) -> FileData | Error:
         sandbox = self.containerizer.sandboxes.get(request.task_id)

@@ -171,17 +171,35 @@ def master(ip: str, port: int, work_dir: str, registry: str, roles: str, weights
 @flag("--hostname", default=None, help="name reported to the master (default: this host)")
 @flag("--kill-grace-period", type=click.FloatRange(min=0.0), default=3.0,
       help="seconds between SIGTERM and SIGKILL when a task is killed")
+@flag("--isolation", type=click.Choice(["auto", "cgroups-v1", "cgroups-v2", "posix"]),
+      default="auto", help="how tasks are isolated (auto: cgroups when writable)")
+@flag("--cgroups-root", default="mesos-zmq",
+      help="cgroup under which each task gets its own (per controller on v1)")
+@flag("--cgroups-enable-cfs", is_flag=True, default=False,
+      help="hard-cap each task's cpu time at its cpus (CFS quota), not only weight it")
+@flag("--gpu-devices", default=None,
+      help="GPU indices to hand out, e.g. '0,1' (default: detected with nvidia-smi)")
 @log_flags
 def agent(master: str, work_dir: str, resources: str | None, attributes: str,
-          hostname: str | None, kill_grace_period: float, log_format: str,
-          log_level: str) -> None:
+          hostname: str | None, kill_grace_period: float, isolation: str,
+          cgroups_root: str, cgroups_enable_cfs: bool, gpu_devices: str | None,
+          log_format: str, log_level: str) -> None:
     """Run an agent that offers this host's resources and runs tasks."""
     from mesos_zmq.agent.server import AgentConfig, run_agent
 
     configure_logging("agent", log_format, log_level)
+    devices = None
+    if gpu_devices is not None:
+        devices = [d.strip() for d in gpu_devices.split(",") if d.strip()]
+        bad = [d for d in devices if not d.isdigit()]
+        if bad:
+            raise click.BadParameter(f"GPU indices must be integers, got {bad[0]!r}",
+                                     param_hint="--gpu-devices")
     config = AgentConfig(
         master=master, work_dir=work_dir, resources=resources, attributes=attributes,
         hostname=hostname or socket.gethostname(), kill_grace_period=kill_grace_period,
+        isolation=isolation, cgroups_root=cgroups_root,
+        cgroups_enable_cfs=cgroups_enable_cfs, gpu_devices=devices,
     )
     sys.exit(run_agent(config))
 

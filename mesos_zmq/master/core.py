@@ -93,6 +93,8 @@ from mesos_zmq.resources import Resources, validate_role
 from mesos_zmq.tasks import TERMINAL, TaskState, can_transition
 
 log = structlog.get_logger()
+#: frameworks with this capability hear TASK_UNREACHABLE rather than TASK_LOST
+PARTITION_AWARE = "PARTITION_AWARE"
 
 MAX_TASKS_PER_ACCEPT = 10_000
 
@@ -368,7 +370,8 @@ class MasterCore:
             self.allocator.allocate_to(offer["framework_id"], offer["role"], offer["agent_id"],
                                        resources)
         for rec in self.state.tasks.values():
-            self._allocate_task(rec)
+            if rec.state != TaskState.UNREACHABLE and rec.agent_id in self.state.agents:
+                self._allocate_task(rec)
 
     def _allocate_task(self, rec: TaskRecord) -> None:
         try:
@@ -507,6 +510,13 @@ class MasterCore:
                     agent_id,
                     KillTask(framework_id=report.framework_id, task_id=report.task.task_id),
                 )
+            elif rec.state == TaskState.UNREACHABLE and report.state in (
+                    TaskState.RUNNING.value, TaskState.KILLING.value):
+                # A partition-aware framework heard UNREACHABLE: now it hears the truth.
+                # (A task that ended meanwhile is told by the agent's own update.)
+                self._master_task_update(rec, TaskState(report.state),
+                                         "REASON_AGENT_REREGISTERED",
+                                         "agent re-registered after being unreachable", now)
         relaunch: dict[str, list[TaskInfo]] = {}
         for rec in self.state.active_tasks_on(agent_id):
             if (rec.framework_id, rec.task_id) in reported:
@@ -1233,10 +1243,22 @@ class MasterCore:
         for offer_id in list(rt.offers):
             self._rescind(offer_id)
         for rec in self.state.active_tasks_on(agent_id):
-            self._master_task_update(rec, TaskState.LOST, "REASON_AGENT_REMOVED", why, now)
+            if rec.state == TaskState.UNREACHABLE:
+                continue
+            if self._partition_aware(rec.framework_id):
+                # It may well still run: say so, and free its resources until it is back.
+                self._master_task_update(rec, TaskState.UNREACHABLE,
+                                         "REASON_AGENT_UNREACHABLE", why, now)
+                self._release_task(rec)
+            else:
+                self._master_task_update(rec, TaskState.LOST, "REASON_AGENT_REMOVED", why, now)
         self._commit({"op": "agent_removed", "agent_id": agent_id, "reason": why, "time": now})
         self.allocator.remove_agent(agent_id)
         log.warning("agent removed", agent_id=agent_id, reason=why)
+
+    def _partition_aware(self, fid: str) -> bool:
+        info = self.state.frameworks.get(fid)
+        return info is not None and PARTITION_AWARE in info.capabilities
 
     def _remove_framework(self, fid: str, why: str, now: float) -> None:
         if fid not in self.state.frameworks:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 
+from mesos_zmq.agent.health_policy import check_health_check
 from mesos_zmq.attributes import parse_attributes
 from mesos_zmq.errors import AttributeParseError, ResourceError
 from mesos_zmq.protocol import FrameworkInfo, TaskInfo
@@ -72,6 +73,10 @@ def check_task(task: TaskInfo, agent_id: str, seen: set[str], id_in_use: bool) -
         return f"task {task.task_id} has no argv"
     if task.kill_grace_period is not None and not 0 <= task.kill_grace_period <= MAX_KILL_GRACE:
         return f"task {task.task_id}: kill_grace_period must be within 0..3600 seconds"
+    if task.health_check is not None:
+        problem = check_health_check(task.health_check)
+        if problem is not None:
+            return f"task {task.task_id}: {problem}"
     return None
 
 

@@ -656,3 +656,54 @@ def test_decline_filters_survive_a_restart_and_revive_clears_them() -> None:
     h2.send(b"fw2", Revive(framework_id=fid), 102)
     assert len(h2.offers_to(b"fw2", 102)) == 1
     assert not Harness(log=h.log).core.state.filters
+
+
+def _partition(capabilities: list[str]) -> tuple[Harness, str, str, list[TaskStatus]]:
+    """A task runs, its agent goes silent past the heartbeat limit."""
+    h = Harness(missed_heartbeats=3)
+    agent_id = h.register_agent(now=0.0)
+    info = FrameworkInfo(name="pa", capabilities=capabilities, failover_timeout=60)
+    (sub, *_) = h.send(FW, Subscribe(framework=info), 0.0)
+    fid = sub.framework_id
+    (offer,) = h.offers_to(FW, 0.0)
+    h.send(FW, Accept(framework_id=fid, offer_ids=[offer.offer_id],
+                      tasks=[task("t1", agent_id)], refuse_seconds=0), 0.0)
+    h.send(AGENT, StatusUpdate(status=TaskStatus(
+        task_id="t1", framework_id=fid, agent_id=agent_id, state="TASK_RUNNING", uuid="u1",
+        timestamp=0.1)), 0.1)
+    for t in (1.0, 2.0, 3.0, 4.0):
+        h.send(FW, Heartbeat(), t)
+    out = h.tick(4.5)
+    return h, agent_id, fid, [m.status for m in of_type(out, StatusUpdate)]
+
+
+def _come_back(h: Harness, agent_id: str, fid: str, now: float) -> list[Message]:
+    running = TaskReport(task=task("t1", agent_id), framework_id=fid, state="TASK_RUNNING")
+    h.send(b"agent-2", ReregisterAgent(agent_id=agent_id, hostname="h1",
+                                       resources="cpus:4;mem:4096", tasks=[running]), now)
+    return [m for _, m, _ in h.sent]
+
+
+def test_partition_aware_framework_hears_unreachable_then_running() -> None:
+    h, agent_id, fid, updates = _partition(["PARTITION_AWARE"])
+    assert [(s.state, s.reason) for s in updates] == [
+        ("TASK_UNREACHABLE", "REASON_AGENT_UNREACHABLE")]
+    rec = h.core.state.task(fid, "t1")
+    assert rec is not None and rec.state == "TASK_UNREACHABLE"
+    h.sent.clear()
+    sent = _come_back(h, agent_id, fid, 5.0)
+    back = [m.status for m in sent if isinstance(m, StatusUpdate)]
+    assert [(s.state, s.reason) for s in back] == [("TASK_RUNNING", "REASON_AGENT_REREGISTERED")]
+    assert not [m for m in sent if isinstance(m, KillTask)]
+    rec = h.core.state.task(fid, "t1")
+    assert rec is not None and rec.state == "TASK_RUNNING"
+
+
+def test_plain_framework_hears_lost_and_the_returning_agent_kills_the_task() -> None:
+    h, agent_id, fid, updates = _partition([])
+    assert [s.state for s in updates] == ["TASK_LOST"]
+    h.sent.clear()
+    sent = _come_back(h, agent_id, fid, 5.0)
+    assert [(m.framework_id, m.task_id) for m in sent if isinstance(m, KillTask)] == [
+        (fid, "t1")]
+    assert not [m for m in sent if isinstance(m, StatusUpdate) and m.status.state != "TASK_LOST"]

@@ -1,0 +1,259 @@
+"""The per-task supervisor: a small process that outlives the agent.
+
+Theory of operation
+-------------------
+The agent forks one supervisor per task (a fork, not an exec, so launching stays as
+cheap as a fork: the child already has this module loaded). The supervisor leaves the
+agent's session, starts the task in a session of its own (so a kill reaches every
+process the task started, and the task's cgroups are joined before ``exec``), then
+waits for it. Everything it learns goes to an append-only events file in the task's
+meta directory, one JSON object per line with an increasing ``seq``:
+
+* ``started``  ``{"pid": …}`` - the command was exec'd;
+* ``failed``   ``{"error": …}`` - it could not be started;
+* ``health``   ``{"healthy": …, "message": …}`` - a health check result worth reporting;
+* ``exited``   ``{"exit_code": …, "signal": …, "killed": …}`` - its true exit status
+  (``killed`` says why the supervisor killed it itself, e.g. a failing health check).
+
+That file is the task's status stream: an agent that was SIGKILLed and restarted reads
+it from where its own checkpoint says it stopped, so a task that ended meanwhile is
+reported with its real exit status. After each event the supervisor sends a one-line
+datagram with the task's meta directory to the agent's notification socket (an
+abstract Unix socket named after the agent's work dir), so the agent reacts at once
+without polling files; when no agent listens the datagram is simply dropped.
+
+Health checks run here too, so they keep running (and keep killing unhealthy tasks)
+while the agent is down.
+
+The child never touches ZeroMQ or logging (it inherited their state from a threaded
+parent): it only uses the OS, writes its events, and leaves with ``os._exit``.
+"""
+
+from __future__ import annotations
+
+import gc
+import json
+import os
+import select
+import signal
+import socket
+import subprocess
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, NoReturn
+
+from mesos_zmq.protocol import HealthCheck
+
+EVENTS = "events"
+
+
+@dataclass(frozen=True, slots=True)
+class SupervisorSpec:
+    """Everything a supervisor needs, decided by the agent before the fork."""
+
+    meta_dir: str
+    sandbox: str
+    argv: list[str]
+    env: dict[str, str]
+    cgroup_procs: list[str] = field(default_factory=list)
+    health_check: HealthCheck | None = None
+    kill_grace: float = 3.0
+    notify_name: bytes = b""
+
+
+def notify_address(work_dir: str) -> bytes:
+    """The abstract socket name of the agent with this work dir (no path length limit)."""
+    import hashlib
+
+    digest = hashlib.sha1(os.path.abspath(work_dir).encode()).hexdigest()[:20]
+    return b"\0mesos-zmq-agent-" + digest.encode()
+
+
+class _Events:
+    """Appends events and pokes the agent; never raises."""
+
+    def __init__(self, spec: SupervisorSpec) -> None:
+        self.path = os.path.join(spec.meta_dir, EVENTS)
+        self.seq = 0
+        self.notify_name = spec.notify_name
+        self.fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        self.sock: socket.socket | None = None
+        try:
+            self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+            self.sock.setblocking(False)
+        except OSError:
+            self.sock = None
+
+    def write(self, event: str, **fields: Any) -> None:
+        self.seq += 1
+        line = json.dumps({"seq": self.seq, "event": event, "time": time.time(), **fields})
+        try:
+            os.write(self.fd, (line + "\n").encode())
+        except OSError:
+            pass
+        if self.sock is not None and self.notify_name:
+            try:
+                self.sock.sendto(self.meta_dir_bytes(), self.notify_name)
+            except OSError:
+                pass  # no agent listening, or its queue is full: it polls as a fallback
+
+    def meta_dir_bytes(self) -> bytes:
+        return os.path.dirname(self.path).encode()
+
+
+def _join_cgroups(paths: list[str]) -> None:
+    pid = str(os.getpid()).encode()
+    for path in paths:
+        fd = os.open(path, os.O_WRONLY)
+        try:
+            os.write(fd, pid)
+        finally:
+            os.close(fd)
+
+
+def _close_inherited_fds() -> None:
+    """Drop the agent's sockets and files (ZeroMQ's among them) from this process."""
+    try:
+        fds = [int(name) for name in os.listdir("/proc/self/fd")]
+    except OSError:
+        fds = list(range(3, 1024))
+    for fd in fds:
+        if fd > 2:
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+
+
+def run_forked(spec: SupervisorSpec) -> NoReturn:
+    """Entry point in the forked child; never returns."""
+    code = 1
+    try:
+        gc.disable()  # the child's copy of the agent's heap stays shared
+        os.setsid()
+        for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGUSR1, signal.SIGHUP):
+            signal.signal(signum, signal.SIG_DFL)
+        signal.signal(signal.SIGPIPE, signal.SIG_IGN)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGHUP, signal.SIG_IGN)
+        _close_inherited_fds()
+        devnull = os.open(os.devnull, os.O_RDWR)
+        for fd in (0, 1, 2):
+            os.dup2(devnull, fd)
+        os.close(devnull)
+        code = supervise(spec)
+    finally:
+        os._exit(code)
+
+
+def supervise(spec: SupervisorSpec) -> int:
+    """Start the task, watch it and its health, record how it ended."""
+    events = _Events(spec)
+    sandbox = Path(spec.sandbox)
+    try:
+        with open(sandbox / "stdout", "ab") as out, open(sandbox / "stderr", "ab") as err:
+            procs = list(spec.cgroup_procs)
+            proc = subprocess.Popen(
+                spec.argv, cwd=spec.sandbox, env=spec.env, stdin=subprocess.DEVNULL,
+                stdout=out, stderr=err, start_new_session=True, close_fds=True,
+                preexec_fn=(lambda: _join_cgroups(procs)) if procs else None,
+            )
+    except (OSError, subprocess.SubprocessError) as exc:
+        events.write("failed", error=str(exc))
+        return 1
+    events.write("started", pid=proc.pid, supervisor=os.getpid())
+    watcher = _Watcher(proc.pid, spec, events)
+    status, killed = watcher.wait()
+    if os.WIFSIGNALED(status):
+        events.write("exited", exit_code=None, signal=os.WTERMSIG(status), killed=killed)
+    else:
+        events.write("exited", exit_code=os.waitstatus_to_exitcode(status), signal=None,
+                     killed=killed)
+    return 0
+
+
+class _Watcher:
+    """Waits for the task while running its health checks on their schedule."""
+
+    def __init__(self, pid: int, spec: SupervisorSpec, events: _Events) -> None:
+        self.pid = pid
+        self.spec = spec
+        self.events = events
+        self.pidfd: int | None
+        try:
+            self.pidfd = os.pidfd_open(pid)
+        except (OSError, AttributeError):
+            self.pidfd = None
+
+    def _wait_for(self, seconds: float) -> int | None:
+        """The wait status if the task exited within ``seconds``."""
+        deadline = time.monotonic() + max(0.0, seconds)
+        while True:
+            pid, status = os.waitpid(self.pid, os.WNOHANG)
+            if pid == self.pid:
+                return status
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return None
+            if self.pidfd is not None:
+                select.select([self.pidfd], [], [], left)
+            else:
+                time.sleep(min(left, 0.05))
+
+    def wait(self) -> tuple[int, str]:
+        check = self.spec.health_check
+        if check is None:
+            _, final = os.waitpid(self.pid, 0)
+            return final, ""
+        from mesos_zmq.agent.health import HealthPolicy, run_check
+
+        policy = HealthPolicy(check, time.monotonic())
+        while True:
+            due = policy.next_check_at()
+            wait = 3600.0 if due is None else due - time.monotonic()
+            ended = self._wait_for(wait)
+            if ended is not None:
+                return ended, ""
+            ok, message = run_check(check, cwd=self.spec.sandbox, env=self.spec.env)
+            verdict = policy.record(ok, message, time.monotonic())
+            if verdict.healthy is not None or verdict.kill:
+                self.events.write("health", healthy=verdict.healthy if verdict.healthy
+                                  is not None else False, message=verdict.message,
+                                  kill=verdict.kill)
+            if verdict.kill:
+                return self._kill(verdict.message), f"health check failed: {verdict.message}"
+
+    def _kill(self, why: str) -> int:
+        try:
+            os.killpg(self.pid, signal.SIGTERM)
+        except OSError:
+            pass
+        status = self._wait_for(self.spec.kill_grace)
+        if status is not None:
+            return status
+        try:
+            os.killpg(self.pid, signal.SIGKILL)
+        except OSError:
+            pass
+        _, status = os.waitpid(self.pid, 0)
+        return status
+
+
+def read_events(meta_dir: Path, after: int = 0) -> list[dict[str, Any]]:
+    """Events with ``seq`` greater than ``after``; a torn last line is left for later."""
+    try:
+        data = (meta_dir / EVENTS).read_bytes()
+    except FileNotFoundError:
+        return []
+    out: list[dict[str, Any]] = []
+    for line in data.split(b"\n"):
+        if not line:
+            continue
+        try:
+            event = json.loads(line)
+        except ValueError:
+            continue  # torn write of a killed supervisor
+        if isinstance(event, dict) and isinstance(event.get("seq"), int) and event["seq"] > after:
+            out.append(event)
+    return out

@@ -1,0 +1,146 @@
+"""Agent recovery rules: checkpoint records, replay, and re-sending exactly what was
+not acknowledged (no processes, no sockets)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from mesos_zmq.agent.checkpoint import TaskCheckpoint, replay
+from mesos_zmq.agent.core import SIGTERM, Effects, RecoveredTask
+from mesos_zmq.protocol import KillTask, ReregisterAgent, StatusUpdate, TaskInfo
+from tests.unit.test_agent_rules import ack, make, registered, run, updates
+
+
+def records_of(fx: Effects, task_id: str) -> list[bytes]:
+    return [json.dumps(r).encode() for t, r in fx.checkpoint if t == task_id]
+
+
+def to_recovered(cp: TaskCheckpoint) -> RecoveredTask:
+    return RecoveredTask(framework_id=cp.framework_id, info=cp.info, state=cp.state,
+                         exit_code=cp.exit_code, healthy=cp.healthy, pending=cp.pending,
+                         kill_reason=cp.kill_reason)
+
+
+def fold(lines: list[bytes]) -> TaskCheckpoint:
+    info = TaskInfo(task_id="t1", agent_id="A1", resources="cpus:0.1", command="true")
+    return replay(Path("/nonexistent"), "F1", info, "c1", [], lines)
+
+
+def test_every_update_and_ack_is_a_checkpoint_record() -> None:
+    core = make("A1")
+    registered(core)
+    run(core, "t1")
+    log: list[bytes] = []
+    fx = core.task_spawned("t1", 1.0)
+    log += records_of(fx, "t1")
+    log += records_of(ack(core, fx, 1.1), "t1")
+    fx = core.task_exited("t1", 3, None, 2.0)
+    log += records_of(fx, "t1")
+    cp = fold(log)
+    assert cp.state == "TASK_FAILED" and cp.exit_code == 3
+    assert [s.state for s in cp.pending] == ["TASK_FAILED"]  # RUNNING was acknowledged
+
+
+def test_restarted_agent_resends_unacknowledged_updates_with_their_uuids() -> None:
+    core = make("A1")
+    registered(core)
+    run(core, "t1")
+    fx = core.task_spawned("t1", 1.0)
+    (sent, _), = fx.messages
+    assert isinstance(sent, StatusUpdate)
+    lines = records_of(fx, "t1")  # the agent dies before the ack arrives
+    fresh = make("A1")
+    fresh.recover([to_recovered(fold(lines))], 5.0)
+    fx = fresh.connected(5.0)
+    (msg, _), = fx.messages
+    assert isinstance(msg, ReregisterAgent)
+    assert [(r.task.task_id, r.state) for r in msg.tasks] == [("t1", "TASK_RUNNING")]
+    fx = registered(fresh, 5.1)
+    (again, _), = fx.messages
+    assert isinstance(again, StatusUpdate) and again.status.uuid == sent.status.uuid
+
+
+def test_acknowledged_terminal_task_is_forgotten_on_recovery() -> None:
+    core = make("A1")
+    registered(core)
+    run(core, "t1")
+    log: list[bytes] = []
+    fx = core.task_spawned("t1", 1.0)
+    log += records_of(fx, "t1") + records_of(ack(core, fx, 1.1), "t1")
+    fx = core.task_exited("t1", 0, None, 2.0)
+    log += records_of(fx, "t1")
+    fx2 = ack(core, fx, 2.1)
+    assert fx2.forget == ["t1"]
+    log += records_of(fx2, "t1")
+    fresh = make("A1")
+    fx = fresh.recover([to_recovered(fold(log))], 5.0)
+    assert fx.forget == ["t1"] and not fresh.tasks
+
+
+def test_kill_in_progress_is_started_again_after_recovery() -> None:
+    core = make("A1")
+    registered(core)
+    run(core, "t1")
+    fx = core.task_spawned("t1", 1.0)
+    log = records_of(fx, "t1") + records_of(ack(core, fx, 1.1), "t1")
+    fx = core.handle(KillTask(
+        framework_id="F1", task_id="t1"), "", 2.0)
+    log += records_of(fx, "t1")
+    cp = fold(log)
+    assert cp.kill_reason == "REASON_TASK_KILLED"
+    fresh = make("A1")
+    fx = fresh.recover([to_recovered(cp)], 5.0)
+    assert fx.signal == [("t1", SIGTERM)]
+    fx = fresh.task_exited("t1", None, 15, 5.5)
+    assert updates(fx) == [] and fresh.tasks["t1"].state == "TASK_KILLED"
+
+
+def test_torn_last_line_is_ignored() -> None:
+    core = make("A1")
+    registered(core)
+    run(core, "t1")
+    lines = records_of(core.task_spawned("t1", 1.0), "t1")
+    cp = fold([*lines, b'{"update": {"task_id": "t1", "sta'])
+    assert [s.state for s in cp.pending] == ["TASK_RUNNING"]
+
+
+def test_event_sequence_numbers_are_remembered() -> None:
+    cp = fold([b'{"seq": 1}', b'{"seq": 3}', b'{"ack": "nope", "seq": 2}'])
+    assert cp.last_seq == 3 and cp.pending == []
+
+
+def test_oom_and_health_kills_have_their_own_reasons() -> None:
+    core = make("A1")
+    registered(core)
+    run(core, "t1", "t2")
+    core.task_spawned("t1", 1.0)
+    core.task_spawned("t2", 1.0)
+    core.task_exited("t1", None, 9, 2.0, oom=True)
+    core.task_exited("t2", None, 15, 2.0, killed="health check failed: HTTP 500")
+    t1 = core.tasks["t1"].updates[-1]
+    t2 = core.tasks["t2"].updates[-1]
+    assert (t1.state, t1.reason) == ("TASK_FAILED", "REASON_CONTAINER_LIMITATION_MEMORY")
+    assert "memory limit" in t1.message
+    assert (t2.state, t2.reason, t2.healthy) == (
+        "TASK_KILLED", "REASON_TASK_HEALTH_CHECK_STATUS_UPDATED", False)
+
+
+def test_health_changes_are_running_updates() -> None:
+    core = make("A1")
+    registered(core)
+    run(core, "t1")
+    core.task_spawned("t1", 1.0)
+    core.task_health("t1", True, "HTTP 200", 2.0)
+    last = core.tasks["t1"].updates[-1]
+    assert (last.state, last.healthy) == ("TASK_RUNNING", True)
+
+
+def test_supervisor_death_fails_the_task() -> None:
+    core = make("A1")
+    registered(core)
+    run(core, "t1")
+    core.task_spawned("t1", 1.0)
+    core.supervisor_lost("t1", 2.0)
+    last = core.tasks["t1"].updates[-1]
+    assert (last.state, last.reason) == ("TASK_FAILED", "REASON_EXECUTOR_TERMINATED")
