@@ -114,13 +114,15 @@ class Cluster:
         return proc
 
     def start_agent(self, resources: str = "cpus:4;mem:4096;disk:1024;ports:[31000-31099]",
-                    attributes: str = "", index: int | None = None) -> Proc:
+                    attributes: str = "", index: int | None = None,
+                    extra: list[str] | None = None) -> Proc:
         i = len(self.agents) if index is None else index
         args = ["agent", "--master", self.master_url, "--work-dir", str(self.root / f"agent{i}"),
                 "--resources", resources, "--hostname", f"agent{i}",
                 "--log-format", "json", "--log-level", "info"]
         if attributes:
             args += ["--attributes", attributes]
+        args += extra or []
         proc = Proc(f"agent{i}", args, self.root / f"agent{i}.log").start()
         if index is None:
             self.agents.append(proc)
