@@ -224,6 +224,26 @@ class Error(Message):
     in_reply_to: str = ""  # request id of the refused message, if it had one
 
 
+@dataclass(frozen=True, slots=True)
+class TaskUsage:
+    """What one task used, as its isolator measured it."""
+
+    framework_id: str
+    task_id: str
+    cpu_seconds: float  # user + system since the task started
+    rss_bytes: int  # resident memory now
+    peak_bytes: int  # highest resident memory seen
+
+
+@message("usage")
+@dataclass(frozen=True, slots=True)
+class UsageReport(Message):
+    """Agent to master, every usage interval: per-task resource usage (not logged)."""
+
+    agent_id: str
+    tasks: list[TaskUsage] = field(default_factory=list)
+
+
 @message("heartbeat")
 @dataclass(frozen=True, slots=True)
 class Heartbeat(Message):

@@ -48,6 +48,8 @@ from mesos_zmq.protocol import (
     TaskInfo,
     TaskReport,
     TaskStatus,
+    TaskUsage,
+    UsageReport,
     to_plain,
 )
 from mesos_zmq.resources import Resources
@@ -411,6 +413,20 @@ class AgentCore:
                     task.kill_reason = rt.kill_reason
                 else:
                     self._kill(rt.framework_id, rt.info.task_id, now, fx, rt.kill_reason)
+        return fx
+
+    def report_usage(self, usage: dict[str, tuple[float, int, int]]) -> Effects:
+        """Tell the master what running tasks use: task id -> (cpu s, rss, peak)."""
+        fx = Effects()
+        if not self.registered or self.agent_id is None:
+            return fx
+        entries = [TaskUsage(framework_id=task.framework_id, task_id=task_id,
+                             cpu_seconds=cpu, rss_bytes=rss, peak_bytes=peak)
+                   for task_id, (cpu, rss, peak) in usage.items()
+                   if (task := self.tasks.get(task_id)) is not None
+                   and task.state not in TERMINAL]
+        if entries:
+            fx.messages.append((UsageReport(agent_id=self.agent_id, tasks=entries), ""))
         return fx
 
     def shutdown(self, now: float) -> Effects:

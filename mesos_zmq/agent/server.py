@@ -40,6 +40,8 @@ log = structlog.get_logger()
 LAUNCH_BATCH = 16
 #: how long a starting agent waits for ZooKeeper to name a leading master
 LEADER_WAIT = 60.0
+#: how often memory limits are checked when no cgroup enforces them
+ENFORCE_INTERVAL = 0.5
 
 
 @dataclass(slots=True)
@@ -58,6 +60,8 @@ class AgentConfig:
     cgroups_enable_cfs: bool = False
     #: GPU device indices to hand out (default: detected with nvidia-smi)
     gpu_devices: list[str] | None = None
+    #: seconds between usage reports to the master (and posix memory enforcement)
+    usage_interval: float = 5.0
 
 
 class AgentServer:
@@ -104,6 +108,8 @@ class AgentServer:
         # reads so heartbeats and updates keep flowing during a big RunTasks.
         self._launch_queue: deque[tuple[str, TaskInfo]] = deque()
         self._log = log.bind(hostname=self.core.hostname)
+        self._next_usage = 0.0
+        self._next_enforce = 0.0
         self._recover()
 
     # ----------------------------------------------------------------- recovery
@@ -160,6 +166,7 @@ class AgentServer:
                 for task_id in self.containerizer.pending_events(time.monotonic()):
                     self._consume_events(task_id)
                 self._check_supervisors()
+                self._measure(time.monotonic())
                 self._follow_leader()
                 self._apply(self.core.tick(time.monotonic()))
         finally:
@@ -197,6 +204,24 @@ class AgentServer:
             self.containerizer.consumed(task_id, event)
             if kind in ("exited", "failed"):
                 self.containerizer.destroy(task_id)
+
+    def _measure(self, now: float) -> None:
+        """Report usage now and then; without cgroups, also enforce memory limits."""
+        posix = self.containerizer.isolator.kind == "posix"
+        if posix and now >= self._next_enforce:
+            self._next_enforce = now + ENFORCE_INTERVAL
+            for task_id in list(self.containerizer.containers):
+                if self.containerizer.enforce(task_id):
+                    self._log.warning("task over its memory limit: killed", task_id=task_id)
+        if now < self._next_usage:
+            return
+        self._next_usage = now + self.config.usage_interval
+        usage: dict[str, tuple[float, int, int]] = {}
+        for task_id in list(self.containerizer.containers):
+            measured = self.containerizer.usage(task_id)
+            if measured is not None:
+                usage[task_id] = (measured.cpu_seconds, measured.rss_bytes, measured.peak_bytes)
+        self._apply(self.core.report_usage(usage))
 
     def _check_supervisors(self, force: bool = False) -> None:
         for task_id in self.containerizer.lost_supervisors(time.monotonic(), force=force):

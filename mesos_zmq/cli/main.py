@@ -12,6 +12,7 @@ import shlex
 import socket
 import sys
 import tempfile
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -24,9 +25,11 @@ from mesos_zmq.cli.tables import render_table
 from mesos_zmq.errors import MesosZmqError
 from mesos_zmq.logs import configure_logging
 from mesos_zmq.protocol import (
+    FileData,
     GetState,
     OperatorKill,
     OperatorReply,
+    ReadFile,
     RemoveQuota,
     ReserveResources,
     SetQuota,
@@ -179,11 +182,13 @@ def master(ip: str, port: int, work_dir: str, registry: str, roles: str, weights
       help="hard-cap each task's cpu time at its cpus (CFS quota), not only weight it")
 @flag("--gpu-devices", default=None,
       help="GPU indices to hand out, e.g. '0,1' (default: detected with nvidia-smi)")
+@flag("--usage-interval", type=click.FloatRange(min=0.1), default=5.0,
+      help="seconds between task usage reports to the master")
 @log_flags
 def agent(master: str, work_dir: str, resources: str | None, attributes: str,
           hostname: str | None, kill_grace_period: float, isolation: str,
           cgroups_root: str, cgroups_enable_cfs: bool, gpu_devices: str | None,
-          log_format: str, log_level: str) -> None:
+          usage_interval: float, log_format: str, log_level: str) -> None:
     """Run an agent that offers this host's resources and runs tasks."""
     from mesos_zmq.agent.server import AgentConfig, run_agent
 
@@ -200,6 +205,7 @@ def agent(master: str, work_dir: str, resources: str | None, attributes: str,
         hostname=hostname or socket.gethostname(), kill_grace_period=kill_grace_period,
         isolation=isolation, cgroups_root=cgroups_root,
         cgroups_enable_cfs=cgroups_enable_cfs, gpu_devices=devices,
+        usage_interval=usage_interval,
     )
     sys.exit(run_agent(config))
 
@@ -361,9 +367,18 @@ def tasks(master: str, as_json: bool, active: bool) -> None:
     if active:
         rows = [t for t in rows if t["state"] in ("TASK_STAGING", "TASK_STARTING",
                                                   "TASK_RUNNING", "TASK_KILLING")]
-    view = [dict(t, state=t["state"].removeprefix("TASK_"),
-                 exit_code="" if t["exit_code"] is None else t["exit_code"]) for t in rows]
+    view = []
+    for t in rows:
+        usage = t.get("usage") or {}
+        view.append(dict(
+            t, state=t["state"].removeprefix("TASK_"),
+            exit_code="" if t["exit_code"] is None else t["exit_code"],
+            cpu=f"{usage['cpu_seconds']:.1f}" if usage else "",
+            rss=f"{usage['rss_bytes'] / 2**20:.1f}" if usage else "",
+            peak=f"{usage['peak_bytes'] / 2**20:.1f}" if usage else "",
+        ))
     emit(rows, as_json, [("id", "ID"), ("state", "STATE"), ("exit_code", "EXIT"),
+                         ("cpu", "CPU-S"), ("rss", "RSS-MB"), ("peak", "PEAK-MB"),
                          ("agent_id", "AGENT"), ("framework_id", "FRAMEWORK"),
                          ("resources", "RESOURCES"), ("message", "MESSAGE")], view)
 
@@ -377,6 +392,39 @@ def kill(master: str, framework_id: str, task_id: str) -> None:
     reply = request(master, OperatorKill(task_id=task_id, framework_id=framework_id))
     if isinstance(reply, OperatorReply):
         click.echo(reply.message)
+
+
+@cli.command()
+@master_flag
+@click.option("--framework", "framework_id", default="", help="framework of the task")
+@click.option("--stderr", "use_stderr", is_flag=True, help="read stderr instead of stdout")
+@click.option("--path", "path", default=None,
+              help="another file in the sandbox, relative to it (e.g. 'out/app.log')")
+@click.option("--follow", "-f", is_flag=True,
+              help="keep printing what is appended until the task ends (Ctrl-C stops)")
+@click.option("--interval", type=click.FloatRange(min=0.05), default=0.5,
+              help="seconds between reads when following")
+@click.argument("task_id")
+def logs(master: str, framework_id: str, use_stderr: bool, path: str | None, follow: bool,
+         interval: float, task_id: str) -> None:
+    """Print a task's stdout (or stderr, or another sandbox file) through its agent."""
+    relative = path if path is not None else ("stderr" if use_stderr else "stdout")
+    offset = 0
+    out = sys.stdout.buffer
+    while True:
+        reply = request(master, ReadFile(agent_id="", task_id=task_id, path=relative,
+                                         offset=offset, framework_id=framework_id))
+        if not isinstance(reply, FileData):
+            raise MesosZmqError(f"unexpected reply {reply.TYPE} from the master")
+        if reply.data:
+            out.write(reply.data)
+            out.flush()
+            offset += len(reply.data)
+        if offset < reply.size:
+            continue  # more is already there: read on without waiting
+        if not follow or reply.done:
+            return
+        time.sleep(interval)
 
 
 @cli.command()

@@ -85,8 +85,10 @@ from mesos_zmq.protocol import (
     Suppress,
     TaskInfo,
     TaskStatus,
+    TaskUsage,
     Teardown,
     UnreserveResources,
+    UsageReport,
     to_plain,
 )
 from mesos_zmq.resources import Resources, validate_role
@@ -210,10 +212,13 @@ class MasterCore:
         self._last_allocation = now
         self.started_at = now
         self.counters: dict[str, int] = {}
+        #: last usage each agent reported per active task (framework_id, task_id)
+        self.usage: dict[tuple[str, str], TaskUsage] = {}
         self._handlers: dict[type[Message], Callable[[bytes, Any, str, float], None]] = {
             RegisterAgent: self._on_register_agent,
             ReregisterAgent: self._on_reregister_agent,
             Heartbeat: self._on_heartbeat,
+            UsageReport: self._on_usage,
             StatusUpdate: self._on_status_update,
             FileData: self._on_file_data,
             Error: self._on_error,
@@ -538,6 +543,18 @@ class MasterCore:
             info = self.state.frameworks.get(framework_id)
             self._send_agent(agent_id, RunTasks(framework_id=framework_id, tasks=tasks,
                                                 framework_name=info.name if info else ""))
+
+    def _on_usage(self, peer: bytes, msg: UsageReport, rid: str, now: float) -> None:
+        """Usage is a measurement, not state: kept in memory for views, never logged."""
+        if not self._require(peer, "agent", rid, msg.agent_id):
+            return
+        for usage in msg.tasks[:MAX_TASKS_PER_ACCEPT]:
+            key = (usage.framework_id, usage.task_id)
+            rec = self.state.tasks.get(key)
+            if rec is not None and rec.agent_id == msg.agent_id:
+                self.usage[key] = usage
+        for key in [k for k in self.usage if k not in self.state.tasks]:
+            del self.usage[key]
 
     def _on_heartbeat(self, peer: bytes, msg: Heartbeat, rid: str, now: float) -> None:
         if peer not in self._peers:

@@ -58,7 +58,14 @@ def describe_cluster(core: MasterCore, now: float) -> dict[str, Any]:
         }
         for aid, agent in state.agents.items()
     ]
-    tasks = [task_view(r) for r in state.tasks.values()]
+    tasks = []
+    for rec in state.tasks.values():
+        view = task_view(rec)
+        usage = core.usage.get((rec.framework_id, rec.task_id))
+        if usage is not None:
+            view["usage"] = {"cpu_seconds": round(usage.cpu_seconds, 3),
+                             "rss_bytes": usage.rss_bytes, "peak_bytes": usage.peak_bytes}
+        tasks.append(view)
     tasks += [task_view(r) for r in state.completed.values()]
     shares = core.allocator.role_shares()
     weights = core.allocator.weights()

@@ -9,7 +9,7 @@ from mesos_zmq import protocol
 
 DOC = (Path(__file__).resolve().parents[2] / "docs" / "protocol.md").read_text()
 NESTED = [protocol.FrameworkInfo, protocol.TaskInfo, protocol.TaskStatus, protocol.Offer,
-          protocol.HealthCheck,
+          protocol.HealthCheck, protocol.TaskUsage,
           protocol.Operation,
           protocol.TaskReport, protocol.ReconcileTask]
 
