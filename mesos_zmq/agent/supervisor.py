@@ -209,6 +209,7 @@ class _Watcher:
         from mesos_zmq.agent.health import HealthPolicy, run_check
 
         policy = HealthPolicy(check, time.monotonic())
+        reported: bool | None = None
         while True:
             due = policy.next_check_at()
             wait = 3600.0 if due is None else due - time.monotonic()
@@ -217,10 +218,11 @@ class _Watcher:
                 return ended, ""
             ok, message = run_check(check, cwd=self.spec.sandbox, env=self.spec.env)
             verdict = policy.record(ok, message, time.monotonic())
-            if verdict.healthy is not None or verdict.kill:
-                self.events.write("health", healthy=verdict.healthy if verdict.healthy
-                                  is not None else False, message=verdict.message,
-                                  kill=verdict.kill)
+            # Report changes only: a task failing every check is not an update storm.
+            if verdict.healthy is not None and verdict.healthy != reported:
+                reported = verdict.healthy
+                self.events.write("health", healthy=verdict.healthy,
+                                  message=verdict.message, kill=verdict.kill)
             if verdict.kill:
                 return self._kill(verdict.message), f"health check failed: {verdict.message}"
 
