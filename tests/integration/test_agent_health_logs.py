@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from mesos_zmq.protocol import FrameworkInfo, HealthCheck, TaskInfo
+from mesos_zmq.protocol import FrameworkInfo, HealthCheck, Offer, TaskInfo
 from mesos_zmq.scheduler import SchedulerDriver
 from tests.cluster import Cluster, wait_until
 from tests.integration.recording import Recorder
@@ -34,8 +34,8 @@ def test_failing_http_health_check_kills_the_task(cluster: Cluster, tmp_path: Pa
     (tmp_path / "server.py").write_text(SERVER)
     rec = Recorder()
 
-    def make(offer: object) -> list[TaskInfo]:
-        agent_id = getattr(offer, "agent_id")
+    def make(offer: Offer) -> list[TaskInfo]:
+        agent_id = offer.agent_id
         check = HealthCheck(kind="HTTP", port=31505, path="/health", delay=0.0,
                             interval=0.3, timeout=1.0, grace_period=5.0,
                             consecutive_failures=3)
