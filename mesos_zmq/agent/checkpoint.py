@@ -2,31 +2,33 @@
 
 Theory of operation
 -------------------
-Each task has a meta directory ``<work_dir>/meta/tasks/<framework_id>/<task_id>/``:
+Two kinds of files, chosen so that a launch costs almost no file creation (creating a
+file or directory is the dearest thing an agent does to its disk):
 
-* ``task.json``  - the task, its framework, its container id and devices, written
-  before the supervisor is forked (a task without it never started);
-* ``supervisor.json`` - the supervisor's pid and start time (so a recycled pid is not
-  mistaken for it);
-* ``events`` - the supervisor's status stream (see :mod:`mesos_zmq.agent.supervisor`);
-* ``updates`` - the agent's own log for the task, one JSON record per line:
-  ``{"update": status, "seq": n}`` (a status update generated while consuming event
-  ``n``), ``{"ack": uuid}`` (the framework acknowledged it), ``{"kill": reason}`` (a kill
-  was started), ``{"seq": n}`` (event ``n`` consumed without an update).
+* ``<work_dir>/meta/tasks.log`` - the agent's own append-only log, one JSON record per
+  line, each naming its task by ``k`` (``framework_id/task_id``):
+  ``{"launch": …}`` the task, its container id and GPUs, written before the
+  supervisor is asked to start it (a task never exists unrecorded);
+  ``{"update": status, "seq": n}`` a status update generated while consuming event
+  ``n`` of the task's supervisor; ``{"ack": uuid}`` the framework acknowledged it;
+  ``{"kill": reason}`` a kill was started; ``{"seq": n}`` event ``n`` consumed without
+  an update; ``{"state": …}`` the last state (written by compaction, which drops
+  acknowledged updates); ``{"forget": true}`` the task's story is over.
+* ``<work_dir>/meta/events/<framework_id>/<task_id>`` - the task supervisor's status
+  stream (see :mod:`mesos_zmq.agent.supervisor`).
 
-:func:`replay` turns those records back into what the core needs: the last state,
-the updates not yet acknowledged (re-sent with their original uuids, so the framework's
-de-duplication keeps delivery exactly-once), the kill in progress and the last event
-consumed. Records are appended without fsync: they must survive the agent process,
-not the machine (a machine crash ends its tasks anyway).
+:func:`replay` folds the log back into one :class:`TaskCheckpoint` per live task: the
+last state, the updates not yet acknowledged (re-sent with their original uuids, so the
+framework's de-duplication keeps delivery exactly-once), the kill in progress and the
+last event consumed. :func:`compact` rewrites the log with only that, at start-up and
+whenever it grows large. Records are appended without fsync: they must survive the
+agent process, not the machine (a machine crash ends its tasks anyway).
 """
 
 from __future__ import annotations
 
 import json
 import os
-import shutil
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -34,16 +36,15 @@ from typing import Any
 from mesos_zmq.errors import ProtocolError
 from mesos_zmq.protocol import TaskInfo, TaskStatus, from_plain, to_plain
 
-TASK_FILE = "task.json"
-SUPERVISOR_FILE = "supervisor.json"
-UPDATES = "updates"
+LOG = "tasks.log"
+#: rewrite the log once it is this large (it holds ~1 KB per launched task)
+COMPACT_BYTES = 32 * 1024 * 1024
 
 
 @dataclass(slots=True)
 class TaskCheckpoint:
     """A task as the agent left it."""
 
-    meta_dir: Path
     framework_id: str
     info: TaskInfo
     container_id: str
@@ -54,66 +55,47 @@ class TaskCheckpoint:
     pending: list[TaskStatus] = field(default_factory=list)
     kill_reason: str | None = None
     last_seq: int = 0
-    supervisor_pid: int | None = None
-    supervisor_start: float | None = None
+
+    @property
+    def key(self) -> str:
+        return task_key(self.framework_id, self.info.task_id)
 
 
-def meta_root(work_dir: Path) -> Path:
-    return work_dir / "meta" / "tasks"
+def task_key(framework_id: str, task_id: str) -> str:
+    return f"{framework_id}/{task_id}"
 
 
-def task_meta_dir(work_dir: Path, framework_id: str, task_id: str) -> Path:
-    return meta_root(work_dir) / framework_id / task_id
+def events_path(work_dir: Path, framework_id: str, task_id: str) -> Path:
+    return work_dir / "meta" / "events" / framework_id / task_id
 
 
-def _write_json(path: Path, body: dict[str, Any]) -> None:
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(body))
-    os.replace(tmp, path)
-
-
-def write_task(meta_dir: Path, framework_id: str, info: TaskInfo, container_id: str,
-               gpus: list[str]) -> None:
-    meta_dir.mkdir(parents=True, exist_ok=True)
-    _write_json(meta_dir / TASK_FILE, {"framework_id": framework_id, "task": to_plain(info),
-                                       "container_id": container_id, "gpus": gpus})
-
-
-def write_supervisor(meta_dir: Path, pid: int, start_time: float | None) -> None:
-    _write_json(meta_dir / SUPERVISOR_FILE, {"pid": pid, "start_time": start_time})
-
-
-def append(meta_dir: Path, records: list[dict[str, Any]]) -> None:
-    """Append records to the task's updates log (one write, so lines never interleave)."""
-    data = "".join(json.dumps(r, separators=(",", ":")) + "\n" for r in records).encode()
-    fd = os.open(meta_dir / UPDATES, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
-    try:
-        os.write(fd, data)
-    finally:
-        os.close(fd)
-
-
-def remove(meta_dir: Path) -> None:
-    shutil.rmtree(meta_dir, ignore_errors=True)
-    try:
-        meta_dir.parent.rmdir()  # the framework's dir, once its last task is gone
-    except OSError:
-        pass
-
-
-def replay(meta_dir: Path, framework_id: str, info: TaskInfo, container_id: str,
-           gpus: list[str], lines: list[bytes]) -> TaskCheckpoint:
-    """Fold the updates log into the task's last known condition (pure)."""
-    cp = TaskCheckpoint(meta_dir=meta_dir, framework_id=framework_id, info=info,
-                        container_id=container_id, gpus=gpus)
+def replay(lines: list[bytes]) -> dict[str, TaskCheckpoint]:
+    """Fold log records into the live tasks, by key (pure)."""
+    tasks: dict[str, TaskCheckpoint] = {}
     for raw in lines:
         if not raw.strip():
             continue
         try:
             record = json.loads(raw)
         except ValueError:
-            continue  # a torn last line: the agent died mid-write, before sending it
-        if not isinstance(record, dict):
+            continue  # a torn last line: the agent died mid-write, before acting on it
+        if not isinstance(record, dict) or not isinstance(record.get("k"), str):
+            continue
+        key = record["k"]
+        if "launch" in record:
+            try:
+                body = record["launch"]
+                tasks[key] = TaskCheckpoint(
+                    framework_id=str(body["framework_id"]),
+                    info=from_plain(TaskInfo, body["task"]),
+                    container_id=str(body["container_id"]),
+                    gpus=[str(g) for g in body.get("gpus", [])],
+                )
+            except (KeyError, TypeError, ValueError, ProtocolError):
+                tasks.pop(key, None)
+            continue
+        cp = tasks.get(key)
+        if cp is None:
             continue
         seq = record.get("seq")
         if isinstance(seq, int) and seq > cp.last_seq:
@@ -133,41 +115,75 @@ def replay(meta_dir: Path, framework_id: str, info: TaskInfo, container_id: str,
                 cp.pending.pop(0)
         elif "kill" in record and isinstance(record["kill"], str):
             cp.kill_reason = record["kill"]
-    return cp
+        elif "state" in record and isinstance(record["state"], dict):
+            body = record["state"]
+            cp.state = str(body.get("state", ""))
+            code = body.get("exit_code")
+            cp.exit_code = code if isinstance(code, int) else None
+            healthy = body.get("healthy")
+            cp.healthy = healthy if isinstance(healthy, bool) else None
+        elif record.get("forget"):
+            del tasks[key]
+    return tasks
 
 
-def load(meta_dir: Path) -> TaskCheckpoint | None:
-    """Read one task's checkpoint; None when it never got far enough to exist."""
-    try:
-        body = json.loads((meta_dir / TASK_FILE).read_text())
-        info = from_plain(TaskInfo, body["task"])
-        framework_id = str(body["framework_id"])
-        container_id = str(body["container_id"])
-        gpus = [str(g) for g in body.get("gpus", [])]
-    except (OSError, ValueError, KeyError, TypeError, ProtocolError):
-        return None
-    try:
-        lines = (meta_dir / UPDATES).read_bytes().split(b"\n")
-    except FileNotFoundError:
-        lines = []
-    cp = replay(meta_dir, framework_id, info, container_id, gpus, lines)
-    try:
-        sup = json.loads((meta_dir / SUPERVISOR_FILE).read_text())
-        cp.supervisor_pid = int(sup["pid"])
-        start = sup.get("start_time")
-        cp.supervisor_start = float(start) if start is not None else None
-    except (OSError, ValueError, KeyError, TypeError):
-        pass
-    return cp
+def launch_record(framework_id: str, info: TaskInfo, container_id: str,
+                  gpus: list[str]) -> dict[str, Any]:
+    return {"k": task_key(framework_id, info.task_id),
+            "launch": {"framework_id": framework_id, "task": to_plain(info),
+                       "container_id": container_id, "gpus": gpus}}
 
 
-def scan(work_dir: Path) -> Iterator[Path]:
-    """Every task meta directory under the work dir."""
-    root = meta_root(work_dir)
-    if not root.is_dir():
-        return
-    for framework_dir in sorted(root.iterdir()):
-        if framework_dir.is_dir():
-            for task_dir in sorted(framework_dir.iterdir()):
-                if task_dir.is_dir():
-                    yield task_dir
+def _records_of(cp: TaskCheckpoint) -> list[dict[str, Any]]:
+    """The fewest records that replay to ``cp``."""
+    key = cp.key
+    out = [launch_record(cp.framework_id, cp.info, cp.container_id, cp.gpus)]
+    out.append({"k": key, "state": {"state": cp.state, "exit_code": cp.exit_code,
+                                    "healthy": cp.healthy}, "seq": cp.last_seq})
+    if cp.kill_reason is not None:
+        out.append({"k": key, "kill": cp.kill_reason})
+    # The last pending update (if any) is the one that set ``state``: replaying them
+    # after the state record ends in the same place.
+    out += [{"k": key, "update": to_plain(s)} for s in cp.pending]
+    return out
+
+
+class TaskLog:
+    """The agent's append-only task log (one writer: the agent)."""
+
+    def __init__(self, work_dir: Path) -> None:
+        self.path = work_dir / "meta" / LOG
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+
+    def load(self) -> dict[str, TaskCheckpoint]:
+        try:
+            data = self.path.read_bytes()
+        except FileNotFoundError:
+            return {}
+        return replay(data.split(b"\n"))
+
+    def append(self, records: list[dict[str, Any]]) -> None:
+        """One write for the batch, so records of a batch are never torn apart."""
+        if records:
+            os.write(self._fd, "".join(json.dumps(r, separators=(",", ":")) + "\n"
+                                       for r in records).encode())
+
+    def size(self) -> int:
+        return os.fstat(self._fd).st_size
+
+    def compact(self, live: list[TaskCheckpoint]) -> None:
+        """Rewrite the log with only the live tasks (write aside, fsync, rename)."""
+        tmp = self.path.with_suffix(".tmp")
+        with open(tmp, "wb") as handle:
+            for cp in live:
+                handle.write("".join(json.dumps(r, separators=(",", ":")) + "\n"
+                                     for r in _records_of(cp)).encode())
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, self.path)
+        os.close(self._fd)
+        self._fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+
+    def close(self) -> None:
+        os.close(self._fd)

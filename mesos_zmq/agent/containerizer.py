@@ -1,7 +1,8 @@
 """Running tasks as real processes: sandboxes, supervisors, isolation, recovery.
 
 Each task gets a container: a sandbox directory (its files, ``stdout``, ``stderr``), a
-meta directory (its checkpoints, see :mod:`mesos_zmq.agent.checkpoint`), cgroups from the
+record in the agent's task log and an events file (see :mod:`mesos_zmq.agent.checkpoint`),
+cgroups from the
 isolator, and a supervisor process forked from the agent
 (:mod:`mesos_zmq.agent.supervisor`) that starts the command and records how it ends.
 Supervisors leave the agent's session, so stopping the agent (systemd's
@@ -15,9 +16,12 @@ by looking at every container once per ``POLL_INTERVAL``.
 
 from __future__ import annotations
 
+import json
 import os
 import signal as signals
 import socket
+import subprocess
+import sys
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -28,9 +32,15 @@ import psutil
 import structlog
 
 from mesos_zmq.agent import checkpoint
-from mesos_zmq.agent.checkpoint import TaskCheckpoint
+from mesos_zmq.agent.checkpoint import TaskCheckpoint, TaskLog
 from mesos_zmq.agent.isolation import Isolator, Limits, Usage
-from mesos_zmq.agent.supervisor import SupervisorSpec, notify_address, read_events, run_forked
+from mesos_zmq.agent.launcher import encode_request
+from mesos_zmq.agent.supervisor import (
+    SupervisorSpec,
+    notify_address,
+    process_start,
+    read_events,
+)
 from mesos_zmq.errors import ConfigError
 from mesos_zmq.protocol import TaskInfo
 from mesos_zmq.resources import Resources
@@ -48,12 +58,12 @@ class Container:
     framework_id: str
     task_id: str
     container_id: str
-    meta_dir: Path
+    events: Path
     sandbox: Path
     limits: Limits
     gpus: list[str] = field(default_factory=list)
     supervisor_pid: int | None = None
-    supervisor_start: float | None = None
+    supervisor_start: int | None = None
     #: forked by this agent (reaped with waitpid) rather than recovered
     child: bool = False
     task_pid: int | None = None
@@ -64,13 +74,6 @@ class Container:
 
 class GpuError(Exception):
     """Not enough free GPU devices for a task (the master allocated more than exist)."""
-
-
-def _start_time(pid: int) -> float | None:
-    try:
-        return float(psutil.Process(pid).create_time())
-    except (psutil.Error, OSError):
-        return None
 
 
 def limits_for(resources: Resources, cpu_hard_limit: bool) -> Limits:
@@ -86,16 +89,22 @@ def limits_for(resources: Resources, cpu_hard_limit: bool) -> Limits:
 class Containerizer:
     def __init__(self, work_dir: Path, isolator: Isolator, *,
                  gpu_devices: list[str] | None = None, cpu_hard_limit: bool = False,
-                 pids_max: int | None = None, kill_grace: float = 3.0) -> None:
+                 pids_max: int | None = None, kill_grace: float = 3.0,
+                 cgroups_root: str = "mesos-zmq") -> None:
         self.work_dir = work_dir
+        self.task_log = TaskLog(work_dir)
+        #: every task not yet forgotten: (framework_id, task, container_id, gpus)
+        self.launches: dict[str, tuple[str, TaskInfo, str, list[str]]] = {}
+        #: last supervisor event consumed, per task not yet forgotten
+        self.last_seqs: dict[str, int] = {}
         self.isolator = isolator
+        self.cgroups_root = cgroups_root
         self.cpu_hard_limit = cpu_hard_limit
         self.pids_max = pids_max
         self.kill_grace = kill_grace
         self.gpu_devices = list(gpu_devices or [])
         self.containers: dict[str, Container] = {}  # task id -> live container
-        self.by_meta: dict[str, str] = {}  # meta dir -> task id
-        self.children: dict[int, str] = {}  # supervisor pid (ours) -> task id
+        self.by_events: dict[str, str] = {}  # events file -> task id
         self.sandboxes: dict[str, Path] = {}
         self.notify_name = notify_address(str(work_dir))
         # Container ids start with this agent's own mark, so cleaning up orphans after a
@@ -112,9 +121,68 @@ class Containerizer:
         self.notify.setblocking(False)
         self._last_poll = 0.0
         self._last_alive_check = 0.0
+        self._reaped: list[str] = []  # task ids whose supervisor the launcher reaped
+        self.launcher_sock, self.launcher = self._spawn_launcher()
+
+    def _spawn_launcher(self) -> tuple[socket.socket, subprocess.Popen[bytes]]:
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "mesos_zmq.agent.launcher", str(theirs.fileno()),
+             self.isolator.kind, self.cgroups_root],
+            pass_fds=[theirs.fileno()], stdin=subprocess.DEVNULL, start_new_session=False,
+        )
+        theirs.close()
+        ours.setblocking(False)
+        return ours, proc
+
+    def launcher_replies(self) -> None:
+        """Read what the launcher said: supervisors forked, supervisors reaped."""
+        while True:
+            try:
+                data = self.launcher_sock.recv(65536)
+            except (BlockingIOError, InterruptedError):
+                break
+            if not data:
+                self._launcher_died()
+                break
+            try:
+                reply = json.loads(data)
+            except ValueError:
+                continue
+            if not isinstance(reply, dict):
+                continue
+            key = reply.get("started") or reply.get("reaped")
+            task_id = self.by_events.get(key) if isinstance(key, str) else None
+            c = self.containers.get(task_id) if task_id else None
+            if "error" in reply:
+                log.error("launcher refused a request", error=reply["error"])
+            if c is None or not isinstance(reply.get("pid"), int):
+                continue
+            if "started" in reply:
+                c.supervisor_pid = reply["pid"]
+            elif c.supervisor_pid == reply["pid"] or c.supervisor_pid is None:
+                c.supervisor_pid = None  # reaped: its pid may be reused from now on
+                c.child = False
+                self._reaped.append(c.task_id)
+
+    def _launcher_died(self) -> None:
+        """Start a new launcher; supervisors of the old one are watched by polling."""
+        log.error("the task launcher exited; starting a new one")
+        for c in self.containers.values():
+            c.child = False
+        self.launcher_sock.close()
+        self.launcher.wait()
+        self.launcher_sock, self.launcher = self._spawn_launcher()
 
     def close(self) -> None:
+        self.task_log.close()
         self.notify.close()
+        self.launcher_sock.close()  # the launcher exits; supervisors stay
+        try:
+            self.launcher.wait(5)
+        except subprocess.TimeoutExpired:
+            self.launcher.kill()
+            self.launcher.wait()
 
     # ----------------------------------------------------------------- paths
     def sandbox_path(self, framework_id: str, task_id: str) -> Path:
@@ -171,38 +239,44 @@ class Containerizer:
         gpus = self._take_gpus(int(resources.scalar("gpus")))
         container_id = f"{self.prefix}-{uuid.uuid4().hex}"
         sandbox = self.sandbox_path(framework_id, task.task_id)
-        sandbox.mkdir(parents=True, exist_ok=True)
-        meta_dir = checkpoint.task_meta_dir(self.work_dir, framework_id, task.task_id)
-        checkpoint.write_task(meta_dir, framework_id, task, container_id, gpus)
+        events = checkpoint.events_path(self.work_dir, framework_id, task.task_id)
+        # The one write that must precede the start: a task never exists unrecorded.
+        self.task_log.append([checkpoint.launch_record(framework_id, task, container_id,
+                                                       gpus)])
+        self.launches[task.task_id] = (framework_id, task, container_id, gpus)
         limits = limits_for(resources, self.cpu_hard_limit)
         if self.pids_max:
             limits = Limits(cpus=limits.cpus, cpu_hard_limit=limits.cpu_hard_limit,
                             mem_bytes=limits.mem_bytes, pids_max=self.pids_max)
-        procs = self.isolator.prepare(container_id, limits)
         argv = ["/bin/sh", "-c", task.command] if task.shell else list(task.argv)
         grace = task.kill_grace_period if task.kill_grace_period is not None else self.kill_grace
         spec = SupervisorSpec(
-            meta_dir=str(meta_dir), sandbox=str(sandbox), argv=argv,
+            events=str(events), sandbox=str(sandbox), argv=argv,
             env=self.environment(agent_id, framework_id, task, sandbox, gpus),
-            cgroup_procs=procs, health_check=task.health_check, kill_grace=grace,
+            health_check=task.health_check, kill_grace=grace,
             notify_name=self.notify_name,
         )
         container = Container(framework_id=framework_id, task_id=task.task_id,
-                              container_id=container_id, meta_dir=meta_dir, sandbox=sandbox,
+                              container_id=container_id, events=events, sandbox=sandbox,
                               limits=limits, gpus=gpus, child=True)
-        pid = os.fork()
-        if pid == 0:  # pragma: no cover - the child never returns
-            run_forked(spec)
-        container.supervisor_pid = pid
-        container.supervisor_start = _start_time(pid)
-        checkpoint.write_supervisor(meta_dir, pid, container.supervisor_start)
         self._track(container)
-        self.children[pid] = task.task_id
-        return container
+        request = encode_request(str(events), spec, container_id, limits)
+        for _ in range(1000):
+            try:
+                self.launcher_sock.send(request)
+                return container
+            except BlockingIOError:
+                # Never block on a full socket: the launcher may be waiting for us to
+                # read its replies.
+                self.launcher_replies()
+                time.sleep(0.001)
+            except OSError:
+                self._launcher_died()
+        raise OSError("the task launcher does not take requests")
 
     def _track(self, container: Container) -> None:
         self.containers[container.task_id] = container
-        self.by_meta[str(container.meta_dir)] = container.task_id
+        self.by_events[str(container.events)] = container.task_id
         self.sandboxes[container.task_id] = container.sandbox
 
     # ----------------------------------------------------------------- recovery
@@ -212,28 +286,29 @@ class Containerizer:
         Containers of tasks whose final update was already acknowledged are removed.
         Orphaned cgroups (no checkpoint refers to them) are destroyed.
         """
-        found: list[TaskCheckpoint] = []
-        for meta_dir in checkpoint.scan(self.work_dir):
-            cp = checkpoint.load(meta_dir)
-            if cp is None:
-                checkpoint.remove(meta_dir)
-                continue
-            found.append(cp)
+        found = list(self.task_log.load().values())
+        self.task_log.compact(found)
+        for cp in found:
+            events = checkpoint.events_path(self.work_dir, cp.framework_id, cp.info.task_id)
             limits = limits_for(Resources.parse(cp.info.resources), self.cpu_hard_limit)
             container = Container(
                 framework_id=cp.framework_id, task_id=cp.info.task_id,
-                container_id=cp.container_id, meta_dir=meta_dir,
+                container_id=cp.container_id, events=events,
                 sandbox=self.sandbox_path(cp.framework_id, cp.info.task_id), limits=limits,
-                gpus=cp.gpus, supervisor_pid=cp.supervisor_pid,
-                supervisor_start=cp.supervisor_start, last_seq=cp.last_seq,
+                gpus=cp.gpus, last_seq=cp.last_seq,
             )
-            for event in read_events(meta_dir):
-                if event.get("event") == "started" and isinstance(event.get("pid"), int):
+            self.launches[cp.info.task_id] = (cp.framework_id, cp.info, cp.container_id,
+                                              cp.gpus)
+            self.last_seqs[cp.info.task_id] = cp.last_seq
+            for event in read_events(events):
+                kind = event.get("event")
+                if kind == "supervising" and isinstance(event.get("pid"), int):
+                    container.supervisor_pid = event["pid"]
+                    start = event.get("start")
+                    container.supervisor_start = start if isinstance(start, int) else None
+                if kind == "started" and isinstance(event.get("pid"), int):
                     container.task_pid = event["pid"]
-                    if container.supervisor_pid is None and isinstance(
-                            event.get("supervisor"), int):
-                        container.supervisor_pid = event["supervisor"]
-                if event.get("event") in ("exited", "failed") and event["seq"] <= cp.last_seq:
+                if kind in ("exited", "failed") and event["seq"] <= cp.last_seq:
                     container.exited = True
             self._track(container)
         known = {c.container_id for c in self.containers.values() if not c.exited}
@@ -255,7 +330,7 @@ class Containerizer:
                 break
             except OSError:
                 break
-            task_id = self.by_meta.get(data.decode(errors="replace"))
+            task_id = self.by_events.get(data.decode(errors="replace"))
             if task_id is not None:
                 due.add(task_id)
         if now - self._last_poll >= POLL_INTERVAL:
@@ -264,7 +339,7 @@ class Containerizer:
                 if c.exited:
                     continue
                 try:
-                    size = (c.meta_dir / "events").stat().st_size
+                    size = (c.events).stat().st_size
                 except OSError:
                     size = -1
                 if size != c.events_size:
@@ -276,16 +351,17 @@ class Containerizer:
         if c is None:
             return []
         try:
-            c.events_size = (c.meta_dir / "events").stat().st_size
+            c.events_size = (c.events).stat().st_size
         except OSError:
             c.events_size = -1
-        return read_events(c.meta_dir, c.last_seq)
+        return read_events(c.events, c.last_seq)
 
     def consumed(self, task_id: str, event: dict[str, Any]) -> None:
         c = self.containers.get(task_id)
         if c is None:
             return
         c.last_seq = max(c.last_seq, int(event["seq"]))
+        self.last_seqs[task_id] = c.last_seq
         if event.get("event") == "started" and isinstance(event.get("pid"), int):
             c.task_pid = event["pid"]
         if event.get("event") in ("exited", "failed"):
@@ -294,20 +370,8 @@ class Containerizer:
     def lost_supervisors(self, now: float, force: bool = False) -> list[str]:
         """Tasks whose supervisor is gone (reported once each); the caller reads their
         events first, since a supervisor records the task's end before it exits."""
-        lost: list[str] = []
-        while self.children:
-            try:
-                pid, _status = os.waitpid(-1, os.WNOHANG)
-            except ChildProcessError:
-                break
-            if pid == 0:
-                break
-            task_id = self.children.pop(pid, None)
-            c = self.containers.get(task_id) if task_id else None
-            if c is not None and c.supervisor_pid == pid:
-                c.supervisor_pid = None  # reaped: its pid may be reused from now on
-                c.child = False
-                lost.append(c.task_id)
+        self.launcher_replies()
+        lost, self._reaped = self._reaped, []
         if force or now - self._last_alive_check >= POLL_INTERVAL:
             self._last_alive_check = now
             for c in self.containers.values():
@@ -320,14 +384,14 @@ class Containerizer:
         return lost
 
     @staticmethod
-    def _alive(pid: int, start: float | None) -> bool:
+    def _alive(pid: int, start: int | None) -> bool:
         try:
             proc = psutil.Process(pid)
             if proc.status() == psutil.STATUS_ZOMBIE:
                 return False
-            return start is None or abs(proc.create_time() - start) < 0.5
         except (psutil.Error, OSError):
             return False
+        return start is None or process_start(pid) == start
 
     def has_supervisor(self, task_id: str) -> bool:
         c = self.containers.get(task_id)
@@ -357,13 +421,15 @@ class Containerizer:
         c = self.containers.get(task_id)
         return c is not None and self.isolator.oom_killed(c.container_id)
 
-    def destroy(self, task_id: str) -> None:
-        """The task ended: kill what it left behind and release its cgroups and GPUs."""
+    def destroy(self, task_id: str, released: bool = False) -> None:
+        """The task ended: kill what it left behind and release its cgroups and GPUs
+        (``released``: its supervisor already did the cgroups)."""
         c = self.containers.pop(task_id, None)
         if c is None:
             return
-        self.by_meta.pop(str(c.meta_dir), None)
-        self.isolator.destroy(c.container_id)
+        self.by_events.pop(str(c.events), None)
+        if not released:
+            self.isolator.destroy(c.container_id)
         if c.task_pid is not None:
             try:
                 os.killpg(c.task_pid, signals.SIGKILL)  # stragglers of a posix container
@@ -377,8 +443,15 @@ class Containerizer:
             return  # still running (a duplicate id): keep it
         if c is not None:
             self.containers.pop(task_id, None)
-            self.by_meta.pop(str(c.meta_dir), None)
-        checkpoint.remove(checkpoint.task_meta_dir(self.work_dir, framework_id, task_id))
+            self.by_events.pop(str(c.events), None)
+        self.launches.pop(task_id, None)
+        self.last_seqs.pop(task_id, None)
+        self.task_log.append([{"k": checkpoint.task_key(framework_id, task_id),
+                               "forget": True}])
+        try:
+            os.unlink(checkpoint.events_path(self.work_dir, framework_id, task_id))
+        except OSError:
+            pass
 
     # ----------------------------------------------------------------- usage
     def usage(self, task_id: str) -> Usage | None:
@@ -396,16 +469,3 @@ class Containerizer:
 
     def running(self) -> int:
         return sum(1 for c in self.containers.values() if not c.exited)
-
-    def wait_children(self, timeout: float) -> None:
-        """Reap supervisors that already ended (used when the agent exits)."""
-        deadline = time.monotonic() + timeout
-        while self.children and time.monotonic() < deadline:
-            try:
-                pid, _ = os.waitpid(-1, os.WNOHANG)
-            except ChildProcessError:
-                return
-            if pid == 0:
-                time.sleep(0.01)
-            else:
-                self.children.pop(pid, None)

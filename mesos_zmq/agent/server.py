@@ -95,6 +95,7 @@ class AgentServer:
         self.containerizer = Containerizer(
             self.work_dir, isolator, gpu_devices=gpus,
             cpu_hard_limit=config.cgroups_enable_cfs, kill_grace=config.kill_grace_period,
+            cgroups_root=config.cgroups_root,
         )
         self.context: zmq.Context[zmq.Socket[bytes]] = zmq.Context()
         try:
@@ -109,6 +110,7 @@ class AgentServer:
         self._launch_queue: deque[tuple[str, TaskInfo]] = deque()
         self._log = log.bind(hostname=self.core.hostname)
         self._next_usage = 0.0
+        self._next_compact_check = 0.0
         self._next_enforce = 0.0
         self._recover()
 
@@ -159,6 +161,7 @@ class AgentServer:
                 poller = zmq.Poller()
                 poller.register(self.client.socket, zmq.POLLIN)
                 poller.register(self.containerizer.notify.fileno(), zmq.POLLIN)
+                poller.register(self.containerizer.launcher_sock.fileno(), zmq.POLLIN)
                 ready = dict(poller.poll(timeout))
                 if self.client.socket in ready:
                     self._drain_socket()
@@ -167,6 +170,7 @@ class AgentServer:
                     self._consume_events(task_id)
                 self._check_supervisors()
                 self._measure(time.monotonic())
+                self._compact(time.monotonic())
                 self._follow_leader()
                 self._apply(self.core.tick(time.monotonic()))
         finally:
@@ -194,7 +198,8 @@ class AgentServer:
                 code = event.get("exit_code")
                 sig = event.get("signal")
                 killed = str(event.get("killed") or "")
-                oom = not killed and self.containerizer.oom_killed(task_id)
+                oom = not killed and (event.get("oom") is True
+                                      or self.containerizer.oom_killed(task_id))
                 fx = self.core.task_exited(
                     task_id, code if isinstance(code, int) else None,
                     sig if isinstance(sig, int) else None, now, oom=oom, killed=killed)
@@ -203,7 +208,7 @@ class AgentServer:
             self._apply(fx, seq=(task_id, int(event["seq"])))
             self.containerizer.consumed(task_id, event)
             if kind in ("exited", "failed"):
-                self.containerizer.destroy(task_id)
+                self.containerizer.destroy(task_id, released=event.get("released") is True)
 
     def _measure(self, now: float) -> None:
         """Report usage now and then; without cgroups, also enforce memory limits."""
@@ -287,13 +292,38 @@ class AgentServer:
                     record.setdefault("seq", seq[1])
             else:
                 records.append({"seq": seq[1]})
+        batch: list[dict[str, object]] = []
         for task_id, records in by_task.items():
-            framework_id = self._forgotten_framework(task_id)
-            if framework_id is None:
+            launched = self.containerizer.launches.get(task_id)
+            if launched is None:
+                continue  # never launched here (refused ids, kills of unknown tasks)
+            key = checkpoint.task_key(launched[0], task_id)
+            for record in records:
+                record["k"] = key
+            batch.extend(records)
+        self.containerizer.task_log.append(batch)
+
+    def _compact(self, now: float) -> None:
+        """Keep the task log small: rewrite it with only what a restart would need."""
+        if now < self._next_compact_check:
+            return
+        self._next_compact_check = now + 5.0
+        if self.containerizer.task_log.size() < checkpoint.COMPACT_BYTES:
+            return
+        live = []
+        for task_id, (framework_id, info, container_id, gpus) in \
+                self.containerizer.launches.items():
+            task = self.core.tasks.get(task_id)
+            if task is None:
                 continue
-            meta_dir = checkpoint.task_meta_dir(self.work_dir, framework_id, task_id)
-            if meta_dir.is_dir():
-                checkpoint.append(meta_dir, records)
+            live.append(checkpoint.TaskCheckpoint(
+                framework_id=framework_id, info=info, container_id=container_id, gpus=gpus,
+                state=task.state.value, exit_code=task.exit_code, healthy=task.healthy,
+                pending=list(task.updates),
+                kill_reason=task.kill_reason if task.killing else None,
+                last_seq=self.containerizer.last_seqs.get(task_id, 0)))
+        self.containerizer.task_log.compact(live)
+        self._log.info("task log compacted", tasks=len(live))
 
     def _launch_some(self) -> None:
         for _ in range(LAUNCH_BATCH):

@@ -7,8 +7,11 @@ cheap as a fork: the child already has this module loaded). The supervisor leave
 agent's session, starts the task in a session of its own (so a kill reaches every
 process the task started, and the task's cgroups are joined before ``exec``), then
 waits for it. Everything it learns goes to an append-only events file in the task's
-meta directory, one JSON object per line with an increasing ``seq``:
+events file (``<work_dir>/meta/events/<framework>/<task>``), one JSON object per line
+with an increasing ``seq``:
 
+* ``supervising`` ``{"pid": …, "start": …}`` - the supervisor itself (its start time
+  in clock ticks tells it from a recycled pid);
 * ``started``  ``{"pid": …}`` - the command was exec'd;
 * ``failed``   ``{"error": …}`` - it could not be started;
 * ``health``   ``{"healthy": …, "message": …}`` - a health check result worth reporting;
@@ -18,7 +21,7 @@ meta directory, one JSON object per line with an increasing ``seq``:
 That file is the task's status stream: an agent that was SIGKILLed and restarted reads
 it from where its own checkpoint says it stopped, so a task that ended meanwhile is
 reported with its real exit status. After each event the supervisor sends a one-line
-datagram with the task's meta directory to the agent's notification socket (an
+datagram with the events file's path to the agent's notification socket (an
 abstract Unix socket named after the agent's work dir), so the agent reacts at once
 without polling files; when no agent listens the datagram is simply dropped.
 
@@ -39,20 +42,19 @@ import signal
 import socket
 import subprocess
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NoReturn
 
 from mesos_zmq.protocol import HealthCheck
 
-EVENTS = "events"
-
 
 @dataclass(frozen=True, slots=True)
 class SupervisorSpec:
     """Everything a supervisor needs, decided by the agent before the fork."""
 
-    meta_dir: str
+    events: str
     sandbox: str
     argv: list[str]
     env: dict[str, str]
@@ -74,8 +76,9 @@ class _Events:
     """Appends events and pokes the agent; never raises."""
 
     def __init__(self, spec: SupervisorSpec) -> None:
-        self.path = os.path.join(spec.meta_dir, EVENTS)
+        self.path = spec.events
         self.seq = 0
+        os.makedirs(os.path.dirname(self.path), exist_ok=True)
         self.notify_name = spec.notify_name
         self.fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
         self.sock: socket.socket | None = None
@@ -94,12 +97,9 @@ class _Events:
             pass
         if self.sock is not None and self.notify_name:
             try:
-                self.sock.sendto(self.meta_dir_bytes(), self.notify_name)
+                self.sock.sendto(self.path.encode(), self.notify_name)
             except OSError:
                 pass  # no agent listening, or its queue is full: it polls as a fallback
-
-    def meta_dir_bytes(self) -> bytes:
-        return os.path.dirname(self.path).encode()
 
 
 def _join_cgroups(paths: list[str]) -> None:
@@ -126,14 +126,38 @@ def _close_inherited_fds() -> None:
                 pass
 
 
-def run_forked(spec: SupervisorSpec) -> NoReturn:
-    """Entry point in the forked child; never returns."""
+def process_start(pid: int) -> int | None:
+    """When ``pid`` started (clock ticks since boot), to tell it from a recycled pid."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as handle:
+            data = handle.read()
+    except OSError:
+        return None
+    try:
+        return int(data[data.rindex(b")") + 2:].split()[19])
+    except (ValueError, IndexError):
+        return None
+
+
+def run_forked(spec: SupervisorSpec,
+               prepare: Callable[[], list[str]] | None = None,
+               finish: Callable[[], bool] | None = None) -> NoReturn:
+    """Entry point in the forked child; never returns.
+
+    ``prepare`` (sandbox and cgroups) runs here rather than in the agent, so the
+    agent's loop pays only for the checkpoint and the fork; it returns the cgroup.procs
+    files to join, and an error in it is reported as the task's ``failed`` event.
+    ``finish`` runs once the task has ended: it says whether the memory limit killed it
+    and releases the cgroups (killing anything the task left behind).
+    """
     code = 1
     try:
         gc.disable()  # the child's copy of the agent's heap stays shared
         os.setsid()
         for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGUSR1, signal.SIGHUP):
             signal.signal(signum, signal.SIG_DFL)
+        signal.set_wakeup_fd(-1)
+        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
         signal.signal(signal.SIGPIPE, signal.SIG_IGN)
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         signal.signal(signal.SIGHUP, signal.SIG_IGN)
@@ -142,35 +166,54 @@ def run_forked(spec: SupervisorSpec) -> NoReturn:
         for fd in (0, 1, 2):
             os.dup2(devnull, fd)
         os.close(devnull)
-        code = supervise(spec)
+        code = supervise(spec, prepare, finish)
     finally:
         os._exit(code)
 
 
-def supervise(spec: SupervisorSpec) -> int:
+def supervise(spec: SupervisorSpec, prepare: Callable[[], list[str]] | None = None,
+              finish: Callable[[], bool] | None = None) -> int:
     """Start the task, watch it and its health, record how it ended."""
     events = _Events(spec)
+    pid = os.getpid()
+    events.write("supervising", pid=pid, start=process_start(pid))
     sandbox = Path(spec.sandbox)
     try:
+        procs = list(spec.cgroup_procs)
+        if prepare is not None:
+            procs += prepare()
         with open(sandbox / "stdout", "ab") as out, open(sandbox / "stderr", "ab") as err:
-            procs = list(spec.cgroup_procs)
             proc = subprocess.Popen(
                 spec.argv, cwd=spec.sandbox, env=spec.env, stdin=subprocess.DEVNULL,
                 stdout=out, stderr=err, start_new_session=True, close_fds=True,
                 preexec_fn=(lambda: _join_cgroups(procs)) if procs else None,
             )
-    except (OSError, subprocess.SubprocessError) as exc:
-        events.write("failed", error=str(exc))
+    except Exception as exc:  # anything: the agent must hear why it did not start
+        released = _finish(finish)
+        events.write("failed", error=str(exc), released=released is not None)
         return 1
     events.write("started", pid=proc.pid, supervisor=os.getpid())
     watcher = _Watcher(proc.pid, spec, events)
     status, killed = watcher.wait()
+    oom = _finish(finish)
+    released = oom is not None
     if os.WIFSIGNALED(status):
-        events.write("exited", exit_code=None, signal=os.WTERMSIG(status), killed=killed)
+        events.write("exited", exit_code=None, signal=os.WTERMSIG(status), killed=killed,
+                     oom=bool(oom), released=released)
     else:
         events.write("exited", exit_code=os.waitstatus_to_exitcode(status), signal=None,
-                     killed=killed)
+                     killed=killed, oom=bool(oom), released=released)
     return 0
+
+
+def _finish(finish: Callable[[], bool] | None) -> bool | None:
+    """Run ``finish``; None when there was none or it failed (the agent then cleans up)."""
+    if finish is None:
+        return None
+    try:
+        return finish()
+    except Exception:
+        return None
 
 
 class _Watcher:
@@ -242,10 +285,10 @@ class _Watcher:
         return status
 
 
-def read_events(meta_dir: Path, after: int = 0) -> list[dict[str, Any]]:
+def read_events(path: Path, after: int = 0) -> list[dict[str, Any]]:
     """Events with ``seq`` greater than ``after``; a torn last line is left for later."""
     try:
-        data = (meta_dir / EVENTS).read_bytes()
+        data = path.read_bytes()
     except FileNotFoundError:
         return []
     out: list[dict[str, Any]] = []

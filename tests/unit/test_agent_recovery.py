@@ -6,14 +6,15 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from mesos_zmq.agent.checkpoint import TaskCheckpoint, replay
+from mesos_zmq.agent.checkpoint import TaskCheckpoint, TaskLog, launch_record, replay
 from mesos_zmq.agent.core import SIGTERM, Effects, RecoveredTask
 from mesos_zmq.protocol import KillTask, ReregisterAgent, StatusUpdate, TaskInfo
 from tests.unit.test_agent_rules import ack, make, registered, run, updates
 
 
 def records_of(fx: Effects, task_id: str) -> list[bytes]:
-    return [json.dumps(r).encode() for t, r in fx.checkpoint if t == task_id]
+    return [json.dumps(dict(r, k=f"F1/{task_id}")).encode()
+            for t, r in fx.checkpoint if t == task_id]
 
 
 def to_recovered(cp: TaskCheckpoint) -> RecoveredTask:
@@ -22,9 +23,13 @@ def to_recovered(cp: TaskCheckpoint) -> RecoveredTask:
                          kill_reason=cp.kill_reason)
 
 
+INFO = TaskInfo(task_id="t1", agent_id="A1", resources="cpus:0.1", command="true")
+
+
 def fold(lines: list[bytes]) -> TaskCheckpoint:
-    info = TaskInfo(task_id="t1", agent_id="A1", resources="cpus:0.1", command="true")
-    return replay(Path("/nonexistent"), "F1", info, "c1", [], lines)
+    launch = json.dumps(launch_record("F1", INFO, "c1", [])).encode()
+    (cp,) = replay([launch, *lines]).values()
+    return cp
 
 
 def test_every_update_and_ack_is_a_checkpoint_record() -> None:
@@ -106,8 +111,36 @@ def test_torn_last_line_is_ignored() -> None:
 
 
 def test_event_sequence_numbers_are_remembered() -> None:
-    cp = fold([b'{"seq": 1}', b'{"seq": 3}', b'{"ack": "nope", "seq": 2}'])
+    cp = fold([b'{"k": "F1/t1", "seq": 1}', b'{"k": "F1/t1", "seq": 3}',
+               b'{"k": "F1/t1", "ack": "nope", "seq": 2}'])
     assert cp.last_seq == 3 and cp.pending == []
+
+
+def test_forgotten_tasks_are_gone_and_compaction_keeps_the_rest(tmp_path: Path) -> None:
+    core = make("A1")
+    registered(core)
+    run(core, "t1", "t2")
+    log = TaskLog(tmp_path)
+    for t in ("t1", "t2"):
+        info = TaskInfo(task_id=t, agent_id="A1", resources="cpus:0.1", command="true")
+        log.append([launch_record("F1", info, f"c-{t}", [])])
+    for t in ("t1", "t2"):
+        fx = core.task_spawned(t, 1.0)
+        log.append([dict(r, k=f"F1/{t}", seq=1) for _, r in fx.checkpoint])
+        log.append([dict(r, k=f"F1/{t}") for _, r in ack(core, fx, 1.1).checkpoint])
+    fx = core.task_exited("t2", 0, None, 2.0)
+    log.append([dict(r, k="F1/t2", seq=2) for _, r in fx.checkpoint])
+    log.append([dict(r, k="F1/t2") for _, r in ack(core, fx, 2.1).checkpoint])
+    log.append([{"k": "F1/t2", "forget": True}])
+    fx = core.task_health("t1", False, "HTTP 500", 3.0)
+    log.append([dict(r, k="F1/t1", seq=3) for _, r in fx.checkpoint])
+    before = log.load()
+    assert list(before) == ["F1/t1"]
+    log.compact(list(before.values()))
+    after = log.load()["F1/t1"]
+    assert (after.state, after.healthy, after.last_seq) == ("TASK_RUNNING", False, 3)
+    assert [s.uuid for s in after.pending] == [s.uuid for s in before["F1/t1"].pending]
+    assert len(log.path.read_bytes().splitlines()) == 3  # launch, state, pending update
 
 
 def test_oom_and_health_kills_have_their_own_reasons() -> None:

@@ -1,0 +1,151 @@
+"""The launcher: a small helper process that forks task supervisors for the agent.
+
+Why a separate process: a fork costs in proportion to the size of the process that
+forks, and the agent is big (ZeroMQ, ZooKeeper client, logging) and threaded (forking a
+threaded process is fragile). The launcher is exec'd fresh by the agent, imports little
+(the supervisor and the isolator), and forks one supervisor per task on request, so a
+launch costs the agent one checkpoint write and one message.
+
+Protocol, over a ``SOCK_SEQPACKET`` socket pair (one JSON object per packet):
+
+* agent → launcher ``{"key": events, "spec": …, "container_id": …, "limits": …}``
+* launcher → agent ``{"started": events, "pid": n}`` once the supervisor is forked,
+  ``{"reaped": events, "pid": n}`` when a supervisor exited (the agent then reads its
+  events: a supervisor that recorded no end was killed).
+
+When the agent goes away the socket closes and the launcher exits at once; the
+supervisors, in sessions of their own, keep their tasks running.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import select
+import signal
+import socket
+import sys
+from typing import Any
+
+from mesos_zmq.agent.isolation import Isolator, Limits, detect_isolator
+from mesos_zmq.agent.supervisor import SupervisorSpec, run_forked
+from mesos_zmq.protocol import HealthCheck, from_plain, to_plain
+
+MAX_PACKET = 1 << 20
+
+
+def encode_request(key: str, spec: SupervisorSpec, container_id: str, limits: Limits) -> bytes:
+    body = {
+        "key": key,
+        "container_id": container_id,
+        "limits": {"cpus": limits.cpus, "cpu_hard_limit": limits.cpu_hard_limit,
+                   "mem_bytes": limits.mem_bytes, "pids_max": limits.pids_max},
+        "spec": {
+            "events": spec.events, "sandbox": spec.sandbox, "argv": spec.argv,
+            "env": spec.env, "kill_grace": spec.kill_grace,
+            "notify_name": spec.notify_name.hex(),
+            "health_check": to_plain(spec.health_check) if spec.health_check else None,
+        },
+    }
+    return json.dumps(body).encode()
+
+
+def _decode_request(data: bytes) -> tuple[str, SupervisorSpec, str, Limits]:
+    body = json.loads(data)
+    raw = body["spec"]
+    check = from_plain(HealthCheck, raw["health_check"]) if raw.get("health_check") else None
+    spec = SupervisorSpec(
+        events=raw["events"], sandbox=raw["sandbox"], argv=list(raw["argv"]),
+        env=dict(raw["env"]), kill_grace=float(raw["kill_grace"]),
+        notify_name=bytes.fromhex(raw["notify_name"]), health_check=check,
+    )
+    lim = body["limits"]
+    limits = Limits(cpus=lim["cpus"], cpu_hard_limit=bool(lim["cpu_hard_limit"]),
+                    mem_bytes=lim["mem_bytes"], pids_max=lim["pids_max"])
+    return str(body["key"]), spec, str(body["container_id"]), limits
+
+
+def _launch(sock: socket.socket, isolator: Isolator, data: bytes,
+            children: dict[int, str]) -> None:
+    try:
+        key, spec, container_id, limits = _decode_request(data)
+    except (ValueError, KeyError, TypeError) as exc:
+        sock.send(json.dumps({"error": f"bad launch request: {exc}"}).encode())
+        return
+
+    def prepare() -> list[str]:
+        os.makedirs(spec.sandbox, exist_ok=True)
+        return isolator.prepare(container_id, limits)
+
+    def finish() -> bool:
+        oom = isolator.oom_killed(container_id)
+        isolator.destroy(container_id)
+        return oom
+
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child never returns
+        run_forked(spec, prepare, finish)
+    children[pid] = key
+    sock.send(json.dumps({"started": key, "pid": pid}).encode())
+
+
+def _reap(sock: socket.socket, children: dict[int, str]) -> None:
+    while children:
+        try:
+            pid, _ = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if pid == 0:
+            return
+        key = children.pop(pid, None)
+        if key is not None:
+            sock.send(json.dumps({"reaped": key, "pid": pid}).encode())
+
+
+def serve(fd: int, isolation: str, cgroups_root: str) -> int:
+    sock = socket.socket(fileno=fd)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the agent decides when we stop
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    wake_r, wake_w = os.pipe()
+    os.set_blocking(wake_w, False)
+    signal.set_wakeup_fd(wake_w)
+    signal.signal(signal.SIGCHLD, lambda signum, frame: None)
+    isolator = detect_isolator(cgroups_root, isolation)
+    children: dict[int, str] = {}
+    while True:
+        try:
+            ready, _, _ = select.select([sock.fileno(), wake_r], [], [], 1.0)
+        except InterruptedError:
+            ready = []
+        if wake_r in ready:
+            os.read(wake_r, 4096)
+        if sock.fileno() in ready:
+            data = sock.recv(MAX_PACKET)
+            if not data:
+                return 0  # the agent is gone
+            _launch(sock, isolator, data, children)
+        _reap(sock, children)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    if len(args) != 3:
+        print("usage: python -m mesos_zmq.agent.launcher FD ISOLATION CGROUPS_ROOT",
+              file=sys.stderr)
+        return 2
+    try:
+        return serve(int(args[0]), args[1], args[2])
+    except (BrokenPipeError, ConnectionResetError):
+        return 0
+
+
+def request_reply(data: bytes) -> dict[str, Any]:
+    """Parse one launcher reply (used by the agent)."""
+    body = json.loads(data)
+    if not isinstance(body, dict):
+        raise ValueError("launcher reply is not an object")
+    return body
+
+
+if __name__ == "__main__":
+    sys.exit(main())
