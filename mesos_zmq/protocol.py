@@ -307,6 +307,8 @@ class KillTask(Message):
 
     framework_id: str
     task_id: str
+    #: caps the task's own grace period (an operator draining the agent set it)
+    grace: float | None = None
 
 
 @message("shutdown_framework")
@@ -465,6 +467,23 @@ class OperatorKill(Message):
 
     task_id: str
     framework_id: str = ""
+
+
+@message("drain_agent")
+@dataclass(frozen=True, slots=True)
+class DrainAgent(Message):
+    """Operator drains an agent: no more offers on it, its tasks killed; persisted."""
+
+    agent_id: str
+    grace: float | None = None  # caps each task's kill grace period, in seconds
+
+
+@message("reactivate_agent")
+@dataclass(frozen=True, slots=True)
+class ReactivateAgent(Message):
+    """Operator ends the drain of an agent: it is offered again."""
+
+    agent_id: str
 
 
 @message("set_weights")

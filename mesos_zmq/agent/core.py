@@ -84,6 +84,7 @@ class _Task:
     killing: bool = False
     kill_reason: str = ""
     kill_deadline: float | None = None
+    kill_grace: float | None = None
     healthy: bool | None = None
     #: pending updates, head in flight
     updates: deque[TaskStatus] = field(default_factory=deque)
@@ -214,7 +215,8 @@ class AgentCore:
         elif isinstance(msg, RunTasks):
             self._on_run(msg, now, fx)
         elif isinstance(msg, KillTask):
-            self._kill(msg.framework_id, msg.task_id, now, fx, "REASON_TASK_KILLED")
+            reason = "REASON_TASK_KILLED" if msg.grace is None else "REASON_AGENT_DRAINING"
+            self._kill(msg.framework_id, msg.task_id, now, fx, reason, grace_cap=msg.grace)
         elif isinstance(msg, ShutdownFramework):
             for task_id, task in list(self.tasks.items()):
                 if task.framework_id == msg.framework_id:
@@ -249,7 +251,7 @@ class AgentCore:
             fx.launch.append((msg.framework_id, info))
 
     def _kill(self, framework_id: str, task_id: str, now: float, fx: Effects,
-              reason: str) -> None:
+              reason: str, grace_cap: float | None = None) -> None:
         task = self.tasks.get(task_id)
         if task is None:
             if task_id in self.completed:
@@ -268,6 +270,9 @@ class AgentCore:
         fx.checkpoint.append((task_id, {"kill": reason}))
         grace = task.info.kill_grace_period
         grace = self.kill_grace if grace is None else grace
+        if grace_cap is not None:
+            grace = min(grace, grace_cap)
+        task.kill_grace = grace
         if task.state == TaskState.STAGING:
             return  # not spawned yet: task_spawned will see `killing` and stop it
         fx.signal.append((task_id, SIGTERM))
@@ -298,7 +303,8 @@ class AgentCore:
         self._update(task, TaskState.RUNNING, now, fx)
         if task.killing:
             task.killing = False
-            self._kill(task.framework_id, task_id, now, fx, task.kill_reason)
+            self._kill(task.framework_id, task_id, now, fx, task.kill_reason,
+                       grace_cap=task.kill_grace)
         return fx
 
     def spawn_failed(self, task_id: str, error: str, now: float) -> Effects:

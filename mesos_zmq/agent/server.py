@@ -10,6 +10,7 @@ dir re-attaches to them from the checkpoints before it re-registers.
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import socket
 import time
@@ -27,6 +28,7 @@ from mesos_zmq.agent.containerizer import Containerizer, GpuError
 from mesos_zmq.agent.core import AgentCore, Effects, RecoveredTask
 from mesos_zmq.agent.detect import detect_gpus, detect_resources
 from mesos_zmq.agent.files import SandboxPathError, read_chunk
+from mesos_zmq.agent.gc import expired, max_sandbox_age
 from mesos_zmq.agent.isolation import IsolationError, detect_isolator
 from mesos_zmq.attributes import parse_attributes
 from mesos_zmq.detector import LeaderDetector, NoLeader
@@ -62,6 +64,10 @@ class AgentConfig:
     gpu_devices: list[str] | None = None
     #: seconds between usage reports to the master (and posix memory enforcement)
     usage_interval: float = 5.0
+    #: how long finished tasks' sandboxes are kept, shortened as the disk fills
+    gc_delay: float = 7 * 24 * 3600.0
+    gc_disk_headroom: float = 0.1
+    disk_watch_interval: float = 60.0
 
 
 class AgentServer:
@@ -111,6 +117,7 @@ class AgentServer:
         self._log = log.bind(hostname=self.core.hostname)
         self._next_usage = 0.0
         self._next_compact_check = 0.0
+        self._next_gc = 0.0
         self._next_enforce = 0.0
         self._recover()
 
@@ -171,6 +178,7 @@ class AgentServer:
                 self._check_supervisors()
                 self._measure(time.monotonic())
                 self._compact(time.monotonic())
+                self._collect_garbage(time.monotonic())
                 self._follow_leader()
                 self._apply(self.core.tick(time.monotonic()))
         finally:
@@ -302,6 +310,35 @@ class AgentServer:
                 record["k"] = key
             batch.extend(records)
         self.containerizer.task_log.append(batch)
+
+    def _collect_garbage(self, now: float) -> None:
+        """Delete sandboxes of finished tasks once they are too old for the disk."""
+        if now < self._next_gc:
+            return
+        self._next_gc = now + self.config.disk_watch_interval
+        try:
+            disk = shutil.disk_usage(self.work_dir)
+        except OSError:
+            return
+        usage = disk.used / disk.total if disk.total else 0.0
+        max_age = max_sandbox_age(self.config.gc_delay, self.config.gc_disk_headroom, usage)
+        active = set(self.core.tasks) | set(self.containerizer.containers)
+        candidates: list[tuple[str, float]] = []
+        for sandbox in (self.work_dir / "frameworks").glob("*/tasks/*"):
+            if sandbox.name in active or not sandbox.is_dir():
+                continue
+            try:
+                candidates.append((str(sandbox), sandbox.stat().st_mtime))
+            except OSError:
+                continue
+        removed = 0
+        for path in expired(candidates, time.time(), max_age):
+            shutil.rmtree(path, ignore_errors=True)
+            self.containerizer.sandboxes.pop(Path(path).name, None)
+            removed += 1
+        if removed:
+            self._log.info("sandboxes garbage-collected", removed=removed,
+                           max_age_s=round(max_age), disk_usage=round(usage, 3))
 
     def _compact(self, now: float) -> None:
         """Keep the task log small: rewrite it with only what a restart would need."""

@@ -25,10 +25,12 @@ from mesos_zmq.cli.tables import render_table
 from mesos_zmq.errors import MesosZmqError
 from mesos_zmq.logs import configure_logging
 from mesos_zmq.protocol import (
+    DrainAgent,
     FileData,
     GetState,
     OperatorKill,
     OperatorReply,
+    ReactivateAgent,
     ReadFile,
     RemoveQuota,
     ReserveResources,
@@ -165,7 +167,7 @@ def master(ip: str, port: int, work_dir: str, registry: str, roles: str, weights
     sys.exit(run_master(config))
 
 
-@cli.command()
+@cli.group(invoke_without_command=True)
 @master_flag
 @flag("--work-dir", default="/var/lib/mesos-zmq/agent", help="sandboxes and checkpoints")
 @flag("--resources", default=None, help="e.g. 'cpus:4;mem:4096;ports:[31000-32000]' "
@@ -184,12 +186,26 @@ def master(ip: str, port: int, work_dir: str, registry: str, roles: str, weights
       help="GPU indices to hand out, e.g. '0,1' (default: detected with nvidia-smi)")
 @flag("--usage-interval", type=click.FloatRange(min=0.1), default=5.0,
       help="seconds between task usage reports to the master")
+@flag("--gc-delay", type=click.FloatRange(min=0.0), default=7 * 24 * 3600.0,
+      help="seconds a finished task's sandbox is kept (less as the disk fills)")
+@flag("--gc-disk-headroom", type=click.FloatRange(0.0, 1.0), default=0.1,
+      help="fraction of the disk to keep free: sandboxes age faster as it fills")
+@flag("--disk-watch-interval", type=click.FloatRange(min=0.1), default=60.0,
+      help="seconds between sandbox garbage collections")
 @log_flags
-def agent(master: str, work_dir: str, resources: str | None, attributes: str,
-          hostname: str | None, kill_grace_period: float, isolation: str,
+@click.pass_context
+def agent(ctx: click.Context, master: str, work_dir: str, resources: str | None,
+          attributes: str, hostname: str | None, kill_grace_period: float, isolation: str,
           cgroups_root: str, cgroups_enable_cfs: bool, gpu_devices: str | None,
-          usage_interval: float, log_format: str, log_level: str) -> None:
-    """Run an agent that offers this host's resources and runs tasks."""
+          usage_interval: float, gc_delay: float, gc_disk_headroom: float,
+          disk_watch_interval: float, log_format: str, log_level: str) -> None:
+    """Run an agent that offers this host's resources and runs tasks.
+
+    With a subcommand (drain, reactivate) it operates on an agent through the master
+    instead.
+    """
+    if ctx.invoked_subcommand is not None:
+        return
     from mesos_zmq.agent.server import AgentConfig, run_agent
 
     configure_logging("agent", log_format, log_level)
@@ -205,9 +221,32 @@ def agent(master: str, work_dir: str, resources: str | None, attributes: str,
         hostname=hostname or socket.gethostname(), kill_grace_period=kill_grace_period,
         isolation=isolation, cgroups_root=cgroups_root,
         cgroups_enable_cfs=cgroups_enable_cfs, gpu_devices=devices,
-        usage_interval=usage_interval,
+        usage_interval=usage_interval, gc_delay=gc_delay,
+        gc_disk_headroom=gc_disk_headroom, disk_watch_interval=disk_watch_interval,
     )
     sys.exit(run_agent(config))
+
+
+@agent.command("drain")
+@master_flag
+@click.option("--grace", type=click.FloatRange(0.0, 3600.0), default=None,
+              help="seconds each task gets between SIGTERM and SIGKILL (caps its own)")
+@click.argument("agent_id")
+def agent_drain(master: str, grace: float | None, agent_id: str) -> None:
+    """Drain AGENT_ID: no new offers on it, its tasks killed; DRAINED once all ended."""
+    reply = request(master, DrainAgent(agent_id=agent_id, grace=grace))
+    if isinstance(reply, OperatorReply):
+        click.echo(reply.message)
+
+
+@agent.command("reactivate")
+@master_flag
+@click.argument("agent_id")
+def agent_reactivate(master: str, agent_id: str) -> None:
+    """End the drain of AGENT_ID: its resources are offered again."""
+    reply = request(master, ReactivateAgent(agent_id=agent_id))
+    if isinstance(reply, OperatorReply):
+        click.echo(reply.message)
 
 
 # ============================================================================ local
@@ -341,6 +380,7 @@ def agents(master: str, as_json: bool) -> None:
     """List agents."""
     rows = fetch_state(master)["agents"]
     emit(rows, as_json, [("id", "ID"), ("hostname", "HOST"), ("connected", "CONNECTED"),
+                         ("drain", "DRAIN"),
                          ("active_tasks", "TASKS"), ("resources", "RESOURCES"),
                          ("used_resources", "USED"), ("reserved", "RESERVED")], rows)
 

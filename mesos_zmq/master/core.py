@@ -41,6 +41,7 @@ from mesos_zmq.errors import ResourceError
 from mesos_zmq.heartbeat import HeartbeatMonitor
 from mesos_zmq.master.state import MasterState, Record, TaskRecord
 from mesos_zmq.master.validation import (
+    MAX_KILL_GRACE,
     check_agent,
     check_framework,
     check_task,
@@ -55,6 +56,7 @@ from mesos_zmq.protocol import (
     Acknowledge,
     AgentRegistered,
     Decline,
+    DrainAgent,
     Error,
     FileData,
     GetState,
@@ -66,6 +68,7 @@ from mesos_zmq.protocol import (
     Offers,
     OperatorKill,
     OperatorReply,
+    ReactivateAgent,
     ReadFile,
     Reconcile,
     RegisterAgent,
@@ -233,6 +236,8 @@ class MasterCore:
             Teardown: self._on_teardown,
             GetState: self._on_get_state,
             OperatorKill: self._on_operator_kill,
+            DrainAgent: self._on_drain_agent,
+            ReactivateAgent: self._on_reactivate_agent,
             SetWeights: self._on_set_weights,
             SetQuota: self._on_set_quota,
             RemoveQuota: self._on_remove_quota,
@@ -468,6 +473,8 @@ class MasterCore:
         self._bind(peer, "agent", agent_id, now)
         self.allocator.activate_agent(agent_id, True)
         self._reconcile_agent(agent_id, msg, now)
+        if agent_id in self.state.draining:
+            self._drain(agent_id, now)  # kills sent while it was away never arrived
         self._allocate_pending = True
         log.info("agent reregistered", agent_id=agent_id, tasks=len(msg.tasks))
         self._send(peer, self._agent_registered(agent_id, True), rid)
@@ -612,6 +619,7 @@ class MasterCore:
             )
             if new_state in TERMINAL:
                 self._release_task(rec)
+                self._check_drained(rec.agent_id)
         self._count("status_updates")
         # Forward even a repeated update: the agent retries because no ack reached it.
         self._send_framework(status.framework_id, StatusUpdate(status=status))
@@ -897,7 +905,8 @@ class MasterCore:
             return
         self._kill(msg.framework_id, msg.task_id, now)
 
-    def _kill(self, fid: str, task_id: str, now: float) -> TaskRecord | None:
+    def _kill(self, fid: str, task_id: str, now: float,
+              grace: float | None = None) -> TaskRecord | None:
         rec = self.state.task(fid, task_id)
         if rec is None:
             self._reply_status(fid, task_id, "", TaskState.LOST, "REASON_TASK_UNKNOWN",
@@ -905,7 +914,11 @@ class MasterCore:
             return None
         if rec.terminal:
             return rec
-        if not self._send_agent(rec.agent_id, KillTask(framework_id=fid, task_id=task_id)):
+        drain = self.state.draining.get(rec.agent_id)
+        if grace is None and drain is not None:
+            grace = drain["grace"]
+        if not self._send_agent(rec.agent_id, KillTask(framework_id=fid, task_id=task_id,
+                                                       grace=grace)):
             log.info("kill deferred: agent not connected", task_id=task_id, agent_id=rec.agent_id)
         return rec
 
@@ -1022,6 +1035,50 @@ class MasterCore:
         done = "reserved" if reserve else "unreserved"
         self._send(peer, OperatorReply(message=f"{done} {res} on agent {msg.agent_id}"), rid)
 
+    def _on_drain_agent(self, peer: bytes, msg: DrainAgent, rid: str, now: float) -> None:
+        """Mesos's DRAIN_AGENT: no offers, kill every task, DRAINED when all ended."""
+        if msg.agent_id not in self.state.agents:
+            self._error(peer, "invalid", f"no agent with id {msg.agent_id[:64]!r}", rid)
+            return
+        if msg.grace is not None and not 0 <= msg.grace <= MAX_KILL_GRACE:
+            self._error(peer, "invalid", "grace must be within 0..3600 seconds", rid)
+            return
+        self._commit({"op": "agent_draining", "agent_id": msg.agent_id, "grace": msg.grace,
+                      "time": now})
+        self._drain(msg.agent_id, now)
+        tasks = len(self.state.active_tasks_on(msg.agent_id))
+        self._send(peer, OperatorReply(
+            message=f"agent {msg.agent_id} draining: {tasks} task(s) being killed"), rid)
+
+    def _drain(self, agent_id: str, now: float) -> None:
+        """(Re)apply a drain: also after the agent re-registers or a new leader starts."""
+        self.allocator.activate_agent(agent_id, False)
+        for offer_id in list(self._agents.get(agent_id, _AgentRuntime()).offers):
+            self._rescind(offer_id)
+        for rec in self.state.active_tasks_on(agent_id):
+            if rec.state != TaskState.UNREACHABLE:
+                self._kill(rec.framework_id, rec.task_id, now)
+        self._check_drained(agent_id)
+
+    def _check_drained(self, agent_id: str) -> None:
+        drain = self.state.draining.get(agent_id)
+        if drain is None or drain["drained"]:
+            return
+        if not self.state.active_tasks_on(agent_id):
+            self._commit({"op": "agent_drained", "agent_id": agent_id})
+            log.info("agent drained", agent_id=agent_id)
+
+    def _on_reactivate_agent(self, peer: bytes, msg: ReactivateAgent, rid: str,
+                             now: float) -> None:
+        if msg.agent_id not in self.state.draining:
+            self._error(peer, "invalid", f"agent {msg.agent_id[:64]!r} is not draining", rid)
+            return
+        self._commit({"op": "agent_reactivated", "agent_id": msg.agent_id, "time": now})
+        if self.agent_connected(msg.agent_id):
+            self.allocator.activate_agent(msg.agent_id, True)
+            self._allocate_pending = True
+        self._send(peer, OperatorReply(message=f"agent {msg.agent_id} reactivated"), rid)
+
     def _on_operator_kill(self, peer: bytes, msg: OperatorKill, rid: str, now: float) -> None:
         rec = self.state.find_task(msg.task_id, msg.framework_id)
         if rec is None:
@@ -1105,6 +1162,7 @@ class MasterCore:
                                 message=message)
         if state in TERMINAL:
             self._release_task(rec)
+            self._check_drained(rec.agent_id)
         self._reliable_update(rec.framework_id, rec.task_id, rec.agent_id, state, reason,
                               message, now)
 

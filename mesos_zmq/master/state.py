@@ -90,11 +90,16 @@ class MasterState:
         self.requests_done: OrderedDict[str, None] = OrderedDict()
         # Secondary index: agent_id -> keys of its active tasks.
         self.tasks_by_agent: dict[str, set[TaskKey]] = {}
+        #: agents being drained: agent id -> {"grace", "drained", "since"}
+        self.draining: dict[str, dict[str, Any]] = {}
         self._ops: dict[str, Callable[[Record], None]] = {
             "framework_added": self._framework_added,
             "framework_removed": self._framework_removed,
             "agent_added": self._agent_added,
             "agent_removed": self._agent_removed,
+            "agent_draining": self._agent_draining,
+            "agent_drained": self._agent_drained,
+            "agent_reactivated": self._agent_reactivated,
             "task_added": self._task_added,
             "task_updated": self._task_updated,
             "weights_set": self._weights_set,
@@ -146,6 +151,18 @@ class MasterState:
         self.agents[agent.agent_id] = agent
         self.removed_agents.pop(agent.agent_id, None)
         self.tasks_by_agent.setdefault(agent.agent_id, set())
+
+    def _agent_draining(self, record: Record) -> None:
+        self.draining[record["agent_id"]] = {"grace": record.get("grace"), "drained": False,
+                                             "since": record.get("time", 0.0)}
+
+    def _agent_drained(self, record: Record) -> None:
+        drain = self.draining.get(record["agent_id"])
+        if drain is not None:
+            drain["drained"] = True
+
+    def _agent_reactivated(self, record: Record) -> None:
+        self.draining.pop(record["agent_id"], None)
 
     def _agent_removed(self, record: Record) -> None:
         agent_id = record["agent_id"]
@@ -286,6 +303,7 @@ class MasterState:
             "requests_done": list(self.requests_done),
             "pending_updates": [to_plain(u) for u in self.pending_updates.values()],
             "filters": [[f, a, s] for (f, a), s in self.filters.items()],
+            "draining": {k: dict(v) for k, v in self.draining.items()},
         }
 
     @classmethod
@@ -318,6 +336,7 @@ class MasterState:
         state.weights.update(data.get("weights", {}))
         state.quotas.update({r: (q[0], q[1]) for r, q in data.get("quotas", {}).items()})
         state.reservations.update(data.get("reservations", {}))
+        state.draining.update({k: dict(v) for k, v in data.get("draining", {}).items()})
         state.offers.update(data.get("offers", {}))
         state.requests_done.update((r, None) for r in data.get("requests_done", []))
         for framework_id, agent_id, seconds in data.get("filters", []):

@@ -53,6 +53,8 @@ def describe_cluster(core: MasterCore, now: float) -> dict[str, Any]:
             "attributes": agent.attributes,
             "used_resources": str(used.get(aid, Resources.empty())),
             "reserved": state.reservations.get(aid, ""),
+            "drain": ("" if aid not in state.draining
+                      else "DRAINED" if state.draining[aid]["drained"] else "DRAINING"),
             "connected": core.agent_connected(aid),
             "active_tasks": len(state.tasks_by_agent.get(aid, ())),
         }

@@ -15,6 +15,7 @@ from mesos_zmq.protocol import (
     Acknowledge,
     AgentRegistered,
     Decline,
+    DrainAgent,
     Error,
     FrameworkInfo,
     GetState,
@@ -25,6 +26,7 @@ from mesos_zmq.protocol import (
     Offers,
     OperatorKill,
     OperatorReply,
+    ReactivateAgent,
     ReadFile,
     Reconcile,
     ReconcileTask,
@@ -707,3 +709,44 @@ def test_plain_framework_hears_lost_and_the_returning_agent_kills_the_task() -> 
     assert [(m.framework_id, m.task_id) for m in sent if isinstance(m, KillTask)] == [
         (fid, "t1")]
     assert not [m for m in sent if isinstance(m, StatusUpdate) and m.status.state != "TASK_LOST"]
+
+
+def test_drain_rescinds_offers_kills_tasks_and_reports_drained() -> None:
+    h = Harness()
+    agent_id, fid, _ = launch(h)
+    (left,) = h.offers_to(FW, 0.1)  # the rest of the agent, held by the framework
+    h.sent.clear()
+    (reply,) = h.send(b"operator", DrainAgent(agent_id=agent_id, grace=2.5), 1.0)
+    assert isinstance(reply, OperatorReply) and "1 task" in reply.message
+    kills = of_type(h.sent, KillTask)
+    assert [(k.task_id, k.grace) for k in kills] == [("t1", 2.5)]
+    assert [r.offer_id for r in of_type(h.sent, Rescind)] == [left.offer_id]
+    assert h.core.state.draining[agent_id]["drained"] is False
+    assert not h.offers_to(FW, 2.0)  # nothing more is offered from it
+    h.send(AGENT, StatusUpdate(status=TaskStatus(
+        task_id="t1", framework_id=fid, agent_id=agent_id, state="TASK_KILLED", uuid="k1",
+        timestamp=3.0, reason="REASON_AGENT_DRAINING")), 3.0)
+    assert h.core.state.draining[agent_id]["drained"] is True
+    view = {a["id"]: a for a in h.core.describe(3.0)["agents"]}
+    assert view[agent_id]["drain"] == "DRAINED"
+    (reply,) = h.send(b"operator", ReactivateAgent(agent_id=agent_id), 4.0)
+    assert isinstance(reply, OperatorReply)
+    assert h.offers_to(FW, 4.5)  # offered again
+
+
+def test_drain_survives_a_master_restart_and_refuses_nonsense() -> None:
+    log = MemoryLog()
+    h = Harness(log)
+    agent_id, _, _ = launch(h)
+    (bad,) = h.send(b"operator", DrainAgent(agent_id="nope"), 1.0)
+    assert isinstance(bad, Error) and bad.code == "invalid"
+    (bad,) = h.send(b"operator", DrainAgent(agent_id=agent_id, grace=-1), 1.0)
+    assert isinstance(bad, Error)
+    h.send(b"operator", DrainAgent(agent_id=agent_id), 1.0)
+    again = Harness(log, now=10.0)
+    assert agent_id in again.core.state.draining
+    running = TaskReport(task=task("t1", agent_id), framework_id=again.core.state.task(
+        *next(iter(again.core.state.tasks))).framework_id, state="TASK_RUNNING")
+    again.send(AGENT, ReregisterAgent(agent_id=agent_id, hostname="h1",
+                                      resources="cpus:4;mem:4096", tasks=[running]), 11.0)
+    assert [k.task_id for k in of_type(again.sent, KillTask)] == ["t1"]

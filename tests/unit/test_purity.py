@@ -20,6 +20,7 @@ CORES = [
     "mesos_zmq.allocator.allocator",
     "mesos_zmq.allocator.sorter",
     "mesos_zmq.agent.core",
+    "mesos_zmq.agent.gc",
     "mesos_zmq.agent.health_policy",
     "mesos_zmq.scheduler.core",
     "mesos_zmq.protocol",
