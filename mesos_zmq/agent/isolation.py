@@ -380,7 +380,13 @@ class _Cgroups(Isolator):
             with contextlib.suppress(MesosZmqError, OSError):
                 self.destroy(container_id)
             raise
-        return [os.path.join(d, "cgroup.procs") for d in dirs]
+        return [os.path.join(d, "cgroup.procs") for d in self._joined(dirs, limits)]
+
+    def _joined(self, dirs: list[str], limits: Limits) -> list[str]:
+        """The cgroups a task joins. Every join is a cgroup migration, one of the
+        dearest steps of a launch, so v1's separate pids hierarchy is joined only when
+        there is a pids limit to enforce (the others are always needed)."""
+        return dirs
 
     @abstractmethod
     def _write_limits(self, container_id: str, limits: Limits) -> None: ...
@@ -475,6 +481,16 @@ class CgroupsV1(_Cgroups):
     def _parents(self) -> list[str]:
         unique = dict.fromkeys(os.path.normpath(m) for m in self.mounts.values())
         return [os.path.join(m, self.root) for m in unique]
+
+    def _joined(self, dirs: list[str], limits: Limits) -> list[str]:
+        if limits.pids_max is not None:
+            return dirs
+        pids_mount = self.mounts.get("pids")
+        shared = {os.path.normpath(self.mounts[c]) for c in self.mounts if c != "pids"}
+        if pids_mount is None or os.path.normpath(pids_mount) in shared:
+            return dirs
+        skip = os.path.join(os.path.normpath(pids_mount), self.root)
+        return [d for d in dirs if os.path.dirname(d) != skip]
 
     def _dir(self, controller: str, container_id: str) -> str | None:
         mount = self.mounts.get(controller)

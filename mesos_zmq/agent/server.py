@@ -60,6 +60,8 @@ class AgentConfig:
     cgroups_root: str = "mesos-zmq"
     #: also cap cpu time at the task's cpus (CFS quota), not only share it
     cgroups_enable_cfs: bool = False
+    #: pids limit of every task's cgroup (None: no limit, the pids cgroup is not joined)
+    cgroups_pids_max: int | None = None
     #: GPU device indices to hand out (default: detected with nvidia-smi)
     gpu_devices: list[str] | None = None
     #: seconds between usage reports to the master (and posix memory enforcement)
@@ -101,7 +103,7 @@ class AgentServer:
         self.containerizer = Containerizer(
             self.work_dir, isolator, gpu_devices=gpus,
             cpu_hard_limit=config.cgroups_enable_cfs, kill_grace=config.kill_grace_period,
-            cgroups_root=config.cgroups_root,
+            cgroups_root=config.cgroups_root, pids_max=config.cgroups_pids_max,
         )
         self.context: zmq.Context[zmq.Socket[bytes]] = zmq.Context()
         try:

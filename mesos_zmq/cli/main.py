@@ -182,6 +182,8 @@ def master(ip: str, port: int, work_dir: str, registry: str, roles: str, weights
       help="cgroup under which each task gets its own (per controller on v1)")
 @flag("--cgroups-enable-cfs", is_flag=True, default=False,
       help="hard-cap each task's cpu time at its cpus (CFS quota), not only weight it")
+@flag("--cgroups-pids-max", type=click.IntRange(min=1), default=None,
+      help="most processes a task may have (default: no limit)")
 @flag("--gpu-devices", default=None,
       help="GPU indices to hand out, e.g. '0,1' (default: detected with nvidia-smi)")
 @flag("--usage-interval", type=click.FloatRange(min=0.1), default=5.0,
@@ -196,7 +198,8 @@ def master(ip: str, port: int, work_dir: str, registry: str, roles: str, weights
 @click.pass_context
 def agent(ctx: click.Context, master: str, work_dir: str, resources: str | None,
           attributes: str, hostname: str | None, kill_grace_period: float, isolation: str,
-          cgroups_root: str, cgroups_enable_cfs: bool, gpu_devices: str | None,
+          cgroups_root: str, cgroups_enable_cfs: bool, cgroups_pids_max: int | None,
+          gpu_devices: str | None,
           usage_interval: float, gc_delay: float, gc_disk_headroom: float,
           disk_watch_interval: float, log_format: str, log_level: str) -> None:
     """Run an agent that offers this host's resources and runs tasks.
@@ -220,7 +223,8 @@ def agent(ctx: click.Context, master: str, work_dir: str, resources: str | None,
         master=master, work_dir=work_dir, resources=resources, attributes=attributes,
         hostname=hostname or socket.gethostname(), kill_grace_period=kill_grace_period,
         isolation=isolation, cgroups_root=cgroups_root,
-        cgroups_enable_cfs=cgroups_enable_cfs, gpu_devices=devices,
+        cgroups_enable_cfs=cgroups_enable_cfs, cgroups_pids_max=cgroups_pids_max,
+        gpu_devices=devices,
         usage_interval=usage_interval, gc_delay=gc_delay,
         gc_disk_headroom=gc_disk_headroom, disk_watch_interval=disk_watch_interval,
     )
