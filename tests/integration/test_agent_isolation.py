@@ -20,7 +20,7 @@ from tests.integration.recording import Recorder
 
 def cgroups_kind() -> str:
     try:
-        return detect_isolator("mesos-zmq-probe").kind
+        return detect_isolator("mesos-zmq").kind
     except ConfigError:
         return "posix"
 
