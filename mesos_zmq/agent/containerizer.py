@@ -412,6 +412,8 @@ class Containerizer:
                 log.warning("cannot signal task", task_id=task_id, error=str(exc))
         if signum == signals.SIGKILL:
             for pid in self.isolator.pids(c.container_id):
+                if pid == c.supervisor_pid:
+                    continue  # it records how the task ended, then leaves by itself
                 try:
                     os.kill(pid, signals.SIGKILL)
                 except OSError:
@@ -421,14 +423,17 @@ class Containerizer:
         c = self.containers.get(task_id)
         return c is not None and self.isolator.oom_killed(c.container_id)
 
-    def destroy(self, task_id: str, released: bool = False) -> None:
-        """The task ended: kill what it left behind and release its cgroups and GPUs
-        (``released``: its supervisor already did the cgroups)."""
+    def destroy(self, task_id: str) -> None:
+        """The task ended: kill what it left behind and release its cgroups and GPUs.
+
+        Supervisors started through this agent's launcher are in their task's cgroups
+        until they exit, and the launcher destroys the cgroups when it reaps them; a
+        recovered task (its launcher died with the old agent) is cleaned up here."""
         c = self.containers.pop(task_id, None)
         if c is None:
             return
         self.by_events.pop(str(c.events), None)
-        if not released:
+        if not c.child:
             self.isolator.destroy(c.container_id)
         if c.task_pid is not None:
             try:

@@ -66,7 +66,7 @@ def _decode_request(data: bytes) -> tuple[str, SupervisorSpec, str, Limits]:
 
 
 def _launch(sock: socket.socket, isolator: Isolator, data: bytes,
-            children: dict[int, str]) -> None:
+            children: dict[int, tuple[str, str]]) -> None:
     try:
         key, spec, container_id, limits = _decode_request(data)
     except (ValueError, KeyError, TypeError) as exc:
@@ -78,18 +78,17 @@ def _launch(sock: socket.socket, isolator: Isolator, data: bytes,
         return isolator.prepare(container_id, limits)
 
     def finish() -> bool:
-        oom = isolator.oom_killed(container_id)
-        isolator.destroy(container_id)
-        return oom
+        return isolator.oom_killed(container_id)
 
     pid = os.fork()
     if pid == 0:  # pragma: no cover - the child never returns
         run_forked(spec, prepare, finish)
-    children[pid] = key
+    children[pid] = (key, container_id)
     sock.send(json.dumps({"started": key, "pid": pid}).encode())
 
 
-def _reap(sock: socket.socket, children: dict[int, str]) -> None:
+def _reap(sock: socket.socket, isolator: Isolator,
+          children: dict[int, tuple[str, str]]) -> None:
     while children:
         try:
             pid, _ = os.waitpid(-1, os.WNOHANG)
@@ -97,9 +96,18 @@ def _reap(sock: socket.socket, children: dict[int, str]) -> None:
             return
         if pid == 0:
             return
-        key = children.pop(pid, None)
-        if key is not None:
-            sock.send(json.dumps({"reaped": key, "pid": pid}).encode())
+        child = children.pop(pid, None)
+        if child is None:
+            continue
+        key, container_id = child
+        try:
+            # The supervisor lived in the task's cgroups: now they can go (with anything
+            # the task left running).
+            isolator.destroy(container_id)
+        except Exception as exc:
+            print(f"launcher: cannot destroy container {container_id}: {exc}",
+                  file=sys.stderr)
+        sock.send(json.dumps({"reaped": key, "pid": pid}).encode())
 
 
 def serve(fd: int, isolation: str, cgroups_root: str) -> int:
@@ -111,7 +119,7 @@ def serve(fd: int, isolation: str, cgroups_root: str) -> int:
     signal.set_wakeup_fd(wake_w)
     signal.signal(signal.SIGCHLD, lambda signum, frame: None)
     isolator = detect_isolator(cgroups_root, isolation)
-    children: dict[int, str] = {}
+    children: dict[int, tuple[str, str]] = {}
     while True:
         try:
             ready, _, _ = select.select([sock.fileno(), wake_r], [], [], 1.0)
@@ -124,7 +132,7 @@ def serve(fd: int, isolation: str, cgroups_root: str) -> int:
             if not data:
                 return 0  # the agent is gone
             _launch(sock, isolator, data, children)
-        _reap(sock, children)
+        _reap(sock, isolator, children)
 
 
 def main(argv: list[str] | None = None) -> int:

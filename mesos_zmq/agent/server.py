@@ -218,7 +218,7 @@ class AgentServer:
             self._apply(fx, seq=(task_id, int(event["seq"])))
             self.containerizer.consumed(task_id, event)
             if kind in ("exited", "failed"):
-                self.containerizer.destroy(task_id, released=event.get("released") is True)
+                self.containerizer.destroy(task_id)
 
     def _measure(self, now: float) -> None:
         """Report usage now and then; without cgroups, also enforce memory limits."""

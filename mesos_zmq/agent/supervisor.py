@@ -147,8 +147,8 @@ def run_forked(spec: SupervisorSpec,
     ``prepare`` (sandbox and cgroups) runs here rather than in the agent, so the
     agent's loop pays only for the checkpoint and the fork; it returns the cgroup.procs
     files to join, and an error in it is reported as the task's ``failed`` event.
-    ``finish`` runs once the task has ended: it says whether the memory limit killed it
-    and releases the cgroups (killing anything the task left behind).
+    ``finish`` runs once the task has ended: it says whether the memory limit killed
+    it. (The launcher releases the cgroups once this process has exited.)
     """
     code = 1
     try:
@@ -182,38 +182,53 @@ def supervise(spec: SupervisorSpec, prepare: Callable[[], list[str]] | None = No
         procs = list(spec.cgroup_procs)
         if prepare is not None:
             procs += prepare()
+        # The supervisor joins the task's cgroups itself and the task inherits them
+        # (as Mesos's executors live in their task's container): one migration per
+        # hierarchy, and the task is started with a plain vfork + exec, with no Python
+        # code run in between.
+        _join_cgroups(procs)
         with open(sandbox / "stdout", "ab") as out, open(sandbox / "stderr", "ab") as err:
             proc = subprocess.Popen(
                 spec.argv, cwd=spec.sandbox, env=spec.env, stdin=subprocess.DEVNULL,
                 stdout=out, stderr=err, start_new_session=True, close_fds=True,
-                preexec_fn=(lambda: _join_cgroups(procs)) if procs else None,
             )
     except Exception as exc:  # anything: the agent must hear why it did not start
-        released = _finish(finish)
-        events.write("failed", error=str(exc), released=released is not None)
+        _finish(finish)
+        events.write("failed", error=str(exc))
         return 1
+    if procs:
+        _spare_from_oom_killer()  # after the fork: the task keeps the default score
     events.write("started", pid=proc.pid, supervisor=os.getpid())
     watcher = _Watcher(proc.pid, spec, events)
     status, killed = watcher.wait()
     oom = _finish(finish)
-    released = oom is not None
     if os.WIFSIGNALED(status):
         events.write("exited", exit_code=None, signal=os.WTERMSIG(status), killed=killed,
-                     oom=bool(oom), released=released)
+                     oom=oom)
     else:
         events.write("exited", exit_code=os.waitstatus_to_exitcode(status), signal=None,
-                     killed=killed, oom=bool(oom), released=released)
+                     killed=killed, oom=oom)
     return 0
 
 
-def _finish(finish: Callable[[], bool] | None) -> bool | None:
-    """Run ``finish``; None when there was none or it failed (the agent then cleans up)."""
+def _spare_from_oom_killer() -> None:
+    """The supervisor shares the task's memory cgroup: the OOM killer must pick the
+    task, never the process that records how the task ended."""
+    try:
+        with open("/proc/self/oom_score_adj", "w") as handle:
+            handle.write("-1000")
+    except OSError:
+        pass
+
+
+def _finish(finish: Callable[[], bool] | None) -> bool:
+    """Whether the memory limit killed the task (False when that cannot be told)."""
     if finish is None:
-        return None
+        return False
     try:
         return finish()
     except Exception:
-        return None
+        return False
 
 
 class _Watcher:
