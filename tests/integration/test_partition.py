@@ -50,9 +50,16 @@ def test_partition_aware_and_plain_frameworks(cluster: Cluster, tmp_path: Path) 
     d1.start()
     d2.start()
     try:
-        wait_until(lambda: aware.states("pa-run") == ["TASK_RUNNING"]
-                   and aware.states("pa-end") == ["TASK_RUNNING"]
-                   and plain.states("plain-run") == ["TASK_RUNNING"], 15, what="all running")
+        def all_running() -> bool:
+            # Whichever framework subscribed first may hold the rest of the agent:
+            # hand held offers back until both have launched.
+            aware.release(d1)
+            plain.release(d2)
+            return (aware.states("pa-run") == ["TASK_RUNNING"]
+                    and aware.states("pa-end") == ["TASK_RUNNING"]
+                    and plain.states("plain-run") == ["TASK_RUNNING"])
+
+        wait_until(all_running, 15, interval=0.2, what="all running")
         sandboxes = tmp_path / "agent0" / "frameworks"
         pa_pid = int(next(sandboxes.glob("*/tasks/pa-run/pid")).read_text())
         plain_pid = int(next(sandboxes.glob("*/tasks/plain-run/pid")).read_text())
