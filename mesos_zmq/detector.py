@@ -5,6 +5,11 @@ URL the master is fixed. With a ``zk://`` URL (Mesos's form) the detector watche
 leader record that the elected master publishes at ``<path>/leader`` (JSON: id,
 address, epoch, version) and reports changes, so a client can reconnect to a new
 leader by itself.
+
+The watch is ours rather than kazoo's ``DataWatch``: that recipe retries a read with
+exponential back-off up to 60 s, so after a ZooKeeper outage of a few seconds a client
+could go on talking to a deposed leader for a minute. Here a read backs off to at most
+one second, and every (re)connection reads the record again.
 """
 
 from __future__ import annotations
@@ -15,8 +20,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from kazoo.client import KazooClient
-from kazoo.exceptions import KazooException
+from kazoo.exceptions import KazooException, NoNodeError
 from kazoo.handlers.threading import KazooTimeoutError
+from kazoo.protocol.states import KazooState, WatchedEvent
+from kazoo.retry import KazooRetry
 
 from mesos_zmq.errors import ConfigError, MesosZmqError
 
@@ -108,8 +115,39 @@ class LeaderDetector:
             self._version = 1
             self._event.set()
             return
+        self._path = f"{self.url.path}/{LEADER_NODE}"
+        self._refresh_lock = threading.Lock()
         self._client = zk_client(self.url, session_timeout)
-        self._client.DataWatch(f"{self.url.path}/{LEADER_NODE}", self._on_leader)
+        self._retry = KazooRetry(max_tries=-1, max_delay=1.0,
+                                 sleep_func=self._client.handler.sleep_func)
+        self._client.add_listener(self._on_state)
+        self._refresh()
+
+    def _on_state(self, state: str) -> None:
+        if state == KazooState.CONNECTED and self._client is not None:
+            self._client.handler.spawn(self._refresh)  # listeners must not block
+
+    def _on_watch(self, event: WatchedEvent) -> None:
+        if self._client is not None:
+            self._client.handler.spawn(self._refresh)
+
+    def _refresh(self) -> None:
+        """Read the leader record and re-arm the watch (serialised, bounded back-off)."""
+        client = self._client
+        if client is None:
+            return
+        with self._refresh_lock:
+            try:
+                try:
+                    data, _ = self._retry(client.get, self._path, watch=self._on_watch)
+                except NoNodeError:
+                    if self._retry(client.exists, self._path, watch=self._on_watch):
+                        client.handler.spawn(self._refresh)  # created meanwhile
+                        return
+                    data = None
+            except (KazooException, InterruptedError):
+                return  # closed or expired: the next CONNECTED reads again
+            self._on_leader(data, None)
 
     def _on_leader(self, data: bytes | None, stat: Any) -> None:
         info = None
@@ -155,9 +193,10 @@ class LeaderDetector:
 
     def close(self) -> None:
         if self._client is not None:
+            client, self._client = self._client, None
+            self._retry.interrupt = lambda: True  # a read backing off gives up at once
             try:
-                self._client.stop()
-                self._client.close()
+                client.stop()
+                client.close()
             except KazooException:
                 pass
-            self._client = None
