@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import os
 import signal
 import time
 from collections import Counter
@@ -93,6 +95,38 @@ def test_agent_sigkill_and_restart_keeps_tasks_and_loses_no_update(
                    what="recovered task killed")
         assert not psutil.pid_exists(pids["long-0"]) or (
             psutil.Process(pids["long-0"]).status() == psutil.STATUS_ZOMBIE)
+    finally:
+        driver.stop()
+        driver.join()
+
+
+@pytest.mark.integration
+def test_killed_supervisor_fails_its_task_and_kills_it(cluster: Cluster,
+                                                       tmp_path: Path) -> None:
+    cluster.start_master()
+    cluster.start_agent(resources="cpus:2;mem:1024")
+    cluster.wait_agents(1)
+    rec = Recorder()
+    rec.want(lambda o: True, lambda offer: [TaskInfo(
+        task_id="orphan", agent_id=offer.agent_id, resources="cpus:0.1;mem:16",
+        command="echo $$ > pid; exec sleep 120")])
+    driver = SchedulerDriver(rec, FrameworkInfo(name="supervisor-loss"), cluster.master_url)
+    driver.start()
+    try:
+        wait_until(lambda: rec.states("orphan") == ["TASK_RUNNING"], 15, what="running")
+        events = next((tmp_path / "agent0" / "meta" / "events").glob("*/orphan"))
+        (supervising,) = [json.loads(line) for line in events.read_text().splitlines()
+                          if '"supervising"' in line]
+        task_pid = int(next((tmp_path / "agent0" / "frameworks").glob(
+            "*/tasks/orphan/pid")).read_text())
+        os.kill(supervising["pid"], signal.SIGKILL)
+        wait_until(lambda: rec.states("orphan")[-1:] == ["TASK_FAILED"], 15,
+                   what="task failed after its supervisor died")
+        final = [s for _, s in rec.updates if s.task_id == "orphan"][-1]
+        assert final.reason == "REASON_EXECUTOR_TERMINATED"
+        wait_until(lambda: not psutil.pid_exists(task_pid)
+                   or psutil.Process(task_pid).status() == psutil.STATUS_ZOMBIE, 10,
+                   what="the task killed too")
     finally:
         driver.stop()
         driver.join()

@@ -1,0 +1,35 @@
+"""Host detection: GPUs through nvidia-smi (faked here: these machines have none)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from mesos_zmq.agent.detect import detect_gpus, detect_resources
+
+
+def fake_nvidia_smi(tmp_path: Path, body: str) -> None:
+    script = tmp_path / "nvidia-smi"
+    script.write_text(f"#!/bin/sh\n{body}\n")
+    script.chmod(0o755)
+
+
+def test_gpus_are_the_indices_nvidia_smi_lists(tmp_path: Path,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    fake_nvidia_smi(tmp_path, 'echo "$@" > "$(dirname "$0")/args"; printf "0\\n1\\n3\\n"')
+    monkeypatch.setenv("PATH", f"{tmp_path}{os.pathsep}{os.environ['PATH']}")
+    assert detect_gpus() == ["0", "1", "3"]
+    assert "--query-gpu=index" in (tmp_path / "args").read_text()
+    res = detect_resources(str(tmp_path), "cpus:2;mem:512", gpus=3)
+    assert res.scalar("gpus") == 3
+
+
+def test_no_or_failing_nvidia_smi_means_no_gpus(tmp_path: Path,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PATH", str(tmp_path))
+    assert detect_gpus() == []
+    fake_nvidia_smi(tmp_path, "echo 'NVIDIA-SMI has failed' >&2; exit 9")
+    assert detect_gpus() == []
+    assert detect_resources(str(tmp_path), "cpus:2;mem:512").scalar("gpus") == 0
