@@ -87,8 +87,9 @@ def _launch(sock: socket.socket, isolator: Isolator, data: bytes,
     sock.send(json.dumps({"started": key, "pid": pid}).encode())
 
 
-def _reap(sock: socket.socket, isolator: Isolator,
-          children: dict[int, tuple[str, str]]) -> None:
+def _reap(sock: socket.socket, children: dict[int, tuple[str, str]],
+          spent: list[str]) -> None:
+    """Collect ended supervisors; their cgroups go on ``spent`` for ``_release``."""
     while children:
         try:
             pid, _ = os.waitpid(-1, os.WNOHANG)
@@ -100,14 +101,23 @@ def _reap(sock: socket.socket, isolator: Isolator,
         if child is None:
             continue
         key, container_id = child
+        spent.append(container_id)
+        sock.send(json.dumps({"reaped": key, "pid": pid}).encode())
+
+
+def _release(isolator: Isolator, spent: list[str], count: int) -> None:
+    """Destroy the cgroups of ended supervisors (and anything their task left running).
+
+    Done when no launch is waiting, a few at a time: destroying (and emptying a memory
+    cgroup first, so it does not linger) is slower than launching, and a burst of
+    launches should not queue behind it."""
+    for _ in range(min(count, len(spent))):
+        container_id = spent.pop(0)
         try:
-            # The supervisor lived in the task's cgroups: now they can go (with anything
-            # the task left running).
             isolator.destroy(container_id)
         except Exception as exc:
             print(f"launcher: cannot destroy container {container_id}: {exc}",
                   file=sys.stderr)
-        sock.send(json.dumps({"reaped": key, "pid": pid}).encode())
 
 
 def serve(fd: int, isolation: str, cgroups_root: str) -> int:
@@ -120,9 +130,11 @@ def serve(fd: int, isolation: str, cgroups_root: str) -> int:
     signal.signal(signal.SIGCHLD, lambda signum, frame: None)
     isolator = detect_isolator(cgroups_root, isolation)
     children: dict[int, tuple[str, str]] = {}
+    spent: list[str] = []
     while True:
         try:
-            ready, _, _ = select.select([sock.fileno(), wake_r], [], [], 1.0)
+            ready, _, _ = select.select([sock.fileno(), wake_r], [], [],
+                                        0.0 if spent else 1.0)
         except InterruptedError:
             ready = []
         if wake_r in ready:
@@ -130,9 +142,12 @@ def serve(fd: int, isolation: str, cgroups_root: str) -> int:
         if sock.fileno() in ready:
             data = sock.recv(MAX_PACKET)
             if not data:
+                _release(isolator, spent, len(spent))
                 return 0  # the agent is gone
             _launch(sock, isolator, data, children)
-        _reap(sock, isolator, children)
+        _reap(sock, children, spent)
+        if sock.fileno() not in ready:
+            _release(isolator, spent, 4)
 
 
 def main(argv: list[str] | None = None) -> int:
