@@ -37,6 +37,7 @@ from mesos_zmq.agent.isolation import Isolator, Limits, Usage
 from mesos_zmq.agent.launcher import encode_request
 from mesos_zmq.agent.supervisor import (
     SupervisorSpec,
+    cancel_unstarted,
     notify_address,
     process_start,
     read_events,
@@ -50,6 +51,9 @@ log = structlog.get_logger()
 _INHERITED_ENV = ("PATH", "HOME", "LANG", "LC_ALL", "USER", "LOGNAME", "TZ", "TMPDIR")
 #: how often every container is looked at, for events whose datagram was lost
 POLL_INTERVAL = 1.0
+#: how long a recovering agent waits for a supervisor that created its events file
+#: but has not written to it yet
+SUPERVISOR_START_GRACE = 2.0
 MB = 1024 * 1024
 
 
@@ -300,7 +304,10 @@ class Containerizer:
             self.launches[cp.info.task_id] = (cp.framework_id, cp.info, cp.container_id,
                                               cp.gpus)
             self.last_seqs[cp.info.task_id] = cp.last_seq
-            for event in read_events(events):
+            recorded = read_events(events)
+            if not recorded and not container.exited:
+                recorded = self._await_supervisor(events)
+            for event in recorded:
                 kind = event.get("event")
                 if kind == "supervising" and isinstance(event.get("pid"), int):
                     container.supervisor_pid = event["pid"]
@@ -317,6 +324,22 @@ class Containerizer:
                 log.warning("destroying orphaned container", container_id=container_id)
                 self.isolator.destroy(container_id)
         return found
+
+    @staticmethod
+    def _await_supervisor(events: Path) -> list[dict[str, Any]]:
+        """A task logged but with nothing recorded by a supervisor: one may be starting
+        right now (forked just before the old agent died). Give it a moment, then write
+        the task off so that a late supervisor cannot start it unseen."""
+        deadline = time.monotonic() + SUPERVISOR_START_GRACE
+        while events.exists() and time.monotonic() < deadline:
+            recorded = read_events(events)
+            if recorded:
+                return recorded
+            time.sleep(0.05)
+        if events.exists():
+            return read_events(events)
+        cancel_unstarted(events, "the agent restarted before the task was started")
+        return read_events(events)
 
     # ----------------------------------------------------------------- events
     def pending_events(self, now: float) -> list[str]:

@@ -80,13 +80,22 @@ class _Events:
         self.seq = 0
         os.makedirs(os.path.dirname(self.path), exist_ok=True)
         self.notify_name = spec.notify_name
-        self.fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        # O_EXCL: the file must be ours. If it exists, a restarted agent found this task
+        # without a supervisor and wrote it off (see cancel_unstarted); raises
+        # FileExistsError, and the task is never started.
+        self.fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND,
+                          0o644)
         self.sock: socket.socket | None = None
         try:
             self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
             self.sock.setblocking(False)
         except OSError:
             self.sock = None
+
+    def close(self) -> None:
+        os.close(self.fd)
+        if self.sock is not None:
+            self.sock.close()
 
     def write(self, event: str, **fields: Any) -> None:
         self.seq += 1
@@ -174,7 +183,20 @@ def run_forked(spec: SupervisorSpec,
 def supervise(spec: SupervisorSpec, prepare: Callable[[], list[str]] | None = None,
               finish: Callable[[], bool] | None = None) -> int:
     """Start the task, watch it and its health, record how it ended."""
-    events = _Events(spec)
+    try:
+        events = _Events(spec)
+    except FileExistsError:
+        return 0  # written off by a restarted agent before we began: do nothing
+    except OSError:
+        return 1  # no place to record anything: the agent sees a supervisor that died
+    try:
+        return _supervise(spec, events, prepare, finish)
+    finally:
+        events.close()
+
+
+def _supervise(spec: SupervisorSpec, events: _Events, prepare: Callable[[], list[str]] | None,
+               finish: Callable[[], bool] | None) -> int:
     pid = os.getpid()
     events.write("supervising", pid=pid, start=process_start(pid))
     sandbox = Path(spec.sandbox)
@@ -201,6 +223,7 @@ def supervise(spec: SupervisorSpec, prepare: Callable[[], list[str]] | None = No
     events.write("started", pid=proc.pid, supervisor=os.getpid())
     watcher = _Watcher(proc.pid, spec, events)
     status, killed = watcher.wait()
+    proc.returncode = os.waitstatus_to_exitcode(status)  # reaped by us, not by Popen
     oom = _finish(finish)
     if os.WIFSIGNALED(status):
         events.write("exited", exit_code=None, signal=os.WTERMSIG(status), killed=killed,
@@ -298,6 +321,24 @@ class _Watcher:
             pass
         _, status = os.waitpid(self.pid, 0)
         return status
+
+
+def cancel_unstarted(path: Path, why: str) -> bool:
+    """Write off a task whose supervisor never recorded anything (the agent died while
+    launching it): create its events file with a ``failed`` event, exclusively, so a
+    supervisor that is only now starting finds the file taken and does not start the
+    task. False when the supervisor got there first (it is alive: watch it)."""
+    os.makedirs(path.parent, exist_ok=True)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+    except FileExistsError:
+        return False
+    try:
+        line = json.dumps({"seq": 1, "event": "failed", "time": time.time(), "error": why})
+        os.write(fd, (line + "\n").encode())
+    finally:
+        os.close(fd)
+    return True
 
 
 def read_events(path: Path, after: int = 0) -> list[dict[str, Any]]:

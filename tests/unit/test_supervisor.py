@@ -1,0 +1,55 @@
+"""The task supervisor, run in-process: its status stream, and a written-off task."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from mesos_zmq.agent.supervisor import (
+    SupervisorSpec,
+    cancel_unstarted,
+    read_events,
+    supervise,
+)
+
+
+def spec(tmp_path: Path, command: str) -> SupervisorSpec:
+    sandbox = tmp_path / "sandbox"
+    sandbox.mkdir(exist_ok=True)
+    return SupervisorSpec(events=str(tmp_path / "events" / "t1"), sandbox=str(sandbox),
+                          argv=["/bin/sh", "-c", command], env={"PATH": "/usr/bin:/bin"})
+
+
+def test_status_stream_records_the_true_exit(tmp_path: Path) -> None:
+    s = spec(tmp_path, "echo out; exit 3")
+    assert supervise(s) == 0
+    events = read_events(Path(s.events))
+    assert [e["event"] for e in events] == ["supervising", "started", "exited"]
+    assert [e["seq"] for e in events] == [1, 2, 3]
+    assert events[-1]["exit_code"] == 3 and events[-1]["signal"] is None
+    assert (tmp_path / "sandbox" / "stdout").read_text() == "out\n"
+    assert read_events(Path(s.events), after=2) == events[2:]
+
+
+def test_a_written_off_task_is_never_started(tmp_path: Path) -> None:
+    s = spec(tmp_path, f"touch {tmp_path / 'ran'}")
+    assert cancel_unstarted(Path(s.events), "agent restarted") is True
+    assert cancel_unstarted(Path(s.events), "again") is False
+    assert supervise(s) == 0
+    assert not (tmp_path / "ran").exists()
+    (event,) = read_events(Path(s.events))
+    assert (event["event"], event["error"]) == ("failed", "agent restarted")
+
+
+def test_a_command_that_cannot_start_is_a_failed_event(tmp_path: Path) -> None:
+    s = SupervisorSpec(events=str(tmp_path / "ev"), sandbox=str(tmp_path),
+                       argv=["/nonexistent/binary"], env={})
+    assert supervise(s) == 1
+    events = read_events(Path(s.events))
+    assert [e["event"] for e in events] == ["supervising", "failed"]
+    assert "nonexistent" in events[-1]["error"]
+
+
+def test_torn_lines_are_skipped(tmp_path: Path) -> None:
+    path = tmp_path / "events"
+    path.write_text('{"seq": 1, "event": "started", "pid": 5}\n{"seq": 2, "ev')
+    assert [e["seq"] for e in read_events(path)] == [1]
