@@ -193,8 +193,14 @@ class AgentServer:
 
     # ----------------------------------------------------------------- containers
     def _consume_events(self, task_id: str) -> None:
-        """Feed the supervisor's new events to the core, checkpointing each as consumed."""
-        for event in self.containerizer.new_events(task_id):
+        """Feed the supervisor's new events to the core; what they caused is checkpointed
+        (with the last event's number, in one write) before anything is sent."""
+        events = self.containerizer.new_events(task_id)
+        if not events:
+            return
+        total = Effects()
+        ended = False
+        for event in events:
             now = time.monotonic()
             kind = event.get("event")
             if kind == "started":
@@ -215,10 +221,12 @@ class AgentServer:
                     sig if isinstance(sig, int) else None, now, oom=oom, killed=killed)
             else:
                 fx = Effects()
-            self._apply(fx, seq=(task_id, int(event["seq"])))
+            total.extend(fx)
             self.containerizer.consumed(task_id, event)
-            if kind in ("exited", "failed"):
-                self.containerizer.destroy(task_id)
+            ended = ended or kind in ("exited", "failed")
+        self._apply(total, seq=(task_id, int(events[-1]["seq"])))
+        if ended:
+            self.containerizer.destroy(task_id)
 
     def _measure(self, now: float) -> None:
         """Report usage now and then; without cgroups, also enforce memory limits."""

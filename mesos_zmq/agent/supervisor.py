@@ -97,14 +97,16 @@ class _Events:
         if self.sock is not None:
             self.sock.close()
 
-    def write(self, event: str, **fields: Any) -> None:
+    def write(self, event: str, notify: bool = True, **fields: Any) -> None:
+        """Append one event; ``notify`` pokes the agent (not needed for an event the
+        agent can just as well read along with the next one)."""
         self.seq += 1
         line = json.dumps({"seq": self.seq, "event": event, "time": time.time(), **fields})
         try:
             os.write(self.fd, (line + "\n").encode())
         except OSError:
             pass
-        if self.sock is not None and self.notify_name:
+        if notify and self.sock is not None and self.notify_name:
             try:
                 self.sock.sendto(self.path.encode(), self.notify_name)
             except OSError:
@@ -198,7 +200,7 @@ def supervise(spec: SupervisorSpec, prepare: Callable[[], list[str]] | None = No
 def _supervise(spec: SupervisorSpec, events: _Events, prepare: Callable[[], list[str]] | None,
                finish: Callable[[], bool] | None) -> int:
     pid = os.getpid()
-    events.write("supervising", pid=pid, start=process_start(pid))
+    events.write("supervising", notify=False, pid=pid, start=process_start(pid))
     sandbox = Path(spec.sandbox)
     try:
         procs = list(spec.cgroup_procs)
