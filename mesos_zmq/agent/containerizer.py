@@ -16,6 +16,7 @@ by looking at every container once per ``POLL_INTERVAL``.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal as signals
@@ -244,6 +245,10 @@ class Containerizer:
         container_id = f"{self.prefix}-{uuid.uuid4().hex}"
         sandbox = self.sandbox_path(framework_id, task.task_id)
         events = checkpoint.events_path(self.work_dir, framework_id, task.task_id)
+        # A forgotten task of the same id left its events file (kept until GC): it is
+        # stale, and the new supervisor must be able to create its own.
+        with contextlib.suppress(FileNotFoundError):
+            events.unlink()
         # The one write that must precede the start: a task never exists unrecorded.
         self.task_log.append([checkpoint.launch_record(framework_id, task, container_id,
                                                        gpus)])
@@ -476,10 +481,9 @@ class Containerizer:
         self.last_seqs.pop(task_id, None)
         self.task_log.append([{"k": checkpoint.task_key(framework_id, task_id),
                                "forget": True}])
-        try:
-            os.unlink(checkpoint.events_path(self.work_dir, framework_id, task_id))
-        except OSError:
-            pass
+        # The events file stays until the sandbox is garbage-collected: deleting files
+        # while launching makes every later file creation slower (ext4 skips recently
+        # freed inodes), and launches create several per task.
 
     # ----------------------------------------------------------------- usage
     def usage(self, task_id: str) -> Usage | None:

@@ -9,6 +9,7 @@ dir re-attaches to them from the checkpoints before it re-registers.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -334,6 +335,12 @@ class AgentServer:
         max_age = max_sandbox_age(self.config.gc_delay, self.config.gc_disk_headroom, usage)
         active = set(self.core.tasks) | set(self.containerizer.containers)
         candidates: list[tuple[str, float]] = []
+        for events in (self.work_dir / "meta" / "events").glob("*/*"):
+            if events.name not in active and events.name not in self.containerizer.launches:
+                try:
+                    candidates.append((str(events), events.stat().st_mtime))
+                except OSError:
+                    continue
         for sandbox in (self.work_dir / "frameworks").glob("*/tasks/*"):
             if sandbox.name in active or not sandbox.is_dir():
                 continue
@@ -343,9 +350,13 @@ class AgentServer:
                 continue
         removed = 0
         for path in expired(candidates, time.time(), max_age):
-            shutil.rmtree(path, ignore_errors=True)
-            self.containerizer.sandboxes.pop(Path(path).name, None)
-            removed += 1
+            if Path(path).is_dir():
+                shutil.rmtree(path, ignore_errors=True)
+                self.containerizer.sandboxes.pop(Path(path).name, None)
+                removed += 1
+            else:
+                with contextlib.suppress(OSError):
+                    os.unlink(path)
         if removed:
             self._log.info("sandboxes garbage-collected", removed=removed,
                            max_age_s=round(max_age), disk_usage=round(usage, 3))
