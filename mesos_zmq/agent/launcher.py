@@ -29,12 +29,13 @@ from typing import Any
 
 from mesos_zmq.agent.isolation import Isolator, Limits, detect_isolator
 from mesos_zmq.agent.supervisor import SupervisorSpec, run_forked
-from mesos_zmq.protocol import HealthCheck, from_plain, to_plain
 
 MAX_PACKET = 1 << 20
 
 
 def encode_request(key: str, spec: SupervisorSpec, container_id: str, limits: Limits) -> bytes:
+    from mesos_zmq.protocol import to_plain  # the agent's side: already loaded there
+
     body = {
         "key": key,
         "container_id": container_id,
@@ -53,7 +54,13 @@ def encode_request(key: str, spec: SupervisorSpec, container_id: str, limits: Li
 def _decode_request(data: bytes) -> tuple[str, SupervisorSpec, str, Limits]:
     body = json.loads(data)
     raw = body["spec"]
-    check = from_plain(HealthCheck, raw["health_check"]) if raw.get("health_check") else None
+    check = None
+    if raw.get("health_check"):
+        # Loaded on the first task with a health check only: the smaller the launcher,
+        # the cheaper each fork of a supervisor.
+        from mesos_zmq.protocol import HealthCheck, from_plain
+
+        check = from_plain(HealthCheck, raw["health_check"])
     spec = SupervisorSpec(
         events=raw["events"], sandbox=raw["sandbox"], argv=list(raw["argv"]),
         env=dict(raw["env"]), kill_grace=float(raw["kill_grace"]),

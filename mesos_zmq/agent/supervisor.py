@@ -45,9 +45,10 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
-from mesos_zmq.protocol import HealthCheck
+if TYPE_CHECKING:  # the launcher, which forks supervisors, stays small without it
+    from mesos_zmq.protocol import HealthCheck
 
 
 @dataclass(frozen=True, slots=True)
