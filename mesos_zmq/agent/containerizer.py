@@ -29,7 +29,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import psutil
 import structlog
 
 from mesos_zmq.agent import checkpoint
@@ -40,7 +39,7 @@ from mesos_zmq.agent.supervisor import (
     SupervisorSpec,
     cancel_unstarted,
     notify_address,
-    process_start,
+    process_alive,
     read_events,
 )
 from mesos_zmq.errors import ConfigError
@@ -413,13 +412,7 @@ class Containerizer:
 
     @staticmethod
     def _alive(pid: int, start: int | None) -> bool:
-        try:
-            proc = psutil.Process(pid)
-            if proc.status() == psutil.STATUS_ZOMBIE:
-                return False
-        except (psutil.Error, OSError):
-            return False
-        return start is None or process_start(pid) == start
+        return process_alive(pid, start)
 
     def has_supervisor(self, task_id: str) -> bool:
         c = self.containers.get(task_id)

@@ -138,17 +138,30 @@ def _close_inherited_fds() -> None:
                 pass
 
 
-def process_start(pid: int) -> int | None:
-    """When ``pid`` started (clock ticks since boot), to tell it from a recycled pid."""
+def _stat_fields(pid: int) -> list[bytes] | None:
+    """The fields of /proc/<pid>/stat after the command name (state first)."""
     try:
         with open(f"/proc/{pid}/stat", "rb") as handle:
             data = handle.read()
     except OSError:
         return None
-    try:
-        return int(data[data.rindex(b")") + 2:].split()[19])
-    except (ValueError, IndexError):
-        return None
+    fields = data[data.rindex(b")") + 2:].split()
+    return fields if len(fields) > 19 else None
+
+
+def process_start(pid: int) -> int | None:
+    """When ``pid`` started (clock ticks since boot), to tell it from a recycled pid."""
+    fields = _stat_fields(pid)
+    return int(fields[19]) if fields is not None else None
+
+
+def process_alive(pid: int, start: int | None) -> bool:
+    """``pid`` runs (not a zombie) and, when ``start`` is given, is that same process.
+    One small read, as the agent asks this of every recovered supervisor each second."""
+    fields = _stat_fields(pid)
+    if fields is None or fields[0] in (b"Z", b"X"):
+        return False
+    return start is None or int(fields[19]) == start
 
 
 def run_forked(spec: SupervisorSpec,

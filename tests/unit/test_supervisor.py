@@ -53,3 +53,23 @@ def test_torn_lines_are_skipped(tmp_path: Path) -> None:
     path = tmp_path / "events"
     path.write_text('{"seq": 1, "event": "started", "pid": 5}\n{"seq": 2, "ev')
     assert [e["seq"] for e in read_events(path)] == [1]
+
+
+def test_process_identity_survives_pid_reuse_checks() -> None:
+    import os
+    import subprocess
+
+    from mesos_zmq.agent.supervisor import process_alive, process_start
+
+    me = os.getpid()
+    start = process_start(me)
+    assert start is not None and process_alive(me, start)
+    assert not process_alive(me, start + 1)  # same pid, another process
+    child = subprocess.Popen(["true"])
+    while child.poll() is None:
+        pass
+    assert not process_alive(child.pid, None)  # reaped: gone
+    zombie = subprocess.Popen(["sh", "-c", "exit 0"])
+    os.waitid(os.P_PID, zombie.pid, os.WEXITED | os.WNOWAIT)  # exited, not reaped
+    assert not process_alive(zombie.pid, None)
+    zombie.wait()
