@@ -32,6 +32,7 @@ from __future__ import annotations
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
+from functools import partial
 from typing import Any
 
 import structlog
@@ -39,13 +40,13 @@ import structlog
 from mesos_zmq.allocator.allocator import Allocator
 from mesos_zmq.errors import ResourceError
 from mesos_zmq.heartbeat import HeartbeatMonitor
+from mesos_zmq.master import operator
+from mesos_zmq.master.operator import PendingRead
 from mesos_zmq.master.state import MasterState, Record, TaskRecord
 from mesos_zmq.master.validation import (
-    MAX_KILL_GRACE,
     check_agent,
     check_framework,
     check_task,
-    check_weights,
     quota_amounts,
     reservation_problem,
     valid_id,
@@ -67,7 +68,6 @@ from mesos_zmq.protocol import (
     Offer,
     Offers,
     OperatorKill,
-    OperatorReply,
     ReactivateAgent,
     ReadFile,
     Reconcile,
@@ -81,7 +81,6 @@ from mesos_zmq.protocol import (
     SetQuota,
     SetWeights,
     ShutdownFramework,
-    State,
     StatusUpdate,
     Subscribe,
     Subscribed,
@@ -94,7 +93,7 @@ from mesos_zmq.protocol import (
     UsageReport,
     to_plain,
 )
-from mesos_zmq.resources import Resources, validate_role
+from mesos_zmq.resources import Resources
 from mesos_zmq.tasks import TERMINAL, TaskState, can_transition
 
 log = structlog.get_logger()
@@ -177,13 +176,6 @@ class _AgentRuntime:
     offers: set[str] = field(default_factory=set)
 
 
-@dataclass(slots=True)
-class _PendingRead:
-    peer: bytes
-    request_id: str
-    deadline: float
-
-
 class MasterCore:
     """Single-master logic; see the module docstring for the contract."""
 
@@ -209,7 +201,7 @@ class MasterCore:
         self._frameworks: dict[str, _FrameworkRuntime] = {}
         self._agents: dict[str, _AgentRuntime] = {}
         self._offers: dict[str, _OfferRec] = {}
-        self._reads: dict[str, _PendingRead] = {}
+        self._reads: dict[str, PendingRead] = {}
         self._ready = Ready()
         self._allocate_pending = False
         self._last_allocation = now
@@ -234,16 +226,16 @@ class MasterCore:
             Revive: self._on_revive,
             Suppress: self._on_suppress,
             Teardown: self._on_teardown,
-            GetState: self._on_get_state,
-            OperatorKill: self._on_operator_kill,
-            DrainAgent: self._on_drain_agent,
-            ReactivateAgent: self._on_reactivate_agent,
-            SetWeights: self._on_set_weights,
-            SetQuota: self._on_set_quota,
-            RemoveQuota: self._on_remove_quota,
-            ReserveResources: self._on_reserve,
-            UnreserveResources: self._on_reserve,
-            ReadFile: self._on_read_file,
+            GetState: partial(operator.get_state, self),
+            OperatorKill: partial(operator.operator_kill, self),
+            DrainAgent: partial(operator.drain_agent, self),
+            ReactivateAgent: partial(operator.reactivate_agent, self),
+            SetWeights: partial(operator.set_weights, self),
+            SetQuota: partial(operator.set_quota, self),
+            RemoveQuota: partial(operator.remove_quota, self),
+            ReserveResources: partial(operator.reserve, self),
+            UnreserveResources: partial(operator.reserve, self),
+            ReadFile: partial(operator.read_file, self),
         }
         for role, weight in self.state.weights.items():
             self.allocator.set_weight(role, weight)
@@ -325,7 +317,7 @@ class MasterCore:
         self._check_peers(now)
         self._check_deadlines(now)
         self._retry_master_updates(now)
-        self._expire_reads(now)
+        operator.expire_reads(self, now)
         self._expire_offers(now)
         if self._allocate_pending or now - self._last_allocation >= self.config.allocation_interval:
             self._allocate(now)
@@ -474,7 +466,7 @@ class MasterCore:
         self.allocator.activate_agent(agent_id, True)
         self._reconcile_agent(agent_id, msg, now)
         if agent_id in self.state.draining:
-            self._drain(agent_id, now)  # kills sent while it was away never arrived
+            operator.drain(self, agent_id, now)  # kills sent while it was away never arrived
         self._allocate_pending = True
         log.info("agent reregistered", agent_id=agent_id, tasks=len(msg.tasks))
         self._send(peer, self._agent_registered(agent_id, True), rid)
@@ -619,7 +611,7 @@ class MasterCore:
             )
             if new_state in TERMINAL:
                 self._release_task(rec)
-                self._check_drained(rec.agent_id)
+                operator.check_drained(self, rec.agent_id)
         self._count("status_updates")
         # Forward even a repeated update: the agent retries because no ack reached it.
         self._send_framework(status.framework_id, StatusUpdate(status=status))
@@ -967,150 +959,6 @@ class MasterCore:
             self._remove_framework(msg.framework_id, "framework tore itself down", now)
             self._unbind_peer(peer)
 
-    # ================================================================= operator
-    def _on_get_state(self, peer: bytes, msg: GetState, rid: str, now: float) -> None:
-        self._send(peer, State(state=self.describe(now)), rid)
-
-    def _on_set_weights(self, peer: bytes, msg: SetWeights, rid: str, now: float) -> None:
-        problem = check_weights(msg.weights)
-        if problem is not None:
-            self._error(peer, "invalid", f"weights refused: {problem}", rid)
-            return
-        self._commit({"op": "weights_set", "weights": dict(msg.weights), "time": now})
-        for role, weight in msg.weights.items():
-            self.allocator.set_weight(role, weight)
-        self._allocate_pending = True
-        shown = ", ".join(f"{r}={w:g}" for r, w in sorted(msg.weights.items()))
-        self._send(peer, OperatorReply(message=f"weights set: {shown}"), rid)
-
-    def _on_set_quota(self, peer: bytes, msg: SetQuota, rid: str, now: float) -> None:
-        try:
-            validate_role(msg.role)
-            if msg.role == "*":
-                raise ValueError("the unreserved role '*' cannot have a quota")
-            guarantee = quota_amounts(msg.guarantee, "guarantee")
-            limit = quota_amounts(msg.limit, "limit")
-            self.allocator.set_quota(msg.role, guarantee, limit)
-        except (ValueError, ResourceError) as exc:
-            self._error(peer, "invalid", f"quota refused: {exc}", rid)
-            return
-        self._commit({"op": "quota_set", "role": msg.role, "guarantee": msg.guarantee,
-                      "limit": msg.limit, "time": now})
-        self._allocate_pending = True
-        self._send(peer, OperatorReply(message=f"quota of role {msg.role} set"), rid)
-
-    def _on_remove_quota(self, peer: bytes, msg: RemoveQuota, rid: str, now: float) -> None:
-        if msg.role not in self.state.quotas:
-            self._error(peer, "invalid", f"role {msg.role[:64]!r} has no quota", rid)
-            return
-        self._commit({"op": "quota_removed", "role": msg.role, "time": now})
-        self.allocator.remove_quota(msg.role)
-        self._allocate_pending = True
-        self._send(peer, OperatorReply(message=f"quota of role {msg.role} removed"), rid)
-
-    def _on_reserve(self, peer: bytes, msg: ReserveResources | UnreserveResources, rid: str,
-                    now: float) -> None:
-        reserve = isinstance(msg, ReserveResources)
-        what = "reservation" if reserve else "unreservation"
-        if msg.agent_id not in self.state.agents or not self.allocator.has_agent(msg.agent_id):
-            self._error(peer, "invalid", f"{what} refused: no agent {msg.agent_id[:64]!r}", rid)
-            return
-        try:
-            res = Resources.parse(msg.resources)
-        except ResourceError as exc:
-            self._error(peer, "invalid", f"{what} refused: {exc}", rid)
-            return
-        problem = reservation_problem(res, None)
-        if problem is None and not reserve and not self._dynamic(msg.agent_id).contains(res):
-            problem = f"{res} is not dynamically reserved on this agent"
-        old, new = (res.flatten(), res) if reserve else (res, res.flatten())
-        if problem is None and not self.allocator.free(msg.agent_id).contains(old):
-            problem = f"{old} is not free on agent {msg.agent_id} (offered or in use)"
-        if problem is not None:
-            self._error(peer, "invalid", f"{what} refused: {problem}", rid)
-            return
-        self.allocator.convert(msg.agent_id, old, new)
-        self._set_reservations(msg.agent_id, old, new, now)
-        self._allocate_pending = True
-        done = "reserved" if reserve else "unreserved"
-        self._send(peer, OperatorReply(message=f"{done} {res} on agent {msg.agent_id}"), rid)
-
-    def _on_drain_agent(self, peer: bytes, msg: DrainAgent, rid: str, now: float) -> None:
-        """Mesos's DRAIN_AGENT: no offers, kill every task, DRAINED when all ended."""
-        if msg.agent_id not in self.state.agents:
-            self._error(peer, "invalid", f"no agent with id {msg.agent_id[:64]!r}", rid)
-            return
-        if msg.grace is not None and not 0 <= msg.grace <= MAX_KILL_GRACE:
-            self._error(peer, "invalid", "grace must be within 0..3600 seconds", rid)
-            return
-        self._commit({"op": "agent_draining", "agent_id": msg.agent_id, "grace": msg.grace,
-                      "time": now})
-        self._drain(msg.agent_id, now)
-        tasks = len(self.state.active_tasks_on(msg.agent_id))
-        self._send(peer, OperatorReply(
-            message=f"agent {msg.agent_id} draining: {tasks} task(s) being killed"), rid)
-
-    def _drain(self, agent_id: str, now: float) -> None:
-        """(Re)apply a drain: also after the agent re-registers or a new leader starts."""
-        self.allocator.activate_agent(agent_id, False)
-        for offer_id in list(self._agents.get(agent_id, _AgentRuntime()).offers):
-            self._rescind(offer_id)
-        for rec in self.state.active_tasks_on(agent_id):
-            if rec.state != TaskState.UNREACHABLE:
-                self._kill(rec.framework_id, rec.task_id, now)
-        self._check_drained(agent_id)
-
-    def _check_drained(self, agent_id: str) -> None:
-        drain = self.state.draining.get(agent_id)
-        if drain is None or drain["drained"]:
-            return
-        if not self.state.active_tasks_on(agent_id):
-            self._commit({"op": "agent_drained", "agent_id": agent_id})
-            log.info("agent drained", agent_id=agent_id)
-
-    def _on_reactivate_agent(self, peer: bytes, msg: ReactivateAgent, rid: str,
-                             now: float) -> None:
-        if msg.agent_id not in self.state.draining:
-            self._error(peer, "invalid", f"agent {msg.agent_id[:64]!r} is not draining", rid)
-            return
-        self._commit({"op": "agent_reactivated", "agent_id": msg.agent_id, "time": now})
-        if self.agent_connected(msg.agent_id):
-            self.allocator.activate_agent(msg.agent_id, True)
-            self._allocate_pending = True
-        self._send(peer, OperatorReply(message=f"agent {msg.agent_id} reactivated"), rid)
-
-    def _on_operator_kill(self, peer: bytes, msg: OperatorKill, rid: str, now: float) -> None:
-        rec = self.state.find_task(msg.task_id, msg.framework_id)
-        if rec is None:
-            self._error(peer, "invalid", f"no task with id {msg.task_id[:64]!r}", rid)
-            return
-        if rec.terminal:
-            self._error(peer, "invalid", f"task {rec.task_id} is already {rec.state.value}", rid)
-            return
-        self._kill(rec.framework_id, rec.task_id, now)
-        self._send(peer, OperatorReply(message=f"kill of task {rec.task_id} requested"), rid)
-
-    def _on_read_file(self, peer: bytes, msg: ReadFile, rid: str, now: float) -> None:
-        rec = self.state.find_task(msg.task_id, msg.framework_id)
-        agent_id = msg.agent_id or (rec.agent_id if rec is not None else "")
-        if not agent_id:
-            self._error(peer, "invalid", f"no task with id {msg.task_id[:64]!r}", rid)
-            return
-        forward_id = self._new_id()
-        framework_id = msg.framework_id or (rec.framework_id if rec is not None else "")
-        forwarded = replace(msg, agent_id=agent_id, framework_id=framework_id)
-        if not self._send_agent(agent_id, forwarded, forward_id):
-            self._error(peer, "invalid", f"agent {agent_id} is not connected", rid)
-            return
-        self._reads[forward_id] = _PendingRead(peer, rid, now + self.config.read_timeout)
-
-    def _expire_reads(self, now: float) -> None:
-        for forward_id, pending in list(self._reads.items()):
-            if pending.deadline <= now:
-                del self._reads[forward_id]
-                self._error(pending.peer, "invalid", "the agent did not answer in time",
-                            pending.request_id)
-
     # ================================================================= statuses
     def _reply_status(
         self,
@@ -1162,7 +1010,7 @@ class MasterCore:
                                 message=message)
         if state in TERMINAL:
             self._release_task(rec)
-            self._check_drained(rec.agent_id)
+            operator.check_drained(self, rec.agent_id)
         self._reliable_update(rec.framework_id, rec.task_id, rec.agent_id, state, reason,
                               message, now)
 

@@ -17,6 +17,7 @@ PACKAGE = Path(mesos_zmq.__file__).parent
 CORES = [
     "mesos_zmq.master.core",
     "mesos_zmq.master.state",
+    "mesos_zmq.master.operator",
     "mesos_zmq.allocator.allocator",
     "mesos_zmq.allocator.sorter",
     "mesos_zmq.agent.core",

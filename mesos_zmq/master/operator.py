@@ -1,0 +1,208 @@
+"""Operator requests: state, weights, quota, reservations, kills, files, drains.
+
+Functions of the master core (:class:`~mesos_zmq.master.core.MasterCore`), kept apart
+so that the core module holds the plumbing and the agent/framework life cycles. Each
+handler takes the core, the sender, the message, its request id and the time; like
+the core, they are pure: effects go through the core's commit/send.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING
+
+import structlog
+
+from mesos_zmq.errors import ResourceError
+from mesos_zmq.master.validation import (
+    MAX_KILL_GRACE,
+    check_weights,
+    quota_amounts,
+    reservation_problem,
+)
+from mesos_zmq.protocol import (
+    DrainAgent,
+    GetState,
+    OperatorKill,
+    OperatorReply,
+    ReactivateAgent,
+    ReadFile,
+    RemoveQuota,
+    ReserveResources,
+    SetQuota,
+    SetWeights,
+    State,
+    UnreserveResources,
+)
+from mesos_zmq.resources import Resources, validate_role
+from mesos_zmq.tasks import TaskState
+
+if TYPE_CHECKING:
+    from mesos_zmq.master.core import MasterCore
+
+log = structlog.get_logger()
+
+
+@dataclass(slots=True)
+class PendingRead:
+    """A file read forwarded to an agent, answered to ``peer`` or expired."""
+
+    peer: bytes
+    request_id: str
+    deadline: float
+
+
+def get_state(core: MasterCore, peer: bytes, msg: GetState, rid: str, now: float) -> None:
+    core._send(peer, State(state=core.describe(now)), rid)
+
+
+def set_weights(core: MasterCore, peer: bytes, msg: SetWeights, rid: str, now: float) -> None:
+    problem = check_weights(msg.weights)
+    if problem is not None:
+        core._error(peer, "invalid", f"weights refused: {problem}", rid)
+        return
+    core._commit({"op": "weights_set", "weights": dict(msg.weights), "time": now})
+    for role, weight in msg.weights.items():
+        core.allocator.set_weight(role, weight)
+    core._allocate_pending = True
+    shown = ", ".join(f"{r}={w:g}" for r, w in sorted(msg.weights.items()))
+    core._send(peer, OperatorReply(message=f"weights set: {shown}"), rid)
+
+
+def set_quota(core: MasterCore, peer: bytes, msg: SetQuota, rid: str, now: float) -> None:
+    try:
+        validate_role(msg.role)
+        if msg.role == "*":
+            raise ValueError("the unreserved role '*' cannot have a quota")
+        guarantee = quota_amounts(msg.guarantee, "guarantee")
+        limit = quota_amounts(msg.limit, "limit")
+        core.allocator.set_quota(msg.role, guarantee, limit)
+    except (ValueError, ResourceError) as exc:
+        core._error(peer, "invalid", f"quota refused: {exc}", rid)
+        return
+    core._commit({"op": "quota_set", "role": msg.role, "guarantee": msg.guarantee,
+                  "limit": msg.limit, "time": now})
+    core._allocate_pending = True
+    core._send(peer, OperatorReply(message=f"quota of role {msg.role} set"), rid)
+
+
+def remove_quota(core: MasterCore, peer: bytes, msg: RemoveQuota, rid: str, now: float) -> None:
+    if msg.role not in core.state.quotas:
+        core._error(peer, "invalid", f"role {msg.role[:64]!r} has no quota", rid)
+        return
+    core._commit({"op": "quota_removed", "role": msg.role, "time": now})
+    core.allocator.remove_quota(msg.role)
+    core._allocate_pending = True
+    core._send(peer, OperatorReply(message=f"quota of role {msg.role} removed"), rid)
+
+
+def reserve(core: MasterCore, peer: bytes, msg: ReserveResources | UnreserveResources, rid: str,
+                now: float) -> None:
+    reserve = isinstance(msg, ReserveResources)
+    what = "reservation" if reserve else "unreservation"
+    if msg.agent_id not in core.state.agents or not core.allocator.has_agent(msg.agent_id):
+        core._error(peer, "invalid", f"{what} refused: no agent {msg.agent_id[:64]!r}", rid)
+        return
+    try:
+        res = Resources.parse(msg.resources)
+    except ResourceError as exc:
+        core._error(peer, "invalid", f"{what} refused: {exc}", rid)
+        return
+    problem = reservation_problem(res, None)
+    if problem is None and not reserve and not core._dynamic(msg.agent_id).contains(res):
+        problem = f"{res} is not dynamically reserved on this agent"
+    old, new = (res.flatten(), res) if reserve else (res, res.flatten())
+    if problem is None and not core.allocator.free(msg.agent_id).contains(old):
+        problem = f"{old} is not free on agent {msg.agent_id} (offered or in use)"
+    if problem is not None:
+        core._error(peer, "invalid", f"{what} refused: {problem}", rid)
+        return
+    core.allocator.convert(msg.agent_id, old, new)
+    core._set_reservations(msg.agent_id, old, new, now)
+    core._allocate_pending = True
+    done = "reserved" if reserve else "unreserved"
+    core._send(peer, OperatorReply(message=f"{done} {res} on agent {msg.agent_id}"), rid)
+
+
+def drain_agent(core: MasterCore, peer: bytes, msg: DrainAgent, rid: str, now: float) -> None:
+    """Mesos's DRAIN_AGENT: no offers, kill every task, DRAINED when all ended."""
+    if msg.agent_id not in core.state.agents:
+        core._error(peer, "invalid", f"no agent with id {msg.agent_id[:64]!r}", rid)
+        return
+    if msg.grace is not None and not 0 <= msg.grace <= MAX_KILL_GRACE:
+        core._error(peer, "invalid", "grace must be within 0..3600 seconds", rid)
+        return
+    core._commit({"op": "agent_draining", "agent_id": msg.agent_id, "grace": msg.grace,
+                  "time": now})
+    drain(core, msg.agent_id, now)
+    tasks = len(core.state.active_tasks_on(msg.agent_id))
+    core._send(peer, OperatorReply(
+        message=f"agent {msg.agent_id} draining: {tasks} task(s) being killed"), rid)
+
+
+def drain(core: MasterCore, agent_id: str, now: float) -> None:
+    """(Re)apply a drain: also after the agent re-registers or a new leader starts."""
+    core.allocator.activate_agent(agent_id, False)
+    runtime = core._agents.get(agent_id)
+    for offer_id in list(runtime.offers if runtime is not None else ()):
+        core._rescind(offer_id)
+    for rec in core.state.active_tasks_on(agent_id):
+        if rec.state != TaskState.UNREACHABLE:
+            core._kill(rec.framework_id, rec.task_id, now)
+    check_drained(core, agent_id)
+
+
+def check_drained(core: MasterCore, agent_id: str) -> None:
+    drain = core.state.draining.get(agent_id)
+    if drain is None or drain["drained"]:
+        return
+    if not core.state.active_tasks_on(agent_id):
+        core._commit({"op": "agent_drained", "agent_id": agent_id})
+        log.info("agent drained", agent_id=agent_id)
+
+
+def reactivate_agent(core: MasterCore, peer: bytes, msg: ReactivateAgent, rid: str,
+                         now: float) -> None:
+    if msg.agent_id not in core.state.draining:
+        core._error(peer, "invalid", f"agent {msg.agent_id[:64]!r} is not draining", rid)
+        return
+    core._commit({"op": "agent_reactivated", "agent_id": msg.agent_id, "time": now})
+    if core.agent_connected(msg.agent_id):
+        core.allocator.activate_agent(msg.agent_id, True)
+        core._allocate_pending = True
+    core._send(peer, OperatorReply(message=f"agent {msg.agent_id} reactivated"), rid)
+
+
+def operator_kill(core: MasterCore, peer: bytes, msg: OperatorKill, rid: str, now: float) -> None:
+    rec = core.state.find_task(msg.task_id, msg.framework_id)
+    if rec is None:
+        core._error(peer, "invalid", f"no task with id {msg.task_id[:64]!r}", rid)
+        return
+    if rec.terminal:
+        core._error(peer, "invalid", f"task {rec.task_id} is already {rec.state.value}", rid)
+        return
+    core._kill(rec.framework_id, rec.task_id, now)
+    core._send(peer, OperatorReply(message=f"kill of task {rec.task_id} requested"), rid)
+
+
+def read_file(core: MasterCore, peer: bytes, msg: ReadFile, rid: str, now: float) -> None:
+    rec = core.state.find_task(msg.task_id, msg.framework_id)
+    agent_id = msg.agent_id or (rec.agent_id if rec is not None else "")
+    if not agent_id:
+        core._error(peer, "invalid", f"no task with id {msg.task_id[:64]!r}", rid)
+        return
+    forward_id = core._new_id()
+    framework_id = msg.framework_id or (rec.framework_id if rec is not None else "")
+    forwarded = replace(msg, agent_id=agent_id, framework_id=framework_id)
+    if not core._send_agent(agent_id, forwarded, forward_id):
+        core._error(peer, "invalid", f"agent {agent_id} is not connected", rid)
+        return
+    core._reads[forward_id] = PendingRead(peer, rid, now + core.config.read_timeout)
+
+
+def expire_reads(core: MasterCore, now: float) -> None:
+    for forward_id, pending in list(core._reads.items()):
+        if pending.deadline <= now:
+            del core._reads[forward_id]
+            core._error(pending.peer, "invalid", "the agent did not answer in time",
+                        pending.request_id)
