@@ -29,7 +29,6 @@ Rules worth knowing:
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from functools import partial
@@ -40,22 +39,26 @@ import structlog
 from mesos_zmq.allocator.allocator import Allocator
 from mesos_zmq.errors import ResourceError
 from mesos_zmq.heartbeat import HeartbeatMonitor
-from mesos_zmq.master import operator
+from mesos_zmq.master import agents, operator
 from mesos_zmq.master.operator import PendingRead
+from mesos_zmq.master.runtime import (
+    MAX_TASKS_PER_ACCEPT,
+    AgentRuntime,
+    FrameworkRuntime,
+    OfferRec,
+    Peer,
+)
 from mesos_zmq.master.state import MasterState, Record, TaskRecord
 from mesos_zmq.master.validation import (
-    check_agent,
     check_framework,
     check_task,
     quota_amounts,
     reservation_problem,
-    valid_id,
 )
 from mesos_zmq.master.views import describe_cluster
 from mesos_zmq.protocol import (
     Accept,
     Acknowledge,
-    AgentRegistered,
     Decline,
     DrainAgent,
     Error,
@@ -94,13 +97,12 @@ from mesos_zmq.protocol import (
     to_plain,
 )
 from mesos_zmq.resources import Resources
-from mesos_zmq.tasks import TERMINAL, TaskState, can_transition
+from mesos_zmq.tasks import TERMINAL, TaskState
 
 log = structlog.get_logger()
 #: frameworks with this capability hear TASK_UNREACHABLE rather than TASK_LOST
 PARTITION_AWARE = "PARTITION_AWARE"
 
-MAX_TASKS_PER_ACCEPT = 10_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,44 +140,6 @@ class Ready:
         return bool(self.records or self.messages)
 
 
-@dataclass(slots=True)
-class _Peer:
-    kind: str  # "agent" | "framework"
-    id: str
-    monitor: HeartbeatMonitor
-
-
-@dataclass(slots=True)
-class _OfferRec:
-    offer_id: str
-    framework_id: str
-    agent_id: str
-    role: str
-    resources: Resources
-    created: float
-
-
-@dataclass(slots=True)
-class _FrameworkRuntime:
-    peer: bytes | None = None
-    #: known from the log and not yet back since this master took over: its offers
-    #: from the previous leader stay valid when it re-subscribes
-    recovered: bool = False
-    #: when a disconnected framework is removed (None while connected)
-    deadline: float | None = None
-    offers: set[str] = field(default_factory=set)
-    #: master-generated updates awaiting acknowledgement: uuid -> (update, last sent)
-    pending: OrderedDict[str, tuple[TaskStatus, float]] = field(default_factory=OrderedDict)
-
-
-@dataclass(slots=True)
-class _AgentRuntime:
-    peer: bytes | None = None
-    #: when an agent recovered from the log but not yet back is removed
-    deadline: float | None = None
-    offers: set[str] = field(default_factory=set)
-
-
 class MasterCore:
     """Single-master logic; see the module docstring for the contract."""
 
@@ -197,10 +161,10 @@ class MasterCore:
         )
         for role, alternatives in config.role_min_allocatable:
             self.allocator.set_min_allocatable(role, [dict(alt) for alt in alternatives])
-        self._peers: dict[bytes, _Peer] = {}
-        self._frameworks: dict[str, _FrameworkRuntime] = {}
-        self._agents: dict[str, _AgentRuntime] = {}
-        self._offers: dict[str, _OfferRec] = {}
+        self._peers: dict[bytes, Peer] = {}
+        self._frameworks: dict[str, FrameworkRuntime] = {}
+        self._agents: dict[str, AgentRuntime] = {}
+        self._offers: dict[str, OfferRec] = {}
         self._reads: dict[str, PendingRead] = {}
         self._ready = Ready()
         self._allocate_pending = False
@@ -210,12 +174,12 @@ class MasterCore:
         #: last usage each agent reported per active task (framework_id, task_id)
         self.usage: dict[tuple[str, str], TaskUsage] = {}
         self._handlers: dict[type[Message], Callable[[bytes, Any, str, float], None]] = {
-            RegisterAgent: self._on_register_agent,
-            ReregisterAgent: self._on_reregister_agent,
+            RegisterAgent: partial(agents.register_agent, self),
+            ReregisterAgent: partial(agents.reregister_agent, self),
             Heartbeat: self._on_heartbeat,
-            UsageReport: self._on_usage,
-            StatusUpdate: self._on_status_update,
-            FileData: self._on_file_data,
+            UsageReport: partial(agents.usage, self),
+            StatusUpdate: partial(agents.status_update, self),
+            FileData: partial(agents.file_data, self),
             Error: self._on_error,
             Subscribe: self._on_subscribe,
             Accept: self._on_accept,
@@ -284,8 +248,8 @@ class MasterCore:
             self._unbind_peer(peer)
         monitor = HeartbeatMonitor(self.config.heartbeat_interval, self.config.missed_heartbeats)
         monitor.reset(now)
-        self._peers[peer] = _Peer(kind, ident, monitor)
-        rt: _FrameworkRuntime | _AgentRuntime
+        self._peers[peer] = Peer(kind, ident, monitor)
+        rt: FrameworkRuntime | AgentRuntime
         rt = self._frameworks[ident] if kind == "framework" else self._agents[ident]
         if rt.peer is not None and rt.peer != peer:
             self._peers.pop(rt.peer, None)
@@ -331,7 +295,7 @@ class MasterCore:
         """Rebuild runtime state after replaying the log: everyone must come back."""
         deadline = now + self.config.reregister_timeout
         for agent in self.state.agents.values():
-            self._agents[agent.agent_id] = _AgentRuntime(deadline=deadline)
+            self._agents[agent.agent_id] = AgentRuntime(deadline=deadline)
             try:
                 total = self._agent_total(agent.agent_id, Resources.parse(agent.resources))
             except ResourceError:
@@ -340,7 +304,7 @@ class MasterCore:
             self.allocator.activate_agent(agent.agent_id, False)
         for info in self.state.frameworks.values():
             grace = max(info.failover_timeout, self.config.reregister_timeout)
-            self._frameworks[info.framework_id] = _FrameworkRuntime(
+            self._frameworks[info.framework_id] = FrameworkRuntime(
                 deadline=now + grace, recovered=True
             )
             self.allocator.add_framework(
@@ -365,7 +329,7 @@ class MasterCore:
             if fw_rt is None or ag_rt is None:
                 continue
             # The offer keeps its id; its expiry restarts from the take-over.
-            self._offers[offer_id] = _OfferRec(offer_id, offer["framework_id"],
+            self._offers[offer_id] = OfferRec(offer_id, offer["framework_id"],
                                                offer["agent_id"], offer["role"], resources, now)
             fw_rt.offers.add(offer_id)
             ag_rt.offers.add(offer_id)
@@ -392,169 +356,6 @@ class MasterCore:
         self._allocate_pending = True
 
     # ================================================================= agents
-    def _on_register_agent(self, peer: bytes, msg: RegisterAgent, rid: str, now: float) -> None:
-        bound = self._peers.get(peer)
-        if bound is not None and bound.kind == "agent" and bound.id in self.state.agents:
-            # A retry whose reply was lost: same answer, no new agent.
-            self._send(peer, self._agent_registered(bound.id, False), rid)
-            return
-        problem = check_agent(msg.resources, msg.attributes)
-        if problem is not None:
-            self._error(peer, "invalid", f"agent registration refused: {problem}", rid)
-            return
-        agent_id = self._fresh_id("agent", self.state.agents)
-        self._commit(
-            {
-                "op": "agent_added",
-                "agent_id": agent_id,
-                "hostname": msg.hostname,
-                "resources": str(Resources.parse(msg.resources)),
-                "attributes": msg.attributes,
-                "time": now,
-            }
-        )
-        self._agents[agent_id] = _AgentRuntime()
-        self._bind(peer, "agent", agent_id, now)
-        self.allocator.add_agent(agent_id, Resources.parse(msg.resources))
-        self._allocate_pending = True
-        log.info("agent registered", agent_id=agent_id, hostname=msg.hostname)
-        self._send(peer, self._agent_registered(agent_id, False), rid)
-
-    def _agent_registered(self, agent_id: str, re: bool) -> AgentRegistered:
-        return AgentRegistered(
-            agent_id=agent_id,
-            heartbeat_interval=self.config.heartbeat_interval,
-            missed_heartbeats=self.config.missed_heartbeats,
-            reregistered=re,
-        )
-
-    def _on_reregister_agent(
-        self, peer: bytes, msg: ReregisterAgent, rid: str, now: float
-    ) -> None:
-        if not valid_id(msg.agent_id):
-            self._error(peer, "invalid", f"invalid agent id {msg.agent_id[:64]!r}", rid)
-            return
-        problem = check_agent(msg.resources, msg.attributes)
-        if problem is not None:
-            self._error(peer, "invalid", f"agent re-registration refused: {problem}", rid)
-            return
-        agent_id = msg.agent_id
-        static = Resources.parse(msg.resources)
-        total = self._agent_total(agent_id, static)
-        known = self.state.agents.get(agent_id)
-        if known is None or known.resources != str(static) or known.hostname != msg.hostname:
-            # New to this master (removed earlier, or its log was lost) or changed.
-            self._commit(
-                {
-                    "op": "agent_added",
-                    "agent_id": agent_id,
-                    "hostname": msg.hostname,
-                    "resources": str(static),
-                    "attributes": msg.attributes,
-                    "time": now,
-                }
-            )
-            if self.allocator.has_agent(agent_id):
-                self._reset_agent_allocation(agent_id, total)
-            else:
-                self.allocator.add_agent(agent_id, total)
-                for rec in self.state.active_tasks_on(agent_id):
-                    self._allocate_task(rec)
-        rt = self._agents.setdefault(agent_id, _AgentRuntime())
-        rt.deadline = None
-        self._bind(peer, "agent", agent_id, now)
-        self.allocator.activate_agent(agent_id, True)
-        self._reconcile_agent(agent_id, msg, now)
-        if agent_id in self.state.draining:
-            operator.drain(self, agent_id, now)  # kills sent while it was away never arrived
-        self._allocate_pending = True
-        log.info("agent reregistered", agent_id=agent_id, tasks=len(msg.tasks))
-        self._send(peer, self._agent_registered(agent_id, True), rid)
-
-    def _reset_agent_allocation(self, agent_id: str, total: Resources) -> None:
-        """An agent came back with different resources: rebuild its accounting."""
-        for offer_id in list(self._agents.get(agent_id, _AgentRuntime()).offers):
-            self._rescind(offer_id)
-        for rec in self.state.active_tasks_on(agent_id):
-            self._release_task(rec)
-        self.allocator.remove_agent(agent_id)
-        self.allocator.add_agent(agent_id, total)
-        for rec in self.state.active_tasks_on(agent_id):
-            self._allocate_task(rec)
-
-    def _reconcile_agent(self, agent_id: str, msg: ReregisterAgent, now: float) -> None:
-        """Agents are the truth for what runs: align the log with their report."""
-        reported: set[tuple[str, str]] = set()
-        for report in msg.tasks:
-            key = (report.framework_id, report.task.task_id)
-            reported.add(key)
-            rec = self.state.task(*key)
-            framework_known = report.framework_id in self.state.frameworks
-            if not framework_known:
-                self._send_agent(agent_id, ShutdownFramework(framework_id=report.framework_id))
-                continue
-            if rec is None:
-                # Unknown to us but its framework lives: adopt it (Mesos does).
-                task = replace(report.task, agent_id=agent_id)
-                self._commit(
-                    {
-                        "op": "task_added",
-                        "framework_id": report.framework_id,
-                        "task": to_plain(task),
-                        "state": TaskState.STAGING.value,
-                        "time": now,
-                    }
-                )
-                new_rec = self.state.task(*key)
-                if new_rec is not None:
-                    self._allocate_task(new_rec)
-            elif rec.terminal and report.state not in TERMINAL:
-                # We already told the framework it is gone (LOST): it must not run.
-                self._send_agent(
-                    agent_id,
-                    KillTask(framework_id=report.framework_id, task_id=report.task.task_id),
-                )
-            elif rec.state == TaskState.UNREACHABLE and report.state in (
-                    TaskState.RUNNING.value, TaskState.KILLING.value):
-                # A partition-aware framework heard UNREACHABLE: now it hears the truth.
-                # (A task that ended meanwhile is told by the agent's own update.)
-                self._master_task_update(rec, TaskState(report.state),
-                                         "REASON_AGENT_REREGISTERED",
-                                         "agent re-registered after being unreachable", now)
-        relaunch: dict[str, list[TaskInfo]] = {}
-        for rec in self.state.active_tasks_on(agent_id):
-            if (rec.framework_id, rec.task_id) in reported:
-                continue
-            if rec.state == TaskState.STAGING:
-                # Committed but never delivered (the previous leader died between its
-                # commit and its send): deliver it now. The agent ignores task ids it
-                # already knows, so this cannot launch anything twice.
-                relaunch.setdefault(rec.framework_id, []).append(rec.task)
-                continue
-            self._master_task_update(
-                rec,
-                TaskState.LOST,
-                "REASON_AGENT_RESTARTED",
-                "Task is unknown to the agent after it re-registered",
-                now,
-            )
-        for framework_id, tasks in relaunch.items():
-            info = self.state.frameworks.get(framework_id)
-            self._send_agent(agent_id, RunTasks(framework_id=framework_id, tasks=tasks,
-                                                framework_name=info.name if info else ""))
-
-    def _on_usage(self, peer: bytes, msg: UsageReport, rid: str, now: float) -> None:
-        """Usage is a measurement, not state: kept in memory for views, never logged."""
-        if not self._require(peer, "agent", rid, msg.agent_id):
-            return
-        for usage in msg.tasks[:MAX_TASKS_PER_ACCEPT]:
-            key = (usage.framework_id, usage.task_id)
-            rec = self.state.tasks.get(key)
-            if rec is not None and rec.agent_id == msg.agent_id:
-                self.usage[key] = usage
-        for key in [k for k in self.usage if k not in self.state.tasks]:
-            del self.usage[key]
-
     def _on_heartbeat(self, peer: bytes, msg: Heartbeat, rid: str, now: float) -> None:
         if peer not in self._peers:
             self._error(peer, "not_registered", "unknown connection: register first", rid)
@@ -571,55 +372,6 @@ class MasterCore:
             )
             return False
         return True
-
-    def _on_status_update(self, peer: bytes, msg: StatusUpdate, rid: str, now: float) -> None:
-        status = msg.status
-        if not self._require(peer, "agent", rid, status.agent_id):
-            return
-        ack = Acknowledge(
-            framework_id=status.framework_id,
-            agent_id=status.agent_id,
-            task_id=status.task_id,
-            uuid=status.uuid,
-        )
-        try:
-            new_state = TaskState(status.state)
-        except ValueError:
-            self._error(peer, "bad_field", f"unknown task state {status.state[:40]!r}", rid)
-            return
-        rec = self.state.task(status.framework_id, status.task_id)
-        if rec is None or status.framework_id not in self.state.frameworks:
-            # Nobody to tell: acknowledge so the agent stops retrying.
-            self._send(peer, ack)
-            return
-        if rec.agent_id != status.agent_id:
-            self._send(peer, ack)
-            return
-        if rec.state != new_state:
-            if not can_transition(rec.state, new_state):
-                log.info(
-                    "ignoring stale status update",
-                    task_id=status.task_id,
-                    have=rec.state.value,
-                    got=new_state.value,
-                )
-                self._send(peer, ack)
-                return
-            self._record_task_state(
-                status.framework_id, status.task_id, new_state, now, reason=status.reason,
-                message=status.message, exit_code=status.exit_code,
-            )
-            if new_state in TERMINAL:
-                self._release_task(rec)
-                operator.check_drained(self, rec.agent_id)
-        self._count("status_updates")
-        # Forward even a repeated update: the agent retries because no ack reached it.
-        self._send_framework(status.framework_id, StatusUpdate(status=status))
-
-    def _on_file_data(self, peer: bytes, msg: FileData, rid: str, now: float) -> None:
-        pending = self._reads.pop(rid, None)
-        if pending is not None:
-            self._send(pending.peer, msg, pending.request_id)
 
     def _on_error(self, peer: bytes, msg: Error, rid: str, now: float) -> None:
         pending = self._reads.pop(msg.in_reply_to, None)
@@ -670,7 +422,7 @@ class MasterCore:
             self._commit(
                 {"op": "framework_added", "framework": to_plain(stored), "time": now}
             )
-        rt = self._frameworks.setdefault(framework_id, _FrameworkRuntime())
+        rt = self._frameworks.setdefault(framework_id, FrameworkRuntime())
         rt.deadline = None
         if rt.recovered:
             # Back after a master failover: the previous leader's offers still hold.
@@ -1059,7 +811,7 @@ class MasterCore:
                                        alloc.resources)
                 continue
             offer_id = self._new_id()
-            self._offers[offer_id] = _OfferRec(
+            self._offers[offer_id] = OfferRec(
                 offer_id, alloc.framework_id, alloc.agent_id, alloc.role, alloc.resources, now
             )
             # Write ahead: the offer is in the log before the framework hears of it.
@@ -1097,7 +849,7 @@ class MasterCore:
             self._count("offers_timed_out")
             self._rescind(offer_id)
 
-    def _remove_offer(self, offer_id: str, recover: bool = True) -> _OfferRec | None:
+    def _remove_offer(self, offer_id: str, recover: bool = True) -> OfferRec | None:
         offer = self._offers.pop(offer_id, None)
         if offer is None:
             return None
@@ -1128,7 +880,7 @@ class MasterCore:
                 info.monitor.sent(now)
                 self._send(peer, Heartbeat())
 
-    def _peer_lost(self, peer: bytes, info: _Peer, now: float) -> None:
+    def _peer_lost(self, peer: bytes, info: Peer, now: float) -> None:
         self._unbind_peer(peer)
         if info.kind == "agent":
             log.warning("agent missed heartbeats", agent_id=info.id)
@@ -1160,7 +912,7 @@ class MasterCore:
     def _remove_agent(self, agent_id: str, why: str, now: float) -> None:
         if agent_id not in self.state.agents:
             return
-        rt = self._agents.pop(agent_id, _AgentRuntime())
+        rt = self._agents.pop(agent_id, AgentRuntime())
         if rt.peer is not None:
             self._peers.pop(rt.peer, None)
         for offer_id in list(rt.offers):
@@ -1186,7 +938,7 @@ class MasterCore:
     def _remove_framework(self, fid: str, why: str, now: float) -> None:
         if fid not in self.state.frameworks:
             return
-        rt = self._frameworks.pop(fid, _FrameworkRuntime())
+        rt = self._frameworks.pop(fid, FrameworkRuntime())
         for offer_id in list(rt.offers):
             self._remove_offer(offer_id)
         agents: set[str] = set()

@@ -18,6 +18,8 @@ CORES = [
     "mesos_zmq.master.core",
     "mesos_zmq.master.state",
     "mesos_zmq.master.operator",
+    "mesos_zmq.master.agents",
+    "mesos_zmq.master.runtime",
     "mesos_zmq.allocator.allocator",
     "mesos_zmq.allocator.sorter",
     "mesos_zmq.agent.core",

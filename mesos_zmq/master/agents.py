@@ -1,0 +1,258 @@
+"""Agent life cycle in the master: registration, re-registration and reconciliation,
+status updates, usage reports and file reads coming back.
+
+Functions of the master core (:class:`~mesos_zmq.master.core.MasterCore`), pure like
+it. Agents are the truth for what runs (ARCHITECTURE.md, principle 5): a re-registering
+agent's report is reconciled against the log here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import TYPE_CHECKING
+
+import structlog
+
+from mesos_zmq.master import operator
+from mesos_zmq.master.runtime import MAX_TASKS_PER_ACCEPT, AgentRuntime
+from mesos_zmq.master.validation import check_agent, valid_id
+from mesos_zmq.protocol import (
+    Acknowledge,
+    AgentRegistered,
+    FileData,
+    KillTask,
+    RegisterAgent,
+    ReregisterAgent,
+    RunTasks,
+    ShutdownFramework,
+    StatusUpdate,
+    TaskInfo,
+    UsageReport,
+    to_plain,
+)
+from mesos_zmq.resources import Resources
+from mesos_zmq.tasks import TERMINAL, TaskState, can_transition
+
+if TYPE_CHECKING:
+    from mesos_zmq.master.core import MasterCore
+
+log = structlog.get_logger()
+
+
+def register_agent(core: MasterCore, peer: bytes, msg: RegisterAgent, rid: str, now: float) -> None:
+    bound = core._peers.get(peer)
+    if bound is not None and bound.kind == "agent" and bound.id in core.state.agents:
+        # A retry whose reply was lost: same answer, no new agent.
+        core._send(peer, agent_registered(core, bound.id, False), rid)
+        return
+    problem = check_agent(msg.resources, msg.attributes)
+    if problem is not None:
+        core._error(peer, "invalid", f"agent registration refused: {problem}", rid)
+        return
+    agent_id = core._fresh_id("agent", core.state.agents)
+    core._commit(
+        {
+            "op": "agent_added",
+            "agent_id": agent_id,
+            "hostname": msg.hostname,
+            "resources": str(Resources.parse(msg.resources)),
+            "attributes": msg.attributes,
+            "time": now,
+        }
+    )
+    core._agents[agent_id] = AgentRuntime()
+    core._bind(peer, "agent", agent_id, now)
+    core.allocator.add_agent(agent_id, Resources.parse(msg.resources))
+    core._allocate_pending = True
+    log.info("agent registered", agent_id=agent_id, hostname=msg.hostname)
+    core._send(peer, agent_registered(core, agent_id, False), rid)
+
+
+def agent_registered(core: MasterCore, agent_id: str, re: bool) -> AgentRegistered:
+    return AgentRegistered(
+        agent_id=agent_id,
+        heartbeat_interval=core.config.heartbeat_interval,
+        missed_heartbeats=core.config.missed_heartbeats,
+        reregistered=re,
+    )
+
+
+def reregister_agent(core: MasterCore, peer: bytes, msg: ReregisterAgent, rid: str,
+                     now: float) -> None:
+    if not valid_id(msg.agent_id):
+        core._error(peer, "invalid", f"invalid agent id {msg.agent_id[:64]!r}", rid)
+        return
+    problem = check_agent(msg.resources, msg.attributes)
+    if problem is not None:
+        core._error(peer, "invalid", f"agent re-registration refused: {problem}", rid)
+        return
+    agent_id = msg.agent_id
+    static = Resources.parse(msg.resources)
+    total = core._agent_total(agent_id, static)
+    known = core.state.agents.get(agent_id)
+    if known is None or known.resources != str(static) or known.hostname != msg.hostname:
+        # New to this master (removed earlier, or its log was lost) or changed.
+        core._commit(
+            {
+                "op": "agent_added",
+                "agent_id": agent_id,
+                "hostname": msg.hostname,
+                "resources": str(static),
+                "attributes": msg.attributes,
+                "time": now,
+            }
+        )
+        if core.allocator.has_agent(agent_id):
+            reset_agent_allocation(core, agent_id, total)
+        else:
+            core.allocator.add_agent(agent_id, total)
+            for rec in core.state.active_tasks_on(agent_id):
+                core._allocate_task(rec)
+    rt = core._agents.setdefault(agent_id, AgentRuntime())
+    rt.deadline = None
+    core._bind(peer, "agent", agent_id, now)
+    core.allocator.activate_agent(agent_id, True)
+    reconcile_agent(core, agent_id, msg, now)
+    if agent_id in core.state.draining:
+        operator.drain(core, agent_id, now)  # kills sent while it was away never arrived
+    core._allocate_pending = True
+    log.info("agent reregistered", agent_id=agent_id, tasks=len(msg.tasks))
+    core._send(peer, agent_registered(core, agent_id, True), rid)
+
+
+def reset_agent_allocation(core: MasterCore, agent_id: str, total: Resources) -> None:
+    """An agent came back with different resources: rebuild its accounting."""
+    for offer_id in list(core._agents.get(agent_id, AgentRuntime()).offers):
+        core._rescind(offer_id)
+    for rec in core.state.active_tasks_on(agent_id):
+        core._release_task(rec)
+    core.allocator.remove_agent(agent_id)
+    core.allocator.add_agent(agent_id, total)
+    for rec in core.state.active_tasks_on(agent_id):
+        core._allocate_task(rec)
+
+
+def reconcile_agent(core: MasterCore, agent_id: str, msg: ReregisterAgent, now: float) -> None:
+    """Agents are the truth for what runs: align the log with their report."""
+    reported: set[tuple[str, str]] = set()
+    for report in msg.tasks:
+        key = (report.framework_id, report.task.task_id)
+        reported.add(key)
+        rec = core.state.task(*key)
+        framework_known = report.framework_id in core.state.frameworks
+        if not framework_known:
+            core._send_agent(agent_id, ShutdownFramework(framework_id=report.framework_id))
+            continue
+        if rec is None:
+            # Unknown to us but its framework lives: adopt it (Mesos does).
+            task = replace(report.task, agent_id=agent_id)
+            core._commit(
+                {
+                    "op": "task_added",
+                    "framework_id": report.framework_id,
+                    "task": to_plain(task),
+                    "state": TaskState.STAGING.value,
+                    "time": now,
+                }
+            )
+            new_rec = core.state.task(*key)
+            if new_rec is not None:
+                core._allocate_task(new_rec)
+        elif rec.terminal and report.state not in TERMINAL:
+            # We already told the framework it is gone (LOST): it must not run.
+            core._send_agent(
+                agent_id,
+                KillTask(framework_id=report.framework_id, task_id=report.task.task_id),
+            )
+        elif rec.state == TaskState.UNREACHABLE and report.state in (
+                TaskState.RUNNING.value, TaskState.KILLING.value):
+            # A partition-aware framework heard UNREACHABLE: now it hears the truth.
+            # (A task that ended meanwhile is told by the agent's own update.)
+            core._master_task_update(rec, TaskState(report.state),
+                                     "REASON_AGENT_REREGISTERED",
+                                     "agent re-registered after being unreachable", now)
+    relaunch: dict[str, list[TaskInfo]] = {}
+    for rec in core.state.active_tasks_on(agent_id):
+        if (rec.framework_id, rec.task_id) in reported:
+            continue
+        if rec.state == TaskState.STAGING:
+            # Committed but never delivered (the previous leader died between its
+            # commit and its send): deliver it now. The agent ignores task ids it
+            # already knows, so this cannot launch anything twice.
+            relaunch.setdefault(rec.framework_id, []).append(rec.task)
+            continue
+        core._master_task_update(
+            rec,
+            TaskState.LOST,
+            "REASON_AGENT_RESTARTED",
+            "Task is unknown to the agent after it re-registered",
+            now,
+        )
+    for framework_id, tasks in relaunch.items():
+        info = core.state.frameworks.get(framework_id)
+        core._send_agent(agent_id, RunTasks(framework_id=framework_id, tasks=tasks,
+                                            framework_name=info.name if info else ""))
+
+
+def usage(core: MasterCore, peer: bytes, msg: UsageReport, rid: str, now: float) -> None:
+    """Usage is a measurement, not state: kept in memory for views, never logged."""
+    if not core._require(peer, "agent", rid, msg.agent_id):
+        return
+    for usage in msg.tasks[:MAX_TASKS_PER_ACCEPT]:
+        key = (usage.framework_id, usage.task_id)
+        rec = core.state.tasks.get(key)
+        if rec is not None and rec.agent_id == msg.agent_id:
+            core.usage[key] = usage
+    for key in [k for k in core.usage if k not in core.state.tasks]:
+        del core.usage[key]
+
+
+def status_update(core: MasterCore, peer: bytes, msg: StatusUpdate, rid: str, now: float) -> None:
+    status = msg.status
+    if not core._require(peer, "agent", rid, status.agent_id):
+        return
+    ack = Acknowledge(
+        framework_id=status.framework_id,
+        agent_id=status.agent_id,
+        task_id=status.task_id,
+        uuid=status.uuid,
+    )
+    try:
+        new_state = TaskState(status.state)
+    except ValueError:
+        core._error(peer, "bad_field", f"unknown task state {status.state[:40]!r}", rid)
+        return
+    rec = core.state.task(status.framework_id, status.task_id)
+    if rec is None or status.framework_id not in core.state.frameworks:
+        # Nobody to tell: acknowledge so the agent stops retrying.
+        core._send(peer, ack)
+        return
+    if rec.agent_id != status.agent_id:
+        core._send(peer, ack)
+        return
+    if rec.state != new_state:
+        if not can_transition(rec.state, new_state):
+            log.info(
+                "ignoring stale status update",
+                task_id=status.task_id,
+                have=rec.state.value,
+                got=new_state.value,
+            )
+            core._send(peer, ack)
+            return
+        core._record_task_state(
+            status.framework_id, status.task_id, new_state, now, reason=status.reason,
+            message=status.message, exit_code=status.exit_code,
+        )
+        if new_state in TERMINAL:
+            core._release_task(rec)
+            operator.check_drained(core, rec.agent_id)
+    core._count("status_updates")
+    # Forward even a repeated update: the agent retries because no ack reached it.
+    core._send_framework(status.framework_id, StatusUpdate(status=status))
+
+
+def file_data(core: MasterCore, peer: bytes, msg: FileData, rid: str, now: float) -> None:
+    pending = core._reads.pop(rid, None)
+    if pending is not None:
+        core._send(pending.peer, msg, pending.request_id)
