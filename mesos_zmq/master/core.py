@@ -25,12 +25,18 @@ Rules worth knowing:
   the master itself generates (LOST on agent loss, ERROR for invalid tasks) are
   retried by the master until acknowledged.
 * Offered resources count as allocated until declined, used or rescinded.
+
+This module holds the plumbing (commit, send, bind), recovery, status bookkeeping,
+offers and liveness. The handlers live by peer kind, as functions of the core:
+:mod:`~mesos_zmq.master.agents`, :mod:`~mesos_zmq.master.frameworks` and
+:mod:`~mesos_zmq.master.operator`; runtime records are in
+:mod:`~mesos_zmq.master.runtime`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
 
@@ -39,10 +45,9 @@ import structlog
 from mesos_zmq.allocator.allocator import Allocator
 from mesos_zmq.errors import ResourceError
 from mesos_zmq.heartbeat import HeartbeatMonitor
-from mesos_zmq.master import agents, operator
+from mesos_zmq.master import agents, frameworks, operator
 from mesos_zmq.master.operator import PendingRead
 from mesos_zmq.master.runtime import (
-    MAX_TASKS_PER_ACCEPT,
     AgentRuntime,
     FrameworkRuntime,
     OfferRec,
@@ -50,10 +55,7 @@ from mesos_zmq.master.runtime import (
 )
 from mesos_zmq.master.state import MasterState, Record, TaskRecord
 from mesos_zmq.master.validation import (
-    check_framework,
-    check_task,
     quota_amounts,
-    reservation_problem,
 )
 from mesos_zmq.master.views import describe_cluster
 from mesos_zmq.protocol import (
@@ -80,13 +82,11 @@ from mesos_zmq.protocol import (
     Rescind,
     ReserveResources,
     Revive,
-    RunTasks,
     SetQuota,
     SetWeights,
     ShutdownFramework,
     StatusUpdate,
     Subscribe,
-    Subscribed,
     Suppress,
     TaskInfo,
     TaskStatus,
@@ -181,15 +181,15 @@ class MasterCore:
             StatusUpdate: partial(agents.status_update, self),
             FileData: partial(agents.file_data, self),
             Error: self._on_error,
-            Subscribe: self._on_subscribe,
-            Accept: self._on_accept,
-            Decline: self._on_decline,
-            Kill: self._on_kill,
-            Acknowledge: self._on_acknowledge,
-            Reconcile: self._on_reconcile,
-            Revive: self._on_revive,
-            Suppress: self._on_suppress,
-            Teardown: self._on_teardown,
+            Subscribe: partial(frameworks.subscribe, self),
+            Accept: partial(frameworks.accept, self),
+            Decline: partial(frameworks.decline, self),
+            Kill: partial(frameworks.kill_request, self),
+            Acknowledge: partial(frameworks.acknowledge, self),
+            Reconcile: partial(frameworks.reconcile, self),
+            Revive: partial(frameworks.revive, self),
+            Suppress: partial(frameworks.suppress, self),
+            Teardown: partial(frameworks.teardown, self),
             GetState: partial(operator.get_state, self),
             OperatorKill: partial(operator.operator_kill, self),
             DrainAgent: partial(operator.drain_agent, self),
@@ -387,189 +387,8 @@ class MasterCore:
                  peer_kind=info.kind if info else "unknown", peer_id=info.id if info else "")
 
     # ================================================================= frameworks
-    def _on_subscribe(self, peer: bytes, msg: Subscribe, rid: str, now: float) -> None:
-        info = msg.framework
-        problem = check_framework(info, self.config.roles)
-        if problem is not None:
-            self._error(peer, "invalid", f"subscription refused: {problem}", rid)
-            return
-        bound = self._peers.get(peer)
-        if (
-            not info.framework_id
-            and bound is not None
-            and bound.kind == "framework"
-            and bound.id in self.state.frameworks
-        ):
-            self._send(peer, self._subscribed(bound.id, False), rid)  # lost reply, retry
-            return
-        reregistered = False
-        if info.framework_id:
-            if info.framework_id in self.state.removed_frameworks:
-                self._error(
-                    peer,
-                    "framework_removed",
-                    f"framework {info.framework_id} was removed; subscribe without an id",
-                    rid,
-                )
-                return
-            framework_id = info.framework_id
-            reregistered = framework_id in self.state.frameworks
-        else:
-            framework_id = self._fresh_id("framework", self.state.frameworks)
-        roles = list(dict.fromkeys(info.roles or ["*"]))
-        stored = replace(info, framework_id=framework_id, roles=roles)
-        if self.state.frameworks.get(framework_id) != stored:
-            self._commit(
-                {"op": "framework_added", "framework": to_plain(stored), "time": now}
-            )
-        rt = self._frameworks.setdefault(framework_id, FrameworkRuntime())
-        rt.deadline = None
-        if rt.recovered:
-            # Back after a master failover: the previous leader's offers still hold.
-            rt.recovered = False
-        else:
-            # A new scheduler connection (framework failover): the offers made to the
-            # previous one are void. Take them back quietly.
-            for offer_id in list(rt.offers):
-                self._remove_offer(offer_id)
-        self._bind(peer, "framework", framework_id, now)
-        self.allocator.add_framework(framework_id, roles, info.capabilities, active=True)
-        self._allocate_pending = True
-        log.info(
-            "framework subscribed",
-            framework_id=framework_id,
-            name=info.name,
-            roles=roles,
-            reregistered=reregistered,
-        )
-        self._send(peer, self._subscribed(framework_id, reregistered), rid)
-        for uuid, (status, _) in list(rt.pending.items()):
-            rt.pending[uuid] = (status, now)
-            self._send(peer, StatusUpdate(status=status))
-
-    def _subscribed(self, framework_id: str, re: bool) -> Subscribed:
-        return Subscribed(
-            framework_id=framework_id,
-            heartbeat_interval=self.config.heartbeat_interval,
-            missed_heartbeats=self.config.missed_heartbeats,
-            reregistered=re,
-        )
-
     def _framework_peer_ok(self, peer: bytes, framework_id: str, rid: str) -> bool:
         return self._require(peer, "framework", rid, framework_id)
-
-    def _on_accept(self, peer: bytes, msg: Accept, rid: str, now: float) -> None:
-        fid = msg.framework_id
-        if not self._framework_peer_ok(peer, fid, rid):
-            return
-        if rid and rid in self.state.requests_done:
-            self._count("duplicate_requests")
-            return  # a retry of an accept already applied (maybe by a previous leader)
-        problem = self._accept_check(fid, msg)
-        conversions: list[tuple[Resources, Resources]] = []
-        if problem is None and msg.operations:
-            problem, conversions = self._plan_operations(msg)
-        if problem is not None:
-            self._error(peer, "invalid", f"accept refused: {problem}", rid)
-            for task in msg.tasks[:MAX_TASKS_PER_ACCEPT]:
-                self._reply_status(fid, task.task_id, task.agent_id, TaskState.DROPPED,
-                                   "REASON_INVALID_OFFERS", f"accept refused: {problem}", now)
-            return
-        offers = [self._offers[o] for o in msg.offer_ids]
-        agent_id = offers[0].agent_id
-        role = offers[0].role
-        offered = Resources.empty()
-        for offer in offers:
-            offered = offered + offer.resources
-            self._remove_offer(offer.offer_id, recover=False)
-        for old, new in conversions:
-            offered = offered - old + new
-            self.allocator.convert(agent_id, old, new, held=True)
-            self._set_reservations(agent_id, old, new, now)
-        remaining = offered
-        launched: list[TaskInfo] = []
-        seen: set[str] = set()
-        for task in msg.tasks:
-            error = check_task(task, agent_id, seen, self.state.task(fid, task.task_id) is not None)
-            needed: Resources | None = None
-            if error is None:
-                try:
-                    needed = Resources.parse(task.resources)
-                except ResourceError as exc:
-                    error = str(exc)
-            if error is None and needed is not None and not remaining.contains(needed):
-                error = f"task resources {needed} do not fit in what is left of the offers"
-            if error is not None or needed is None:
-                self._master_task_error(fid, task, error or "invalid task", now)
-                continue
-            seen.add(task.task_id)
-            remaining = remaining - needed
-            task = replace(task, agent_id=agent_id, role=role, resources=str(needed))
-            self._commit(
-                {
-                    "op": "task_added",
-                    "framework_id": fid,
-                    "task": to_plain(task),
-                    "state": TaskState.STAGING.value,
-                    "time": now,
-                }
-            )
-            launched.append(task)
-        if rid:
-            self._commit({"op": "request_done", "request_id": rid})
-        refuse_until = now + msg.refuse_seconds if msg.refuse_seconds > 0 else None
-        self.allocator.recover(fid, role, agent_id, remaining, refuse_until)
-        if refuse_until is not None and remaining:
-            self._record_filter(fid, agent_id, msg.refuse_seconds, now)
-        self._allocate_pending = True
-        if launched:
-            info = self.state.frameworks[fid]
-            self._count("tasks_launched")
-            sent = self._send_agent(
-                agent_id, RunTasks(framework_id=fid, tasks=launched, framework_name=info.name)
-            )
-            if not sent and agent_id not in self.state.agents:
-                for task in launched:
-                    rec = self.state.task(fid, task.task_id)
-                    if rec is not None:
-                        self._master_task_update(rec, TaskState.LOST, "REASON_AGENT_REMOVED",
-                                                 "the agent is gone", now)
-            # A known agent that is reconnecting (after a master failover, say) gets its
-            # STAGING tasks when it re-registers (see _reconcile_agent).
-
-    def _plan_operations(
-        self, msg: Accept
-    ) -> tuple[str | None, list[tuple[Resources, Resources]]]:
-        """Check RESERVE/UNRESERVE against the offers; return (problem, conversions)."""
-        offers = [self._offers[o] for o in msg.offer_ids]
-        agent_id, role = offers[0].agent_id, offers[0].role
-        available = Resources.empty()
-        for offer in offers:
-            available = available + offer.resources
-        dynamic = self._dynamic(agent_id)
-        conversions = []
-        for op in msg.operations:
-            try:
-                res = Resources.parse(op.resources)
-            except ResourceError as exc:
-                return f"{op.kind}: {exc}", []
-            problem = reservation_problem(res, role)
-            if problem is not None:
-                return f"{op.kind}: {problem}", []
-            if op.kind == "RESERVE":
-                old, new = res.flatten(), res
-            elif op.kind == "UNRESERVE":
-                old, new = res, res.flatten()
-                if not dynamic.contains(res):
-                    return f"UNRESERVE: {res} is not dynamically reserved on this agent", []
-                dynamic = dynamic - res
-            else:
-                return f"unknown operation {op.kind[:32]!r} (use RESERVE or UNRESERVE)", []
-            if not available.contains(old):
-                return f"{op.kind}: {old} is not in the offers", []
-            available = available - old + new
-            conversions.append((old, new))
-        return None, conversions
 
     def _dynamic(self, agent_id: str) -> Resources:
         try:
@@ -592,63 +411,6 @@ class MasterCore:
         self._commit({"op": "reservations_set", "agent_id": agent_id,
                       "reserved": str(dynamic), "time": now})
 
-    def _accept_check(self, fid: str, msg: Accept) -> str | None:
-        if not msg.offer_ids:
-            return "no offer ids given"
-        if len(set(msg.offer_ids)) != len(msg.offer_ids):
-            return "an offer id is repeated"
-        if len(msg.tasks) > MAX_TASKS_PER_ACCEPT:
-            return f"more than {MAX_TASKS_PER_ACCEPT} tasks in one accept"
-        if not 0 <= msg.refuse_seconds <= 10**9:
-            return "refuse_seconds must be between 0 and 1e9"
-        agents = set()
-        roles = set()
-        for offer_id in msg.offer_ids:
-            offer = self._offers.get(offer_id)
-            if offer is None:
-                return (
-                    f"offer {offer_id[:64]!r} is not valid "
-                    "(unknown, used, declined or rescinded)"
-                )
-            if offer.framework_id != fid:
-                return f"offer {offer_id} was not made to framework {fid}"
-            agents.add(offer.agent_id)
-            roles.add(offer.role)
-        if len(agents) > 1:
-            return "offers from different agents cannot be combined"
-        if len(roles) > 1:
-            return "offers for different roles cannot be combined"
-        return None
-
-    def _on_decline(self, peer: bytes, msg: Decline, rid: str, now: float) -> None:
-        if not self._framework_peer_ok(peer, msg.framework_id, rid):
-            return
-        if not 0 <= msg.refuse_seconds <= 10**9:
-            self._error(peer, "invalid", "refuse_seconds must be between 0 and 1e9", rid)
-            return
-        refuse_until = now + msg.refuse_seconds if msg.refuse_seconds > 0 else None
-        for offer_id in msg.offer_ids:
-            offer = self._offers.get(offer_id)
-            if offer is None or offer.framework_id != msg.framework_id:
-                continue  # already gone: declining twice is harmless
-            self._remove_offer(offer_id, recover=False)
-            self.allocator.recover(
-                offer.framework_id, offer.role, offer.agent_id, offer.resources, refuse_until
-            )
-            if refuse_until is not None:
-                self._record_filter(offer.framework_id, offer.agent_id, msg.refuse_seconds, now)
-        self._allocate_pending = True
-
-    def _record_filter(self, fid: str, agent_id: str, seconds: float, now: float) -> None:
-        """Decline filters are logged so that a new leader keeps honouring them."""
-        self._commit({"op": "filter_set", "framework_id": fid, "agent_id": agent_id,
-                      "seconds": seconds, "time": now})
-
-    def _on_kill(self, peer: bytes, msg: Kill, rid: str, now: float) -> None:
-        if not self._framework_peer_ok(peer, msg.framework_id, rid):
-            return
-        self._kill(msg.framework_id, msg.task_id, now)
-
     def _kill(self, fid: str, task_id: str, now: float,
               grace: float | None = None) -> TaskRecord | None:
         rec = self.state.task(fid, task_id)
@@ -665,51 +427,6 @@ class MasterCore:
                                                        grace=grace)):
             log.info("kill deferred: agent not connected", task_id=task_id, agent_id=rec.agent_id)
         return rec
-
-    def _on_acknowledge(self, peer: bytes, msg: Acknowledge, rid: str, now: float) -> None:
-        if not self._framework_peer_ok(peer, msg.framework_id, rid):
-            return
-        rt = self._frameworks.get(msg.framework_id)
-        if rt is not None and rt.pending.pop(msg.uuid, None) is not None:
-            self._commit({"op": "update_acked", "uuid": msg.uuid})
-            return
-        if msg.agent_id:
-            self._send_agent(msg.agent_id, msg)
-
-    def _on_reconcile(self, peer: bytes, msg: Reconcile, rid: str, now: float) -> None:
-        fid = msg.framework_id
-        if not self._framework_peer_ok(peer, fid, rid):
-            return
-        if not msg.tasks:
-            for rec in list(self.state.tasks.values()):
-                if rec.framework_id == fid:
-                    self._reply_status(fid, rec.task_id, rec.agent_id, rec.state,
-                                       "REASON_RECONCILIATION", rec.message, now, rec.exit_code)
-            return
-        for item in msg.tasks:
-            found = self.state.task(fid, item.task_id)
-            if found is None:
-                self._reply_status(fid, item.task_id, item.agent_id, TaskState.LOST,
-                                   "REASON_RECONCILIATION", "task unknown to the master", now)
-            else:
-                self._reply_status(fid, found.task_id, found.agent_id, found.state,
-                                   "REASON_RECONCILIATION", found.message, now, found.exit_code)
-
-    def _on_revive(self, peer: bytes, msg: Revive, rid: str, now: float) -> None:
-        if self._framework_peer_ok(peer, msg.framework_id, rid):
-            self.allocator.revive(msg.framework_id, msg.roles)
-            if any(f == msg.framework_id for f, _ in self.state.filters):
-                self._commit({"op": "filters_cleared", "framework_id": msg.framework_id})
-            self._allocate_pending = True
-
-    def _on_suppress(self, peer: bytes, msg: Suppress, rid: str, now: float) -> None:
-        if self._framework_peer_ok(peer, msg.framework_id, rid):
-            self.allocator.suppress(msg.framework_id, msg.roles)
-
-    def _on_teardown(self, peer: bytes, msg: Teardown, rid: str, now: float) -> None:
-        if self._framework_peer_ok(peer, msg.framework_id, rid):
-            self._remove_framework(msg.framework_id, "framework tore itself down", now)
-            self._unbind_peer(peer)
 
     # ================================================================= statuses
     def _reply_status(

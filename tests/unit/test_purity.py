@@ -19,6 +19,7 @@ CORES = [
     "mesos_zmq.master.state",
     "mesos_zmq.master.operator",
     "mesos_zmq.master.agents",
+    "mesos_zmq.master.frameworks",
     "mesos_zmq.master.runtime",
     "mesos_zmq.allocator.allocator",
     "mesos_zmq.allocator.sorter",

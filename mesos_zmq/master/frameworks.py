@@ -1,0 +1,336 @@
+"""Framework requests in the master: subscribe (and fail over), accept with operations,
+decline, kill, acknowledge, reconcile, revive, suppress, teardown.
+
+Functions of the master core (:class:`~mesos_zmq.master.core.MasterCore`), pure like
+it. An accept is checked whole before anything is committed, and what it does is
+written ahead of the messages that reveal it (ARCHITECTURE.md, principle 2).
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import TYPE_CHECKING
+
+import structlog
+
+from mesos_zmq.errors import ResourceError
+from mesos_zmq.master.runtime import MAX_TASKS_PER_ACCEPT, FrameworkRuntime
+from mesos_zmq.master.validation import check_framework, check_task, reservation_problem
+from mesos_zmq.protocol import (
+    Accept,
+    Acknowledge,
+    Decline,
+    Kill,
+    Reconcile,
+    Revive,
+    RunTasks,
+    StatusUpdate,
+    Subscribe,
+    Subscribed,
+    Suppress,
+    TaskInfo,
+    Teardown,
+    to_plain,
+)
+from mesos_zmq.resources import Resources
+from mesos_zmq.tasks import TaskState
+
+if TYPE_CHECKING:
+    from mesos_zmq.master.core import MasterCore
+
+log = structlog.get_logger()
+
+
+def subscribe(core: MasterCore, peer: bytes, msg: Subscribe, rid: str, now: float) -> None:
+    info = msg.framework
+    problem = check_framework(info, core.config.roles)
+    if problem is not None:
+        core._error(peer, "invalid", f"subscription refused: {problem}", rid)
+        return
+    bound = core._peers.get(peer)
+    if (
+        not info.framework_id
+        and bound is not None
+        and bound.kind == "framework"
+        and bound.id in core.state.frameworks
+    ):
+        core._send(peer, subscribed(core, bound.id, False), rid)  # lost reply, retry
+        return
+    reregistered = False
+    if info.framework_id:
+        if info.framework_id in core.state.removed_frameworks:
+            core._error(
+                peer,
+                "framework_removed",
+                f"framework {info.framework_id} was removed; subscribe without an id",
+                rid,
+            )
+            return
+        framework_id = info.framework_id
+        reregistered = framework_id in core.state.frameworks
+    else:
+        framework_id = core._fresh_id("framework", core.state.frameworks)
+    roles = list(dict.fromkeys(info.roles or ["*"]))
+    stored = replace(info, framework_id=framework_id, roles=roles)
+    if core.state.frameworks.get(framework_id) != stored:
+        core._commit(
+            {"op": "framework_added", "framework": to_plain(stored), "time": now}
+        )
+    rt = core._frameworks.setdefault(framework_id, FrameworkRuntime())
+    rt.deadline = None
+    if rt.recovered:
+        # Back after a master failover: the previous leader's offers still hold.
+        rt.recovered = False
+    else:
+        # A new scheduler connection (framework failover): the offers made to the
+        # previous one are void. Take them back quietly.
+        for offer_id in list(rt.offers):
+            core._remove_offer(offer_id)
+    core._bind(peer, "framework", framework_id, now)
+    core.allocator.add_framework(framework_id, roles, info.capabilities, active=True)
+    core._allocate_pending = True
+    log.info(
+        "framework subscribed",
+        framework_id=framework_id,
+        name=info.name,
+        roles=roles,
+        reregistered=reregistered,
+    )
+    core._send(peer, subscribed(core, framework_id, reregistered), rid)
+    for uuid, (status, _) in list(rt.pending.items()):
+        rt.pending[uuid] = (status, now)
+        core._send(peer, StatusUpdate(status=status))
+
+
+def subscribed(core: MasterCore, framework_id: str, re: bool) -> Subscribed:
+    return Subscribed(
+        framework_id=framework_id,
+        heartbeat_interval=core.config.heartbeat_interval,
+        missed_heartbeats=core.config.missed_heartbeats,
+        reregistered=re,
+    )
+
+
+def accept(core: MasterCore, peer: bytes, msg: Accept, rid: str, now: float) -> None:
+    fid = msg.framework_id
+    if not core._framework_peer_ok(peer, fid, rid):
+        return
+    if rid and rid in core.state.requests_done:
+        core._count("duplicate_requests")
+        return  # a retry of an accept already applied (maybe by a previous leader)
+    problem = accept_check(core, fid, msg)
+    conversions: list[tuple[Resources, Resources]] = []
+    if problem is None and msg.operations:
+        problem, conversions = plan_operations(core, msg)
+    if problem is not None:
+        core._error(peer, "invalid", f"accept refused: {problem}", rid)
+        for task in msg.tasks[:MAX_TASKS_PER_ACCEPT]:
+            core._reply_status(fid, task.task_id, task.agent_id, TaskState.DROPPED,
+                               "REASON_INVALID_OFFERS", f"accept refused: {problem}", now)
+        return
+    offers = [core._offers[o] for o in msg.offer_ids]
+    agent_id = offers[0].agent_id
+    role = offers[0].role
+    offered = Resources.empty()
+    for offer in offers:
+        offered = offered + offer.resources
+        core._remove_offer(offer.offer_id, recover=False)
+    for old, new in conversions:
+        offered = offered - old + new
+        core.allocator.convert(agent_id, old, new, held=True)
+        core._set_reservations(agent_id, old, new, now)
+    remaining = offered
+    launched: list[TaskInfo] = []
+    seen: set[str] = set()
+    for task in msg.tasks:
+        error = check_task(task, agent_id, seen, core.state.task(fid, task.task_id) is not None)
+        needed: Resources | None = None
+        if error is None:
+            try:
+                needed = Resources.parse(task.resources)
+            except ResourceError as exc:
+                error = str(exc)
+        if error is None and needed is not None and not remaining.contains(needed):
+            error = f"task resources {needed} do not fit in what is left of the offers"
+        if error is not None or needed is None:
+            core._master_task_error(fid, task, error or "invalid task", now)
+            continue
+        seen.add(task.task_id)
+        remaining = remaining - needed
+        task = replace(task, agent_id=agent_id, role=role, resources=str(needed))
+        core._commit(
+            {
+                "op": "task_added",
+                "framework_id": fid,
+                "task": to_plain(task),
+                "state": TaskState.STAGING.value,
+                "time": now,
+            }
+        )
+        launched.append(task)
+    if rid:
+        core._commit({"op": "request_done", "request_id": rid})
+    refuse_until = now + msg.refuse_seconds if msg.refuse_seconds > 0 else None
+    core.allocator.recover(fid, role, agent_id, remaining, refuse_until)
+    if refuse_until is not None and remaining:
+        record_filter(core, fid, agent_id, msg.refuse_seconds, now)
+    core._allocate_pending = True
+    if launched:
+        info = core.state.frameworks[fid]
+        core._count("tasks_launched")
+        sent = core._send_agent(
+            agent_id, RunTasks(framework_id=fid, tasks=launched, framework_name=info.name)
+        )
+        if not sent and agent_id not in core.state.agents:
+            for task in launched:
+                rec = core.state.task(fid, task.task_id)
+                if rec is not None:
+                    core._master_task_update(rec, TaskState.LOST, "REASON_AGENT_REMOVED",
+                                             "the agent is gone", now)
+        # A known agent that is reconnecting (after a master failover, say) gets its
+        # STAGING tasks when it re-registers (see _reconcile_agent).
+
+
+def plan_operations(core: MasterCore,
+                    msg: Accept) -> tuple[str | None, list[tuple[Resources, Resources]]]:
+    """Check RESERVE/UNRESERVE against the offers; return (problem, conversions)."""
+    offers = [core._offers[o] for o in msg.offer_ids]
+    agent_id, role = offers[0].agent_id, offers[0].role
+    available = Resources.empty()
+    for offer in offers:
+        available = available + offer.resources
+    dynamic = core._dynamic(agent_id)
+    conversions = []
+    for op in msg.operations:
+        try:
+            res = Resources.parse(op.resources)
+        except ResourceError as exc:
+            return f"{op.kind}: {exc}", []
+        problem = reservation_problem(res, role)
+        if problem is not None:
+            return f"{op.kind}: {problem}", []
+        if op.kind == "RESERVE":
+            old, new = res.flatten(), res
+        elif op.kind == "UNRESERVE":
+            old, new = res, res.flatten()
+            if not dynamic.contains(res):
+                return f"UNRESERVE: {res} is not dynamically reserved on this agent", []
+            dynamic = dynamic - res
+        else:
+            return f"unknown operation {op.kind[:32]!r} (use RESERVE or UNRESERVE)", []
+        if not available.contains(old):
+            return f"{op.kind}: {old} is not in the offers", []
+        available = available - old + new
+        conversions.append((old, new))
+    return None, conversions
+
+
+def accept_check(core: MasterCore, fid: str, msg: Accept) -> str | None:
+    if not msg.offer_ids:
+        return "no offer ids given"
+    if len(set(msg.offer_ids)) != len(msg.offer_ids):
+        return "an offer id is repeated"
+    if len(msg.tasks) > MAX_TASKS_PER_ACCEPT:
+        return f"more than {MAX_TASKS_PER_ACCEPT} tasks in one accept"
+    if not 0 <= msg.refuse_seconds <= 10**9:
+        return "refuse_seconds must be between 0 and 1e9"
+    agents = set()
+    roles = set()
+    for offer_id in msg.offer_ids:
+        offer = core._offers.get(offer_id)
+        if offer is None:
+            return (
+                f"offer {offer_id[:64]!r} is not valid "
+                "(unknown, used, declined or rescinded)"
+            )
+        if offer.framework_id != fid:
+            return f"offer {offer_id} was not made to framework {fid}"
+        agents.add(offer.agent_id)
+        roles.add(offer.role)
+    if len(agents) > 1:
+        return "offers from different agents cannot be combined"
+    if len(roles) > 1:
+        return "offers for different roles cannot be combined"
+    return None
+
+
+def decline(core: MasterCore, peer: bytes, msg: Decline, rid: str, now: float) -> None:
+    if not core._framework_peer_ok(peer, msg.framework_id, rid):
+        return
+    if not 0 <= msg.refuse_seconds <= 10**9:
+        core._error(peer, "invalid", "refuse_seconds must be between 0 and 1e9", rid)
+        return
+    refuse_until = now + msg.refuse_seconds if msg.refuse_seconds > 0 else None
+    for offer_id in msg.offer_ids:
+        offer = core._offers.get(offer_id)
+        if offer is None or offer.framework_id != msg.framework_id:
+            continue  # already gone: declining twice is harmless
+        core._remove_offer(offer_id, recover=False)
+        core.allocator.recover(
+            offer.framework_id, offer.role, offer.agent_id, offer.resources, refuse_until
+        )
+        if refuse_until is not None:
+            record_filter(core, offer.framework_id, offer.agent_id, msg.refuse_seconds, now)
+    core._allocate_pending = True
+
+
+def record_filter(core: MasterCore, fid: str, agent_id: str, seconds: float, now: float) -> None:
+    """Decline filters are logged so that a new leader keeps honouring them."""
+    core._commit({"op": "filter_set", "framework_id": fid, "agent_id": agent_id,
+                  "seconds": seconds, "time": now})
+
+
+def kill_request(core: MasterCore, peer: bytes, msg: Kill, rid: str, now: float) -> None:
+    if not core._framework_peer_ok(peer, msg.framework_id, rid):
+        return
+    core._kill(msg.framework_id, msg.task_id, now)
+
+
+def acknowledge(core: MasterCore, peer: bytes, msg: Acknowledge, rid: str, now: float) -> None:
+    if not core._framework_peer_ok(peer, msg.framework_id, rid):
+        return
+    rt = core._frameworks.get(msg.framework_id)
+    if rt is not None and rt.pending.pop(msg.uuid, None) is not None:
+        core._commit({"op": "update_acked", "uuid": msg.uuid})
+        return
+    if msg.agent_id:
+        core._send_agent(msg.agent_id, msg)
+
+
+def reconcile(core: MasterCore, peer: bytes, msg: Reconcile, rid: str, now: float) -> None:
+    fid = msg.framework_id
+    if not core._framework_peer_ok(peer, fid, rid):
+        return
+    if not msg.tasks:
+        for rec in list(core.state.tasks.values()):
+            if rec.framework_id == fid:
+                core._reply_status(fid, rec.task_id, rec.agent_id, rec.state,
+                                   "REASON_RECONCILIATION", rec.message, now, rec.exit_code)
+        return
+    for item in msg.tasks:
+        found = core.state.task(fid, item.task_id)
+        if found is None:
+            core._reply_status(fid, item.task_id, item.agent_id, TaskState.LOST,
+                               "REASON_RECONCILIATION", "task unknown to the master", now)
+        else:
+            core._reply_status(fid, found.task_id, found.agent_id, found.state,
+                               "REASON_RECONCILIATION", found.message, now, found.exit_code)
+
+
+def revive(core: MasterCore, peer: bytes, msg: Revive, rid: str, now: float) -> None:
+    if core._framework_peer_ok(peer, msg.framework_id, rid):
+        core.allocator.revive(msg.framework_id, msg.roles)
+        if any(f == msg.framework_id for f, _ in core.state.filters):
+            core._commit({"op": "filters_cleared", "framework_id": msg.framework_id})
+        core._allocate_pending = True
+
+
+def suppress(core: MasterCore, peer: bytes, msg: Suppress, rid: str, now: float) -> None:
+    if core._framework_peer_ok(peer, msg.framework_id, rid):
+        core.allocator.suppress(msg.framework_id, msg.roles)
+
+
+def teardown(core: MasterCore, peer: bytes, msg: Teardown, rid: str, now: float) -> None:
+    if core._framework_peer_ok(peer, msg.framework_id, rid):
+        core._remove_framework(msg.framework_id, "framework tore itself down", now)
+        core._unbind_peer(peer)
