@@ -414,10 +414,6 @@ class Containerizer:
     def _alive(pid: int, start: int | None) -> bool:
         return process_alive(pid, start)
 
-    def has_supervisor(self, task_id: str) -> bool:
-        c = self.containers.get(task_id)
-        return c is not None and (c.supervisor_pid is not None or c.child)
-
     # ----------------------------------------------------------------- signals
     def signal(self, task_id: str, signum: int) -> None:
         """Signal the task's process group; SIGKILL also reaches its whole cgroup."""

@@ -373,18 +373,6 @@ class AgentCore:
                      reason="REASON_TASK_HEALTH_CHECK_STATUS_UPDATED", message=message)
         return fx
 
-    def task_limit_exceeded(self, task_id: str, what: str, now: float) -> Effects:
-        """The isolator found the task over a limit it cannot enforce in the kernel."""
-        fx = Effects()
-        task = self.tasks.get(task_id)
-        if task is None or task.state in TERMINAL:
-            return fx
-        task.kill_deadline = None
-        self._update(task, TaskState.FAILED, now, fx,
-                     reason="REASON_CONTAINER_LIMITATION_MEMORY", message=what,
-                     exit_code=128 + SIGKILL)
-        return fx
-
     def supervisor_lost(self, task_id: str, now: float) -> Effects:
         """The task's supervisor died without recording how the task ended."""
         fx = Effects()

@@ -25,7 +25,6 @@ import select
 import signal
 import socket
 import sys
-from typing import Any
 
 from mesos_zmq.agent.isolation import Isolator, Limits, detect_isolator
 from mesos_zmq.agent.supervisor import SupervisorSpec, run_forked
@@ -167,14 +166,6 @@ def main(argv: list[str] | None = None) -> int:
         return serve(int(args[0]), args[1], args[2])
     except (BrokenPipeError, ConnectionResetError):
         return 0
-
-
-def request_reply(data: bytes) -> dict[str, Any]:
-    """Parse one launcher reply (used by the agent)."""
-    body = json.loads(data)
-    if not isinstance(body, dict):
-        raise ValueError("launcher reply is not an object")
-    return body
 
 
 if __name__ == "__main__":
