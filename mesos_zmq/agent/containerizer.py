@@ -178,15 +178,17 @@ class Containerizer:
         self.launcher.wait()
         self.launcher_sock, self.launcher = self._spawn_launcher()
 
-    def close(self) -> None:
+    def close(self, wait: bool = False) -> None:
+        """Stop using the launcher (it exits by itself; supervisors stay). ``wait``: let
+        it finish releasing the cgroups of tasks that just ended (a drain)."""
         self.task_log.close()
         self.notify.close()
-        self.launcher_sock.close()  # the launcher exits; supervisors stay
-        try:
-            self.launcher.wait(5)
-        except subprocess.TimeoutExpired:
-            self.launcher.kill()
-            self.launcher.wait()
+        self.launcher_sock.close()
+        if wait:
+            try:
+                self.launcher.wait(10)
+            except subprocess.TimeoutExpired:
+                pass
 
     # ----------------------------------------------------------------- paths
     def sandbox_path(self, framework_id: str, task_id: str) -> Path:

@@ -19,17 +19,21 @@ supervisors, in sessions of their own, keep their tasks running.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import select
 import signal
 import socket
 import sys
+import time
 
 from mesos_zmq.agent.isolation import Isolator, Limits, detect_isolator
 from mesos_zmq.agent.supervisor import SupervisorSpec, run_forked
 
 MAX_PACKET = 1 << 20
+#: seconds the launcher outlives its agent, for supervisors that are about to end
+LINGER = 3.0
 
 
 def encode_request(key: str, spec: SupervisorSpec, container_id: str, limits: Limits) -> bytes:
@@ -126,6 +130,21 @@ def _release(isolator: Isolator, spent: list[str], count: int) -> None:
                   file=sys.stderr)
 
 
+def _linger(sock: socket.socket, isolator: Isolator, children: dict[int, tuple[str, str]],
+            spent: list[str]) -> None:
+    """The agent is gone. Supervisors that are ending anyway (a draining agent killed
+    their tasks) get a few seconds to do so, so their cgroups are released rather than
+    left for the next agent; the rest keep running and are not waited for."""
+    deadline = time.monotonic() + LINGER
+    while True:
+        with contextlib.suppress(OSError):
+            _reap(sock, children, spent)
+        _release(isolator, spent, len(spent))
+        if not children or time.monotonic() >= deadline:
+            return
+        time.sleep(0.05)
+
+
 def serve(fd: int, isolation: str, cgroups_root: str) -> int:
     sock = socket.socket(fileno=fd)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the agent decides when we stop
@@ -148,7 +167,7 @@ def serve(fd: int, isolation: str, cgroups_root: str) -> int:
         if sock.fileno() in ready:
             data = sock.recv(MAX_PACKET)
             if not data:
-                _release(isolator, spent, len(spent))
+                _linger(sock, isolator, children, spent)
                 return 0  # the agent is gone
             _launch(sock, isolator, data, children)
         _reap(sock, children, spent)

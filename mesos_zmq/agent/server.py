@@ -186,7 +186,7 @@ class AgentServer:
                 self._apply(self.core.tick(time.monotonic()))
         finally:
             running = self.containerizer.running()
-            self.containerizer.close()
+            self.containerizer.close(wait=self._stop == "drain")
             self.client.close()
             self.context.term()
             self.detector.close()
