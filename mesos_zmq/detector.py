@@ -7,15 +7,17 @@ address, epoch, version) and reports changes, so a client can reconnect to a new
 leader by itself.
 
 The watch is ours rather than kazoo's ``DataWatch``: that recipe retries a read with
-exponential back-off up to 60 s, so after a ZooKeeper outage of a few seconds a client
-could go on talking to a deposed leader for a minute. Here a read backs off to at most
-one second, and every (re)connection reads the record again.
+exponential back-off up to 60 s, and a read queued across a session expiry could hang
+for good, so after a ZooKeeper outage a client could go on talking to a deposed leader
+for a minute or more. Here every read is bounded, a failed one is retried each second
+while connected, and every (re)connection reads the record again.
 """
 
 from __future__ import annotations
 
 import json
 import threading
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,11 +25,12 @@ from kazoo.client import KazooClient
 from kazoo.exceptions import KazooException, NoNodeError
 from kazoo.handlers.threading import KazooTimeoutError
 from kazoo.protocol.states import KazooState, WatchedEvent
-from kazoo.retry import KazooRetry
 
 from mesos_zmq.errors import ConfigError, MesosZmqError
 
 LEADER_NODE = "leader"
+#: bound on one read of the leader record
+READ_TIMEOUT = 5.0
 ELECTION_NODE = "election"
 
 
@@ -83,7 +86,11 @@ def parse_master_url(text: str) -> MasterURL:
 def zk_client(url: MasterURL, session_timeout: float = 10.0) -> KazooClient:
     """A started kazoo client for ``url`` (raises NoLeader if ZooKeeper is unreachable)."""
     auth = [("digest", url.auth)] if url.auth else None
-    client = KazooClient(hosts=url.hosts, timeout=session_timeout, auth_data=auth)
+    # kazoo's default reconnection back-off grows to an hour: after a ZooKeeper outage
+    # of twenty seconds a client could stay away for a minute. Retry every second at most.
+    retry = {"max_tries": -1, "delay": 0.1, "backoff": 2, "max_delay": 1.0}
+    client = KazooClient(hosts=url.hosts, timeout=session_timeout, auth_data=auth,
+                         connection_retry=retry)
     try:
         client.start(timeout=max(5.0, session_timeout))
     except KazooTimeoutError:
@@ -116,10 +123,9 @@ class LeaderDetector:
             self._event.set()
             return
         self._path = f"{self.url.path}/{LEADER_NODE}"
-        self._refresh_lock = threading.Lock()
+        self._tickets = 0
+        self._applied = 0
         self._client = zk_client(self.url, session_timeout)
-        self._retry = KazooRetry(max_tries=-1, max_delay=1.0,
-                                 sleep_func=self._client.handler.sleep_func)
         self._client.add_listener(self._on_state)
         self._refresh()
 
@@ -132,22 +138,42 @@ class LeaderDetector:
             self._client.handler.spawn(self._refresh)
 
     def _refresh(self) -> None:
-        """Read the leader record and re-arm the watch (serialised, bounded back-off)."""
+        """Read the leader record and re-arm the watch.
+
+        Every call is bounded (a request queued across a session expiry can otherwise
+        wait forever); on failure, while connected, it tries again a second later.
+        Refreshes may overlap: each takes a ticket, and a result older than one
+        already applied is dropped.
+        """
         client = self._client
         if client is None:
             return
-        with self._refresh_lock:
+        with self._lock:
+            self._tickets += 1
+            ticket = self._tickets
+        try:
             try:
-                try:
-                    data, _ = self._retry(client.get, self._path, watch=self._on_watch)
-                except NoNodeError:
-                    if self._retry(client.exists, self._path, watch=self._on_watch):
-                        client.handler.spawn(self._refresh)  # created meanwhile
-                        return
-                    data = None
-            except (KazooException, InterruptedError):
-                return  # closed or expired: the next CONNECTED reads again
-            self._on_leader(data, None)
+                data, _ = client.get_async(self._path, watch=self._on_watch).get(
+                    timeout=READ_TIMEOUT)
+            except NoNodeError:
+                if client.exists_async(self._path, watch=self._on_watch).get(
+                        timeout=READ_TIMEOUT):
+                    client.handler.spawn(self._refresh)  # created meanwhile
+                    return
+                data = None
+        except (KazooException, KazooTimeoutError):
+            if self._client is not None and client.state == KazooState.CONNECTED:
+                client.handler.spawn(self._refresh_later)
+            return  # otherwise the next CONNECTED reads again
+        with self._lock:
+            if ticket < self._applied:
+                return
+            self._applied = ticket
+        self._on_leader(data, None)
+
+    def _refresh_later(self) -> None:
+        time.sleep(1.0)
+        self._refresh()
 
     def _on_leader(self, data: bytes | None, stat: Any) -> None:
         info = None
@@ -194,7 +220,6 @@ class LeaderDetector:
     def close(self) -> None:
         if self._client is not None:
             client, self._client = self._client, None
-            self._retry.interrupt = lambda: True  # a read backing off gives up at once
             try:
                 client.stop()
                 client.close()
