@@ -154,6 +154,8 @@ class AgentCore:
         self.tasks: dict[str, _Task] = {}
         #: task_id -> framework_id of recently completed (forgotten) tasks
         self.completed: OrderedDict[str, str] = OrderedDict()
+        #: set by shutdown(): tasks that arrive afterwards are not started
+        self.shutting_down = False
 
     # ----------------------------------------------------------------- connection
     def connected(self, now: float) -> Effects:
@@ -247,6 +249,11 @@ class AgentCore:
             if not safe_id(info.task_id) or not safe_id(msg.framework_id):
                 self._update(task, TaskState.ERROR, now, fx, reason="REASON_TASK_INVALID",
                              message="task or framework id is not a safe name")
+                continue
+            if self.shutting_down:
+                # It would be orphaned (or killed at once): say it never ran here.
+                self._update(task, TaskState.LOST, now, fx, reason="REASON_AGENT_SHUTDOWN",
+                             message="the agent is shutting down and starts no new task")
                 continue
             fx.launch.append((msg.framework_id, info))
 
@@ -424,8 +431,9 @@ class AgentCore:
         return fx
 
     def shutdown(self, now: float) -> Effects:
-        """Kill every task (the agent is going away for good)."""
+        """Kill every task (the agent is going away for good) and start no new one."""
         fx = Effects()
+        self.shutting_down = True
         for task_id, task in list(self.tasks.items()):
             self._kill(task.framework_id, task_id, now, fx, "REASON_AGENT_SHUTDOWN")
         return fx

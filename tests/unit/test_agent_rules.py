@@ -179,3 +179,16 @@ def test_read_file_requests_go_to_the_shell_with_their_request_id() -> None:
     registered(core)
     fx = core.handle(ReadFile(agent_id="A1", task_id="t1"), "rid", 0)
     assert fx.read_file and fx.read_file[0][1] == "rid"
+
+
+def test_shutting_down_agent_starts_no_new_task() -> None:
+    core = make("A1")
+    registered(core)
+    run(core, "t1")
+    core.task_spawned("t1", 0.5)
+    fx = core.shutdown(1.0)
+    assert fx.signal == [("t1", SIGTERM)]
+    fx = run(core, "late", now=1.5)
+    assert fx.launch == []
+    late = core.tasks["late"].updates[-1]
+    assert (late.state, late.reason) == ("TASK_LOST", "REASON_AGENT_SHUTDOWN")
