@@ -47,6 +47,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
+from mesos_zmq.agent.isolation import join_cgroups
+
 if TYPE_CHECKING:  # the launcher, which forks supervisors, stays small without it
     from mesos_zmq.protocol import HealthCheck
 
@@ -112,16 +114,6 @@ class _Events:
                 self.sock.sendto(self.path.encode(), self.notify_name)
             except OSError:
                 pass  # no agent listening, or its queue is full: it polls as a fallback
-
-
-def _join_cgroups(paths: list[str]) -> None:
-    pid = str(os.getpid()).encode()
-    for path in paths:
-        fd = os.open(path, os.O_WRONLY)
-        try:
-            os.write(fd, pid)
-        finally:
-            os.close(fd)
 
 
 def _close_inherited_fds() -> None:
@@ -224,7 +216,7 @@ def _supervise(spec: SupervisorSpec, events: _Events, prepare: Callable[[], list
         # (as Mesos's executors live in their task's container): one migration per
         # hierarchy, and the task is started with a plain vfork + exec, with no Python
         # code run in between.
-        _join_cgroups(procs)
+        join_cgroups(procs)
         with open(sandbox / "stdout", "ab") as out, open(sandbox / "stderr", "ab") as err:
             proc = subprocess.Popen(
                 spec.argv, cwd=spec.sandbox, env=spec.env, stdin=subprocess.DEVNULL,

@@ -28,6 +28,7 @@ from mesos_zmq.protocol import (
     DrainAgent,
     FileData,
     GetState,
+    Message,
     OperatorKill,
     OperatorReply,
     ReactivateAgent,
@@ -238,9 +239,7 @@ def agent(ctx: click.Context, master: str, work_dir: str, resources: str | None,
 @click.argument("agent_id")
 def agent_drain(master: str, grace: float | None, agent_id: str) -> None:
     """Drain AGENT_ID: no new offers on it, its tasks killed; DRAINED once all ended."""
-    reply = request(master, DrainAgent(agent_id=agent_id, grace=grace))
-    if isinstance(reply, OperatorReply):
-        click.echo(reply.message)
+    operate(master, DrainAgent(agent_id=agent_id, grace=grace))
 
 
 @agent.command("reactivate")
@@ -248,9 +247,7 @@ def agent_drain(master: str, grace: float | None, agent_id: str) -> None:
 @click.argument("agent_id")
 def agent_reactivate(master: str, agent_id: str) -> None:
     """End the drain of AGENT_ID: its resources are offered again."""
-    reply = request(master, ReactivateAgent(agent_id=agent_id))
-    if isinstance(reply, OperatorReply):
-        click.echo(reply.message)
+    operate(master, ReactivateAgent(agent_id=agent_id))
 
 
 # ============================================================================ local
@@ -336,6 +333,14 @@ def run(master: str, cpus: float, mem: float, disk: float, instances: int, name:
 
 
 # ============================================================================ operate
+
+
+def operate(master: str, msg: Message) -> None:
+    """Send an operator request and print the master's answer (refusals raise)."""
+    reply = request(master, msg)
+    if not isinstance(reply, OperatorReply):
+        raise MesosZmqError(f"unexpected reply {reply.TYPE} from the master")
+    click.echo(reply.message)
 
 
 def fetch_state(master: str, timeout: float = 5.0) -> dict[str, Any]:
@@ -433,9 +438,7 @@ def tasks(master: str, as_json: bool, active: bool) -> None:
 @click.argument("task_id")
 def kill(master: str, framework_id: str, task_id: str) -> None:
     """Kill a task by id."""
-    reply = request(master, OperatorKill(task_id=task_id, framework_id=framework_id))
-    if isinstance(reply, OperatorReply):
-        click.echo(reply.message)
+    operate(master, OperatorKill(task_id=task_id, framework_id=framework_id))
 
 
 @cli.command()
@@ -497,9 +500,7 @@ def weights(master: str, assignments: tuple[str, ...]) -> None:
         rows = fetch_state(master)["roles"]
         click.echo(render_table([("role", "ROLE"), ("weight", "WEIGHT")], rows))
         return
-    reply = request(master, SetWeights(weights=parse_weights(",".join(assignments))))
-    if isinstance(reply, OperatorReply):
-        click.echo(reply.message)
+    operate(master, SetWeights(weights=parse_weights(",".join(assignments))))
 
 
 @cli.group()
@@ -516,9 +517,7 @@ def quota_set(master: str, guarantee: str, limit: str, role: str) -> None:
     """Set ROLE's quota (counted over ROLE and its sub-roles)."""
     if not guarantee and not limit:
         raise click.UsageError("give --guarantee, --limit or both")
-    reply = request(master, SetQuota(role=role, guarantee=guarantee, limit=limit))
-    if isinstance(reply, OperatorReply):
-        click.echo(reply.message)
+    operate(master, SetQuota(role=role, guarantee=guarantee, limit=limit))
 
 
 @quota.command("remove")
@@ -526,9 +525,7 @@ def quota_set(master: str, guarantee: str, limit: str, role: str) -> None:
 @click.argument("role")
 def quota_remove(master: str, role: str) -> None:
     """Remove ROLE's quota."""
-    reply = request(master, RemoveQuota(role=role))
-    if isinstance(reply, OperatorReply):
-        click.echo(reply.message)
+    operate(master, RemoveQuota(role=role))
 
 
 @cli.command()
@@ -537,9 +534,7 @@ def quota_remove(master: str, role: str) -> None:
 @click.argument("resources")
 def reserve(master: str, agent_id: str, resources: str) -> None:
     """Reserve free RESOURCES of AGENT_ID for a role, e.g. 'cpus(eng):2;mem(eng):1024'."""
-    reply = request(master, ReserveResources(agent_id=agent_id, resources=resources))
-    if isinstance(reply, OperatorReply):
-        click.echo(reply.message)
+    operate(master, ReserveResources(agent_id=agent_id, resources=resources))
 
 
 @cli.command()
@@ -548,9 +543,7 @@ def reserve(master: str, agent_id: str, resources: str) -> None:
 @click.argument("resources")
 def unreserve(master: str, agent_id: str, resources: str) -> None:
     """Give dynamically reserved, free RESOURCES of AGENT_ID back to every role."""
-    reply = request(master, UnreserveResources(agent_id=agent_id, resources=resources))
-    if isinstance(reply, OperatorReply):
-        click.echo(reply.message)
+    operate(master, UnreserveResources(agent_id=agent_id, resources=resources))
 
 
 # ============================================================================ entry
