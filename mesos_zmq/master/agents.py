@@ -203,8 +203,6 @@ def usage(core: MasterCore, peer: bytes, msg: UsageReport, rid: str, now: float)
         rec = core.state.tasks.get(key)
         if rec is not None and rec.agent_id == msg.agent_id:
             core.usage[key] = usage
-    for key in [k for k in core.usage if k not in core.state.tasks]:
-        del core.usage[key]
 
 
 def status_update(core: MasterCore, peer: bytes, msg: StatusUpdate, rid: str, now: float) -> None:

@@ -348,6 +348,8 @@ class MasterCore:
         self.allocator.allocate_to(rec.framework_id, role, rec.agent_id, res)
 
     def _release_task(self, rec: TaskRecord) -> None:
+        # Its usage report is stale from here on (ended, or its agent unreachable).
+        self.usage.pop((rec.framework_id, rec.task_id), None)
         try:
             res = Resources.parse(rec.task.resources)
         except ResourceError:
