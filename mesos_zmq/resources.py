@@ -359,6 +359,26 @@ class Resources:
             items[key] = _sub(items[key], value)
         return Resources(items)
 
+    def subtract_available(self, other: Resources) -> Resources:
+        """What is left of ``self`` once ``other`` takes what it can (never negative).
+
+        For an agent holding more than it has (its total shrank under running tasks,
+        or a log from elsewhere said so): free is total minus allocated, clamped at
+        nothing, and it stays right however the allocations come back.
+        """
+        if not other._items:
+            return self
+        items = dict(self._items)
+        for key, value in other._items.items():
+            mine = items.get(key)
+            if mine is None or _kind(mine) != _kind(value):
+                continue
+            if isinstance(mine, int) and isinstance(value, int):
+                items[key] = max(0, mine - value)
+            else:
+                items[key] = _sub(mine, value)
+        return Resources(items)
+
     # ----------------------------------------------------------------- queries
     def scalar(self, name: str, role: str | None = None) -> float:
         total = 0

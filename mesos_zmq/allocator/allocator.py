@@ -174,8 +174,7 @@ class Allocator:
         self._pool.add_resources(agent.total, 1)
         if held:
             agent.allocated = agent.allocated - old + new
-        else:
-            agent.free = agent.free - old + new
+        agent.free = agent.total.subtract_available(agent.allocated)
         agent.has_reservations = agent.total.roles() != {"*"}
         self._refresh(agent_id)
 
@@ -289,12 +288,8 @@ class Allocator:
         agent.allocated = agent.allocated + resources
         if resources == agent.free:  # the common case: the whole agent was offered
             agent.free = Resources.empty()
-        elif agent.free.contains(resources):
-            agent.free = agent.free - resources
-        elif agent.total.contains(agent.allocated):
-            agent.free = agent.total - agent.allocated
-        else:  # over-committed (agent shrank under running tasks): nothing is free
-            agent.free = Resources.empty()
+        else:
+            agent.free = agent.total.subtract_available(agent.allocated)
         self._refresh(agent_id)
         scalars = resources.scalar_totals()
         self._roles.allocated(role, scalars)
@@ -318,7 +313,9 @@ class Allocator:
             returned = resources if agent.allocated.contains(resources) else Resources.empty()
             if returned:
                 agent.allocated = agent.allocated - returned
-                agent.free = agent.free + returned
+                # Derived, never accumulated: an over-committed agent (allocations
+                # beyond its total) must not gain free resources it does not have.
+                agent.free = agent.total.subtract_available(agent.allocated)
                 self._refresh(agent_id)
                 scalars = returned.scalar_totals()
                 self._roles.unallocated(role, scalars)

@@ -178,3 +178,20 @@ def test_per_role_minimum_allocatable() -> None:
     a.add_framework("web", ["web"])
     assert [x.framework_id for x in a.allocate(1)] == ["web"]
     a.set_min_allocatable("ml", None)
+
+
+def test_an_over_committed_agent_offers_nothing_until_it_is_back_under_its_total() -> None:
+    """Issue 9, violation 3: released amounts were added to a free clamped at zero."""
+    a = Allocator()
+    a.add_agent("s1", Resources.parse("cpus:2;mem:1024"))
+    a.add_framework("f1", ["*"])
+    # Recovered from a log: 3 cpus of tasks on an agent that now has 2.
+    a.allocate_to("f1", "*", "s1", Resources.parse("cpus:2;mem:512"))
+    a.allocate_to("f1", "*", "s1", Resources.parse("cpus:1;mem:256"))
+    assert a.free("s1") == Resources.parse("mem:256")
+    a.recover("f1", "*", "s1", Resources.parse("cpus:1;mem:256"))
+    assert a.free("s1") == Resources.parse("mem:512")  # 2 cpus still in use: none free
+    assert all(x.resources.scalar("cpus") == 0 for x in a.allocate(0.0))
+    a.recover("f1", "*", "s1", Resources.parse("cpus:2;mem:512"))
+    a.recover("f1", "*", "s1", Resources.parse("mem:512"))
+    assert a.free("s1") == Resources.parse("cpus:2;mem:1024")
