@@ -136,6 +136,12 @@ def cli() -> None:
       "--work-dir)")
 @flag("--zk-session-timeout", type=click.FloatRange(min=0.1), default=10.0,
       help="ZooKeeper session timeout in seconds (bounds failover after a crash)")
+@flag("--snapshot-every", type=click.IntRange(min=1), default=5000,
+      help="log records between snapshots (a snapshot replaces the log before it)")
+@flag("--snapshot-bytes", type=click.IntRange(min=1), default=8 * 1024 * 1024,
+      help="log bytes between snapshots")
+@flag("--snapshot-interval", type=click.FloatRange(min=0.001), default=300.0,
+      help="most seconds between snapshots while the log grows")
 @flag("--role-min-allocatable-resources", "role_min_allocatable", multiple=True,
       help="ROLE=ALTERNATIVES for one role, e.g. 'ml=cpus:1;mem:1024|gpus:1' (repeatable)")
 @log_flags
@@ -143,6 +149,7 @@ def master(ip: str, port: int, work_dir: str, registry: str, roles: str, weights
            heartbeat_interval: float, missed_heartbeats: int, allocation_interval: float,
            reregister_timeout: float, fsync: bool, offer_timeout: float | None,
            excluded: str, min_allocatable: str, zk: str, zk_session_timeout: float,
+           snapshot_every: int, snapshot_bytes: int, snapshot_interval: float,
            role_min_allocatable: tuple[str, ...], log_format: str, log_level: str) -> None:
     """Run a master."""
     from mesos_zmq.master.server import MasterConfig, run_master
@@ -158,7 +165,8 @@ def master(ip: str, port: int, work_dir: str, registry: str, roles: str, weights
         min_allocatable=min_allocatable,
         role_min_allocatable=parse_role_values(role_min_allocatable,
                                                "--role-min-allocatable-resources"),
-        zk=zk, zk_session_timeout=zk_session_timeout,
+        zk=zk, zk_session_timeout=zk_session_timeout, snapshot_every=snapshot_every,
+        snapshot_bytes=snapshot_bytes, snapshot_interval=snapshot_interval,
     )
     if zk:
         from mesos_zmq.master.ha import run_master_ha

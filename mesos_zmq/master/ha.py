@@ -29,8 +29,9 @@ from kazoo.client import KazooState
 from mesos_zmq import __version__
 from mesos_zmq.detector import parse_master_url, zk_client
 from mesos_zmq.errors import ConfigError, LogError
-from mesos_zmq.master.contender import Contender
+from mesos_zmq.master.contender import Contender, LeadershipLost
 from mesos_zmq.master.server import MasterConfig, MasterServer, state_from
+from mesos_zmq.master.state import MasterState
 from mesos_zmq.master.zk_log import LogFenced, ZooKeeperLog
 
 log = structlog.get_logger()
@@ -38,6 +39,63 @@ log = structlog.get_logger()
 EXIT_SESSION_LOST = 3
 EXIT_FENCED = 4
 TAIL_EVERY = 0.2
+
+
+def catch_up(zk_log: ZooKeeperLog, state: MasterState) -> MasterState:
+    """Apply what the log gained; rebuild from the snapshot if we fell behind compaction."""
+    tail = zk_log.tail()
+    if tail.snapshot is not None:
+        log.info("fell behind log compaction: reloading the snapshot")
+        return state_from(tail.snapshot, tail.records)
+    for record in tail.records:
+        state.apply(record)
+    return state
+
+
+class LeaderWatch:
+    """The serving leader's doubts about itself, asked once per loop turn.
+
+    A loop turn normally takes milliseconds. A gap longer than a third of the session
+    timeout means this process was paused (SIGSTOP, swap, a long GC): ZooKeeper may
+    have expired its session and elected someone else while it slept, and kazoo may
+    not have said so yet. Before handling anything more the leader proves, with a
+    round trip, that the epoch is still its own and its election node still leads;
+    otherwise it steps down without sending a word. Once a second it also checks that
+    its leader record is there and its own (republishing a record that went missing).
+    """
+
+    CHECK_EVERY = 1.0
+
+    def __init__(self, contender: Contender, zk_log: ZooKeeperLog, epoch: int,
+                 session_timeout: float) -> None:
+        self.contender = contender
+        self.zk_log = zk_log
+        self.epoch = epoch
+        self.stall = session_timeout / 3
+        self.last_turn = time.monotonic()
+        self.last_check = self.last_turn
+        self.deposed = ""
+
+    def verdict(self, now: float) -> str | None:
+        stalled = now - self.last_turn > self.stall
+        self.last_turn = now
+        if self.deposed:
+            return "exit"
+        if not stalled and now - self.last_check < self.CHECK_EVERY:
+            return None
+        self.last_check = now
+        try:
+            if self.zk_log.current_epoch() != self.epoch:
+                self.deposed = "the epoch moved: a newer master leads"
+            elif not self.contender.check_published():
+                self.deposed = "our election node or leader record is not ours any more"
+        except Exception as exc:  # connection trouble after a pause: assume the worst
+            self.deposed = f"cannot confirm leadership: {exc!r}"
+        if self.deposed:
+            log.error("leadership lost", why=self.deposed, stalled=stalled)
+            return "exit"
+        self.last_turn = time.monotonic()
+        return None
 
 
 def advertised_address(config: MasterConfig) -> str:
@@ -83,8 +141,12 @@ def run_master_ha(config: MasterConfig) -> int:
     contender = Contender(client, url.path, member_id)
     code = 0
     try:
+        started = time.monotonic()
         recovered = zk_log.recover()
         state = state_from(recovered.snapshot, recovered.records)
+        log.info("log recovered", records=len(recovered.records),
+                 snapshot=recovered.snapshot is not None,
+                 seconds=round(time.monotonic() - started, 3))
         contender.join()
         won = threading.Event()
 
@@ -98,20 +160,21 @@ def run_master_ha(config: MasterConfig) -> int:
         threading.Thread(target=campaign, name="election", daemon=True).start()
         log.info("standing by", master_id=member_id, zk=str(url))
         while not (won.is_set() or stop.is_set() or lost.is_set()):
-            for record in zk_log.tail():  # keep the standby's copy hot
-                state.apply(record)
+            state = catch_up(zk_log, state)  # keep the standby's copy hot
             won.wait(TAIL_EVERY)
         if stop.is_set() or lost.is_set():
             return EXIT_SESSION_LOST if lost.is_set() else 0
         epoch = zk_log.claim_epoch()
-        for record in zk_log.tail():
-            state.apply(record)
+        state = catch_up(zk_log, state)
         log.info("elected leader", master_id=member_id, epoch=epoch)
+        watch = LeaderWatch(contender, zk_log, epoch, config.zk_session_timeout)
 
         def guard() -> str | None:
             if stop.is_set() or lost.is_set():
                 return "exit"
-            return "pause" if suspended.is_set() else None
+            if suspended.is_set():
+                return "pause"
+            return watch.verdict(time.monotonic())
 
         config.master_id = member_id
         server = MasterServer(config, replicated_log=zk_log, state=state, guard=guard,
@@ -127,7 +190,10 @@ def run_master_ha(config: MasterConfig) -> int:
         if lost.is_set():
             log.error("ZooKeeper session lost: stepping down")
             code = EXIT_SESSION_LOST
-    except LogFenced as exc:
+        elif watch.deposed:
+            log.error("no longer the leader: stepping down", why=watch.deposed)
+            code = EXIT_FENCED
+    except (LogFenced, LeadershipLost) as exc:
         log.error("fenced by a newer leader: stepping down", error=str(exc))
         code = EXIT_FENCED
     except LogError as exc:

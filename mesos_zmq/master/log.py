@@ -16,7 +16,7 @@ Backends:
   was never acknowledged, so nothing that depended on it was ever said. An exclusive
   lock on the directory keeps a second master from writing to the same log.
 
-A ZooKeeper backend (for replicated masters) implements the same interface later.
+The ZooKeeper backend for replicated masters is :mod:`mesos_zmq.master.zk_log`.
 """
 
 from __future__ import annotations
@@ -63,6 +63,11 @@ class ReplicatedLog(Protocol):
     @property
     def records_since_snapshot(self) -> int: ...
 
+    @property
+    def bytes_since_snapshot(self) -> int:
+        """Encoded bytes appended (or recovered) since the last snapshot."""
+        ...
+
     def close(self) -> None: ...
 
 
@@ -74,6 +79,7 @@ class MemoryLog:
         self.records: list[Record] = []
         self.appends = 0
         self.epoch = 0
+        self.bytes = 0
 
     def claim_epoch(self) -> int:
         self.epoch += 1
@@ -84,16 +90,23 @@ class MemoryLog:
 
     def append(self, records: list[Record]) -> None:
         # Round-trip through msgpack so tests catch records that would not persist.
-        self.records.extend(msgpack.unpackb(msgpack.packb(records, use_bin_type=True), raw=False))
+        packed = msgpack.packb(records, use_bin_type=True)
+        self.records.extend(msgpack.unpackb(packed, raw=False))
         self.appends += 1
+        self.bytes += len(packed)
 
     def write_snapshot(self, snapshot: dict[str, Any]) -> None:
         self.snapshot = msgpack.unpackb(msgpack.packb(snapshot, use_bin_type=True), raw=False)
         self.records = []
+        self.bytes = 0
 
     @property
     def records_since_snapshot(self) -> int:
         return len(self.records)
+
+    @property
+    def bytes_since_snapshot(self) -> int:
+        return self.bytes
 
     def close(self) -> None:
         pass
@@ -128,6 +141,7 @@ class DirectoryLog:
                 "stop it or use another --work-dir"
             ) from None
         self._count = 0
+        self._bytes = 0
         self._log_fd = -1
 
     def claim_epoch(self) -> int:
@@ -179,6 +193,7 @@ class DirectoryLog:
             good_length = offset
         self._open_log(truncate_to=good_length)
         self._count = len(records)
+        self._bytes = good_length
         return Recovered(snapshot, records)
 
     # ----------------------------------------------------------------- writing
@@ -206,6 +221,7 @@ class DirectoryLog:
         except OSError as exc:
             raise LogError(f"cannot append to {self.path / self.LOG_NAME}: {exc}") from None
         self._count += len(records)
+        self._bytes += len(frame)
 
     def write_snapshot(self, snapshot: dict[str, Any]) -> None:
         tmp = self.path / (self.SNAPSHOT_NAME + ".tmp")
@@ -230,10 +246,15 @@ class DirectoryLog:
         except OSError as exc:
             raise LogError(f"cannot write snapshot in {self.path}: {exc}") from None
         self._count = 0
+        self._bytes = 0
 
     @property
     def records_since_snapshot(self) -> int:
         return self._count
+
+    @property
+    def bytes_since_snapshot(self) -> int:
+        return self._bytes
 
     def close(self) -> None:
         if self._log_fd >= 0:

@@ -34,8 +34,27 @@ log = structlog.get_logger()
 
 #: Frames handled before the loop ticks and commits; bounds the latency of one batch.
 MAX_BATCH = 2000
-#: Snapshot and truncate the log once this many records follow the last snapshot.
-SNAPSHOT_EVERY = 50_000
+#: Snapshot and compact the log once this many records follow the last snapshot...
+SNAPSHOT_EVERY = 5_000
+#: ...or this many encoded bytes...
+SNAPSHOT_BYTES = 8 * 1024 * 1024
+#: ...or this many seconds have passed with anything new. A short log after the last
+#: snapshot is what lets a restarted master catch up and stand by within a second.
+SNAPSHOT_INTERVAL = 300.0
+
+
+@dataclass(frozen=True, slots=True)
+class SnapshotPolicy:
+    """When the leader replaces the log by a snapshot (by count, size and age)."""
+
+    every: int = SNAPSHOT_EVERY
+    max_bytes: int = SNAPSHOT_BYTES
+    interval: float = SNAPSHOT_INTERVAL
+
+    def due(self, records: int, size: int, age: float) -> bool:
+        if records <= 0:
+            return False
+        return records >= self.every or size >= self.max_bytes or age >= self.interval
 
 
 @dataclass(slots=True)
@@ -61,6 +80,13 @@ class MasterConfig:
     #: zk://[user:pass@]hosts/path: elect a leader and replicate the log in ZooKeeper
     zk: str = ""
     zk_session_timeout: float = 10.0
+    snapshot_every: int = SNAPSHOT_EVERY
+    snapshot_bytes: int = SNAPSHOT_BYTES
+    snapshot_interval: float = SNAPSHOT_INTERVAL
+
+    @property
+    def snapshot_policy(self) -> SnapshotPolicy:
+        return SnapshotPolicy(self.snapshot_every, self.snapshot_bytes, self.snapshot_interval)
 
     def validate(self) -> None:
         if not 0 <= self.port <= 65535:
@@ -78,6 +104,12 @@ class MasterConfig:
         for role, weight in self.weights.items():
             if not weight > 0:
                 raise ConfigError(f"weight of role {role!r} must be positive, got {weight}")
+        if self.snapshot_every < 1:
+            raise ConfigError("--snapshot-every must be at least 1 record")
+        if self.snapshot_bytes < 1:
+            raise ConfigError("--snapshot-bytes must be at least 1")
+        if not self.snapshot_interval > 0:
+            raise ConfigError("--snapshot-interval must be positive")
         if self.offer_timeout is not None and not self.offer_timeout > 0:
             raise ConfigError("--offer-timeout must be positive")
         if self.min_allocatable:
@@ -165,6 +197,8 @@ class MasterServer:
         self.server = ServerSocket(self.context, config.bind_address, config.max_frame_bytes)
         self.address = self.server.address
         self._stopping = False
+        self._snapshot_policy = config.snapshot_policy
+        self._last_snapshot = time.monotonic()
         log.info(
             "master started",
             master_id=self.master_id,
@@ -185,13 +219,15 @@ class MasterServer:
         tick_every = min(0.05, self.config.heartbeat_interval / 4)
         try:
             while not self._stopping:
+                events = dict(poller.poll(int(tick_every * 1000)))
+                # Asked after the wait, so a process paused inside poll() checks that it
+                # still leads before it handles what queued up meanwhile.
                 verdict = self._guard() if self._guard is not None else None
                 if verdict == "exit":
                     break
                 if verdict == "pause":
                     time.sleep(tick_every)
                     continue
-                events = dict(poller.poll(int(tick_every * 1000)))
                 ready = Ready()
                 now = time.monotonic()
                 if events:
@@ -199,6 +235,9 @@ class MasterServer:
                 ready_tick = self.core.tick(time.monotonic())
                 ready.records.extend(ready_tick.records)
                 ready.messages.extend(ready_tick.messages)
+                # And once more before speaking: a pause while handling the batch.
+                if self._guard is not None and self._guard() == "exit":
+                    break
                 self._flush(ready)
         finally:
             self.close()
@@ -246,8 +285,13 @@ class MasterServer:
     def _flush(self, ready: Ready) -> None:
         if ready.records:
             self.log.append(ready.records)
-            if self.log.records_since_snapshot >= SNAPSHOT_EVERY:
-                self.log.write_snapshot(self.core.state.snapshot())
+        now = time.monotonic()
+        if self._snapshot_policy.due(self.log.records_since_snapshot,
+                                     self.log.bytes_since_snapshot, now - self._last_snapshot):
+            started = time.monotonic()
+            self.log.write_snapshot(self.core.state.snapshot())
+            self._last_snapshot = time.monotonic()
+            log.info("snapshot written", seconds=round(self._last_snapshot - started, 3))
         for peer, msg, request_id in ready.messages:
             self.server.send(peer, encode(msg, request_id, self.epoch))
 

@@ -16,8 +16,16 @@ carry a batch token and their index, and recovery ignores a batch whose parts ar
 all there (its writer died or was fenced between parts, so it was never
 acknowledged).
 
+Batches are numbered (``lsn``) without holes, independently of ZooKeeper's sequence
+numbers (which jump after deletions). A reader expects batch ``n + 1`` after batch
+``n``: anything else, or an entry deleted between listing and reading it, means it fell
+behind compaction, and it reloads the newest snapshot and goes on from there. A reader
+never skips a batch.
+
 Snapshots are written in chunks, then published by updating ``P/snapshot`` (also
-fenced), and only then are the log entries they cover deleted (compaction).
+fenced; its meta names the last batch it covers), and only then are the log entries
+they cover deleted (compaction). Reads and deletions are pipelined (kazoo's async
+calls), so recovering or compacting thousands of entries costs a few round trips.
 """
 
 from __future__ import annotations
@@ -36,6 +44,14 @@ from mesos_zmq.master.log import Record, Recovered
 CHUNK = 512 * 1024
 
 
+#: how often a read that met compaction reloads the snapshot before giving up
+READ_ATTEMPTS = 5
+
+
+class _Gap(Exception):
+    """The next batch is not where it should be: reload the snapshot."""
+
+
 class LogFenced(LogError):
     """A newer leader owns the log; this process must stop serving."""
 
@@ -52,8 +68,13 @@ class ZooKeeperLog:
         self._epoch_version: int | None = None
         self._last_seq = -1
         self._count = 0
-        #: parts of a batch seen by ``tail`` whose other parts have not arrived yet
-        self._pending: dict[str, list[tuple[int, int, bytes]]] = {}
+        #: the number of the last complete batch read or written (batches are numbered
+        #: without holes, so a reader can tell a gap from the end of the log)
+        self._lsn = -1
+        self._bytes = 0
+        #: parts of a batch seen by ``tail`` whose other parts have not arrived yet:
+        #: token -> (batch number, parts)
+        self._pending: dict[str, tuple[int | None, list[tuple[int, int, bytes]]]] = {}
         try:
             for sub in ("epoch", "log", "snapshots"):
                 self.zk.ensure_path(f"{self.path}/{sub}")
@@ -111,12 +132,15 @@ class ZooKeeperLog:
         payload: bytes = msgpack.packb(records, use_bin_type=True)
         pieces = [payload[i:i + self.chunk] for i in range(0, len(payload), self.chunk)]
         token = uuid.uuid4().hex
+        lsn = self._lsn + 1
         for index, piece in enumerate(pieces):
-            part = msgpack.packb([token, index, len(pieces), piece], use_bin_type=True)
+            part = msgpack.packb([token, index, len(pieces), piece, lsn], use_bin_type=True)
             created = self._fenced_commit([("create", (f"{self.path}/log/e-", part, None,
                                                        False, True))])
             self._last_seq = max(self._last_seq, _seq(str(created[0])))
+        self._lsn = lsn
         self._count += len(records)
+        self._bytes += len(payload)
 
     def write_snapshot(self, snapshot: dict[str, Any]) -> None:
         data: bytes = msgpack.packb(snapshot, use_bin_type=True)
@@ -126,21 +150,29 @@ class ZooKeeperLog:
         self._fenced_commit([("create", (base, b""))])
         for index, piece in enumerate(pieces):
             self._fenced_commit([("create", (f"{base}/c-{index:06d}", piece))])
-        meta = msgpack.packb({"id": snap_id, "chunks": len(pieces), "last_seq": self._last_seq},
-                             use_bin_type=True)
+        meta = msgpack.packb({"id": snap_id, "chunks": len(pieces), "last_seq": self._last_seq,
+                              "last_lsn": self._lsn}, use_bin_type=True)
         old = self._read_meta()
         self._fenced_commit([("set_data", (f"{self.path}/snapshot", meta))]
                             if self.zk.exists(f"{self.path}/snapshot")
                             else [("create", (f"{self.path}/snapshot", meta))])
         self._count = 0
+        self._bytes = 0
         self._compact(self._last_seq, old.get("id") if old else None)
 
     def _compact(self, upto: int, old_snapshot: str | None) -> None:
-        """Delete what the published snapshot covers (best effort: safe to repeat)."""
+        """Delete what the published snapshot covers (best effort: safe to repeat).
+
+        Deletions are pipelined: one round trip for all of them, not one each.
+        """
         try:
-            for name in self.zk.get_children(f"{self.path}/log"):
-                if _seq(name) <= upto:
-                    self.zk.delete(f"{self.path}/log/{name}")
+            names = [n for n in self.zk.get_children(f"{self.path}/log") if _seq(n) <= upto]
+            pending = [self.zk.delete_async(f"{self.path}/log/{name}") for name in names]
+            for result in pending:
+                try:
+                    result.get()
+                except NoNodeError:
+                    pass
             if old_snapshot:
                 self.zk.delete(f"{self.path}/snapshots/{old_snapshot}", recursive=True)
         except NoNodeError:
@@ -157,55 +189,105 @@ class ZooKeeperLog:
         meta: dict[str, Any] = msgpack.unpackb(data, raw=False)
         return meta
 
+    def _load_snapshot(self) -> dict[str, Any] | None:
+        """Read the published snapshot and move our read position to its end."""
+        meta = self._read_meta()
+        self._pending = {}
+        self._bytes = 0
+        if not meta:
+            self._last_seq, self._lsn = -1, -1
+            return None
+        base = f"{self.path}/snapshots/{meta['id']}"
+        requests = [self.zk.get_async(f"{base}/c-{i:06d}") for i in range(meta["chunks"])]
+        chunks = [request.get()[0] for request in requests]
+        snapshot: dict[str, Any] = msgpack.unpackb(b"".join(chunks), raw=False)
+        self._last_seq = int(meta["last_seq"])
+        self._lsn = int(meta.get("last_lsn", -1))
+        return snapshot
+
     def recover(self) -> Recovered:
+        recovered = self._read(reload=True)
+        self._count = len(recovered.records)
+        return recovered
+
+    def tail(self) -> Recovered:
+        """What was appended since the last read, to keep a standby's copy hot.
+
+        Normally ``snapshot`` is None and ``records`` follow what the caller has. A
+        reader that fell behind compaction gets the newest snapshot instead and must
+        rebuild its state from it, then apply ``records``: skipping the compacted
+        entries would leave its copy silently wrong.
+        """
+        recovered = self._read(reload=False)
+        if recovered.snapshot is not None:
+            self._count = len(recovered.records)
+        else:
+            self._count += len(recovered.records)
+        return recovered
+
+    def _read(self, reload: bool) -> Recovered:
+        snapshot: dict[str, Any] | None = None
         try:
-            meta = self._read_meta()
-            snapshot = None
-            after = -1
-            if meta:
-                base = f"{self.path}/snapshots/{meta['id']}"
-                chunks = [self.zk.get(f"{base}/c-{i:06d}")[0] for i in range(meta["chunks"])]
-                snapshot = msgpack.unpackb(b"".join(chunks), raw=False)
-                after = int(meta["last_seq"])
-            self._last_seq = after
-            self._pending = {}
-            records = self._read_after(after)
+            for _ in range(READ_ATTEMPTS):
+                if reload:
+                    snapshot = self._load_snapshot()
+                try:
+                    return Recovered(snapshot, self._read_after(self._last_seq))
+                except _Gap as gap:
+                    reason = str(gap)
+                    reload = True
+        except NoNodeError as exc:  # a snapshot chunk deleted by a newer snapshot
+            reason = f"snapshot vanished while read: {exc!r}"
         except KazooException as exc:
             raise LogError(f"cannot read the log from ZooKeeper: {exc!r}") from None
-        self._count = len(records)
-        return Recovered(snapshot, records)
-
-    def tail(self) -> list[Record]:
-        """Records appended since the last read (a standby keeps its copy hot this way)."""
-        try:
-            records = self._read_after(self._last_seq)
-        except KazooException as exc:
-            raise LogError(f"cannot tail the log: {exc!r}") from None
-        self._count += len(records)
-        return records
+        raise LogError(f"the log cannot be read consistently: {reason}")
 
     def _read_after(self, after: int) -> list[Record]:
+        """Complete batches after position ``after``, in order, with no gap.
+
+        Batch numbers (``lsn``) run without holes; a batch missing (compacted under
+        us, or never seen) raises :class:`_Gap` so the caller reloads the snapshot.
+        A batch whose parts never all arrived (its writer died or was fenced between
+        parts) is never acknowledged: the next writer reuses its number.
+        """
         names = sorted((n for n in self.zk.get_children(f"{self.path}/log") if _seq(n) > after),
                        key=_seq)
+        requests = [(name, self.zk.get_async(f"{self.path}/log/{name}")) for name in names]
         records: list[Record] = []
-        for name in names:
+        for name, request in requests:
             try:
-                data, _ = self.zk.get(f"{self.path}/log/{name}")
+                data, _ = request.get()
             except NoNodeError:
-                continue  # compacted meanwhile
+                raise _Gap(f"entry {name} was compacted before it was read") from None
             self._last_seq = max(self._last_seq, _seq(name))
-            token, index, count, piece = msgpack.unpackb(data, raw=False)
-            parts = self._pending.setdefault(token, [])
+            self._bytes += len(data)
+            token, index, count, piece, *rest = msgpack.unpackb(data, raw=False)
+            lsn = int(rest[0]) if rest else None
+            if lsn is not None and lsn > self._lsn + 1:
+                raise _Gap(f"batch {self._lsn + 1} is missing before batch {lsn} ({name})")
+            _, parts = self._pending.setdefault(token, (lsn, []))
             parts.append((index, count, piece))
-            if len(parts) == count:
-                del self._pending[token]
-                payload = b"".join(p for _, _, p in sorted(parts))
-                records.extend(msgpack.unpackb(payload, raw=False))
+            if len(parts) < count:
+                continue
+            del self._pending[token]
+            if lsn is not None:
+                if lsn <= self._lsn:
+                    continue  # a number reused after an abandoned batch: already have it
+                self._lsn = lsn
+                # Parts of abandoned batches up to this number will never complete.
+                self._pending = {t: p for t, p in self._pending.items()
+                                 if p[0] is None or p[0] > lsn}
+            payload = b"".join(p for _, _, p in sorted(parts))
+            records.extend(msgpack.unpackb(payload, raw=False))
         return records
 
     @property
     def records_since_snapshot(self) -> int:
         return self._count
+
+    @property
+    def bytes_since_snapshot(self) -> int:
+        return self._bytes
 
     def close(self) -> None:
         """The client belongs to the caller; nothing to release here."""

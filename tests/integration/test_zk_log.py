@@ -6,6 +6,7 @@ import msgpack
 import pytest
 from kazoo.client import KazooClient
 
+from mesos_zmq.errors import LogError
 from mesos_zmq.master.zk_log import LogFenced, ZooKeeperLog
 
 pytestmark = pytest.mark.integration
@@ -83,7 +84,7 @@ def test_large_batches_are_split_and_incomplete_ones_ignored(zk_client: KazooCli
         len(zk_client.get(f"/cluster/log/{n}")[0]) <= 32 * 1024 + 100 for n in names)
     assert ZooKeeperLog(zk_client, "/cluster").recover().records == records
     # A writer that died between the parts of a batch: its parts are never replayed.
-    torn = msgpack.packb(["token", 0, 2, msgpack.packb([{"op": "torn"}])])
+    torn = msgpack.packb(["token", 0, 2, msgpack.packb([{"op": "torn"}]), 1])
     zk_client.create("/cluster/log/e-", torn, sequence=True)
     log.append([{"op": "later"}])
     assert ZooKeeperLog(zk_client, "/cluster").recover().records == [*records, {"op": "later"}]
@@ -96,7 +97,57 @@ def test_standby_tails_new_entries(zk_client: KazooClient) -> None:
     leader.append([{"op": "one"}])
     standby = ZooKeeperLog(zk_client, "/cluster")
     assert standby.recover().records == [{"op": "one"}]
-    assert standby.tail() == []
+    assert standby.tail().records == []
     leader.append([{"op": "two"}])
     leader.append([{"op": "three"}])
-    assert standby.tail() == [{"op": "two"}, {"op": "three"}]
+    tail = standby.tail()
+    assert tail.snapshot is None and tail.records == [{"op": "two"}, {"op": "three"}]
+
+
+def test_a_standby_behind_compaction_reloads_the_snapshot(zk_client: KazooClient) -> None:
+    """Issue 9, violation 2: entries compacted under a lagging standby were skipped."""
+    leader = ZooKeeperLog(zk_client, "/cluster")
+    leader.recover()
+    leader.claim_epoch()
+    leader.append([{"op": "one"}])
+    standby = ZooKeeperLog(zk_client, "/cluster")
+    assert standby.recover().records == [{"op": "one"}]
+    for i in range(5):
+        leader.append([{"op": "missed", "i": i}])
+    leader.write_snapshot({"upto": 5})
+    leader.append([{"op": "after"}])
+    tail = standby.tail()
+    assert tail.snapshot == {"upto": 5} and tail.records == [{"op": "after"}]
+    leader.append([{"op": "next"}])
+    assert standby.tail().records == [{"op": "next"}]
+
+
+def test_a_gap_is_never_skipped(zk_client: KazooClient) -> None:
+    """An entry deleted without a snapshot covering it is an error, not a skip."""
+    leader = ZooKeeperLog(zk_client, "/cluster")
+    leader.recover()
+    leader.claim_epoch()
+    for i in range(3):
+        leader.append([{"op": "n", "i": i}])
+    names = sorted(zk_client.get_children("/cluster/log"))
+    zk_client.delete(f"/cluster/log/{names[1]}")
+    with pytest.raises(LogError, match="missing"):
+        ZooKeeperLog(zk_client, "/cluster").recover()
+
+
+def test_a_new_writer_reuses_the_number_of_an_abandoned_batch(zk_client: KazooClient) -> None:
+    old = ZooKeeperLog(zk_client, "/cluster", chunk=16)
+    old.recover()
+    old.claim_epoch()
+    old.append([{"op": "a"}])
+    standby = ZooKeeperLog(zk_client, "/cluster", chunk=16)
+    standby.recover()
+    # The old writer is fenced half way through a multi-part batch.
+    part = msgpack.packb(["tok", 0, 3, b"partial", 1])
+    zk_client.create("/cluster/log/e-", part, sequence=True)
+    new = ZooKeeperLog(zk_client, "/cluster")
+    assert new.recover().records == [{"op": "a"}]
+    new.claim_epoch()
+    new.append([{"op": "b"}])
+    assert standby.tail().records == [{"op": "b"}]
+    assert ZooKeeperLog(zk_client, "/cluster").recover().records == [{"op": "a"}, {"op": "b"}]
