@@ -530,29 +530,48 @@ class MasterCore:
                                        alloc.resources)
                 continue
             offer_id = self._new_id()
-            self._offers[offer_id] = OfferRec(
+            rec = OfferRec(
                 offer_id, alloc.framework_id, alloc.agent_id, alloc.role, alloc.resources, now
             )
+            self._offers[offer_id] = rec
             # Write ahead: the offer is in the log before the framework hears of it.
             self._commit({"op": "offer_made", "offer_id": offer_id,
                           "framework_id": alloc.framework_id, "agent_id": alloc.agent_id,
                           "role": alloc.role, "resources": str(alloc.resources), "time": now})
             fw_rt.offers.add(offer_id)
             self._agents[alloc.agent_id].offers.add(offer_id)
-            by_framework.setdefault(alloc.framework_id, []).append(
-                Offer(
-                    offer_id=offer_id,
-                    framework_id=alloc.framework_id,
-                    agent_id=alloc.agent_id,
-                    hostname=agent.hostname,
-                    role=alloc.role,
-                    resources=str(alloc.resources),
-                    attributes=agent.attributes,
-                )
-            )
+            by_framework.setdefault(alloc.framework_id, []).append(self._offer_message(rec))
         for fid, offers in by_framework.items():
             self._count("offers")
             self._send_framework(fid, Offers(offers=offers))
+
+    def _offer_message(self, rec: OfferRec) -> Offer:
+        agent = self.state.agents[rec.agent_id]
+        return Offer(offer_id=rec.offer_id, framework_id=rec.framework_id,
+                     agent_id=rec.agent_id, hostname=agent.hostname, role=rec.role,
+                     resources=str(rec.resources), attributes=agent.attributes)
+
+    def resend_offers(self, framework_id: str, now: float) -> None:
+        """Offers a previous leader made (or logged and never sent) go out again.
+
+        Same ids, so the framework can use or decline them; the framework may never
+        have heard of them, and an offer nobody knows of would be held for good. Their
+        offer timeout starts again now (kept in creation order for expiry).
+        """
+        rt = self._frameworks.get(framework_id)
+        if rt is None or rt.peer is None or not rt.offers:
+            return
+        offers = []
+        for offer_id in sorted(rt.offers):
+            rec = self._offers.pop(offer_id, None)
+            if rec is None or rec.agent_id not in self.state.agents:
+                continue
+            rec.created = now
+            self._offers[offer_id] = rec
+            offers.append(self._offer_message(rec))
+        if offers:
+            self._count("offers_resent")
+            self._send(rt.peer, Offers(offers=offers))
 
     def _expire_offers(self, now: float) -> None:
         """Rescind offers held past the offer timeout (oldest first: dicts keep order)."""

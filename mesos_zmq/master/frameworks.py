@@ -78,8 +78,10 @@ def subscribe(core: MasterCore, peer: bytes, msg: Subscribe, rid: str, now: floa
         )
     rt = core._frameworks.setdefault(framework_id, FrameworkRuntime())
     rt.deadline = None
+    resend = rt.recovered
     if rt.recovered:
-        # Back after a master failover: the previous leader's offers still hold.
+        # Back after a master failover: the previous leader's offers still hold, and
+        # are sent again below (the framework may never have received them).
         rt.recovered = False
     else:
         # A new scheduler connection (framework failover): the offers made to the
@@ -100,6 +102,8 @@ def subscribe(core: MasterCore, peer: bytes, msg: Subscribe, rid: str, now: floa
     for uuid, (status, _) in list(rt.pending.items()):
         rt.pending[uuid] = (status, now)
         core._send(peer, StatusUpdate(status=status))
+    if resend:
+        core.resend_offers(framework_id, now)
 
 
 def subscribed(core: MasterCore, framework_id: str, re: bool) -> Subscribed:

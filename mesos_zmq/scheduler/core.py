@@ -27,7 +27,14 @@ reconnect the socket, hand a file read its answer, or abort.
   ``status_update`` callback, so a scheduler that crashes inside the callback never
   acknowledges what it did not handle. Updates with an empty uuid (reconciliation
   answers, refused launches) need no ack and are never deduplicated.
-* Requests made while not subscribed are dropped (as Mesos's driver does); the
+* Offers survive a master failover, and the new leader sends each outstanding one
+  again (same id) when we re-subscribe. The core remembers what it did with every
+  offer: one the scheduler still holds is not handed over twice; one it already
+  declined or accepted gets that same request again (same request id: a decline is
+  idempotent, an accept is applied once). So a decline lost with a dying leader is
+  repeated rather than leaving the offer held for good, and a decline made while
+  not subscribed is not lost either.
+* Other requests made while not subscribed are dropped (as Mesos's driver does); the
   caller learns the outcome through status updates and reconciliation. A dropped or
   orphaned file read is answered locally with ``Error(not_registered)`` so that its
   caller never waits for a reply that cannot come.
@@ -44,6 +51,7 @@ from mesos_zmq.heartbeat import HeartbeatMonitor
 from mesos_zmq.protocol import (
     Accept,
     Acknowledge,
+    Decline,
     Error,
     FileData,
     FrameworkInfo,
@@ -74,6 +82,8 @@ DEFAULT_MISSED_HEARTBEATS = 5
 SEEN_UUIDS_LIMIT = 100_000
 #: Subscribe request ids remembered per attempt (a retry storm must not grow memory)
 _SUBSCRIBE_IDS_LIMIT = 64
+#: offers remembered (held by the scheduler, or answered) to recognise a re-sent one
+OFFERS_LIMIT = 10_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,6 +154,10 @@ class DriverCore:
         #: master may have died before committing them); the master ignores a request
         #: id it has already applied, so each accept has exactly one effect.
         self._unconfirmed: OrderedDict[str, tuple[Accept | Kill, int]] = OrderedDict()
+        #: offers handed to the scheduler and not yet answered
+        self._held_offers: OrderedDict[str, None] = OrderedDict()
+        #: offer id -> (request id, the accept or decline that answered it)
+        self._answered: OrderedDict[str, tuple[str, Accept | Decline]] = OrderedDict()
 
     # ----------------------------------------------------------------- connection
     def connected(self, now: float) -> list[Action]:
@@ -220,8 +234,9 @@ class DriverCore:
         if not self.subscribed:
             return []  # traffic for a subscription we no longer have; it is retried
         if isinstance(msg, Offers):
-            return [Call("resource_offers", (list(msg.offers),))]
+            return self._on_offers(msg)
         if isinstance(msg, Rescind):
+            self._held_offers.pop(msg.offer_id, None)
             return [Call("offer_rescinded", (msg.offer_id,))]
         if isinstance(msg, StatusUpdate):
             return self._on_update(msg.status)
@@ -242,6 +257,33 @@ class DriverCore:
         else:
             actions = [Call("reregistered", (info,))]
         return actions + self._resend_unconfirmed()
+
+    def _on_offers(self, msg: Offers) -> list[Action]:
+        """New offers go to the scheduler; re-sent ones get the answer they had."""
+        fresh = []
+        answers: list[Action] = []
+        for offer in msg.offers:
+            answered = self._answered.get(offer.offer_id)
+            if answered is not None:
+                request_id, request = answered
+                if request_id not in self._unconfirmed:  # those were re-sent already
+                    answers.append(Send(replace(request, framework_id=self.framework_id),
+                                        request_id))
+            elif offer.offer_id not in self._held_offers:
+                self._held_offers[offer.offer_id] = None
+                fresh.append(offer)
+        while len(self._held_offers) > OFFERS_LIMIT:
+            self._held_offers.popitem(last=False)
+        actions: list[Action] = [Call("resource_offers", (fresh,))] if fresh else []
+        return actions + answers
+
+    def _answer_offers(self, msg: Accept | Decline, request_id: str) -> None:
+        for offer_id in msg.offer_ids:
+            self._held_offers.pop(offer_id, None)
+            self._answered[offer_id] = (request_id, msg)
+            self._answered.move_to_end(offer_id)
+        while len(self._answered) > OFFERS_LIMIT:
+            self._answered.popitem(last=False)
 
     def _resend_unconfirmed(self) -> list[Action]:
         actions: list[Action] = []
@@ -334,6 +376,10 @@ class DriverCore:
         if self.stopped:
             return []
         request_id = self._new_id()
+        if isinstance(msg, Accept | Decline):
+            # Remembered even when not subscribed: if a new leader offers it again,
+            # this answer goes back (see _on_offers).
+            self._answer_offers(msg, request_id)
         if self.keeps(msg):
             assert isinstance(msg, Accept | Kill)
             self._unconfirmed[request_id] = (msg, 0)

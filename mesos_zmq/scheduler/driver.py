@@ -339,6 +339,9 @@ class SchedulerDriver:
             if not actions and self._core.keeps(msg):
                 self._log.info("request kept until subscribed to the master",
                                request=msg.TYPE)
+            elif not actions and isinstance(msg, Accept | Decline):
+                self._log.info("answer kept until the master offers this again",
+                               request=msg.TYPE)
             elif not actions:
                 self._log.warning("request dropped: not subscribed to the master",
                                   request=msg.TYPE)

@@ -750,3 +750,42 @@ def test_drain_survives_a_master_restart_and_refuses_nonsense() -> None:
     again.send(AGENT, ReregisterAgent(agent_id=agent_id, hostname="h1",
                                       resources="cpus:4;mem:4096", tasks=[running]), 11.0)
     assert [k.task_id for k in of_type(again.sent, KillTask)] == ["t1"]
+
+
+def test_offers_that_survive_a_failover_are_sent_again_to_the_resubscribed_framework() -> None:
+    """Issue 9, violation 4: restored offers were held for good and never re-sent."""
+    h = Harness()
+    agent_id = h.register_agent()
+    fid = h.subscribe()
+    (offer,) = h.offers_to(FW, 0)  # logged; say the framework never received it
+    h2 = Harness(log=h.log, now=50.0, offer_timeout=5.0)
+    h2.send(b"agent2", ReregisterAgent(agent_id=agent_id, hostname="h1",
+                                       resources="cpus:4;mem:4096"), 50)
+    replies = h2.send(b"fw2", Subscribe(framework=FrameworkInfo(
+        name="test", framework_id=fid)), 50)
+    assert isinstance(replies[0], Subscribed)
+    (again,) = [o for m in replies if isinstance(m, Offers) for o in m.offers]
+    assert (again.offer_id, again.resources, again.hostname) == (
+        offer.offer_id, offer.resources, "h1")
+    # The offer timeout runs again from the re-send, then the offer returns.
+    assert of_type(h2.tick(54.9), Rescind) == []
+    sent = h2.tick(55.1)
+    assert [r.offer_id for r in of_type(sent, Rescind)] == [offer.offer_id]
+    (fresh,) = [o for m in of_type(sent, Offers) for o in m.offers]
+    assert fresh.offer_id != offer.offer_id
+    assert Resources.parse(fresh.resources) == Resources.parse(offer.resources)
+
+
+def test_a_declined_resent_offer_returns_its_resources() -> None:
+    h = Harness()
+    agent_id = h.register_agent()
+    fid = h.subscribe()
+    (offer,) = h.offers_to(FW, 0)
+    h2 = Harness(log=h.log, now=10.0)
+    h2.send(b"agent2", ReregisterAgent(agent_id=agent_id, hostname="h1",
+                                       resources="cpus:4;mem:4096"), 10)
+    h2.subscribe(peer=b"fw2", framework_id=fid, now=10)
+    h2.send(b"fw2", Decline(framework_id=fid, offer_ids=[offer.offer_id]), 10.1, rid="d1")
+    h2.send(b"fw2", Decline(framework_id=fid, offer_ids=[offer.offer_id]), 10.2, rid="d1")
+    assert h2.core.state.offers == {}
+    assert h2.core.allocator.free(agent_id) == Resources.parse("cpus:4;mem:4096")

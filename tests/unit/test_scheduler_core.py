@@ -6,6 +6,7 @@ import itertools
 
 from mesos_zmq.protocol import (
     Acknowledge,
+    Decline,
     Error,
     FileData,
     FrameworkInfo,
@@ -299,3 +300,44 @@ def test_teardown_and_abort() -> None:
     subscribe(other)
     assert other.abort() == [] and other.stopped
     assert other.teardown() == []  # already stopped: nothing more is said
+
+
+# ----------------------------------------------------------------------------- offers
+
+
+def offer(offer_id: str) -> Offer:
+    return Offer(offer_id=offer_id, framework_id="F1", agent_id="A1", hostname="h", role="*",
+                 resources="cpus:1")
+
+
+def test_a_resent_offer_gets_the_answer_it_had_not_a_second_callback() -> None:
+    """Issue 9, violation 4: a decline lost with a dying leader left the offer held."""
+    core = make()
+    subscribe(core)
+    o1, o2, o3 = offer("o1"), offer("o2"), offer("o3")
+    assert calls(core.handle(Offers(offers=[o1, o2, o3]), "", 0.1)) == ["resource_offers"]
+    (decline,) = core.request(Decline(framework_id="F1", offer_ids=["o1"], refuse_seconds=5))
+    assert isinstance(decline, Send)
+    # The leader dies before committing the decline; we subscribe to the next one,
+    # which sends every outstanding offer again (same ids).
+    core.connected(1.0)
+    subscribe(core, now=1.1)
+    again = core.handle(Offers(offers=[o1, o2, o3]), "", 1.2)
+    assert calls(again) == []  # o2 and o3 are still with the scheduler; o1 was answered
+    (resent,) = [a for a in again if isinstance(a, Send)]
+    assert resent == decline  # same request, same request id
+    # An offer the scheduler has not seen (made but never delivered) is handed over.
+    assert core.handle(Offers(offers=[offer("o4")]), "", 1.3) == [
+        Call("resource_offers", ([offer("o4")],))]
+
+
+def test_a_decline_while_not_subscribed_is_answered_when_the_offer_returns() -> None:
+    core = make()
+    subscribe(core)
+    core.handle(Offers(offers=[offer("o1")]), "", 0.1)
+    core.connected(1.0)  # the connection drops
+    decline = Decline(framework_id="F1", offer_ids=["o1"])
+    assert core.request(decline) == []
+    subscribe(core, now=1.1)
+    (resent,) = core.handle(Offers(offers=[offer("o1")]), "", 1.2)
+    assert isinstance(resent, Send) and resent.message == decline and resent.request_id
