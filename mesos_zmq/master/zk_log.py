@@ -227,19 +227,19 @@ class ZooKeeperLog:
 
     def _read(self, reload: bool) -> Recovered:
         snapshot: dict[str, Any] | None = None
-        try:
-            for _ in range(READ_ATTEMPTS):
+        reason = ""
+        for _ in range(READ_ATTEMPTS):
+            try:
                 if reload:
                     snapshot = self._load_snapshot()
-                try:
-                    return Recovered(snapshot, self._read_after(self._last_seq))
-                except _Gap as gap:
-                    reason = str(gap)
-                    reload = True
-        except NoNodeError as exc:  # a snapshot chunk deleted by a newer snapshot
-            reason = f"snapshot vanished while read: {exc!r}"
-        except KazooException as exc:
-            raise LogError(f"cannot read the log from ZooKeeper: {exc!r}") from None
+                return Recovered(snapshot, self._read_after(self._last_seq))
+            except _Gap as gap:
+                reason = str(gap)
+            except NoNodeError as exc:  # a chunk removed by a newer snapshot: read that
+                reason = f"snapshot replaced while read: {exc!r}"
+            except KazooException as exc:
+                raise LogError(f"cannot read the log from ZooKeeper: {exc!r}") from None
+            reload = True
         raise LogError(f"the log cannot be read consistently: {reason}")
 
     def _read_after(self, after: int) -> list[Record]:
@@ -250,8 +250,15 @@ class ZooKeeperLog:
         A batch whose parts never all arrived (its writer died or was fenced between
         parts) is never acknowledged: the next writer reuses its number.
         """
+        # The snapshot's meta is read before the listing (one session's requests run in
+        # order): any batch it covers is either still listed or compacted, a gap.
+        meta_request = self.zk.get_async(f"{self.path}/snapshot")
         names = sorted((n for n in self.zk.get_children(f"{self.path}/log") if _seq(n) > after),
                        key=_seq)
+        try:
+            covered = int(msgpack.unpackb(meta_request.get()[0], raw=False).get("last_lsn", -1))
+        except NoNodeError:
+            covered = -1
         requests = [(name, self.zk.get_async(f"{self.path}/log/{name}")) for name in names]
         records: list[Record] = []
         for name, request in requests:
@@ -279,6 +286,8 @@ class ZooKeeperLog:
                                  if p[0] is None or p[0] > lsn}
             payload = b"".join(p for _, _, p in sorted(parts))
             records.extend(msgpack.unpackb(payload, raw=False))
+        if self._lsn < covered:
+            raise _Gap(f"batches {self._lsn + 1}..{covered} were compacted before they were read")
         return records
 
     @property

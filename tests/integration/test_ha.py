@@ -16,14 +16,16 @@ from tests.cluster import FAST, Cluster, Proc, free_port, wait_until
 pytestmark = pytest.mark.integration
 
 
-def start_masters(cluster: Cluster, zk_url: str, count: int) -> list[Proc]:
+def start_masters(cluster: Cluster, zk_url: str, count: int,
+                  extra: list[str] | None = None) -> list[Proc]:
     masters = []
     for i in range(count):
         port = free_port()
         proc = Proc(f"master{i}", [
             "master", "--port", str(port), "--zk", zk_url, "--zk-session-timeout", "1",
             "--work-dir", str(cluster.root / f"master{i}"), "--log-format", "json",
-            "--log-level", "info", *FAST], cluster.root / f"master{i}.log").start()
+            "--log-level", "info", *FAST, *(extra or [])],
+            cluster.root / f"master{i}.log").start()
         cluster.procs.append(proc)
         masters.append(proc)
     return masters
@@ -173,8 +175,46 @@ def test_a_paused_deposed_leader_cannot_commit_and_steps_down(
         assert old.popen.wait(15) in (EXIT_SESSION_LOST, EXIT_FENCED)
         text = old.log_path.read_text()
         assert "stepping down" in text or "session lost" in text
+        # Issue 9, violation 1: on its way out it deleted the new leader's record, and
+        # new clients and restarted agents could not find any leader.
+        new_address = detector.current()
+        fresh = LeaderDetector(zk_url, session_timeout=2.0)
+        try:
+            assert fresh.wait(5) == new_address
+        finally:
+            fresh.close()
         out = cluster.cli("run", "--master", zk_url, "--", "sh", "-c", "echo still")
         assert out.stdout == "still\n", out.stderr
+    finally:
+        detector.close()
+
+
+def test_a_new_leader_knows_every_task_although_the_log_was_compacted_under_it(
+    cluster: Cluster, zookeeper: Ensemble, tmp_path: Path
+) -> None:
+    """Issue 9, violation 2: a standby skipped entries compacted before it read them."""
+    zk_url = f"zk://{zookeeper.hosts}/ha-{tmp_path.name}"
+    masters = start_masters(cluster, zk_url, 2,
+                            extra=["--snapshot-every", "3", "--zk-session-timeout", "10"])
+    detector = LeaderDetector(zk_url, session_timeout=2.0)
+    try:
+        detector.wait(30)
+        cluster.master_url = zk_url
+        cluster.start_agent()
+        cluster.wait_agents(1)
+        old_port = leader_port(detector)
+        standby = next(m for m in masters if str(old_port) not in " ".join(m.args))
+        standby.send_signal(signal.SIGSTOP)  # a slow standby: compaction passes it by
+        out = cluster.cli("run", "--master", zk_url, "--instances", "4", "--", "true")
+        assert out.returncode == 0, out.stderr
+        standby.send_signal(signal.SIGCONT)  # well within its session
+        time.sleep(1.0)
+        next(m for m in masters if str(old_port) in " ".join(m.args)).stop(signal.SIGTERM)
+        wait_until(lambda: detector.current() is not None and leader_port(detector) != old_port,
+                   15, what="the standby taking over")
+        tasks = json.loads(cluster.cli("tasks", "--json", "--master", zk_url).stdout)
+        assert sorted(t["state"] for t in tasks) == ["TASK_FINISHED"] * 4, tasks
+        assert "fell behind log compaction" in standby.log_path.read_text()
     finally:
         detector.close()
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import random
+
 import msgpack
 import pytest
 from kazoo.client import KazooClient
@@ -151,3 +153,42 @@ def test_a_new_writer_reuses_the_number_of_an_abandoned_batch(zk_client: KazooCl
     new.append([{"op": "b"}])
     assert standby.tail().records == [{"op": "b"}]
     assert ZooKeeperLog(zk_client, "/cluster").recover().records == [{"op": "a"}, {"op": "b"}]
+
+
+def test_a_standby_notices_compaction_that_left_the_log_empty(zk_client: KazooClient) -> None:
+    leader = ZooKeeperLog(zk_client, "/cluster")
+    leader.recover()
+    leader.claim_epoch()
+    standby = ZooKeeperLog(zk_client, "/cluster")
+    standby.recover()
+    leader.append([{"op": "a"}])
+    leader.write_snapshot({"n": 1})
+    assert zk_client.get_children("/cluster/log") == []
+    tail = standby.tail()
+    assert tail.snapshot == {"n": 1} and tail.records == []
+
+
+def test_a_lagging_standby_always_ends_with_the_leaders_records(zk_client: KazooClient) -> None:
+    """Random appends, snapshots and tails: the standby's copy never diverges."""
+    rng = random.Random(7)
+    leader = ZooKeeperLog(zk_client, "/cluster", chunk=64)  # many multi-part batches
+    leader.recover()
+    leader.claim_epoch()
+    standby = ZooKeeperLog(zk_client, "/cluster", chunk=64)
+    standby.recover()
+    written: list[int] = []
+    seen: list[int] = []
+    for _ in range(600):
+        roll = rng.random()
+        if roll < 0.5:
+            numbers = [len(written) + i for i in range(rng.randrange(1, 4))]
+            leader.append([{"n": n, "pad": "p" * rng.randrange(200)} for n in numbers])
+            written += numbers
+        elif roll < 0.6:
+            leader.write_snapshot({"all": list(written)})
+        else:
+            tail = standby.tail()
+            if tail.snapshot is not None:
+                seen = list(tail.snapshot["all"])
+            seen += [r["n"] for r in tail.records]
+            assert seen == written
