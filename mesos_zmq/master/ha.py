@@ -74,14 +74,18 @@ class LeaderWatch:
         self.stall = session_timeout / 3
         self.last_turn = time.monotonic()
         self.last_check = self.last_turn
+        #: a stall was seen and leadership is not proven since
+        self.in_doubt = False
         self.deposed = ""
 
     def verdict(self, now: float) -> str | None:
-        stalled = now - self.last_turn > self.stall
+        """None: serve this turn; "pause": handle nothing yet; "exit": step down."""
+        if now - self.last_turn > self.stall:
+            self.in_doubt = True
         self.last_turn = now
         if self.deposed:
             return "exit"
-        if not stalled and now - self.last_check < self.CHECK_EVERY:
+        if not self.in_doubt and now - self.last_check < self.CHECK_EVERY:
             return None
         self.last_check = now
         try:
@@ -89,11 +93,15 @@ class LeaderWatch:
                 self.deposed = "the epoch moved: a newer master leads"
             elif not self.contender.check_published():
                 self.deposed = "our election node or leader record is not ours any more"
-        except Exception as exc:  # connection trouble after a pause: assume the worst
-            self.deposed = f"cannot confirm leadership: {exc!r}"
+        except Exception as exc:
+            # No answer (connection in doubt): serve nothing until there is one. A lost
+            # session shows up as LOST, or as a changed session on the next try.
+            log.warning("cannot confirm leadership yet", error=repr(exc))
+            return "pause"
         if self.deposed:
-            log.error("leadership lost", why=self.deposed, stalled=stalled)
+            log.error("leadership lost", why=self.deposed)
             return "exit"
+        self.in_doubt = False
         self.last_turn = time.monotonic()
         return None
 

@@ -236,7 +236,11 @@ class MasterServer:
                 ready.records.extend(ready_tick.records)
                 ready.messages.extend(ready_tick.messages)
                 # And once more before speaking: a pause while handling the batch.
-                if self._guard is not None and self._guard() == "exit":
+                verdict = self._guard() if self._guard is not None else None
+                while verdict == "pause" and self._guard is not None:
+                    time.sleep(tick_every)
+                    verdict = self._guard()
+                if verdict == "exit":
                     break
                 self._flush(ready)
         finally:
