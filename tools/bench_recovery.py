@@ -33,8 +33,8 @@ from kazoo.client import KazooClient
 
 from mesos_zmq.master.contender import Contender
 from mesos_zmq.master.core import MasterCore, MasterCoreConfig, Ready
-from mesos_zmq.master.server import SnapshotPolicy, state_from
-from mesos_zmq.master.state import MasterState
+from mesos_zmq.master.log import SnapshotPolicy
+from mesos_zmq.master.state import MasterState, state_from
 from mesos_zmq.master.zk_log import ZooKeeperLog
 from mesos_zmq.protocol import (
     Accept,

@@ -30,8 +30,8 @@ from mesos_zmq import __version__
 from mesos_zmq.detector import parse_master_url, zk_client
 from mesos_zmq.errors import ConfigError, LogError
 from mesos_zmq.master.contender import Contender, LeadershipLost
-from mesos_zmq.master.server import MasterConfig, MasterServer, state_from
-from mesos_zmq.master.state import MasterState
+from mesos_zmq.master.server import MasterConfig, MasterServer
+from mesos_zmq.master.state import MasterState, state_from
 from mesos_zmq.master.zk_log import LogFenced, ZooKeeperLog
 
 log = structlog.get_logger()

@@ -43,6 +43,29 @@ class Recovered:
     records: list[Record] = field(default_factory=list)
 
 
+#: Snapshot and compact the log once this many records follow the last snapshot...
+SNAPSHOT_EVERY = 5_000
+#: ...or this many encoded bytes...
+SNAPSHOT_BYTES = 8 * 1024 * 1024
+#: ...or this many seconds have passed with anything new. A short log after the last
+#: snapshot is what lets a restarted master catch up and stand by within a second.
+SNAPSHOT_INTERVAL = 300.0
+
+
+@dataclass(frozen=True, slots=True)
+class SnapshotPolicy:
+    """When the leader replaces the log by a snapshot (by count, size and age)."""
+
+    every: int = SNAPSHOT_EVERY
+    max_bytes: int = SNAPSHOT_BYTES
+    interval: float = SNAPSHOT_INTERVAL
+
+    def due(self, records: int, size: int, age: float) -> bool:
+        if records <= 0:
+            return False
+        return records >= self.every or size >= self.max_bytes or age >= self.interval
+
+
 class ReplicatedLog(Protocol):
     def recover(self) -> Recovered:
         """Read the snapshot and every record appended after it."""

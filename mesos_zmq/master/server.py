@@ -16,7 +16,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
-from typing import Any
 
 import structlog
 import zmq
@@ -24,8 +23,16 @@ import zmq
 from mesos_zmq.allocator.allocator import parse_min_allocatable
 from mesos_zmq.errors import ConfigError, ProtocolError, ResourceError
 from mesos_zmq.master.core import MasterCore, MasterCoreConfig, Ready
-from mesos_zmq.master.log import DirectoryLog, MemoryLog, Record, ReplicatedLog
-from mesos_zmq.master.state import MasterState
+from mesos_zmq.master.log import (
+    SNAPSHOT_BYTES,
+    SNAPSHOT_EVERY,
+    SNAPSHOT_INTERVAL,
+    DirectoryLog,
+    MemoryLog,
+    ReplicatedLog,
+    SnapshotPolicy,
+)
+from mesos_zmq.master.state import MasterState, state_from
 from mesos_zmq.protocol import DEFAULT_MAX_FRAME_BYTES, decode, encode, error_frame, peek_request_id
 from mesos_zmq.resources import validate_role
 from mesos_zmq.transport import ServerSocket
@@ -34,29 +41,6 @@ log = structlog.get_logger()
 
 #: Frames handled before the loop ticks and commits; bounds the latency of one batch.
 MAX_BATCH = 2000
-#: Snapshot and compact the log once this many records follow the last snapshot...
-SNAPSHOT_EVERY = 5_000
-#: ...or this many encoded bytes...
-SNAPSHOT_BYTES = 8 * 1024 * 1024
-#: ...or this many seconds have passed with anything new. A short log after the last
-#: snapshot is what lets a restarted master catch up and stand by within a second.
-SNAPSHOT_INTERVAL = 300.0
-
-
-@dataclass(frozen=True, slots=True)
-class SnapshotPolicy:
-    """When the leader replaces the log by a snapshot (by count, size and age)."""
-
-    every: int = SNAPSHOT_EVERY
-    max_bytes: int = SNAPSHOT_BYTES
-    interval: float = SNAPSHOT_INTERVAL
-
-    def due(self, records: int, size: int, age: float) -> bool:
-        if records <= 0:
-            return False
-        return records >= self.every or size >= self.max_bytes or age >= self.interval
-
-
 @dataclass(slots=True)
 class MasterConfig:
     ip: str = "127.0.0.1"
@@ -132,14 +116,6 @@ class MasterConfig:
 
 def new_id() -> str:
     return uuid.uuid4().hex
-
-
-def state_from(snapshot: dict[str, Any] | None, records: list[Record]) -> MasterState:
-    """Replay a log (snapshot, then records) into a fresh state."""
-    state = MasterState.restore(snapshot) if snapshot is not None else MasterState()
-    for record in records:
-        state.apply(record)
-    return state
 
 
 class MasterServer:

@@ -345,3 +345,11 @@ class MasterState:
             update = from_plain(TaskStatus, plain)
             state.pending_updates[update.uuid] = update
         return state
+
+
+def state_from(snapshot: dict[str, Any] | None, records: list[Record]) -> MasterState:
+    """Replay a log (snapshot, then records) into a fresh state."""
+    state = MasterState.restore(snapshot) if snapshot is not None else MasterState()
+    for record in records:
+        state.apply(record)
+    return state
