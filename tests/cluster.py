@@ -79,11 +79,21 @@ class Proc:
         if self.alive():
             os.kill(self.pid, sig)
 
+    def pause(self) -> None:
+        """SIGSTOP: the process freezes (a long GC or swap stall) but keeps its sockets."""
+        self.send_signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        """SIGCONT after :meth:`pause`."""
+        self.send_signal(signal.SIGCONT)
+
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 10.0) -> int | None:
         if self.popen is None:
             return None
         if self.popen.poll() is None:
             os.kill(self.pid, sig)
+            # A paused process would hold the signal until the timeout: wake it up.
+            os.kill(self.pid, signal.SIGCONT)
             try:
                 self.popen.wait(timeout)
             except subprocess.TimeoutExpired:
@@ -159,15 +169,23 @@ class Cluster:
 
 
 class SupervisedMasters:
-    """Replicated masters, restarted after they exit (like systemd's Restart=always)."""
+    """Replicated masters, restarted after they exit (like systemd's Restart=always).
 
-    def __init__(self, cluster: Cluster, zk_url: str, count: int, session: float) -> None:
+    ``extra_args`` go to every master (e.g. ``--snapshot-every 500``). Restarts are
+    counted per port so that a chaos run can check that restarted masters rejoined.
+    """
+
+    def __init__(self, cluster: Cluster, zk_url: str, count: int, session: float,
+                 extra_args: list[str] | None = None) -> None:
         self.cluster = cluster
         self.zk_url = zk_url
         self.session = session
+        self.extra_args = list(extra_args or [])
         self.ports = [free_port() for _ in range(count)]
         self.procs: dict[int, Proc] = {}
+        self.restarts: dict[int, int] = {port: 0 for port in self.ports}
         self.stopping = threading.Event()
+        self._lock = threading.Lock()
         for port in self.ports:
             self._start(port)
         threading.Thread(target=self._supervise, daemon=True).start()
@@ -176,7 +194,7 @@ class SupervisedMasters:
         args = ["master", "--port", str(port), "--zk", self.zk_url,
                 "--zk-session-timeout", str(self.session), "--allocation-interval", "0.1",
                 "--work-dir", str(self.cluster.root / f"m{port}"), "--log-format", "json",
-                "--log-level", "info", *FAST]
+                "--log-level", "info", *FAST, *self.extra_args]
         proc = Proc(f"master-{port}", args, self.cluster.root / f"master-{port}.log").start()
         self.procs[port] = proc
         self.cluster.procs.append(proc)
@@ -186,10 +204,23 @@ class SupervisedMasters:
             for port, proc in list(self.procs.items()):
                 if not proc.alive():
                     time.sleep(0.5)
-                    if not self.stopping.is_set():
-                        self._start(port)
+                    with self._lock:
+                        if not self.stopping.is_set() and not self.procs[port].alive():
+                            self._start(port)
+                            self.restarts[port] += 1
             time.sleep(0.2)
 
     def by_address(self, address: str) -> Proc | None:
         port = int(address.rsplit(":", 1)[1])
         return self.procs.get(port)
+
+    def port_of(self, address: str) -> int:
+        return int(address.rsplit(":", 1)[1])
+
+    def alive_count(self) -> int:
+        return sum(1 for proc in self.procs.values() if proc.alive())
+
+    def stop_supervising(self) -> None:
+        """No more restarts (the processes themselves stop with the cluster)."""
+        with self._lock:
+            self.stopping.set()
