@@ -192,6 +192,8 @@ def reconcile_agent(core: MasterCore, agent_id: str, msg: ReregisterAgent, now: 
         info = core.state.frameworks.get(framework_id)
         core._send_agent(agent_id, RunTasks(framework_id=framework_id, tasks=tasks,
                                             framework_name=info.name if info else ""))
+        for task in tasks:
+            core.launch_sent(framework_id, task.task_id, now)
 
 
 def usage(core: MasterCore, peer: bytes, msg: UsageReport, rid: str, now: float) -> None:

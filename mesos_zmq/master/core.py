@@ -24,7 +24,14 @@ Rules worth knowing:
   acknowledgement goes back to the agent, which retries until it gets one. Updates
   the master itself generates (LOST on agent loss, ERROR for invalid tasks) are
   retried by the master until acknowledged.
-* Offered resources count as allocated until declined, used or rescinded.
+* Offered resources count as allocated until declined, used or rescinded. An offer is
+  sent again (same id) to its framework when it re-subscribes after a failover and
+  every ``offer_resend_interval`` while unanswered; the SDK answers a repeated offer
+  with what it already decided, so nothing is held for good by a lost message. A
+  framework recovered from the log that does not come back within the heartbeat limit
+  loses its offers, as a disconnected one does.
+* A task sent to its agent is sent again, with back-off, while the agent says nothing
+  of it (STAGING): the agent ignores a task id it knows, so this launches nothing twice.
 
 This module holds the plumbing (commit, send, bind), recovery, status bookkeeping,
 offers and liveness. The handlers live by peer kind, as functions of the core:
@@ -35,6 +42,8 @@ offers and liveness. The handlers live by peer kind, as functions of the core:
 
 from __future__ import annotations
 
+import heapq
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
@@ -82,6 +91,7 @@ from mesos_zmq.protocol import (
     Rescind,
     ReserveResources,
     Revive,
+    RunTasks,
     SetQuota,
     SetWeights,
     ShutdownFramework,
@@ -126,6 +136,12 @@ class MasterCoreConfig:
     min_allocatable: tuple[tuple[tuple[str, float], ...], ...] | None = None
     #: per-role overrides of min_allocatable
     role_min_allocatable: tuple[tuple[str, tuple[tuple[tuple[str, float], ...], ...]], ...] = ()
+    #: an offer still unanswered after this long is sent again (same id): a message
+    #: lost on a broken connection must not hold resources for good
+    offer_resend_interval: float = 10.0
+    #: a launched task with no word from its agent after this long is sent again
+    #: (doubling up to a minute); the agent ignores task ids it already knows
+    launch_retry: float = 5.0
 
 
 @dataclass(slots=True)
@@ -167,6 +183,10 @@ class MasterCore:
         self._offers: dict[str, OfferRec] = {}
         self._reads: dict[str, PendingRead] = {}
         self._ready = Ready()
+        #: offer id -> when it is next due to be sent again (in due order)
+        self._offer_resends: OrderedDict[str, float] = OrderedDict()
+        #: (due, interval, framework id, task id) of launches awaiting word from agents
+        self._launches: list[tuple[float, float, str, str]] = []
         self._allocate_pending = False
         self._last_allocation = now
         self.started_at = now
@@ -283,6 +303,8 @@ class MasterCore:
         self._retry_master_updates(now)
         operator.expire_reads(self, now)
         self._expire_offers(now)
+        self._resend_offers(now)
+        self._retry_launches(now)
         if self._allocate_pending or now - self._last_allocation >= self.config.allocation_interval:
             self._allocate(now)
         return self._take()
@@ -302,10 +324,11 @@ class MasterCore:
                 total = Resources.empty()
             self.allocator.add_agent(agent.agent_id, total)
             self.allocator.activate_agent(agent.agent_id, False)
+        hold = self.config.heartbeat_interval * self.config.missed_heartbeats
         for info in self.state.frameworks.values():
             grace = max(info.failover_timeout, self.config.reregister_timeout)
             self._frameworks[info.framework_id] = FrameworkRuntime(
-                deadline=now + grace, recovered=True
+                deadline=now + grace, recovered=True, offers_until=now + hold
             )
             self.allocator.add_framework(
                 info.framework_id, info.roles, info.capabilities, active=False
@@ -330,9 +353,11 @@ class MasterCore:
                 continue
             # The offer keeps its id; its expiry restarts from the take-over.
             self._offers[offer_id] = OfferRec(offer_id, offer["framework_id"],
-                                               offer["agent_id"], offer["role"], resources, now)
+                                               offer["agent_id"], offer["role"], resources, now,
+                                               now)
             fw_rt.offers.add(offer_id)
             ag_rt.offers.add(offer_id)
+            self._offer_resends[offer_id] = now + self.config.offer_resend_interval
             self.allocator.allocate_to(offer["framework_id"], offer["role"], offer["agent_id"],
                                        resources)
         for rec in self.state.tasks.values():
@@ -531,9 +556,11 @@ class MasterCore:
                 continue
             offer_id = self._new_id()
             rec = OfferRec(
-                offer_id, alloc.framework_id, alloc.agent_id, alloc.role, alloc.resources, now
+                offer_id, alloc.framework_id, alloc.agent_id, alloc.role, alloc.resources, now,
+                now,
             )
             self._offers[offer_id] = rec
+            self._offer_resends[offer_id] = now + self.config.offer_resend_interval
             # Write ahead: the offer is in the log before the framework hears of it.
             self._commit({"op": "offer_made", "offer_id": offer_id,
                           "framework_id": alloc.framework_id, "agent_id": alloc.agent_id,
@@ -568,10 +595,59 @@ class MasterCore:
                 continue
             rec.created = now
             self._offers[offer_id] = rec
-            offers.append(self._offer_message(rec))
+            offers.append(self._offer_sent(rec, now))
         if offers:
             self._count("offers_resent")
             self._send(rt.peer, Offers(offers=offers))
+
+    def _offer_sent(self, rec: OfferRec, now: float) -> Offer:
+        rec.sent = now
+        self._offer_resends.pop(rec.offer_id, None)
+        self._offer_resends[rec.offer_id] = now + self.config.offer_resend_interval
+        return self._offer_message(rec)
+
+    def _resend_offers(self, now: float) -> None:
+        """Offers unanswered for a while go out again (a lost message, say)."""
+        due: dict[str, list[Offer]] = {}
+        while self._offer_resends:
+            offer_id, when = next(iter(self._offer_resends.items()))
+            if when > now:
+                break
+            rec = self._offers.get(offer_id)
+            if rec is None:
+                del self._offer_resends[offer_id]
+                continue
+            fw_rt = self._frameworks.get(rec.framework_id)
+            if fw_rt is None or fw_rt.peer is None or rec.agent_id not in self.state.agents:
+                self._offer_resends.move_to_end(offer_id)
+                self._offer_resends[offer_id] = now + self.config.offer_resend_interval
+                continue
+            due.setdefault(rec.framework_id, []).append(self._offer_sent(rec, now))
+        for fid, offers in due.items():
+            self._count("offers_resent")
+            self._send_framework(fid, Offers(offers=offers))
+
+    def launch_sent(self, framework_id: str, task_id: str, now: float) -> None:
+        """A task went to its agent: send it again if the agent stays silent about it."""
+        heapq.heappush(self._launches, (now + self.config.launch_retry,
+                                        self.config.launch_retry, framework_id, task_id))
+
+    def _retry_launches(self, now: float) -> None:
+        resend: dict[tuple[str, str], list[TaskInfo]] = {}
+        while self._launches and self._launches[0][0] <= now:
+            _, interval, fid, task_id = heapq.heappop(self._launches)
+            rec = self.state.tasks.get((fid, task_id))
+            if rec is None or rec.state != TaskState.STAGING:
+                continue  # the agent spoke of it (or it ended)
+            if self.agent_connected(rec.agent_id):
+                resend.setdefault((fid, rec.agent_id), []).append(rec.task)
+                self._count("launches_retried")
+            interval = min(interval * 2, 60.0)
+            heapq.heappush(self._launches, (now + interval, interval, fid, task_id))
+        for (fid, agent_id), tasks in resend.items():
+            info = self.state.frameworks.get(fid)
+            self._send_agent(agent_id, RunTasks(framework_id=fid, tasks=tasks,
+                                                framework_name=info.name if info else ""))
 
     def _expire_offers(self, now: float) -> None:
         """Rescind offers held past the offer timeout (oldest first: dicts keep order)."""
@@ -591,6 +667,7 @@ class MasterCore:
         offer = self._offers.pop(offer_id, None)
         if offer is None:
             return None
+        self._offer_resends.pop(offer_id, None)
         self._commit({"op": "offer_removed", "offer_id": offer_id})
         fw_rt = self._frameworks.get(offer.framework_id)
         if fw_rt is not None:
@@ -641,6 +718,11 @@ class MasterCore:
 
     def _check_deadlines(self, now: float) -> None:
         for fid, rt in list(self._frameworks.items()):
+            if rt.peer is None and rt.offers_until is not None and rt.offers_until <= now:
+                # Recovered from the log and not back: its offers go back to the pool.
+                rt.offers_until = None
+                for offer_id in list(rt.offers):
+                    self._remove_offer(offer_id)
             if rt.peer is None and rt.deadline is not None and rt.deadline <= now:
                 self._remove_framework(fid, "framework failover timeout elapsed", now)
         for aid, art in list(self._agents.items()):

@@ -78,6 +78,7 @@ def subscribe(core: MasterCore, peer: bytes, msg: Subscribe, rid: str, now: floa
         )
     rt = core._frameworks.setdefault(framework_id, FrameworkRuntime())
     rt.deadline = None
+    rt.offers_until = None
     resend = rt.recovered
     if rt.recovered:
         # Back after a master failover: the previous leader's offers still hold, and
@@ -185,6 +186,9 @@ def accept(core: MasterCore, peer: bytes, msg: Accept, rid: str, now: float) -> 
         sent = core._send_agent(
             agent_id, RunTasks(framework_id=fid, tasks=launched, framework_name=info.name)
         )
+        if sent:
+            for task in launched:
+                core.launch_sent(fid, task.task_id, now)
         if not sent and agent_id not in core.state.agents:
             for task in launched:
                 rec = core.state.task(fid, task.task_id)

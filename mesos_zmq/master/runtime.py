@@ -31,6 +31,8 @@ class OfferRec:
     role: str
     resources: Resources
     created: float
+    #: when it was last sent to the framework (it is sent again while unanswered)
+    sent: float = 0.0
 
 
 @dataclass(slots=True)
@@ -41,6 +43,9 @@ class FrameworkRuntime:
     recovered: bool = False
     #: when a disconnected framework is removed (None while connected)
     deadline: float | None = None
+    #: a framework recovered from the log keeps its offers until it re-subscribes or
+    #: this time passes (the heartbeat limit: a live one is back well before)
+    offers_until: float | None = None
     offers: set[str] = field(default_factory=set)
     #: master-generated updates awaiting acknowledgement: uuid -> (update, last sent)
     pending: OrderedDict[str, tuple[TaskStatus, float]] = field(default_factory=OrderedDict)

@@ -33,7 +33,10 @@ reconnect the socket, hand a file read its answer, or abort.
   declined or accepted gets that same request again (same request id: a decline is
   idempotent, an accept is applied once). So a decline lost with a dying leader is
   repeated rather than leaving the offer held for good, and a decline made while
-  not subscribed is not lost either.
+  not subscribed is not lost either. A launch whose outcome the scheduler has already
+  heard is never made late: its offer is declined instead.
+* Kills are kept until their task is reported ended, sent again after each
+  re-subscription and every ``KILL_RETRY`` seconds meanwhile.
 * Other requests made while not subscribed are dropped (as Mesos's driver does); the
   caller learns the outcome through status updates and reconciliation. A dropped or
   orphaned file read is answered locally with ``Error(not_registered)`` so that its
@@ -84,6 +87,8 @@ SEEN_UUIDS_LIMIT = 100_000
 _SUBSCRIBE_IDS_LIMIT = 64
 #: offers remembered (held by the scheduler, or answered) to recognise a re-sent one
 OFFERS_LIMIT = 10_000
+#: seconds between repeats of a kill whose task has not been reported ended
+KILL_RETRY = 5.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,6 +159,8 @@ class DriverCore:
         #: master may have died before committing them); the master ignores a request
         #: id it has already applied, so each accept has exactly one effect.
         self._unconfirmed: OrderedDict[str, tuple[Accept | Kill, int]] = OrderedDict()
+        #: kill request id -> when it is next sent again
+        self._kill_due: dict[str, float] = {}
         #: offers handed to the scheduler and not yet answered
         self._held_offers: OrderedDict[str, None] = OrderedDict()
         #: offer id -> (request id, the accept or decline that answered it)
@@ -202,10 +209,30 @@ class DriverCore:
             if now - self._subscribe_sent >= SUBSCRIBE_RETRY:
                 return self._subscribe(now)
             return []
+        actions = self._retry_kills(now)
         if self.monitor.send_due(now):
             self.monitor.sent(now)
-            return [Send(Heartbeat())]
-        return []
+            actions.append(Send(Heartbeat()))
+        return actions
+
+    def _retry_kills(self, now: float) -> list[Action]:
+        """Kills go again every KILL_RETRY seconds until their task is reported ended.
+
+        A kill (or the master's word to the agent) lost on a broken connection would
+        otherwise leave the task running for good; repeating a kill is harmless.
+        """
+        actions: list[Action] = []
+        for request_id in [r for r in self._kill_due if r not in self._unconfirmed]:
+            del self._kill_due[request_id]
+        for request_id, (request, _) in self._unconfirmed.items():
+            if not isinstance(request, Kill):
+                continue
+            due = self._kill_due.setdefault(request_id, now + KILL_RETRY)
+            if due <= now:
+                self._kill_due[request_id] = now + KILL_RETRY
+                actions.append(Send(replace(request, framework_id=self.framework_id),
+                                    request_id))
+        return actions
 
     def next_wakeup(self, now: float) -> float:
         """The time at which :meth:`tick` next has something to do (for the shell's poll)."""
@@ -214,7 +241,8 @@ class DriverCore:
         expiry = self.monitor.last_received + self.monitor.timeout
         if not self.subscribed:
             return min(expiry, self._subscribe_sent + SUBSCRIBE_RETRY)
-        return min(expiry, self.monitor.last_sent + self.monitor.interval)
+        wake = min(expiry, self.monitor.last_sent + self.monitor.interval)
+        return min(wake, *self._kill_due.values()) if self._kill_due else wake
 
     # ----------------------------------------------------------------- inbound
     def handle(self, msg: Message, request_id: str, now: float) -> list[Action]:
@@ -265,10 +293,7 @@ class DriverCore:
         for offer in msg.offers:
             answered = self._answered.get(offer.offer_id)
             if answered is not None:
-                request_id, request = answered
-                if request_id not in self._unconfirmed:  # those were re-sent already
-                    answers.append(Send(replace(request, framework_id=self.framework_id),
-                                        request_id))
+                answers.append(self._answer_again(offer.offer_id, *answered))
             elif offer.offer_id not in self._held_offers:
                 self._held_offers[offer.offer_id] = None
                 fresh.append(offer)
@@ -276,6 +301,23 @@ class DriverCore:
             self._held_offers.popitem(last=False)
         actions: list[Action] = [Call("resource_offers", (fresh,))] if fresh else []
         return actions + answers
+
+    def _answer_again(self, offer_id: str, request_id: str,
+                      request: Accept | Decline) -> Action:
+        """The answer for an offer the master sent again (so it never applied one).
+
+        A launch whose fate we already know (one of its tasks was reported, or it was
+        refused) must not happen late: the scheduler may have been told its tasks are
+        gone. Such an offer is declined instead. Anything else goes again as it was,
+        with its request id, so the master applies it at most once.
+        """
+        if isinstance(request, Accept) and request.tasks and request_id not in self._unconfirmed:
+            decline = Decline(framework_id=self.framework_id, offer_ids=[offer_id],
+                              refuse_seconds=request.refuse_seconds)
+            decline_id = self._new_id()
+            self._answer_offers(decline, decline_id)
+            return Send(decline, decline_id)
+        return Send(replace(request, framework_id=self.framework_id), request_id)
 
     def _answer_offers(self, msg: Accept | Decline, request_id: str) -> None:
         for offer_id in msg.offer_ids:

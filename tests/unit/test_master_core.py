@@ -789,3 +789,54 @@ def test_a_declined_resent_offer_returns_its_resources() -> None:
     h2.send(b"fw2", Decline(framework_id=fid, offer_ids=[offer.offer_id]), 10.2, rid="d1")
     assert h2.core.state.offers == {}
     assert h2.core.allocator.free(agent_id) == Resources.parse("cpus:4;mem:4096")
+
+
+def test_an_unanswered_offer_is_sent_again_with_the_same_id() -> None:
+    """An Offers message lost on a broken connection must not hold resources for good."""
+    h = Harness(offer_resend_interval=10.0)
+    h.register_agent()
+    h.subscribe()
+    (offer,) = h.offers_to(FW, 0)
+    assert h.offers_to(FW, 9.9) == []
+    (again,) = h.offers_to(FW, 10.1)
+    assert again == offer
+    assert h.offers_to(FW, 15.0) == []  # next one after another interval
+    (third,) = h.offers_to(FW, 20.2)
+    assert third.offer_id == offer.offer_id
+
+
+def test_offers_of_a_framework_that_does_not_come_back_after_a_failover_return() -> None:
+    h = Harness()
+    agent_id = h.register_agent()
+    h.subscribe()
+    h.offers_to(FW, 0)
+    h2 = Harness(log=h.log, now=50.0, heartbeat_interval=1.0, missed_heartbeats=5)
+    h2.send(b"agent2", ReregisterAgent(agent_id=agent_id, hostname="h1",
+                                       resources="cpus:4;mem:4096"), 50)
+    for t in (52.0, 54.0):
+        h2.send(b"agent2", Heartbeat(), t)
+    h2.tick(54.0)
+    assert h2.core.state.offers  # held for the framework while it may still come back
+    h2.send(b"agent2", Heartbeat(), 55.4)
+    h2.tick(55.5)
+    assert h2.core.agent_connected(agent_id)
+    assert h2.core.state.offers == {}
+    assert h2.core.allocator.free(agent_id) == Resources.parse("cpus:4;mem:4096")
+
+
+def test_a_launch_the_agent_never_mentions_is_sent_again_with_back_off() -> None:
+    h = Harness(launch_retry=5.0)
+    agent_id, fid, _ = launch(h)
+    assert len(of_type(h.sent, RunTasks)) == 1
+    h.tick(4.9)
+    assert len(of_type(h.sent, RunTasks)) == 1
+    h.tick(5.1)
+    runs = of_type(h.sent, RunTasks)
+    assert len(runs) == 2 and runs[-1].tasks[0].task_id == "t1"
+    h.tick(14.9)
+    assert len(of_type(h.sent, RunTasks)) == 2  # next after 10 s more
+    h.send(AGENT, StatusUpdate(status=TaskStatus(
+        task_id="t1", framework_id=fid, agent_id=agent_id, state="TASK_RUNNING", uuid="u1",
+        timestamp=15.0)), 15.0)
+    h.tick(40.0)
+    assert len(of_type(h.sent, RunTasks)) == 2  # the agent spoke: no more retries

@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 
 from mesos_zmq.protocol import (
+    Accept,
     Acknowledge,
     Decline,
     Error,
@@ -20,6 +21,7 @@ from mesos_zmq.protocol import (
     StatusUpdate,
     Subscribe,
     Subscribed,
+    TaskInfo,
     TaskStatus,
     Teardown,
 )
@@ -341,3 +343,38 @@ def test_a_decline_while_not_subscribed_is_answered_when_the_offer_returns() -> 
     subscribe(core, now=1.1)
     (resent,) = core.handle(Offers(offers=[offer("o1")]), "", 1.2)
     assert isinstance(resent, Send) and resent.message == decline and resent.request_id
+
+
+def test_a_resent_offer_whose_launch_was_already_answered_is_declined() -> None:
+    """A late launch would run a task the scheduler was told is gone."""
+    core = make()
+    subscribe(core)
+    core.handle(Offers(offers=[offer("o1")]), "", 0.1)
+    task = TaskInfo(task_id="t1", agent_id="A1", resources="cpus:1")
+    core.request(Accept(framework_id="F1", offer_ids=["o1"], tasks=[task]))
+    # The accept is lost; the scheduler kills the task and hears it is unknown (LOST).
+    core.request(Kill(framework_id="F1", task_id="t1"))
+    core.handle(StatusUpdate(status=TaskStatus(task_id="t1", framework_id="F1", agent_id="",
+                                               state="TASK_LOST", uuid="", timestamp=0.3)),
+                "", 0.3)
+    (answer,) = core.handle(Offers(offers=[offer("o1")]), "", 0.4)
+    assert isinstance(answer, Send) and isinstance(answer.message, Decline)
+    assert answer.message.offer_ids == ["o1"]
+    # Still unconfirmed, an accept goes again as it was (the master applies it once).
+    core.handle(Offers(offers=[offer("o2")]), "", 0.5)
+    (accept2,) = core.request(Accept(framework_id="F1", offer_ids=["o2"], tasks=[
+        TaskInfo(task_id="t2", agent_id="A1", resources="cpus:1")]))
+    assert core.handle(Offers(offers=[offer("o2")]), "", 0.6) == [accept2]
+
+
+def test_kills_are_repeated_until_their_task_ends() -> None:
+    core = make()
+    subscribe(core, interval=100.0)
+    (kill,) = core.request(Kill(framework_id="F1", task_id="t1"))
+    assert sent(core.tick(1.0)) == []
+    assert sent(core.tick(6.5)) == [kill.message]  # type: ignore[union-attr]
+    assert core.next_wakeup(6.6) == 11.5
+    core.handle(StatusUpdate(status=TaskStatus(task_id="t1", framework_id="F1", agent_id="A1",
+                                               state="TASK_KILLED", uuid="u1",
+                                               timestamp=7.0)), "", 7.0)
+    assert [m for m in sent(core.tick(20.0)) if isinstance(m, Kill)] == []
