@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -107,7 +108,11 @@ def parse_leader_info(data: bytes) -> dict[str, Any]:
 
 
 class LeaderDetector:
-    """Knows the current leader's address; thread-safe; ``changed()`` is edge-triggered."""
+    """Knows the current leader's address; thread-safe; ``changed()`` is edge-triggered.
+
+    A client loop that waits on its own sockets can :meth:`add_listener` to be woken
+    the moment the record changes, instead of finding out on its next turn.
+    """
 
     def __init__(self, url: str | MasterURL, session_timeout: float = 10.0) -> None:
         self.url = parse_master_url(url) if isinstance(url, str) else url
@@ -116,6 +121,7 @@ class LeaderDetector:
         self._version = 0
         self._seen_version = 0
         self._event = threading.Event()
+        self._listeners: list[Callable[[], None]] = []
         self._client: KazooClient | None = None
         if self.url.kind == "tcp":
             self._info = {"address": self.url.address, "epoch": 0}
@@ -183,13 +189,29 @@ class LeaderDetector:
             except ValueError:
                 info = None
         with self._lock:
-            if info != self._info:
+            changed = info != self._info
+            if changed:
                 self._info = info
                 self._version += 1
             if info is None:
                 self._event.clear()
             else:
                 self._event.set()
+            listeners = list(self._listeners) if changed else []
+        for listener in listeners:
+            try:
+                listener()
+            except Exception:  # a listener's bug must not stop the detector
+                pass
+
+    def add_listener(self, listener: Callable[[], None]) -> None:
+        """Call ``listener()`` (from a detector thread) after each change of the record.
+
+        It must return quickly and not block; typically it wakes the caller's loop,
+        which then asks :meth:`changed`.
+        """
+        with self._lock:
+            self._listeners.append(listener)
 
     def current(self) -> str | None:
         """The leader's ZeroMQ address, or None while there is no leader."""

@@ -157,10 +157,12 @@ def run_master_ha(config: MasterConfig) -> int:
                  seconds=round(time.monotonic() - started, 3))
         contender.join()
         won = threading.Event()
+        won_at: list[float] = []
 
         def campaign() -> None:
             try:
                 if contender.wait_for_leadership(stop):
+                    won_at.append(time.monotonic())
                     won.set()
             except Exception:  # the session went away under us
                 lost.set()
@@ -172,8 +174,11 @@ def run_master_ha(config: MasterConfig) -> int:
             won.wait(TAIL_EVERY)
         if stop.is_set() or lost.is_set():
             return EXIT_SESSION_LOST if lost.is_set() else 0
+        noticed = time.monotonic()
         epoch = zk_log.claim_epoch()
+        claimed = time.monotonic()
         state = catch_up(zk_log, state)
+        caught_up = time.monotonic()
         log.info("elected leader", master_id=member_id, epoch=epoch)
         watch = LeaderWatch(contender, zk_log, epoch, config.zk_session_timeout)
 
@@ -187,6 +192,7 @@ def run_master_ha(config: MasterConfig) -> int:
         config.master_id = member_id
         server = MasterServer(config, replicated_log=zk_log, state=state, guard=guard,
                               epoch=epoch)
+        built = time.monotonic()
         contender.publish({
             "id": member_id,
             "address": advertised_address(config),
@@ -194,6 +200,17 @@ def run_master_ha(config: MasterConfig) -> int:
             "version": __version__,
             "elected_at": time.time(),
         })
+        published = time.monotonic()
+        # Where a takeover's time goes (milliseconds per step, from the moment the
+        # election thread saw this member lead).
+        won_time = won_at[0] if won_at else noticed
+        log.info("leader record published", epoch=epoch,
+                 noticed_ms=round((noticed - won_time) * 1000, 1),
+                 claim_ms=round((claimed - noticed) * 1000, 1),
+                 catch_up_ms=round((caught_up - claimed) * 1000, 1),
+                 server_ms=round((built - caught_up) * 1000, 1),
+                 publish_ms=round((published - built) * 1000, 1),
+                 total_ms=round((published - won_time) * 1000, 1))
         server.serve_forever()
         if lost.is_set():
             log.error("ZooKeeper session lost: stepping down")

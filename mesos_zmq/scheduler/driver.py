@@ -156,6 +156,9 @@ class SchedulerDriver:
                 try:
                     self._detector = LeaderDetector(self._url)
                     self.master = self._detector.wait(LEADER_WAIT)
+                    # Move to a new leader the moment ZooKeeper names it, not on the
+                    # loop's next timer turn (up to _MAX_POLL_SECONDS later).
+                    self._detector.add_listener(self._wake)
                 except NoLeader as exc:
                     if self._detector is not None:
                         self._detector.close()
@@ -360,6 +363,16 @@ class SchedulerDriver:
                 self._log.debug("request ignored: the driver is not running")
                 return
             self._queue.append(fn)
+            try:
+                os.write(self._wake_w, b"x")
+            except BlockingIOError:
+                pass  # the pipe is full, so the loop is already awake
+
+    def _wake(self) -> None:
+        """Wake the loop (from any thread) so it looks at the detector at once."""
+        with self._state_lock:
+            if self._pipe_closed:
+                return
             try:
                 os.write(self._wake_w, b"x")
             except BlockingIOError:

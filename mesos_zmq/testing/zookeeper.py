@@ -5,6 +5,14 @@ processes on loopback, each with its own temporary directory, random ports and s
 tick times, and stops them by PID. An :class:`Ensemble` of three lets tests kill a
 member or two. If ZooKeeper or Java is missing, :class:`ZooKeeperUnavailable` says how
 to install it: tests that need ZooKeeper fail loudly rather than skip.
+
+The tick is short (:data:`TICK_MS`) because ZooKeeper expires sessions in tick-sized
+buckets: a session of timeout T whose client went silent at t expires at the first
+tick boundary after t + T, and in an ensemble the leader hears of a follower's session
+activity only on its pings (every half tick). With a 200 ms tick that adds up to
+300 ms to every SIGKILL failover on top of the 1 s session; with 50 ms, at most 75 ms.
+The quorum's own limits (initLimit, syncLimit) are counted in ticks, so they are
+derived from fixed durations and do not shrink with the tick.
 """
 
 from __future__ import annotations
@@ -21,6 +29,14 @@ from mesos_zmq.errors import MesosZmqError
 
 ZOOKEEPER_JAR = Path("/usr/share/java/zookeeper.jar")
 CONF_DIR = Path("/etc/zookeeper/conf")
+#: tick of the test servers (ms): the granularity of session expiry, see above
+TICK_MS = 50
+#: how long a follower may take to connect and sync to the leader (initLimit)
+INIT_LIMIT_MS = 2000
+#: how far a follower may fall behind the leader before it is dropped (syncLimit)
+SYNC_LIMIT_MS = 1000
+#: the shortest session the servers grant (the tests use about 1 s)
+MIN_SESSION_MS = 400
 
 
 class ZooKeeperUnavailable(MesosZmqError):
@@ -60,7 +76,7 @@ def _java() -> str:
 class ZooKeeperServer:
     """One ZooKeeper server process (standalone, or a member of an ensemble)."""
 
-    def __init__(self, root: Path, myid: int = 1, tick_ms: int = 200,
+    def __init__(self, root: Path, myid: int = 1, tick_ms: int = TICK_MS,
                  client_port: int | None = None) -> None:
         self.root = root
         self.myid = myid
@@ -80,15 +96,15 @@ class ZooKeeperServer:
         data.mkdir(parents=True, exist_ok=True)
         lines = [
             f"tickTime={self.tick_ms}",
-            "initLimit=10",
-            "syncLimit=5",
+            f"initLimit={max(2, -(-INIT_LIMIT_MS // self.tick_ms))}",
+            f"syncLimit={max(2, -(-SYNC_LIMIT_MS // self.tick_ms))}",
             f"dataDir={data}",
             f"clientPort={self.client_port}",
             "clientPortAddress=127.0.0.1",
             "admin.enableServer=false",
             "4lw.commands.whitelist=*",
             # Short sessions are the point of the tests (about 1 s): allow them.
-            f"minSessionTimeout={2 * self.tick_ms}",
+            f"minSessionTimeout={max(2 * self.tick_ms, MIN_SESSION_MS)}",
             "maxSessionTimeout=60000",
             "forceSync=yes",
         ]
@@ -155,7 +171,7 @@ class ZooKeeperServer:
 class Ensemble:
     """``size`` servers forming one ZooKeeper cluster on loopback."""
 
-    def __init__(self, root: Path, size: int = 3, tick_ms: int = 200) -> None:
+    def __init__(self, root: Path, size: int = 3, tick_ms: int = TICK_MS) -> None:
         self.servers = [ZooKeeperServer(root / f"zk{i + 1}", myid=i + 1, tick_ms=tick_ms)
                         for i in range(size)]
         if size > 1:
