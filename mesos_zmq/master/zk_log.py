@@ -31,6 +31,7 @@ calls), so recovering or compacting thousands of entries costs a few round trips
 from __future__ import annotations
 
 import uuid
+from collections import deque
 from typing import Any
 
 import msgpack
@@ -67,6 +68,10 @@ class ZooKeeperLog:
         self.chunk = chunk
         self._epoch_version: int | None = None
         self._last_seq = -1
+        #: batches after the published snapshot: (lsn, records, bytes), and their sums,
+        #: so that whoever holds this log (a standby that takes over, too) knows how
+        #: much a snapshot would compact
+        self._since: deque[tuple[int, int, int]] = deque()
         self._count = 0
         #: the number of the last complete batch read or written (batches are numbered
         #: without holes, so a reader can tell a gap from the end of the log)
@@ -139,8 +144,7 @@ class ZooKeeperLog:
                                                        False, True))])
             self._last_seq = max(self._last_seq, _seq(str(created[0])))
         self._lsn = lsn
-        self._count += len(records)
-        self._bytes += len(payload)
+        self._note_batch(lsn, len(records), len(payload))
 
     def write_snapshot(self, snapshot: dict[str, Any]) -> None:
         data: bytes = msgpack.packb(snapshot, use_bin_type=True)
@@ -156,8 +160,7 @@ class ZooKeeperLog:
         self._fenced_commit([("set_data", (f"{self.path}/snapshot", meta))]
                             if self.zk.exists(f"{self.path}/snapshot")
                             else [("create", (f"{self.path}/snapshot", meta))])
-        self._count = 0
-        self._bytes = 0
+        self._forget_batches()
         self._compact(self._last_seq, old.get("id") if old else None)
 
     def _compact(self, upto: int, old_snapshot: str | None) -> None:
@@ -193,7 +196,7 @@ class ZooKeeperLog:
         """Read the published snapshot and move our read position to its end."""
         meta = self._read_meta()
         self._pending = {}
-        self._bytes = 0
+        self._forget_batches()
         if not meta:
             self._last_seq, self._lsn = -1, -1
             return None
@@ -206,9 +209,7 @@ class ZooKeeperLog:
         return snapshot
 
     def recover(self) -> Recovered:
-        recovered = self._read(reload=True)
-        self._count = len(recovered.records)
-        return recovered
+        return self._read(reload=True)
 
     def tail(self) -> Recovered:
         """What was appended since the last read, to keep a standby's copy hot.
@@ -218,12 +219,7 @@ class ZooKeeperLog:
         rebuild its state from it, then apply ``records``: skipping the compacted
         entries would leave its copy silently wrong.
         """
-        recovered = self._read(reload=False)
-        if recovered.snapshot is not None:
-            self._count = len(recovered.records)
-        else:
-            self._count += len(recovered.records)
-        return recovered
+        return self._read(reload=False)
 
     def _read(self, reload: bool) -> Recovered:
         snapshot: dict[str, Any] | None = None
@@ -267,7 +263,6 @@ class ZooKeeperLog:
             except NoNodeError:
                 raise _Gap(f"entry {name} was compacted before it was read") from None
             self._last_seq = max(self._last_seq, _seq(name))
-            self._bytes += len(data)
             token, index, count, piece, *rest = msgpack.unpackb(data, raw=False)
             lsn = int(rest[0]) if rest else None
             if lsn is not None and lsn > self._lsn + 1:
@@ -285,10 +280,27 @@ class ZooKeeperLog:
                 self._pending = {t: p for t, p in self._pending.items()
                                  if p[0] is None or p[0] > lsn}
             payload = b"".join(p for _, _, p in sorted(parts))
-            records.extend(msgpack.unpackb(payload, raw=False))
+            batch = msgpack.unpackb(payload, raw=False)
+            records.extend(batch)
+            self._note_batch(self._lsn if lsn is not None else -1, len(batch), len(payload))
+        # A snapshot taken since the last read covers some of what we counted.
+        while self._since and self._since[0][0] <= covered:
+            _, count, size = self._since.popleft()
+            self._count -= count
+            self._bytes -= size
         if self._lsn < covered:
             raise _Gap(f"batches {self._lsn + 1}..{covered} were compacted before they were read")
         return records
+
+    def _note_batch(self, lsn: int, count: int, size: int) -> None:
+        self._since.append((lsn, count, size))
+        self._count += count
+        self._bytes += size
+
+    def _forget_batches(self) -> None:
+        self._since.clear()
+        self._count = 0
+        self._bytes = 0
 
     @property
     def records_since_snapshot(self) -> int:

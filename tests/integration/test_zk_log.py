@@ -192,3 +192,22 @@ def test_a_lagging_standby_always_ends_with_the_leaders_records(zk_client: Kazoo
                 seen = list(tail.snapshot["all"])
             seen += [r["n"] for r in tail.records]
             assert seen == written
+
+
+def test_a_standby_counts_only_what_follows_the_last_snapshot(zk_client: KazooClient) -> None:
+    """A new leader inherits the true count: it does not snapshot at once on taking over."""
+    leader = ZooKeeperLog(zk_client, "/cluster")
+    leader.recover()
+    leader.claim_epoch()
+    standby = ZooKeeperLog(zk_client, "/cluster")
+    standby.recover()
+    leader.append([{"op": "a"}, {"op": "b"}])
+    assert standby.tail().records and standby.records_since_snapshot == 2
+    leader.write_snapshot({"n": 2})
+    leader.append([{"op": "c"}])
+    assert standby.tail().records == [{"op": "c"}]
+    assert standby.records_since_snapshot == 1 == leader.records_since_snapshot
+    assert standby.bytes_since_snapshot == leader.bytes_since_snapshot > 0
+    fresh = ZooKeeperLog(zk_client, "/cluster")
+    fresh.recover()
+    assert fresh.records_since_snapshot == 1
