@@ -69,8 +69,8 @@ class Message:
 
 
 _REGISTRY: dict[str, type[Message]] = {}
-_Checker = Callable[[Any, str], Any]
-_FIELDS: dict[type[Any], list[tuple[str, _Checker, Any]]] = {}
+_Checker = Callable[[Any, Any], Any]  # (value, where: str or a chain, see _loc)
+_FIELDS: dict[type[Any], list[tuple[str, _Checker, Any, Any]]] = {}
 _MISSING = dataclasses.MISSING
 
 
@@ -577,47 +577,84 @@ class FileData(Message):
 
 
 # --------------------------------------------------------------------------- validation
+# A checker takes the value and where it is, for the error message. ``where`` is a
+# string, or a ``(parent, format, key)`` chain that :func:`_loc` turns into the same
+# string: built only when a check fails, so valid frames pay no string formatting.
+
+_Where = Any
 
 
-def _check_str(value: Any, where: str) -> str:
+def _loc(where: _Where) -> str:
+    """The location text of ``where`` (``Offers.offers[0].agent_id``)."""
+    steps: list[tuple[str, Any]] = []
+    while not isinstance(where, str):
+        where, fmt, key = where
+        steps.append((fmt, key))
+    text: str = where
+    for fmt, key in reversed(steps):
+        text = fmt.format(text, key)
+    return text
+
+
+def _check_str(value: Any, where: _Where) -> str:
     if not isinstance(value, str):
-        raise ProtocolError("bad_field", f"{where}: expected a string, got {_tname(value)}")
+        raise ProtocolError("bad_field", f"{_loc(where)}: expected a string, got {_tname(value)}")
     return value
 
 
-def _check_int(value: Any, where: str) -> int:
+def _check_int(value: Any, where: _Where) -> int:
     if not isinstance(value, int) or isinstance(value, bool):
-        raise ProtocolError("bad_field", f"{where}: expected an integer, got {_tname(value)}")
+        raise ProtocolError("bad_field",
+                            f"{_loc(where)}: expected an integer, got {_tname(value)}")
     return value
 
 
-def _check_float(value: Any, where: str) -> float:
+def _check_float(value: Any, where: _Where) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float):
-        raise ProtocolError("bad_field", f"{where}: expected a number, got {_tname(value)}")
+        raise ProtocolError("bad_field", f"{_loc(where)}: expected a number, got {_tname(value)}")
     result = float(value)
     if result != result or result in (float("inf"), float("-inf")):
-        raise ProtocolError("bad_field", f"{where}: expected a finite number")
+        raise ProtocolError("bad_field", f"{_loc(where)}: expected a finite number")
     return result
 
 
-def _check_bytes(value: Any, where: str) -> bytes:
+def _check_bytes(value: Any, where: _Where) -> bytes:
     if not isinstance(value, bytes):
-        raise ProtocolError("bad_field", f"{where}: expected bytes, got {_tname(value)}")
+        raise ProtocolError("bad_field", f"{_loc(where)}: expected bytes, got {_tname(value)}")
     return value
 
 
-def _check_bool(value: Any, where: str) -> bool:
+def _check_bool(value: Any, where: _Where) -> bool:
     if not isinstance(value, bool):
-        raise ProtocolError("bad_field", f"{where}: expected a boolean, got {_tname(value)}")
+        raise ProtocolError("bad_field", f"{_loc(where)}: expected a boolean, got {_tname(value)}")
     return value
 
 
-def _check_any(value: Any, where: str) -> Any:
+def _check_any(value: Any, where: _Where) -> Any:
     return value
 
 
 def _tname(value: Any) -> str:
     return "nil" if value is None else type(value).__name__
+
+
+class _AnyType:
+    """Contains every type: the fast-path set of ``Any``."""
+
+    def __contains__(self, item: object) -> bool:
+        return True
+
+
+#: checker -> the exact value types it returns unchanged (so it need not be called);
+#: ``float`` is absent: the checker converts ints and refuses non-finite values
+_FAST: dict[Any, Any] = {
+    _check_str: frozenset({str}),
+    _check_int: frozenset({int}),
+    _check_bool: frozenset({bool}),
+    _check_bytes: frozenset({bytes}),
+    _check_any: _AnyType(),
+}
+_NO_FAST: frozenset[type] = frozenset()
 
 
 def _checker_for(hint: Any) -> _Checker:
@@ -641,44 +678,61 @@ def _checker_for(hint: Any) -> _Checker:
             raise TypeError(f"unsupported union {hint}")
         inner = _checker_for(args[0])
 
-        def check_optional(value: Any, where: str) -> Any:
+        def check_optional(value: Any, where: _Where) -> Any:
             return None if value is None else inner(value, where)
 
+        inner_fast = _FAST.get(inner, _NO_FAST)
+        if isinstance(inner_fast, frozenset):
+            _FAST[check_optional] = inner_fast | {type(None)}
         return check_optional
     if origin is list:
         (item_hint,) = typing.get_args(hint)
         item = _checker_for(item_hint)
+        item_fast = _FAST.get(item, _NO_FAST)
 
-        def check_list(value: Any, where: str) -> list[Any]:
+        def check_list(value: Any, where: _Where) -> list[Any]:
             if not isinstance(value, list | tuple):
-                raise ProtocolError("bad_field", f"{where}: expected a list, got {_tname(value)}")
-            return [item(v, f"{where}[{i}]") for i, v in enumerate(value)]
+                raise ProtocolError("bad_field",
+                                    f"{_loc(where)}: expected a list, got {_tname(value)}")
+            for v in value:
+                if type(v) not in item_fast:
+                    return [item(v, (where, "{}[{}]", i)) for i, v in enumerate(value)]
+            return list(value)
 
         return check_list
     if origin is dict:
         key_hint, value_hint = typing.get_args(hint)
         key = _checker_for(key_hint)
         val = _checker_for(value_hint)
+        key_fast = _FAST.get(key, _NO_FAST)
+        val_fast = _FAST.get(val, _NO_FAST)
 
-        def check_dict(value: Any, where: str) -> dict[Any, Any]:
+        def check_dict(value: Any, where: _Where) -> dict[Any, Any]:
             if not isinstance(value, dict):
-                raise ProtocolError("bad_field", f"{where}: expected a map, got {_tname(value)}")
-            return {key(k, f"{where} key"): val(v, f"{where}[{k!r}]") for k, v in value.items()}
+                raise ProtocolError("bad_field",
+                                    f"{_loc(where)}: expected a map, got {_tname(value)}")
+            for k, v in value.items():
+                if type(k) not in key_fast or type(v) not in val_fast:
+                    return {key(k, (where, "{} key", None)): val(v, (where, "{}[{!r}]", k))
+                            for k, v in value.items()}
+            return dict(value)
 
         return check_dict
     if isinstance(hint, type) and dataclasses.is_dataclass(hint):
         cls = hint
 
-        def check_record(value: Any, where: str) -> Any:
+        def check_record(value: Any, where: _Where) -> Any:
             if not isinstance(value, dict):
-                raise ProtocolError("bad_field", f"{where}: expected a map, got {_tname(value)}")
+                raise ProtocolError("bad_field",
+                                    f"{_loc(where)}: expected a map, got {_tname(value)}")
             return _build(cls, value, where)
 
         return check_record
     raise TypeError(f"unsupported annotation {hint!r}")
 
 
-def _fields_of(cls: type[Any]) -> list[tuple[str, _Checker, Any]]:
+def _fields_of(cls: type[Any]) -> list[tuple[str, _Checker, Any, Any]]:
+    """Per field: name, checker, default, and the value types the checker passes as is."""
     spec = _FIELDS.get(cls)
     if spec is None:
         hints = typing.get_type_hints(cls)
@@ -690,41 +744,115 @@ def _fields_of(cls: type[Any]) -> list[tuple[str, _Checker, Any]]:
                 default = ("factory", f.default_factory)
             else:
                 default = None
-            spec.append((f.name, _checker_for(hints[f.name]), default))
+            check = _checker_for(hints[f.name])
+            spec.append((f.name, check, default, _FAST.get(check, _NO_FAST)))
         _FIELDS[cls] = spec
     return spec
 
 
-def _build(cls: type[Any], body: dict[Any, Any], where: str) -> Any:
-    kwargs: dict[str, Any] = {}
-    for name, check, default in _fields_of(cls):
-        if name in body:
-            kwargs[name] = check(body[name], f"{where}.{name}")
-        elif default is None:
-            raise ProtocolError("bad_field", f"{where}: missing field {name!r}")
-        elif default[0] == "factory":
-            kwargs[name] = default[1]()
+def _build(cls: type[Any], body: dict[Any, Any], where: _Where) -> Any:
+    builder = _BUILDERS.get(cls)
+    if builder is None:
+        builder = _BUILDERS[cls] = _builder_for(cls)
+    return builder(body, where)
+
+
+#: record class -> ``build(body, where)``, generated from :func:`_fields_of`
+_BUILDERS: dict[type[Any], Callable[[dict[Any, Any], _Where], Any]] = {}
+
+
+def _builder_for(cls: type[Any]) -> Callable[[dict[Any, Any], _Where], Any]:
+    """Generate the validator of one record class (as ``dataclasses`` generates
+    ``__init__``): per field, in field order, take the value if present (passing it
+    as is when its exact type is one its checker returns unchanged, else through the
+    checker), else fail if it is required, else use the default; then build the record.
+    Straight-line code, no per-field loop or tuple unpacking: decoding is hot."""
+    env: dict[str, Any] = {"cls": cls, "ProtocolError": ProtocolError, "_loc": _loc}
+    lines = ["def build(body, where):"]
+    args = []
+    for i, (name, check, default, fast) in enumerate(_fields_of(cls)):
+        env[f"c{i}"] = check
+        env[f"f{i}"] = fast
+        lines.append(f"    if {name!r} in body:")
+        lines.append(f"        v = body[{name!r}]")
+        slow = f"c{i}(v, (where, '{{}}.{{}}', {name!r}))"
+        if isinstance(fast, _AnyType):
+            lines.append(f"        a{i} = v")
+        elif fast:
+            lines.append(f"        a{i} = v if type(v) in f{i} else {slow}")
         else:
-            kwargs[name] = default[1]
-    return cls(**kwargs)
+            lines.append(f"        a{i} = {slow}")
+        lines.append("    else:")
+        if default is None:
+            env[f"m{i}"] = f": missing field {name!r}"
+            lines.append(f"        raise ProtocolError('bad_field', _loc(where) + m{i})")
+        elif default[0] == "factory":
+            env[f"d{i}"] = default[1]
+            lines.append(f"        a{i} = d{i}()")
+        else:
+            env[f"d{i}"] = default[1]
+            lines.append(f"        a{i} = d{i}")
+        args.append(f"{name}=a{i}")
+    lines.append(f"    return cls({', '.join(args)})")
+    exec("\n".join(lines), env)  # generated from the record's own fields
+    builder: Callable[[dict[Any, Any], _Where], Any] = env["build"]
+    return builder
+
+
+#: how :func:`to_plain` treats a value, by its exact type: a function (a dataclass
+#: instance: see :func:`_plainer_for`), a sequence, a map, or a leaf returned as is
+_SEQ = "seq"
+_MAP = "map"
+_LEAF = "leaf"
+_LEAVES: frozenset[type] = frozenset({str, int, float, bool, type(None), bytes})
+_PLAIN_KIND: dict[type, Any] = dict.fromkeys(_LEAVES, _LEAF)
+
+
+def _plain_kind(cls: type) -> Any:
+    kind: Any
+    if dataclasses.is_dataclass(cls) and not issubclass(cls, type):
+        kind = _plainer_for(cls)
+    elif issubclass(cls, list | tuple):
+        kind = _SEQ
+    elif issubclass(cls, dict):
+        kind = _MAP
+    else:
+        kind = _LEAF
+    _PLAIN_KIND[cls] = kind
+    return kind
+
+
+def _plainer_for(cls: type) -> Callable[[Any], dict[str, Any]]:
+    """Generate ``{field: to_plain(value.field), ...}`` for one dataclass, with the
+    common leaf values (str, int, float, bool, None, bytes) taken as they are."""
+    names = [f.name for f in dataclasses.fields(cls)]
+    lines = ["def plain(value):"]
+    lines += [f"    v{i} = value.{name}" for i, name in enumerate(names)]
+    items = ", ".join(f"{name!r}: v{i} if type(v{i}) in leaves else to_plain(v{i})"
+                      for i, name in enumerate(names))
+    lines.append(f"    return {{{items}}}")
+    env: dict[str, Any] = {"leaves": _LEAVES, "to_plain": to_plain}
+    exec("\n".join(lines), env)  # generated from the dataclass's own fields
+    plainer: Callable[[Any], dict[str, Any]] = env["plain"]
+    return plainer
 
 
 def to_plain(value: Any) -> Any:
     """A record (or a list/map of them) as plain msgpack-able data."""
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {f.name: to_plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
-    if isinstance(value, list | tuple):
+    kind = _PLAIN_KIND.get(type(value)) or _plain_kind(type(value))
+    if kind is _LEAF:
+        return value
+    if kind is _SEQ:
         return [to_plain(v) for v in value]
-    if isinstance(value, dict):
+    if kind is _MAP:
         return {k: to_plain(v) for k, v in value.items()}
-    return value
+    return kind(value)
 
 
 def from_plain(cls: type[_R], body: dict[str, Any]) -> _R:
     """Validate plain data back into a record (used for persisted records too)."""
     result: _R = _build(cls, body, cls.__name__)
     return result
-
 
 
 # --------------------------------------------------------------------------- codec

@@ -63,6 +63,16 @@ class TaskRecord:
 
 TaskKey = tuple[str, str]  # (framework_id, task_id)
 
+_STATES: dict[Any, TaskState] = {s.value: s for s in TaskState}
+
+
+def _task_state(value: Any) -> TaskState:
+    """``TaskState(value)`` without the enum machinery for the known values."""
+    try:
+        return _STATES[value]
+    except (KeyError, TypeError):
+        return TaskState(value)
+
 
 class MasterState:
     """Frameworks, agents and tasks, changed only through :meth:`apply`."""
@@ -317,22 +327,24 @@ class MasterState:
             state.agents[plain["agent_id"]] = AgentRecord(**plain)
             state.tasks_by_agent.setdefault(plain["agent_id"], set())
         state.removed_agents.update((k, v) for k, v in data.get("removed_agents", []))
+        tasks, by_agent = state.tasks, state.tasks_by_agent
         for plain in data.get("tasks", []) + data.get("completed", []):
             rec = TaskRecord(
-                framework_id=plain["framework_id"],
-                task=from_plain(TaskInfo, plain["task"]),
-                state=TaskState(plain["state"]),
-                updated_at=plain["updated_at"],
-                exit_code=plain["exit_code"],
-                message=plain["message"],
-                reason=plain["reason"],
+                plain["framework_id"],
+                from_plain(TaskInfo, plain["task"]),
+                _task_state(plain["state"]),
+                plain["updated_at"],
+                plain["exit_code"],
+                plain["message"],
+                plain["reason"],
             )
-            key = (rec.framework_id, rec.task_id)
-            if rec.terminal:
+            task = rec.task
+            key = (rec.framework_id, task.task_id)
+            if rec.state in TERMINAL:
                 state._complete(key, rec)
             else:
-                state.tasks[key] = rec
-                state.tasks_by_agent.setdefault(rec.agent_id, set()).add(key)
+                tasks[key] = rec
+                by_agent.setdefault(task.agent_id, set()).add(key)
         state.weights.update(data.get("weights", {}))
         state.quotas.update({r: (q[0], q[1]) for r, q in data.get("quotas", {}).items()})
         state.reservations.update(data.get("reservations", {}))

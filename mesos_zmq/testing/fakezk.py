@@ -74,6 +74,21 @@ class _Node:
     cversion: int = 0
     pzxid: int = 0
     children: set[str] = field(default_factory=set)
+    #: ``sorted(children)``, kept until the children change (reset to None then)
+    listing: list[str] | None = field(default=None, compare=False, repr=False)
+
+    def add_child(self, name: str) -> None:
+        self.children.add(name)
+        self.listing = None
+
+    def remove_child(self, name: str) -> None:
+        self.children.discard(name)
+        self.listing = None
+
+    def sorted_children(self) -> list[str]:
+        if self.listing is None:
+            self.listing = sorted(self.children)
+        return list(self.listing)
 
     def stat(self) -> ZnodeStat:
         return ZnodeStat(self.czxid, self.mzxid, self.ctime, self.mtime, self.version,
@@ -116,6 +131,14 @@ class FakeZooKeeper:
         self._child_watches: dict[str, list[tuple[int, Watch]]] = {}
         self._pending: list[Callable[[], Any]] = []
         self.expired: list[int] = []
+        self._norms: dict[str, str] = {}
+
+    def norm(self, path: str) -> str:
+        """``_norm(path)``, remembered: the same few paths are asked for all the time."""
+        normed = self._norms.get(path)
+        if normed is None:
+            normed = self._norms[path] = _norm(path)
+        return normed
 
     # ----------------------------------------------------------------- sessions
     def open_session(self, timeout: float) -> int:
@@ -222,7 +245,7 @@ class FakeZooKeeper:
         self.nodes[path] = _Node(bytes(value), zxid, zxid, ms, ms, owner, pzxid=zxid)
         name = path.rsplit("/", 1)[-1]
         old = (parent.cversion, parent.pzxid)
-        parent.children.add(name)
+        parent.add_child(name)
         parent.cversion += 1
         parent.pzxid = zxid
         if owner:
@@ -230,7 +253,7 @@ class FakeZooKeeper:
 
         def revert() -> None:
             del self.nodes[path]
-            parent.children.discard(name)
+            parent.remove_child(name)
             parent.cversion, parent.pzxid = old
             if owner and owner in self.sessions:
                 self.sessions[owner].ephemerals.discard(path)
@@ -255,7 +278,7 @@ class FakeZooKeeper:
         zxid = self._tick_zxid()
         old = (parent.cversion, parent.pzxid)
         del self.nodes[path]
-        parent.children.discard(name)
+        parent.remove_child(name)
         parent.cversion += 1
         parent.pzxid = zxid
         session = self.sessions.get(node.owner)
@@ -264,7 +287,7 @@ class FakeZooKeeper:
         if undo is not None:
             def revert() -> None:
                 self.nodes[path] = node
-                parent.children.add(name)
+                parent.add_child(name)
                 parent.cversion, parent.pzxid = old
                 if session is not None:
                     session.ephemerals.add(path)
@@ -502,7 +525,7 @@ class FakeKazooClient:
     # ----------------------------------------------------------------- reads
     def exists(self, path: str, watch: Watch | None = None) -> ZnodeStat | None:
         sid = self._session()
-        path = _norm(path)
+        path = self.server.norm(path)
         if watch is not None:
             self.server.add_watch("data", path, sid, watch)
         node = self.server.nodes.get(path)
@@ -510,7 +533,7 @@ class FakeKazooClient:
 
     def get(self, path: str, watch: Watch | None = None) -> tuple[bytes, ZnodeStat]:
         sid = self._session()
-        path = _norm(path)
+        path = self.server.norm(path)
         node = self.server.nodes.get(path)
         if node is None:
             raise NoNodeError(path)
@@ -521,13 +544,13 @@ class FakeKazooClient:
     def get_children(self, path: str, watch: Watch | None = None,
                      include_data: bool = False) -> Any:
         sid = self._session()
-        path = _norm(path)
+        path = self.server.norm(path)
         node = self.server.nodes.get(path)
         if node is None:
             raise NoNodeError(path)
         if watch is not None:
             self.server.add_watch("child", path, sid, watch)
-        children = sorted(node.children)
+        children = node.sorted_children()
         return (children, node.stat()) if include_data else children
 
     # ----------------------------------------------------------------- writes
@@ -575,7 +598,10 @@ class FakeKazooClient:
 
     # ----------------------------------------------------------------- async
     def get_async(self, path: str, watch: Watch | None = None) -> _Done:
-        return _capture(lambda: self.get(path, watch))
+        try:
+            return _Done(self.get(path, watch))
+        except KazooException as exc:
+            return _Done(exception=exc)
 
     def get_children_async(self, path: str, watch: Watch | None = None,
                            include_data: bool = False) -> _Done:
@@ -594,4 +620,7 @@ class FakeKazooClient:
         return _capture(lambda: self.set(path, value, version))
 
     def delete_async(self, path: str, version: int = -1) -> _Done:
-        return _capture(lambda: self.delete(path, version))
+        try:
+            return _Done(self.delete(path, version))
+        except KazooException as exc:
+            return _Done(exception=exc)

@@ -403,13 +403,17 @@ class Simulation:
         return parsed
 
     def check_step(self) -> None:
-        for agent in self.agents:
+        started_on = self.ledger.started_on
+        for agent in self.agents if started_on else ():
+            if agent.name not in started_on:
+                continue
             used = Resources.empty()
             for resources in self.ledger.running.get(agent.name, {}).values():
                 used = used + self._res(resources)
             if not agent.resources.contains(used):
                 raise Violation("agent_overbooked",
                                 f"{agent.name} runs {used}, more than its {agent.resources}")
+        started_on.clear()
         leader = self.leader()
         if leader is not None and leader.core is not None:
             self._check_leader_accounting(leader)

@@ -61,7 +61,25 @@ class Violation(Exception):
         self.message = message
 
 
-TraceEntry = tuple[float, str, str, Any]
+TraceEntry = tuple[float, str, Any, Any]  # (time, who, what, detail); str() of each
+
+
+class Lazy:
+    """A trace detail formatted only when the trace is printed: ``fn(*args)``.
+
+    Most of a run's trace is never read (a passing seed keeps only its last events, and
+    prints none), so describing every message as it passes would be wasted work. The
+    arguments must not change afterwards (messages are frozen records).
+    """
+
+    __slots__ = ("args", "fn")
+
+    def __init__(self, fn: Any, *args: Any) -> None:
+        self.fn = fn
+        self.args = args
+
+    def __str__(self) -> str:
+        return str(self.fn(*self.args))
 
 
 @dataclass(slots=True)
@@ -78,7 +96,7 @@ class World:
         self.counter += 1
         return f"{self.counter:012x}"
 
-    def log(self, who: str, what: str, detail: Any = "") -> None:
+    def log(self, who: str, what: str | Lazy, detail: Any = "") -> None:
         self.trace.append((self.now, who, what, detail))
 
     def client(self, timeout: float) -> FakeKazooClient:
@@ -304,6 +322,9 @@ class Ledger:
     #: (task id, uuid) pairs delivered to any scheduler incarnation, and their uuids
     delivered: set[tuple[str, str]] = field(default_factory=set)
     delivered_uuids: set[str] = field(default_factory=set)
+    #: agents that started a task since invariant (a) last looked at them (only a start
+    #: can overbook an agent, so the others need no new check)
+    started_on: set[str] = field(default_factory=set)
 
     def start(self, agent: str, key: tuple[str, str], resources: str, now: float) -> None:
         if key in self.started:
@@ -311,6 +332,7 @@ class Ledger:
                             f"task {key} started on {agent}, already started on "
                             f"{self.started[key]}")
         self.started[key] = agent
+        self.started_on.add(agent)
         self.running.setdefault(agent, {})[key] = resources
         self.history[key] = [agent, resources, now, None]
 

@@ -67,12 +67,15 @@ from mesos_zmq.tasks import TERMINAL
 from mesos_zmq.testing.sim_net import (
     CLUSTER_PATH,
     ClientConn,
+    Lazy,
     Ledger,
     SimDetector,
     Violation,
     World,
 )
 
+#: ``json.dumps(r, separators=(",", ":"))`` without building an encoder per record
+_JSON = json.JSONEncoder(separators=(",", ":"))
 #: the simulated masters' snapshot threshold (the real one is 50,000 records)
 SNAPSHOT_EVERY = 60
 LAUNCH_BATCH = 16
@@ -86,6 +89,10 @@ def state_from(snapshot: dict[str, Any] | None, records: list[Record]) -> Master
     for record in records:
         state.apply(record)
     return state
+
+
+def _arrow(direction: str, identity: bytes) -> str:
+    return f"{direction} {identity.decode()}"
 
 
 def _short(message: Message) -> str:
@@ -315,7 +322,8 @@ class MasterReplica:
             self.world.network.master_send(identity, error_frame(exc, peek_request_id(frame)))
             return
         if not isinstance(envelope.message, Heartbeat):
-            self.world.log(self.name, f"<- {identity.decode()}", _short(envelope.message))
+            self.world.log(self.name, Lazy(_arrow, "<-", identity),
+                           Lazy(_short, envelope.message))
         try:
             result = core.handle(identity, envelope.message, envelope.request_id, now)
         except Exception as exc:
@@ -344,7 +352,7 @@ class MasterReplica:
                     self.on_snapshot(self)
         for peer, msg, request_id in ready.messages:
             if not isinstance(msg, Heartbeat):
-                self.world.log(self.name, f"-> {peer.decode()}", _short(msg))
+                self.world.log(self.name, Lazy(_arrow, "->", peer), Lazy(_short, msg))
             self.world.network.master_send(peer, encode(msg, request_id, self.epoch))
 
     def compact(self) -> None:
@@ -444,7 +452,7 @@ class AgentProc:
         assert self.conn is not None
         for envelope in self.conn.receive_all():
             if not isinstance(envelope.message, Heartbeat):
-                self.world.log(self.name, "<-", _short(envelope.message))
+                self.world.log(self.name, "<-", Lazy(_short, envelope.message))
             self._apply(self.core.handle(envelope.message, envelope.request_id, now))
         self._launch_some()
         for task_id in list(self.containers):
@@ -514,7 +522,7 @@ class AgentProc:
         for msg, request_id in fx.messages:
             if self.conn is not None:
                 if not isinstance(msg, Heartbeat):
-                    self.world.log(self.name, "->", _short(msg))
+                    self.world.log(self.name, "->", Lazy(_short, msg))
                 self.conn.send(encode(msg, request_id))
         for task_id in fx.forget:
             framework_id = self.launches.pop(task_id, None)
@@ -548,7 +556,8 @@ class AgentProc:
         self._write(batch)
 
     def _write(self, records: list[dict[str, Any]]) -> None:
-        self.task_log.extend(json.dumps(r, separators=(",", ":")).encode() for r in records)
+        encode_json = _JSON.encode
+        self.task_log.extend(encode_json(r).encode() for r in records)
 
     def _signal(self, task_id: str, signum: int) -> None:
         container = self.containers.get(task_id)
@@ -676,7 +685,7 @@ class FrameworkProc:
                 assert self.conn is not None
                 self._check_ack(action.message)
                 if not isinstance(action.message, Heartbeat):
-                    self.world.log(self.name, "->", _short(action.message))
+                    self.world.log(self.name, "->", Lazy(_short, action.message))
                 self.conn.send(encode(action.message, action.request_id))
             elif isinstance(action, Call):
                 getattr(self, f"on_{action.name}")(*action.args)
