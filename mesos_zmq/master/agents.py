@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 
 import structlog
 
+from mesos_zmq.errors import ResourceError
 from mesos_zmq.master import operator
 from mesos_zmq.master.runtime import MAX_TASKS_PER_ACCEPT, AgentRuntime
 from mesos_zmq.master.validation import check_agent, valid_id
@@ -112,7 +113,7 @@ def reregister_agent(core: MasterCore, peer: bytes, msg: ReregisterAgent, rid: s
     rt.deadline = None
     core._bind(peer, "agent", agent_id, now)
     core.allocator.activate_agent(agent_id, True)
-    reconcile_agent(core, agent_id, msg, now)
+    reconcile_agent(core, agent_id, msg, now, total)
     if agent_id in core.state.draining:
         operator.drain(core, agent_id, now)  # kills sent while it was away never arrived
     core._allocate_pending = True
@@ -132,12 +133,24 @@ def reset_agent_allocation(core: MasterCore, agent_id: str, total: Resources) ->
         core._allocate_task(rec)
 
 
-def reconcile_agent(core: MasterCore, agent_id: str, msg: ReregisterAgent, now: float) -> None:
-    """Agents are the truth for what runs: align the log with their report."""
+def reconcile_agent(core: MasterCore, agent_id: str, msg: ReregisterAgent, now: float,
+                    total: Resources) -> None:
+    """Agents are the truth for what runs: align the log with their report.
+
+    Tasks committed for the agent but never delivered are delivered now, as long as
+    they fit in what the agent has (it may have come back smaller): one that no longer
+    fits never ran, and is reported as lost rather than overbooking the agent.
+    """
     reported: set[tuple[str, str]] = set()
+    free = total
     for report in msg.tasks:
         key = (report.framework_id, report.task.task_id)
         reported.add(key)
+        if report.state not in TERMINAL:
+            try:
+                free = free.subtract_available(Resources.parse(report.task.resources))
+            except ResourceError:
+                pass
         rec = core.state.task(*key)
         framework_known = report.framework_id in core.state.frameworks
         if not framework_known:
@@ -176,10 +189,22 @@ def reconcile_agent(core: MasterCore, agent_id: str, msg: ReregisterAgent, now: 
         if (rec.framework_id, rec.task_id) in reported:
             continue
         if rec.state == TaskState.STAGING:
-            # Committed but never delivered (the previous leader died between its
-            # commit and its send): deliver it now. The agent ignores task ids it
-            # already knows, so this cannot launch anything twice.
-            relaunch.setdefault(rec.framework_id, []).append(rec.task)
+            try:
+                needs = Resources.parse(rec.task.resources)
+            except ResourceError:
+                needs = None
+            if needs is not None and free.contains(needs):
+                # Committed but never delivered (the previous leader died between its
+                # commit and its send): deliver it now. The agent ignores task ids it
+                # already knows, so this cannot launch anything twice.
+                free = free - needs
+                relaunch.setdefault(rec.framework_id, []).append(rec.task)
+                continue
+            state = (TaskState.DROPPED if core._partition_aware(rec.framework_id)
+                     else TaskState.LOST)
+            core._master_task_update(rec, state, "REASON_AGENT_RESTARTED",
+                                     "the agent came back with fewer resources than "
+                                     "this task needs; it never started", now)
             continue
         core._master_task_update(
             rec,

@@ -85,6 +85,7 @@ FAULTS: dict[str, float] = {
     "crash_after_commit": 0.004,
     "leader_pause": 0.004,
     "agent_crash": 0.006,
+    "agent_shrink": 0.003,
     "framework_crash": 0.006,
     "compact": 0.015,
     "slow_standby": 0.01,
@@ -332,6 +333,21 @@ class Simulation:
         victim.crash()
         return f"crash {victim.name}"
 
+    def _fault_agent_shrink(self, pick: int) -> str:
+        """An operator restarts an agent with fewer cpus under its running tasks: the
+        master must then offer nothing the tasks still hold (over-commitment)."""
+        live = [a for a in self.agents if a.phase != "down"]
+        if not live:
+            return ""
+        victim = live[pick % len(live)]
+        cpus = victim.resources.scalar("cpus")
+        if cpus <= 1:
+            return ""
+        smaller = Resources.parse(f"cpus:{cpus - 1:g};mem:{victim.resources.scalar('mem'):g}")
+        victim.crash()
+        victim.resources = smaller
+        return f"shrink {victim.name} to {smaller}"
+
     def _fault_framework_crash(self, pick: int) -> str:
         live = [f for f in self.frameworks if f.phase not in ("down", "aborted")]
         if not live:
@@ -410,10 +426,20 @@ class Simulation:
             used = Resources.empty()
             for resources in self.ledger.running.get(agent.name, {}).values():
                 used = used + self._res(resources)
-            if not agent.resources.contains(used):
-                raise Violation("agent_overbooked",
-                                f"{agent.name} runs {used}, more than its {agent.resources}")
+            if agent.resources.contains(used):
+                continue
+            # Over its total: legitimate only if the agent shrank under tasks it already
+            # ran; a task started since must not use any resource that is short.
+            short = {n for n, v in used.scalar_totals().items()
+                     if v > agent.resources.scalar(n) + 1e-9}
+            for key in self.ledger.started_since_check.get(agent.name, ()):
+                needs = self._res(self.ledger.running.get(agent.name, {}).get(key, ""))
+                if short & {n for n, v in needs.scalar_totals().items() if v > 0}:
+                    raise Violation("agent_overbooked",
+                                    f"{agent.name} started {key[1]} ({needs}) and now runs "
+                                    f"{used}, more than its {agent.resources}")
         started_on.clear()
+        self.ledger.started_since_check.clear()
         leader = self.leader()
         if leader is not None and leader.core is not None:
             self._check_leader_accounting(leader)
@@ -425,15 +451,18 @@ class Simulation:
         for offer in core._offers.values():
             held[offer.agent_id] = held.get(offer.agent_id, Resources.empty()) + offer.resources
         for agent_id, record in core.state.agents.items():
-            used = held.get(agent_id, Resources.empty())
+            offered = held.get(agent_id, Resources.empty())
+            tasks = Resources.empty()
             for rec in core.state.active_tasks_on(agent_id):
                 if rec.state != TaskState.UNREACHABLE:
-                    used = used + self._res(rec.task.resources)
+                    tasks = tasks + self._res(rec.task.resources)
             total = self._res(record.resources)
-            if not total.contains(used):
+            # Tasks may exceed a total that shrank under them; offers may only be made
+            # of what the tasks leave.
+            if not total.subtract_available(tasks).contains(offered):
                 raise Violation("leader_overcommitted",
-                                f"{leader.name} holds offers+tasks {used} on {agent_id}, "
-                                f"more than its {total}")
+                                f"{leader.name} offers {offered} on {agent_id} where tasks "
+                                f"hold {tasks} of its {total}")
 
     def _after_flush(self, master: MasterReplica) -> None:
         """(f), cheaply: a tailing reader of the log must hold the leader's state."""

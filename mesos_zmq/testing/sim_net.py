@@ -325,8 +325,11 @@ class Ledger:
     #: agents that started a task since invariant (a) last looked at them (only a start
     #: can overbook an agent, so the others need no new check)
     started_on: set[str] = field(default_factory=set)
+    #: agent name -> tasks started there since the last overbooking check
+    started_since_check: dict[str, list[tuple[str, str]]] = field(default_factory=dict)
 
     def start(self, agent: str, key: tuple[str, str], resources: str, now: float) -> None:
+        self.started_since_check.setdefault(agent, []).append(key)
         if key in self.started:
             raise Violation("task_started_twice",
                             f"task {key} started on {agent}, already started on "

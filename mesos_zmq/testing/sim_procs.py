@@ -118,8 +118,10 @@ def _short(message: Message) -> str:
 
 
 #: answers that mean "the master (or agent) does not know this task": it never ran
-_UNKNOWN_REASONS = frozenset({"REASON_TASK_UNKNOWN", "REASON_INVALID_OFFERS",
-                              "REASON_RECONCILIATION"})
+_UNKNOWN_REASONS = frozenset({"REASON_TASK_UNKNOWN", "REASON_INVALID_OFFERS"})
+#: what the master says when reconciling a task it does not know (master/frameworks.py);
+#: a reconciliation answer for a known task carries that task's real state instead
+_RECONCILED_UNKNOWN = "task unknown to the master"
 
 
 def _verdict(status: TaskStatus) -> str:
@@ -128,7 +130,9 @@ def _verdict(status: TaskStatus) -> str:
     is one verdict: they all say the same thing, that the task did not run."""
     if status.state == "TASK_DROPPED" or (
             status.state == "TASK_LOST" and not status.uuid
-            and status.reason in _UNKNOWN_REASONS):
+            and (status.reason in _UNKNOWN_REASONS
+                 or (status.reason == "REASON_RECONCILIATION"
+                     and status.message == _RECONCILED_UNKNOWN))):
         return "NOT_LAUNCHED"
     return status.state
 

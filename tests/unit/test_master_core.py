@@ -840,3 +840,17 @@ def test_a_launch_the_agent_never_mentions_is_sent_again_with_back_off() -> None
         timestamp=15.0)), 15.0)
     h.tick(40.0)
     assert len(of_type(h.sent, RunTasks)) == 2  # the agent spoke: no more retries
+
+
+def test_an_undelivered_launch_that_no_longer_fits_a_smaller_agent_is_lost_not_run() -> None:
+    """Found by the simulator: an agent restarted with fewer cpus got a launch made
+    against its old total and ran more than it has."""
+    h = Harness()
+    agent_id, fid, _ = launch(h, resources="cpus:3;mem:128")  # its run_tasks is lost
+    runs = len(of_type(h.sent, RunTasks))
+    h.send(b"agent2", ReregisterAgent(agent_id=agent_id, hostname="h1",
+                                      resources="cpus:2;mem:4096"), 1.0)
+    assert len(of_type(h.sent, RunTasks)) == runs  # not delivered again
+    (lost,) = [m.status for m in of_type(h.sent, StatusUpdate) if m.status.task_id == "t1"]
+    assert (lost.state, lost.reason) == ("TASK_LOST", "REASON_AGENT_RESTARTED")
+    assert h.core.state.task(fid, "t1").terminal  # type: ignore[union-attr]
