@@ -145,6 +145,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--records", default="10000,50000,100000")
     parser.add_argument("--snapshot-every", type=int, default=SnapshotPolicy().every)
+    parser.add_argument("--keep", default="", help="put ZooKeeper's files here (kept)")
     args = parser.parse_args()
     structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
     sizes = [int(n) for n in args.records.split(",")]
@@ -152,7 +153,7 @@ def main() -> int:
                 "no_snapshot": SnapshotPolicy(every=10**12, max_bytes=10**15)}
     results: dict[tuple[int, str], dict[str, float]] = {}
     with tempfile.TemporaryDirectory(prefix="bench-recovery-") as tmp:
-        ensemble = Ensemble(Path(tmp) / "zk", size=1).start()
+        ensemble = Ensemble(Path(args.keep or tmp) / "zk", size=1).start()
         writer = KazooClient(hosts=ensemble.hosts, timeout=5.0)
         writer.start(10)
         try:

@@ -45,6 +45,8 @@ from mesos_zmq.master.log import Record, Recovered
 CHUNK = 512 * 1024
 
 
+#: log entries a compaction leaves behind (already covered by the snapshot)
+RETAIN = 64
 #: how often a read that met compaction reloads the snapshot before giving up
 READ_ATTEMPTS = 5
 
@@ -62,10 +64,12 @@ def _seq(name: str) -> int:
 
 
 class ZooKeeperLog:
-    def __init__(self, client: KazooClient, path: str, chunk: int = CHUNK) -> None:
+    def __init__(self, client: KazooClient, path: str, chunk: int = CHUNK,
+                 retain: int = RETAIN) -> None:
         self.zk = client
         self.path = "/" + path.strip("/")
         self.chunk = chunk
+        self.retain = retain
         self._epoch_version: int | None = None
         self._last_seq = -1
         #: batches after the published snapshot: (lsn, records, bytes), and their sums,
@@ -121,6 +125,10 @@ class ZooKeeperLog:
             results = txn.commit()
         except KazooException as exc:
             raise LogError(f"log write failed: {exc!r}") from None
+        return self._check_results(results)
+
+    def _check_results(self, results: list[Any]) -> list[Any]:
+        """The results of one fenced multi-op: LogFenced if the epoch check failed."""
         if results and isinstance(results[0], Exception):
             raise LogFenced(
                 f"the epoch moved past {self._epoch_version}: a newer master leads"
@@ -152,8 +160,20 @@ class ZooKeeperLog:
         base = f"{self.path}/snapshots/{snap_id}"
         pieces = [data[i:i + self.chunk] for i in range(0, len(data), self.chunk)] or [b""]
         self._fenced_commit([("create", (base, b""))])
+        # The chunks go out together (each its own fenced multi-op, pipelined): order
+        # does not matter, since only the meta below makes the snapshot visible.
+        requests = []
         for index, piece in enumerate(pieces):
-            self._fenced_commit([("create", (f"{base}/c-{index:06d}", piece))])
+            txn = self.zk.transaction()
+            txn.check(f"{self.path}/epoch", self._epoch_version)
+            txn.create(f"{base}/c-{index:06d}", piece)
+            requests.append(txn.commit_async())
+        for request in requests:
+            try:
+                results = request.get()
+            except KazooException as exc:
+                raise LogError(f"snapshot write failed: {exc!r}") from None
+            self._check_results(results)
         meta = msgpack.packb({"id": snap_id, "chunks": len(pieces), "last_seq": self._last_seq,
                               "last_lsn": self._lsn}, use_bin_type=True)
         old = self._read_meta()
@@ -169,7 +189,11 @@ class ZooKeeperLog:
         Deletions are pipelined: one round trip for all of them, not one each.
         """
         try:
-            names = [n for n in self.zk.get_children(f"{self.path}/log") if _seq(n) <= upto]
+            names = sorted((n for n in self.zk.get_children(f"{self.path}/log")
+                            if _seq(n) <= upto), key=_seq)
+            # The newest entries stay until the next compaction, so a standby a few
+            # batches behind reads on instead of reloading the whole snapshot.
+            names = names[:-self.retain] if self.retain else names
             pending = [self.zk.delete_async(f"{self.path}/log/{name}") for name in names]
             for result in pending:
                 try:

@@ -59,7 +59,7 @@ from typing import Any
 
 from mesos_zmq.detector import LEADER_NODE
 from mesos_zmq.master.state import MasterState, Record
-from mesos_zmq.master.zk_log import ZooKeeperLog
+from mesos_zmq.master.zk_log import RETAIN, ZooKeeperLog
 from mesos_zmq.resources import Resources
 from mesos_zmq.tasks import TERMINAL, TaskState
 from mesos_zmq.testing.fakezk import FakeZooKeeper
@@ -175,7 +175,10 @@ class Simulation:
                            trace=deque(maxlen=config.trace_limit))
         self.world.net = Network(self.world)
         self.ledger = Ledger()
-        tuning = MasterTuning(session_timeout=config.session_timeout)
+        # How many compacted entries the log keeps: few, so that lagging standbys
+        # meet compaction (the reload path), or the product's default (the read-on path).
+        tuning = MasterTuning(session_timeout=config.session_timeout,
+                              retain=rng.choice((0, 2, RETAIN)))
         count = config.masters or rng.choice((2, 3))
         self.masters = [MasterReplica(self.world, f"m{i}", tuning) for i in range(count)]
         for master in self.masters:

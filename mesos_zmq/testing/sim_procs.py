@@ -141,6 +141,8 @@ def _verdict(status: TaskStatus) -> str:
 @dataclass(slots=True)
 class MasterTuning:
     session_timeout: float = 2.0
+    #: compacted log entries left behind (ZooKeeperLog's ``retain``)
+    retain: int = 64
     core: MasterCoreConfig = field(default_factory=lambda: MasterCoreConfig(
         heartbeat_interval=0.5, missed_heartbeats=4, allocation_interval=0.5,
         reregister_timeout=10.0, status_update_retry=1.0))
@@ -185,7 +187,7 @@ class MasterReplica:
         self.phase = "standby"
         self.world.log(self.name, "boot", self.member_id)
         try:
-            self.log = ZooKeeperLog(self.client, CLUSTER_PATH)
+            self.log = ZooKeeperLog(self.client, CLUSTER_PATH, retain=self.tuning.retain)
             recovered = self.log.recover()
             self.state = state_from(recovered.snapshot, recovered.records)
             self.contender = Contender(self.client, CLUSTER_PATH, self.member_id)

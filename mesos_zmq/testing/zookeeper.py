@@ -37,6 +37,9 @@ INIT_LIMIT_MS = 2000
 SYNC_LIMIT_MS = 1000
 #: the shortest session the servers grant (the tests use about 1 s)
 MIN_SESSION_MS = 400
+#: heap of each test server, and how many recent transactions it keeps in memory
+HEAP_MB = 768
+COMMIT_LOG_COUNT = 100
 
 
 class ZooKeeperUnavailable(MesosZmqError):
@@ -124,7 +127,11 @@ class ZooKeeperServer:
         config = self._write_config()
         log = open(self.root / "server.log", "ab")  # noqa: SIM115 - owned by the child
         self.process = subprocess.Popen(
-            [java, "-Xmx256m", f"-Dzookeeper.log.dir={self.root}",
+            # ZooKeeper keeps its last commitLogCount transactions in memory; with
+            # the log's 512 KB znodes the default 500 alone fills 256 MB (it died of
+            # OutOfMemoryError under load). Bound both, as deploy/README.md advises.
+            [java, f"-Xmx{HEAP_MB}m", f"-Dzookeeper.commitLogCount={COMMIT_LOG_COUNT}",
+             f"-Dzookeeper.log.dir={self.root}",
              "-cp", f"{CONF_DIR}:{ZOOKEEPER_JAR}",
              "org.apache.zookeeper.server.quorum.QuorumPeerMain", str(config)],
             stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,

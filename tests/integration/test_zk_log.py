@@ -52,7 +52,7 @@ def test_writing_without_an_epoch_is_refused(zk_client: KazooClient) -> None:
 
 
 def test_snapshot_plus_tail_and_compaction(zk_client: KazooClient) -> None:
-    log = ZooKeeperLog(zk_client, "/cluster", chunk=64 * 1024)
+    log = ZooKeeperLog(zk_client, "/cluster", chunk=64 * 1024, retain=0)
     log.recover()
     log.claim_epoch()
     for i in range(5):
@@ -108,7 +108,7 @@ def test_standby_tails_new_entries(zk_client: KazooClient) -> None:
 
 def test_a_standby_behind_compaction_reloads_the_snapshot(zk_client: KazooClient) -> None:
     """Issue 9, violation 2: entries compacted under a lagging standby were skipped."""
-    leader = ZooKeeperLog(zk_client, "/cluster")
+    leader = ZooKeeperLog(zk_client, "/cluster", retain=0)
     leader.recover()
     leader.claim_epoch()
     leader.append([{"op": "one"}])
@@ -156,7 +156,7 @@ def test_a_new_writer_reuses_the_number_of_an_abandoned_batch(zk_client: KazooCl
 
 
 def test_a_standby_notices_compaction_that_left_the_log_empty(zk_client: KazooClient) -> None:
-    leader = ZooKeeperLog(zk_client, "/cluster")
+    leader = ZooKeeperLog(zk_client, "/cluster", retain=0)
     leader.recover()
     leader.claim_epoch()
     standby = ZooKeeperLog(zk_client, "/cluster")
@@ -171,7 +171,7 @@ def test_a_standby_notices_compaction_that_left_the_log_empty(zk_client: KazooCl
 def test_a_lagging_standby_always_ends_with_the_leaders_records(zk_client: KazooClient) -> None:
     """Random appends, snapshots and tails: the standby's copy never diverges."""
     rng = random.Random(7)
-    leader = ZooKeeperLog(zk_client, "/cluster", chunk=64)  # many multi-part batches
+    leader = ZooKeeperLog(zk_client, "/cluster", chunk=64, retain=rng.choice([0, 3]))
     leader.recover()
     leader.claim_epoch()
     standby = ZooKeeperLog(zk_client, "/cluster", chunk=64)
@@ -211,3 +211,24 @@ def test_a_standby_counts_only_what_follows_the_last_snapshot(zk_client: KazooCl
     fresh = ZooKeeperLog(zk_client, "/cluster")
     fresh.recover()
     assert fresh.records_since_snapshot == 1
+
+
+def test_a_standby_a_few_batches_behind_reads_on_after_compaction(
+        zk_client: KazooClient) -> None:
+    """Compaction leaves the newest entries, so a standby need not reload the snapshot."""
+    leader = ZooKeeperLog(zk_client, "/cluster", retain=4)
+    leader.recover()
+    leader.claim_epoch()
+    standby = ZooKeeperLog(zk_client, "/cluster")
+    standby.recover()
+    for i in range(10):
+        leader.append([{"op": "n", "i": i}])
+    standby_behind = [r["i"] for r in standby.tail().records]
+    leader.append([{"op": "n", "i": 10}])
+    leader.append([{"op": "n", "i": 11}])
+    leader.write_snapshot({"upto": 11})
+    assert len(zk_client.get_children("/cluster/log")) == 4
+    tail = standby.tail()
+    assert tail.snapshot is None and [r["i"] for r in tail.records] == [10, 11]
+    assert standby_behind == list(range(10))
+    assert ZooKeeperLog(zk_client, "/cluster").recover().records == []
