@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -125,6 +126,36 @@ def replay(lines: list[bytes]) -> dict[str, TaskCheckpoint]:
         elif record.get("forget"):
             del tasks[key]
     return tasks
+
+
+def batch_records(records: list[tuple[str, dict[str, Any]]], seq: tuple[str, int] | None,
+                  framework_of: Callable[[str], str | None]) -> list[dict[str, Any]]:
+    """One task-log batch from the core's checkpoint records (task id, record).
+
+    ``seq`` (task id, number) marks the last supervisor event consumed for that task,
+    on its records or alone. Records of tasks never launched here (refused ids, kills
+    of unknown tasks) are dropped: ``framework_of`` returns None for them.
+    """
+    by_task: dict[str, list[dict[str, Any]]] = {}
+    for task_id, record in records:
+        by_task.setdefault(task_id, []).append(dict(record))
+    if seq is not None:
+        mine = by_task.setdefault(seq[0], [])
+        if mine:
+            for record in mine:
+                record.setdefault("seq", seq[1])
+        else:
+            mine.append({"seq": seq[1]})
+    batch: list[dict[str, Any]] = []
+    for task_id, mine in by_task.items():
+        framework_id = framework_of(task_id)
+        if framework_id is None:
+            continue
+        key = task_key(framework_id, task_id)
+        for record in mine:
+            record["k"] = key
+        batch.extend(mine)
+    return batch
 
 
 def launch_record(framework_id: str, info: TaskInfo, container_id: str,

@@ -301,25 +301,13 @@ class AgentServer:
 
     def _write_checkpoints(self, fx: Effects, seq: tuple[str, int] | None) -> None:
         """Append the core's records to each task's log before anything is sent."""
-        by_task: dict[str, list[dict[str, object]]] = {}
-        for task_id, record in fx.checkpoint:
-            by_task.setdefault(task_id, []).append(record)
-        if seq is not None:
-            records = by_task.setdefault(seq[0], [])
-            if records:
-                for record in records:
-                    record.setdefault("seq", seq[1])
-            else:
-                records.append({"seq": seq[1]})
-        batch: list[dict[str, object]] = []
-        for task_id, records in by_task.items():
-            launched = self.containerizer.launches.get(task_id)
-            if launched is None:
-                continue  # never launched here (refused ids, kills of unknown tasks)
-            key = checkpoint.task_key(launched[0], task_id)
-            for record in records:
-                record["k"] = key
-            batch.extend(records)
+        launches = self.containerizer.launches
+
+        def framework_of(task_id: str) -> str | None:
+            launched = launches.get(task_id)
+            return launched[0] if launched is not None else None
+
+        batch = checkpoint.batch_records(fx.checkpoint, seq, framework_of)
         self.containerizer.task_log.append(batch)
 
     def _collect_garbage(self, now: float) -> None:

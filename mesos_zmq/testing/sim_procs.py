@@ -387,7 +387,45 @@ class FakeContainer:
     exited: bool = False
 
 
-class AgentProc:
+class _ClientProc:
+    """What agents and frameworks share: crashing, and finding the leader to connect."""
+
+    world: World
+    name: str
+    conn: ClientConn | None
+    phase: str
+    core: Any
+    restart_at: float | None
+    client: Any
+    detector: SimDetector | None
+
+    def crash(self) -> None:
+        self.world.log(self.name, "CRASH")
+        if self.conn is not None:
+            self.conn.close()
+        self.phase = "down"
+        self.core = None
+        self.restart_at = self.world.now + self.world.rng.uniform(0.5, 3.0)
+
+    def _connected(self) -> bool:
+        """Keep the session alive; once a leader is known, open the connection.
+
+        False while there is none (nothing to do this step). A fresh connection
+        leaves the phase "connecting" for the caller to tell its core.
+        """
+        assert self.detector is not None
+        self.client.ping()
+        if self.phase == "waiting":
+            address = self.detector.current()
+            if address is None:
+                return False
+            self.detector.changed()
+            self.conn = ClientConn(self.world, self.name, address)
+            self.phase = "connecting"
+        return True
+
+
+class AgentProc(_ClientProc):
     """One agent process plus the supervisors of its tasks (which survive it)."""
 
     def __init__(self, world: World, name: str, resources: str, session_timeout: float,
@@ -434,25 +472,13 @@ class AgentProc:
         for task_id in list(self.launches):
             self._consume(task_id)
 
-    def crash(self) -> None:
-        self.world.log(self.name, "CRASH")
-        if self.conn is not None:
-            self.conn.close()
-        self.phase = "down"
-        self.core = None
-        self.restart_at = self.world.now + self.world.rng.uniform(0.5, 3.0)
-
     # ----------------------------------------------------------------- steps
     def step(self) -> None:
         assert self.core is not None and self.detector is not None
-        self.client.ping()
         now = self.world.now
-        if self.phase == "waiting":
-            address = self.detector.current()
-            if address is None:
-                return
-            self.detector.changed()
-            self.conn = ClientConn(self.world, self.name, address)
+        if not self._connected():
+            return
+        if self.phase == "connecting":
             self.phase = "up"
             self._apply(self.core.connected(now))
         assert self.conn is not None
@@ -541,24 +567,7 @@ class AgentProc:
             self._apply(self.core.connected(self.world.now))
 
     def _write_checkpoints(self, fx: Effects, seq: tuple[str, int] | None) -> None:
-        by_task: dict[str, list[dict[str, Any]]] = {}
-        for task_id, record in fx.checkpoint:
-            by_task.setdefault(task_id, []).append(dict(record))
-        if seq is not None:
-            records = by_task.setdefault(seq[0], [])
-            if records:
-                for record in records:
-                    record.setdefault("seq", seq[1])
-            else:
-                records.append({"seq": seq[1]})
-        batch: list[dict[str, Any]] = []
-        for task_id, records in by_task.items():
-            framework_id = self.launches.get(task_id)
-            if framework_id is None:
-                continue
-            for record in records:
-                record["k"] = checkpoint.task_key(framework_id, task_id)
-            batch.extend(records)
+        batch = checkpoint.batch_records(fx.checkpoint, seq, self.launches.get)
         self._write(batch)
 
     def _write(self, records: list[dict[str, Any]]) -> None:
@@ -602,7 +611,7 @@ class Workload:
     active: bool = True  # False once the simulation quiesces: no new launches
 
 
-class FrameworkProc:
+class FrameworkProc(_ClientProc):
     """A framework process: the driver core, its shell's rules and a scripted scheduler."""
 
     def __init__(self, world: World, name: str, session_timeout: float, ledger: Ledger,
@@ -647,25 +656,13 @@ class FrameworkProc:
         self.conn = None
         self.phase = "waiting"
 
-    def crash(self) -> None:
-        self.world.log(self.name, "CRASH")
-        if self.conn is not None:
-            self.conn.close()
-        self.phase = "down"
-        self.core = None
-        self.restart_at = self.world.now + self.world.rng.uniform(0.5, 3.0)
-
     # ----------------------------------------------------------------- steps
     def step(self) -> None:
         assert self.core is not None and self.detector is not None
-        self.client.ping()
         now = self.world.now
-        if self.phase == "waiting":
-            address = self.detector.current()
-            if address is None:
-                return
-            self.detector.changed()
-            self.conn = ClientConn(self.world, self.name, address)
+        if not self._connected():
+            return
+        if self.phase == "connecting":
             self.phase = "up"
             self._execute(self.core.connected(now))
         assert self.conn is not None
