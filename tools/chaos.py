@@ -264,6 +264,8 @@ HARMLESS_EVENT_PREFIXES = (
     "fenced by a newer leader", "replicated log failed", "master stopping", "master stopped",
     "standing by", "Zookeeper session established", "Closing connection",
     "Zookeeper connection established", "leadership lost", "no longer the leader",
+    # the leader's own watch holding everything back while it cannot reach ZooKeeper
+    "cannot confirm leadership yet",
 )
 
 

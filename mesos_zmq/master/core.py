@@ -141,7 +141,7 @@ class MasterCoreConfig:
     offer_resend_interval: float = 10.0
     #: a launched task with no word from its agent after this long is sent again
     #: (doubling up to a minute); the agent ignores task ids it already knows
-    launch_retry: float = 5.0
+    launch_retry: float = 10.0
 
 
 @dataclass(slots=True)
