@@ -319,6 +319,27 @@ class DriverCore:
             return Send(decline, decline_id)
         return Send(replace(request, framework_id=self.framework_id), request_id)
 
+    def _withdraw_launch(self, task_id: str) -> None:
+        """A killed task leaves the launches we may still send again.
+
+        The master answers a kill of a task it does not know with TASK_LOST, so a
+        launch of it sent again later (after a lost message or a failover) would run a
+        task its scheduler was told is gone. If the first launch did land, the repeat
+        carries the same request id and changes nothing; the kill deals with the task.
+        """
+        for request_id, (request, resends) in list(self._unconfirmed.items()):
+            if not isinstance(request, Accept) or all(t.task_id != task_id
+                                                       for t in request.tasks):
+                continue
+            rest = replace(request, tasks=[t for t in request.tasks if t.task_id != task_id])
+            if rest.tasks:
+                self._unconfirmed[request_id] = (rest, resends)
+            else:
+                del self._unconfirmed[request_id]
+            for offer_id in rest.offer_ids:
+                if self._answered.get(offer_id, ("", None))[0] == request_id:
+                    self._answered[offer_id] = (request_id, rest)
+
     def _answer_offers(self, msg: Accept | Decline, request_id: str) -> None:
         for offer_id in msg.offer_ids:
             self._held_offers.pop(offer_id, None)
@@ -422,6 +443,8 @@ class DriverCore:
             # Remembered even when not subscribed: if a new leader offers it again,
             # this answer goes back (see _on_offers).
             self._answer_offers(msg, request_id)
+        if isinstance(msg, Kill):
+            self._withdraw_launch(msg.task_id)
         if self.keeps(msg):
             assert isinstance(msg, Accept | Kill)
             self._unconfirmed[request_id] = (msg, 0)

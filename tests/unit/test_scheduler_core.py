@@ -352,8 +352,7 @@ def test_a_resent_offer_whose_launch_was_already_answered_is_declined() -> None:
     core.handle(Offers(offers=[offer("o1")]), "", 0.1)
     task = TaskInfo(task_id="t1", agent_id="A1", resources="cpus:1")
     core.request(Accept(framework_id="F1", offer_ids=["o1"], tasks=[task]))
-    # The accept is lost; the scheduler kills the task and hears it is unknown (LOST).
-    core.request(Kill(framework_id="F1", task_id="t1"))
+    # The accept is lost; reconciling, the scheduler hears the task is unknown (LOST).
     core.handle(StatusUpdate(status=TaskStatus(task_id="t1", framework_id="F1", agent_id="",
                                                state="TASK_LOST", uuid="", timestamp=0.3)),
                 "", 0.3)
@@ -378,3 +377,20 @@ def test_kills_are_repeated_until_their_task_ends() -> None:
                                                state="TASK_KILLED", uuid="u1",
                                                timestamp=7.0)), "", 7.0)
     assert [m for m in sent(core.tick(20.0)) if isinstance(m, Kill)] == []
+
+
+def test_a_killed_task_is_taken_out_of_a_launch_that_may_be_sent_again() -> None:
+    """Found by the simulator: the accept was lost, the scheduler killed one of its
+    tasks (told TASK_LOST: unknown), then the repeated accept launched it anyway."""
+    core = make()
+    subscribe(core)
+    core.handle(Offers(offers=[offer("o1")]), "", 0.1)
+    tasks = [TaskInfo(task_id=t, agent_id="A1", resources="cpus:0.5") for t in ("t1", "t2")]
+    (accept,) = core.request(Accept(framework_id="F1", offer_ids=["o1"], tasks=tasks))
+    core.request(Kill(framework_id="F1", task_id="t2"))
+    (again,) = core.handle(Offers(offers=[offer("o1")]), "", 0.5)
+    assert isinstance(again, Send) and again.request_id == accept.request_id  # type: ignore[union-attr]
+    assert [t.task_id for t in again.message.tasks] == ["t1"]  # type: ignore[attr-defined]
+    core.request(Kill(framework_id="F1", task_id="t1"))
+    (last,) = core.handle(Offers(offers=[offer("o1")]), "", 0.6)
+    assert isinstance(last, Send) and last.message.tasks == []  # type: ignore[attr-defined]
