@@ -63,6 +63,7 @@ from mesos_zmq.protocol import (
     Message,
     Offers,
     ReadFile,
+    Reconcile,
     Rescind,
     StatusUpdate,
     Subscribe,
@@ -320,7 +321,8 @@ class DriverCore:
         return Send(replace(request, framework_id=self.framework_id), request_id)
 
     def _withdraw_launch(self, task_id: str) -> None:
-        """A killed task leaves the launches we may still send again.
+        """A killed (or explicitly reconciled) task leaves the launches we may still
+        send again.
 
         The master answers a kill of a task it does not know with TASK_LOST, so a
         launch of it sent again later (after a lost message or a failover) would run a
@@ -445,6 +447,11 @@ class DriverCore:
             self._answer_offers(msg, request_id)
         if isinstance(msg, Kill):
             self._withdraw_launch(msg.task_id)
+        elif isinstance(msg, Reconcile):
+            # The master's answer is final for these tasks: if it does not know one
+            # (TASK_LOST), a repeated launch must not start it afterwards.
+            for item in msg.tasks:
+                self._withdraw_launch(item.task_id)
         if self.keeps(msg):
             assert isinstance(msg, Accept | Kill)
             self._unconfirmed[request_id] = (msg, 0)

@@ -17,6 +17,8 @@ from mesos_zmq.protocol import (
     Offer,
     Offers,
     ReadFile,
+    Reconcile,
+    ReconcileTask,
     Rescind,
     StatusUpdate,
     Subscribe,
@@ -394,3 +396,16 @@ def test_a_killed_task_is_taken_out_of_a_launch_that_may_be_sent_again() -> None
     core.request(Kill(framework_id="F1", task_id="t1"))
     (last,) = core.handle(Offers(offers=[offer("o1")]), "", 0.6)
     assert isinstance(last, Send) and last.message.tasks == []  # type: ignore[attr-defined]
+
+
+def test_an_explicitly_reconciled_task_is_taken_out_of_a_launch_sent_again() -> None:
+    """Found by the simulator (seed 7906): the master answered a reconciliation with
+    TASK_LOST (unknown), then a repeated launch, crossing that answer, started it."""
+    core = make()
+    subscribe(core)
+    core.handle(Offers(offers=[offer("o1")]), "", 0.1)
+    task = TaskInfo(task_id="t1", agent_id="A1", resources="cpus:0.5")
+    core.request(Accept(framework_id="F1", offer_ids=["o1"], tasks=[task]))
+    core.request(Reconcile(framework_id="F1", tasks=[ReconcileTask(task_id="t1")]))
+    (again,) = core.handle(Offers(offers=[offer("o1")]), "", 0.5)
+    assert isinstance(again, Send) and again.message.tasks == []  # type: ignore[attr-defined]
