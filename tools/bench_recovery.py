@@ -86,10 +86,13 @@ def write_log(client: KazooClient, path: str, records: int, policy: SnapshotPoli
     fid = ready.messages[0][1].framework_id  # type: ignore[attr-defined]
     flush(batch)
     task_no = 0
-    # Stop just before a snapshot is due: the longest tail a restarted master can meet.
-    while written < records or zk_log.records_since_snapshot < policy.every * 0.9:
-        if written >= records and policy.every > 10 * records:
-            break
+    # Go on until just before a snapshot is due: the longest tail a restarted master
+    # can meet (bounded, in case snapshots come by size first).
+    snapshots = policy.every <= records
+    while written < records or (
+            snapshots and written < 2 * records
+            and zk_log.records_since_snapshot < policy.every * 0.9
+            and zk_log.bytes_since_snapshot < policy.max_bytes * 0.9):
         now += 0.01
         turn = core.tick(now)
         statuses: list[TaskStatus] = []
