@@ -107,6 +107,16 @@ def parse_leader_info(data: bytes) -> dict[str, Any]:
     return info
 
 
+def leader_info_or_none(data: bytes | None) -> dict[str, Any] | None:
+    """The leader record in ``data``, or None when absent or unreadable (no leader)."""
+    if not data:
+        return None
+    try:
+        return parse_leader_info(data)
+    except ValueError:
+        return None
+
+
 class LeaderDetector:
     """Knows the current leader's address; thread-safe; ``changed()`` is edge-triggered.
 
@@ -182,12 +192,7 @@ class LeaderDetector:
         self._refresh()
 
     def _on_leader(self, data: bytes | None, stat: Any) -> None:
-        info = None
-        if data:
-            try:
-                info = parse_leader_info(data)
-            except ValueError:
-                info = None
+        info = leader_info_or_none(data)
         with self._lock:
             changed = info != self._info
             if changed:

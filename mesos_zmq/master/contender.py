@@ -75,31 +75,31 @@ class Contender:
         return sorted(self.zk.get_children(f"{self.path}/{ELECTION_NODE}"),
                       key=lambda n: int(n.rsplit("-", 1)[-1]))
 
-    def leads(self) -> bool:
-        """Whether we lead now: our node, created by our live session, is first.
-
-        Raises :class:`LeadershipLost` when our node is gone (the session was lost).
-        """
+    def _ahead_of_us(self) -> str | None:
+        """The member just before ours (None: we lead). Raises :class:`LeadershipLost`
+        when our session ended or our node is gone."""
         assert self.node is not None, "join() first"
         if not self._session_is_ours():
             raise LeadershipLost("the ZooKeeper session that joined the election has ended")
         members = self._members()
         if self.node not in members:
             raise LeadershipLost("our election node vanished: the session was lost")
-        return members[0] == self.node
+        index = members.index(self.node)
+        return members[index - 1] if index else None
+
+    def leads(self) -> bool:
+        """Whether we lead now: our node, created by our live session, is first."""
+        return self._ahead_of_us() is None
 
     def wait_for_leadership(self, stop: threading.Event, poll: float = 0.5) -> bool:
         """Block until this member leads (True) or ``stop`` is set (False)."""
         assert self.node is not None, "join() first"
         while not stop.is_set():
-            if self.leads():
+            ahead = self._ahead_of_us()
+            if ahead is None:
                 return True
-            members = self._members()
-            if self.node not in members:
-                continue  # leads() raises on the next turn
-            index = members.index(self.node)
             woken = threading.Event()
-            predecessor = f"{self.path}/{ELECTION_NODE}/{members[index - 1]}"
+            predecessor = f"{self.path}/{ELECTION_NODE}/{ahead}"
 
             def wake(_event: Any, woken: threading.Event = woken) -> None:
                 woken.set()

@@ -353,8 +353,7 @@ class MasterCore:
                 continue
             # The offer keeps its id; its expiry restarts from the take-over.
             self._offers[offer_id] = OfferRec(offer_id, offer["framework_id"],
-                                               offer["agent_id"], offer["role"], resources, now,
-                                               now)
+                                               offer["agent_id"], offer["role"], resources, now)
             fw_rt.offers.add(offer_id)
             ag_rt.offers.add(offer_id)
             self._offer_resends[offer_id] = now + self.config.offer_resend_interval
@@ -556,8 +555,7 @@ class MasterCore:
                 continue
             offer_id = self._new_id()
             rec = OfferRec(
-                offer_id, alloc.framework_id, alloc.agent_id, alloc.role, alloc.resources, now,
-                now,
+                offer_id, alloc.framework_id, alloc.agent_id, alloc.role, alloc.resources, now
             )
             self._offers[offer_id] = rec
             self._offer_resends[offer_id] = now + self.config.offer_resend_interval
@@ -601,7 +599,6 @@ class MasterCore:
             self._send(rt.peer, Offers(offers=offers))
 
     def _offer_sent(self, rec: OfferRec, now: float) -> Offer:
-        rec.sent = now
         self._offer_resends.pop(rec.offer_id, None)
         self._offer_resends[rec.offer_id] = now + self.config.offer_resend_interval
         return self._offer_message(rec)

@@ -31,8 +31,6 @@ class OfferRec:
     role: str
     resources: Resources
     created: float
-    #: when it was last sent to the framework (it is sent again while unanswered)
-    sent: float = 0.0
 
 
 @dataclass(slots=True)

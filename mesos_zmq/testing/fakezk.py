@@ -531,25 +531,24 @@ class FakeKazooClient:
         node = self.server.nodes.get(path)
         return None if node is None else node.stat()
 
-    def get(self, path: str, watch: Watch | None = None) -> tuple[bytes, ZnodeStat]:
+    def _watched(self, path: str, kind: str, watch: Watch | None) -> Any:
+        """The node at ``path`` (NoNodeError if none), with a ``kind`` watch set."""
         sid = self._session()
         path = self.server.norm(path)
         node = self.server.nodes.get(path)
         if node is None:
             raise NoNodeError(path)
         if watch is not None:
-            self.server.add_watch("data", path, sid, watch)
+            self.server.add_watch(kind, path, sid, watch)
+        return node
+
+    def get(self, path: str, watch: Watch | None = None) -> tuple[bytes, ZnodeStat]:
+        node = self._watched(path, "data", watch)
         return node.data, node.stat()
 
     def get_children(self, path: str, watch: Watch | None = None,
                      include_data: bool = False) -> Any:
-        sid = self._session()
-        path = self.server.norm(path)
-        node = self.server.nodes.get(path)
-        if node is None:
-            raise NoNodeError(path)
-        if watch is not None:
-            self.server.add_watch("child", path, sid, watch)
+        node = self._watched(path, "child", watch)
         children = node.sorted_children()
         return (children, node.stat()) if include_data else children
 

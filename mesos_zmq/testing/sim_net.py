@@ -41,7 +41,7 @@ from typing import Any
 
 from kazoo.exceptions import KazooException, NoNodeError
 
-from mesos_zmq.detector import LEADER_NODE, parse_leader_info
+from mesos_zmq.detector import LEADER_NODE, leader_info_or_none
 from mesos_zmq.errors import ProtocolError
 from mesos_zmq.protocol import Envelope, decode
 from mesos_zmq.testing.fakezk import FakeKazooClient, FakeZooKeeper
@@ -287,12 +287,7 @@ class SimDetector:
                 data = None
         except KazooException:
             return
-        info = None
-        if data:
-            try:
-                info = parse_leader_info(data)
-            except ValueError:
-                info = None
+        info = leader_info_or_none(data)
         if info != self.info:
             self.info = info
             self._version += 1

@@ -407,12 +407,9 @@ class _ClientProc:
         self.core = None
         self.restart_at = self.world.now + self.world.rng.uniform(0.5, 3.0)
 
-    def _connected(self) -> bool:
-        """Keep the session alive; once a leader is known, open the connection.
-
-        False while there is none (nothing to do this step). A fresh connection
-        leaves the phase "connecting" for the caller to tell its core.
-        """
+    def _connected(self, now: float) -> bool:
+        """Keep the session alive; once a leader is known, open the connection and
+        tell the core (:meth:`_core_connected`). False while there is none."""
         assert self.detector is not None
         self.client.ping()
         if self.phase == "waiting":
@@ -421,8 +418,12 @@ class _ClientProc:
                 return False
             self.detector.changed()
             self.conn = ClientConn(self.world, self.name, address)
-            self.phase = "connecting"
+            self.phase = "up"
+            self._core_connected(now)
         return True
+
+    def _core_connected(self, now: float) -> None:
+        raise NotImplementedError
 
 
 class AgentProc(_ClientProc):
@@ -476,11 +477,8 @@ class AgentProc(_ClientProc):
     def step(self) -> None:
         assert self.core is not None and self.detector is not None
         now = self.world.now
-        if not self._connected():
+        if not self._connected(now):
             return
-        if self.phase == "connecting":
-            self.phase = "up"
-            self._apply(self.core.connected(now))
         assert self.conn is not None
         for envelope in self.conn.receive_all():
             if not isinstance(envelope.message, Heartbeat):
@@ -541,6 +539,10 @@ class AgentProc(_ClientProc):
         self._apply(total, seq=(task_id, events[-1]["seq"]))
         if any(e["event"] == "exited" for e in events):
             del self.containers[task_id]
+
+    def _core_connected(self, now: float) -> None:
+        assert self.core is not None
+        self._apply(self.core.connected(now))
 
     def _apply(self, fx: Effects, seq: tuple[str, int] | None = None) -> None:
         assert self.core is not None
@@ -660,11 +662,8 @@ class FrameworkProc(_ClientProc):
     def step(self) -> None:
         assert self.core is not None and self.detector is not None
         now = self.world.now
-        if not self._connected():
+        if not self._connected(now):
             return
-        if self.phase == "connecting":
-            self.phase = "up"
-            self._execute(self.core.connected(now))
         assert self.conn is not None
         address = self.detector.changed()
         if address is not None and address != self.conn.address:
@@ -679,6 +678,10 @@ class FrameworkProc(_ClientProc):
             return
         self._timed_work(now)
         self._execute(self.core.tick(now))
+
+    def _core_connected(self, now: float) -> None:
+        assert self.core is not None
+        self._execute(self.core.connected(now))
 
     def _execute(self, actions: list[Action]) -> None:
         for action in actions:
