@@ -506,6 +506,8 @@ class SetQuota(Message):
     role: str
     guarantee: str = ""
     limit: str = ""
+    #: set a guarantee the cluster's current resources cannot satisfy
+    force: bool = False
 
 
 @message("remove_quota")

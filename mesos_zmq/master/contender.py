@@ -35,10 +35,13 @@ class LeadershipLost(LogError):
 
 
 class Contender:
-    def __init__(self, client: KazooClient, path: str, member_id: str) -> None:
+    def __init__(self, client: KazooClient, path: str, member_id: str,
+                 address: str = "") -> None:
         self.zk = client
         self.path = "/" + path.strip("/")
         self.member_id = member_id
+        #: where this master serves once it leads (shown to operators as a standby's)
+        self.address = address
         self.node: str | None = None
         #: the ZooKeeper session that created our election node (and leader record)
         self.session: int | None = None
@@ -67,7 +70,8 @@ class Contender:
     def join(self) -> None:
         self.zk.ensure_path(f"{self.path}/{ELECTION_NODE}")
         self.session = self.current_session()
-        created = self.zk.create(f"{self.path}/{ELECTION_NODE}/m-", self.member_id.encode(),
+        data = json.dumps({"id": self.member_id, "address": self.address}).encode()
+        created = self.zk.create(f"{self.path}/{ELECTION_NODE}/m-", data,
                                  ephemeral=True, sequence=True)
         self.node = str(created).rsplit("/", 1)[-1]
 
@@ -86,6 +90,27 @@ class Contender:
             raise LeadershipLost("our election node vanished: the session was lost")
         index = members.index(self.node)
         return members[index - 1] if index else None
+
+    def others(self) -> list[dict[str, Any]]:
+        """The other members (standbys), in election order, as they described themselves
+        (an id alone for a member that wrote a plain id)."""
+        found = []
+        for name in self._members():
+            if name == self.node:
+                continue
+            try:
+                data, _ = self.zk.get(f"{self.path}/{ELECTION_NODE}/{name}")
+            except NoNodeError:
+                continue
+            try:
+                member = json.loads(data)
+            except ValueError:
+                member = None
+            if not isinstance(member, dict):
+                member = {"id": data.decode(errors="replace")}
+            found.append({"id": str(member.get("id", ""))[:200],
+                          "address": str(member.get("address", ""))[:200]})
+        return found
 
     def leads(self) -> bool:
         """Whether we lead now: our node, created by our live session, is first."""

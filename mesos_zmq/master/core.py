@@ -190,6 +190,12 @@ class MasterCore:
         self._allocate_pending = False
         self._last_allocation = now
         self.started_at = now
+        #: wall clock minus ``now``'s clock, kept up to date by the shell: ``now`` drives
+        #: timers; what is shown to people or written down is wall-clock UTC
+        self.wall_offset = 0.0
+        self._wall_now = now
+        #: facts only the shell knows (pid, address, epoch, standbys), shown in ``state``
+        self.facts: dict[str, Any] = {}
         self.counters: dict[str, int] = {}
         #: last usage each agent reported per active task (framework_id, task_id)
         self.usage: dict[tuple[str, str], TaskUsage] = {}
@@ -234,8 +240,16 @@ class MasterCore:
         return ready
 
     def _commit(self, record: Record) -> None:
+        if "time" in record:
+            # Durable times are wall-clock (UTC seconds): a log outlives the process and
+            # the machine whose monotonic clock measured ``now``.
+            record["time"] = self._wall_now
         self.state.apply(record)
         self._ready.records.append(record)
+
+    def wall(self, now: float) -> float:
+        """``now`` (the timers' clock) as wall-clock UTC seconds."""
+        return now + self.wall_offset
 
     def _send(self, peer: bytes, msg: Message, request_id: str = "") -> None:
         self._ready.messages.append((peer, msg, request_id))
@@ -286,6 +300,7 @@ class MasterCore:
     # ================================================================= entry points
     def handle(self, peer: bytes, msg: Message, request_id: str, now: float) -> Ready:
         """Process one decoded message from connection ``peer``."""
+        self._wall_now = self.wall(now)
         info = self._peers.get(peer)
         if info is not None:
             info.monitor.received(now)
@@ -298,6 +313,7 @@ class MasterCore:
 
     def tick(self, now: float) -> Ready:
         """Advance time: heartbeats, expiries, retries, allocation."""
+        self._wall_now = self.wall(now)
         self._check_peers(now)
         self._check_deadlines(now)
         self._retry_master_updates(now)

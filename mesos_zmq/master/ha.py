@@ -20,8 +20,8 @@ import signal
 import socket
 import threading
 import time
-import uuid
 from types import FrameType
+from typing import Any
 
 import structlog
 from kazoo.client import KazooState
@@ -30,7 +30,7 @@ from mesos_zmq import __version__
 from mesos_zmq.detector import parse_master_url, zk_client
 from mesos_zmq.errors import ConfigError, LogError
 from mesos_zmq.master.contender import Contender, LeadershipLost
-from mesos_zmq.master.server import MasterConfig, MasterServer
+from mesos_zmq.master.server import MasterConfig, MasterServer, stable_master_id
 from mesos_zmq.master.state import MasterState, state_from
 from mesos_zmq.master.zk_log import LogFenced, ZooKeeperLog
 
@@ -115,6 +115,30 @@ def advertised_address(config: MasterConfig) -> str:
     return f"tcp://{host}:{config.port}"
 
 
+class StandbyList:
+    """The other masters, listed from ZooKeeper every few seconds by a thread, so that
+    ``state`` shows them without a ZooKeeper round trip on the leader's loop."""
+
+    def __init__(self, contender: Contender, stop: threading.Event,
+                 every: float = 5.0) -> None:
+        self._contender = contender
+        self._stop = stop
+        self._every = every
+        self._members: list[dict[str, Any]] = []
+        threading.Thread(target=self._run, name="standbys", daemon=True).start()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self._members = self._contender.others()
+            except Exception:  # ZooKeeper unreachable: keep the last list
+                pass
+            self._stop.wait(self._every)
+
+    def get(self) -> list[dict[str, Any]]:
+        return list(self._members)
+
+
 def run_master_ha(config: MasterConfig) -> int:
     """Run one replicated master until a signal, loss of leadership or fencing."""
     url = parse_master_url(config.zk)
@@ -123,7 +147,7 @@ def run_master_ha(config: MasterConfig) -> int:
     if config.port == 0:
         raise ConfigError("with --zk the master needs a fixed --port to advertise")
     client = zk_client(url, config.zk_session_timeout)
-    member_id = config.master_id or f"{socket.gethostname()}-{uuid.uuid4().hex[:6]}"
+    member_id = config.master_id or stable_master_id(config.work_dir)
     stop = threading.Event()
     lost = threading.Event()
     suspended = threading.Event()
@@ -146,7 +170,7 @@ def run_master_ha(config: MasterConfig) -> int:
     signal.signal(signal.SIGINT, on_signal)
 
     zk_log = ZooKeeperLog(client, url.path)
-    contender = Contender(client, url.path, member_id)
+    contender = Contender(client, url.path, member_id, advertised_address(config))
     code = 0
     try:
         started = time.monotonic()
@@ -190,8 +214,9 @@ def run_master_ha(config: MasterConfig) -> int:
             return watch.verdict(time.monotonic())
 
         config.master_id = member_id
+        standbys = StandbyList(contender, stop)
         server = MasterServer(config, replicated_log=zk_log, state=state, guard=guard,
-                              epoch=epoch)
+                              epoch=epoch, standbys=standbys.get)
         built = time.monotonic()
         contender.publish({
             "id": member_id,

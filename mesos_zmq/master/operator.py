@@ -39,6 +39,7 @@ from mesos_zmq.tasks import TaskState
 
 if TYPE_CHECKING:
     from mesos_zmq.master.core import MasterCore
+    from mesos_zmq.master.state import TaskRecord
 
 log = structlog.get_logger()
 
@@ -173,26 +174,51 @@ def reactivate_agent(core: MasterCore, peer: bytes, msg: ReactivateAgent, rid: s
     core._send(peer, OperatorReply(message=f"agent {msg.agent_id} reactivated"), rid)
 
 
+def _one_task(core: MasterCore, peer: bytes, task_id: str, framework_id: str, rid: str,
+              active_only: bool) -> TaskRecord | None:
+    """The task an operator request names, or None after telling why: an id used by
+    several frameworks is refused with their ids rather than one picked for the user."""
+    found = core.state.find_tasks(task_id, framework_id, active_only=active_only)
+    frameworks = sorted({rec.framework_id for rec in found})
+    if len(frameworks) > 1:
+        core._error(peer, "invalid",
+                    f"task id {task_id[:64]!r} is used by {len(frameworks)} frameworks "
+                    f"({', '.join(f[:64] for f in frameworks[:10])}): name one with "
+                    "--framework", rid)
+        return None
+    if not found:
+        which = "active task" if active_only else "task"
+        owner = f" in framework {framework_id[:64]!r}" if framework_id else ""
+        core._error(peer, "invalid", f"no {which} with id {task_id[:64]!r}{owner}", rid)
+        return None
+    return found[0]
+
+
 def operator_kill(core: MasterCore, peer: bytes, msg: OperatorKill, rid: str, now: float) -> None:
-    rec = core.state.find_task(msg.task_id, msg.framework_id)
+    # Only an active task can be killed, so a finished namesake is no ambiguity.
+    active = bool(core.state.find_tasks(msg.task_id, msg.framework_id, active_only=True))
+    rec = _one_task(core, peer, msg.task_id, msg.framework_id, rid, active_only=active)
     if rec is None:
-        core._error(peer, "invalid", f"no task with id {msg.task_id[:64]!r}", rid)
         return
     if rec.terminal:
         core._error(peer, "invalid", f"task {rec.task_id} is already {rec.state.value}", rid)
         return
     core._kill(rec.framework_id, rec.task_id, now)
-    core._send(peer, OperatorReply(message=f"kill of task {rec.task_id} requested"), rid)
+    core._send(peer, OperatorReply(message=f"kill of task {rec.task_id} of framework "
+                                           f"{rec.framework_id} requested"), rid)
 
 
 def read_file(core: MasterCore, peer: bytes, msg: ReadFile, rid: str, now: float) -> None:
-    rec = core.state.find_task(msg.task_id, msg.framework_id)
-    agent_id = msg.agent_id or (rec.agent_id if rec is not None else "")
-    if not agent_id:
-        core._error(peer, "invalid", f"no task with id {msg.task_id[:64]!r}", rid)
-        return
+    known = core.state.find_tasks(msg.task_id, msg.framework_id)
+    if msg.agent_id and not known:
+        # A task the master forgot (old history): the agent may still have its sandbox.
+        agent_id, framework_id = msg.agent_id, msg.framework_id
+    else:
+        rec = _one_task(core, peer, msg.task_id, msg.framework_id, rid, active_only=False)
+        if rec is None:
+            return
+        agent_id, framework_id = msg.agent_id or rec.agent_id, rec.framework_id
     forward_id = core._new_id()
-    framework_id = msg.framework_id or (rec.framework_id if rec is not None else "")
     forwarded = replace(msg, agent_id=agent_id, framework_id=framework_id)
     if not core._send_agent(agent_id, forwarded, forward_id):
         core._error(peer, "invalid", f"agent {agent_id} is not connected", rid)

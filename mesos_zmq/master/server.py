@@ -8,6 +8,7 @@ batch of messages. Draining many frames per iteration is what groups commits.
 
 from __future__ import annotations
 
+import os
 import signal
 import socket
 import time
@@ -16,6 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
+from typing import Any
 
 import structlog
 import zmq
@@ -118,6 +120,27 @@ def new_id() -> str:
     return uuid.uuid4().hex
 
 
+def stable_master_id(work_dir: str) -> str:
+    """This master's id, kept in its work dir so that a restart keeps it (operators and
+    logs name a master by it). A work dir that cannot be written gets a fresh id."""
+    path = Path(work_dir) / "master_id"
+    try:
+        text = path.read_text().strip()
+        if text:
+            return text
+    except OSError:
+        pass
+    fresh = f"{socket.gethostname()}-{uuid.uuid4().hex[:6]}"
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(fresh + "\n")
+        os.replace(tmp, path)
+    except OSError:
+        pass
+    return fresh
+
+
 class MasterServer:
     """Owns the socket, the log and the core; ``serve_forever`` runs until stopped."""
 
@@ -128,6 +151,7 @@ class MasterServer:
         state: MasterState | None = None,
         guard: Callable[[], str | None] | None = None,
         epoch: int | None = None,
+        standbys: Callable[[], list[dict[str, Any]]] | None = None,
     ) -> None:
         """``state``: already recovered from ``replicated_log`` (a hot standby's copy).
 
@@ -137,7 +161,7 @@ class MasterServer:
         config.validate()
         self._guard = guard
         self.config = config
-        self.master_id = config.master_id or f"{socket.gethostname()}-{uuid.uuid4().hex[:6]}"
+        self.master_id = config.master_id or stable_master_id(config.work_dir)
         if replicated_log is not None:
             self.log: ReplicatedLog = replicated_log
         elif config.registry == "in_memory":
@@ -166,12 +190,17 @@ class MasterServer:
                 for role, text in config.role_min_allocatable.items()),
         )
         self.core = MasterCore(core_config, new_id, state, now=time.monotonic())
+        self.core.wall_offset = time.time() - time.monotonic()
         # Every message this master sends carries its term, so clients can tell a
         # deposed leader from the current one.
         self.epoch = epoch if epoch is not None else self.log.claim_epoch()
         self.context: zmq.Context[zmq.Socket[bytes]] = zmq.Context()
         self.server = ServerSocket(self.context, config.bind_address, config.max_frame_bytes)
         self.address = self.server.address
+        self._standbys = standbys
+        self.core.facts.update(id=self.master_id, pid=os.getpid(), address=self.address,
+                               epoch=self.epoch, leader=self.address,
+                               replicated=config.zk != "", standbys=[])
         self._stopping = False
         self._snapshot_policy = config.snapshot_policy
         self._last_snapshot = time.monotonic()
@@ -206,6 +235,9 @@ class MasterServer:
                     continue
                 ready = Ready()
                 now = time.monotonic()
+                self.core.wall_offset = time.time() - now
+                if self._standbys is not None:
+                    self.core.facts["standbys"] = self._standbys()
                 if events:
                     self._drain(ready, now)
                 ready_tick = self.core.tick(time.monotonic())

@@ -275,15 +275,20 @@ class MasterState:
     def active_tasks_on(self, agent_id: str) -> list[TaskRecord]:
         return [self.tasks[k] for k in self.tasks_by_agent.get(agent_id, ()) if k in self.tasks]
 
-    def find_task(self, task_id: str, framework_id: str = "") -> TaskRecord | None:
-        """Find a task by id alone (operator requests); active tasks win."""
+    def find_tasks(self, task_id: str, framework_id: str = "",
+                   active_only: bool = False) -> list[TaskRecord]:
+        """Tasks with this id (operator requests name a task by id alone, and task ids
+        are unique only within a framework): active ones first."""
         if framework_id:
-            return self.task(framework_id, task_id)
-        for store in (self.tasks, self.completed):
-            for (_, tid), rec in store.items():
-                if tid == task_id:
-                    return rec
-        return None
+            rec = self.tasks.get((framework_id, task_id))
+            if rec is None and not active_only:
+                rec = self.completed.get((framework_id, task_id))
+            return [rec] if rec is not None else []
+        stores = (self.tasks,) if active_only else (self.tasks, self.completed)
+        found = []
+        for store in stores:
+            found += [rec for (_, tid), rec in store.items() if tid == task_id]
+        return found
 
     # ----------------------------------------------------------------- snapshot
     def snapshot(self) -> dict[str, Any]:

@@ -86,8 +86,9 @@ def describe_cluster(core: MasterCore, now: float) -> dict[str, Any]:
     return {
         "master": {
             "id": core.config.master_id,
-            "started_at": core.started_at,
-            "now": now,
+            **core.facts,
+            "started_at": core.wall(core.started_at),
+            "now": core.wall(now),
             "heartbeat_interval": core.config.heartbeat_interval,
             "missed_heartbeats": core.config.missed_heartbeats,
         },

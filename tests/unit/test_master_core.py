@@ -854,3 +854,57 @@ def test_an_undelivered_launch_that_no_longer_fits_a_smaller_agent_is_lost_not_r
     (lost,) = [m.status for m in of_type(h.sent, StatusUpdate) if m.status.task_id == "t1"]
     assert (lost.state, lost.reason) == ("TASK_LOST", "REASON_AGENT_RESTARTED")
     assert h.core.state.task(fid, "t1").terminal  # type: ignore[union-attr]
+
+
+def _two_frameworks_same_task_id(h: Harness) -> tuple[str, str, str]:
+    """Frameworks A and B each launch a task ``t1`` on the same agent."""
+    agent_id = h.register_agent(resources="cpus:4;mem:4096")
+    fids = []
+    for peer in (b"fw-a", b"fw-b"):
+        fid = h.subscribe(peer=peer)
+        offers = h.offers_to(peer, 0.0)
+        if not offers:
+            offers = h.offers_to(peer, 2.0)
+        (offer,) = offers
+        assert h.send(peer, Accept(framework_id=fid, offer_ids=[offer.offer_id],
+                                   tasks=[task("t1", agent_id)], refuse_seconds=0), 2.0) == []
+        fids.append(fid)
+    return agent_id, fids[0], fids[1]
+
+
+def test_an_operator_kill_of_an_ambiguous_task_id_names_the_frameworks() -> None:
+    h = Harness()
+    _agent, fid_a, fid_b = _two_frameworks_same_task_id(h)
+    (reply,) = h.send(b"cli", OperatorKill(task_id="t1"), 3.0)
+    assert isinstance(reply, Error) and "2 frameworks" in reply.message
+    assert fid_a in reply.message and fid_b in reply.message
+    assert of_type(h.sent[-1:], KillTask) == []
+    (reply,) = h.send(b"cli", OperatorKill(task_id="t1", framework_id=fid_b), 3.0)
+    assert isinstance(reply, OperatorReply)
+    (kill,) = [m for p, m, _ in h.sent if p == AGENT and isinstance(m, KillTask)]
+    assert kill.framework_id == fid_b and kill.task_id == "t1"
+
+
+def test_a_file_read_of_an_ambiguous_task_id_is_refused_not_guessed() -> None:
+    h = Harness()
+    agent_id, fid_a, _fid_b = _two_frameworks_same_task_id(h)
+    (reply,) = h.send(b"cli", ReadFile(agent_id="", task_id="t1"), 3.0, rid="q")
+    assert isinstance(reply, Error) and "--framework" in reply.message
+    assert h.send(b"cli", ReadFile(agent_id="", task_id="t1", framework_id=fid_a), 3.0,
+                  rid="q2") == []
+    _, fwd, _ = h.sent[-1]
+    assert isinstance(fwd, ReadFile) and fwd.framework_id == fid_a
+    assert fwd.agent_id == agent_id
+
+
+def test_times_shown_and_written_down_are_wall_clock() -> None:
+    h = Harness(now=100.0)
+    h.core.wall_offset = 1.7e9  # the shell keeps this at time.time() - monotonic()
+    launch(h, now=100.0)
+    (reply,) = h.send(b"cli", GetState(), 101.0)
+    assert isinstance(reply, State)
+    assert reply.state["master"]["now"] == pytest.approx(1.7e9 + 101.0)
+    assert reply.state["master"]["started_at"] == pytest.approx(1.7e9 + 100.0)
+    (t1,) = reply.state["tasks"]
+    assert t1["updated_at"] == pytest.approx(1.7e9 + 100.0)
+    assert all(r["time"] > 1e9 for r in h.log.recover().records if "time" in r)
