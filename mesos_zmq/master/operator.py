@@ -77,6 +77,10 @@ def set_quota(core: MasterCore, peer: bytes, msg: SetQuota, rid: str, now: float
             raise ValueError("the unreserved role '*' cannot have a quota")
         guarantee = quota_amounts(msg.guarantee, "guarantee")
         limit = quota_amounts(msg.limit, "limit")
+        if not msg.force:
+            problem = beyond_capacity(core, msg.role, guarantee)
+            if problem is not None:
+                raise ValueError(problem)
         core.allocator.set_quota(msg.role, guarantee, limit)
     except (ValueError, ResourceError) as exc:
         core._error(peer, "invalid", f"quota refused: {exc}", rid)
@@ -85,6 +89,40 @@ def set_quota(core: MasterCore, peer: bytes, msg: SetQuota, rid: str, now: float
                   "limit": msg.limit, "time": now})
     core._allocate_pending = True
     core._send(peer, OperatorReply(message=f"quota of role {msg.role} set"), rid)
+
+
+def beyond_capacity(core: MasterCore, role: str, guarantee: dict[str, float]) -> str | None:
+    """Why the cluster cannot satisfy the guarantees with ``role``'s new one, or None.
+
+    As Mesos's capacity check: the guarantees of the top-most roles with quota (a
+    sub-role's guarantee is part of its ancestor's) must fit in the total resources of
+    the registered agents. A guarantee held for resources that do not exist would hold
+    back everything else that is free, and starve every other framework."""
+    guarantees = {r: quota_amounts(g, "guarantee") for r, (g, _) in core.state.quotas.items()}
+    guarantees[role] = guarantee
+    top = [r for r in guarantees
+           if not any(r.startswith(other + "/") for other in guarantees if other != r)]
+    asked: dict[str, float] = {}
+    for r in top:
+        for name, amount in guarantees[r].items():
+            asked[name] = asked.get(name, 0.0) + amount
+    total = Resources.empty()
+    for agent in core.state.agents.values():
+        try:
+            total = total + Resources.parse(agent.resources)
+        except ResourceError:
+            continue
+    have = total.scalar_totals()
+    short = [name for name, amount in sorted(asked.items())
+             if amount > have.get(name, 0.0) + 1e-9]
+    if not short:
+        return None
+    need = ";".join(f"{n}:{asked[n]:g}" for n in short)
+    exist = ";".join(f"{n}:{have.get(n, 0.0):g}" for n in short)
+    return (f"the guarantees of all roles would need {need} but the cluster's "
+            f"{len(core.state.agents)} agents have {exist} in total; a guarantee the "
+            "cluster cannot satisfy holds back what other roles could use (use --force "
+            "to set it anyway, e.g. before the agents join)")
 
 
 def remove_quota(core: MasterCore, peer: bytes, msg: RemoveQuota, rid: str, now: float) -> None:
@@ -114,7 +152,8 @@ def reserve(core: MasterCore, peer: bytes, msg: ReserveResources | UnreserveReso
         problem = f"{res} is not dynamically reserved on this agent"
     old, new = (res.flatten(), res) if reserve else (res, res.flatten())
     if problem is None and not core.allocator.free(msg.agent_id).contains(old):
-        problem = f"{old} is not free on agent {msg.agent_id} (offered or in use)"
+        problem = _more_than_it_has(core, msg.agent_id, old) or (
+            f"{old} is not free on agent {msg.agent_id} (offered or in use)")
     if problem is not None:
         core._error(peer, "invalid", f"{what} refused: {problem}", rid)
         return
@@ -123,6 +162,21 @@ def reserve(core: MasterCore, peer: bytes, msg: ReserveResources | UnreserveReso
     core._allocate_pending = True
     done = "reserved" if reserve else "unreserved"
     core._send(peer, OperatorReply(message=f"{done} {res} on agent {msg.agent_id}"), rid)
+
+
+def _more_than_it_has(core: MasterCore, agent_id: str, asked: Resources) -> str | None:
+    """Say so when a request exceeds the agent's whole size, not just what is free."""
+    try:
+        has = Resources.parse(core.state.agents[agent_id].resources).scalar_totals()
+    except ResourceError:
+        return None
+    over = [(name, amount) for name, amount in sorted(asked.scalar_totals().items())
+            if amount > has.get(name, 0.0) + 1e-9]
+    if not over:
+        return None
+    return ("more than the agent has: " + ", ".join(
+        f"{name}:{amount:g} asked, agent {agent_id} has {name}:{has.get(name, 0.0):g} in all"
+        for name, amount in over))
 
 
 def drain_agent(core: MasterCore, peer: bytes, msg: DrainAgent, rid: str, now: float) -> None:

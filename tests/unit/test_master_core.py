@@ -444,6 +444,7 @@ def test_weights_and_quota_are_logged_and_survive_a_restart() -> None:
     from mesos_zmq.protocol import RemoveQuota, SetQuota, SetWeights
 
     h = Harness()
+    h.register_agent(resources="cpus:4;mem:4096")
     (reply,) = h.send(b"cli", SetWeights(weights={"eng": 3.0}), 0, rid="w")
     assert isinstance(reply, OperatorReply) and "eng=3" in reply.message
     (reply,) = h.send(b"cli", SetQuota(role="eng", guarantee="cpus:2;mem:512",
@@ -486,7 +487,7 @@ def test_bad_operator_requests_change_nothing(msg: str, needle: str) -> None:
         "quota:bad-res": SetQuota(role="a", guarantee="cpus:lots"),
         "quota:ranges": SetQuota(role="a", guarantee="ports:[1-2]"),
         "quota:reserved": SetQuota(role="a", guarantee="cpus(a):1"),
-        "quota:over-limit": SetQuota(role="a", guarantee="cpus:4", limit="cpus:2"),
+        "quota:over-limit": SetQuota(role="a", guarantee="cpus:4", limit="cpus:2", force=True),
         "remove:none": RemoveQuota(role="a"),
     }
     h = Harness()
@@ -577,7 +578,7 @@ def test_operator_reserve_and_unreserve() -> None:
     assert h.core.allocator.free(agent_id) == Resources.parse(
         "cpus:3;cpus(eng):1;mem:3840;mem(eng):256")
     (reply,) = h.send(b"cli", ReserveResources(agent_id=agent_id, resources="cpus(eng):9"), 0)
-    assert isinstance(reply, Error) and "not free" in reply.message
+    assert isinstance(reply, Error) and "more than the agent has" in reply.message
     (reply,) = h.send(b"cli", ReserveResources(agent_id="nope", resources="cpus(eng):1"), 0)
     assert isinstance(reply, Error) and "no agent" in reply.message
     (reply,) = h.send(b"cli", UnreserveResources(agent_id=agent_id,
@@ -908,3 +909,41 @@ def test_times_shown_and_written_down_are_wall_clock() -> None:
     (t1,) = reply.state["tasks"]
     assert t1["updated_at"] == pytest.approx(1.7e9 + 100.0)
     assert all(r["time"] > 1e9 for r in h.log.recover().records if "time" in r)
+
+
+def test_a_guarantee_beyond_the_cluster_is_refused_unless_forced() -> None:
+    from mesos_zmq.protocol import SetQuota
+
+    h = Harness()
+    h.register_agent(resources="cpus:4;mem:4096")
+    h.register_agent(peer=b"agent-2", resources="cpus:2;mem:4096")
+    (reply,) = h.send(b"cli", SetQuota(role="eng/ml", guarantee="cpus:8;mem:16384"), 0)
+    assert isinstance(reply, Error)
+    assert "cpus:8" in reply.message and "cpus:6" in reply.message
+    assert "mem:16384" in reply.message and "mem:8192" in reply.message
+    assert "--force" in reply.message and not h.core.allocator.quotas()
+    # Guarantees add up over the top-most roles with quota; a sub-role's is part of its
+    # ancestor's.
+    (reply,) = h.send(b"cli", SetQuota(role="eng", guarantee="cpus:4"), 0)
+    assert isinstance(reply, OperatorReply)
+    (reply,) = h.send(b"cli", SetQuota(role="eng/ml", guarantee="cpus:4"), 0)
+    assert isinstance(reply, OperatorReply)
+    (reply,) = h.send(b"cli", SetQuota(role="ops", guarantee="cpus:3"), 0)
+    assert isinstance(reply, Error) and "cpus:7" in reply.message
+    (reply,) = h.send(b"cli", SetQuota(role="ops", guarantee="cpus:3", force=True), 0)
+    assert isinstance(reply, OperatorReply)
+    assert h.core.allocator.quotas()["ops"].guarantee == {"cpus": 3.0}
+
+
+def test_reserving_more_than_an_agent_has_says_so() -> None:
+    from mesos_zmq.protocol import ReserveResources
+
+    h = Harness()
+    agent_id = h.register_agent(resources="cpus:4;mem:4096")
+    (reply,) = h.send(b"cli", ReserveResources(agent_id=agent_id, resources="cpus(eng):99"), 0)
+    assert isinstance(reply, Error)
+    assert "more than the agent has" in reply.message and "cpus:4 in all" in reply.message
+    h.subscribe()
+    h.offers_to(FW, 0)  # everything is offered now: free, but not more than it has
+    (reply,) = h.send(b"cli", ReserveResources(agent_id=agent_id, resources="cpus(eng):2"), 0)
+    assert isinstance(reply, Error) and "not free" in reply.message
