@@ -128,17 +128,18 @@ def replay(lines: list[bytes]) -> dict[str, TaskCheckpoint]:
     return tasks
 
 
-def batch_records(records: list[tuple[str, dict[str, Any]]], seq: tuple[str, int] | None,
-                  framework_of: Callable[[str], str | None]) -> list[dict[str, Any]]:
-    """One task-log batch from the core's checkpoint records (task id, record).
+def batch_records(records: list[tuple[tuple[str, str], dict[str, Any]]],
+                  seq: tuple[tuple[str, str], int] | None,
+                  launched: Callable[[tuple[str, str]], bool]) -> list[dict[str, Any]]:
+    """One task-log batch from the core's checkpoint records ((framework, task), record).
 
-    ``seq`` (task id, number) marks the last supervisor event consumed for that task,
-    on its records or alone. Records of tasks never launched here (refused ids, kills
-    of unknown tasks) are dropped: ``framework_of`` returns None for them.
+    ``seq`` (task, number) marks the last supervisor event consumed for that task, on
+    its records or alone. Records of tasks never launched here (refused ids, kills of
+    unknown tasks) are dropped: ``launched`` is False for them.
     """
-    by_task: dict[str, list[dict[str, Any]]] = {}
-    for task_id, record in records:
-        by_task.setdefault(task_id, []).append(dict(record))
+    by_task: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for key, record in records:
+        by_task.setdefault(key, []).append(dict(record))
     if seq is not None:
         mine = by_task.setdefault(seq[0], [])
         if mine:
@@ -147,13 +148,12 @@ def batch_records(records: list[tuple[str, dict[str, Any]]], seq: tuple[str, int
         else:
             mine.append({"seq": seq[1]})
     batch: list[dict[str, Any]] = []
-    for task_id, mine in by_task.items():
-        framework_id = framework_of(task_id)
-        if framework_id is None:
+    for (framework_id, task_id), mine in by_task.items():
+        if not launched((framework_id, task_id)):
             continue
-        key = task_key(framework_id, task_id)
+        name = task_key(framework_id, task_id)
         for record in mine:
-            record["k"] = key
+            record["k"] = name
         batch.extend(mine)
     return batch
 

@@ -55,6 +55,8 @@ POLL_INTERVAL = 1.0
 #: but has not written to it yet
 SUPERVISOR_START_GRACE = 2.0
 MB = 1024 * 1024
+#: (framework id, task id): task ids are unique only within a framework
+TaskKey = tuple[str, str]
 
 
 @dataclass(slots=True)
@@ -74,6 +76,10 @@ class Container:
     last_seq: int = 0
     events_size: int = -1
     exited: bool = False
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return (self.framework_id, self.task_id)
 
 
 class GpuError(Exception):
@@ -97,19 +103,20 @@ class Containerizer:
                  cgroups_root: str = "mesos-zmq") -> None:
         self.work_dir = work_dir
         self.task_log = TaskLog(work_dir)
-        #: every task not yet forgotten: (framework_id, task, container_id, gpus)
-        self.launches: dict[str, tuple[str, TaskInfo, str, list[str]]] = {}
+        #: every task not yet forgotten, by (framework id, task id):
+        #: (framework_id, task, container_id, gpus)
+        self.launches: dict[TaskKey, tuple[str, TaskInfo, str, list[str]]] = {}
         #: last supervisor event consumed, per task not yet forgotten
-        self.last_seqs: dict[str, int] = {}
+        self.last_seqs: dict[TaskKey, int] = {}
         self.isolator = isolator
         self.cgroups_root = cgroups_root
         self.cpu_hard_limit = cpu_hard_limit
         self.pids_max = pids_max
         self.kill_grace = kill_grace
         self.gpu_devices = list(gpu_devices or [])
-        self.containers: dict[str, Container] = {}  # task id -> live container
-        self.by_events: dict[str, str] = {}  # events file -> task id
-        self.sandboxes: dict[str, Path] = {}
+        self.containers: dict[TaskKey, Container] = {}  # live containers
+        self.by_events: dict[str, TaskKey] = {}  # events file -> task
+        self.sandboxes: dict[TaskKey, Path] = {}
         self.notify_name = notify_address(str(work_dir))
         # Container ids start with this agent's own mark, so cleaning up orphans after a
         # restart never touches the containers of another agent on the same host.
@@ -125,7 +132,7 @@ class Containerizer:
         self.notify.setblocking(False)
         self._last_poll = 0.0
         self._last_alive_check = 0.0
-        self._reaped: list[str] = []  # task ids whose supervisor the launcher reaped
+        self._reaped: list[TaskKey] = []  # tasks whose supervisor the launcher reaped
         self.launcher_sock, self.launcher = self._spawn_launcher()
 
     def _spawn_launcher(self) -> tuple[socket.socket, subprocess.Popen[bytes]]:
@@ -156,8 +163,8 @@ class Containerizer:
             if not isinstance(reply, dict):
                 continue
             key = reply.get("started") or reply.get("reaped")
-            task_id = self.by_events.get(key) if isinstance(key, str) else None
-            c = self.containers.get(task_id) if task_id else None
+            task = self.by_events.get(key) if isinstance(key, str) else None
+            c = self.containers.get(task) if task else None
             if "error" in reply:
                 log.error("launcher refused a request", error=reply["error"])
             if c is None or not isinstance(reply.get("pid"), int):
@@ -167,7 +174,7 @@ class Containerizer:
             elif c.supervisor_pid == reply["pid"] or c.supervisor_pid is None:
                 c.supervisor_pid = None  # reaped: its pid may be reused from now on
                 c.child = False
-                self._reaped.append(c.task_id)
+                self._reaped.append(c.key)
 
     def _launcher_died(self) -> None:
         """Start a new launcher; supervisors of the old one are watched by polling."""
@@ -253,7 +260,7 @@ class Containerizer:
         # The one write that must precede the start: a task never exists unrecorded.
         self.task_log.append([checkpoint.launch_record(framework_id, task, container_id,
                                                        gpus)])
-        self.launches[task.task_id] = (framework_id, task, container_id, gpus)
+        self.launches[(framework_id, task.task_id)] = (framework_id, task, container_id, gpus)
         limits = limits_for(resources, self.cpu_hard_limit)
         if self.pids_max:
             limits = Limits(cpus=limits.cpus, cpu_hard_limit=limits.cpu_hard_limit,
@@ -285,9 +292,9 @@ class Containerizer:
         raise OSError("the task launcher does not take requests")
 
     def _track(self, container: Container) -> None:
-        self.containers[container.task_id] = container
-        self.by_events[str(container.events)] = container.task_id
-        self.sandboxes[container.task_id] = container.sandbox
+        self.containers[container.key] = container
+        self.by_events[str(container.events)] = container.key
+        self.sandboxes[container.key] = container.sandbox
 
     # ----------------------------------------------------------------- recovery
     def recover(self) -> list[TaskCheckpoint]:
@@ -307,9 +314,8 @@ class Containerizer:
                 sandbox=self.sandbox_path(cp.framework_id, cp.info.task_id), limits=limits,
                 gpus=cp.gpus, last_seq=cp.last_seq,
             )
-            self.launches[cp.info.task_id] = (cp.framework_id, cp.info, cp.container_id,
-                                              cp.gpus)
-            self.last_seqs[cp.info.task_id] = cp.last_seq
+            self.launches[container.key] = (cp.framework_id, cp.info, cp.container_id, cp.gpus)
+            self.last_seqs[container.key] = cp.last_seq
             recorded = read_events(events)
             if not recorded and not container.exited:
                 recorded = self._await_supervisor(events)
@@ -348,10 +354,10 @@ class Containerizer:
         return read_events(events)
 
     # ----------------------------------------------------------------- events
-    def pending_events(self, now: float) -> list[str]:
-        """Task ids that may have new events: notified ones, and all of them once a
+    def pending_events(self, now: float) -> list[TaskKey]:
+        """Tasks that may have new events: notified ones, and all of them once a
         ``POLL_INTERVAL`` (datagrams sent while no agent listened are lost)."""
-        due: set[str] = set()
+        due: set[TaskKey] = set()
         while True:
             try:
                 data = self.notify.recv(4096)
@@ -359,12 +365,12 @@ class Containerizer:
                 break
             except OSError:
                 break
-            task_id = self.by_events.get(data.decode(errors="replace"))
-            if task_id is not None:
-                due.add(task_id)
+            task = self.by_events.get(data.decode(errors="replace"))
+            if task is not None:
+                due.add(task)
         if now - self._last_poll >= POLL_INTERVAL:
             self._last_poll = now
-            for task_id, c in self.containers.items():
+            for key, c in self.containers.items():
                 if c.exited:
                     continue
                 try:
@@ -372,11 +378,11 @@ class Containerizer:
                 except OSError:
                     size = -1
                 if size != c.events_size:
-                    due.add(task_id)
+                    due.add(key)
         return sorted(due)
 
-    def new_events(self, task_id: str) -> list[dict[str, Any]]:
-        c = self.containers.get(task_id)
+    def new_events(self, key: TaskKey) -> list[dict[str, Any]]:
+        c = self.containers.get(key)
         if c is None:
             return []
         try:
@@ -385,18 +391,18 @@ class Containerizer:
             c.events_size = -1
         return read_events(c.events, c.last_seq)
 
-    def consumed(self, task_id: str, event: dict[str, Any]) -> None:
-        c = self.containers.get(task_id)
+    def consumed(self, key: TaskKey, event: dict[str, Any]) -> None:
+        c = self.containers.get(key)
         if c is None:
             return
         c.last_seq = max(c.last_seq, int(event["seq"]))
-        self.last_seqs[task_id] = c.last_seq
+        self.last_seqs[key] = c.last_seq
         if event.get("event") == "started" and isinstance(event.get("pid"), int):
             c.task_pid = event["pid"]
         if event.get("event") in ("exited", "failed"):
             c.exited = True
 
-    def lost_supervisors(self, now: float, force: bool = False) -> list[str]:
+    def lost_supervisors(self, now: float, force: bool = False) -> list[TaskKey]:
         """Tasks whose supervisor is gone (reported once each); the caller reads their
         events first, since a supervisor records the task's end before it exits."""
         self.launcher_replies()
@@ -404,12 +410,12 @@ class Containerizer:
         if force or now - self._last_alive_check >= POLL_INTERVAL:
             self._last_alive_check = now
             for c in self.containers.values():
-                if c.child or c.exited or c.task_id in lost:
+                if c.child or c.exited or c.key in lost:
                     continue
                 if c.supervisor_pid is None or not self._alive(c.supervisor_pid,
                                                                c.supervisor_start):
                     c.supervisor_pid = None
-                    lost.append(c.task_id)
+                    lost.append(c.key)
         return lost
 
     @staticmethod
@@ -417,9 +423,9 @@ class Containerizer:
         return process_alive(pid, start)
 
     # ----------------------------------------------------------------- signals
-    def signal(self, task_id: str, signum: int) -> None:
+    def signal(self, key: TaskKey, signum: int) -> None:
         """Signal the task's process group; SIGKILL also reaches its whole cgroup."""
-        c = self.containers.get(task_id)
+        c = self.containers.get(key)
         if c is None or c.exited:
             return
         if c.task_pid is not None:
@@ -428,7 +434,8 @@ class Containerizer:
             except ProcessLookupError:
                 pass
             except PermissionError as exc:
-                log.warning("cannot signal task", task_id=task_id, error=str(exc))
+                log.warning("cannot signal task", task_id=c.task_id,
+                            framework_id=c.framework_id, error=str(exc))
         if signum == signals.SIGKILL:
             for pid in self.isolator.pids(c.container_id):
                 if pid == c.supervisor_pid:
@@ -438,17 +445,17 @@ class Containerizer:
                 except OSError:
                     pass
 
-    def oom_killed(self, task_id: str) -> bool:
-        c = self.containers.get(task_id)
+    def oom_killed(self, key: TaskKey) -> bool:
+        c = self.containers.get(key)
         return c is not None and self.isolator.oom_killed(c.container_id)
 
-    def destroy(self, task_id: str) -> None:
+    def destroy(self, key: TaskKey) -> None:
         """The task ended: kill what it left behind and release its cgroups and GPUs.
 
         Supervisors started through this agent's launcher are in their task's cgroups
         until they exit, and the launcher destroys the cgroups when it reaps them; a
         recovered task (its launcher died with the old agent) is cleaned up here."""
-        c = self.containers.pop(task_id, None)
+        c = self.containers.pop(key, None)
         if c is None:
             return
         self.by_events.pop(str(c.events), None)
@@ -460,32 +467,32 @@ class Containerizer:
             except OSError:
                 pass
 
-    def forget(self, task_id: str, framework_id: str) -> None:
+    def forget(self, key: TaskKey) -> None:
         """Its last update was acknowledged: drop the checkpoints (the sandbox stays)."""
-        c = self.containers.get(task_id)
+        c = self.containers.get(key)
         if c is not None and not c.exited:
-            return  # still running (a duplicate id): keep it
+            return  # still running: keep it
         if c is not None:
-            self.containers.pop(task_id, None)
+            self.containers.pop(key, None)
             self.by_events.pop(str(c.events), None)
-        self.launches.pop(task_id, None)
-        self.last_seqs.pop(task_id, None)
-        self.task_log.append([{"k": checkpoint.task_key(framework_id, task_id),
-                               "forget": True}])
+        if self.launches.pop(key, None) is None:
+            return  # never launched here (a refused id, a kill of an unknown task)
+        self.last_seqs.pop(key, None)
+        self.task_log.append([{"k": checkpoint.task_key(*key), "forget": True}])
         # The events file stays until the sandbox is garbage-collected: deleting files
         # while launching makes every later file creation slower (ext4 skips recently
         # freed inodes), and launches create several per task.
 
     # ----------------------------------------------------------------- usage
-    def usage(self, task_id: str) -> Usage | None:
-        c = self.containers.get(task_id)
+    def usage(self, key: TaskKey) -> Usage | None:
+        c = self.containers.get(key)
         if c is None or c.exited:
             return None
         return self.isolator.usage(c.container_id, c.task_pid)
 
-    def enforce(self, task_id: str) -> bool:
+    def enforce(self, key: TaskKey) -> bool:
         """Posix isolation only: kill a task over its memory limit; True if it was."""
-        c = self.containers.get(task_id)
+        c = self.containers.get(key)
         if c is None or c.exited:
             return False
         return self.isolator.enforce(c.container_id, c.task_pid, c.limits)

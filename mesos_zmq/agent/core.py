@@ -71,6 +71,11 @@ def safe_id(value: str) -> bool:
     return bool(_ID_RE.match(value)) and value not in (".", "..")
 
 
+#: a task is named by its framework and its id: task ids are unique only within a
+#: framework, so two frameworks may each run a task "web-1" on one agent
+TaskKey = tuple[str, str]
+
+
 def signal_name(number: int) -> str:
     return _SIGNAL_NAMES.get(number, f"signal {number}")
 
@@ -110,12 +115,12 @@ class Effects:
 
     messages: list[tuple[Message, str]] = field(default_factory=list)
     launch: list[tuple[str, TaskInfo]] = field(default_factory=list)  # (framework_id, task)
-    signal: list[tuple[str, int]] = field(default_factory=list)  # (task_id, signal number)
+    signal: list[tuple[TaskKey, int]] = field(default_factory=list)  # (task, signal number)
     read_file: list[tuple[ReadFile, str]] = field(default_factory=list)  # (request, rid)
-    #: (task_id, record) to append to the task's log before any message is sent
-    checkpoint: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+    #: (task, record) to append to the task's log before any message is sent
+    checkpoint: list[tuple[TaskKey, dict[str, Any]]] = field(default_factory=list)
     #: tasks whose last update was acknowledged: their checkpoints can go
-    forget: list[str] = field(default_factory=list)
+    forget: list[TaskKey] = field(default_factory=list)
     checkpoint_agent_id: str | None = None
     reconnect: bool = False
 
@@ -151,9 +156,9 @@ class AgentCore:
         self.registered = False
         self.monitor = HeartbeatMonitor(1.0, 10)
         self._register_sent: float | None = None
-        self.tasks: dict[str, _Task] = {}
-        #: task_id -> framework_id of recently completed (forgotten) tasks
-        self.completed: OrderedDict[str, str] = OrderedDict()
+        self.tasks: dict[TaskKey, _Task] = {}
+        #: recently completed (forgotten) tasks, oldest first
+        self.completed: OrderedDict[TaskKey, None] = OrderedDict()
         #: set by shutdown(): tasks that arrive afterwards are not started
         self.shutting_down = False
 
@@ -198,10 +203,10 @@ class AgentCore:
             if self.monitor.send_due(now):
                 self.monitor.sent(now)
                 fx.messages.append((Heartbeat(), ""))
-        for task_id, task in self.tasks.items():
+        for key, task in self.tasks.items():
             if task.kill_deadline is not None and now >= task.kill_deadline:
                 task.kill_deadline = None
-                fx.signal.append((task_id, SIGKILL))
+                fx.signal.append((key, SIGKILL))
         return fx
 
     # ----------------------------------------------------------------- messages
@@ -218,11 +223,11 @@ class AgentCore:
             self._on_run(msg, now, fx)
         elif isinstance(msg, KillTask):
             reason = "REASON_TASK_KILLED" if msg.grace is None else "REASON_AGENT_DRAINING"
-            self._kill(msg.framework_id, msg.task_id, now, fx, reason, grace_cap=msg.grace)
+            self._kill((msg.framework_id, msg.task_id), now, fx, reason, grace_cap=msg.grace)
         elif isinstance(msg, ShutdownFramework):
-            for task_id, task in list(self.tasks.items()):
+            for key, task in list(self.tasks.items()):
                 if task.framework_id == msg.framework_id:
-                    self._kill(msg.framework_id, task_id, now, fx, "REASON_FRAMEWORK_REMOVED")
+                    self._kill(key, now, fx, "REASON_FRAMEWORK_REMOVED")
         elif isinstance(msg, Acknowledge):
             self._on_ack(msg, now, fx)
         elif isinstance(msg, ReadFile):
@@ -242,10 +247,11 @@ class AgentCore:
 
     def _on_run(self, msg: RunTasks, now: float, fx: Effects) -> None:
         for info in msg.tasks:
-            if info.task_id in self.tasks or info.task_id in self.completed:
+            key = (msg.framework_id, info.task_id)
+            if key in self.tasks or key in self.completed:
                 continue  # a retried launch: it already happened
             task = _Task(framework_id=msg.framework_id, info=info)
-            self.tasks[info.task_id] = task
+            self.tasks[key] = task
             if not safe_id(info.task_id) or not safe_id(msg.framework_id):
                 self._update(task, TaskState.ERROR, now, fx, reason="REASON_TASK_INVALID",
                              message="task or framework id is not a safe name")
@@ -257,16 +263,17 @@ class AgentCore:
                 continue
             fx.launch.append((msg.framework_id, info))
 
-    def _kill(self, framework_id: str, task_id: str, now: float, fx: Effects,
+    def _kill(self, key: TaskKey, now: float, fx: Effects,
               reason: str, grace_cap: float | None = None) -> None:
-        task = self.tasks.get(task_id)
+        task = self.tasks.get(key)
         if task is None:
-            if task_id in self.completed:
+            if key in self.completed:
                 return
+            framework_id, task_id = key
             ghost = _Task(framework_id=framework_id,
                           info=TaskInfo(task_id=task_id, agent_id=self.agent_id or "",
                                         resources=""))
-            self.tasks[task_id] = ghost
+            self.tasks[key] = ghost
             self._update(ghost, TaskState.LOST, now, fx, reason="REASON_TASK_UNKNOWN",
                          message="kill of a task this agent does not know")
             return
@@ -274,7 +281,7 @@ class AgentCore:
             return
         task.killing = True
         task.kill_reason = reason
-        fx.checkpoint.append((task_id, {"kill": reason}))
+        fx.checkpoint.append((key, {"kill": reason}))
         grace = task.info.kill_grace_period
         grace = self.kill_grace if grace is None else grace
         if grace_cap is not None:
@@ -282,53 +289,53 @@ class AgentCore:
         task.kill_grace = grace
         if task.state == TaskState.STAGING:
             return  # not spawned yet: task_spawned will see `killing` and stop it
-        fx.signal.append((task_id, SIGTERM))
+        fx.signal.append((key, SIGTERM))
         task.kill_deadline = now + grace
 
     def _on_ack(self, msg: Acknowledge, now: float, fx: Effects) -> None:
-        task = self.tasks.get(msg.task_id)
+        key = (msg.framework_id, msg.task_id)
+        task = self.tasks.get(key)
         if task is None or not task.updates or task.updates[0].uuid != msg.uuid:
             return
         task.updates.popleft()
         task.last_sent = None
-        fx.checkpoint.append((msg.task_id, {"ack": msg.uuid}))
+        fx.checkpoint.append((key, {"ack": msg.uuid}))
         if task.updates:
             self._send_head(task, now, fx)
         elif task.state in TERMINAL:
-            del self.tasks[msg.task_id]
-            fx.forget.append(msg.task_id)
-            self.completed[msg.task_id] = task.framework_id
+            del self.tasks[key]
+            fx.forget.append(key)
+            self.completed[key] = None
             while len(self.completed) > COMPLETED_LIMIT:
                 self.completed.popitem(last=False)
 
     # ----------------------------------------------------------------- processes
-    def task_spawned(self, task_id: str, now: float) -> Effects:
+    def task_spawned(self, key: TaskKey, now: float) -> Effects:
         fx = Effects()
-        task = self.tasks.get(task_id)
+        task = self.tasks.get(key)
         if task is None:
             return fx
         self._update(task, TaskState.RUNNING, now, fx)
         if task.killing:
             task.killing = False
-            self._kill(task.framework_id, task_id, now, fx, task.kill_reason,
-                       grace_cap=task.kill_grace)
+            self._kill(key, now, fx, task.kill_reason, grace_cap=task.kill_grace)
         return fx
 
-    def spawn_failed(self, task_id: str, error: str, now: float) -> Effects:
+    def spawn_failed(self, key: TaskKey, error: str, now: float) -> Effects:
         fx = Effects()
-        task = self.tasks.get(task_id)
+        task = self.tasks.get(key)
         if task is not None:
             self._update(task, TaskState.FAILED, now, fx,
                          reason="REASON_COMMAND_EXECUTOR_FAILED",
                          message=f"failed to start the task: {error}")
         return fx
 
-    def task_exited(self, task_id: str, exit_code: int | None, signal: int | None,
+    def task_exited(self, key: TaskKey, exit_code: int | None, signal: int | None,
                     now: float, *, oom: bool = False, killed: str = "") -> Effects:
         """The task ended; ``oom`` when its memory limit killed it, ``killed`` when its
         supervisor did (a failing health check)."""
         fx = Effects()
-        task = self.tasks.get(task_id)
+        task = self.tasks.get(key)
         if task is None or task.state in TERMINAL:
             return fx
         task.kill_deadline = None
@@ -369,10 +376,10 @@ class AgentCore:
                          exit_code=code)
         return fx
 
-    def task_health(self, task_id: str, healthy: bool, message: str, now: float) -> Effects:
+    def task_health(self, key: TaskKey, healthy: bool, message: str, now: float) -> Effects:
         """A health check result worth reporting (first result, or a change)."""
         fx = Effects()
-        task = self.tasks.get(task_id)
+        task = self.tasks.get(key)
         if task is None or task.state != TaskState.RUNNING:
             return fx
         task.healthy = healthy
@@ -380,10 +387,10 @@ class AgentCore:
                      reason="REASON_TASK_HEALTH_CHECK_STATUS_UPDATED", message=message)
         return fx
 
-    def supervisor_lost(self, task_id: str, now: float) -> Effects:
+    def supervisor_lost(self, key: TaskKey, now: float) -> Effects:
         """The task's supervisor died without recording how the task ended."""
         fx = Effects()
-        task = self.tasks.get(task_id)
+        task = self.tasks.get(key)
         if task is None or task.state in TERMINAL:
             return fx
         task.kill_deadline = None
@@ -400,31 +407,32 @@ class AgentCore:
         fx = Effects()
         for rt in tasks:
             state = TaskState(rt.state) if rt.state else TaskState.STAGING
+            key = (rt.framework_id, rt.info.task_id)
             task = _Task(framework_id=rt.framework_id, info=rt.info, state=state,
                          exit_code=rt.exit_code, healthy=rt.healthy,
                          updates=deque(rt.pending))
-            self.tasks[rt.info.task_id] = task
+            self.tasks[key] = task
             if state in TERMINAL and not task.updates:
-                del self.tasks[rt.info.task_id]
-                fx.forget.append(rt.info.task_id)
+                del self.tasks[key]
+                fx.forget.append(key)
                 continue
             if rt.kill_reason is not None and state not in TERMINAL:
                 if state == TaskState.STAGING:
                     task.killing = True
                     task.kill_reason = rt.kill_reason
                 else:
-                    self._kill(rt.framework_id, rt.info.task_id, now, fx, rt.kill_reason)
+                    self._kill(key, now, fx, rt.kill_reason)
         return fx
 
-    def report_usage(self, usage: dict[str, tuple[float, int, int]]) -> Effects:
-        """Tell the master what running tasks use: task id -> (cpu s, rss, peak)."""
+    def report_usage(self, usage: dict[TaskKey, tuple[float, int, int]]) -> Effects:
+        """Tell the master what running tasks use: task -> (cpu s, rss, peak)."""
         fx = Effects()
         if not self.registered or self.agent_id is None:
             return fx
-        entries = [TaskUsage(framework_id=task.framework_id, task_id=task_id,
+        entries = [TaskUsage(framework_id=key[0], task_id=key[1],
                              cpu_seconds=cpu, rss_bytes=rss, peak_bytes=peak)
-                   for task_id, (cpu, rss, peak) in usage.items()
-                   if (task := self.tasks.get(task_id)) is not None
+                   for key, (cpu, rss, peak) in usage.items()
+                   if (task := self.tasks.get(key)) is not None
                    and task.state not in TERMINAL]
         if entries:
             fx.messages.append((UsageReport(agent_id=self.agent_id, tasks=entries), ""))
@@ -434,21 +442,19 @@ class AgentCore:
         """Kill every task (the agent is going away for good) and start no new one."""
         fx = Effects()
         self.shutting_down = True
-        for task_id, task in list(self.tasks.items()):
-            self._kill(task.framework_id, task_id, now, fx, "REASON_AGENT_SHUTDOWN")
+        for key in list(self.tasks):
+            self._kill(key, now, fx, "REASON_AGENT_SHUTDOWN")
         return fx
 
-    def running_tasks(self) -> list[str]:
-        return [tid for tid, t in self.tasks.items() if t.state not in TERMINAL]
+    def running_tasks(self) -> list[TaskKey]:
+        return [key for key, t in self.tasks.items() if t.state not in TERMINAL]
 
-    def framework_of(self, task_id: str) -> str | None:
-        task = self.tasks.get(task_id)
-        if task is not None:
-            return task.framework_id
-        return self.completed.get(task_id)
+    def knows(self, key: TaskKey) -> bool:
+        """Whether the task is here or recently completed here."""
+        return key in self.tasks or key in self.completed
 
-    def is_terminal(self, task_id: str) -> bool:
-        task = self.tasks.get(task_id)
+    def is_terminal(self, key: TaskKey) -> bool:
+        task = self.tasks.get(key)
         return task is None or task.state in TERMINAL
 
     # ----------------------------------------------------------------- updates
@@ -463,7 +469,8 @@ class AgentCore:
             exit_code=exit_code, healthy=task.healthy,
         )
         task.updates.append(status)
-        fx.checkpoint.append((task.info.task_id, {"update": to_plain(status)}))
+        fx.checkpoint.append(((task.framework_id, task.info.task_id),
+                              {"update": to_plain(status)}))
         if len(task.updates) == 1 and self.registered:
             self._send_head(task, now, fx)
 

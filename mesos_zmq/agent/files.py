@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import stat
 from pathlib import Path
 
 from mesos_zmq.errors import MesosZmqError
@@ -28,19 +29,49 @@ def resolve_in_sandbox(sandbox: Path, relative: str) -> Path:
 
 
 def read_chunk(sandbox: Path, relative: str, offset: int, length: int) -> tuple[bytes, int]:
-    """Up to ``length`` bytes from ``offset``, and the file's current size."""
+    """Up to ``length`` bytes from ``offset``, and the file's current size.
+
+    Only regular files are read. A task owns its sandbox and may put a FIFO, a socket
+    or a device there: opening a FIFO for reading blocks until a writer comes, and the
+    agent's loop (its heartbeats included) would block with it. So the file is opened
+    non-blocking and without following a last-moment symlink, checked with ``fstat``
+    on the open descriptor, and read at most ``MAX_READ`` bytes at a time.
+    """
     if offset < 0 or length < 0:
         raise SandboxPathError("offset and length must not be negative")
     target = resolve_in_sandbox(sandbox, relative)
+    flags = os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW | getattr(os, "O_NOCTTY", 0)
     try:
-        with open(target, "rb") as handle:
-            size = os.fstat(handle.fileno()).st_size
-            handle.seek(offset)
-            data = handle.read(min(length, MAX_READ))
+        fd = os.open(target, flags)
     except FileNotFoundError:
         raise SandboxPathError(f"no file {relative[:100]!r} in the sandbox") from None
     except IsADirectoryError:
         raise SandboxPathError(f"{relative[:100]!r} is a directory") from None
     except OSError as exc:
         raise SandboxPathError(f"cannot read {relative[:100]!r}: {exc.strerror}") from None
+    try:
+        info = os.fstat(fd)
+        if stat.S_ISDIR(info.st_mode):
+            raise SandboxPathError(f"{relative[:100]!r} is a directory")
+        if not stat.S_ISREG(info.st_mode):
+            raise SandboxPathError(
+                f"{relative[:100]!r} is not a regular file ({_kind(info.st_mode)}): "
+                "only regular files can be read")
+        size = info.st_size
+        if offset >= size:
+            return b"", size
+        data = os.pread(fd, min(length, MAX_READ, size - offset), offset)
+    except OSError as exc:
+        raise SandboxPathError(f"cannot read {relative[:100]!r}: {exc.strerror}") from None
+    finally:
+        os.close(fd)
     return data, size
+
+
+def _kind(mode: int) -> str:
+    for test, name in ((stat.S_ISFIFO, "a FIFO"), (stat.S_ISSOCK, "a socket"),
+                       (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
+                       (stat.S_ISLNK, "a symlink")):
+        if test(mode):
+            return name
+    return "not a file"

@@ -26,7 +26,7 @@ import zmq
 
 from mesos_zmq.agent import checkpoint
 from mesos_zmq.agent.containerizer import Containerizer, GpuError
-from mesos_zmq.agent.core import AgentCore, Effects, RecoveredTask
+from mesos_zmq.agent.core import AgentCore, Effects, RecoveredTask, TaskKey, safe_id
 from mesos_zmq.agent.detect import detect_gpus, detect_resources
 from mesos_zmq.agent.files import SandboxPathError, read_chunk
 from mesos_zmq.agent.gc import expired, max_sandbox_age
@@ -139,7 +139,7 @@ class AgentServer:
         ]
         self._apply(self.core.recover(recovered, now))
         for cp in found:
-            self._consume_events(cp.info.task_id)
+            self._consume_events((cp.framework_id, cp.info.task_id))
         self._check_supervisors(force=True)
         self._log.info("recovered tasks", tasks=len(found),
                        running=self.containerizer.running())
@@ -176,8 +176,8 @@ class AgentServer:
                 if self.client.socket in ready:
                     self._drain_socket()
                 self._launch_some()
-                for task_id in self.containerizer.pending_events(time.monotonic()):
-                    self._consume_events(task_id)
+                for key in self.containerizer.pending_events(time.monotonic()):
+                    self._consume_events(key)
                 self._check_supervisors()
                 self._measure(time.monotonic())
                 self._compact(time.monotonic())
@@ -193,10 +193,10 @@ class AgentServer:
             self._log.info("agent stopped", running_tasks=running)
 
     # ----------------------------------------------------------------- containers
-    def _consume_events(self, task_id: str) -> None:
+    def _consume_events(self, key: TaskKey) -> None:
         """Feed the supervisor's new events to the core; what they caused is checkpointed
         (with the last event's number, in one write) before anything is sent."""
-        events = self.containerizer.new_events(task_id)
+        events = self.containerizer.new_events(key)
         if not events:
             return
         total = Effects()
@@ -205,58 +205,59 @@ class AgentServer:
             now = time.monotonic()
             kind = event.get("event")
             if kind == "started":
-                fx = self.core.task_spawned(task_id, now)
+                fx = self.core.task_spawned(key, now)
             elif kind == "failed":
-                fx = self.core.spawn_failed(task_id, str(event.get("error", "")), now)
+                fx = self.core.spawn_failed(key, str(event.get("error", "")), now)
             elif kind == "health":
-                fx = self.core.task_health(task_id, bool(event.get("healthy")),
+                fx = self.core.task_health(key, bool(event.get("healthy")),
                                            str(event.get("message", "")), now)
             elif kind == "exited":
                 code = event.get("exit_code")
                 sig = event.get("signal")
                 killed = str(event.get("killed") or "")
                 oom = not killed and (event.get("oom") is True
-                                      or self.containerizer.oom_killed(task_id))
+                                      or self.containerizer.oom_killed(key))
                 fx = self.core.task_exited(
-                    task_id, code if isinstance(code, int) else None,
+                    key, code if isinstance(code, int) else None,
                     sig if isinstance(sig, int) else None, now, oom=oom, killed=killed)
             else:
                 fx = Effects()
             total.extend(fx)
-            self.containerizer.consumed(task_id, event)
+            self.containerizer.consumed(key, event)
             ended = ended or kind in ("exited", "failed")
-        self._apply(total, seq=(task_id, int(events[-1]["seq"])))
+        self._apply(total, seq=(key, int(events[-1]["seq"])))
         if ended:
-            self.containerizer.destroy(task_id)
+            self.containerizer.destroy(key)
 
     def _measure(self, now: float) -> None:
         """Report usage now and then; without cgroups, also enforce memory limits."""
         posix = self.containerizer.isolator.kind == "posix"
         if posix and now >= self._next_enforce:
             self._next_enforce = now + ENFORCE_INTERVAL
-            for task_id in list(self.containerizer.containers):
-                if self.containerizer.enforce(task_id):
-                    self._log.warning("task over its memory limit: killed", task_id=task_id)
+            for key in list(self.containerizer.containers):
+                if self.containerizer.enforce(key):
+                    self._log.warning("task over its memory limit: killed",
+                                      framework_id=key[0], task_id=key[1])
         if now < self._next_usage:
             return
         self._next_usage = now + self.config.usage_interval
-        usage: dict[str, tuple[float, int, int]] = {}
-        for task_id in list(self.containerizer.containers):
-            measured = self.containerizer.usage(task_id)
+        usage: dict[TaskKey, tuple[float, int, int]] = {}
+        for key in list(self.containerizer.containers):
+            measured = self.containerizer.usage(key)
             if measured is not None:
-                usage[task_id] = (measured.cpu_seconds, measured.rss_bytes, measured.peak_bytes)
+                usage[key] = (measured.cpu_seconds, measured.rss_bytes, measured.peak_bytes)
         self._apply(self.core.report_usage(usage))
 
     def _check_supervisors(self, force: bool = False) -> None:
-        for task_id in self.containerizer.lost_supervisors(time.monotonic(), force=force):
-            self._consume_events(task_id)  # it may have recorded the end before dying
-            container = self.containerizer.containers.get(task_id)
+        for key in self.containerizer.lost_supervisors(time.monotonic(), force=force):
+            self._consume_events(key)  # it may have recorded the end before dying
+            container = self.containerizer.containers.get(key)
             if container is None or container.exited:
                 continue
-            self._log.warning("task supervisor died", task_id=task_id)
-            self.containerizer.signal(task_id, signal.SIGKILL)
-            self.containerizer.destroy(task_id)
-            self._apply(self.core.supervisor_lost(task_id, time.monotonic()))
+            self._log.warning("task supervisor died", framework_id=key[0], task_id=key[1])
+            self.containerizer.signal(key, signal.SIGKILL)
+            self.containerizer.destroy(key)
+            self._apply(self.core.supervisor_lost(key, time.monotonic()))
 
     def _follow_leader(self) -> None:
         """A new leader was elected: connect to it and register there."""
@@ -271,43 +272,30 @@ class AgentServer:
             self._apply(self.core.handle(envelope.message, envelope.request_id,
                                          time.monotonic()))
 
-    def _apply(self, fx: Effects, seq: tuple[str, int] | None = None) -> None:
+    def _apply(self, fx: Effects, seq: tuple[TaskKey, int] | None = None) -> None:
         self._write_checkpoints(fx, seq)
         if fx.checkpoint_agent_id:
             self._checkpoint_id(fx.checkpoint_agent_id)
             self._log = self._log.bind(agent_id=fx.checkpoint_agent_id)
             self._log.info("registered with master")
         self._launch_queue.extend(fx.launch)
-        for task_id, signum in fx.signal:
-            self.containerizer.signal(task_id, signum)
+        for key, signum in fx.signal:
+            self.containerizer.signal(key, signum)
         for request, request_id in fx.read_file:
             self.client.send(encode(self._read_file(request, request_id), request_id))
         for msg, request_id in fx.messages:
             self.client.send(encode(msg, request_id))
-        for task_id in fx.forget:
-            framework_id = self._forgotten_framework(task_id)
-            if framework_id is not None:
-                self.containerizer.forget(task_id, framework_id)
+        for key in fx.forget:
+            self.containerizer.forget(key)
         if fx.reconnect:
             self._log.warning("master silent: reconnecting")
             self.client.reconnect()
             self._apply(self.core.connected(time.monotonic()))
 
-    def _forgotten_framework(self, task_id: str) -> str | None:
-        container = self.containerizer.containers.get(task_id)
-        if container is not None:
-            return container.framework_id
-        return self.core.framework_of(task_id)
-
-    def _write_checkpoints(self, fx: Effects, seq: tuple[str, int] | None) -> None:
+    def _write_checkpoints(self, fx: Effects, seq: tuple[TaskKey, int] | None) -> None:
         """Append the core's records to each task's log before anything is sent."""
-        launches = self.containerizer.launches
-
-        def framework_of(task_id: str) -> str | None:
-            launched = launches.get(task_id)
-            return launched[0] if launched is not None else None
-
-        batch = checkpoint.batch_records(fx.checkpoint, seq, framework_of)
+        batch = checkpoint.batch_records(fx.checkpoint, seq,
+                                         self.containerizer.launches.__contains__)
         self.containerizer.task_log.append(batch)
 
     def _collect_garbage(self, now: float) -> None:
@@ -321,16 +309,17 @@ class AgentServer:
             return
         usage = disk.used / disk.total if disk.total else 0.0
         max_age = max_sandbox_age(self.config.gc_delay, self.config.gc_disk_headroom, usage)
-        active = set(self.core.tasks) | set(self.containerizer.containers)
+        active = (set(self.core.tasks) | set(self.containerizer.containers)
+                  | set(self.containerizer.launches))
         candidates: list[tuple[str, float]] = []
         for events in (self.work_dir / "meta" / "events").glob("*/*"):
-            if events.name not in active and events.name not in self.containerizer.launches:
+            if (events.parent.name, events.name) not in active:
                 try:
                     candidates.append((str(events), events.stat().st_mtime))
                 except OSError:
                     continue
         for sandbox in (self.work_dir / "frameworks").glob("*/tasks/*"):
-            if sandbox.name in active or not sandbox.is_dir():
+            if (sandbox.parent.parent.name, sandbox.name) in active or not sandbox.is_dir():
                 continue
             try:
                 candidates.append((str(sandbox), sandbox.stat().st_mtime))
@@ -340,7 +329,8 @@ class AgentServer:
         for path in expired(candidates, time.time(), max_age):
             if Path(path).is_dir():
                 shutil.rmtree(path, ignore_errors=True)
-                self.containerizer.sandboxes.pop(Path(path).name, None)
+                self.containerizer.sandboxes.pop(
+                    (Path(path).parent.parent.name, Path(path).name), None)
                 removed += 1
             else:
                 with contextlib.suppress(OSError):
@@ -357,9 +347,9 @@ class AgentServer:
         if self.containerizer.task_log.size() < checkpoint.COMPACT_BYTES:
             return
         live = []
-        for task_id, (framework_id, info, container_id, gpus) in \
+        for key, (framework_id, info, container_id, gpus) in \
                 self.containerizer.launches.items():
-            task = self.core.tasks.get(task_id)
+            task = self.core.tasks.get(key)
             if task is None:
                 continue
             live.append(checkpoint.TaskCheckpoint(
@@ -367,7 +357,7 @@ class AgentServer:
                 state=task.state.value, exit_code=task.exit_code, healthy=task.healthy,
                 pending=list(task.updates),
                 kill_reason=task.kill_reason if task.killing else None,
-                last_seq=self.containerizer.last_seqs.get(task_id, 0)))
+                last_seq=self.containerizer.last_seqs.get(key, 0)))
         self.containerizer.task_log.compact(live)
         self._log.info("task log compacted", tasks=len(live))
 
@@ -376,31 +366,52 @@ class AgentServer:
             if not self._launch_queue:
                 return
             framework_id, task = self._launch_queue.popleft()
-            if self.core.is_terminal(task.task_id):
+            key = (framework_id, task.task_id)
+            if self.core.is_terminal(key):
                 continue  # killed before it was started
             try:
                 self.containerizer.launch(self.core.agent_id or "", framework_id, task)
             except (OSError, GpuError, IsolationError) as exc:
-                self._log.warning("task failed to start", task_id=task.task_id, error=str(exc))
-                self.containerizer.destroy(task.task_id)
-                self._apply(self.core.spawn_failed(task.task_id, str(exc), time.monotonic()))
+                self._log.warning("task failed to start", framework_id=framework_id,
+                                  task_id=task.task_id, error=str(exc))
+                self.containerizer.destroy(key)
+                self._apply(self.core.spawn_failed(key, str(exc), time.monotonic()))
                 continue
 
     def _read_file(self, request: ReadFile, request_id: str) -> FileData | Error:
-        sandbox = self.containerizer.sandboxes.get(request.task_id)
-        framework_id = self.core.framework_of(request.task_id)
-        if sandbox is None and framework_id is not None:
-            sandbox = self.containerizer.sandbox_path(framework_id, request.task_id)
-        if sandbox is None or not sandbox.is_dir():
-            return Error(code="invalid", message=f"no sandbox for task {request.task_id[:64]!r}",
-                         in_reply_to=request_id)
+        key = self._task_of_read(request)
+        if isinstance(key, str):
+            return Error(code="invalid", message=key, in_reply_to=request_id)
+        sandbox = self.containerizer.sandboxes.get(key) or self.containerizer.sandbox_path(*key)
+        if not sandbox.is_dir():
+            return Error(code="invalid", message=f"no sandbox for task {key[1][:64]!r} of "
+                         f"framework {key[0][:64]!r}", in_reply_to=request_id)
         try:
             data, size = read_chunk(sandbox, request.path, request.offset, request.length)
         except SandboxPathError as exc:
             return Error(code="invalid", message=str(exc), in_reply_to=request_id)
-        done = self.core.is_terminal(request.task_id) and request.offset + len(data) >= size
+        done = self.core.is_terminal(key) and request.offset + len(data) >= size
         return FileData(task_id=request.task_id, path=request.path, offset=request.offset,
                         data=data, size=size, done=done)
+
+    def _task_of_read(self, request: ReadFile) -> TaskKey | str:
+        """The task a read names, or why there is none. Task ids are unique only within
+        a framework: without a framework id, an id used by several is refused."""
+        if request.framework_id:
+            key = (request.framework_id, request.task_id)
+        else:
+            known = {k for k in (*self.core.tasks, *self.containerizer.launches)
+                     if k[1] == request.task_id}
+            if len(known) > 1:
+                frameworks = ", ".join(sorted(k[0][:64] for k in known)[:10])
+                return (f"task id {request.task_id[:64]!r} is used by {len(known)} "
+                        f"frameworks here ({frameworks}): name one")
+            if not known:
+                return f"no task {request.task_id[:64]!r} on this agent"
+            (key,) = known
+        if not (safe_id(key[0]) and safe_id(key[1])):
+            return "task and framework ids must be safe names"
+        return key
 
     def _checkpoint_id(self, agent_id: str) -> None:
         tmp = self.id_path.with_suffix(".tmp")

@@ -35,7 +35,7 @@ from kazoo.protocol.states import KazooState
 
 from mesos_zmq import __version__
 from mesos_zmq.agent import checkpoint
-from mesos_zmq.agent.core import AgentCore, Effects, RecoveredTask
+from mesos_zmq.agent.core import AgentCore, Effects, RecoveredTask, TaskKey
 from mesos_zmq.detector import ELECTION_NODE
 from mesos_zmq.errors import LogError, ProtocolError, ResourceError
 from mesos_zmq.master.contender import Contender
@@ -439,7 +439,7 @@ class AgentProc(_ClientProc):
         # durable: survives the agent process
         self.agent_id: str | None = None
         self.task_log: list[bytes] = []
-        self.containers: dict[str, FakeContainer] = {}
+        self.containers: dict[TaskKey, FakeContainer] = {}
         # per process
         self.phase = "down"
         self.restart_at: float | None = 0.0
@@ -447,8 +447,8 @@ class AgentProc(_ClientProc):
         self.conn: ClientConn | None = None
         self.detector: SimDetector | None = None
         self.client: Any = None
-        self.launches: dict[str, str] = {}  # task id -> framework id (containerizer.launches)
-        self.consumed: dict[str, int] = {}
+        self.launches: set[TaskKey] = set()  # containerizer.launches
+        self.consumed: dict[TaskKey, int] = {}
         self.launch_queue: list[tuple[str, TaskInfo]] = []
 
     # ----------------------------------------------------------------- life
@@ -462,16 +462,17 @@ class AgentProc(_ClientProc):
         self.launch_queue = []
         self.conn = None
         found = checkpoint.replay(self.task_log)
-        self.launches = {cp.info.task_id: cp.framework_id for cp in found.values()}
-        self.consumed = {cp.info.task_id: cp.last_seq for cp in found.values()}
+        self.launches = {(cp.framework_id, cp.info.task_id) for cp in found.values()}
+        self.consumed = {(cp.framework_id, cp.info.task_id): cp.last_seq
+                         for cp in found.values()}
         recovered = [RecoveredTask(framework_id=cp.framework_id, info=cp.info, state=cp.state,
                                    exit_code=cp.exit_code, healthy=cp.healthy,
                                    pending=cp.pending, kill_reason=cp.kill_reason)
                      for cp in found.values()]
         self.phase = "waiting"
         self._apply(self.core.recover(recovered, self.world.now))
-        for task_id in list(self.launches):
-            self._consume(task_id)
+        for cp in found.values():
+            self._consume((cp.framework_id, cp.info.task_id))
 
     # ----------------------------------------------------------------- steps
     def step(self) -> None:
@@ -485,8 +486,8 @@ class AgentProc(_ClientProc):
                 self.world.log(self.name, "<-", Lazy(_short, envelope.message))
             self._apply(self.core.handle(envelope.message, envelope.request_id, now))
         self._launch_some()
-        for task_id in list(self.containers):
-            self._consume(task_id)
+        for key in list(self.containers):
+            self._consume(key)
         address = self.detector.changed()
         if address is not None and address != self.conn.address:
             self.world.log(self.name, "follows leader", address)
@@ -499,14 +500,14 @@ class AgentProc(_ClientProc):
         batch, self.launch_queue = self.launch_queue[:LAUNCH_BATCH], \
             self.launch_queue[LAUNCH_BATCH:]
         for framework_id, info in batch:
-            if self.core.is_terminal(info.task_id):
+            if self.core.is_terminal((framework_id, info.task_id)):
                 continue
             self._launch(framework_id, info)
 
     def _launch(self, framework_id: str, info: TaskInfo) -> None:
         """containerizer.launch: the launch record first, then the supervisor."""
         self._write([checkpoint.launch_record(framework_id, info, info.task_id, [])])
-        self.launches[info.task_id] = framework_id
+        self.launches.add((framework_id, info.task_id))
         rng = self.world.rng
         now = self.world.now
         key = (framework_id, info.task_id)
@@ -515,15 +516,15 @@ class AgentProc(_ClientProc):
         container = FakeContainer(framework_id, info, now + rng.uniform(1.0, 6.0),
                                   0 if rng.random() < 0.85 else 1)
         container.events.append({"seq": 1, "event": "started"})
-        self.containers[info.task_id] = container
+        self.containers[key] = container
 
-    def _consume(self, task_id: str) -> None:
+    def _consume(self, key: TaskKey) -> None:
         """Feed the supervisor's new events to the core, checkpointing the last seq."""
-        container = self.containers.get(task_id)
+        container = self.containers.get(key)
         core = self.core
         if container is None or core is None:
             return
-        last = self.consumed.get(task_id, 0)
+        last = self.consumed.get(key, 0)
         events = [e for e in container.events if e["seq"] > last]
         if not events:
             return
@@ -531,53 +532,52 @@ class AgentProc(_ClientProc):
         now = self.world.now
         for event in events:
             if event["event"] == "started":
-                total.extend(core.task_spawned(task_id, now))
+                total.extend(core.task_spawned(key, now))
             else:
-                total.extend(core.task_exited(task_id, event.get("exit_code"),
+                total.extend(core.task_exited(key, event.get("exit_code"),
                                               event.get("signal"), now))
-        self.consumed[task_id] = events[-1]["seq"]
-        self._apply(total, seq=(task_id, events[-1]["seq"]))
+        self.consumed[key] = events[-1]["seq"]
+        self._apply(total, seq=(key, events[-1]["seq"]))
         if any(e["event"] == "exited" for e in events):
-            del self.containers[task_id]
+            del self.containers[key]
 
     def _core_connected(self, now: float) -> None:
         assert self.core is not None
         self._apply(self.core.connected(now))
 
-    def _apply(self, fx: Effects, seq: tuple[str, int] | None = None) -> None:
+    def _apply(self, fx: Effects, seq: tuple[TaskKey, int] | None = None) -> None:
         assert self.core is not None
         self._write_checkpoints(fx, seq)
         if fx.checkpoint_agent_id:
             self.agent_id = fx.checkpoint_agent_id
             self.world.log(self.name, "registered", fx.checkpoint_agent_id)
         self.launch_queue.extend(fx.launch)
-        for task_id, signum in fx.signal:
-            self._signal(task_id, signum)
+        for key, signum in fx.signal:
+            self._signal(key, signum)
         for msg, request_id in fx.messages:
             if self.conn is not None:
                 if not isinstance(msg, Heartbeat):
                     self.world.log(self.name, "->", Lazy(_short, msg))
                 self.conn.send(encode(msg, request_id))
-        for task_id in fx.forget:
-            framework_id = self.launches.pop(task_id, None)
-            if framework_id is not None:
-                self._write([{"k": checkpoint.task_key(framework_id, task_id),
-                              "forget": True}])
+        for key in fx.forget:
+            if key in self.launches:
+                self.launches.discard(key)
+                self._write([{"k": checkpoint.task_key(*key), "forget": True}])
         if fx.reconnect and self.conn is not None and self.detector is not None:
             self.world.log(self.name, "master silent: reconnecting")
             self.conn.reconnect(self.detector.current())
             self._apply(self.core.connected(self.world.now))
 
-    def _write_checkpoints(self, fx: Effects, seq: tuple[str, int] | None) -> None:
-        batch = checkpoint.batch_records(fx.checkpoint, seq, self.launches.get)
+    def _write_checkpoints(self, fx: Effects, seq: tuple[TaskKey, int] | None) -> None:
+        batch = checkpoint.batch_records(fx.checkpoint, seq, self.launches.__contains__)
         self._write(batch)
 
     def _write(self, records: list[dict[str, Any]]) -> None:
         encode_json = _JSON.encode
         self.task_log.extend(encode_json(r).encode() for r in records)
 
-    def _signal(self, task_id: str, signum: int) -> None:
-        container = self.containers.get(task_id)
+    def _signal(self, key: TaskKey, signum: int) -> None:
+        container = self.containers.get(key)
         if container is None or container.exited:
             return
         now = self.world.now
@@ -589,7 +589,7 @@ class AgentProc(_ClientProc):
     def advance(self) -> None:
         """Supervisors run whether or not the agent does: tasks exit on their own."""
         now = self.world.now
-        for task_id, container in self.containers.items():
+        for (_, task_id), container in self.containers.items():
             if container.exited or container.exit_at > now:
                 continue
             container.exited = True

@@ -14,7 +14,7 @@ from tests.unit.test_agent_rules import ack, make, registered, run, updates
 
 def records_of(fx: Effects, task_id: str) -> list[bytes]:
     return [json.dumps(dict(r, k=f"F1/{task_id}")).encode()
-            for t, r in fx.checkpoint if t == task_id]
+            for t, r in fx.checkpoint if t == ("F1", task_id)]
 
 
 def to_recovered(cp: TaskCheckpoint) -> RecoveredTask:
@@ -37,10 +37,10 @@ def test_every_update_and_ack_is_a_checkpoint_record() -> None:
     registered(core)
     run(core, "t1")
     log: list[bytes] = []
-    fx = core.task_spawned("t1", 1.0)
+    fx = core.task_spawned(("F1", "t1"), 1.0)
     log += records_of(fx, "t1")
     log += records_of(ack(core, fx, 1.1), "t1")
-    fx = core.task_exited("t1", 3, None, 2.0)
+    fx = core.task_exited(("F1", "t1"), 3, None, 2.0)
     log += records_of(fx, "t1")
     cp = fold(log)
     assert cp.state == "TASK_FAILED" and cp.exit_code == 3
@@ -51,7 +51,7 @@ def test_restarted_agent_resends_unacknowledged_updates_with_their_uuids() -> No
     core = make("A1")
     registered(core)
     run(core, "t1")
-    fx = core.task_spawned("t1", 1.0)
+    fx = core.task_spawned(("F1", "t1"), 1.0)
     (sent, _), = fx.messages
     assert isinstance(sent, StatusUpdate)
     lines = records_of(fx, "t1")  # the agent dies before the ack arrives
@@ -71,23 +71,23 @@ def test_acknowledged_terminal_task_is_forgotten_on_recovery() -> None:
     registered(core)
     run(core, "t1")
     log: list[bytes] = []
-    fx = core.task_spawned("t1", 1.0)
+    fx = core.task_spawned(("F1", "t1"), 1.0)
     log += records_of(fx, "t1") + records_of(ack(core, fx, 1.1), "t1")
-    fx = core.task_exited("t1", 0, None, 2.0)
+    fx = core.task_exited(("F1", "t1"), 0, None, 2.0)
     log += records_of(fx, "t1")
     fx2 = ack(core, fx, 2.1)
-    assert fx2.forget == ["t1"]
+    assert fx2.forget == [("F1", "t1")]
     log += records_of(fx2, "t1")
     fresh = make("A1")
     fx = fresh.recover([to_recovered(fold(log))], 5.0)
-    assert fx.forget == ["t1"] and not fresh.tasks
+    assert fx.forget == [("F1", "t1")] and not fresh.tasks
 
 
 def test_kill_in_progress_is_started_again_after_recovery() -> None:
     core = make("A1")
     registered(core)
     run(core, "t1")
-    fx = core.task_spawned("t1", 1.0)
+    fx = core.task_spawned(("F1", "t1"), 1.0)
     log = records_of(fx, "t1") + records_of(ack(core, fx, 1.1), "t1")
     fx = core.handle(KillTask(
         framework_id="F1", task_id="t1"), "", 2.0)
@@ -96,16 +96,16 @@ def test_kill_in_progress_is_started_again_after_recovery() -> None:
     assert cp.kill_reason == "REASON_TASK_KILLED"
     fresh = make("A1")
     fx = fresh.recover([to_recovered(cp)], 5.0)
-    assert fx.signal == [("t1", SIGTERM)]
-    fx = fresh.task_exited("t1", None, 15, 5.5)
-    assert updates(fx) == [] and fresh.tasks["t1"].state == "TASK_KILLED"
+    assert fx.signal == [(("F1", "t1"), SIGTERM)]
+    fx = fresh.task_exited(("F1", "t1"), None, 15, 5.5)
+    assert updates(fx) == [] and fresh.tasks[("F1", "t1")].state == "TASK_KILLED"
 
 
 def test_torn_last_line_is_ignored() -> None:
     core = make("A1")
     registered(core)
     run(core, "t1")
-    lines = records_of(core.task_spawned("t1", 1.0), "t1")
+    lines = records_of(core.task_spawned(("F1", "t1"), 1.0), "t1")
     cp = fold([*lines, b'{"update": {"task_id": "t1", "sta'])
     assert [s.state for s in cp.pending] == ["TASK_RUNNING"]
 
@@ -125,14 +125,14 @@ def test_forgotten_tasks_are_gone_and_compaction_keeps_the_rest(tmp_path: Path) 
         info = TaskInfo(task_id=t, agent_id="A1", resources="cpus:0.1", command="true")
         log.append([launch_record("F1", info, f"c-{t}", [])])
     for t in ("t1", "t2"):
-        fx = core.task_spawned(t, 1.0)
+        fx = core.task_spawned(("F1", t), 1.0)
         log.append([dict(r, k=f"F1/{t}", seq=1) for _, r in fx.checkpoint])
         log.append([dict(r, k=f"F1/{t}") for _, r in ack(core, fx, 1.1).checkpoint])
-    fx = core.task_exited("t2", 0, None, 2.0)
+    fx = core.task_exited(("F1", "t2"), 0, None, 2.0)
     log.append([dict(r, k="F1/t2", seq=2) for _, r in fx.checkpoint])
     log.append([dict(r, k="F1/t2") for _, r in ack(core, fx, 2.1).checkpoint])
     log.append([{"k": "F1/t2", "forget": True}])
-    fx = core.task_health("t1", False, "HTTP 500", 3.0)
+    fx = core.task_health(("F1", "t1"), False, "HTTP 500", 3.0)
     log.append([dict(r, k="F1/t1", seq=3) for _, r in fx.checkpoint])
     before = log.load()
     assert list(before) == ["F1/t1"]
@@ -147,12 +147,12 @@ def test_oom_and_health_kills_have_their_own_reasons() -> None:
     core = make("A1")
     registered(core)
     run(core, "t1", "t2")
-    core.task_spawned("t1", 1.0)
-    core.task_spawned("t2", 1.0)
-    core.task_exited("t1", None, 9, 2.0, oom=True)
-    core.task_exited("t2", None, 15, 2.0, killed="health check failed: HTTP 500")
-    t1 = core.tasks["t1"].updates[-1]
-    t2 = core.tasks["t2"].updates[-1]
+    core.task_spawned(("F1", "t1"), 1.0)
+    core.task_spawned(("F1", "t2"), 1.0)
+    core.task_exited(("F1", "t1"), None, 9, 2.0, oom=True)
+    core.task_exited(("F1", "t2"), None, 15, 2.0, killed="health check failed: HTTP 500")
+    t1 = core.tasks[("F1", "t1")].updates[-1]
+    t2 = core.tasks[("F1", "t2")].updates[-1]
     assert (t1.state, t1.reason) == ("TASK_FAILED", "REASON_CONTAINER_LIMITATION_MEMORY")
     assert "memory limit" in t1.message
     assert (t2.state, t2.reason, t2.healthy) == (
@@ -163,9 +163,9 @@ def test_health_changes_are_running_updates() -> None:
     core = make("A1")
     registered(core)
     run(core, "t1")
-    core.task_spawned("t1", 1.0)
-    core.task_health("t1", True, "HTTP 200", 2.0)
-    last = core.tasks["t1"].updates[-1]
+    core.task_spawned(("F1", "t1"), 1.0)
+    core.task_health(("F1", "t1"), True, "HTTP 200", 2.0)
+    last = core.tasks[("F1", "t1")].updates[-1]
     assert (last.state, last.healthy) == ("TASK_RUNNING", True)
 
 
@@ -173,7 +173,7 @@ def test_supervisor_death_fails_the_task() -> None:
     core = make("A1")
     registered(core)
     run(core, "t1")
-    core.task_spawned("t1", 1.0)
-    core.supervisor_lost("t1", 2.0)
-    last = core.tasks["t1"].updates[-1]
+    core.task_spawned(("F1", "t1"), 1.0)
+    core.supervisor_lost(("F1", "t1"), 2.0)
+    last = core.tasks[("F1", "t1")].updates[-1]
     assert (last.state, last.reason) == ("TASK_FAILED", "REASON_EXECUTOR_TERMINATED")

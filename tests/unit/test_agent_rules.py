@@ -65,7 +65,7 @@ def test_known_agent_reregisters_with_its_tasks() -> None:
     core = make("A1")
     registered(core)
     run(core, "t1")
-    core.task_spawned("t1", 0.1)
+    core.task_spawned(("F1", "t1"), 0.1)
     fx = core.connected(5)
     (msg, _), = fx.messages
     assert isinstance(msg, ReregisterAgent)
@@ -91,9 +91,9 @@ def test_updates_are_ordered_and_retried_until_acknowledged() -> None:
     registered(core)
     fx = run(core, "t1")
     assert fx.launch and fx.launch[0][1].task_id == "t1"
-    running = core.task_spawned("t1", 0.1)
+    running = core.task_spawned(("F1", "t1"), 0.1)
     assert updates(running) == [("t1", "TASK_RUNNING")]
-    finished = core.task_exited("t1", 0, None, 0.2)
+    finished = core.task_exited(("F1", "t1"), 0, None, 0.2)
     assert updates(finished) == []  # waits behind the unacknowledged RUNNING
     assert updates(core.tick(0.5)) == []
     assert updates(core.tick(1.2)) == [("t1", "TASK_RUNNING")]  # retried
@@ -102,7 +102,7 @@ def test_updates_are_ordered_and_retried_until_acknowledged() -> None:
     status = next(m.status for m, _ in after_ack.messages if isinstance(m, StatusUpdate))
     assert status.exit_code == 0 and status.message == "Command exited with status 0"
     ack(core, after_ack, 1.4)
-    assert "t1" not in core.tasks and core.framework_of("t1") == "F1"
+    assert ("F1", "t1") not in core.tasks and core.knows(("F1", "t1"))
 
 
 def test_exit_codes_and_signals_map_to_states() -> None:
@@ -110,11 +110,11 @@ def test_exit_codes_and_signals_map_to_states() -> None:
     registered(core)
     run(core, "bad", "segv")
     for t in ("bad", "segv"):
-        ack(core, core.task_spawned(t, 0), 0)
-    fx = core.task_exited("bad", 3, None, 1)
+        ack(core, core.task_spawned(("F1", t), 0), 0)
+    fx = core.task_exited(("F1", "bad"), 3, None, 1)
     (s,) = [m.status for m, _ in fx.messages]
     assert (s.state, s.exit_code, s.message) == ("TASK_FAILED", 3, "Command exited with status 3")
-    fx = core.task_exited("segv", None, 11, 1)
+    fx = core.task_exited(("F1", "segv"), None, 11, 1)
     (s,) = [m.status for m, _ in fx.messages]
     assert (s.state, s.exit_code) == ("TASK_FAILED", 139) and "SIGSEGV" in s.message
 
@@ -123,12 +123,12 @@ def test_kill_escalates_to_sigkill_after_grace() -> None:
     core = make()
     registered(core)
     run(core, "t1", grace=2.0)
-    ack(core, core.task_spawned("t1", 0), 0)
+    ack(core, core.task_spawned(("F1", "t1"), 0), 0)
     fx = core.handle(KillTask(framework_id="F1", task_id="t1"), "", 1.0)
-    assert fx.signal == [("t1", SIGTERM)]
+    assert fx.signal == [(("F1", "t1"), SIGTERM)]
     assert core.tick(2.5).signal == []
-    assert core.tick(3.0).signal == [("t1", SIGKILL)]
-    fx = core.task_exited("t1", None, 9, 3.1)
+    assert core.tick(3.0).signal == [(("F1", "t1"), SIGKILL)]
+    fx = core.task_exited(("F1", "t1"), None, 9, 3.1)
     (s,) = [m.status for m, _ in fx.messages]
     assert s.state == "TASK_KILLED"
 
@@ -153,10 +153,10 @@ def test_shutdown_framework_kills_its_tasks() -> None:
     core = make()
     registered(core)
     run(core, "t1", "t2")
-    core.task_spawned("t1", 0)
-    core.task_spawned("t2", 0)
+    core.task_spawned(("F1", "t1"), 0)
+    core.task_spawned(("F1", "t2"), 0)
     fx = core.handle(ShutdownFramework(framework_id="F1"), "", 1)
-    assert sorted(fx.signal) == [("t1", SIGTERM), ("t2", SIGTERM)]
+    assert sorted(fx.signal) == [(("F1", "t1"), SIGTERM), (("F1", "t2"), SIGTERM)]
 
 
 def test_kill_before_spawn_is_applied_once_spawned() -> None:
@@ -164,7 +164,7 @@ def test_kill_before_spawn_is_applied_once_spawned() -> None:
     registered(core)
     run(core, "t1")
     assert core.handle(KillTask(framework_id="F1", task_id="t1"), "", 0).signal == []
-    assert core.task_spawned("t1", 0.1).signal == [("t1", SIGTERM)]
+    assert core.task_spawned(("F1", "t1"), 0.1).signal == [(("F1", "t1"), SIGTERM)]
 
 
 def test_master_silence_means_reconnect_and_heartbeats_are_sent() -> None:
@@ -185,10 +185,40 @@ def test_shutting_down_agent_starts_no_new_task() -> None:
     core = make("A1")
     registered(core)
     run(core, "t1")
-    core.task_spawned("t1", 0.5)
+    core.task_spawned(("F1", "t1"), 0.5)
     fx = core.shutdown(1.0)
-    assert fx.signal == [("t1", SIGTERM)]
+    assert fx.signal == [(("F1", "t1"), SIGTERM)]
     fx = run(core, "late", now=1.5)
     assert fx.launch == []
-    late = core.tasks["late"].updates[-1]
+    late = core.tasks[("F1", "late")].updates[-1]
     assert (late.state, late.reason) == ("TASK_LOST", "REASON_AGENT_SHUTDOWN")
+
+
+def test_task_ids_are_per_framework_on_an_agent() -> None:
+    """Two frameworks each launch "t1": both run, and one's kill or ack never touches the
+    other's task (a second launch was dropped as a "retry" and a kill crossed over)."""
+    core = make("A1")
+    registered(core)
+    run(core, "t1")
+    first = core.handle(RunTasks(framework_id="F2", tasks=[
+        TaskInfo(task_id="t1", agent_id="A1", resources="cpus:0.1", command="true")]), "", 0)
+    assert [(fid, t.task_id) for fid, t in first.launch] == [("F2", "t1")]
+    assert updates(core.task_spawned(("F1", "t1"), 0.1)) == [("t1", "TASK_RUNNING")]
+    assert core.task_spawned(("F2", "t1"), 0.1).messages  # F2's own RUNNING update
+    fx = core.handle(KillTask(framework_id="F2", task_id="t1"), "", 1.0)
+    assert fx.signal == [(("F2", "t1"), SIGTERM)]
+    assert not core.tasks[("F1", "t1")].killing
+    # An acknowledgement names its framework too: F2's ack of F1's uuid does nothing.
+    head = core.tasks[("F1", "t1")].updates[0]
+    assert core.handle(Acknowledge(framework_id="F2", agent_id="A1", task_id="t1",
+                                   uuid=head.uuid), "", 1.0).checkpoint == []
+    # A framework restarted under a new id may reuse a finished task's id.
+    core.task_exited(("F1", "t1"), 0, None, 2.0)
+    while core.tasks.get(("F1", "t1")) is not None:
+        head = core.tasks[("F1", "t1")].updates[0]
+        core.handle(Acknowledge(framework_id="F1", agent_id="A1", task_id="t1",
+                                uuid=head.uuid), "", 2.5)
+    assert core.knows(("F1", "t1"))
+    again = core.handle(RunTasks(framework_id="F3", tasks=[
+        TaskInfo(task_id="t1", agent_id="A1", resources="cpus:0.1", command="true")]), "", 4)
+    assert [(fid, t.task_id) for fid, t in again.launch] == [("F3", "t1")]
