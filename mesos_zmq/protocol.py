@@ -279,6 +279,17 @@ class ReregisterAgent(Message):
     version: str = ""
 
 
+@message("agent_stopping")
+@dataclass(frozen=True, slots=True)
+class AgentStopping(Message):
+    """A registered agent is stopping on purpose (a restart, a drain): the master makes no
+    more offers on it and sends it no task until it re-registers. Its tasks are kept for
+    the heartbeat limit, as if it had gone silent, so that a restart loses nothing."""
+
+    agent_id: str
+    reason: str = ""
+
+
 @message("agent_registered")
 @dataclass(frozen=True, slots=True)
 class AgentRegistered(Message):

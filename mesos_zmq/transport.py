@@ -155,5 +155,6 @@ class ClientSocket:
     def poll(self, timeout_ms: int) -> bool:
         return bool(self.socket.poll(timeout_ms, zmq.POLLIN))
 
-    def close(self) -> None:
-        self.socket.close(linger=0)
+    def close(self, linger_ms: int = 0) -> None:
+        """``linger_ms``: how long queued messages (a last word) may still go out."""
+        self.socket.close(linger=linger_ms)

@@ -35,6 +35,7 @@ from mesos_zmq.heartbeat import HeartbeatMonitor
 from mesos_zmq.protocol import (
     Acknowledge,
     AgentRegistered,
+    AgentStopping,
     Error,
     Heartbeat,
     KillTask,
@@ -444,6 +445,17 @@ class AgentCore:
         self.shutting_down = True
         for key in list(self.tasks):
             self._kill(key, now, fx, "REASON_AGENT_SHUTDOWN")
+        return fx
+
+    def stopping(self, reason: str) -> Effects:
+        """The agent is about to exit on purpose: tell the master at once, so that it
+        offers nothing more here and sends no task until this agent is back (waiting
+        for missed heartbeats would leave ~10 s of launches into the void)."""
+        fx = Effects()
+        if self.registered and self.agent_id is not None:
+            fx.messages.append((AgentStopping(agent_id=self.agent_id, reason=reason), ""))
+        self.registered = False
+        self.shutting_down = True
         return fx
 
     def running_tasks(self) -> list[TaskKey]:

@@ -43,6 +43,8 @@ log = structlog.get_logger()
 LAUNCH_BATCH = 16
 #: how long a starting agent waits for ZooKeeper to name a leading master
 LEADER_WAIT = 60.0
+#: how long a stopping agent gives its last word to the master to go out
+STOP_LINGER_MS = 1000
 #: how often memory limits are checked when no cgroup enforces them
 ENFORCE_INTERVAL = 0.5
 
@@ -186,8 +188,11 @@ class AgentServer:
                 self._apply(self.core.tick(time.monotonic()))
         finally:
             running = self.containerizer.running()
+            if self._stop is not None:
+                reason = "drained" if self._stop == "drain" else "restart"
+                self._apply(self.core.stopping(reason))
             self.containerizer.close(wait=self._stop == "drain")
-            self.client.close()
+            self.client.close(linger_ms=STOP_LINGER_MS)
             self.context.term()
             self.detector.close()
             self._log.info("agent stopped", running_tasks=running)

@@ -20,6 +20,7 @@ from mesos_zmq.master.validation import check_agent, valid_id
 from mesos_zmq.protocol import (
     Acknowledge,
     AgentRegistered,
+    AgentStopping,
     FileData,
     KillTask,
     RegisterAgent,
@@ -67,6 +68,31 @@ def register_agent(core: MasterCore, peer: bytes, msg: RegisterAgent, rid: str, 
     core._allocate_pending = True
     log.info("agent registered", agent_id=agent_id, hostname=msg.hostname)
     core._send(peer, agent_registered(core, agent_id, False), rid)
+
+
+def agent_stopping(core: MasterCore, peer: bytes, msg: AgentStopping, rid: str,
+                   now: float) -> None:
+    """A planned stop: nothing more is offered on or sent to the agent at once (rather
+    than after its heartbeats are missed). Its tasks stay; if it is not back within the
+    heartbeat limit it is removed as a silent agent would be."""
+    bound = core._peers.get(peer)
+    if bound is None or bound.kind != "agent" or bound.id != msg.agent_id:
+        core._error(peer, "not_registered",
+                    f"this connection is not agent {msg.agent_id[:64]!r}", rid)
+        return
+    rt = core._agents.get(msg.agent_id)
+    core._unbind_peer(peer)
+    if rt is None:
+        return
+    for offer_id in list(rt.offers):
+        core._rescind(offer_id)
+    core.allocator.activate_agent(msg.agent_id, False)
+    limit = core.config.heartbeat_interval * core.config.missed_heartbeats
+    rt.deadline = now + limit
+    rt.away = f"agent stopped ({msg.reason[:64] or 'planned'}) and did not come back"
+    core._count("agents_stopping")
+    log.info("agent stopping", agent_id=msg.agent_id, reason=msg.reason[:64],
+             back_within_s=limit)
 
 
 def agent_registered(core: MasterCore, agent_id: str, re: bool) -> AgentRegistered:

@@ -70,6 +70,7 @@ from mesos_zmq.master.views import describe_cluster
 from mesos_zmq.protocol import (
     Accept,
     Acknowledge,
+    AgentStopping,
     Decline,
     DrainAgent,
     Error,
@@ -202,6 +203,7 @@ class MasterCore:
         self._handlers: dict[type[Message], Callable[[bytes, Any, str, float], None]] = {
             RegisterAgent: partial(agents.register_agent, self),
             ReregisterAgent: partial(agents.reregister_agent, self),
+            AgentStopping: partial(agents.agent_stopping, self),
             Heartbeat: self._on_heartbeat,
             UsageReport: partial(agents.usage, self),
             StatusUpdate: partial(agents.status_update, self),
@@ -740,7 +742,7 @@ class MasterCore:
                 self._remove_framework(fid, "framework failover timeout elapsed", now)
         for aid, art in list(self._agents.items()):
             if art.peer is None and art.deadline is not None and art.deadline <= now:
-                self._remove_agent(aid, "agent did not re-register after master failover", now)
+                self._remove_agent(aid, art.away, now)
 
     def _remove_agent(self, agent_id: str, why: str, now: float) -> None:
         if agent_id not in self.state.agents:

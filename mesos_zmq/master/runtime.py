@@ -52,6 +52,8 @@ class FrameworkRuntime:
 @dataclass(slots=True)
 class AgentRuntime:
     peer: bytes | None = None
-    #: when an agent recovered from the log but not yet back is removed
+    #: when an agent that is away (recovered from the log and not yet back, or stopped
+    #: on purpose) is removed, and why
     deadline: float | None = None
+    away: str = "agent did not re-register after master failover"
     offers: set[str] = field(default_factory=set)

@@ -947,3 +947,53 @@ def test_reserving_more_than_an_agent_has_says_so() -> None:
     h.offers_to(FW, 0)  # everything is offered now: free, but not more than it has
     (reply,) = h.send(b"cli", ReserveResources(agent_id=agent_id, resources="cpus(eng):2"), 0)
     assert isinstance(reply, Error) and "not free" in reply.message
+
+
+def test_a_stopping_agent_gets_no_more_work_and_keeps_its_tasks_for_the_limit() -> None:
+    from mesos_zmq.protocol import AgentStopping
+
+    h = Harness(heartbeat_interval=1.0, missed_heartbeats=5)
+    agent_id, fid, _ = launch(h, resources="cpus:1;mem:128")
+    h.send(AGENT, StatusUpdate(status=TaskStatus(
+        task_id="t1", framework_id=fid, agent_id=agent_id, state="TASK_RUNNING",
+        uuid="u1", timestamp=0.1)), 0.1)
+    offered = h.offers_to(FW, 1.0)
+    assert offered  # the rest of the agent is on offer
+    h.sent.clear()
+    assert h.send(AGENT, AgentStopping(agent_id=agent_id, reason="restart"), 1.5) == []
+    rescinded = [m.offer_id for p, m, _ in h.sent if isinstance(m, Rescind)]
+    assert rescinded == [o.offer_id for o in offered]
+    assert not h.core.agent_connected(agent_id)
+    h.send(FW, Heartbeat(), 3.5)
+    assert not h.offers_to(FW, 2.0) and not h.offers_to(FW, 4.0)  # nothing offered on it
+    assert h.core.state.task(fid, "t1").state.value == "TASK_RUNNING"
+    # Back within the limit (5 s): nothing lost.
+    (reply,) = h.send(b"agent-2", ReregisterAgent(
+        agent_id=agent_id, hostname="h1", resources="cpus:4;mem:4096",
+        tasks=[TaskReport(task=task("t1", agent_id), framework_id=fid,
+                          state="TASK_RUNNING")]), 6.0)
+    assert isinstance(reply, AgentRegistered)
+    assert h.core.state.task(fid, "t1").state.value == "TASK_RUNNING"
+    h.send(FW, Heartbeat(), 7.0)
+    assert h.offers_to(FW, 7.5)
+
+
+def test_a_stopped_agent_that_stays_away_is_removed_after_the_heartbeat_limit() -> None:
+    from mesos_zmq.protocol import AgentStopping
+
+    h = Harness(heartbeat_interval=1.0, missed_heartbeats=5)
+    agent_id, fid, _ = launch(h)
+    h.send(AGENT, AgentStopping(agent_id=agent_id), 1.0)
+    h.send(FW, Heartbeat(), 3.0)
+    h.send(FW, Heartbeat(), 5.5)
+    h.tick(5.9)
+    assert agent_id in h.core.state.agents
+    h.tick(6.1)
+    assert agent_id not in h.core.state.agents
+    assert h.core.state.task(fid, "t1").state.value == "TASK_LOST"
+    # Only the agent itself may say it stops.
+    h2 = Harness()
+    other = h2.register_agent()
+    (reply,) = h2.send(b"stranger", AgentStopping(agent_id=other), 0.5)
+    assert isinstance(reply, Error) and reply.code == "not_registered"
+    assert h2.core.agent_connected(other)
