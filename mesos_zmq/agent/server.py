@@ -2,9 +2,12 @@
 
 Signals: SIGINT and SIGUSR1 drain (kill every task, deliver the final updates for a
 short while, exit); SIGTERM exits at once and leaves tasks running, which is what a
-restart under systemd's ``KillMode=process`` wants. SIGKILL leaves them running too:
-tasks live under their own supervisors, and the next agent started on the same work
-dir re-attaches to them from the checkpoints before it re-registers.
+restart under systemd's ``KillMode=process`` wants. Either way the agent's last word
+to the master is ``agent_stopping``: no more offers on it, no task sent to it, until
+it re-registers (within the master's heartbeat limit, or its tasks are given up).
+SIGKILL leaves tasks running too, but the master learns of it only from the missed
+heartbeats: tasks live under their own supervisors, and the next agent started on the
+same work dir re-attaches to them from the checkpoints before it re-registers.
 """
 
 from __future__ import annotations
