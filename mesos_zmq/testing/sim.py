@@ -86,6 +86,7 @@ FAULTS: dict[str, float] = {
     "leader_pause": 0.004,
     "agent_crash": 0.006,
     "agent_shrink": 0.003,
+    "agent_stop": 0.004,
     "framework_crash": 0.006,
     "compact": 0.015,
     "slow_standby": 0.01,
@@ -335,6 +336,16 @@ class Simulation:
         victim = live[pick % len(live)]
         victim.crash()
         return f"crash {victim.name}"
+
+    def _fault_agent_stop(self, pick: int) -> str:
+        """A planned restart (SIGTERM): the agent says it stops, then exits; its tasks
+        keep running and it comes back on the same checkpoints."""
+        live = [a for a in self.agents if a.phase != "down"]
+        if not live:
+            return ""
+        victim = live[pick % len(live)]
+        victim.stop()
+        return f"stop {victim.name}"
 
     def _fault_agent_shrink(self, pick: int) -> str:
         """An operator restarts an agent with fewer cpus under its running tasks: the

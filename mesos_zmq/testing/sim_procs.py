@@ -474,6 +474,12 @@ class AgentProc(_ClientProc):
         for cp in found.values():
             self._consume((cp.framework_id, cp.info.task_id))
 
+    def stop(self) -> None:
+        """A planned stop: the agent's last word to the master, then it exits."""
+        if self.core is not None:
+            self._apply(self.core.stopping("restart"))
+        self.crash()
+
     # ----------------------------------------------------------------- steps
     def step(self) -> None:
         assert self.core is not None and self.detector is not None
@@ -730,6 +736,9 @@ class FrameworkProc(_ClientProc):
 
     def on_error(self, message: str) -> None:
         self.world.log(self.name, "error", message[:120])
+
+    def on_refused(self, refusal: Any) -> None:
+        self.world.log(self.name, "refused", f"{refusal.code}: {refusal.message[:120]}")
 
     def on_offer_rescinded(self, offer_id: str) -> None:
         self.held.pop(offer_id, None)
