@@ -162,6 +162,9 @@ class AgentCore:
         self.completed: OrderedDict[TaskKey, None] = OrderedDict()
         #: set by shutdown(): tasks that arrive afterwards are not started
         self.shutting_down = False
+        #: wall clock minus ``now``'s clock (kept by the shell): update timestamps are
+        #: wall-clock UTC, as frameworks and operators read them; timers use ``now``
+        self.wall_offset = 0.0
 
     # ----------------------------------------------------------------- connection
     def connected(self, now: float) -> Effects:
@@ -477,7 +480,7 @@ class AgentCore:
         status = TaskStatus(
             task_id=task.info.task_id, framework_id=task.framework_id,
             agent_id=self.agent_id or "", state=state.value, uuid=self._new_id(),
-            timestamp=now, source="agent", reason=reason, message=message,
+            timestamp=now + self.wall_offset, source="agent", reason=reason, message=message,
             exit_code=exit_code, healthy=task.healthy,
         )
         task.updates.append(status)

@@ -154,6 +154,7 @@ class AgentServer:
 
     # ----------------------------------------------------------------- loop
     def serve_forever(self) -> None:
+        self.core.wall_offset = time.time() - time.monotonic()
         self._log.info("agent starting", master=self.client.address,
                        resources=str(self.core.resources), agent_id=self.core.agent_id)
         self._apply(self.core.connected(time.monotonic()))
@@ -188,7 +189,9 @@ class AgentServer:
                 self._compact(time.monotonic())
                 self._collect_garbage(time.monotonic())
                 self._follow_leader()
-                self._apply(self.core.tick(time.monotonic()))
+                now = time.monotonic()
+                self.core.wall_offset = time.time() - now
+                self._apply(self.core.tick(now))
         finally:
             running = self.containerizer.running()
             if self._stop is not None:

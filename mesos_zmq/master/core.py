@@ -487,7 +487,8 @@ class MasterCore:
         """An informational update (no ack needed): reconciliation, refused launches."""
         status = TaskStatus(
             task_id=task_id, framework_id=fid, agent_id=agent_id, state=state.value, uuid="",
-            timestamp=now, source="master", reason=reason, message=message, exit_code=exit_code,
+            timestamp=self.wall(now), source="master", reason=reason, message=message,
+            exit_code=exit_code,
         )
         self._send_framework(fid, StatusUpdate(status=status))
 
@@ -534,7 +535,7 @@ class MasterCore:
         """An update from the master itself, resent until the framework acknowledges it."""
         status = TaskStatus(
             task_id=task_id, framework_id=fid, agent_id=agent_id, state=state.value,
-            uuid=self._new_id(), timestamp=now, source="master", reason=reason,
+            uuid=self._new_id(), timestamp=self.wall(now), source="master", reason=reason,
             message=message,
         )
         rt = self._frameworks.get(fid)

@@ -222,3 +222,12 @@ def test_task_ids_are_per_framework_on_an_agent() -> None:
     again = core.handle(RunTasks(framework_id="F3", tasks=[
         TaskInfo(task_id="t1", agent_id="A1", resources="cpus:0.1", command="true")]), "", 4)
     assert [(fid, t.task_id) for fid, t in again.launch] == [("F3", "t1")]
+
+
+def test_update_timestamps_are_wall_clock() -> None:
+    core = make("A1")
+    core.wall_offset = 1.7e9  # the shell keeps it at time.time() - time.monotonic()
+    registered(core)
+    run(core, "t1")
+    (msg, _), = core.task_spawned(("F1", "t1"), 5.0).messages
+    assert isinstance(msg, StatusUpdate) and msg.status.timestamp == 1.7e9 + 5.0
