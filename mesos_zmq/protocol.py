@@ -107,6 +107,10 @@ class FrameworkInfo:
     failover_timeout: float = 0.0  # seconds the master keeps its tasks while it is away
     capabilities: list[str] = field(default_factory=list)  # e.g. PARTITION_AWARE, GPU_RESOURCES
     hostname: str = ""
+    #: roles it wants no offers for until it revives them (Mesos's suppressed_roles):
+    #: given when subscribing, kept current by suppress/revive and logged with the
+    #: framework, so a framework stays suppressed across reconnections and failovers
+    suppressed_roles: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True, slots=True)
@@ -369,6 +373,10 @@ class Subscribed(Message):
     heartbeat_interval: float
     missed_heartbeats: int
     reregistered: bool = False
+    #: the subscription named a framework id this master did not know: a new framework
+    #: was registered under that id, and nothing of an earlier one (tasks, updates) is
+    #: known to this master
+    unknown_id: bool = False
 
 
 @message("offers")

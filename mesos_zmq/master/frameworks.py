@@ -20,6 +20,7 @@ from mesos_zmq.protocol import (
     Accept,
     Acknowledge,
     Decline,
+    FrameworkInfo,
     Kill,
     Reconcile,
     Revive,
@@ -42,8 +43,18 @@ log = structlog.get_logger()
 
 
 def subscribe(core: MasterCore, peer: bytes, msg: Subscribe, rid: str, now: float) -> None:
+    """Subscribe a framework, or fail it over to this connection.
+
+    A framework id this master does not know is taken as a new framework under that id
+    (as Mesos does for a framework re-registering with a newly elected master), and the
+    answer says so (``unknown_id``) so that the scheduler can warn and reconcile.
+    ``suppressed_roles`` replaces the framework's suppression: roles it lists get no
+    offers until revived; a role it no longer lists is revived.
+    """
     info = msg.framework
     problem = check_framework(info, core.config.roles)
+    if problem is None:
+        problem = suppressed_problem(info)
     if problem is not None:
         core._error(peer, "invalid", f"subscription refused: {problem}", rid)
         return
@@ -54,9 +65,17 @@ def subscribe(core: MasterCore, peer: bytes, msg: Subscribe, rid: str, now: floa
         and bound.kind == "framework"
         and bound.id in core.state.frameworks
     ):
-        core._send(peer, subscribed(core, bound.id, False), rid)  # lost reply, retry
+        # A retry whose answer was lost; it may carry a suppression changed meanwhile.
+        known = core.state.frameworks[bound.id]
+        wanted = sorted(set(info.suppressed_roles))
+        if wanted != known.suppressed_roles:
+            core._commit({"op": "framework_added", "time": now,
+                          "framework": to_plain(replace(known, suppressed_roles=wanted))})
+            _apply_suppression(core, bound.id, known.suppressed_roles, wanted)
+        core._send(peer, subscribed(core, bound.id, False), rid)
         return
     reregistered = False
+    unknown = False
     if info.framework_id:
         if info.framework_id in core.state.removed_frameworks:
             core._error(
@@ -68,11 +87,14 @@ def subscribe(core: MasterCore, peer: bytes, msg: Subscribe, rid: str, now: floa
             return
         framework_id = info.framework_id
         reregistered = framework_id in core.state.frameworks
+        unknown = not reregistered
     else:
         framework_id = core._fresh_id("framework", core.state.frameworks)
     roles = list(dict.fromkeys(info.roles or ["*"]))
-    stored = replace(info, framework_id=framework_id, roles=roles)
-    if core.state.frameworks.get(framework_id) != stored:
+    previous = core.state.frameworks.get(framework_id)
+    stored = replace(info, framework_id=framework_id, roles=roles,
+                     suppressed_roles=sorted(set(info.suppressed_roles)))
+    if previous != stored:
         core._commit(
             {"op": "framework_added", "framework": to_plain(stored), "time": now}
         )
@@ -91,6 +113,8 @@ def subscribe(core: MasterCore, peer: bytes, msg: Subscribe, rid: str, now: floa
             core._remove_offer(offer_id)
     core._bind(peer, "framework", framework_id, now)
     core.allocator.add_framework(framework_id, roles, info.capabilities, active=True)
+    _apply_suppression(core, framework_id, previous.suppressed_roles if previous else [],
+                       stored.suppressed_roles)
     core._allocate_pending = True
     log.info(
         "framework subscribed",
@@ -98,8 +122,12 @@ def subscribe(core: MasterCore, peer: bytes, msg: Subscribe, rid: str, now: floa
         name=info.name,
         roles=roles,
         reregistered=reregistered,
+        suppressed_roles=stored.suppressed_roles,
     )
-    core._send(peer, subscribed(core, framework_id, reregistered), rid)
+    if unknown:
+        log.warning("framework subscribed with an id this master does not know: "
+                    "registered as a new framework under it", framework_id=framework_id)
+    core._send(peer, subscribed(core, framework_id, reregistered, unknown), rid)
     for uuid, (status, _) in list(rt.pending.items()):
         rt.pending[uuid] = (status, now)
         core._send(peer, StatusUpdate(status=status))
@@ -107,13 +135,58 @@ def subscribe(core: MasterCore, peer: bytes, msg: Subscribe, rid: str, now: floa
         core.resend_offers(framework_id, now)
 
 
-def subscribed(core: MasterCore, framework_id: str, re: bool) -> Subscribed:
+def subscribed(core: MasterCore, framework_id: str, re: bool,
+               unknown: bool = False) -> Subscribed:
     return Subscribed(
         framework_id=framework_id,
         heartbeat_interval=core.config.heartbeat_interval,
         missed_heartbeats=core.config.missed_heartbeats,
         reregistered=re,
+        unknown_id=unknown,
     )
+
+
+def _apply_suppression(core: MasterCore, fid: str, old: list[str], new: list[str]) -> None:
+    """Make the allocator suppress exactly ``new``: roles only in ``old`` are revived
+    (which also clears decline filters, as any revive does)."""
+    lifted = [r for r in old if r not in new]
+    if lifted:
+        _revive(core, fid, lifted)
+    if new:
+        core.allocator.suppress(fid, new)
+
+
+def suppressed_problem(info: FrameworkInfo) -> str | None:
+    """Suppressed roles must be roles the framework subscribes to (as in Mesos)."""
+    roles = info.roles or ["*"]
+    for role in info.suppressed_roles:
+        if role not in roles:
+            return (f"suppressed role {role[:64]!r} is not one of the framework's roles "
+                    f"({', '.join(roles)})")
+    return None
+
+
+def release_offers(core: MasterCore, fid: str, offer_ids: list[str]) -> list[str]:
+    """Return the framework's current offers among ``offer_ids`` to the pool, unfiltered.
+
+    Done for a refused accept or decline, as Mesos does for an accept that fails
+    validation: the framework must not be left holding offers it cannot use, and a
+    scheduler told its request was refused has no way to know which offers are still
+    good. Offers of other frameworks and unknown ids are left alone.
+    """
+    released = []
+    for offer_id in dict.fromkeys(offer_ids):
+        offer = core._offers.get(offer_id)
+        if offer is not None and offer.framework_id == fid:
+            core._remove_offer(offer_id)
+            released.append(offer_id)
+    return released
+
+
+def _released_note(released: list[str]) -> str:
+    if not released:
+        return ""
+    return f" (offers {', '.join(o[:64] for o in released[:10])} returned to the pool)"
 
 
 def accept(core: MasterCore, peer: bytes, msg: Accept, rid: str, now: float) -> None:
@@ -128,7 +201,9 @@ def accept(core: MasterCore, peer: bytes, msg: Accept, rid: str, now: float) -> 
     if problem is None and msg.operations:
         problem, conversions = plan_operations(core, msg)
     if problem is not None:
-        core._error(peer, "invalid", f"accept refused: {problem}", rid)
+        released = release_offers(core, fid, msg.offer_ids[:MAX_TASKS_PER_ACCEPT])
+        core._error(peer, "invalid", f"accept refused: {problem}{_released_note(released)}",
+                    rid)
         for task in msg.tasks[:MAX_TASKS_PER_ACCEPT]:
             core._reply_status(fid, task.task_id, task.agent_id, TaskState.DROPPED,
                                "REASON_INVALID_OFFERS", f"accept refused: {problem}", now)
@@ -266,7 +341,10 @@ def decline(core: MasterCore, peer: bytes, msg: Decline, rid: str, now: float) -
     if not core._framework_peer_ok(peer, msg.framework_id, rid):
         return
     if not 0 <= msg.refuse_seconds <= 10**9:
-        core._error(peer, "invalid", "refuse_seconds must be between 0 and 1e9", rid)
+        # Declined all the same, without a filter: the framework meant to give them up.
+        released = release_offers(core, msg.framework_id, msg.offer_ids)
+        core._error(peer, "invalid", "decline refused: refuse_seconds must be between 0 "
+                    f"and 1e9{_released_note(released)}", rid)
         return
     refuse_until = now + msg.refuse_seconds if msg.refuse_seconds > 0 else None
     for offer_id in msg.offer_ids:
@@ -327,15 +405,40 @@ def reconcile(core: MasterCore, peer: bytes, msg: Reconcile, rid: str, now: floa
 
 def revive(core: MasterCore, peer: bytes, msg: Revive, rid: str, now: float) -> None:
     if core._framework_peer_ok(peer, msg.framework_id, rid):
-        core.allocator.revive(msg.framework_id, msg.roles)
-        if any(f == msg.framework_id for f, _ in core.state.filters):
-            core._commit({"op": "filters_cleared", "framework_id": msg.framework_id})
-        core._allocate_pending = True
+        _revive(core, msg.framework_id, msg.roles)
+        _set_suppressed(core, msg.framework_id, msg.roles, False, now)
+
+
+def _revive(core: MasterCore, fid: str, roles: list[str]) -> None:
+    """Lift suppression of ``roles`` (all when empty) and clear every decline filter."""
+    core.allocator.revive(fid, roles)
+    if any(f == fid for f, _ in core.state.filters):
+        core._commit({"op": "filters_cleared", "framework_id": fid})
+    core._allocate_pending = True
 
 
 def suppress(core: MasterCore, peer: bytes, msg: Suppress, rid: str, now: float) -> None:
     if core._framework_peer_ok(peer, msg.framework_id, rid):
         core.allocator.suppress(msg.framework_id, msg.roles)
+        _set_suppressed(core, msg.framework_id, msg.roles, True, now)
+
+
+def _set_suppressed(core: MasterCore, fid: str, roles: list[str], on: bool,
+                    now: float) -> None:
+    """Keep the logged FrameworkInfo's ``suppressed_roles`` in step with the allocator.
+
+    Suppression is part of what a new leader knows of the framework, and what a
+    re-subscription is compared with (a role no longer listed is revived).
+    """
+    info = core.state.frameworks.get(fid)
+    if info is None:
+        return
+    named = {r for r in (roles or info.roles) if r in info.roles}
+    current = set(info.suppressed_roles)
+    wanted = sorted(current | named if on else current - named)
+    if wanted != info.suppressed_roles:
+        stored = replace(info, suppressed_roles=wanted)
+        core._commit({"op": "framework_added", "framework": to_plain(stored), "time": now})
 
 
 def teardown(core: MasterCore, peer: bytes, msg: Teardown, rid: str, now: float) -> None:

@@ -17,10 +17,20 @@ reconnect the socket, hand a file read its answer, or abort.
   abandoned: ``disconnected`` (if we were subscribed), a new socket, resubscribe.
   ``Error(not_registered)`` means the master does not know this connection (it
   restarted), so we resubscribe at once on the same socket.
-* Fatal errors: ``framework_removed``, or any error answering one of our
+* Fatal errors and refusals: ``framework_removed``, or any error answering one of our
   ``Subscribe`` messages, means the master will never accept us as configured; the
-  ``error`` callback runs and the driver aborts. Other errors are reported and the
-  driver keeps going.
+  ``error`` callback runs and the driver aborts. Any other error refuses one request
+  and the driver keeps going: the ``refused`` callback gets a :class:`Refusal` naming
+  the code, the request id and what the core remembers sending under it (its kind,
+  offer ids and task ids). No offer of a refused accept or decline stays held: the
+  master returns the offers of a request it refused as ``invalid`` to the pool, and
+  for a request it could not even read (``bad_field``, ``oversized``, ``internal``...)
+  the core declines them itself and reports each task of a refused launch
+  ``TASK_DROPPED``, as the master does for an ``invalid`` one.
+* Suppression is state, not a message: the core keeps the roles the scheduler has
+  suppressed in the ``suppressed_roles`` of the FrameworkInfo it subscribes with, so
+  every (re)subscription, to this master or a new leader, restores it; a revive asked
+  while not subscribed is sent once subscribed.
 * Exactly-once updates: an update whose ``(task_id, uuid)`` was already delivered is
   acknowledged again (the earlier ack was lost) but not handed to the scheduler a
   second time. With implicit acknowledgements the ack is queued right *after* the
@@ -38,7 +48,8 @@ reconnect the socket, hand a file read its answer, or abort.
 * Kills are kept until their task is reported ended, sent again after each
   re-subscription and every ``KILL_RETRY`` seconds meanwhile.
 * Other requests made while not subscribed are dropped (as Mesos's driver does); the
-  caller learns the outcome through status updates and reconciliation. A dropped or
+  caller learns the outcome through status updates and reconciliation. Suppress and
+  revive are not lost: the next Subscribe carries the suppressed roles. A dropped or
   orphaned file read is answered locally with ``Error(not_registered)`` so that its
   caller never waits for a reply that cannot come.
 """
@@ -65,13 +76,16 @@ from mesos_zmq.protocol import (
     ReadFile,
     Reconcile,
     Rescind,
+    Revive,
     StatusUpdate,
     Subscribe,
     Subscribed,
+    Suppress,
     TaskStatus,
     Teardown,
 )
 from mesos_zmq.tasks import TERMINAL as TERMINAL_STATES
+from mesos_zmq.tasks import TaskState
 
 #: how many times an unconfirmed accept is sent again after re-subscriptions
 MAX_ACCEPT_RESENDS = 3
@@ -90,6 +104,8 @@ _SUBSCRIBE_IDS_LIMIT = 64
 OFFERS_LIMIT = 10_000
 #: seconds between repeats of a kill whose task has not been reported ended
 KILL_RETRY = 5.0
+#: requests remembered by request id, to say what a refusal refers to
+SENT_LIMIT = 10_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,6 +147,37 @@ class FileReply:
 Action = Send | Call | Reconnect | Abort | FileReply
 
 
+@dataclass(frozen=True, slots=True)
+class Refusal:
+    """The master refused one request; the driver goes on (see docs/sdk.md).
+
+    ``code`` is the master's error code (``invalid`` for a request it read and refused;
+    ``bad_field``, ``oversized``... for one it could not read). ``request`` is the kind
+    of message refused (``accept``, ``decline``, ``kill``...), ``offer_ids`` and
+    ``task_ids`` what it named; all three are empty when the core no longer remembers
+    the request id (or the error named none). None of ``offer_ids`` is held any more.
+    """
+
+    code: str
+    message: str
+    request_id: str
+    request: str = ""
+    offer_ids: tuple[str, ...] = ()
+    task_ids: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class _Sent:
+    """What a request id was used for, kept to describe a refusal of it."""
+
+    kind: str
+    offer_ids: tuple[str, ...] = ()
+    #: (task id, agent id) of the tasks of a launch
+    tasks: tuple[tuple[str, str], ...] = ()
+    #: sent by the core itself to give back offers of a refused request
+    cleanup: bool = False
+
+
 class DriverCore:
     """Subscription, heartbeats, dedup, acks and file-read routing for one framework."""
 
@@ -166,6 +213,17 @@ class DriverCore:
         self._held_offers: OrderedDict[str, None] = OrderedDict()
         #: offer id -> (request id, the accept or decline that answered it)
         self._answered: OrderedDict[str, tuple[str, Accept | Decline]] = OrderedDict()
+        #: request id -> what was sent under it (to describe a refusal)
+        self._sent: OrderedDict[str, _Sent] = OrderedDict()
+        #: request ids already reported refused (a repeated request is refused again)
+        self._refused: OrderedDict[str, None] = OrderedDict()
+        #: roles a revive asked for while not subscribed ([] = all), sent once subscribed
+        self._revive_owed: list[str] | None = None
+        #: what the last Subscribed said (framework_id, reregistered, unknown_id)
+        self.master_info: dict[str, Any] = {}
+        #: wall clock minus ``now``'s clock, kept by the shell: the timestamp of an update
+        #: made here is wall-clock UTC like the master's and the agents'
+        self.wall_offset = 0.0
 
     # ----------------------------------------------------------------- connection
     def connected(self, now: float) -> list[Action]:
@@ -279,13 +337,42 @@ class DriverCore:
         self._subscribe_ids = []
         self.monitor = HeartbeatMonitor(msg.heartbeat_interval, msg.missed_heartbeats)
         self.monitor.reset(now)
-        info = {"framework_id": msg.framework_id, "reregistered": msg.reregistered}
+        info: dict[str, Any] = {"framework_id": msg.framework_id,
+                                "reregistered": msg.reregistered,
+                                "unknown_id": msg.unknown_id}
+        self.master_info = dict(info)
         if not self._registered_once:
             self._registered_once = True
             actions: list[Action] = [Call("registered", (msg.framework_id, info))]
         else:
             actions = [Call("reregistered", (info,))]
+        if self._revive_owed is not None:
+            revive = Revive(framework_id=self.framework_id, roles=self._revive_owed)
+            self._revive_owed = None
+            actions.append(self._send_new(revive))
         return actions + self._resend_unconfirmed()
+
+    def _send_new(self, msg: Accept | Decline | Kill | Reconcile | Revive | Suppress,
+                  cleanup: bool = False) -> Send:
+        """Send a request under a fresh request id, remembered for its refusal."""
+        request_id = self._new_id()
+        self._remember(msg, request_id, cleanup)
+        return Send(msg, request_id)
+
+    def _remember(self, msg: Message, request_id: str, cleanup: bool = False) -> None:
+        offer_ids: tuple[str, ...] = ()
+        tasks: tuple[tuple[str, str], ...] = ()
+        if isinstance(msg, Accept | Decline):
+            offer_ids = tuple(msg.offer_ids)
+        if isinstance(msg, Accept):
+            tasks = tuple((t.task_id, t.agent_id) for t in msg.tasks)
+        elif isinstance(msg, Kill):
+            tasks = ((msg.task_id, msg.agent_id),)
+        elif isinstance(msg, Reconcile):
+            tasks = tuple((t.task_id, t.agent_id) for t in msg.tasks)
+        self._sent[request_id] = _Sent(msg.TYPE, offer_ids, tasks, cleanup)
+        while len(self._sent) > SENT_LIMIT:
+            self._sent.popitem(last=False)
 
     def _on_offers(self, msg: Offers) -> list[Action]:
         """New offers go to the scheduler; re-sent ones get the answer they had."""
@@ -315,9 +402,9 @@ class DriverCore:
         if isinstance(request, Accept) and request.tasks and request_id not in self._unconfirmed:
             decline = Decline(framework_id=self.framework_id, offer_ids=[offer_id],
                               refuse_seconds=request.refuse_seconds)
-            decline_id = self._new_id()
-            self._answer_offers(decline, decline_id)
-            return Send(decline, decline_id)
+            send = self._send_new(decline)
+            self._answer_offers(decline, send.request_id)
+            return send
         return Send(replace(request, framework_id=self.framework_id), request_id)
 
     def _withdraw_launch(self, task_id: str) -> None:
@@ -392,12 +479,55 @@ class DriverCore:
         fatal = msg.code == "framework_removed" or (
             bool(msg.in_reply_to) and msg.in_reply_to in self._subscribe_ids
         )
+        if not fatal:
+            return actions + self._on_refusal(msg, now)
         actions.append(Call("error", (msg.message,)))
-        if fatal:
-            self.stopped = True
-            self.subscribed = False
-            actions.extend(self._fail_reads("the driver aborted"))
-            actions.append(Abort(f"{msg.code}: {msg.message}"))
+        self.stopped = True
+        self.subscribed = False
+        actions.extend(self._fail_reads("the driver aborted"))
+        actions.append(Abort(f"{msg.code}: {msg.message}"))
+        return actions
+
+    def _on_refusal(self, msg: Error, now: float) -> list[Action]:
+        """One request refused: tell the scheduler what it was, and hold nothing of it.
+
+        ``invalid``: the master read the request and refused it; it has returned the
+        offers and reported each task of a launch ``TASK_DROPPED`` itself. Any other
+        code: the master could not read it, so the offers are still its; they are
+        declined here (no filter) and the tasks reported ``TASK_DROPPED`` locally,
+        so that a refused launch always ends the same way for the scheduler.
+        """
+        rid = msg.in_reply_to
+        if rid and rid in self._refused:
+            return []  # the same request sent again (after a resubscription), refused again
+        sent = self._sent.pop(rid, None) if rid else None
+        if rid:
+            self._refused[rid] = None
+            while len(self._refused) > SENT_LIMIT:
+                self._refused.popitem(last=False)
+        if sent is None:
+            return [Call("refused", (Refusal(msg.code, msg.message, rid),))]
+        task_ids = tuple(t for t, _ in sent.tasks)
+        actions: list[Action] = [Call("refused", (Refusal(
+            msg.code, msg.message, rid, sent.kind, sent.offer_ids, task_ids),))]
+        if msg.code == "invalid" or sent.cleanup:
+            return actions
+        if sent.offer_ids:
+            decline = Decline(framework_id=self.framework_id, offer_ids=list(sent.offer_ids),
+                              refuse_seconds=0.0)
+            send = self._send_new(decline, cleanup=True)
+            self._answer_offers(decline, send.request_id)
+            if self.subscribed:
+                actions.append(send)
+        if sent.kind == Accept.TYPE:
+            for task_id, agent_id in sent.tasks:
+                self._confirm(task_id=task_id, terminal=True)  # a kill of it is done too
+                actions.append(Call("status_update", (TaskStatus(
+                    task_id=task_id, framework_id=self.framework_id, agent_id=agent_id,
+                    state=TaskState.DROPPED.value, uuid="", timestamp=now + self.wall_offset,
+                    source="master",
+                    reason="REASON_TASK_INVALID",
+                    message=f"launch refused by the master ({msg.code}): {msg.message}"),)))
         return actions
 
     def _on_update(self, status: TaskStatus) -> list[Action]:
@@ -441,6 +571,9 @@ class DriverCore:
         if self.stopped:
             return []
         request_id = self._new_id()
+        self._remember(msg, request_id)
+        if isinstance(msg, Suppress | Revive):
+            self._track_suppression(msg)
         if isinstance(msg, Accept | Decline):
             # Remembered even when not subscribed: if a new leader offers it again,
             # this answer goes back (see _on_offers).
@@ -462,6 +595,31 @@ class DriverCore:
         if not self.subscribed:
             return []
         return [Send(msg, request_id)]
+
+    def _track_suppression(self, msg: Suppress | Revive) -> None:
+        """Suppression is carried by every Subscribe, so it survives any reconnection."""
+        roles = list(self.framework.roles or ["*"])
+        named = {r for r in (msg.roles or roles) if r in roles}
+        current = set(self.framework.suppressed_roles)
+        if isinstance(msg, Suppress):
+            current |= named
+        else:
+            current -= named
+            if not self.subscribed:
+                # Revive also clears decline filters: say it again once subscribed.
+                owed = self._revive_owed
+                if owed is None:
+                    self._revive_owed = list(msg.roles)
+                elif owed and msg.roles:
+                    self._revive_owed = sorted(set(owed) | set(msg.roles))
+                else:
+                    self._revive_owed = []  # one of them revives every role
+        self.framework = replace(self.framework, suppressed_roles=sorted(current))
+
+    @property
+    def suppressed_roles(self) -> list[str]:
+        """The roles the framework currently wants no offers for."""
+        return list(self.framework.suppressed_roles)
 
     def keeps(self, msg: Message) -> bool:
         """True for requests kept until their effect shows: launches and kills."""

@@ -7,18 +7,27 @@ reads the clock and calls the scheduler.
 Every public method is thread-safe. Called from a callback (the driver thread) it
 acts at once; called from another thread it queues the request and wakes the loop
 through a pipe that the loop polls next to the socket, so requests go out without
-polling delays. Callbacks always run in the driver thread, one at a time; an
-exception in a callback is logged and does not stop the driver.
+polling delays. Callbacks (and :meth:`SchedulerDriver.call_later` timers) always run
+in the driver thread, one at a time; an exception in a callback is logged and does
+not stop the driver. Requests are checked in the caller's thread before they are
+queued: a mistake raises :class:`~mesos_zmq.scheduler.validation.InvalidRequestError`
+where it was made rather than coming back later as a refusal.
+
+docs/sdk.md is the framework developer's guide to all this.
 """
 
 from __future__ import annotations
 
 import collections
 import enum
+import heapq
+import itertools
+import math
 import os
 import threading
 import time
 import uuid
+import warnings
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -44,7 +53,26 @@ from mesos_zmq.protocol import (
     TaskStatus,
     encode,
 )
-from mesos_zmq.scheduler.core import Abort, Action, Call, DriverCore, FileReply, Reconnect, Send
+from mesos_zmq.scheduler.core import (
+    Abort,
+    Action,
+    Call,
+    DriverCore,
+    FileReply,
+    Reconnect,
+    Refusal,
+    Send,
+)
+from mesos_zmq.scheduler.validation import (
+    InvalidRequestError,
+    offer_id_list,
+    operation_list,
+    reconcile_list,
+    refuse_seconds_ok,
+    role_list,
+    task_id_ok,
+    task_list,
+)
 from mesos_zmq.transport import ClientSocket
 
 log = structlog.get_logger()
@@ -55,6 +83,9 @@ TEARDOWN_LINGER_MS = 1000
 _MAX_POLL_SECONDS = 0.2
 #: how long start() waits for ZooKeeper to name a leading master
 LEADER_WAIT = 30.0
+#: the decline filter of the default ``resource_offers`` (a scheduler that does not
+#: override it wants no offers; a minute keeps them from coming back every second)
+DEFAULT_DECLINE_SECONDS = 60.0
 
 
 class DriverStatus(enum.Enum):
@@ -67,7 +98,11 @@ class DriverStatus(enum.Enum):
 
 
 class Scheduler:
-    """Override what you need; every callback runs in the driver thread."""
+    """Override what you need; every callback runs in the driver thread.
+
+    The names are this SDK's (snake_case); pymesos-style names (``resourceOffers``,
+    ``statusUpdate``...) are never called, and the driver warns about them at start.
+    """
 
     def registered(
         self, driver: SchedulerDriver, framework_id: str, master_info: dict[str, Any]
@@ -81,7 +116,14 @@ class Scheduler:
         """The master went silent; the driver is reconnecting (requests are dropped)."""
 
     def resource_offers(self, driver: SchedulerDriver, offers: list[Offer]) -> None:
-        """Launch tasks on offers, or decline them (unanswered offers stay yours)."""
+        """Launch tasks on offers, or decline them (unanswered offers stay yours).
+
+        The default declines them all for ``DEFAULT_DECLINE_SECONDS``: a scheduler
+        that does not take offers must not hold resources others could use.
+        """
+        if offers:
+            driver.decline_offer([o.offer_id for o in offers],
+                                 refuse_seconds=DEFAULT_DECLINE_SECONDS)
 
     def offer_rescinded(self, driver: SchedulerDriver, offer_id: str) -> None:
         """An offer is no longer valid (its agent was lost, for example)."""
@@ -89,8 +131,71 @@ class Scheduler:
     def status_update(self, driver: SchedulerDriver, status: TaskStatus) -> None:
         """A task changed state; delivered once per update."""
 
+    def refused(self, driver: SchedulerDriver, refusal: Refusal) -> None:
+        """The master refused one request (``refusal`` says which, and why).
+
+        The driver goes on. No offer of a refused accept or decline is held any more,
+        and each task of a refused launch is also reported ``TASK_DROPPED``. The
+        default logs a warning.
+        """
+        log.warning("request refused by the master", code=refusal.code,
+                    message=refusal.message, request=refusal.request,
+                    request_id=refusal.request_id, offer_ids=list(refusal.offer_ids),
+                    task_ids=list(refusal.task_ids))
+
     def error(self, driver: SchedulerDriver, message: str) -> None:
-        """The master refused something; after a fatal error the driver aborts."""
+        """A fatal error: the driver aborts after this returns.
+
+        Only for ``framework_removed`` and a refused subscription (the master will
+        never take this framework as configured); refusals of single requests go to
+        :meth:`refused`.
+        """
+
+
+#: pymesos callback names, and this SDK's name for each (None: no such callback here)
+PYMESOS_CALLBACKS: dict[str, str | None] = {
+    "resourceOffers": "resource_offers",
+    "statusUpdate": "status_update",
+    "offerRescinded": "offer_rescinded",
+    "frameworkMessage": None,
+    "slaveLost": None,
+    "agentLost": None,
+    "executorLost": None,
+    "inverseOffers": None,
+    "inverseOfferRescinded": None,
+}
+
+
+def misnamed_callbacks(scheduler: Scheduler) -> list[tuple[str, str | None]]:
+    """Methods of ``scheduler`` with pymesos names, which the driver never calls.
+
+    Each is ``(name, this SDK's name or None)``. A method is not reported when the
+    scheduler also defines the right name (an alias is fine).
+    """
+    found: list[tuple[str, str | None]] = []
+    cls = type(scheduler)
+    defined = {name for klass in cls.__mro__ if klass not in (Scheduler, object)
+               for name in vars(klass)}
+    for name in sorted(defined & PYMESOS_CALLBACKS.keys()):
+        right = PYMESOS_CALLBACKS[name]
+        if right is not None and getattr(cls, right) is not getattr(Scheduler, right):
+            continue
+        found.append((name, right))
+    return found
+
+
+class TimerHandle:
+    """A call scheduled by :meth:`SchedulerDriver.call_later`; ``cancel()`` stops it."""
+
+    __slots__ = ("cancelled", "fn")
+
+    def __init__(self, fn: Callable[[], None]) -> None:
+        self.fn = fn
+        self.cancelled = False
+
+    def cancel(self) -> None:
+        """The call will not run (a no-op if it has run already)."""
+        self.cancelled = True
 
 
 #: receives the answer to :meth:`SchedulerDriver.read_file`: FileData or Error
@@ -110,6 +215,10 @@ class SchedulerDriver:
     ) -> None:
         text = master.strip()
         url = parse_master_url(text)  # ConfigError for anything but tcp:// and zk://
+        for role in framework.suppressed_roles:
+            if role not in (framework.roles or ["*"]):
+                raise ConfigError(f"suppressed role {role!r} is not one of the framework's "
+                                  f"roles ({', '.join(framework.roles)})")
         self.scheduler = scheduler
         self._url = url
         self._detector: LeaderDetector | None = None
@@ -132,6 +241,9 @@ class SchedulerDriver:
         self._context: zmq.Context[zmq.Socket[bytes]] | None = None
         self._client: ClientSocket | None = None
         self._socket_changed = False
+        #: call_later timers: (due, sequence, handle), touched only in the driver thread
+        self._timers: list[tuple[float, int, TimerHandle]] = []
+        self._timer_seq = itertools.count()
 
     # ----------------------------------------------------------------- lifecycle
     @property
@@ -144,6 +256,18 @@ class SchedulerDriver:
         return self._status
 
     @property
+    def master_info(self) -> dict[str, Any]:
+        """What the master said at the last subscription: ``framework_id``,
+        ``reregistered`` and ``unknown_id`` (True when the master did not know the id
+        we failed over with and registered a new framework under it). Empty before."""
+        return dict(self._core.master_info)
+
+    @property
+    def suppressed_roles(self) -> list[str]:
+        """The roles offers are suppressed for (restored on every re-subscription)."""
+        return self._core.suppressed_roles
+
+    @property
     def _log(self) -> Any:
         return log.bind(framework=self._name, framework_id=self._core.framework_id)
 
@@ -152,6 +276,7 @@ class SchedulerDriver:
         with self._state_lock:
             if self._status is not DriverStatus.NOT_STARTED:
                 return self._status
+            self._warn_misnamed_callbacks()
             if self._url.kind == "zk":
                 try:
                     self._detector = LeaderDetector(self._url)
@@ -182,6 +307,19 @@ class SchedulerDriver:
             )
             self._thread.start()
             return self._status
+
+    def _warn_misnamed_callbacks(self) -> None:
+        """pymesos-style names are never called: say so loudly, once, at start."""
+        for name, right in misnamed_callbacks(self.scheduler):
+            if right is None:
+                text = (f"{type(self.scheduler).__name__}.{name} is a pymesos callback that "
+                        "this SDK never calls (it has no executors or agent-loss "
+                        "callback; agent loss shows as TASK_LOST/TASK_UNREACHABLE updates)")
+            else:
+                text = (f"{type(self.scheduler).__name__}.{name} is never called: this SDK "
+                        f"calls {right}(driver, ...); rename the method")
+            self._log.warning("scheduler callback misnamed", method=name, right_name=right)
+            warnings.warn(text, UserWarning, stacklevel=3)
 
     def stop(self, failover: bool = False) -> DriverStatus:
         """Stop the driver.
@@ -244,17 +382,21 @@ class SchedulerDriver:
 
     # ----------------------------------------------------------------- requests
     def launch_tasks(
-        self, offer_ids: Iterable[str], tasks: list[TaskInfo], refuse_seconds: float = 5.0,
-        operations: Iterable[Operation] = (),
+        self, offer_ids: str | Iterable[str], tasks: TaskInfo | Iterable[TaskInfo],
+        refuse_seconds: float = 5.0, operations: Iterable[Operation] = (),
     ) -> None:
         """Accept offers (all from one agent) to launch ``tasks``; the rest is declined.
 
-        ``operations`` (RESERVE/UNRESERVE) are applied to the offers first, so tasks may
-        use the resources they reserve.
+        ``offer_ids`` is one offer id or a list of them. ``operations``
+        (RESERVE/UNRESERVE) are applied to the offers first, so tasks may use the
+        resources they reserve. Raises :class:`InvalidRequestError` here, in the
+        caller, for what the master would refuse anyway (bad resources or task ids,
+        mistyped fields, repeated ids, a bad ``refuse_seconds``).
         """
-        ids = list(offer_ids)
-        items = list(tasks)
-        ops = list(operations)
+        ids = offer_id_list(offer_ids, "launch_tasks")
+        items = task_list(tasks, "launch_tasks")
+        ops = operation_list(operations, "launch_tasks")
+        refuse_seconds = refuse_seconds_ok(refuse_seconds, "launch_tasks")
         self._request(
             lambda: Accept(
                 framework_id=self.framework_id,
@@ -267,33 +409,46 @@ class SchedulerDriver:
 
     accept_offers = launch_tasks
 
-    def decline_offer(self, offer_id: str, refuse_seconds: float = 5.0) -> None:
-        """Give an offer back; its agent is not re-offered to us for ``refuse_seconds``."""
+    def decline_offer(self, offer_id: str | Iterable[str], refuse_seconds: float = 5.0) -> None:
+        """Give offers back (one id or a list); their agents are not re-offered to us
+        for ``refuse_seconds`` (0: no filter). See docs/sdk.md on filters."""
+        ids = offer_id_list(offer_id, "decline_offer")
+        refuse_seconds = refuse_seconds_ok(refuse_seconds, "decline_offer")
         self._request(
             lambda: Decline(
-                framework_id=self.framework_id, offer_ids=[offer_id], refuse_seconds=refuse_seconds
+                framework_id=self.framework_id, offer_ids=ids, refuse_seconds=refuse_seconds
             )
         )
 
+    decline_offers = decline_offer
+
     def kill_task(self, task_id: str, agent_id: str = "") -> None:
         """Ask for a task to be killed; the outcome arrives as a status update."""
+        task_id_ok(task_id, "kill_task")
         self._request(
             lambda: Kill(framework_id=self.framework_id, task_id=task_id, agent_id=agent_id)
         )
 
     def reconcile_tasks(self, tasks: Iterable[ReconcileTask] = ()) -> None:
         """Ask for the latest state of ``tasks`` (all of ours when empty)."""
-        items = list(tasks)
+        items = reconcile_list(tasks, "reconcile_tasks")
         self._request(lambda: Reconcile(framework_id=self.framework_id, tasks=items))
 
-    def revive_offers(self, roles: Iterable[str] | None = None) -> None:
-        """Clear decline filters and resume offers (for ``roles``, or all)."""
-        names = list(roles or [])
+    def revive_offers(self, roles: str | Iterable[str] | None = None) -> None:
+        """Clear every decline filter and resume offers (for ``roles``, or all).
+
+        Asked while not subscribed, it takes effect at the next subscription.
+        """
+        names = role_list(roles, self._core.framework.roles or ["*"], "revive_offers")
         self._request(lambda: Revive(framework_id=self.framework_id, roles=names))
 
-    def suppress_offers(self, roles: Iterable[str] | None = None) -> None:
-        """Stop receiving offers (for ``roles``, or all) until revived."""
-        names = list(roles or [])
+    def suppress_offers(self, roles: str | Iterable[str] | None = None) -> None:
+        """Stop receiving offers (for ``roles``, or all) until revived.
+
+        Suppression is kept by the SDK and sent with every subscription, so it holds
+        across reconnections and master failovers (see docs/sdk.md).
+        """
+        names = role_list(roles, self._core.framework.roles or ["*"], "suppress_offers")
         self._request(lambda: Suppress(framework_id=self.framework_id, roles=names))
 
     def acknowledge_status_update(self, status: TaskStatus) -> None:
@@ -334,6 +489,37 @@ class SchedulerDriver:
     def call_soon(self, fn: Callable[[], None]) -> None:
         """Run ``fn`` in the driver thread (where callbacks run), e.g. periodic work."""
         self._submit(fn)
+
+    def call_later(self, delay: float, fn: Callable[[], None]) -> TimerHandle:
+        """Run ``fn`` in the driver thread after ``delay`` seconds (a timer).
+
+        Like a callback, ``fn`` may use the driver and the scheduler's state without
+        locks; an exception in it is logged. Timers run only while the driver runs
+        (one set before ``start`` counts from when it was set). ``cancel()`` on the
+        returned handle stops it.
+        """
+        if isinstance(delay, bool) or not isinstance(delay, int | float) or not (
+                math.isfinite(delay) and delay >= 0):
+            raise InvalidRequestError(f"call_later: delay must be a finite number of seconds "
+                                      f">= 0, got {delay!r}")
+        if not callable(fn):
+            raise InvalidRequestError(f"call_later: fn must be callable, got {fn!r}")
+        handle = TimerHandle(fn)
+        due = time.monotonic() + float(delay)
+        self._submit(lambda: heapq.heappush(self._timers, (due, next(self._timer_seq), handle)))
+        return handle
+
+    def _run_timers(self) -> None:
+        now = time.monotonic()
+        while self._timers and self._timers[0][0] <= now and not self._stop_requested:
+            _, _, handle = heapq.heappop(self._timers)
+            if handle.cancelled:
+                continue
+            handle.cancelled = True  # it has run: cancel() is now a no-op
+            try:
+                handle.fn()
+            except Exception:
+                self._log.exception("call_later function failed")
 
     def _request(self, build: Callable[[], Message]) -> None:
         def do() -> None:
@@ -395,7 +581,10 @@ class SchedulerDriver:
                 if self._socket_changed:
                     poller = self._poller()
                 now = time.monotonic()
-                wait = min(max(self._core.next_wakeup(now) - now, 0.0), _MAX_POLL_SECONDS)
+                wake = self._core.next_wakeup(now)
+                if self._timers:
+                    wake = min(wake, self._timers[0][0])
+                wait = min(max(wake - now, 0.0), _MAX_POLL_SECONDS)
                 events = dict(poller.poll(int(wait * 1000) + 1))
                 if self._wake_r in events:
                     try:
@@ -408,6 +597,8 @@ class SchedulerDriver:
                     self._drain()
                 if not self._stop_requested:
                     self._execute(self._core.tick(time.monotonic()))
+                if not self._stop_requested:
+                    self._run_timers()
             self._execute(self._final)
             client.socket.close(linger=self._linger_ms)
         except Exception:
@@ -456,9 +647,9 @@ class SchedulerDriver:
     def _drain(self) -> None:
         assert self._client is not None
         for envelope in self._client.receive_all():
-            self._execute(
-                self._core.handle(envelope.message, envelope.request_id, time.monotonic())
-            )
+            now = time.monotonic()
+            self._core.wall_offset = time.time() - now
+            self._execute(self._core.handle(envelope.message, envelope.request_id, now))
             if self._stop_requested or self._socket_changed:
                 return  # the rest belongs to a socket or a driver that is gone
 
@@ -468,6 +659,12 @@ class SchedulerDriver:
                 if self._client is not None:
                     self._client.send(encode(action.message, action.request_id))
             elif isinstance(action, Call):
+                if action.name in ("registered", "reregistered") and \
+                        self._core.master_info.get("unknown_id"):
+                    self._log.warning(
+                        "the master did not know this framework id: it registered a new "
+                        "framework under it (its earlier tasks are unknown to the master; "
+                        "reconcile them)")
                 try:
                     getattr(self.scheduler, action.name)(self, *action.args)
                 except Exception:

@@ -29,6 +29,7 @@ from mesos_zmq.protocol import (
     Offers,
     ReadFile,
     Rescind,
+    Revive,
     StatusUpdate,
     Subscribe,
     Subscribed,
@@ -39,7 +40,13 @@ from mesos_zmq.protocol import (
     decode,
     encode,
 )
-from mesos_zmq.scheduler import DriverStatus, Scheduler, SchedulerDriver
+from mesos_zmq.scheduler import (
+    DriverStatus,
+    InvalidRequestError,
+    Refusal,
+    Scheduler,
+    SchedulerDriver,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -135,6 +142,9 @@ class Recorder(Scheduler):
 
     def error(self, driver: SchedulerDriver, message: str) -> None:
         self._add("error", message)
+
+    def refused(self, driver: SchedulerDriver, refusal: Refusal) -> None:
+        self._add("refused", refusal)
 
 
 def wait_for(check: Callable[[], Any], timeout: float = 3.0, what: str = "condition") -> Any:
@@ -390,3 +400,109 @@ def test_run_command_streams_output_and_returns_the_exit_code(master: FakeMaster
     assert result == [3]
     assert out.getvalue() == b"hi\n"
     assert err.getvalue() == b""
+
+
+# ----------------------------------------------------------------------------- issue 10
+
+
+def test_a_refused_accept_reaches_refused_with_its_details_not_error(
+        master: FakeMaster, rec: Recorder, driver: SchedulerDriver) -> None:
+    task = TaskInfo(task_id="t1", agent_id="A1", resources="cpus:1;mem:64", command="true")
+    rec.on_offers = lambda d, offers: d.launch_tasks(offers[0].offer_id, [task])
+    driver.start()
+    identity, _ = master.subscribe()
+    master.send(identity, Offers(offers=[OFFER]))
+    _, rid, accept = master.expect(Accept)
+    assert accept.offer_ids == ["O1"]  # one id given as a string, not split into "O", "1"
+    master.send(identity, Error(code="invalid", message="accept refused: stale",
+                                in_reply_to=rid), rid)
+    (refusal,) = wait_for(lambda: rec.named("refused"), what="refused callback")
+    assert refusal == Refusal(code="invalid", message="accept refused: stale", request_id=rid,
+                              request="accept", offer_ids=("O1",), task_ids=("t1",))
+    assert rec.named("error") == [] and driver.status is DriverStatus.RUNNING
+    # The caller hears of its own mistakes at once, in its own thread.
+    bad = TaskInfo(task_id="t2", agent_id="A1", resources=["cpus:1"],  # type: ignore[arg-type]
+                   command="true")
+    with pytest.raises(InvalidRequestError, match=r"TaskInfo\.resources"):
+        driver.launch_tasks(["O2"], [bad])
+    driver.decline_offer(["O2", "O3"], refuse_seconds=0)
+    _, _, decline = master.expect(Decline)
+    assert decline.offer_ids == ["O2", "O3"]
+
+
+def test_call_later_runs_in_the_driver_thread_and_can_be_cancelled(
+        master: FakeMaster, driver: SchedulerDriver) -> None:
+    ran: list[tuple[str, float]] = []
+    started = time.monotonic()
+    driver.start()
+    driver.call_later(0.2, lambda: ran.append((threading.current_thread().name,
+                                               time.monotonic() - started)))
+    cancelled = driver.call_later(0.1, lambda: ran.append(("cancelled", 0.0)))
+    cancelled.cancel()
+    driver.call_later(0.05, lambda: 1 / 0)  # an exception is logged, nothing more
+    wait_for(lambda: ran, what="timer")
+    time.sleep(0.1)
+    ((thread, after),) = ran
+    assert thread == "scheduler-driver" and 0.2 <= after < 1.0
+    assert driver.status is DriverStatus.RUNNING
+
+
+class PymesosStyle(Scheduler):
+    def __init__(self) -> None:
+        self.offers: list[Any] = []
+
+    def resourceOffers(self, driver: SchedulerDriver, offers: list[Offer]) -> None:
+        self.offers.append(offers)
+
+
+def test_pymesos_names_warn_at_start_and_default_offers_are_declined(
+        master: FakeMaster) -> None:
+    scheduler = PymesosStyle()
+    driver = SchedulerDriver(scheduler, FrameworkInfo(name="py"), master.url)
+    try:
+        with pytest.warns(UserWarning, match=r"PymesosStyle\.resourceOffers is never called"):
+            driver.start()
+        identity, _ = master.subscribe()
+        master.send(identity, Offers(offers=[OFFER]))
+        _, _, decline = master.expect(Decline)  # the default resource_offers declines
+        assert decline.offer_ids == ["O1"] and decline.refuse_seconds == 60.0
+        assert scheduler.offers == []
+    finally:
+        driver.abort()
+        driver.join(5.0)
+
+
+def test_suppressed_roles_are_sent_with_every_subscription(master: FakeMaster,
+                                                           rec: Recorder) -> None:
+    info = FrameworkInfo(name="q", roles=["a", "b"], suppressed_roles=["a", "b"])
+    driver = SchedulerDriver(rec, info, master.url)
+    try:
+        driver.start()
+        identity, sub = master.subscribe()
+        assert sub.framework.suppressed_roles == ["a", "b"]
+        wait_for(lambda: rec.named("registered"), what="registered")
+        driver.revive_offers("a")
+        _, _, revive = master.expect(Revive)
+        assert revive.roles == ["a"]
+        # The master restarted and lost us: the new subscription says what is suppressed.
+        master.send(identity, Error(code="not_registered", message="unknown connection"))
+        _, _, again = master.expect(Subscribe)
+        assert again.framework.suppressed_roles == ["b"] and driver.suppressed_roles == ["b"]
+    finally:
+        driver.abort()
+        driver.join(5.0)
+
+
+def test_an_unknown_framework_id_is_exposed(master: FakeMaster, rec: Recorder) -> None:
+    driver = SchedulerDriver(rec, FrameworkInfo(name="x", framework_id="F-old"), master.url)
+    try:
+        driver.start()
+        identity, rid, _ = master.expect(Subscribe)
+        master.send(identity, Subscribed(framework_id="F-old", heartbeat_interval=5.0,
+                                         missed_heartbeats=5, unknown_id=True), rid)
+        wait_for(lambda: rec.named("registered"), what="registered")
+        assert driver.master_info == {"framework_id": "F-old", "reregistered": False,
+                                      "unknown_id": True}
+    finally:
+        driver.abort()
+        driver.join(5.0)

@@ -48,7 +48,8 @@ def test_subscribe_retried_then_registered_callback() -> None:
     assert isinstance(retry, Send) and isinstance(retry.message, Subscribe)
     (call,) = core.handle(Subscribed(framework_id="F1", heartbeat_interval=1.0,
                                      missed_heartbeats=3), "", 1.1)
-    assert call == Call("registered", ("F1", {"framework_id": "F1", "reregistered": False}))
+    assert call == Call("registered", ("F1", {"framework_id": "F1", "reregistered": False,
+                                              "unknown_id": False}))
 
 
 def test_resubscription_carries_the_id_and_calls_reregistered() -> None:

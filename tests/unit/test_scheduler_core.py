@@ -20,9 +20,11 @@ from mesos_zmq.protocol import (
     Reconcile,
     ReconcileTask,
     Rescind,
+    Revive,
     StatusUpdate,
     Subscribe,
     Subscribed,
+    Suppress,
     TaskInfo,
     TaskStatus,
     Teardown,
@@ -34,6 +36,7 @@ from mesos_zmq.scheduler.core import (
     DriverCore,
     FileReply,
     Reconnect,
+    Refusal,
     Send,
 )
 
@@ -125,13 +128,15 @@ def test_error_answering_any_subscribe_attempt_aborts() -> None:
     assert core.stopped and core.tick(100.0) == []
 
 
-def test_framework_removed_aborts_other_errors_do_not() -> None:
+def test_framework_removed_aborts_other_errors_are_refusals() -> None:
     core = make()
     subscribe(core)
     soft = core.handle(Error(code="invalid", message="stale offer", in_reply_to="x"), "", 1.0)
-    assert soft == [Call("error", ("stale offer",))] and not core.stopped
+    assert soft == [Call("refused", (Refusal("invalid", "stale offer", "x"),))]
+    assert not core.stopped
     hard = core.handle(Error(code="framework_removed", message="gone"), "", 2.0)
     assert Call("error", ("gone",)) in hard and isinstance(hard[-1], Abort)
+    assert "refused" not in calls(hard)
 
 
 def test_not_registered_resubscribes_at_once_with_the_same_id() -> None:
@@ -409,3 +414,114 @@ def test_an_explicitly_reconciled_task_is_taken_out_of_a_launch_sent_again() -> 
     core.request(Reconcile(framework_id="F1", tasks=[ReconcileTask(task_id="t1")]))
     (again,) = core.handle(Offers(offers=[offer("o1")]), "", 0.5)
     assert isinstance(again, Send) and again.message.tasks == []  # type: ignore[attr-defined]
+
+
+# ----------------------------------------------------------------------------- issue 10
+
+
+def launch_refused(code: str) -> tuple[DriverCore, Send, list[Action]]:
+    """A launch on two offers, answered by an error with ``code``."""
+    core = make()
+    subscribe(core)
+    core.handle(Offers(offers=[offer("o1"), offer("o2")]), "", 0.1)
+    tasks = [TaskInfo(task_id=t, agent_id="A1", resources="cpus:0.5", command="true")
+             for t in ("t1", "t2")]
+    (accept,) = core.request(Accept(framework_id="F1", offer_ids=["o1", "o2"], tasks=tasks))
+    assert isinstance(accept, Send)
+    refused = core.handle(Error(code=code, message="no", in_reply_to=accept.request_id), "",
+                          0.5)
+    return core, accept, refused
+
+
+def test_a_refused_accept_names_its_code_request_id_offers_and_tasks() -> None:
+    """Issue 10, item 1: error(driver, message) said none of this."""
+    core, accept, actions = launch_refused("invalid")
+    assert actions == [Call("refused", (Refusal(
+        code="invalid", message="no", request_id=accept.request_id, request="accept",
+        offer_ids=("o1", "o2"), task_ids=("t1", "t2")),))]
+    assert not core.stopped
+    # A refusal is final: the accept is not sent again after a resubscription.
+    core.connected(1.0)
+    assert [m for m in sent(subscribe(core, now=1.1)) if isinstance(m, Accept)] == []
+    # The same request refused again (a resend crossing the refusal) is reported once.
+    again = Error(code="invalid", message="no", in_reply_to=accept.request_id)
+    assert core.handle(again, "", 1.2) == []
+
+
+def test_an_accept_the_master_could_not_read_gives_back_its_offers_and_drops_its_tasks() -> None:
+    """Issue 10, item 1: a bad_field refusal changed nothing at the master, so its
+    offers stayed held for good and its tasks never got an update."""
+    core, _, actions = launch_refused("bad_field")
+    assert calls(actions) == ["refused", "status_update", "status_update"]
+    (decline,) = sent(actions)
+    assert decline == Decline(framework_id="F1", offer_ids=["o1", "o2"], refuse_seconds=0.0)
+    drops = [a.args[0] for a in actions if isinstance(a, Call) and a.name == "status_update"]
+    assert [(d.task_id, d.state, d.uuid, d.agent_id) for d in drops] == [
+        ("t1", "TASK_DROPPED", "", "A1"), ("t2", "TASK_DROPPED", "", "A1")]
+    # Offered again (the master still had it): declined again, never launched late.
+    (answer,) = core.handle(Offers(offers=[offer("o1")]), "", 1.0)
+    assert isinstance(answer, Send) and answer.message == decline
+    # The cleanup decline refused in turn is reported but starts no loop of declines.
+    more = core.handle(Error(code="bad_field", message="?", in_reply_to=answer.request_id),
+                       "", 1.1)
+    assert calls(more) == ["refused"] and sent(more) == []
+
+
+def test_an_error_for_an_unknown_request_is_a_bare_refusal() -> None:
+    core = make()
+    subscribe(core)
+    actions = core.handle(Error(code="unexpected", message="huh"), "", 1.0)
+    assert actions == [Call("refused", (Refusal("unexpected", "huh", ""),))]
+
+
+def make_roles(roles: list[str], suppressed: list[str] | None = None) -> DriverCore:
+    counter = itertools.count()
+    info = FrameworkInfo(name="fw", roles=roles, suppressed_roles=suppressed or [])
+    return DriverCore(info, lambda: f"r{next(counter)}")
+
+
+def subscription(actions: list[Action]) -> Subscribe:
+    (msg,) = [m for m in sent(actions) if isinstance(m, Subscribe)]
+    return msg
+
+
+def test_suppression_is_carried_by_every_subscription() -> None:
+    """Issue 10, item 4: a framework may subscribe suppressed, and stays suppressed
+    across reconnections (the master hears it again with each Subscribe)."""
+    core = make_roles(["a", "b"], suppressed=["b"])
+    assert subscription(core.connected(0.0)).framework.suppressed_roles == ["b"]
+    subscribe(core)
+    core.request(Suppress(framework_id="F1", roles=["a"]))
+    assert core.suppressed_roles == ["a", "b"]
+    assert subscription(core.connected(5.0)).framework.suppressed_roles == ["a", "b"]
+    subscribe(core, now=5.1)
+    core.request(Revive(framework_id="F1", roles=["b"]))
+    assert subscription(core.connected(9.0)).framework.suppressed_roles == ["a"]
+    core.request(Suppress(framework_id="F1", roles=["zzz"]))  # not ours: ignored
+    core.request(Suppress(framework_id="F1"))  # all roles
+    assert core.suppressed_roles == ["a", "b"]
+
+
+def test_a_revive_asked_while_not_subscribed_is_sent_once_subscribed() -> None:
+    core = make_roles(["a", "b"], suppressed=["a", "b"])
+    subscribe(core)
+    core.connected(3.0)
+    assert core.request(Revive(framework_id="F1", roles=["a"])) == []
+    assert core.request(Revive(framework_id="F1", roles=["b"])) == []
+    actions = subscribe(core, now=3.5)
+    assert [m for m in sent(actions) if isinstance(m, Revive)] == [
+        Revive(framework_id="F1", roles=["a", "b"])]
+    assert core.suppressed_roles == []
+    core.connected(4.0)
+    assert not [m for m in sent(subscribe(core, now=4.1)) if isinstance(m, Revive)]
+
+
+def test_an_unknown_framework_id_is_reported_to_the_scheduler() -> None:
+    """Issue 10, item 5: the master registered a new framework under our old id."""
+    core = make(framework_id="OLD")
+    core.connected(0.0)
+    (call,) = core.handle(Subscribed(framework_id="OLD", heartbeat_interval=1.0,
+                                     missed_heartbeats=3, unknown_id=True), "", 0.1)
+    assert call == Call("registered", ("OLD", {"framework_id": "OLD", "reregistered": False,
+                                               "unknown_id": True}))
+    assert core.master_info["unknown_id"] is True
