@@ -62,8 +62,9 @@ REGISTER_RETRY = 1.0
 COMPLETED_LIMIT = 1000
 
 _SIGNAL_NAMES = {1: "SIGHUP", 2: "SIGINT", 3: "SIGQUIT", 4: "SIGILL", 6: "SIGABRT",
-                 7: "SIGBUS", 8: "SIGFPE", 9: "SIGKILL", 11: "SIGSEGV", 13: "SIGPIPE",
-                 14: "SIGALRM", 15: "SIGTERM", 24: "SIGXCPU", 25: "SIGXFSZ"}
+                 7: "SIGBUS", 8: "SIGFPE", 9: "SIGKILL", 10: "SIGUSR1", 11: "SIGSEGV",
+                 12: "SIGUSR2", 13: "SIGPIPE", 14: "SIGALRM", 15: "SIGTERM", 24: "SIGXCPU",
+                 25: "SIGXFSZ"}
 _ID_RE = re.compile(r"^[A-Za-z0-9_.-]{1,200}$")
 
 
@@ -78,7 +79,7 @@ TaskKey = tuple[str, str]
 
 
 def signal_name(number: int) -> str:
-    return _SIGNAL_NAMES.get(number, f"signal {number}")
+    return _SIGNAL_NAMES.get(number, str(number))
 
 
 @dataclass(slots=True)

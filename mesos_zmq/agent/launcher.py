@@ -149,6 +149,10 @@ def serve(fd: int, isolation: str, cgroups_root: str) -> int:
     sock = socket.socket(fileno=fd)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the agent decides when we stop
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    # `systemctl kill -s SIGUSR1` (a drain) reaches every process of the agent's unit:
+    # the launcher must outlive it. Caught, not ignored, so nothing forked inherits it.
+    for stray in (signal.SIGUSR1, signal.SIGUSR2, signal.SIGHUP):
+        signal.signal(stray, lambda signum, frame: None)
     wake_r, wake_w = os.pipe()
     os.set_blocking(wake_w, False)
     signal.set_wakeup_fd(wake_w)

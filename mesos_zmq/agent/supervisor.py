@@ -30,6 +30,16 @@ while the agent is down.
 
 The child never touches ZeroMQ or logging (it inherited their state from a threaded
 parent): it only uses the OS, writes its events, and leaves with ``os._exit``.
+
+Signals. The supervisor lives in the agent's systemd unit, so ``systemctl kill`` without
+``--kill-whom=main`` signals it along with the agent and the tasks. It survives the
+signals such a command (or an operator's ``kill``) would send - SIGHUP, SIGINT, SIGQUIT,
+SIGTERM, SIGUSR1, SIGUSR2 - because it alone can record how its task ends; it leaves as
+soon as the task has ended. (SIGKILL still ends it: the agent then fails the task and
+kills it.) It catches them with a handler that does nothing rather than ignoring them:
+``exec`` resets caught signals to their default action but keeps ignored ones ignored,
+so the task and its health-check commands start with every signal at its default and
+none blocked, whatever the agent or the launcher had set.
 """
 
 from __future__ import annotations
@@ -45,6 +55,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import FrameType
 from typing import TYPE_CHECKING, Any, NoReturn
 
 from mesos_zmq.agent.isolation import join_cgroups
@@ -130,6 +141,42 @@ def _close_inherited_fds() -> None:
                 pass
 
 
+#: signals a supervisor outlives (see the module docstring)
+SURVIVED_SIGNALS = frozenset({signal.SIGHUP, signal.SIGINT, signal.SIGQUIT, signal.SIGTERM,
+                              signal.SIGUSR1, signal.SIGUSR2})
+
+
+def _survive(signum: int, frame: FrameType | None) -> None:
+    """Catch and drop a survived signal (caught, not ignored: exec resets it)."""
+
+
+def _reset_signals() -> None:
+    """Give this process the dispositions a supervisor needs and its task should inherit.
+
+    Survived signals get :func:`_survive`; SIGPIPE and SIGXFSZ stay ignored, as Python
+    has them (a vanished agent or a full disk must not kill us; ``subprocess`` restores
+    both for the task); every other signal the parent caught or ignored goes back to
+    its default; nothing stays blocked. Only the signals that differ are touched, so a
+    launch costs a few system calls, not sixty.
+    """
+    for signum in signal.valid_signals():
+        if signum in (signal.SIGKILL, signal.SIGSTOP):
+            continue
+        wanted: Callable[[int, FrameType | None], Any] | signal.Handlers
+        if signum in SURVIVED_SIGNALS:
+            wanted = _survive
+        elif signum in (signal.SIGPIPE, signal.SIGXFSZ):
+            wanted = signal.SIG_IGN
+        else:
+            wanted = signal.SIG_DFL
+        try:
+            if signal.getsignal(signum) is not wanted:
+                signal.signal(signum, wanted)
+        except (OSError, ValueError):
+            pass  # a signal number the C library keeps for itself
+    signal.pthread_sigmask(signal.SIG_SETMASK, set())
+
+
 def _stat_fields(pid: int) -> list[bytes] | None:
     """The fields of /proc/<pid>/stat after the command name (state first)."""
     try:
@@ -171,13 +218,8 @@ def run_forked(spec: SupervisorSpec,
     try:
         gc.disable()  # the child's copy of the agent's heap stays shared
         os.setsid()
-        for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGUSR1, signal.SIGHUP):
-            signal.signal(signum, signal.SIG_DFL)
-        signal.set_wakeup_fd(-1)
-        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
-        signal.signal(signal.SIGPIPE, signal.SIG_IGN)
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
-        signal.signal(signal.SIGHUP, signal.SIG_IGN)
+        signal.set_wakeup_fd(-1)  # the launcher's; closed just below
+        _reset_signals()
         _close_inherited_fds()
         devnull = os.open(os.devnull, os.O_RDWR)
         for fd in (0, 1, 2):
