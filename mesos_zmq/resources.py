@@ -7,13 +7,26 @@ scalars to 0.001 and integer arithmetic never drifts (0.1 added ten times is
 exactly 1). A collection is immutable and hashable; arithmetic returns new ones.
 Zero scalars, empty ranges and empty sets are dropped, so equal amounts compare
 equal however they were computed.
+
+Amounts are read exactly (decimal, rounded half to even at 3 decimals) and are at
+most :data:`MAX_SCALAR` (about 9.007e12), so that :meth:`Resources.scalar` and the
+JSON views, which are floats, hold every amount exactly (a float holds integers
+exactly only up to 2**53), and ``disk:1e99`` is refused instead of printing as a
+100-digit number. Mesos keeps scalars as fixed-point thousandths in an int64.
+
+:meth:`Resources.parse` reads the wire and the log. Text typed by a person (agent
+``--resources``, quota, reservations) goes through :func:`parse_user_resources`,
+which also keeps the names written with a zero amount and warns about likely typos
+(``cpu:4``) without refusing them: custom resource names are legal, as in Mesos.
 """
 
 from __future__ import annotations
 
 import math
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from decimal import ROUND_HALF_EVEN, Decimal, InvalidOperation
 from typing import Union
 
 from mesos_zmq.errors import ResourceError
@@ -24,6 +37,23 @@ Key = tuple[str, str]  # (name, role)
 
 _NAME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_.-]*$")
 _ENTRY_RE = re.compile(r"^\s*([^:(\s]*)\s*(?:\(([^)]*)\))?\s*:\s*(.*?)\s*$", re.S)
+#: a resource written after a ',' or a space instead of a ';' (``cpus:4,mem:100``)
+_MISSED_SEPARATOR_RE = re.compile(r"[,\s]\s*[A-Za-z][A-Za-z0-9_.-]*\s*(?:\([^)]*\))?\s*:")
+
+#: the largest scalar amount in thousandths: 2**53 - 1 is the largest integer every
+#: float below it converts to exactly (see the module docstring)
+MAX_SCALAR_MILLI = 2**53 - 1
+#: the largest scalar amount (9007199254740.991)
+MAX_SCALAR = MAX_SCALAR_MILLI / 1000
+_MAX_SCALAR_DECIMAL = Decimal(MAX_SCALAR_MILLI) / 1000
+#: an amount that needs no Decimal: at most 12 digits, at most 3 decimals
+_PLAIN_AMOUNT_RE = re.compile(r"^(\d{1,12})(?:\.(\d{0,3}))?$")
+#: the resources Mesos (and this project) know, with the kind each must have
+KNOWN_RESOURCES: dict[str, str] = {
+    "cpus": "scalar", "mem": "scalar", "disk": "scalar", "gpus": "scalar", "ports": "ranges",
+}
+#: other common spellings of the known names
+_ALIASES = {"memory": "mem", "ram": "mem", "cores": "cpus", "gpu": "gpus"}
 
 
 def validate_role(role: str) -> str:
@@ -64,15 +94,54 @@ def is_ancestor_role(ancestor: str, role: str) -> bool:
 
 
 def _scalar_from_text(text: str, token: str) -> int:
+    """Thousandths of the amount ``text``, rounded half to even, exactly (no float)."""
+    plain = _PLAIN_AMOUNT_RE.match(text)
+    if plain is not None:  # the common case, without Decimal
+        return int(plain.group(1)) * 1000 + int((plain.group(2) or "").ljust(3, "0"))
     try:
-        value = float(text)
-    except ValueError:
+        if "_" in text:  # Decimal() reads 1_000; Mesos (and people) do not
+            raise InvalidOperation(text)
+        value = Decimal(text)
+    except InvalidOperation:
         raise ResourceError(f"invalid resource {token!r}: value {text!r} is not a number") from None
-    if math.isnan(value) or math.isinf(value):
+    if not value.is_finite():
         raise ResourceError(f"invalid resource {token!r}: value {text!r} is not finite")
     if value < 0:
         raise ResourceError(f"invalid resource {token!r}: value {text!r} is negative")
-    return round(value * 1000)
+    milli = 0
+    if value <= _MAX_SCALAR_DECIMAL:
+        milli = int((value * 1000).to_integral_value(rounding=ROUND_HALF_EVEN))
+    if value > _MAX_SCALAR_DECIMAL or milli > MAX_SCALAR_MILLI:
+        raise ResourceError(
+            f"invalid resource {token!r}: value {text!r} is too large "
+            f"(at most {_format_scalar(MAX_SCALAR_MILLI)})"
+        )
+    return milli
+
+
+def _separator_hint(text: str) -> str:
+    """``use ';' between resources: cpus:4;mem:100`` when ``text`` looks like resources
+    joined by ',' or spaces (outside brackets), else ''."""
+    if not _MISSED_SEPARATOR_RE.search(text):
+        return ""
+    out: list[str] = []
+    depth = 0
+    pending = False  # a separator seen at depth 0, not yet written
+    for ch in text.strip():
+        if depth == 0 and (ch == "," or ch.isspace()):
+            pending = True
+            continue
+        if pending:
+            # ',' or a space before a name: a missed ';'. Before ':' or '(' it was just space.
+            out.append("" if ch in ":(;" or (out and out[-1] in ":(;") else ";")
+            pending = False
+        if ch in "[{(":
+            depth += 1
+        elif ch in "]})" and depth:
+            depth -= 1
+        out.append(ch)
+    fixed = "".join(out)
+    return f"use ';' between resources: {fixed}" if fixed != text.strip() else ""
 
 
 def _normalize_ranges(ranges: Iterable[tuple[int, int]]) -> Ranges:
@@ -204,6 +273,71 @@ def _format_value(value: Value) -> str:
     return "[" + ",".join(f"{lo}-{hi}" for lo, hi in value) + "]"
 
 
+def _parse_entries(text: str, default_role: str) -> Iterator[tuple[str, str, Value, str]]:
+    """(name, role, value, token) of each ';'-separated entry, zero amounts included.
+
+    A bad entry raises ResourceError naming it; when the text looks like resources
+    joined by ',' the message also shows it with ';'.
+    """
+    if not isinstance(text, str):
+        raise ResourceError(f"resources must be a string, not {type(text).__name__}")
+    validate_role(default_role)
+    kinds: dict[str, str] = {}
+    for raw in text.split(";"):
+        token = raw.strip()
+        if not token:
+            continue
+        try:
+            name, role, value = _parse_entry(token, default_role)
+        except ResourceError as exc:
+            hint = _separator_hint(text)
+            if hint:
+                raise ResourceError(f"{exc}; {hint}") from None
+            raise
+        kind = _kind(value)
+        if kinds.setdefault(name, kind) != kind:
+            raise ResourceError(
+                f"invalid resource {token!r}: {name!r} already appears as a {kinds[name]}"
+            )
+        yield name, role, value, token
+
+
+def _parse_entry(token: str, default_role: str) -> tuple[str, str, Value]:
+    match = _ENTRY_RE.match(token)
+    if match is None or ")" in (match.group(1) or ""):
+        raise ResourceError(f"invalid resource {token!r}: expected NAME[(ROLE)]:VALUE")
+    name, role, value_text = match.group(1), match.group(2), match.group(3)
+    if not name:
+        raise ResourceError(f"invalid resource {token!r}: missing name")
+    if not _NAME_RE.match(name):
+        raise ResourceError(
+            f"invalid resource {token!r}: name {name!r} must start with a letter "
+            "and use letters, digits, '_', '.', '-'"
+        )
+    if role is None:
+        role = default_role
+    else:
+        role = role.strip()
+        try:
+            validate_role(role)
+        except ResourceError as exc:
+            raise ResourceError(f"invalid resource {token!r}: {exc}") from None
+    if not value_text:
+        raise ResourceError(f"invalid resource {token!r}: missing value")
+    value: Value
+    if value_text.startswith("["):
+        if not value_text.endswith("]"):
+            raise ResourceError(f"invalid resource {token!r}: unterminated range")
+        value = _ranges_from_text(value_text, token)
+    elif value_text.startswith("{"):
+        if not value_text.endswith("}"):
+            raise ResourceError(f"invalid resource {token!r}: unterminated set")
+        value = _set_from_text(value_text, token)
+    else:
+        value = _scalar_from_text(value_text, token)
+    return name, role, value
+
+
 class Resources:
     """An immutable collection of resources keyed by (name, role)."""
 
@@ -223,52 +357,8 @@ class Resources:
     @classmethod
     def parse(cls, text: str, default_role: str = "*") -> Resources:
         """Parse Mesos-style text; raises ResourceError naming the bad token."""
-        if not isinstance(text, str):
-            raise ResourceError(f"resources must be a string, not {type(text).__name__}")
-        validate_role(default_role)
         items: dict[Key, Value] = {}
-        for raw in text.split(";"):
-            token = raw.strip()
-            if not token:
-                continue
-            match = _ENTRY_RE.match(token)
-            if match is None or ")" in (match.group(1) or ""):
-                raise ResourceError(f"invalid resource {token!r}: expected NAME[(ROLE)]:VALUE")
-            name, role, value_text = match.group(1), match.group(2), match.group(3)
-            if not name:
-                raise ResourceError(f"invalid resource {token!r}: missing name")
-            if not _NAME_RE.match(name):
-                raise ResourceError(
-                    f"invalid resource {token!r}: name {name!r} must start with a letter "
-                    "and use letters, digits, '_', '.', '-'"
-                )
-            if role is None:
-                role = default_role
-            else:
-                role = role.strip()
-                try:
-                    validate_role(role)
-                except ResourceError as exc:
-                    raise ResourceError(f"invalid resource {token!r}: {exc}") from None
-            if not value_text:
-                raise ResourceError(f"invalid resource {token!r}: missing value")
-            value: Value
-            if value_text.startswith("["):
-                if not value_text.endswith("]"):
-                    raise ResourceError(f"invalid resource {token!r}: unterminated range")
-                value = _ranges_from_text(value_text, token)
-            elif value_text.startswith("{"):
-                if not value_text.endswith("}"):
-                    raise ResourceError(f"invalid resource {token!r}: unterminated set")
-                value = _set_from_text(value_text, token)
-            else:
-                value = _scalar_from_text(value_text, token)
-            for (other_name, _), other in items.items():
-                if other_name == name and _kind(other) != _kind(value):
-                    raise ResourceError(
-                        f"invalid resource {token!r}: {name!r} already appears "
-                        f"as a {_kind(other)}"
-                    )
+        for name, role, value, _ in _parse_entries(text, default_role):
             key = (name, role)
             items[key] = _add(items[key], value) if key in items else value
         return cls(items)
@@ -489,3 +579,100 @@ class Resources:
         if len(picked) < count:
             raise ResourceError(f"need {count} ports but only {len(picked)} are available")
         return picked
+
+
+# --------------------------------------------------------------------- text from people
+
+
+def format_scalar(amount: float) -> str:
+    """An amount as resources print it: at most 3 decimals, never an exponent.
+
+    For amounts that arrive as floats (the ``state`` JSON): ``f"{x:g}"`` would print
+    252899 MB of disk as ``252899`` but 1234567 as ``1.23457e+06``.
+    """
+    if math.isnan(amount) or math.isinf(amount):
+        return str(amount)
+    milli = round(amount * 1000)
+    return ("-" if milli < 0 else "") + _format_scalar(abs(milli))
+
+
+def suggest_resource_name(name: str) -> str | None:
+    """The known resource ``name`` is probably a typo of (``cpu`` -> ``cpus``), or None.
+
+    Close means one edit (insert, delete, substitute or swap two neighbours) after
+    lower-casing, or a common other spelling (``memory``). Known names get None.
+    """
+    if name in KNOWN_RESOURCES:
+        return None
+    lower = name.lower()
+    if lower in _ALIASES:
+        return _ALIASES[lower]
+    for known in KNOWN_RESOURCES:
+        if _one_edit_apart(lower, known):
+            return known
+    return None
+
+
+def _one_edit_apart(a: str, b: str) -> bool:
+    """Optimal-string-alignment distance of at most 1 (equal strings included)."""
+    if a == b:
+        return True
+    if abs(len(a) - len(b)) > 1:
+        return False
+    if len(a) == len(b):
+        diff = [i for i in range(len(a)) if a[i] != b[i]]
+        if len(diff) == 1:
+            return True
+        return (len(diff) == 2 and diff[1] == diff[0] + 1
+                and a[diff[0]] == b[diff[1]] and a[diff[1]] == b[diff[0]])
+    short, long = (a, b) if len(a) < len(b) else (b, a)
+    return any(long[:i] + long[i + 1:] == short for i in range(len(long)))
+
+
+@dataclass(frozen=True)
+class UserResources:
+    """Resources typed by a person, with what :meth:`Resources.parse` cannot keep.
+
+    ``names`` holds every name written, also with a zero amount (``cpus:0`` means
+    "no cpus", which the parsed collection cannot tell from "cpus not given");
+    ``warnings`` are one line each, for the operator to read.
+    """
+
+    resources: Resources
+    names: frozenset[str]
+    warnings: tuple[str, ...]
+
+
+def parse_user_resources(text: str, default_role: str = "*") -> UserResources:
+    """Parse resources given on a command line: errors as :meth:`Resources.parse`.
+
+    One rule everywhere people type resources: a name one edit away from a known one
+    (``cpu:4``, ``mems:64``) or a known name of the wrong kind (``ports:4``) is taken
+    as written, since custom resources are legal, but warned about; so is a non-zero
+    amount that rounds to zero at 3 decimals.
+    """
+    items: dict[Key, Value] = {}
+    names: set[str] = set()
+    warnings: list[str] = []
+    for name, role, value, token in _parse_entries(text, default_role):
+        names.add(name)
+        key = (name, role)
+        items[key] = _add(items[key], value) if key in items else value
+        suggestion = suggest_resource_name(name)
+        if suggestion is not None:
+            warnings.append(f"unknown resource {name!r} (in {token!r}): "
+                            f"did you mean {suggestion!r}?")
+        want = KNOWN_RESOURCES.get(name)
+        if want is not None and _kind(value) != want:
+            example = "ports:[31000-32000]" if want == "ranges" else f"{name}:4"
+            warnings.append(f"resource {name!r} (in {token!r}) is a {_kind(value)}, but "
+                            f"{name} is a {want} everywhere else (e.g. {example})")
+        if isinstance(value, int) and value == 0:
+            amount = token.partition(":")[2].strip()
+            try:
+                nonzero = float(amount) != 0
+            except ValueError:
+                nonzero = False
+            if nonzero:
+                warnings.append(f"{token!r} rounds to 0: amounts have at most 3 decimals")
+    return UserResources(Resources(items), frozenset(names), tuple(warnings))

@@ -1,4 +1,10 @@
-"""What this host can offer, by Mesos's rules, unless the operator says otherwise."""
+"""What this host can offer, by Mesos's rules, unless the operator says otherwise.
+
+A name written in ``--resources`` replaces the detected amount even when it is zero:
+``cpus:0`` is an agent without cpus (useless for most tasks, but what the operator
+said), as in Mesos, which detects a resource only when its name is absent from the
+flag. The CLI warns about such zeros before the agent starts.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +13,7 @@ import subprocess
 
 import psutil
 
-from mesos_zmq.resources import Resources
+from mesos_zmq.resources import Resources, parse_user_resources
 
 DEFAULT_PORTS = "[31000-32000]"
 
@@ -39,6 +45,8 @@ def detect_resources(work_dir: str, override: str | None = None,
                      gpus: int = 0) -> Resources:
     """Detected resources, with any names given in ``override`` replacing them.
 
+    A name given with a zero amount replaces the detected one too (``cpus:0`` is no
+    cpus: the parsed collection drops zeros, so the names come from the text).
     ``gpus`` is the number of GPU devices the agent can hand out (detected or given).
     """
     cpus = psutil.cpu_count(logical=True) or 1
@@ -50,5 +58,5 @@ def detect_resources(work_dir: str, override: str | None = None,
     detected = Resources.parse(";".join(parts))
     if not override:
         return detected
-    given = Resources.parse(override)
-    return detected.without_names(given.names()) + given
+    given = parse_user_resources(override)
+    return detected.without_names(given.names) + given.resources

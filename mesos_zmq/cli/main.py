@@ -8,12 +8,13 @@ systemd units pass configuration. Errors are one line on stderr, never a traceba
 from __future__ import annotations
 
 import json
+import logging
 import shlex
 import socket
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -22,7 +23,7 @@ import click
 from mesos_zmq import __version__
 from mesos_zmq.cli.client import MasterUnreachable, RequestRefused, request
 from mesos_zmq.cli.tables import render_table
-from mesos_zmq.errors import MesosZmqError
+from mesos_zmq.errors import MesosZmqError, ResourceError
 from mesos_zmq.logs import configure_logging
 from mesos_zmq.protocol import (
     DrainAgent,
@@ -40,14 +41,25 @@ from mesos_zmq.protocol import (
     State,
     UnreserveResources,
 )
+from mesos_zmq.resources import (
+    UserResources,
+    format_scalar,
+    parse_user_resources,
+    suggest_resource_name,
+    validate_role,
+)
 
 F = TypeVar("F", bound=Callable[..., Any])
 DEFAULT_MASTER = "tcp://127.0.0.1:5050"
 
 
 def flag(*names: str, **kwargs: Any) -> Callable[[F], F]:
-    """A click option whose env var is MESOS_ZMQ_<LONG NAME>, shown in --help."""
-    long_name = next(n for n in names if n.startswith("--"))
+    """A click option whose env var is MESOS_ZMQ_<LONG NAME>, shown in --help.
+
+    For a boolean pair (``--fsync/--no-fsync``) the name is the first one's
+    (MESOS_ZMQ_FSYNC), and the variable reads true/false, 1/0, yes/no, on/off.
+    """
+    long_name = next(n for n in names if n.startswith("--")).split("/")[0].strip()
     kwargs.setdefault("envvar", "MESOS_ZMQ_" + long_name[2:].replace("-", "_").upper())
     kwargs.setdefault("show_envvar", True)
     kwargs.setdefault("show_default", True)
@@ -67,25 +79,102 @@ def master_flag(func: F) -> F:
                 help="tcp://host:port, or zk://host:port[,...]/path to find the leader")(func)
 
 
-def parse_weights(text: str) -> dict[str, float]:
-    """``eng=2,ops=1`` (Mesos's --weights form) -> {"eng": 2.0, "ops": 1.0}."""
+def parse_weights(text: str, param_hint: str = "--weights") -> dict[str, float]:
+    """``eng=2,ops=1`` (Mesos's --weights form) -> {"eng": 2.0, "ops": 1.0}.
+
+    ``param_hint`` names where the text came from in errors (the ``weights``
+    command's positional ASSIGNMENTS, or the master's --weights).
+    """
     weights: dict[str, float] = {}
     for item in filter(None, (p.strip() for p in text.split(","))):
         role, sep, value = item.partition("=")
-        if not sep:
-            raise click.BadParameter(f"{item!r} is not ROLE=WEIGHT", param_hint="--weights")
+        if not sep or not role.strip():
+            raise click.BadParameter(f"{item!r} is not ROLE=WEIGHT (e.g. eng=3)",
+                                     param_hint=param_hint)
         try:
             weight = float(value)
         except ValueError:
             raise click.BadParameter(
-                f"weight {value!r} of role {role!r} is not a number", param_hint="--weights"
+                f"weight {value!r} of role {role!r} is not a number", param_hint=param_hint
             ) from None
         if not weight > 0 or weight != weight or weight == float("inf"):
             raise click.BadParameter(
-                f"weight of role {role!r} must be a positive number", param_hint="--weights"
+                f"weight of role {role!r} must be a positive number", param_hint=param_hint
             )
         weights[role.strip()] = weight
     return weights
+
+
+def warn(text: str) -> None:
+    """One warning line on stderr (the command goes on)."""
+    click.echo(f"warning: {text}", err=True)
+
+
+def user_resources(text: str, param_hint: str, *, default_role: str = "*") -> UserResources:
+    """Resources typed on the command line: refused with the reason (a usage error),
+    likely typos (``cpu:4``) warned about on stderr (see ``parse_user_resources``)."""
+    try:
+        parsed = parse_user_resources(text, default_role)
+    except ResourceError as exc:
+        raise click.BadParameter(str(exc), param_hint=param_hint) from None
+    for line in parsed.warnings:
+        warn(f"{param_hint}: {line}")
+    return parsed
+
+
+def check_agent_resources(text: str, param_hint: str = "--resources") -> None:
+    """An agent's --resources, checked before any process starts: as
+    :func:`user_resources`, and a zero is said aloud, since it is honoured (``cpus:0``
+    is an agent without cpus, as in Mesos; detection fills only names not given)."""
+    parsed = user_resources(text, param_hint)
+    for name in ("cpus", "mem"):
+        if name in parsed.names and not parsed.resources.scalar(name):
+            warn(f"{param_hint}: {name}:0 is honoured: this agent offers no {name}, so no "
+                 f"task that needs {name} can run on it")
+
+
+def warn_resource_names(names: Iterable[str], param_hint: str) -> None:
+    """Warn about resource names that look like typos of known ones (``gpu``)."""
+    for name in names:
+        suggestion = suggest_resource_name(name)
+        if suggestion is not None:
+            warn(f"{param_hint}: unknown resource {name!r}: did you mean {suggestion!r}?")
+
+
+def warn_resource_alternatives(text: str, param_hint: str) -> None:
+    """Warnings for ``cpus:1;mem:64|gpus:1`` forms; errors are the master's to report."""
+    for alternative in text.split("|"):
+        try:
+            user_resources(alternative, param_hint)
+        except click.BadParameter:
+            return
+
+
+class CommandAfterDashes(click.Command):
+    """A command whose last argument is a command line to run (``run``, ``local``).
+
+    Options are parsed only up to the first argument or ``--``: everything after
+    belongs to the command, options included (``-- ls -la``). An unknown option before
+    it is an error with a suggestion: it is never taken as the command (click with
+    ``ignore_unknown_options`` would carry ``--cpu 1`` into the argument and drop the
+    ``--``, so ``run --cpu 1 -- echo hi`` ran ``--cpu 1 echo hi``).
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.allow_interspersed_args = False
+        self.ignore_unknown_options = False
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        try:
+            return super().parse_args(ctx, args)
+        except click.NoSuchOption as exc:
+            hint = f"; did you mean {' or '.join(exc.possibilities)}?" if exc.possibilities \
+                else ""
+            raise click.UsageError(
+                f"no such option {exc.option_name}{hint} (options go before the command, "
+                f"the command after --: {ctx.command_path} [OPTIONS] -- COMMAND...)", ctx,
+            ) from None
 
 
 def parse_role_values(items: tuple[str, ...], flag_name: str) -> dict[str, str]:
@@ -156,15 +245,21 @@ def master(ip: str, port: int, work_dir: str, registry: str, roles: str, weights
 
     configure_logging("master", log_format, log_level)
     role_list = tuple(r.strip() for r in roles.split(",") if r.strip()) or None
+    excluded_names = tuple(n.strip() for n in excluded.split(",") if n.strip())
+    warn_resource_names(excluded_names, "--fair-sharing-excluded-resource-names")
+    if min_allocatable:
+        warn_resource_alternatives(min_allocatable, "--min-allocatable-resources")
+    role_minimums = parse_role_values(role_min_allocatable, "--role-min-allocatable-resources")
+    for text in role_minimums.values():
+        warn_resource_alternatives(text, "--role-min-allocatable-resources")
     config = MasterConfig(
         ip=ip, port=port, work_dir=work_dir, registry=registry, roles=role_list,
         weights=parse_weights(weights), heartbeat_interval=heartbeat_interval,
         missed_heartbeats=missed_heartbeats, allocation_interval=allocation_interval,
         reregister_timeout=reregister_timeout, fsync=fsync, offer_timeout=offer_timeout,
-        fair_sharing_excluded=tuple(n.strip() for n in excluded.split(",") if n.strip()),
+        fair_sharing_excluded=excluded_names,
         min_allocatable=min_allocatable,
-        role_min_allocatable=parse_role_values(role_min_allocatable,
-                                               "--role-min-allocatable-resources"),
+        role_min_allocatable=role_minimums,
         zk=zk, zk_session_timeout=zk_session_timeout, snapshot_every=snapshot_every,
         snapshot_bytes=snapshot_bytes, snapshot_interval=snapshot_interval,
     )
@@ -220,6 +315,8 @@ def agent(ctx: click.Context, master: str, work_dir: str, resources: str | None,
         return
     from mesos_zmq.agent.server import AgentConfig, run_agent
 
+    if resources is not None:
+        check_agent_resources(resources)
     configure_logging("agent", log_format, log_level)
     devices = None
     if gpu_devices is not None:
@@ -261,10 +358,30 @@ def agent_reactivate(master: str, agent_id: str) -> None:
 # ============================================================================ local
 
 
-@cli.command(context_settings={"ignore_unknown_options": True})
+def command_text(command: tuple[str, ...]) -> str:
+    """The task's shell command: one argument is taken as a shell line (``-- 'a | b'``),
+    several are quoted word by word (``-- sh -c 'echo hi'``)."""
+    return command[0] if len(command) == 1 else shlex.join(command)
+
+
+def framework_logging() -> None:
+    """Logging for the framework inside ``run`` and ``local``: errors only, and not the
+    driver's "driver aborted" line, since the framework itself says why (once)."""
+    configure_logging("framework", "auto", "error")
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(_not_driver_aborted)
+
+
+def _not_driver_aborted(record: logging.LogRecord) -> bool:
+    event = record.msg if isinstance(record.msg, dict) else {}
+    return event.get("event") != "driver aborted"
+
+
+@cli.command(cls=CommandAfterDashes)
 @flag("--agents", "agent_count", type=click.IntRange(1, 64), default=2,
       help="number of agents to start")
-@flag("--port", type=click.IntRange(0, 65535), default=5050, help="master port")
+@flag("--port", type=click.IntRange(0, 65535), default=5050,
+      help="master port; it must be free (0: any free port)")
 @flag("--resources", default="cpus:2;mem:2048;disk:4096;ports:[31000-31999]",
       help="resources of each agent")
 @flag("--work-dir", default=None, help="cluster directory (default: a temporary one)")
@@ -277,53 +394,77 @@ def local(agent_count: int, port: int, resources: str, work_dir: str | None,
     """Start a master and agents as child processes on this machine.
 
     With a COMMAND (after --), run it as a task, stream its output, shut the cluster
-    down and exit with the task's exit code. Without one, serve until Ctrl-C.
+    down and exit with the task's exit code. Without one, serve until Ctrl-C or
+    SIGTERM. Either way the master, the agents, their tasks and the temporary
+    directory are gone when it exits.
     """
-    from mesos_zmq.cli.local import LocalCluster
+    from mesos_zmq.cli.local import LocalCluster, StopSignals, exit_code_of
 
-    temp = None if work_dir else tempfile.TemporaryDirectory(prefix="mesos-zmq-local-")
-    root = Path(work_dir or (temp.name if temp else "."))
-    cluster = LocalCluster(root, agent_count, port, resources, log_format, log_level)
+    check_agent_resources(resources)
+    framework_logging()
     code = 0
-    try:
-        cluster.start()
-        if command:
-            from mesos_zmq.frameworks.execute import run_command
+    # From here on SIGTERM and SIGHUP tear everything down as Ctrl-C does.
+    with StopSignals() as signals:
+        temp = None
+        cluster = None
+        try:
+            if not work_dir:
+                temp = tempfile.TemporaryDirectory(prefix="mesos-zmq-local-")
+            root = Path(work_dir or (temp.name if temp else "."))
+            cluster = LocalCluster(root, agent_count, port, resources, log_format, log_level)
+            cluster.start()
+            if command:
+                from mesos_zmq.frameworks.execute import run_command
 
-            text = command[0] if len(command) == 1 else shlex.join(command)
-            code = run_command(cluster.master, text, name="local-run")
-        else:
-            click.echo(f"master at {cluster.master} with {agent_count} agents; Ctrl-C stops",
-                       err=True)
-            cluster.wait()
-    except KeyboardInterrupt:
-        code = 130
-    finally:
-        cluster.stop()
-        if temp is not None:
-            temp.cleanup()
+                code = run_command(cluster.master, command_text(command), name="local-run")
+            else:
+                click.echo(f"master at {cluster.master} with {agent_count} agents; "
+                           "Ctrl-C stops", err=True)
+                cluster.wait()
+        except KeyboardInterrupt as exc:
+            code = exit_code_of(exc)
+        finally:
+            with signals.shield():
+                if cluster is not None:
+                    cluster.stop()
+                if temp is not None:
+                    temp.cleanup()
     sys.exit(code)
 
 
 # ============================================================================ run
 
 
-@cli.command(context_settings={"ignore_unknown_options": True})
+@cli.command(cls=CommandAfterDashes)
 @master_flag
 @flag("--cpus", type=click.FloatRange(min=0.001), default=0.1, help="cpus per instance")
 @flag("--mem", type=click.FloatRange(min=0.0), default=32.0, help="memory (MB) per instance")
 @flag("--disk", type=click.FloatRange(min=0.0), default=0.0, help="disk (MB) per instance")
-@flag("--instances", type=click.IntRange(1, 10_000), default=1, help="copies to run")
+@flag("--instances", type=click.IntRange(1, 10_000), default=1,
+      help="copies to run; their output lines are prefixed 'task-N | '")
 @flag("--name", default="mesos-zmq-run", help="framework and task name")
 @flag("--role", default="*", help="role to run in")
 @flag("--env", "env", multiple=True, help="KEY=VALUE for the task (repeatable)")
 @flag("--timeout", type=click.FloatRange(min=0.0), default=None,
-      help="give up (and kill the tasks) after this many seconds")
+      help="give up (and kill the tasks) after this many seconds; exit code 124")
+@flag("--connect-timeout", type=click.FloatRange(min=0.1), default=30.0,
+      help="seconds to wait for the master to accept this framework before failing "
+           "(exit code 2)")
+@flag("--quiet", "-q", is_flag=True, default=False,
+      help="say only failures and errors on stderr, not progress")
 @click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
 def run(master: str, cpus: float, mem: float, disk: float, instances: int, name: str,
-        role: str, env: tuple[str, ...], timeout: float | None,
-        command: tuple[str, ...]) -> None:
-    """Run COMMAND (after --) as tasks, stream output, exit with its exit code."""
+        role: str, env: tuple[str, ...], timeout: float | None, connect_timeout: float,
+        quiet: bool, command: tuple[str, ...]) -> None:
+    """Run COMMAND (after --) as tasks, stream output, exit with its exit code.
+
+    Progress goes to stderr as 'run: ...' lines: waiting for an offer (and why, when
+    no agent could ever fit the task or all that could are busy), where each task
+    was launched, and how it ended. Everything after the first argument or '--'
+    belongs to COMMAND: 'run --cpus 1 -- ls -la'. Ctrl-C or SIGTERM kills the tasks
+    and exits with 130 or 143.
+    """
+    from mesos_zmq.cli.local import StopSignals, exit_code_of
     from mesos_zmq.frameworks.execute import run_command
 
     environment: dict[str, str] = {}
@@ -332,12 +473,20 @@ def run(master: str, cpus: float, mem: float, disk: float, instances: int, name:
         if not sep or not key:
             raise click.BadParameter(f"{item!r} is not KEY=VALUE", param_hint="--env")
         environment[key] = value
-    configure_logging("framework", "auto", "warning")
-    text = command[0] if len(command) == 1 else shlex.join(command)
-    sys.exit(
-        run_command(master, text, instances=instances, cpus=cpus, mem=mem, disk=disk,
-                    name=name, role=role, env=environment, timeout=timeout)
-    )
+    try:
+        validate_role(role)
+    except ResourceError as exc:
+        raise click.BadParameter(str(exc), param_hint="--role") from None
+    framework_logging()
+    # SIGTERM and SIGHUP, like Ctrl-C, tear the framework down (its tasks killed) first.
+    with StopSignals():
+        try:
+            code = run_command(master, command_text(command), instances=instances, cpus=cpus,
+                               mem=mem, disk=disk, name=name, role=role, env=environment,
+                               timeout=timeout, connect_timeout=connect_timeout, quiet=quiet)
+        except KeyboardInterrupt as exc:
+            code = exit_code_of(exc)
+    sys.exit(code)
 
 
 # ============================================================================ operate
@@ -399,7 +548,8 @@ def agents(master: str, as_json: bool) -> None:
     emit(rows, as_json, [("id", "ID"), ("hostname", "HOST"), ("connected", "CONNECTED"),
                          ("drain", "DRAIN"),
                          ("active_tasks", "TASKS"), ("resources", "RESOURCES"),
-                         ("used_resources", "USED"), ("reserved", "RESERVED")], rows)
+                         ("used_resources", "USED"), ("reserved", "RESERVED"),
+                         ("attributes", "ATTRIBUTES")], rows)
 
 
 @cli.command()
@@ -490,7 +640,7 @@ def roles(master: str, as_json: bool) -> None:
     rows = fetch_state(master)["roles"]
 
     def amounts(values: dict[str, float]) -> str:
-        return ";".join(f"{k}:{v:g}" for k, v in sorted(values.items()))
+        return ";".join(f"{k}:{format_scalar(v)}" for k, v in sorted(values.items()))
 
     view = [dict(r, allocated=amounts(r["allocated"]), guarantee=amounts(r["guarantee"]),
                  limit=amounts(r["limit"])) for r in rows]
@@ -508,7 +658,7 @@ def weights(master: str, assignments: tuple[str, ...]) -> None:
         rows = fetch_state(master)["roles"]
         click.echo(render_table([("role", "ROLE"), ("weight", "WEIGHT")], rows))
         return
-    operate(master, SetWeights(weights=parse_weights(",".join(assignments))))
+    operate(master, SetWeights(weights=parse_weights(",".join(assignments), "ASSIGNMENTS")))
 
 
 @cli.group()
@@ -520,12 +670,18 @@ def quota() -> None:
 @master_flag
 @click.option("--guarantee", default="", help="held for the role until used, e.g. cpus:4;mem:4096")
 @click.option("--limit", default="", help="never exceeded, e.g. cpus:8;mem:8192")
+@click.option("--force", is_flag=True,
+              help="set a guarantee larger than what the cluster has now (refused otherwise)")
 @click.argument("role")
-def quota_set(master: str, guarantee: str, limit: str, role: str) -> None:
+def quota_set(master: str, guarantee: str, limit: str, force: bool, role: str) -> None:
     """Set ROLE's quota (counted over ROLE and its sub-roles)."""
     if not guarantee and not limit:
         raise click.UsageError("give --guarantee, --limit or both")
-    operate(master, SetQuota(role=role, guarantee=guarantee, limit=limit))
+    if guarantee:
+        user_resources(guarantee, "--guarantee")
+    if limit:
+        user_resources(limit, "--limit")
+    operate(master, SetQuota(role=role, guarantee=guarantee, limit=limit, force=force))
 
 
 @quota.command("remove")
@@ -542,6 +698,7 @@ def quota_remove(master: str, role: str) -> None:
 @click.argument("resources")
 def reserve(master: str, agent_id: str, resources: str) -> None:
     """Reserve free RESOURCES of AGENT_ID for a role, e.g. 'cpus(eng):2;mem(eng):1024'."""
+    user_resources(resources, "RESOURCES")
     operate(master, ReserveResources(agent_id=agent_id, resources=resources))
 
 
@@ -551,6 +708,7 @@ def reserve(master: str, agent_id: str, resources: str) -> None:
 @click.argument("resources")
 def unreserve(master: str, agent_id: str, resources: str) -> None:
     """Give dynamically reserved, free RESOURCES of AGENT_ID back to every role."""
+    user_resources(resources, "RESOURCES")
     operate(master, UnreserveResources(agent_id=agent_id, resources=resources))
 
 

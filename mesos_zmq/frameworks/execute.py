@@ -5,6 +5,16 @@ task's stdout and stderr by reading its sandbox files through the master, and en
 with an exit code: 0 when every instance finished, else the exit code of the first
 instance that failed (1 when none is known, e.g. the task was LOST).
 
+It says what it is doing on its ``progress`` stream (stderr in the CLI), one line
+each, prefixed ``run:``: that it waits for an offer and, when the wait lasts, why
+(from the cluster state: no agent could ever hold one instance, or the agents that
+could are busy), where each task was launched, and how each ended with the reason
+(``TASK_FAILED: memory limit 64 MB exceeded (exit code 137)``). With several
+instances each output line is prefixed with its instance (``task-0 | ...``) and
+progress counts are printed as they change (at most once a second). A master that
+never answers ends the run after ``connect_timeout`` seconds with
+:class:`~mesos_zmq.cli.client.MasterUnreachable`.
+
 Output is followed by polling: every ~150 ms each open file of a started task gets a
 ``ReadFile`` from where the last one stopped, with at most one read outstanding per
 file so chunks are written in order. A file is drained when the agent says
@@ -16,16 +26,29 @@ returns.
 from __future__ import annotations
 
 import sys
+import threading
 import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
-from mesos_zmq.errors import ResourceError
-from mesos_zmq.protocol import Error, FileData, FrameworkInfo, Message, Offer, TaskInfo, TaskStatus
-from mesos_zmq.resources import Resources
-from mesos_zmq.scheduler import DriverStatus, Scheduler, SchedulerDriver
+from mesos_zmq.cli.client import MasterUnreachable, RequestRefused, request
+from mesos_zmq.detector import LeaderDetector, NoLeader, parse_master_url
+from mesos_zmq.errors import MesosZmqError, ResourceError
+from mesos_zmq.protocol import (
+    Error,
+    FileData,
+    FrameworkInfo,
+    GetState,
+    Message,
+    Offer,
+    State,
+    TaskInfo,
+    TaskStatus,
+)
+from mesos_zmq.resources import Resources, format_scalar, is_ancestor_role
+from mesos_zmq.scheduler import DriverStatus, Refusal, Scheduler, SchedulerDriver
 from mesos_zmq.tasks import TERMINAL, TaskState
 
 #: seconds between polls of the open output files
@@ -38,22 +61,52 @@ DRAIN_GRACE = 5.0
 READ_TIMEOUT = 2.0
 #: exit code when ``timeout`` expires (as timeout(1) does)
 TIMEOUT_EXIT_CODE = 124
+#: seconds a master has to accept the subscription before ``run`` gives up
+DEFAULT_CONNECT_TIMEOUT = 30.0
+#: seconds without a launch (while instances wait) before the cluster state is asked why
+EXPLAIN_AFTER = 2.0
+#: seconds between two looks at the cluster state while waiting
+EXPLAIN_INTERVAL = 3.0
+#: most seconds between two progress lines of a multi-instance run
+PROGRESS_INTERVAL = 1.0
 
 #: end states with nothing to read: the task never started in a sandbox
 _NEVER_RAN = frozenset({TaskState.ERROR, TaskState.DROPPED})
-#: end states the user should be told about (their stdout cannot explain them)
-_REPORTED = frozenset({TaskState.LOST, TaskState.ERROR, TaskState.DROPPED, TaskState.GONE})
 
 
 @dataclass
 class _Stream:
-    """One sandbox file being followed."""
+    """One sandbox file being followed; with a ``prefix``, written line by line."""
 
     path: str
     out: BinaryIO
+    prefix: bytes = b""
     offset: int = 0
     in_flight_since: float | None = None
     drained: bool = False
+    partial: bytearray = field(default_factory=bytearray)
+
+    def write(self, data: bytes) -> None:
+        if not self.prefix:
+            self.out.write(data)
+            self.out.flush()
+            return
+        self.partial += data
+        *lines, rest = bytes(self.partial).split(b"\n")
+        if lines:
+            self.out.write(b"".join(self.prefix + line + b"\n" for line in lines))
+            self.out.flush()
+        self.partial = bytearray(rest)
+
+    def close(self) -> None:
+        """Nothing more will be read: write a last unterminated line, if any."""
+        if self.drained:
+            return
+        self.drained = True
+        if self.partial:
+            self.out.write(self.prefix + bytes(self.partial) + b"\n")
+            self.out.flush()
+            self.partial.clear()
 
 
 @dataclass
@@ -62,7 +115,10 @@ class _Instance:
 
     index: int
     task_id: str
+    label: str
     agent_id: str = ""
+    hostname: str = ""
+    launched: bool = False
     state: str = ""
     exit_code: int | None = None
     message: str = ""
@@ -73,9 +129,11 @@ class _Instance:
 class ExecuteFramework(Scheduler):
     """Launch ``instances`` copies of a command and follow their output.
 
-    All state is touched only in the driver thread (callbacks and :meth:`poll_files`,
-    which the caller schedules with ``driver.call_soon``); the caller reads
-    :attr:`finished` and then :meth:`exit_code`.
+    All scheduling state is touched only in the driver thread (callbacks and
+    :meth:`poll_files`, which the caller schedules with ``driver.call_soon``); the
+    caller reads :attr:`finished` and then :meth:`exit_code`, and may call
+    :meth:`explain_wait` and :meth:`report_progress` from its own thread (they only
+    read, and write whole lines under a lock).
     """
 
     def __init__(
@@ -89,8 +147,11 @@ class ExecuteFramework(Scheduler):
         shell: bool = True,
         argv: list[str] | None = None,
         name: str = "mesos-zmq-run",
+        role: str = "*",
         stdout: BinaryIO,
         stderr: BinaryIO,
+        progress: BinaryIO | None = None,
+        quiet: bool = False,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         if instances < 1:
@@ -104,16 +165,61 @@ class ExecuteFramework(Scheduler):
         self.shell = shell
         self.argv = list(argv or [])
         self.name = name
+        self.role = role
         self.stdout = stdout
         self.stderr = stderr
+        self.progress = progress
+        self.quiet = quiet
         self.clock = clock
         prefix = f"{name}-{uuid.uuid4().hex[:8]}"
-        self.instances = [_Instance(i, f"{prefix}-{i}") for i in range(instances)]
+        width = len(f"task-{instances - 1}")
+        self.instances = [_Instance(i, f"{prefix}-{i}", f"task-{i}".ljust(width))
+                          for i in range(instances)]
         self._by_id = {inst.task_id: inst for inst in self.instances}
         self.pending = list(self.instances)
         self.failed: list[_Instance] = []  # in the order they failed
         self.finished = False
         self.fatal_error: str | None = None
+        self.registered_at: float | None = None
+        #: when the last instance was launched (or the subscription, before any)
+        self.last_launch: float | None = None
+        self.killing = False  # set when this run kills its own tasks (timeout, Ctrl-C)
+        self._lock = threading.Lock()
+        self._last_wait_reason = ""
+        self._last_progress = ""
+        self._last_progress_at = -PROGRESS_INTERVAL
+
+    # ----------------------------------------------------------------- reporting
+    def say(self, text: str, *, always: bool = False) -> None:
+        """One line on the progress stream (``always``: even when quiet)."""
+        if self.progress is None or (self.quiet and not always):
+            return
+        with self._lock:
+            self.progress.write(f"run: {text}\n".encode())
+            self.progress.flush()
+
+    def _label(self, inst: _Instance) -> str:
+        return inst.task_id if len(self.instances) == 1 else inst.label.strip()
+
+    # ----------------------------------------------------------------- subscription
+    def registered(self, driver: SchedulerDriver, framework_id: str,
+                   master_info: dict[str, Any]) -> None:
+        self.registered_at = self.last_launch = self.clock()
+        count = len(self.instances)
+        what = "an offer" if count == 1 else f"offers for {count} tasks"
+        each = "" if count == 1 else " each"
+        self.say(f"waiting for {what} of {self._need_text()}{each} "
+                 f"(framework {framework_id})")
+
+    def reregistered(self, driver: SchedulerDriver, master_info: dict[str, Any]) -> None:
+        self.say("subscribed again to the master")
+
+    def disconnected(self, driver: SchedulerDriver) -> None:
+        self.say("the master went silent: reconnecting")
+
+    def _need_text(self) -> str:
+        text = str(self.resources)
+        return f"{text};ports:{self.ports}" if self.ports else text
 
     # ----------------------------------------------------------------- offers
     def resource_offers(self, driver: SchedulerDriver, offers: list[Offer]) -> None:
@@ -123,6 +229,7 @@ class ExecuteFramework(Scheduler):
                 continue
             left = Resources.parse(offer.resources)
             tasks: list[TaskInfo] = []
+            launched: list[_Instance] = []
             while self.pending:
                 fit = self._fit(left, offer.role)
                 if fit is None:
@@ -131,6 +238,8 @@ class ExecuteFramework(Scheduler):
                 left = left - needed
                 inst = self.pending.pop(0)
                 inst.agent_id = offer.agent_id
+                inst.hostname = offer.hostname
+                launched.append(inst)
                 env = dict(self.env)
                 env.update({f"PORT{i}": str(port) for i, port in enumerate(ports)})
                 tasks.append(
@@ -147,10 +256,25 @@ class ExecuteFramework(Scheduler):
                 )
             if tasks:
                 driver.launch_tasks([offer.offer_id], tasks, refuse_seconds=5.0)
+                self.last_launch = self.clock()
+                self.say(f"launched {self._span(launched)} on {offer.hostname or '?'} "
+                         f"(agent {offer.agent_id})")
+                for inst in launched:
+                    inst.launched = True
             else:
                 driver.decline_offer(offer.offer_id, refuse_seconds=1.0)
         if not self.pending:
             driver.suppress_offers()
+
+    def _span(self, launched: list[_Instance]) -> str:
+        """``mesos-zmq-run-1a2b-0`` for one task, ``task-0..task-3 (...-0..3)`` for more."""
+        if len(self.instances) == 1:
+            return launched[0].task_id
+        first, last = launched[0], launched[-1]
+        if first is last:
+            return f"{self._label(first)} ({first.task_id})"
+        return (f"{self._label(first)}..{self._label(last)} "
+                f"({first.task_id}..{last.index})")
 
     def _fit(self, left: Resources, role: str) -> tuple[Resources, list[int]] | None:
         """What one instance takes from ``left``: unreserved first, else the offer role's
@@ -181,7 +305,9 @@ class ExecuteFramework(Scheduler):
             inst.agent_id = status.agent_id
         terminal = status.state in TERMINAL
         if (status.state == TaskState.RUNNING or terminal) and not inst.streams:
-            inst.streams = [_Stream("stdout", self.stdout), _Stream("stderr", self.stderr)]
+            prefix = f"{inst.label} | ".encode() if len(self.instances) > 1 else b""
+            inst.streams = [_Stream("stdout", self.stdout, prefix),
+                            _Stream("stderr", self.stderr, prefix)]
         if not terminal:
             return
         inst.ended_at = self.clock()
@@ -189,20 +315,82 @@ class ExecuteFramework(Scheduler):
         inst.message = status.message
         if status.state != TaskState.FINISHED:
             self.failed.append(inst)
-        if status.state in _REPORTED:
-            detail = f" ({status.reason})" if status.reason else ""
-            self.stderr.write(
-                f"task {inst.task_id} {status.state}{detail}: {status.message}\n".encode()
-            )
-            self.stderr.flush()
+        # One task: always say how it ended. Several: the failures (counts say the rest).
+        if len(self.instances) == 1 or status.state != TaskState.FINISHED:
+            self.say(f"{self._label(inst)} {status.state}{self._why(status)}",
+                     always=status.state != TaskState.FINISHED)
         if status.state in _NEVER_RAN:
             for stream in inst.streams:
-                stream.drained = True
+                stream.close()
         self._check_done()
 
+    def _why(self, status: TaskStatus) -> str:
+        """``: memory limit 64 MB exceeded (exit code 137)``: the reason in words."""
+        message = status.message.strip()
+        if message[:1].isupper() and message[1:2].islower():
+            message = message[0].lower() + message[1:]  # "Command exited..." mid-sentence
+        reason = status.reason
+        if reason == "REASON_CONTAINER_LIMITATION_MEMORY":
+            mem = self.resources.scalar("mem")
+            text = f"memory limit {format_scalar(mem)} MB exceeded" if mem else message
+        elif status.state == TaskState.KILLED and reason == "REASON_TASK_KILLED":
+            text = "killed by this run" if self.killing else "killed by operator"
+        elif reason == "REASON_AGENT_DRAINING":
+            text = "killed: its agent is being drained"
+        else:
+            text = message or reason.removeprefix("REASON_").lower().replace("_", " ")
+        code = status.exit_code
+        if code is not None and f"status {code}" not in text:
+            text = f"{text} (exit code {code})" if text else f"exit code {code}"
+        return f": {text}" if text else ""
+
+    def refused(self, driver: SchedulerDriver, refusal: Refusal) -> None:
+        what = f"a {refusal.request}" if refusal.request else "a request"
+        self.say(f"the master refused {what}: {refusal.message}", always=True)
+
     def error(self, driver: SchedulerDriver, message: str) -> None:
-        self.stderr.write(f"error from the master: {message}\n".encode())
-        self.stderr.flush()
+        self.fatal_error = message
+        self.say(f"error from the master: {message}", always=True)
+
+    # ----------------------------------------------------------------- progress
+    def counts(self) -> dict[str, int]:
+        """How many instances are waiting, starting, running, finished and failed."""
+        result = {"waiting": 0, "starting": 0, "running": 0, "finished": 0, "failed": 0}
+        for inst in list(self.instances):
+            if inst.ended_at is not None:
+                result["finished" if inst.state == TaskState.FINISHED else "failed"] += 1
+            elif inst.state == TaskState.RUNNING:
+                result["running"] += 1
+            elif inst.launched:
+                result["starting"] += 1
+            else:
+                result["waiting"] += 1
+        return result
+
+    def report_progress(self, final: bool = False) -> None:
+        """A counts line for multi-instance runs, when they changed (at most 1/s)."""
+        if len(self.instances) == 1:
+            return
+        text = ", ".join(f"{n} {what}" for what, n in self.counts().items() if n)
+        now = self.clock()
+        if text == self._last_progress or (
+                not final and now - self._last_progress_at < PROGRESS_INTERVAL):
+            return
+        self._last_progress, self._last_progress_at = text, now
+        self.say(f"{len(self.instances)} tasks: {text}")
+
+    def waiting_since(self) -> float | None:
+        """Since when instances wait without a launch (None: nothing waits)."""
+        if not self.pending or self.last_launch is None:
+            return None
+        return self.last_launch
+
+    def explain_wait(self, state: dict[str, Any]) -> None:
+        """Say why nothing launches, from the cluster ``state``, when the reason changed."""
+        reason = explain_wait(state, self.resources, self.role, self.ports)
+        if reason != self._last_wait_reason:
+            self._last_wait_reason = reason
+            self.say(f"still waiting: {reason}")
 
     # ----------------------------------------------------------------- output
     def poll_files(self, driver: SchedulerDriver) -> None:
@@ -213,7 +401,7 @@ class ExecuteFramework(Scheduler):
                 if stream.drained:
                     continue
                 if inst.ended_at is not None and now - inst.ended_at > DRAIN_GRACE:
-                    stream.drained = True  # the agent is gone or not answering
+                    stream.close()  # the agent is gone or not answering
                     continue
                 if stream.in_flight_since is not None and now - stream.in_flight_since < (
                     READ_TIMEOUT
@@ -240,11 +428,10 @@ class ExecuteFramework(Scheduler):
             stream.in_flight_since = None
             if isinstance(reply, FileData):
                 if reply.offset == stream.offset and reply.data:
-                    stream.out.write(reply.data)
-                    stream.out.flush()
+                    stream.write(reply.data)
                     stream.offset += len(reply.data)
                 if reply.done and stream.offset >= reply.size:
-                    stream.drained = True
+                    stream.close()
                 elif reply.data and stream.offset < reply.size:
                     self._read(driver, inst, stream, self.clock())  # more is there now
             elif (
@@ -254,7 +441,7 @@ class ExecuteFramework(Scheduler):
             ):
                 # Sandbox gone or agent lost. (A local not_registered only means we are
                 # resubscribing, so that one is retried until the grace period ends.)
-                stream.drained = True
+                stream.close()
             self._check_done()
 
         return callback
@@ -274,6 +461,95 @@ class ExecuteFramework(Scheduler):
         return 1
 
 
+def explain_wait(state: dict[str, Any], need: Resources, role: str = "*",
+                 ports: int = 0) -> str:
+    """Why an instance needing ``need`` (and ``ports`` ports) in ``role`` is not launched.
+
+    A framework is offered only free resources, so it cannot tell "too big for every
+    agent" from "busy": the cluster ``state`` (as ``mesos-zmq state --json`` shows it)
+    can. Each connected, undrained agent counts with what ``role`` may ever use there:
+    unreserved resources, its own and its ancestors' reservations.
+    """
+    agents = [a for a in state.get("agents", [])
+              if a.get("connected") and not a.get("drain")]
+    if not agents:
+        return "no agent is connected (or all are drained)"
+    flat = need.flatten()
+    usable: list[tuple[str, Resources, Resources]] = []  # (host, ever usable, free now)
+    for agent in agents:
+        try:
+            total = Resources.parse(agent.get("resources", ""))
+            dynamic = Resources.parse(agent.get("reserved", "") or "")
+            used = Resources.parse(agent.get("used_resources", "") or "")
+        except ResourceError:
+            continue
+        others = Resources.empty()
+        for r in dynamic.roles():
+            if r != role and not is_ancestor_role(r, role):
+                others = others + dynamic.reserved(r).flatten()
+        mine = total.allocatable_to(role).flatten().subtract_available(others)
+        host = agent.get("hostname") or agent.get("id", "?")
+        usable.append((host, mine, mine.subtract_available(used.flatten())))
+    if not usable:
+        return "no agent is connected (or all are drained)"
+
+    def fits(pool: Resources) -> bool:
+        return pool.contains(flat) and len(_port_list(pool)) >= ports
+
+    if not any(fits(pool) for _, pool, _ in usable):
+        for name in sorted(flat.names()):
+            amount = flat.scalar(name)
+            host, best = max(((h, p.scalar(name)) for h, p, _ in usable), key=lambda x: x[1])
+            if best < amount:
+                if not best:
+                    return f"no agent has {name} (this run needs {name}:{format_scalar(amount)})"
+                return (f"no agent has {name}:{format_scalar(amount)}; largest is "
+                        f"{name}:{format_scalar(best)} ({host})")
+        if ports:
+            host, most = max(((h, len(_port_list(p))) for h, p, _ in usable),
+                             key=lambda x: x[1])
+            if most < ports:
+                return f"no agent has {ports} ports; most is {most} ({host})"
+        return f"no single agent has {_scalars_text(flat)} together"
+    if any(fits(free) for _, _, free in usable):
+        return "an agent has room: waiting for its offer (offers go round by fair share)"
+    count = sum(1 for _, pool, _ in usable if fits(pool))
+    return (f"the {count} agent(s) that can run it are busy: "
+            "waiting for resources to be freed")
+
+
+def _scalars_text(res: Resources) -> str:
+    return ";".join(f"{n}:{format_scalar(res.scalar(n))}" for n in sorted(res.names()))
+
+
+def _port_list(pool: Resources) -> list[int]:
+    return [p for lo, hi in pool.ranges("ports") for p in range(lo, hi + 1)]
+
+
+def _wait_for_leader(master: str, timeout: float) -> None:
+    """For a zk:// master: fail within ``timeout`` when no leader is known."""
+    url = parse_master_url(master)
+    if url.kind != "zk":
+        return
+    detector = LeaderDetector(url)
+    try:
+        detector.wait(timeout)
+    except NoLeader as exc:
+        raise MasterUnreachable(
+            f"no leading master in {master} within {timeout:g}s ({exc}); "
+            "check --master or wait longer with --connect-timeout") from None
+    finally:
+        detector.close()
+
+
+def _cluster_state(master: str) -> dict[str, Any] | None:
+    try:
+        reply = request(master, GetState(), timeout=2.0)
+    except (MasterUnreachable, RequestRefused, MesosZmqError):
+        return None
+    return reply.state if isinstance(reply, State) else None
+
+
 def run_command(
     master: str,
     command: str,
@@ -288,17 +564,26 @@ def run_command(
     env: dict[str, str] | None = None,
     stdout: BinaryIO | None = None,
     stderr: BinaryIO | None = None,
+    progress: BinaryIO | None = None,
+    quiet: bool = False,
     timeout: float | None = None,
+    connect_timeout: float | None = DEFAULT_CONNECT_TIMEOUT,
     shell: bool = True,
     argv: list[str] | None = None,
+    cluster_state: Callable[[], dict[str, Any] | None] | None = None,
 ) -> int:
     """Run ``command`` as ``instances`` tasks, stream their output, return the exit code.
 
-    ``stdout``/``stderr`` default to ``sys.stdout.buffer``/``sys.stderr.buffer`` as
-    they are when called (not when imported, so redirections are honoured). With
-    ``shell=False`` the task runs ``argv`` directly. ``ports`` asks for that many
-    ports per instance, passed to the task as ``PORT0``... The framework is torn down
-    at the end (its tasks killed), also on timeout (exit code 124) or Ctrl-C.
+    ``stdout``/``stderr`` (the tasks' output) and ``progress`` (what ``run`` says it
+    does, one ``run: ...`` line each; ``quiet`` keeps only failures and errors) default
+    to ``sys.stdout.buffer``/``sys.stderr.buffer`` as they are when called (not when
+    imported, so redirections are honoured). With ``shell=False`` the task runs
+    ``argv`` directly. ``ports`` asks for that many ports per instance, passed to the
+    task as ``PORT0``... The framework is torn down at the end (its tasks killed), also
+    on timeout (exit code 124) or Ctrl-C. Raises :class:`MasterUnreachable` when no
+    master accepted the subscription within ``connect_timeout`` seconds (None: wait
+    for ever). ``cluster_state`` (default: ``GetState`` from ``master``) is asked, off
+    the driver thread, why instances wait.
     """
     scalars = {"cpus": cpus, "mem": mem}
     if disk:
@@ -314,23 +599,64 @@ def run_command(
         shell=shell,
         argv=argv,
         name=name,
+        role=role,
         stdout=out,
         stderr=err,
+        progress=progress if progress is not None else sys.stderr.buffer,
+        quiet=quiet,
     )
+    started = time.monotonic()
+    if connect_timeout is not None:
+        _wait_for_leader(master, connect_timeout)
     driver = SchedulerDriver(framework, FrameworkInfo(name=name, roles=[role]), master)
     driver.start()
-    deadline = None if timeout is None else time.monotonic() + timeout
+    stop = threading.Event()
+    explainer = threading.Thread(
+        target=_explain_loop, name="run-explain", daemon=True,
+        args=(framework, cluster_state or (lambda: _cluster_state(master)), stop),
+    )
+    explainer.start()
+    deadline = None if timeout is None else started + timeout
     try:
         while not framework.finished:
             if driver.status is not DriverStatus.RUNNING:
                 return 1  # aborted: the error callback has said why
-            if deadline is not None and time.monotonic() > deadline:
-                err.write(f"timed out after {timeout:g}s; killing the tasks\n".encode())
-                err.flush()
+            now = time.monotonic()
+            if (connect_timeout is not None and framework.registered_at is None
+                    and now - started > connect_timeout):
+                raise MasterUnreachable(
+                    f"no master accepted this framework at {master} within "
+                    f"{connect_timeout:g}s (is it running? check --master, or wait longer "
+                    "with --connect-timeout)")
+            if deadline is not None and now > deadline:
+                framework.killing = True
+                framework.say(f"timed out after {timeout:g}s; killing the tasks", always=True)
                 return TIMEOUT_EXIT_CODE
             driver.call_soon(lambda: framework.poll_files(driver))
+            framework.report_progress()
             time.sleep(POLL_INTERVAL)
+        framework.report_progress(final=True)
         return framework.exit_code()
+    except KeyboardInterrupt:
+        framework.killing = True
+        raise
     finally:
+        stop.set()
         driver.stop(failover=False)
         driver.join(5.0)
+
+
+def _explain_loop(framework: ExecuteFramework,
+                  cluster_state: Callable[[], dict[str, Any] | None],
+                  stop: threading.Event) -> None:
+    """While instances wait past :data:`EXPLAIN_AFTER`, say why (off the driver thread:
+    a state request may take seconds)."""
+    while not stop.wait(0.5):
+        since = framework.waiting_since()
+        if since is None or framework.clock() - since < EXPLAIN_AFTER:
+            continue
+        state = cluster_state()
+        if state is not None and not stop.is_set() and framework.waiting_since() is not None:
+            framework.explain_wait(state)
+        if stop.wait(EXPLAIN_INTERVAL):
+            return

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
+import time
 
 import pytest
 
-from tests.cluster import Cluster, wait_until
+from tests.cluster import Cluster, free_port, wait_until
 
 
 @pytest.mark.integration
@@ -51,7 +54,7 @@ def test_operator_commands_and_errors(cluster: Cluster) -> None:
     listed = json.loads(cluster.cli("agents", "--json", "--master", cluster.master_url).stdout)
     assert listed[0]["reserved"] == "cpus(eng):1;mem(eng):128"
     too_much = cluster.cli("reserve", "--master", cluster.master_url, agent_id, "cpus(eng):99")
-    assert too_much.returncode == 2 and "not free" in too_much.stderr
+    assert too_much.returncode == 2 and "cpus:99" in too_much.stderr, too_much.stderr
     back = cluster.cli("unreserve", "--master", cluster.master_url, agent_id,
                        "cpus(eng):1;mem(eng):128")
     assert back.returncode == 0, back.stderr
@@ -72,3 +75,106 @@ def test_operator_commands_and_errors(cluster: Cluster) -> None:
     bad_resources = cluster.cli("agent", "--master", cluster.master_url, "--resources",
                                 "cpus:many", "--work-dir", str(cluster.root / "bad-agent"))
     assert bad_resources.returncode == 2 and "cpus:many" in bad_resources.stderr
+
+
+# ----------------------------------------------------------------------------- issue 10
+
+
+@pytest.mark.integration
+def test_run_says_what_it_does_on_stderr(cluster: Cluster) -> None:
+    cluster.start_master()
+    cluster.start_agent()  # cpus:4
+    cluster.wait_agents(1)
+    url = cluster.master_url
+    # Too big for every agent: said once, instead of a silent wait.
+    too_big = cluster.cli("run", "--master", url, "--cpus", "8", "--timeout", "5", "--",
+                          "true")
+    assert too_big.returncode == 124, too_big
+    assert too_big.stderr.count("no agent has cpus:8; largest is cpus:4 (agent0)") == 1, \
+        too_big.stderr
+    assert "timed out after 5s" in too_big.stderr
+
+    one = cluster.cli("run", "--master", url, "--", "echo", "hi")
+    assert one.returncode == 0 and one.stdout == "hi\n", one
+    said = one.stderr.splitlines()
+    assert said[0].startswith("run: waiting for an offer of cpus:0.1;mem:32"), said
+    assert said[1].startswith("run: launched mesos-zmq-run-") and " on agent0 (agent " in said[1]
+    assert said[2].endswith("TASK_FINISHED: command exited with status 0"), said
+
+    two = cluster.cli("run", "--master", url, "--instances", "2", "--", "sh", "-c",
+                      'echo "out ${MESOS_TASK_ID##*-}"; printf "no newline"; '
+                      '[ "${MESOS_TASK_ID##*-}" = 1 ] && exit 5; exit 0')
+    assert two.returncode == 5, two
+    assert sorted(two.stdout.splitlines()) == ["task-0 | no newline", "task-0 | out 0",
+                                                "task-1 | no newline", "task-1 | out 1"]
+    assert "run: task-1 TASK_FAILED: command exited with status 5" in two.stderr
+    assert two.stderr.splitlines()[-1] == "run: 2 tasks: 1 finished, 1 failed", two.stderr
+
+
+@pytest.mark.integration
+def test_run_reports_an_operator_kill(cluster: Cluster) -> None:
+    cluster.start_master()
+    cluster.start_agent()
+    cluster.wait_agents(1)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "mesos_zmq", "run", "--master", cluster.master_url, "--",
+         "sleep", "30"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        stdin=subprocess.DEVNULL)
+    try:
+        task = wait_until(lambda: [t for t in cluster.state()["tasks"]
+                                   if t["state"] == "TASK_RUNNING"], 15, what="task running")
+        killed = cluster.cli("kill", "--master", cluster.master_url, task[0]["id"])
+        assert killed.returncode == 0, killed
+        _, err = proc.communicate(timeout=15)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert f"run: {task[0]['id']} TASK_KILLED: killed by operator" in err, err
+    assert proc.returncode == 143, err
+
+
+@pytest.mark.integration
+def test_a_refused_subscription_is_said_once(cluster: Cluster) -> None:
+    cluster.master_args = ["--roles", "eng"]
+    cluster.start_master()
+    result = cluster.cli("run", "--master", cluster.master_url, "--role", "ops", "--", "true")
+    assert result.returncode == 1, result
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert "error from the master" in result.stderr and "ops" in result.stderr
+    assert "driver aborted" not in result.stderr
+
+
+@pytest.mark.integration
+def test_run_without_a_master_gives_up_after_the_connect_timeout(cluster: Cluster) -> None:
+    started = time.monotonic()
+    result = cluster.cli("run", "--master", f"tcp://127.0.0.1:{free_port()}",
+                         "--connect-timeout", "1", "--", "true", timeout=20)
+    assert result.returncode == 2, result
+    assert time.monotonic() - started < 10
+    assert "within 1s" in result.stderr and "--connect-timeout" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+@pytest.mark.integration
+def test_sigterm_to_run_kills_its_tasks(cluster: Cluster) -> None:
+    cluster.start_master()
+    cluster.start_agent()
+    cluster.wait_agents(1)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "mesos_zmq", "run", "--master", cluster.master_url, "--",
+         "sleep", "30"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+        stdin=subprocess.DEVNULL)
+    try:
+        wait_until(lambda: [t for t in cluster.state()["tasks"]
+                            if t["state"] == "TASK_RUNNING"], 15, what="task running")
+        proc.terminate()
+        _, err = proc.communicate(timeout=15)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 143, err
+    # Torn down at once (not after a failover timeout): the task is killed.
+    wait_until(lambda: all(t["state"] == "TASK_KILLED" for t in cluster.state()["tasks"]),
+               10, what="task killed")

@@ -33,3 +33,13 @@ def test_no_or_failing_nvidia_smi_means_no_gpus(tmp_path: Path,
     fake_nvidia_smi(tmp_path, "echo 'NVIDIA-SMI has failed' >&2; exit 9")
     assert detect_gpus() == []
     assert detect_resources(str(tmp_path), "cpus:2;mem:512").scalar("gpus") == 0
+
+
+def test_a_given_zero_is_honoured_not_replaced_by_the_detected_amount(tmp_path: Path) -> None:
+    # `cpus:0` used to vanish in parsing (zeros are dropped), so the detected cpus
+    # stayed: the agent offered every cpu of the host. As Mesos: a name written in
+    # --resources is never detected, whatever its amount.
+    res = detect_resources(str(tmp_path), "cpus:0;mem:512")
+    assert res.scalar("cpus") == 0 and "cpus" not in res.names()
+    assert res.scalar("mem") == 512 and res.scalar("disk") > 0
+    assert detect_resources(str(tmp_path), "mem:512").scalar("cpus") >= 1

@@ -8,7 +8,15 @@ from hypothesis import strategies as st
 
 from mesos_zmq.attributes import format_attributes, parse_attributes
 from mesos_zmq.errors import AttributeParseError, ResourceError
-from mesos_zmq.resources import Resources, is_ancestor_role, validate_role
+from mesos_zmq.resources import (
+    MAX_SCALAR,
+    Resources,
+    format_scalar,
+    is_ancestor_role,
+    parse_user_resources,
+    suggest_resource_name,
+    validate_role,
+)
 
 R = Resources.parse
 
@@ -142,3 +150,78 @@ def test_arithmetic_properties(a: Resources, b: Resources) -> None:
     assert (a + b).contains(a) and (a + b).contains(b)
     assert R(str(a)) == a
     assert a + b == b + a
+
+
+# ----------------------------------------------------------------------------- issue 10
+
+
+@pytest.mark.parametrize("text", ["disk:1e99", "disk:1e306", "mem:1e400", "cpus:9007199254741",
+                                  "cpus:9007199254740.992"])
+def test_absurd_amounts_are_refused_not_printed_as_100_digits(text: str) -> None:
+    # 1e306 * 1000 used to overflow to inf: an OverflowError, not a ResourceError.
+    with pytest.raises(ResourceError, match=r"too large \(at most 9007199254740\.991\)"):
+        R(text)
+
+
+def test_amounts_up_to_the_bound_are_exact() -> None:
+    biggest = R("cpus:9007199254740.991")
+    assert str(biggest) == "cpus:9007199254740.991" and R(str(biggest)) == biggest
+    assert biggest.scalar("cpus") == MAX_SCALAR
+    assert str(R("disk:1e12")) == "disk:1000000000000"
+    assert str(R("cpus:1.0015")) == "cpus:1.002"  # half to even on the exact decimal
+    assert str(R("cpus:1e-3;mem:.5;disk:+2")) == "cpus:0.001;disk:2;mem:0.5"
+
+
+@pytest.mark.parametrize("text", ["cpus:1_000", "cpus:0x10", "cpus:sNaN", "cpus:Infinity",
+                                  "cpus:-inf"])
+def test_what_people_would_not_call_a_number_is_refused(text: str) -> None:
+    with pytest.raises(ResourceError, match=text.partition(":")[2]):
+        R(text)
+
+
+@pytest.mark.parametrize("text,fixed", [
+    ("cpus:4,mem:100", "cpus:4;mem:100"),
+    ("cpus:4, mem:100", "cpus:4;mem:100"),
+    ("cpus:4 mem:100", "cpus:4;mem:100"),
+    ("ports:[1-2],cpus(eng):4", "ports:[1-2];cpus(eng):4"),
+    ("cpus: 4,mem:100;disk:1", "cpus:4;mem:100;disk:1"),
+])
+def test_comma_separated_resources_get_the_separator_hint(text: str, fixed: str) -> None:
+    with pytest.raises(ResourceError) as info:
+        R(text)
+    assert f"use ';' between resources: {fixed}" in str(info.value)
+
+
+def test_no_separator_hint_where_there_is_no_second_resource() -> None:
+    for text in ("cpus:4,5", "ports:[1-2,3-4", "cpus:abc"):
+        with pytest.raises(ResourceError) as info:
+            R(text)
+        assert "between resources" not in str(info.value)
+
+
+def test_user_resources_keep_zero_names_and_warn_about_typos() -> None:
+    parsed = parse_user_resources("cpus:0;cpu:4;Mem:64;memory:1;ports:4;licenses:3;"
+                                  "gpus:0.0001;disk:10")
+    assert parsed.resources == R("cpu:4;Mem:64;memory:1;ports:4;licenses:3;disk:10")
+    assert parsed.names >= {"cpus", "gpus", "cpu", "disk"}
+    text = "\n".join(parsed.warnings)
+    assert "unknown resource 'cpu' (in 'cpu:4'): did you mean 'cpus'?" in text
+    assert "'Mem'" in text and "'memory'" in text and "did you mean 'mem'?" in text
+    assert "'ports' (in 'ports:4') is a scalar" in text
+    assert "'gpus:0.0001' rounds to 0" in text
+    assert "licenses" not in text and "disk" not in text  # custom names are legal
+    assert len(parsed.warnings) == 5
+    assert parse_user_resources("cpus:4;mem:64;ports:[1-2]").warnings == ()
+
+
+def test_typo_suggestions_are_one_edit_away() -> None:
+    assert [suggest_resource_name(n) for n in ("cpu", "cpsu", "CPUS", "gpu", "dsk", "mems",
+                                               "port")] == [
+        "cpus", "cpus", "cpus", "gpus", "disk", "mem", "ports"]
+    assert [suggest_resource_name(n) for n in ("cpus", "licenses", "mx", "ram2")] == [
+        None, None, None, None]
+
+
+def test_format_scalar_never_uses_an_exponent() -> None:
+    assert format_scalar(1234567.0) == "1234567" and format_scalar(0.1 + 0.2) == "0.3"
+    assert format_scalar(2.5e12) == "2500000000000" and format_scalar(0.0004) == "0"
