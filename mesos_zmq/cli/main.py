@@ -7,6 +7,7 @@ systemd units pass configuration. Errors are one line on stderr, never a traceba
 
 from __future__ import annotations
 
+import datetime
 import json
 import logging
 import shlex
@@ -527,7 +528,8 @@ def state(master: str, as_json: bool) -> None:
     tasks = data["tasks"]
     active = [t for t in tasks if t["state"] in ("TASK_STAGING", "TASK_STARTING",
                                                  "TASK_RUNNING", "TASK_KILLING")]
-    click.echo(f"master     {data['master']['id']}")
+    for line in master_lines(data["master"]):
+        click.echo(line)
     click.echo(f"agents     {len(data['agents'])} "
                f"({sum(1 for a in data['agents'] if a['connected'])} connected)")
     click.echo(f"frameworks {len(data['frameworks'])}")
@@ -537,6 +539,29 @@ def state(master: str, as_json: bool) -> None:
         click.echo(render_table(
             [("role", "ROLE"), ("weight", "WEIGHT"), ("dominant_share", "SHARE")],
             data["roles"]))
+
+
+def master_lines(master: dict[str, Any]) -> list[str]:
+    """Who leads, since when, in which term, and who stands by (older masters' states
+    carry only the id)."""
+    lead = f"master     {master.get('id', '?')}"
+    if master.get("address"):
+        lead += f" leading at {master['address']}"
+    if master.get("epoch") is not None:
+        lead += f" (epoch {master['epoch']})"
+    lines = [lead]
+    started = master.get("started_at")
+    if isinstance(started, (int, float)) and started > 1e9:
+        when = datetime.datetime.fromtimestamp(started, datetime.UTC)
+        lines.append(f"since      {when.isoformat(timespec='seconds')}")
+    if "standbys" in master:
+        if not master.get("replicated"):
+            lines.append("standbys   none (a single master, without ZooKeeper)")
+        else:
+            standbys = [f"{m.get('id', '?')} at {m.get('address') or '?'}"
+                        for m in master["standbys"]]
+            lines.append(f"standbys   {', '.join(standbys) or 'none'}")
+    return lines
 
 
 @cli.command()

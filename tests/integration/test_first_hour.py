@@ -102,3 +102,19 @@ def test_a_stopping_agent_is_taken_out_at_once_and_keeps_its_tasks(cluster: Clus
     finally:
         driver.stop()
         driver.join()
+
+
+@pytest.mark.integration
+def test_the_master_keeps_its_id_and_says_where_and_when(cluster: Cluster) -> None:
+    master = cluster.start_master()
+    first = cluster.state()["master"]
+    assert first["pid"] == master.pid and first["address"] == cluster.master_url
+    assert isinstance(first["epoch"], int) and not first["replicated"]
+    assert abs(first["now"] - time.time()) < 60  # wall clock, not seconds since boot
+    master.stop()
+    restarted = cluster.start_master()
+    again = cluster.state()["master"]
+    assert again["id"] == first["id"] and again["pid"] == restarted.pid
+    assert again["epoch"] > first["epoch"]
+    out = cluster.cli("state", "--master", cluster.master_url)
+    assert f"{first['id']} leading at {cluster.master_url}" in out.stdout, out.stdout

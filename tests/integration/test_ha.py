@@ -48,6 +48,13 @@ def test_failover_keeps_state_and_clients_follow_the_leader(
         cluster.master_url = zk_url  # agents and the CLI find the leader through ZooKeeper
         cluster.start_agent()
         cluster.wait_agents(1)
+        # `state` names the leader, its term and the standby (issue 10, item 8).
+        lead = leader_port(detector)
+        shown = wait_until(lambda: (m := cluster.state()["master"])["standbys"] and m, 15,
+                           what="the standby listed")
+        assert shown["replicated"] and str(lead) in shown["address"]
+        (standby_shown,) = shown["standbys"]
+        assert str(lead) not in standby_shown["address"]
         first = cluster.cli("run", "--master", zk_url, "--", "sh", "-c", "echo one; exit 4")
         assert first.stdout == "one\n" and first.returncode == 4, first.stderr
 

@@ -248,3 +248,16 @@ def test_an_ambiguous_task_id_shows_the_masters_error_once(
         assert info.value.code == 2
         err = capsys.readouterr().err
         assert err == f"error: {message}\n"
+
+
+def test_state_names_the_leader_its_term_and_the_standbys() -> None:
+    from mesos_zmq.cli.main import master_lines
+
+    lines = master_lines({"id": "m1-abc", "address": "tcp://10.0.0.1:5050", "epoch": 7,
+                          "started_at": 1.8e9, "replicated": True,
+                          "standbys": [{"id": "m2-def", "address": "tcp://10.0.0.2:5050"}]})
+    assert lines[0] == "master     m1-abc leading at tcp://10.0.0.1:5050 (epoch 7)"
+    assert lines[1].startswith("since      2027-")
+    assert lines[2] == "standbys   m2-def at tcp://10.0.0.2:5050"
+    single = master_lines({"id": "m1", "replicated": False, "standbys": []})
+    assert single[-1] == "standbys   none (a single master, without ZooKeeper)"
