@@ -49,6 +49,7 @@ from mesos_zmq.resources import (
     suggest_resource_name,
     validate_role,
 )
+from mesos_zmq.scheduler.validation import safe_id
 
 F = TypeVar("F", bound=Callable[..., Any])
 DEFAULT_MASTER = "tcp://127.0.0.1:5050"
@@ -444,6 +445,8 @@ def local(agent_count: int, port: int, resources: str, work_dir: str | None,
 @flag("--instances", type=click.IntRange(1, 10_000), default=1,
       help="copies to run; their output lines are prefixed 'task-N | '")
 @flag("--name", default="mesos-zmq-run", help="framework and task name")
+@flag("--task-id", default="",
+      help="the task's id (with --instances N: ID-0..ID-N-1); default NAME-<random>-N")
 @flag("--role", default="*", help="role to run in")
 @flag("--env", "env", multiple=True, help="KEY=VALUE for the task (repeatable)")
 @flag("--timeout", type=click.FloatRange(min=0.0), default=None,
@@ -455,8 +458,8 @@ def local(agent_count: int, port: int, resources: str, work_dir: str | None,
       help="say only failures and errors on stderr, not progress")
 @click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
 def run(master: str, cpus: float, mem: float, disk: float, instances: int, name: str,
-        role: str, env: tuple[str, ...], timeout: float | None, connect_timeout: float,
-        quiet: bool, command: tuple[str, ...]) -> None:
+        task_id: str, role: str, env: tuple[str, ...], timeout: float | None,
+        connect_timeout: float, quiet: bool, command: tuple[str, ...]) -> None:
     """Run COMMAND (after --) as tasks, stream output, exit with its exit code.
 
     Progress goes to stderr as 'run: ...' lines: waiting for an offer (and why, when
@@ -478,12 +481,16 @@ def run(master: str, cpus: float, mem: float, disk: float, instances: int, name:
         validate_role(role)
     except ResourceError as exc:
         raise click.BadParameter(str(exc), param_hint="--role") from None
+    if task_id and not safe_id(task_id if instances == 1 else f"{task_id}-{instances - 1}"):
+        raise click.BadParameter(f"{task_id[:64]!r}: use letters, digits, '_', '.' and '-' "
+                                 "(at most 200)", param_hint="--task-id")
     framework_logging()
     # SIGTERM and SIGHUP, like Ctrl-C, tear the framework down (its tasks killed) first.
     with StopSignals():
         try:
             code = run_command(master, command_text(command), instances=instances, cpus=cpus,
-                               mem=mem, disk=disk, name=name, role=role, env=environment,
+                               mem=mem, disk=disk, name=name, task_id=task_id, role=role,
+                               env=environment,
                                timeout=timeout, connect_timeout=connect_timeout, quiet=quiet)
         except KeyboardInterrupt as exc:
             code = exit_code_of(exc)

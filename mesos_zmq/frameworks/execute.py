@@ -147,6 +147,7 @@ class ExecuteFramework(Scheduler):
         shell: bool = True,
         argv: list[str] | None = None,
         name: str = "mesos-zmq-run",
+        task_id: str = "",
         role: str = "*",
         stdout: BinaryIO,
         stderr: BinaryIO,
@@ -171,10 +172,14 @@ class ExecuteFramework(Scheduler):
         self.progress = progress
         self.quiet = quiet
         self.clock = clock
-        prefix = f"{name}-{uuid.uuid4().hex[:8]}"
+        # Unique by default, so that two runs never share an id (ids are per framework,
+        # but a script naming one with `logs`/`kill` should not have to say which).
+        prefix = task_id or f"{name}-{uuid.uuid4().hex[:8]}"
         width = len(f"task-{instances - 1}")
-        self.instances = [_Instance(i, f"{prefix}-{i}", f"task-{i}".ljust(width))
-                          for i in range(instances)]
+        self.instances = [
+            _Instance(i, task_id if task_id and instances == 1 else f"{prefix}-{i}",
+                      f"task-{i}".ljust(width))
+            for i in range(instances)]
         self._by_id = {inst.task_id: inst for inst in self.instances}
         self.pending = list(self.instances)
         self.failed: list[_Instance] = []  # in the order they failed
@@ -560,6 +565,7 @@ def run_command(
     disk: float = 0.0,
     ports: int = 0,
     name: str = "mesos-zmq-run",
+    task_id: str = "",
     role: str = "*",
     env: dict[str, str] | None = None,
     stdout: BinaryIO | None = None,
@@ -599,6 +605,7 @@ def run_command(
         shell=shell,
         argv=argv,
         name=name,
+        task_id=task_id,
         role=role,
         stdout=out,
         stderr=err,

@@ -35,6 +35,15 @@ def test_run_prints_output_and_exits_with_task_code(cluster: Cluster) -> None:
     # The framework behind `run` tore itself down when it finished.
     wait_until(lambda: not cluster.state()["frameworks"], 5, what="run framework removed")
 
+    # A task id the user chose can be named in logs and kill without looking it up.
+    named = cluster.cli("run", "--master", cluster.master_url, "--task-id", "hello",
+                        "--", "echo", "named")
+    assert named.returncode == 0 and named.stdout == "named\n", named
+    logs = cluster.cli("logs", "--master", cluster.master_url, "hello")
+    assert logs.returncode == 0 and logs.stdout == "named\n", logs
+    bad = cluster.cli("run", "--master", cluster.master_url, "--task-id", "a/b", "--", "true")
+    assert bad.returncode == 2 and "--task-id" in bad.stderr
+
 
 @pytest.mark.integration
 def test_operator_commands_and_errors(cluster: Cluster) -> None:
