@@ -178,9 +178,15 @@ class ZooKeeperServer:
 class Ensemble:
     """``size`` servers forming one ZooKeeper cluster on loopback."""
 
-    def __init__(self, root: Path, size: int = 3, tick_ms: int = TICK_MS) -> None:
-        self.servers = [ZooKeeperServer(root / f"zk{i + 1}", myid=i + 1, tick_ms=tick_ms)
-                        for i in range(size)]
+    def __init__(self, root: Path, size: int = 3, tick_ms: int = TICK_MS,
+                 first_port: int | None = None) -> None:
+        """``first_port``: client ports first_port, first_port + 1, ... (default: free
+        ports picked at random, which tests want; a person typing commands wants fixed
+        ones)."""
+        self.servers = [
+            ZooKeeperServer(root / f"zk{i + 1}", myid=i + 1, tick_ms=tick_ms,
+                            client_port=None if first_port is None else first_port + i)
+            for i in range(size)]
         if size > 1:
             for server in self.servers:
                 server.peers = self.servers

@@ -108,3 +108,15 @@ def test_a_given_dir_is_kept(zk_tool: ModuleType, tmp_path: Path,
     monkeypatch.setattr(zk_tool, "Ensemble", fake_ensemble(lambda: False))
     assert zk_tool.main(["--dir", str(tmp_path / "mine")]) == 1
     assert (tmp_path / "mine" / "zk1" / "myid").exists()
+
+
+def test_a_taken_port_is_refused_before_anything_starts(
+        zk_tool: ModuleType, capsys: pytest.CaptureFixture[str]) -> None:
+    import socket
+
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        port = holder.getsockname()[1]
+        assert zk_tool.main(["--port", str(port)]) == 2
+    assert f"port {port} is in use" in capsys.readouterr().err
