@@ -51,7 +51,8 @@ def fake_ensemble(on_alive: Any, fail_start: bool = False) -> type:
     class FakeEnsemble:
         instances: list[Any] = []
 
-        def __init__(self, root: Path, size: int, tick_ms: int) -> None:
+        def __init__(self, root: Path, size: int, tick_ms: int,
+                     first_port: int | None = None) -> None:
             (root / "zk1").mkdir(parents=True)
             (root / "zk1" / "myid").write_text("1")
             self.servers = [FakeServer(on_alive)]
