@@ -46,6 +46,8 @@ log = structlog.get_logger()
 LAUNCH_BATCH = 16
 #: how long a starting agent waits for ZooKeeper to name a leading master
 LEADER_WAIT = 60.0
+#: exit status after a local drain (SIGINT/SIGUSR1): the unit's RestartPreventExitStatus
+EXIT_DRAINED = 10
 #: how long a stopping agent gives its last word to the master to go out
 STOP_LINGER_MS = 1000
 #: how often memory limits are checked when no cgroup enforces them
@@ -151,6 +153,12 @@ class AgentServer:
 
     def request_stop(self, drain: bool) -> None:
         self._stop = "drain" if drain else "leave"
+
+    @property
+    def drained(self) -> bool:
+        """Stopped by a local drain (SIGINT/SIGUSR1): the machine is meant to stay out
+        of service, so the exit status tells a supervisor not to restart it."""
+        return self._stop == "drain"
 
     # ----------------------------------------------------------------- loop
     def serve_forever(self) -> None:
@@ -447,4 +455,4 @@ def run_agent(config: AgentConfig) -> int:
     signal.signal(signal.SIGUSR1, drain)
     signal.signal(signal.SIGTERM, leave)
     server.serve_forever()
-    return 0
+    return EXIT_DRAINED if server.drained else 0

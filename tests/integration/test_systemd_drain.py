@@ -22,6 +22,7 @@ from typing import Any
 import psutil
 import pytest
 
+from mesos_zmq.agent.server import EXIT_DRAINED
 from mesos_zmq.agent.supervisor import SURVIVED_SIGNALS, process_alive, read_events
 from mesos_zmq.protocol import FrameworkInfo, TaskInfo
 from mesos_zmq.scheduler import SchedulerDriver
@@ -163,7 +164,7 @@ def test_sigusr1_to_every_process_of_the_agent_drains_and_supervisors_record_the
         assert "supervisor" not in final.message, final
         wait_until(lambda: agent.popen is not None and agent.popen.poll() is not None, 15,
                    what="the agent to exit after draining")
-        assert agent.popen is not None and agent.popen.returncode == 0
+        assert agent.popen is not None and agent.popen.returncode == EXIT_DRAINED
         print(f"drained and exited {time.monotonic() - sent_at:.2f}s after the signal")
         wait_until(lambda: all(gone(pid) for pid in (*supervisors, ignorer)), 10,
                    what="supervisor and task gone")
