@@ -41,7 +41,8 @@ def mesos_zmq_commands(line: str) -> list[list[str]]:
     current: list[str] = []
     for token in [*lexer, ";"]:
         if token in _OPERATORS:
-            if current and Path(current[0]).name == "mesos-zmq":
+            # (a variable assignment such as ZK=zk://host/mesos-zmq is not a command)
+            if current and Path(current[0]).name == "mesos-zmq" and "=" not in current[0]:
                 commands.append(current[1:])
             current = []
         else:
@@ -87,6 +88,7 @@ def test_the_readme_parser_finds_the_commands() -> None:
                               "'echo \"$X\"'  # comment") == [
         ["local", "--", "sh", "-c", 'echo "$X"']]
     assert mesos_zmq_commands("echo $?   # 3") == []
+    assert mesos_zmq_commands("ZK=zk://127.0.0.1:2281/mesos-zmq") == []
     commands = readme_commands()
     assert len(commands) >= 15, commands
     assert ["state"] in commands and ["roles"] in commands
