@@ -54,8 +54,9 @@ import json
 import random
 import uuid
 from collections import deque
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, TypeVar
 
 from mesos_zmq.detector import LEADER_NODE
 from mesos_zmq.master.state import MasterState, Record
@@ -78,6 +79,8 @@ from mesos_zmq.testing.sim_procs import (
     MasterTuning,
     state_from,
 )
+
+_P = TypeVar("_P", MasterReplica, AgentProc)
 
 #: fault kind -> probability per step during the fault phase
 FAULTS: dict[str, float] = {
@@ -163,6 +166,12 @@ def format_entry(entry: TraceEntry) -> str:
     at, who, what, detail = entry
     text = f"{at:8.2f} {who:>4} {what}"
     return f"{text} {detail}" if detail != "" else text
+
+
+def _pick_up(procs: Sequence[_P], pick: int) -> _P | None:
+    """The ``pick``-th (modulo) of the processes that are up, or None when none is."""
+    live = [p for p in procs if p.phase != "down"]
+    return live[pick % len(live)] if live else None
 
 
 class Simulation:
@@ -307,10 +316,9 @@ class Simulation:
             self._note(what, tag)
 
     def _fault_master_crash(self, pick: int) -> str:
-        live = [m for m in self.masters if m.phase != "down"]
-        if not live:
+        victim = _pick_up(self.masters, pick)
+        if victim is None:
             return ""
-        victim = live[pick % len(live)]
         victim.crash()
         return f"crash {victim.name}"
 
@@ -330,30 +338,27 @@ class Simulation:
         return f"pause {leader.name} for {length:.2f}s"
 
     def _fault_agent_crash(self, pick: int) -> str:
-        live = [a for a in self.agents if a.phase != "down"]
-        if not live:
+        victim = _pick_up(self.agents, pick)
+        if victim is None:
             return ""
-        victim = live[pick % len(live)]
         victim.crash()
         return f"crash {victim.name}"
 
     def _fault_agent_stop(self, pick: int) -> str:
         """A planned restart (SIGTERM): the agent says it stops, then exits; its tasks
         keep running and it comes back on the same checkpoints."""
-        live = [a for a in self.agents if a.phase != "down"]
-        if not live:
+        victim = _pick_up(self.agents, pick)
+        if victim is None:
             return ""
-        victim = live[pick % len(live)]
         victim.stop()
         return f"stop {victim.name}"
 
     def _fault_agent_shrink(self, pick: int) -> str:
         """An operator restarts an agent with fewer cpus under its running tasks: the
         master must then offer nothing the tasks still hold (over-commitment)."""
-        live = [a for a in self.agents if a.phase != "down"]
-        if not live:
+        victim = _pick_up(self.agents, pick)
+        if victim is None:
             return ""
-        victim = live[pick % len(live)]
         cpus = victim.resources.scalar("cpus")
         if cpus <= 1:
             return ""
