@@ -21,6 +21,17 @@ if [ ! -e /usr/share/zookeeper/lib ] && [ ! -e /usr/share/java/zookeeper.jar ]; 
     fi
 fi
 
+# systemd-analyze checks the units in deploy/ (verify, exposure scores); no systemd
+# needs to run.
+if ! command -v systemd-analyze >/dev/null 2>&1; then
+    if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
+        (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq systemd \
+            >/dev/null) || echo "warning: could not install systemd" >&2
+    else
+        echo "warning: systemd-analyze missing; install Debian's systemd package" >&2
+    fi
+fi
+
 echo "== ruff"
 .venv/bin/ruff check mesos_zmq tests tools
 echo "== mypy"

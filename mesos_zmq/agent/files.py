@@ -21,8 +21,11 @@ def resolve_in_sandbox(sandbox: Path, relative: str) -> Path:
         raise SandboxPathError(f"path {relative[:100]!r} must be relative to the sandbox")
     if any(part == ".." for part in Path(relative).parts):
         raise SandboxPathError(f"path {relative[:100]!r} may not contain '..'")
-    root = sandbox.resolve()
-    target = (root / relative).resolve()  # follows symlinks, so links out are caught
+    try:
+        root = sandbox.resolve()
+        target = (root / relative).resolve()  # follows symlinks, so links out are caught
+    except (RuntimeError, OSError) as exc:  # a symlink loop, a name too long...
+        raise SandboxPathError(f"cannot resolve {relative[:100]!r}: {exc}") from None
     if target != root and root not in target.parents:
         raise SandboxPathError(f"path {relative[:100]!r} resolves outside the sandbox")
     return target

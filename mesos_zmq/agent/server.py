@@ -107,6 +107,8 @@ class AgentServer:
             kill_grace=config.kill_grace_period,
             retry_interval=config.status_update_retry,
         )
+        # Before recovery, which may already report how tasks ended while we were down.
+        self.core.wall_offset = time.time() - time.monotonic()
         isolator = detect_isolator(config.cgroups_root, config.isolation)
         self.containerizer = Containerizer(
             self.work_dir, isolator, gpu_devices=gpus,
@@ -409,6 +411,10 @@ class AgentServer:
             data, size = read_chunk(sandbox, request.path, request.offset, request.length)
         except SandboxPathError as exc:
             return Error(code="invalid", message=str(exc), in_reply_to=request_id)
+        except Exception as exc:  # a task owns its sandbox: nothing in it may stop us
+            self._log.exception("sandbox read failed", path=request.path[:100])
+            return Error(code="internal", message=f"cannot read {request.path[:100]!r}: "
+                         f"{type(exc).__name__}", in_reply_to=request_id)
         done = self.core.is_terminal(key) and request.offset + len(data) >= size
         return FileData(task_id=request.task_id, path=request.path, offset=request.offset,
                         data=data, size=size, done=done)
@@ -419,7 +425,8 @@ class AgentServer:
         if request.framework_id:
             key = (request.framework_id, request.task_id)
         else:
-            known = {k for k in (*self.core.tasks, *self.containerizer.launches)
+            known = {k for k in (*self.core.tasks, *self.containerizer.launches,
+                                 *self.core.completed)
                      if k[1] == request.task_id}
             if len(known) > 1:
                 frameworks = ", ".join(sorted(k[0][:64] for k in known)[:10])

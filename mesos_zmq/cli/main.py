@@ -484,6 +484,11 @@ def run(master: str, cpus: float, mem: float, disk: float, instances: int, name:
     if task_id and not safe_id(task_id if instances == 1 else f"{task_id}-{instances - 1}"):
         raise click.BadParameter(f"{task_id[:64]!r}: use letters, digits, '_', '.' and '-' "
                                  "(at most 200)", param_hint="--task-id")
+    if not task_id and not safe_id(f"{name}-12345678-{instances - 1}"):
+        # Task ids are made from the name unless --task-id is given.
+        raise click.BadParameter(f"{name[:64]!r}: task ids are made from it, so use "
+                                 "letters, digits, '_', '.' and '-' (or give --task-id)",
+                                 param_hint="--name")
     framework_logging()
     # SIGTERM and SIGHUP, like Ctrl-C, tear the framework down (its tasks killed) first.
     with StopSignals():

@@ -49,6 +49,7 @@ from mesos_zmq.protocol import (
 )
 from mesos_zmq.resources import Resources, format_scalar, is_ancestor_role
 from mesos_zmq.scheduler import DriverStatus, Refusal, Scheduler, SchedulerDriver
+from mesos_zmq.scheduler.validation import safe_id
 from mesos_zmq.tasks import TERMINAL, TaskState
 
 #: seconds between polls of the open output files
@@ -180,6 +181,11 @@ class ExecuteFramework(Scheduler):
             _Instance(i, task_id if task_id and instances == 1 else f"{prefix}-{i}",
                       f"task-{i}".ljust(width))
             for i in range(instances)]
+        for inst in self.instances:
+            if not safe_id(inst.task_id):
+                raise ValueError(
+                    f"task id {inst.task_id[:64]!r} (from the name or task id) must use "
+                    "letters, digits, '_', '.' and '-' only, at most 200 of them")
         self._by_id = {inst.task_id: inst for inst in self.instances}
         self.pending = list(self.instances)
         self.failed: list[_Instance] = []  # in the order they failed

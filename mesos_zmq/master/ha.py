@@ -17,7 +17,6 @@ for the session to expire.
 from __future__ import annotations
 
 import signal
-import socket
 import threading
 import time
 from types import FrameType
@@ -30,7 +29,12 @@ from mesos_zmq import __version__
 from mesos_zmq.detector import parse_master_url, zk_client
 from mesos_zmq.errors import ConfigError, LogError
 from mesos_zmq.master.contender import Contender, LeadershipLost
-from mesos_zmq.master.server import MasterConfig, MasterServer, stable_master_id
+from mesos_zmq.master.server import (
+    MasterConfig,
+    MasterServer,
+    advertised_address,
+    stable_master_id,
+)
 from mesos_zmq.master.state import MasterState, state_from
 from mesos_zmq.master.zk_log import LogFenced, ZooKeeperLog
 
@@ -104,15 +108,6 @@ class LeaderWatch:
         self.in_doubt = False
         self.last_turn = time.monotonic()
         return None
-
-
-def advertised_address(config: MasterConfig) -> str:
-    host = config.ip
-    if host in ("0.0.0.0", "::", ""):
-        host = socket.gethostname()
-    if ":" in host:
-        host = f"[{host}]"
-    return f"tcp://{host}:{config.port}"
 
 
 class StandbyList:

@@ -94,18 +94,33 @@ def set_quota(core: MasterCore, peer: bytes, msg: SetQuota, rid: str, now: float
 def beyond_capacity(core: MasterCore, role: str, guarantee: dict[str, float]) -> str | None:
     """Why the cluster cannot satisfy the guarantees with ``role``'s new one, or None.
 
-    As Mesos's capacity check: the guarantees of the top-most roles with quota (a
-    sub-role's guarantee is part of its ancestor's) must fit in the total resources of
-    the registered agents. A guarantee held for resources that do not exist would hold
+    As Mesos's capacity check: the guarantees of the top-most roles with quota must fit
+    in the total resources of the registered agents, each counted as its own guarantee
+    or its sub-roles' together, whichever is more (a sub-role's guarantee is part of
+    its ancestor's, but may exceed it). A guarantee held for resources that do not exist would hold
     back everything else that is free, and starve every other framework."""
     guarantees = {r: quota_amounts(g, "guarantee") for r, (g, _) in core.state.quotas.items()}
     guarantees[role] = guarantee
-    top = [r for r in guarantees
-           if not any(r.startswith(other + "/") for other in guarantees if other != r)]
+
+    def parent_with_quota(r: str) -> str | None:
+        parts = r.split("/")
+        for cut in range(len(parts) - 1, 0, -1):
+            if (up := "/".join(parts[:cut])) in guarantees:
+                return up
+        return None
+
+    # What each role holds back: its own guarantee, or its sub-roles' together if more
+    # (nothing stops a sub-role from asking more than its parent). Deepest roles first,
+    # so that a role's sub-roles are known when it is.
+    below: dict[str, dict[str, float]] = {}  # role -> its nearest quota sub-roles, summed
     asked: dict[str, float] = {}
-    for r in top:
-        for name, amount in guarantees[r].items():
-            asked[name] = asked.get(name, 0.0) + amount
+    for r in sorted(guarantees, key=lambda r: -r.count("/")):
+        own, under = guarantees[r], below.get(r, {})
+        held = {n: max(own.get(n, 0.0), under.get(n, 0.0)) for n in set(own) | set(under)}
+        up = parent_with_quota(r)
+        into = asked if up is None else below.setdefault(up, {})
+        for name, amount in held.items():
+            into[name] = into.get(name, 0.0) + amount
     total = Resources.empty()
     for agent in core.state.agents.values():
         try:

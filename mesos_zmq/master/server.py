@@ -116,6 +116,17 @@ class MasterConfig:
         return f"tcp://{host}:{self.port}"
 
 
+def advertised_address(config: MasterConfig, port: int | None = None) -> str:
+    """Where clients reach this master: the bind address, with a wildcard (0.0.0.0,
+    ::) replaced by the host name."""
+    host = config.ip
+    if host in ("0.0.0.0", "::", ""):
+        host = socket.gethostname()
+    if ":" in host:
+        host = f"[{host}]"
+    return f"tcp://{host}:{config.port if port is None else port}"
+
+
 def new_id() -> str:
     return uuid.uuid4().hex
 
@@ -198,8 +209,9 @@ class MasterServer:
         self.server = ServerSocket(self.context, config.bind_address, config.max_frame_bytes)
         self.address = self.server.address
         self._standbys = standbys
-        self.core.facts.update(id=self.master_id, pid=os.getpid(), address=self.address,
-                               epoch=self.epoch, leader=self.address,
+        shown = advertised_address(config, int(self.address.rsplit(":", 1)[1]))
+        self.core.facts.update(id=self.master_id, pid=os.getpid(), address=shown,
+                               epoch=self.epoch, leader=shown,
                                replicated=config.zk != "", standbys=[])
         self._stopping = False
         self._snapshot_policy = config.snapshot_policy

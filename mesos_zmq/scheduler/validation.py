@@ -25,6 +25,8 @@ _SAFE_ID = re.compile(r"^[A-Za-z0-9_.-]{1,200}$")
 MAX_REFUSE_SECONDS = 1e9
 #: the master's bound on a task's kill grace period
 MAX_KILL_GRACE = 3600.0
+#: tasks (and offer ids) one accept may carry: the master's MAX_TASKS_PER_ACCEPT
+MAX_TASKS_PER_CALL = 10_000
 OPERATION_KINDS = ("RESERVE", "UNRESERVE")
 
 
@@ -74,6 +76,10 @@ def refuse_seconds_ok(value: Any, where: str) -> float:
 def task_list(tasks: TaskInfo | Iterable[TaskInfo], where: str) -> list[TaskInfo]:
     """Check each task as the master and the agent would; return them as a list."""
     items = [tasks] if isinstance(tasks, TaskInfo) else _as_list(tasks, where, "tasks")
+    if len(items) > MAX_TASKS_PER_CALL:
+        raise InvalidRequestError(f"{where}: {len(items)} tasks in one call; the master "
+                                  f"takes at most {MAX_TASKS_PER_CALL} (launch the rest "
+                                  "on other offers)")
     seen: set[str] = set()
     for task in items:
         check_task(task, where)

@@ -43,6 +43,9 @@ def test_run_prints_output_and_exits_with_task_code(cluster: Cluster) -> None:
     assert logs.returncode == 0 and logs.stdout == "named\n", logs
     bad = cluster.cli("run", "--master", cluster.master_url, "--task-id", "a/b", "--", "true")
     assert bad.returncode == 2 and "--task-id" in bad.stderr
+    spaced = cluster.cli("run", "--master", cluster.master_url, "--name", "my job", "--",
+                         "true", timeout=30)
+    assert spaced.returncode == 2 and "--name" in spaced.stderr, spaced
 
 
 @pytest.mark.integration

@@ -935,6 +935,9 @@ def test_a_guarantee_beyond_the_cluster_is_refused_unless_forced() -> None:
     (reply,) = h.send(b"cli", SetQuota(role="ops", guarantee="cpus:3", force=True), 0)
     assert isinstance(reply, OperatorReply)
     assert h.core.allocator.quotas()["ops"].guarantee == {"cpus": 3.0}
+    # A sub-role asking more than its parent is counted at what it asks.
+    (reply,) = h.send(b"cli", SetQuota(role="eng/ml/big", guarantee="cpus:100"), 0)
+    assert isinstance(reply, Error) and "cpus:103" in reply.message
 
 
 def test_reserving_more_than_an_agent_has_says_so() -> None:

@@ -33,7 +33,7 @@ def test_a_fifo_is_refused_at_once_instead_of_blocking(tmp_path: Path) -> None:
     assert isinstance(outcome, SandboxPathError) and "FIFO" in str(outcome)
 
 
-def test_sockets_and_devices_are_not_read(tmp_path: Path) -> None:
+def test_sockets_and_links_out_of_the_sandbox_are_not_read(tmp_path: Path) -> None:
     with socket.socket(socket.AF_UNIX) as sock:
         sock.bind(str(tmp_path / "sock"))
         with pytest.raises(SandboxPathError, match="sock"):  # ENXIO from open()
@@ -52,3 +52,23 @@ def test_reads_are_bounded_and_past_the_end_is_empty(tmp_path: Path) -> None:
     (tmp_path / "sub").mkdir()
     with pytest.raises(SandboxPathError, match="directory"):
         read_chunk(tmp_path, "sub", 0, 1)
+
+
+def test_a_symlink_loop_is_refused_not_raised(tmp_path: Path) -> None:
+    os.symlink("loop", tmp_path / "loop")
+    os.symlink("b", tmp_path / "a")
+    os.symlink("a", tmp_path / "b")
+    for name in ("loop", "a"):
+        with pytest.raises(SandboxPathError, match="cannot resolve"):
+            read_chunk(tmp_path, name, 0, 10)
+
+
+def test_a_device_is_not_read(tmp_path: Path) -> None:
+    import stat
+
+    try:
+        os.mknod(tmp_path / "null", stat.S_IFCHR | 0o600, os.makedev(1, 3))
+    except PermissionError:
+        pytest.skip("making a device node needs CAP_MKNOD")
+    with pytest.raises(SandboxPathError, match="character device"):
+        read_chunk(tmp_path, "null", 0, 10)

@@ -161,3 +161,15 @@ def test_refused_default_does_not_call_error() -> None:
             raise AssertionError("a refusal reached error()")
 
     Strict().refused(None, Refusal("invalid", "no", "r1"))  # type: ignore[arg-type]
+
+
+def test_more_tasks_than_the_master_takes_in_one_accept_are_refused_here() -> None:
+    from mesos_zmq.master.runtime import MAX_TASKS_PER_ACCEPT
+    from mesos_zmq.scheduler.validation import MAX_TASKS_PER_CALL, task_list
+
+    assert MAX_TASKS_PER_CALL == MAX_TASKS_PER_ACCEPT
+    tasks = [TaskInfo(task_id=f"t{i}", agent_id="a", resources="cpus:0.001", command="true")
+             for i in range(MAX_TASKS_PER_CALL + 1)]
+    with pytest.raises(InvalidRequestError, match="at most 10000"):
+        task_list(tasks, "launch_tasks")
+    assert len(task_list(tasks[:-1], "launch_tasks")) == MAX_TASKS_PER_CALL
