@@ -6,6 +6,7 @@ import json
 import subprocess
 import sys
 import time
+from typing import Any
 
 import pytest
 
@@ -123,26 +124,37 @@ def test_run_says_what_it_does_on_stderr(cluster: Cluster) -> None:
     assert two.stderr.splitlines()[-1] == "run: 2 tasks: 1 finished, 1 failed", two.stderr
 
 
-@pytest.mark.integration
-def test_run_reports_an_operator_kill(cluster: Cluster) -> None:
+def start_sleeping_run(cluster: Cluster) -> tuple[subprocess.Popen[str], dict[str, Any]]:
+    """A cluster of one agent and `run -- sleep 30` in the background, its task running."""
     cluster.start_master()
     cluster.start_agent()
     cluster.wait_agents(1)
     proc = subprocess.Popen(
         [sys.executable, "-m", "mesos_zmq", "run", "--master", cluster.master_url, "--",
-         "sleep", "30"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+         "sleep", "30"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
         stdin=subprocess.DEVNULL)
     try:
-        task = wait_until(lambda: [t for t in cluster.state()["tasks"]
-                                   if t["state"] == "TASK_RUNNING"], 15, what="task running")
-        killed = cluster.cli("kill", "--master", cluster.master_url, task[0]["id"])
+        running = wait_until(lambda: [t for t in cluster.state()["tasks"]
+                                      if t["state"] == "TASK_RUNNING"], 15, what="task running")
+    except BaseException:
+        proc.kill()
+        proc.wait()
+        raise
+    return proc, running[0]
+
+
+@pytest.mark.integration
+def test_run_reports_an_operator_kill(cluster: Cluster) -> None:
+    proc, task = start_sleeping_run(cluster)
+    try:
+        killed = cluster.cli("kill", "--master", cluster.master_url, task["id"])
         assert killed.returncode == 0, killed
         _, err = proc.communicate(timeout=15)
     finally:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
-    assert f"run: {task[0]['id']} TASK_KILLED: killed by operator" in err, err
+    assert f"run: {task['id']} TASK_KILLED: killed by operator" in err, err
     assert proc.returncode == 143, err
 
 
@@ -170,16 +182,8 @@ def test_run_without_a_master_gives_up_after_the_connect_timeout(cluster: Cluste
 
 @pytest.mark.integration
 def test_sigterm_to_run_kills_its_tasks(cluster: Cluster) -> None:
-    cluster.start_master()
-    cluster.start_agent()
-    cluster.wait_agents(1)
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "mesos_zmq", "run", "--master", cluster.master_url, "--",
-         "sleep", "30"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-        stdin=subprocess.DEVNULL)
+    proc, _task = start_sleeping_run(cluster)
     try:
-        wait_until(lambda: [t for t in cluster.state()["tasks"]
-                            if t["state"] == "TASK_RUNNING"], 15, what="task running")
         proc.terminate()
         _, err = proc.communicate(timeout=15)
     finally:
