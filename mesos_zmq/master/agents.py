@@ -1,7 +1,7 @@
 """Agent life cycle in the master: registration, re-registration and reconciliation,
 status updates, usage reports and file reads coming back.
 
-Functions of the master core (:class:`~mesos_zmq.master.core.MasterCore`), pure like
+Functions of the master core (:class:`~mesos_zmq.master.core.MasterContext`), pure like
 it. Agents are the truth for what runs (ARCHITECTURE.md, principle 5): a re-registering
 agent's report is reconciled against the log here.
 """
@@ -36,23 +36,24 @@ from mesos_zmq.resources import Resources
 from mesos_zmq.tasks import TERMINAL, TaskState, can_transition
 
 if TYPE_CHECKING:
-    from mesos_zmq.master.core import MasterCore
+    from mesos_zmq.master.context import MasterContext
 
 log = structlog.get_logger()
 
 
-def register_agent(core: MasterCore, peer: bytes, msg: RegisterAgent, rid: str, now: float) -> None:
-    bound = core._peers.get(peer)
+def register_agent(core: MasterContext, peer: bytes, msg: RegisterAgent,
+                   rid: str, now: float) -> None:
+    bound = core.peers.get(peer)
     if bound is not None and bound.kind == "agent" and bound.id in core.state.agents:
         # A retry whose reply was lost: same answer, no new agent.
-        core._send(peer, agent_registered(core, bound.id, False), rid)
+        core.send(peer, agent_registered(core, bound.id, False), rid)
         return
     problem = check_agent(msg.resources, msg.attributes)
     if problem is not None:
-        core._error(peer, "invalid", f"agent registration refused: {problem}", rid)
+        core.error(peer, "invalid", f"agent registration refused: {problem}", rid)
         return
-    agent_id = core._fresh_id("agent", core.state.agents)
-    core._commit(
+    agent_id = core.fresh_id("agent", core.state.agents)
+    core.commit(
         {
             "op": "agent_added",
             "agent_id": agent_id,
@@ -62,40 +63,40 @@ def register_agent(core: MasterCore, peer: bytes, msg: RegisterAgent, rid: str, 
             "time": now,
         }
     )
-    core._agents[agent_id] = AgentRuntime()
-    core._bind(peer, "agent", agent_id, now)
+    core.agent_runtimes[agent_id] = AgentRuntime()
+    core.bind(peer, "agent", agent_id, now)
     core.allocator.add_agent(agent_id, Resources.parse(msg.resources))
-    core._allocate_pending = True
+    core.request_allocation()
     log.info("agent registered", agent_id=agent_id, hostname=msg.hostname)
-    core._send(peer, agent_registered(core, agent_id, False), rid)
+    core.send(peer, agent_registered(core, agent_id, False), rid)
 
 
-def agent_stopping(core: MasterCore, peer: bytes, msg: AgentStopping, rid: str,
+def agent_stopping(core: MasterContext, peer: bytes, msg: AgentStopping, rid: str,
                    now: float) -> None:
     """A planned stop: nothing more is offered on or sent to the agent at once (rather
     than after its heartbeats are missed). Its tasks stay; if it is not back within the
     heartbeat limit it is removed as a silent agent would be."""
-    bound = core._peers.get(peer)
+    bound = core.peers.get(peer)
     if bound is None or bound.kind != "agent" or bound.id != msg.agent_id:
-        core._error(peer, "not_registered",
+        core.error(peer, "not_registered",
                     f"this connection is not agent {msg.agent_id[:64]!r}", rid)
         return
-    rt = core._agents.get(msg.agent_id)
-    core._unbind_peer(peer)
+    rt = core.agent_runtimes.get(msg.agent_id)
+    core.unbind_peer(peer)
     if rt is None:
         return
     for offer_id in list(rt.offers):
-        core._rescind(offer_id)
+        core.rescind(offer_id)
     core.allocator.activate_agent(msg.agent_id, False)
     limit = core.config.heartbeat_interval * core.config.missed_heartbeats
     rt.deadline = now + limit
     rt.away = f"agent stopped ({msg.reason[:64] or 'planned'}) and did not come back"
-    core._count("agents_stopping")
+    core.count("agents_stopping")
     log.info("agent stopping", agent_id=msg.agent_id, reason=msg.reason[:64],
              back_within_s=limit)
 
 
-def agent_registered(core: MasterCore, agent_id: str, re: bool) -> AgentRegistered:
+def agent_registered(core: MasterContext, agent_id: str, re: bool) -> AgentRegistered:
     return AgentRegistered(
         agent_id=agent_id,
         heartbeat_interval=core.config.heartbeat_interval,
@@ -104,22 +105,22 @@ def agent_registered(core: MasterCore, agent_id: str, re: bool) -> AgentRegister
     )
 
 
-def reregister_agent(core: MasterCore, peer: bytes, msg: ReregisterAgent, rid: str,
+def reregister_agent(core: MasterContext, peer: bytes, msg: ReregisterAgent, rid: str,
                      now: float) -> None:
     if not valid_id(msg.agent_id):
-        core._error(peer, "invalid", f"invalid agent id {msg.agent_id[:64]!r}", rid)
+        core.error(peer, "invalid", f"invalid agent id {msg.agent_id[:64]!r}", rid)
         return
     problem = check_agent(msg.resources, msg.attributes)
     if problem is not None:
-        core._error(peer, "invalid", f"agent re-registration refused: {problem}", rid)
+        core.error(peer, "invalid", f"agent re-registration refused: {problem}", rid)
         return
     agent_id = msg.agent_id
     static = Resources.parse(msg.resources)
-    total = core._agent_total(agent_id, static)
+    total = core.agent_total(agent_id, static)
     known = core.state.agents.get(agent_id)
     if known is None or known.resources != str(static) or known.hostname != msg.hostname:
         # New to this master (removed earlier, or its log was lost) or changed.
-        core._commit(
+        core.commit(
             {
                 "op": "agent_added",
                 "agent_id": agent_id,
@@ -134,32 +135,32 @@ def reregister_agent(core: MasterCore, peer: bytes, msg: ReregisterAgent, rid: s
         else:
             core.allocator.add_agent(agent_id, total)
             for rec in core.state.active_tasks_on(agent_id):
-                core._allocate_task(rec)
-    rt = core._agents.setdefault(agent_id, AgentRuntime())
+                core.allocate_task(rec)
+    rt = core.agent_runtimes.setdefault(agent_id, AgentRuntime())
     rt.deadline = None
-    core._bind(peer, "agent", agent_id, now)
+    core.bind(peer, "agent", agent_id, now)
     core.allocator.activate_agent(agent_id, True)
     reconcile_agent(core, agent_id, msg, now, total)
     if agent_id in core.state.draining:
         operator.drain(core, agent_id, now)  # kills sent while it was away never arrived
-    core._allocate_pending = True
+    core.request_allocation()
     log.info("agent reregistered", agent_id=agent_id, tasks=len(msg.tasks))
-    core._send(peer, agent_registered(core, agent_id, True), rid)
+    core.send(peer, agent_registered(core, agent_id, True), rid)
 
 
-def reset_agent_allocation(core: MasterCore, agent_id: str, total: Resources) -> None:
+def reset_agent_allocation(core: MasterContext, agent_id: str, total: Resources) -> None:
     """An agent came back with different resources: rebuild its accounting."""
-    for offer_id in list(core._agents.get(agent_id, AgentRuntime()).offers):
-        core._rescind(offer_id)
+    for offer_id in list(core.agent_runtimes.get(agent_id, AgentRuntime()).offers):
+        core.rescind(offer_id)
     for rec in core.state.active_tasks_on(agent_id):
-        core._release_task(rec)
+        core.release_task(rec)
     core.allocator.remove_agent(agent_id)
     core.allocator.add_agent(agent_id, total)
     for rec in core.state.active_tasks_on(agent_id):
-        core._allocate_task(rec)
+        core.allocate_task(rec)
 
 
-def reconcile_agent(core: MasterCore, agent_id: str, msg: ReregisterAgent, now: float,
+def reconcile_agent(core: MasterContext, agent_id: str, msg: ReregisterAgent, now: float,
                     total: Resources) -> None:
     """Agents are the truth for what runs: align the log with their report.
 
@@ -180,12 +181,12 @@ def reconcile_agent(core: MasterCore, agent_id: str, msg: ReregisterAgent, now: 
         rec = core.state.task(*key)
         framework_known = report.framework_id in core.state.frameworks
         if not framework_known:
-            core._send_agent(agent_id, ShutdownFramework(framework_id=report.framework_id))
+            core.send_agent(agent_id, ShutdownFramework(framework_id=report.framework_id))
             continue
         if rec is None:
             # Unknown to us but its framework lives: adopt it (Mesos does).
             task = replace(report.task, agent_id=agent_id)
-            core._commit(
+            core.commit(
                 {
                     "op": "task_added",
                     "framework_id": report.framework_id,
@@ -196,10 +197,10 @@ def reconcile_agent(core: MasterCore, agent_id: str, msg: ReregisterAgent, now: 
             )
             new_rec = core.state.task(*key)
             if new_rec is not None:
-                core._allocate_task(new_rec)
+                core.allocate_task(new_rec)
         elif rec.terminal and report.state not in TERMINAL:
             # We already told the framework it is gone (LOST): it must not run.
-            core._send_agent(
+            core.send_agent(
                 agent_id,
                 KillTask(framework_id=report.framework_id, task_id=report.task.task_id),
             )
@@ -207,7 +208,7 @@ def reconcile_agent(core: MasterCore, agent_id: str, msg: ReregisterAgent, now: 
                 TaskState.RUNNING.value, TaskState.KILLING.value):
             # A partition-aware framework heard UNREACHABLE: now it hears the truth.
             # (A task that ended meanwhile is told by the agent's own update.)
-            core._master_task_update(rec, TaskState(report.state),
+            core.master_task_update(rec, TaskState(report.state),
                                      "REASON_AGENT_REREGISTERED",
                                      "agent re-registered after being unreachable", now)
     relaunch: dict[str, list[TaskInfo]] = {}
@@ -226,13 +227,13 @@ def reconcile_agent(core: MasterCore, agent_id: str, msg: ReregisterAgent, now: 
                 free = free - needs
                 relaunch.setdefault(rec.framework_id, []).append(rec.task)
                 continue
-            state = (TaskState.DROPPED if core._partition_aware(rec.framework_id)
+            state = (TaskState.DROPPED if core.partition_aware(rec.framework_id)
                      else TaskState.LOST)
-            core._master_task_update(rec, state, "REASON_AGENT_RESTARTED",
+            core.master_task_update(rec, state, "REASON_AGENT_RESTARTED",
                                      "the agent came back with fewer resources than "
                                      "this task needs; it never started", now)
             continue
-        core._master_task_update(
+        core.master_task_update(
             rec,
             TaskState.LOST,
             "REASON_AGENT_RESTARTED",
@@ -241,15 +242,15 @@ def reconcile_agent(core: MasterCore, agent_id: str, msg: ReregisterAgent, now: 
         )
     for framework_id, tasks in relaunch.items():
         info = core.state.frameworks.get(framework_id)
-        core._send_agent(agent_id, RunTasks(framework_id=framework_id, tasks=tasks,
+        core.send_agent(agent_id, RunTasks(framework_id=framework_id, tasks=tasks,
                                             framework_name=info.name if info else ""))
         for task in tasks:
             core.launch_sent(framework_id, task.task_id, now)
 
 
-def usage(core: MasterCore, peer: bytes, msg: UsageReport, rid: str, now: float) -> None:
+def usage(core: MasterContext, peer: bytes, msg: UsageReport, rid: str, now: float) -> None:
     """Usage is a measurement, not state: kept in memory for views, never logged."""
-    if not core._require(peer, "agent", rid, msg.agent_id):
+    if not core.require(peer, "agent", rid, msg.agent_id):
         return
     for usage in msg.tasks[:MAX_TASKS_PER_ACCEPT]:
         key = (usage.framework_id, usage.task_id)
@@ -258,9 +259,10 @@ def usage(core: MasterCore, peer: bytes, msg: UsageReport, rid: str, now: float)
             core.usage[key] = usage
 
 
-def status_update(core: MasterCore, peer: bytes, msg: StatusUpdate, rid: str, now: float) -> None:
+def status_update(core: MasterContext, peer: bytes, msg: StatusUpdate,
+                  rid: str, now: float) -> None:
     status = msg.status
-    if not core._require(peer, "agent", rid, status.agent_id):
+    if not core.require(peer, "agent", rid, status.agent_id):
         return
     ack = Acknowledge(
         framework_id=status.framework_id,
@@ -271,15 +273,15 @@ def status_update(core: MasterCore, peer: bytes, msg: StatusUpdate, rid: str, no
     try:
         new_state = TaskState(status.state)
     except ValueError:
-        core._error(peer, "bad_field", f"unknown task state {status.state[:40]!r}", rid)
+        core.error(peer, "bad_field", f"unknown task state {status.state[:40]!r}", rid)
         return
     rec = core.state.task(status.framework_id, status.task_id)
     if rec is None or status.framework_id not in core.state.frameworks:
         # Nobody to tell: acknowledge so the agent stops retrying.
-        core._send(peer, ack)
+        core.send(peer, ack)
         return
     if rec.agent_id != status.agent_id:
-        core._send(peer, ack)
+        core.send(peer, ack)
         return
     if rec.state != new_state:
         if not can_transition(rec.state, new_state):
@@ -289,21 +291,21 @@ def status_update(core: MasterCore, peer: bytes, msg: StatusUpdate, rid: str, no
                 have=rec.state.value,
                 got=new_state.value,
             )
-            core._send(peer, ack)
+            core.send(peer, ack)
             return
-        core._record_task_state(
+        core.record_task_state(
             status.framework_id, status.task_id, new_state, now, reason=status.reason,
             message=status.message, exit_code=status.exit_code,
         )
         if new_state in TERMINAL:
-            core._release_task(rec)
+            core.release_task(rec)
             operator.check_drained(core, rec.agent_id)
-    core._count("status_updates")
+    core.count("status_updates")
     # Forward even a repeated update: the agent retries because no ack reached it.
-    core._send_framework(status.framework_id, StatusUpdate(status=status))
+    core.send_framework(status.framework_id, StatusUpdate(status=status))
 
 
-def file_data(core: MasterCore, peer: bytes, msg: FileData, rid: str, now: float) -> None:
-    pending = core._reads.pop(rid, None)
+def file_data(core: MasterContext, peer: bytes, msg: FileData, rid: str, now: float) -> None:
+    pending = core.reads.pop(rid, None)
     if pending is not None:
-        core._send(pending.peer, msg, pending.request_id)
+        core.send(pending.peer, msg, pending.request_id)

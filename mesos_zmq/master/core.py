@@ -47,7 +47,7 @@ from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import structlog
 
@@ -55,12 +55,12 @@ from mesos_zmq.allocator.allocator import Allocator
 from mesos_zmq.errors import ResourceError
 from mesos_zmq.heartbeat import HeartbeatMonitor
 from mesos_zmq.master import agents, frameworks, operator
-from mesos_zmq.master.operator import PendingRead
 from mesos_zmq.master.runtime import (
     AgentRuntime,
     FrameworkRuntime,
     OfferRec,
     Peer,
+    PendingRead,
 )
 from mesos_zmq.master.state import MasterState, Record, TaskRecord
 from mesos_zmq.master.validation import (
@@ -168,7 +168,7 @@ class MasterCore:
         now: float = 0.0,
     ) -> None:
         self.config = config
-        self._new_id = new_id
+        self.new_id = new_id
         self.state = state if state is not None else MasterState()
         self.allocator = Allocator(
             dict(config.weights),
@@ -178,11 +178,11 @@ class MasterCore:
         )
         for role, alternatives in config.role_min_allocatable:
             self.allocator.set_min_allocatable(role, [dict(alt) for alt in alternatives])
-        self._peers: dict[bytes, Peer] = {}
-        self._frameworks: dict[str, FrameworkRuntime] = {}
-        self._agents: dict[str, AgentRuntime] = {}
-        self._offers: dict[str, OfferRec] = {}
-        self._reads: dict[str, PendingRead] = {}
+        self.peers: dict[bytes, Peer] = {}
+        self.framework_runtimes: dict[str, FrameworkRuntime] = {}
+        self.agent_runtimes: dict[str, AgentRuntime] = {}
+        self.offers: dict[str, OfferRec] = {}
+        self.reads: dict[str, PendingRead] = {}
         self._ready = Ready()
         #: offer id -> when it is next due to be sent again (in due order)
         self._offer_resends: OrderedDict[str, float] = OrderedDict()
@@ -241,7 +241,7 @@ class MasterCore:
         ready, self._ready = self._ready, Ready()
         return ready
 
-    def _commit(self, record: Record) -> None:
+    def commit(self, record: Record) -> None:
         if "time" in record:
             # Durable times are wall-clock (UTC seconds): a log outlives the process and
             # the machine whose monotonic clock measured ``now``.
@@ -253,49 +253,50 @@ class MasterCore:
         """``now`` (the timers' clock) as wall-clock UTC seconds."""
         return now + self.wall_offset
 
-    def _send(self, peer: bytes, msg: Message, request_id: str = "") -> None:
+    def send(self, peer: bytes, msg: Message, request_id: str = "") -> None:
         self._ready.messages.append((peer, msg, request_id))
 
-    def _error(self, peer: bytes, code: str, message: str, request_id: str) -> None:
-        self._count(f"error_{code}")
-        self._send(peer, Error(code=code, message=message, in_reply_to=request_id), request_id)
+    def error(self, peer: bytes, code: str, message: str, request_id: str) -> None:
+        self.count(f"error_{code}")
+        self.send(peer, Error(code=code, message=message, in_reply_to=request_id), request_id)
 
-    def _count(self, name: str) -> None:
+    def count(self, name: str) -> None:
         self.counters[name] = self.counters.get(name, 0) + 1
 
-    def _send_framework(self, framework_id: str, msg: Message, request_id: str = "") -> bool:
-        rt = self._frameworks.get(framework_id)
+    def send_framework(self, framework_id: str, msg: Message, request_id: str = "") -> bool:
+        rt = self.framework_runtimes.get(framework_id)
         if rt is None or rt.peer is None:
             return False
-        self._send(rt.peer, msg, request_id)
+        self.send(rt.peer, msg, request_id)
         return True
 
-    def _send_agent(self, agent_id: str, msg: Message, request_id: str = "") -> bool:
-        rt = self._agents.get(agent_id)
+    def send_agent(self, agent_id: str, msg: Message, request_id: str = "") -> bool:
+        rt = self.agent_runtimes.get(agent_id)
         if rt is None or rt.peer is None:
             return False
-        self._send(rt.peer, msg, request_id)
+        self.send(rt.peer, msg, request_id)
         return True
 
-    def _bind(self, peer: bytes, kind: str, ident: str, now: float) -> None:
+    def bind(self, peer: bytes, kind: str, ident: str, now: float) -> None:
         """Bind a connection to an agent/framework, unbinding any older connection."""
-        old = self._peers.get(peer)
+        old = self.peers.get(peer)
         if old is not None and (old.kind, old.id) != (kind, ident):
-            self._unbind_peer(peer)
+            self.unbind_peer(peer)
         monitor = HeartbeatMonitor(self.config.heartbeat_interval, self.config.missed_heartbeats)
         monitor.reset(now)
-        self._peers[peer] = Peer(kind, ident, monitor)
+        self.peers[peer] = Peer(kind, ident, monitor)
         rt: FrameworkRuntime | AgentRuntime
-        rt = self._frameworks[ident] if kind == "framework" else self._agents[ident]
+        rt = self.framework_runtimes[ident] if kind == "framework" else self.agent_runtimes[ident]
         if rt.peer is not None and rt.peer != peer:
-            self._peers.pop(rt.peer, None)
+            self.peers.pop(rt.peer, None)
         rt.peer = peer
 
-    def _unbind_peer(self, peer: bytes) -> None:
-        info = self._peers.pop(peer, None)
+    def unbind_peer(self, peer: bytes) -> None:
+        info = self.peers.pop(peer, None)
         if info is None:
             return
-        rt = (self._frameworks if info.kind == "framework" else self._agents).get(info.id)
+        table = self.framework_runtimes if info.kind == "framework" else self.agent_runtimes
+        rt = table.get(info.id)
         if rt is not None and rt.peer == peer:
             rt.peer = None
 
@@ -303,12 +304,12 @@ class MasterCore:
     def handle(self, peer: bytes, msg: Message, request_id: str, now: float) -> Ready:
         """Process one decoded message from connection ``peer``."""
         self._wall_now = self.wall(now)
-        info = self._peers.get(peer)
+        info = self.peers.get(peer)
         if info is not None:
             info.monitor.received(now)
         handler = self._handlers.get(type(msg))
         if handler is None:
-            self._error(peer, "unexpected", f"the master does not accept {msg.TYPE}", request_id)
+            self.error(peer, "unexpected", f"the master does not accept {msg.TYPE}", request_id)
         else:
             handler(peer, msg, request_id, now)
         return self._take()
@@ -335,9 +336,9 @@ class MasterCore:
         """Rebuild runtime state after replaying the log: everyone must come back."""
         deadline = now + self.config.reregister_timeout
         for agent in self.state.agents.values():
-            self._agents[agent.agent_id] = AgentRuntime(deadline=deadline)
+            self.agent_runtimes[agent.agent_id] = AgentRuntime(deadline=deadline)
             try:
-                total = self._agent_total(agent.agent_id, Resources.parse(agent.resources))
+                total = self.agent_total(agent.agent_id, Resources.parse(agent.resources))
             except ResourceError:
                 total = Resources.empty()
             self.allocator.add_agent(agent.agent_id, total)
@@ -345,24 +346,24 @@ class MasterCore:
         hold = self.config.heartbeat_interval * self.config.missed_heartbeats
         for info in self.state.frameworks.values():
             grace = max(info.failover_timeout, self.config.reregister_timeout)
-            self._frameworks[info.framework_id] = FrameworkRuntime(
+            self.framework_runtimes[info.framework_id] = FrameworkRuntime(
                 deadline=now + grace, recovered=True, offers_until=now + hold
             )
             self.allocator.add_framework(
                 info.framework_id, info.roles, info.capabilities, active=False
             )
         for (fid, agent_id), seconds in self.state.filters.items():
-            if fid in self._frameworks and self.allocator.has_agent(agent_id):
+            if fid in self.framework_runtimes and self.allocator.has_agent(agent_id):
                 # The old leader's clock is not ours: each filter runs its full length
                 # again from the take-over (a filter is a hint; erring long is safe).
                 self.allocator.add_filter(fid, agent_id, now + seconds)
         for status in self.state.pending_updates.values():
-            fw_rt = self._frameworks.get(status.framework_id)
+            fw_rt = self.framework_runtimes.get(status.framework_id)
             if fw_rt is not None:
                 fw_rt.pending[status.uuid] = (status, now)  # resent once it re-subscribes
         for offer_id, offer in self.state.offers.items():
-            fw_rt = self._frameworks.get(offer["framework_id"])
-            ag_rt = self._agents.get(offer["agent_id"])
+            fw_rt = self.framework_runtimes.get(offer["framework_id"])
+            ag_rt = self.agent_runtimes.get(offer["agent_id"])
             try:
                 resources = Resources.parse(offer["resources"])
             except ResourceError:
@@ -370,7 +371,7 @@ class MasterCore:
             if fw_rt is None or ag_rt is None:
                 continue
             # The offer keeps its id; its expiry restarts from the take-over.
-            self._offers[offer_id] = OfferRec(offer_id, offer["framework_id"],
+            self.offers[offer_id] = OfferRec(offer_id, offer["framework_id"],
                                                offer["agent_id"], offer["role"], resources, now)
             fw_rt.offers.add(offer_id)
             ag_rt.offers.add(offer_id)
@@ -379,9 +380,9 @@ class MasterCore:
                                        resources)
         for rec in self.state.tasks.values():
             if rec.state != TaskState.UNREACHABLE and rec.agent_id in self.state.agents:
-                self._allocate_task(rec)
+                self.allocate_task(rec)
 
-    def _allocate_task(self, rec: TaskRecord) -> None:
+    def allocate_task(self, rec: TaskRecord) -> None:
         try:
             res = Resources.parse(rec.task.resources)
         except ResourceError:
@@ -389,7 +390,7 @@ class MasterCore:
         role = rec.task.role or "*"
         self.allocator.allocate_to(rec.framework_id, role, rec.agent_id, res)
 
-    def _release_task(self, rec: TaskRecord) -> None:
+    def release_task(self, rec: TaskRecord) -> None:
         # Its usage report is stale from here on (ended, or its agent unreachable).
         self.usage.pop((rec.framework_id, rec.task_id), None)
         try:
@@ -401,65 +402,65 @@ class MasterCore:
 
     # ================================================================= agents
     def _on_heartbeat(self, peer: bytes, msg: Heartbeat, rid: str, now: float) -> None:
-        if peer not in self._peers:
-            self._error(peer, "not_registered", "unknown connection: register first", rid)
+        if peer not in self.peers:
+            self.error(peer, "not_registered", "unknown connection: register first", rid)
 
-    def _require(self, peer: bytes, kind: str, rid: str, ident: str | None = None) -> bool:
-        info = self._peers.get(peer)
+    def require(self, peer: bytes, kind: str, rid: str, ident: str | None = None) -> bool:
+        info = self.peers.get(peer)
         if info is None or info.kind != kind:
             what = "register as an agent" if kind == "agent" else "subscribe"
-            self._error(peer, "not_registered", f"unknown connection: {what} first", rid)
+            self.error(peer, "not_registered", f"unknown connection: {what} first", rid)
             return False
         if ident is not None and info.id != ident:
-            self._error(
+            self.error(
                 peer, "invalid", f"this connection belongs to {kind} {info.id}, not {ident}", rid
             )
             return False
         return True
 
     def _on_error(self, peer: bytes, msg: Error, rid: str, now: float) -> None:
-        pending = self._reads.pop(msg.in_reply_to, None)
+        pending = self.reads.pop(msg.in_reply_to, None)
         if pending is not None:
-            self._send(
+            self.send(
                 pending.peer,
                 Error(code=msg.code, message=msg.message, in_reply_to=pending.request_id),
                 pending.request_id,
             )
             return
-        info = self._peers.get(peer)
+        info = self.peers.get(peer)
         log.info("peer reported an error", code=msg.code, message=msg.message[:200],
                  peer_kind=info.kind if info else "unknown", peer_id=info.id if info else "")
 
     # ================================================================= frameworks
-    def _framework_peer_ok(self, peer: bytes, framework_id: str, rid: str) -> bool:
-        return self._require(peer, "framework", rid, framework_id)
+    def framework_peer_ok(self, peer: bytes, framework_id: str, rid: str) -> bool:
+        return self.require(peer, "framework", rid, framework_id)
 
-    def _dynamic(self, agent_id: str) -> Resources:
+    def dynamic_reservations(self, agent_id: str) -> Resources:
         try:
             return Resources.parse(self.state.reservations.get(agent_id, ""))
         except ResourceError:
             return Resources.empty()
 
-    def _agent_total(self, agent_id: str, static: Resources) -> Resources:
+    def agent_total(self, agent_id: str, static: Resources) -> Resources:
         """The agent's resources with its dynamic reservations applied."""
-        dynamic = self._dynamic(agent_id)
+        dynamic = self.dynamic_reservations(agent_id)
         if dynamic and static.contains(dynamic.flatten()):
             return static - dynamic.flatten() + dynamic
         return static
 
-    def _set_reservations(self, agent_id: str, old: Resources, new: Resources,
+    def set_reservations(self, agent_id: str, old: Resources, new: Resources,
                           now: float) -> None:
         """Record a conversion: ``new`` reserved (RESERVE) or ``old`` released (UNRESERVE)."""
-        dynamic = self._dynamic(agent_id)
+        dynamic = self.dynamic_reservations(agent_id)
         dynamic = dynamic + new if new.roles() - {"*"} else dynamic - old
-        self._commit({"op": "reservations_set", "agent_id": agent_id,
+        self.commit({"op": "reservations_set", "agent_id": agent_id,
                       "reserved": str(dynamic), "time": now})
 
-    def _kill(self, fid: str, task_id: str, now: float,
+    def kill_task(self, fid: str, task_id: str, now: float,
               grace: float | None = None) -> TaskRecord | None:
         rec = self.state.task(fid, task_id)
         if rec is None:
-            self._reply_status(fid, task_id, "", TaskState.LOST, "REASON_TASK_UNKNOWN",
+            self.reply_status(fid, task_id, "", TaskState.LOST, "REASON_TASK_UNKNOWN",
                                "kill of a task the master does not know", now)
             return None
         if rec.terminal:
@@ -467,13 +468,13 @@ class MasterCore:
         drain = self.state.draining.get(rec.agent_id)
         if grace is None and drain is not None:
             grace = drain["grace"]
-        if not self._send_agent(rec.agent_id, KillTask(framework_id=fid, task_id=task_id,
+        if not self.send_agent(rec.agent_id, KillTask(framework_id=fid, task_id=task_id,
                                                        grace=grace)):
             log.info("kill deferred: agent not connected", task_id=task_id, agent_id=rec.agent_id)
         return rec
 
     # ================================================================= statuses
-    def _reply_status(
+    def reply_status(
         self,
         fid: str,
         task_id: str,
@@ -490,9 +491,9 @@ class MasterCore:
             timestamp=self.wall(now), source="master", reason=reason, message=message,
             exit_code=exit_code,
         )
-        self._send_framework(fid, StatusUpdate(status=status))
+        self.send_framework(fid, StatusUpdate(status=status))
 
-    def _record_task_state(
+    def record_task_state(
         self,
         fid: str,
         task_id: str,
@@ -503,7 +504,7 @@ class MasterCore:
         message: str = "",
         exit_code: int | None = None,
     ) -> None:
-        self._commit(
+        self.commit(
             {
                 "op": "task_updated",
                 "framework_id": fid,
@@ -516,14 +517,14 @@ class MasterCore:
             }
         )
 
-    def _master_task_update(
+    def master_task_update(
         self, rec: TaskRecord, state: TaskState, reason: str, message: str, now: float
     ) -> None:
         """The master decides a task's fate (agent lost...): record it, tell reliably."""
-        self._record_task_state(rec.framework_id, rec.task_id, state, now, reason=reason,
+        self.record_task_state(rec.framework_id, rec.task_id, state, now, reason=reason,
                                 message=message)
         if state in TERMINAL:
-            self._release_task(rec)
+            self.release_task(rec)
             operator.check_drained(self, rec.agent_id)
         self._reliable_update(rec.framework_id, rec.task_id, rec.agent_id, state, reason,
                               message, now)
@@ -535,30 +536,30 @@ class MasterCore:
         """An update from the master itself, resent until the framework acknowledges it."""
         status = TaskStatus(
             task_id=task_id, framework_id=fid, agent_id=agent_id, state=state.value,
-            uuid=self._new_id(), timestamp=self.wall(now), source="master", reason=reason,
+            uuid=self.new_id(), timestamp=self.wall(now), source="master", reason=reason,
             message=message,
         )
-        rt = self._frameworks.get(fid)
+        rt = self.framework_runtimes.get(fid)
         if rt is not None:
             rt.pending[status.uuid] = (status, now)
             # Durable until acknowledged, so a new leader keeps resending it.
-            self._commit({"op": "update_pending", "status": to_plain(status)})
-        self._send_framework(fid, StatusUpdate(status=status))
+            self.commit({"op": "update_pending", "status": to_plain(status)})
+        self.send_framework(fid, StatusUpdate(status=status))
 
-    def _master_task_error(self, fid: str, task: TaskInfo, message: str, now: float) -> None:
-        self._count("tasks_refused")
+    def master_task_error(self, fid: str, task: TaskInfo, message: str, now: float) -> None:
+        self.count("tasks_refused")
         self._reliable_update(fid, task.task_id, task.agent_id, TaskState.ERROR,
                               "REASON_TASK_INVALID", message, now)
 
     def _retry_master_updates(self, now: float) -> None:
         retry = self.config.status_update_retry
-        for rt in self._frameworks.values():
+        for rt in self.framework_runtimes.values():
             if not rt.pending or rt.peer is None:
                 continue
             for uuid, (status, sent) in list(rt.pending.items()):
                 if now - sent >= retry:
                     rt.pending[uuid] = (status, now)
-                    self._send(rt.peer, StatusUpdate(status=status))
+                    self.send(rt.peer, StatusUpdate(status=status))
 
     # ================================================================= offers
     def _allocate(self, now: float) -> None:
@@ -567,27 +568,27 @@ class MasterCore:
         by_framework: dict[str, list[Offer]] = {}
         for alloc in self.allocator.allocate(now):
             agent = self.state.agents.get(alloc.agent_id)
-            fw_rt = self._frameworks.get(alloc.framework_id)
+            fw_rt = self.framework_runtimes.get(alloc.framework_id)
             if agent is None or fw_rt is None or fw_rt.peer is None:
                 self.allocator.recover(alloc.framework_id, alloc.role, alloc.agent_id,
                                        alloc.resources)
                 continue
-            offer_id = self._new_id()
+            offer_id = self.new_id()
             rec = OfferRec(
                 offer_id, alloc.framework_id, alloc.agent_id, alloc.role, alloc.resources, now
             )
-            self._offers[offer_id] = rec
+            self.offers[offer_id] = rec
             self._offer_resends[offer_id] = now + self.config.offer_resend_interval
             # Write ahead: the offer is in the log before the framework hears of it.
-            self._commit({"op": "offer_made", "offer_id": offer_id,
+            self.commit({"op": "offer_made", "offer_id": offer_id,
                           "framework_id": alloc.framework_id, "agent_id": alloc.agent_id,
                           "role": alloc.role, "resources": str(alloc.resources), "time": now})
             fw_rt.offers.add(offer_id)
-            self._agents[alloc.agent_id].offers.add(offer_id)
+            self.agent_runtimes[alloc.agent_id].offers.add(offer_id)
             by_framework.setdefault(alloc.framework_id, []).append(self._offer_message(rec))
         for fid, offers in by_framework.items():
-            self._count("offers")
-            self._send_framework(fid, Offers(offers=offers))
+            self.count("offers")
+            self.send_framework(fid, Offers(offers=offers))
 
     def _offer_message(self, rec: OfferRec) -> Offer:
         agent = self.state.agents[rec.agent_id]
@@ -602,20 +603,20 @@ class MasterCore:
         have heard of them, and an offer nobody knows of would be held for good. Their
         offer timeout starts again now (kept in creation order for expiry).
         """
-        rt = self._frameworks.get(framework_id)
+        rt = self.framework_runtimes.get(framework_id)
         if rt is None or rt.peer is None or not rt.offers:
             return
         offers = []
         for offer_id in sorted(rt.offers):
-            rec = self._offers.pop(offer_id, None)
+            rec = self.offers.pop(offer_id, None)
             if rec is None or rec.agent_id not in self.state.agents:
                 continue
             rec.created = now
-            self._offers[offer_id] = rec
+            self.offers[offer_id] = rec
             offers.append(self._offer_sent(rec, now))
         if offers:
-            self._count("offers_resent")
-            self._send(rt.peer, Offers(offers=offers))
+            self.count("offers_resent")
+            self.send(rt.peer, Offers(offers=offers))
 
     def _offer_sent(self, rec: OfferRec, now: float) -> Offer:
         self._offer_resends.pop(rec.offer_id, None)
@@ -629,19 +630,19 @@ class MasterCore:
             offer_id, when = next(iter(self._offer_resends.items()))
             if when > now:
                 break
-            rec = self._offers.get(offer_id)
+            rec = self.offers.get(offer_id)
             if rec is None:
                 del self._offer_resends[offer_id]
                 continue
-            fw_rt = self._frameworks.get(rec.framework_id)
+            fw_rt = self.framework_runtimes.get(rec.framework_id)
             if fw_rt is None or fw_rt.peer is None or rec.agent_id not in self.state.agents:
                 self._offer_resends.move_to_end(offer_id)
                 self._offer_resends[offer_id] = now + self.config.offer_resend_interval
                 continue
             due.setdefault(rec.framework_id, []).append(self._offer_sent(rec, now))
         for fid, offers in due.items():
-            self._count("offers_resent")
-            self._send_framework(fid, Offers(offers=offers))
+            self.count("offers_resent")
+            self.send_framework(fid, Offers(offers=offers))
 
     def launch_sent(self, framework_id: str, task_id: str, now: float) -> None:
         """A task went to its agent: send it again if the agent stays silent about it."""
@@ -657,12 +658,12 @@ class MasterCore:
                 continue  # the agent spoke of it (or it ended)
             if self.agent_connected(rec.agent_id):
                 resend.setdefault((fid, rec.agent_id), []).append(rec.task)
-                self._count("launches_retried")
+                self.count("launches_retried")
             interval = min(interval * 2, 60.0)
             heapq.heappush(self._launches, (now + interval, interval, fid, task_id))
         for (fid, agent_id), tasks in resend.items():
             info = self.state.frameworks.get(fid)
-            self._send_agent(agent_id, RunTasks(framework_id=fid, tasks=tasks,
+            self.send_agent(agent_id, RunTasks(framework_id=fid, tasks=tasks,
                                                 framework_name=info.name if info else ""))
 
     def _expire_offers(self, now: float) -> None:
@@ -671,24 +672,24 @@ class MasterCore:
         if timeout is None:
             return
         expired = []
-        for offer_id, offer in self._offers.items():
+        for offer_id, offer in self.offers.items():
             if offer.created + timeout > now:
                 break
             expired.append(offer_id)
         for offer_id in expired:
-            self._count("offers_timed_out")
-            self._rescind(offer_id)
+            self.count("offers_timed_out")
+            self.rescind(offer_id)
 
-    def _remove_offer(self, offer_id: str, recover: bool = True) -> OfferRec | None:
-        offer = self._offers.pop(offer_id, None)
+    def remove_offer(self, offer_id: str, recover: bool = True) -> OfferRec | None:
+        offer = self.offers.pop(offer_id, None)
         if offer is None:
             return None
         self._offer_resends.pop(offer_id, None)
-        self._commit({"op": "offer_removed", "offer_id": offer_id})
-        fw_rt = self._frameworks.get(offer.framework_id)
+        self.commit({"op": "offer_removed", "offer_id": offer_id})
+        fw_rt = self.framework_runtimes.get(offer.framework_id)
         if fw_rt is not None:
             fw_rt.offers.discard(offer_id)
-        ag_rt = self._agents.get(offer.agent_id)
+        ag_rt = self.agent_runtimes.get(offer.agent_id)
         if ag_rt is not None:
             ag_rt.offers.discard(offer_id)
         if recover:
@@ -696,23 +697,23 @@ class MasterCore:
             self._allocate_pending = True
         return offer
 
-    def _rescind(self, offer_id: str) -> None:
-        offer = self._remove_offer(offer_id)
+    def rescind(self, offer_id: str) -> None:
+        offer = self.remove_offer(offer_id)
         if offer is not None:
-            self._count("offers_rescinded")
-            self._send_framework(offer.framework_id, Rescind(offer_id=offer_id))
+            self.count("offers_rescinded")
+            self.send_framework(offer.framework_id, Rescind(offer_id=offer_id))
 
     # ================================================================= liveness
     def _check_peers(self, now: float) -> None:
-        for peer, info in list(self._peers.items()):
+        for peer, info in list(self.peers.items()):
             if info.monitor.expired(now):
                 self._peer_lost(peer, info, now)
             elif info.monitor.send_due(now):
                 info.monitor.sent(now)
-                self._send(peer, Heartbeat())
+                self.send(peer, Heartbeat())
 
     def _peer_lost(self, peer: bytes, info: Peer, now: float) -> None:
-        self._unbind_peer(peer)
+        self.unbind_peer(peer)
         if info.kind == "agent":
             log.warning("agent missed heartbeats", agent_id=info.id)
             self._remove_agent(info.id, "agent missed its heartbeats", now)
@@ -721,81 +722,81 @@ class MasterCore:
 
     def _framework_disconnected(self, fid: str, now: float) -> None:
         info = self.state.frameworks.get(fid)
-        rt = self._frameworks.get(fid)
+        rt = self.framework_runtimes.get(fid)
         if info is None or rt is None:
             return
         rt.peer = None
         for offer_id in list(rt.offers):
-            self._remove_offer(offer_id)
+            self.remove_offer(offer_id)
         self.allocator.activate_framework(fid, False)
         rt.deadline = now + info.failover_timeout
         log.warning("framework disconnected", framework_id=fid,
                     failover_timeout=info.failover_timeout)
 
     def _check_deadlines(self, now: float) -> None:
-        for fid, rt in list(self._frameworks.items()):
+        for fid, rt in list(self.framework_runtimes.items()):
             if rt.peer is None and rt.offers_until is not None and rt.offers_until <= now:
                 # Recovered from the log and not back: its offers go back to the pool.
                 rt.offers_until = None
                 for offer_id in list(rt.offers):
-                    self._remove_offer(offer_id)
+                    self.remove_offer(offer_id)
             if rt.peer is None and rt.deadline is not None and rt.deadline <= now:
-                self._remove_framework(fid, "framework failover timeout elapsed", now)
-        for aid, art in list(self._agents.items()):
+                self.remove_framework(fid, "framework failover timeout elapsed", now)
+        for aid, art in list(self.agent_runtimes.items()):
             if art.peer is None and art.deadline is not None and art.deadline <= now:
                 self._remove_agent(aid, art.away, now)
 
     def _remove_agent(self, agent_id: str, why: str, now: float) -> None:
         if agent_id not in self.state.agents:
             return
-        rt = self._agents.pop(agent_id, AgentRuntime())
+        rt = self.agent_runtimes.pop(agent_id, AgentRuntime())
         if rt.peer is not None:
-            self._peers.pop(rt.peer, None)
+            self.peers.pop(rt.peer, None)
         for offer_id in list(rt.offers):
-            self._rescind(offer_id)
+            self.rescind(offer_id)
         for rec in self.state.active_tasks_on(agent_id):
             if rec.state == TaskState.UNREACHABLE:
                 continue
-            if self._partition_aware(rec.framework_id):
+            if self.partition_aware(rec.framework_id):
                 # It may well still run: say so, and free its resources until it is back.
-                self._master_task_update(rec, TaskState.UNREACHABLE,
+                self.master_task_update(rec, TaskState.UNREACHABLE,
                                          "REASON_AGENT_UNREACHABLE", why, now)
-                self._release_task(rec)
+                self.release_task(rec)
             else:
-                self._master_task_update(rec, TaskState.LOST, "REASON_AGENT_REMOVED", why, now)
-        self._commit({"op": "agent_removed", "agent_id": agent_id, "reason": why, "time": now})
+                self.master_task_update(rec, TaskState.LOST, "REASON_AGENT_REMOVED", why, now)
+        self.commit({"op": "agent_removed", "agent_id": agent_id, "reason": why, "time": now})
         self.allocator.remove_agent(agent_id)
         log.warning("agent removed", agent_id=agent_id, reason=why)
 
-    def _partition_aware(self, fid: str) -> bool:
+    def partition_aware(self, fid: str) -> bool:
         info = self.state.frameworks.get(fid)
         return info is not None and PARTITION_AWARE in info.capabilities
 
-    def _remove_framework(self, fid: str, why: str, now: float) -> None:
+    def remove_framework(self, fid: str, why: str, now: float) -> None:
         if fid not in self.state.frameworks:
             return
-        rt = self._frameworks.pop(fid, FrameworkRuntime())
+        rt = self.framework_runtimes.pop(fid, FrameworkRuntime())
         for offer_id in list(rt.offers):
-            self._remove_offer(offer_id)
+            self.remove_offer(offer_id)
         agents: set[str] = set()
         for rec in [r for r in self.state.tasks.values() if r.framework_id == fid]:
             agents.add(rec.agent_id)
-            self._record_task_state(fid, rec.task_id, TaskState.KILLED, now,
+            self.record_task_state(fid, rec.task_id, TaskState.KILLED, now,
                                     reason="REASON_FRAMEWORK_REMOVED", message=why)
-            self._release_task(rec)
+            self.release_task(rec)
         for agent_id in agents:
-            self._send_agent(agent_id, ShutdownFramework(framework_id=fid))
-        self._commit({"op": "framework_removed", "framework_id": fid, "reason": why, "time": now})
+            self.send_agent(agent_id, ShutdownFramework(framework_id=fid))
+        self.commit({"op": "framework_removed", "framework_id": fid, "reason": why, "time": now})
         if rt.peer is not None:
-            self._peers.pop(rt.peer, None)
+            self.peers.pop(rt.peer, None)
         self.allocator.remove_framework(fid)
         log.info("framework removed", framework_id=fid, reason=why)
 
     # ================================================================= helpers
-    def _fresh_id(self, kind: str, taken: dict[str, Any]) -> str:
+    def fresh_id(self, kind: str, taken: dict[str, Any]) -> str:
         prefix = "S" if kind == "agent" else "F"
         while True:
-            candidate = f"{self.config.master_id}-{prefix}-{self._new_id()[:12]}"
+            candidate = f"{self.config.master_id}-{prefix}-{self.new_id()[:12]}"
             if candidate not in taken:
                 return candidate
 
@@ -805,9 +806,17 @@ class MasterCore:
 
     def runtime_of_framework(self, framework_id: str) -> tuple[bool, int]:
         """(connected, outstanding offers) of a framework, for the operator's view."""
-        rt = self._frameworks.get(framework_id)
+        rt = self.framework_runtimes.get(framework_id)
         return (rt is not None and rt.peer is not None, len(rt.offers) if rt else 0)
 
     def agent_connected(self, agent_id: str) -> bool:
-        rt = self._agents.get(agent_id)
+        rt = self.agent_runtimes.get(agent_id)
         return rt is not None and rt.peer is not None
+
+
+if TYPE_CHECKING:
+    from mesos_zmq.master.context import MasterContext
+
+    def _is_a_context(core: MasterCore) -> MasterContext:
+        """mypy proves here that the core offers everything handlers are typed against."""
+        return core

@@ -1,7 +1,7 @@
 """Framework requests in the master: subscribe (and fail over), accept with operations,
 decline, kill, acknowledge, reconcile, revive, suppress, teardown.
 
-Functions of the master core (:class:`~mesos_zmq.master.core.MasterCore`), pure like
+Functions of the master core (:class:`~mesos_zmq.master.core.MasterContext`), pure like
 it. An accept is checked whole before anything is committed, and what it does is
 written ahead of the messages that reveal it (ARCHITECTURE.md, principle 2).
 """
@@ -37,12 +37,12 @@ from mesos_zmq.resources import Resources
 from mesos_zmq.tasks import TaskState
 
 if TYPE_CHECKING:
-    from mesos_zmq.master.core import MasterCore
+    from mesos_zmq.master.context import MasterContext
 
 log = structlog.get_logger()
 
 
-def subscribe(core: MasterCore, peer: bytes, msg: Subscribe, rid: str, now: float) -> None:
+def subscribe(core: MasterContext, peer: bytes, msg: Subscribe, rid: str, now: float) -> None:
     """Subscribe a framework, or fail it over to this connection.
 
     A framework id this master does not know is taken as a new framework under that id
@@ -56,9 +56,9 @@ def subscribe(core: MasterCore, peer: bytes, msg: Subscribe, rid: str, now: floa
     if problem is None:
         problem = suppressed_problem(info)
     if problem is not None:
-        core._error(peer, "invalid", f"subscription refused: {problem}", rid)
+        core.error(peer, "invalid", f"subscription refused: {problem}", rid)
         return
-    bound = core._peers.get(peer)
+    bound = core.peers.get(peer)
     if (
         not info.framework_id
         and bound is not None
@@ -69,16 +69,16 @@ def subscribe(core: MasterCore, peer: bytes, msg: Subscribe, rid: str, now: floa
         known = core.state.frameworks[bound.id]
         wanted = sorted(set(info.suppressed_roles))
         if wanted != known.suppressed_roles:
-            core._commit({"op": "framework_added", "time": now,
+            core.commit({"op": "framework_added", "time": now,
                           "framework": to_plain(replace(known, suppressed_roles=wanted))})
             _apply_suppression(core, bound.id, known.suppressed_roles, wanted)
-        core._send(peer, subscribed(core, bound.id, False), rid)
+        core.send(peer, subscribed(core, bound.id, False), rid)
         return
     reregistered = False
     unknown = False
     if info.framework_id:
         if info.framework_id in core.state.removed_frameworks:
-            core._error(
+            core.error(
                 peer,
                 "framework_removed",
                 f"framework {info.framework_id} was removed; subscribe without an id",
@@ -89,16 +89,16 @@ def subscribe(core: MasterCore, peer: bytes, msg: Subscribe, rid: str, now: floa
         reregistered = framework_id in core.state.frameworks
         unknown = not reregistered
     else:
-        framework_id = core._fresh_id("framework", core.state.frameworks)
+        framework_id = core.fresh_id("framework", core.state.frameworks)
     roles = list(dict.fromkeys(info.roles or ["*"]))
     previous = core.state.frameworks.get(framework_id)
     stored = replace(info, framework_id=framework_id, roles=roles,
                      suppressed_roles=sorted(set(info.suppressed_roles)))
     if previous != stored:
-        core._commit(
+        core.commit(
             {"op": "framework_added", "framework": to_plain(stored), "time": now}
         )
-    rt = core._frameworks.setdefault(framework_id, FrameworkRuntime())
+    rt = core.framework_runtimes.setdefault(framework_id, FrameworkRuntime())
     rt.deadline = None
     rt.offers_until = None
     resend = rt.recovered
@@ -110,12 +110,12 @@ def subscribe(core: MasterCore, peer: bytes, msg: Subscribe, rid: str, now: floa
         # A new scheduler connection (framework failover): the offers made to the
         # previous one are void. Take them back quietly.
         for offer_id in list(rt.offers):
-            core._remove_offer(offer_id)
-    core._bind(peer, "framework", framework_id, now)
+            core.remove_offer(offer_id)
+    core.bind(peer, "framework", framework_id, now)
     core.allocator.add_framework(framework_id, roles, info.capabilities, active=True)
     _apply_suppression(core, framework_id, previous.suppressed_roles if previous else [],
                        stored.suppressed_roles)
-    core._allocate_pending = True
+    core.request_allocation()
     log.info(
         "framework subscribed",
         framework_id=framework_id,
@@ -127,15 +127,15 @@ def subscribe(core: MasterCore, peer: bytes, msg: Subscribe, rid: str, now: floa
     if unknown:
         log.warning("framework subscribed with an id this master does not know: "
                     "registered as a new framework under it", framework_id=framework_id)
-    core._send(peer, subscribed(core, framework_id, reregistered, unknown), rid)
+    core.send(peer, subscribed(core, framework_id, reregistered, unknown), rid)
     for uuid, (status, _) in list(rt.pending.items()):
         rt.pending[uuid] = (status, now)
-        core._send(peer, StatusUpdate(status=status))
+        core.send(peer, StatusUpdate(status=status))
     if resend:
         core.resend_offers(framework_id, now)
 
 
-def subscribed(core: MasterCore, framework_id: str, re: bool,
+def subscribed(core: MasterContext, framework_id: str, re: bool,
                unknown: bool = False) -> Subscribed:
     return Subscribed(
         framework_id=framework_id,
@@ -146,7 +146,7 @@ def subscribed(core: MasterCore, framework_id: str, re: bool,
     )
 
 
-def _apply_suppression(core: MasterCore, fid: str, old: list[str], new: list[str]) -> None:
+def _apply_suppression(core: MasterContext, fid: str, old: list[str], new: list[str]) -> None:
     """Make the allocator suppress exactly ``new``: roles only in ``old`` are revived
     (which also clears decline filters, as any revive does)."""
     lifted = [r for r in old if r not in new]
@@ -166,7 +166,7 @@ def suppressed_problem(info: FrameworkInfo) -> str | None:
     return None
 
 
-def release_offers(core: MasterCore, fid: str, offer_ids: list[str]) -> list[str]:
+def release_offers(core: MasterContext, fid: str, offer_ids: list[str]) -> list[str]:
     """Return the framework's current offers among ``offer_ids`` to the pool, unfiltered.
 
     Done for a refused accept or decline, as Mesos does for an accept that fails
@@ -176,9 +176,9 @@ def release_offers(core: MasterCore, fid: str, offer_ids: list[str]) -> list[str
     """
     released = []
     for offer_id in dict.fromkeys(offer_ids):
-        offer = core._offers.get(offer_id)
+        offer = core.offers.get(offer_id)
         if offer is not None and offer.framework_id == fid:
-            core._remove_offer(offer_id)
+            core.remove_offer(offer_id)
             released.append(offer_id)
     return released
 
@@ -189,12 +189,12 @@ def _released_note(released: list[str]) -> str:
     return f" (offers {', '.join(o[:64] for o in released[:10])} returned to the pool)"
 
 
-def accept(core: MasterCore, peer: bytes, msg: Accept, rid: str, now: float) -> None:
+def accept(core: MasterContext, peer: bytes, msg: Accept, rid: str, now: float) -> None:
     fid = msg.framework_id
-    if not core._framework_peer_ok(peer, fid, rid):
+    if not core.framework_peer_ok(peer, fid, rid):
         return
     if rid and rid in core.state.requests_done:
-        core._count("duplicate_requests")
+        core.count("duplicate_requests")
         return  # a retry of an accept already applied (maybe by a previous leader)
     problem = accept_check(core, fid, msg)
     conversions: list[tuple[Resources, Resources]] = []
@@ -202,23 +202,23 @@ def accept(core: MasterCore, peer: bytes, msg: Accept, rid: str, now: float) -> 
         problem, conversions = plan_operations(core, msg)
     if problem is not None:
         released = release_offers(core, fid, msg.offer_ids[:MAX_TASKS_PER_ACCEPT])
-        core._error(peer, "invalid", f"accept refused: {problem}{_released_note(released)}",
+        core.error(peer, "invalid", f"accept refused: {problem}{_released_note(released)}",
                     rid)
         for task in msg.tasks[:MAX_TASKS_PER_ACCEPT]:
-            core._reply_status(fid, task.task_id, task.agent_id, TaskState.DROPPED,
+            core.reply_status(fid, task.task_id, task.agent_id, TaskState.DROPPED,
                                "REASON_INVALID_OFFERS", f"accept refused: {problem}", now)
         return
-    offers = [core._offers[o] for o in msg.offer_ids]
+    offers = [core.offers[o] for o in msg.offer_ids]
     agent_id = offers[0].agent_id
     role = offers[0].role
     offered = Resources.empty()
     for offer in offers:
         offered = offered + offer.resources
-        core._remove_offer(offer.offer_id, recover=False)
+        core.remove_offer(offer.offer_id, recover=False)
     for old, new in conversions:
         offered = offered - old + new
         core.allocator.convert(agent_id, old, new, held=True)
-        core._set_reservations(agent_id, old, new, now)
+        core.set_reservations(agent_id, old, new, now)
     remaining = offered
     launched: list[TaskInfo] = []
     seen: set[str] = set()
@@ -233,12 +233,12 @@ def accept(core: MasterCore, peer: bytes, msg: Accept, rid: str, now: float) -> 
         if error is None and needed is not None and not remaining.contains(needed):
             error = f"task resources {needed} do not fit in what is left of the offers"
         if error is not None or needed is None:
-            core._master_task_error(fid, task, error or "invalid task", now)
+            core.master_task_error(fid, task, error or "invalid task", now)
             continue
         seen.add(task.task_id)
         remaining = remaining - needed
         task = replace(task, agent_id=agent_id, role=role, resources=str(needed))
-        core._commit(
+        core.commit(
             {
                 "op": "task_added",
                 "framework_id": fid,
@@ -249,16 +249,16 @@ def accept(core: MasterCore, peer: bytes, msg: Accept, rid: str, now: float) -> 
         )
         launched.append(task)
     if rid:
-        core._commit({"op": "request_done", "request_id": rid})
+        core.commit({"op": "request_done", "request_id": rid})
     refuse_until = now + msg.refuse_seconds if msg.refuse_seconds > 0 else None
     core.allocator.recover(fid, role, agent_id, remaining, refuse_until)
     if refuse_until is not None and remaining:
         record_filter(core, fid, agent_id, msg.refuse_seconds, now)
-    core._allocate_pending = True
+    core.request_allocation()
     if launched:
         info = core.state.frameworks[fid]
-        core._count("tasks_launched")
-        sent = core._send_agent(
+        core.count("tasks_launched")
+        sent = core.send_agent(
             agent_id, RunTasks(framework_id=fid, tasks=launched, framework_name=info.name)
         )
         if sent:
@@ -268,21 +268,21 @@ def accept(core: MasterCore, peer: bytes, msg: Accept, rid: str, now: float) -> 
             for task in launched:
                 rec = core.state.task(fid, task.task_id)
                 if rec is not None:
-                    core._master_task_update(rec, TaskState.LOST, "REASON_AGENT_REMOVED",
+                    core.master_task_update(rec, TaskState.LOST, "REASON_AGENT_REMOVED",
                                              "the agent is gone", now)
         # A known agent that is reconnecting (after a master failover, say) gets its
         # STAGING tasks when it re-registers (see _reconcile_agent).
 
 
-def plan_operations(core: MasterCore,
+def plan_operations(core: MasterContext,
                     msg: Accept) -> tuple[str | None, list[tuple[Resources, Resources]]]:
     """Check RESERVE/UNRESERVE against the offers; return (problem, conversions)."""
-    offers = [core._offers[o] for o in msg.offer_ids]
+    offers = [core.offers[o] for o in msg.offer_ids]
     agent_id, role = offers[0].agent_id, offers[0].role
     available = Resources.empty()
     for offer in offers:
         available = available + offer.resources
-    dynamic = core._dynamic(agent_id)
+    dynamic = core.dynamic_reservations(agent_id)
     conversions = []
     for op in msg.operations:
         try:
@@ -308,7 +308,7 @@ def plan_operations(core: MasterCore,
     return None, conversions
 
 
-def accept_check(core: MasterCore, fid: str, msg: Accept) -> str | None:
+def accept_check(core: MasterContext, fid: str, msg: Accept) -> str | None:
     if not msg.offer_ids:
         return "no offer ids given"
     if len(set(msg.offer_ids)) != len(msg.offer_ids):
@@ -320,7 +320,7 @@ def accept_check(core: MasterCore, fid: str, msg: Accept) -> str | None:
     agents = set()
     roles = set()
     for offer_id in msg.offer_ids:
-        offer = core._offers.get(offer_id)
+        offer = core.offers.get(offer_id)
         if offer is None:
             return (
                 f"offer {offer_id[:64]!r} is not valid "
@@ -337,93 +337,93 @@ def accept_check(core: MasterCore, fid: str, msg: Accept) -> str | None:
     return None
 
 
-def decline(core: MasterCore, peer: bytes, msg: Decline, rid: str, now: float) -> None:
-    if not core._framework_peer_ok(peer, msg.framework_id, rid):
+def decline(core: MasterContext, peer: bytes, msg: Decline, rid: str, now: float) -> None:
+    if not core.framework_peer_ok(peer, msg.framework_id, rid):
         return
     if not 0 <= msg.refuse_seconds <= 10**9:
         # Declined all the same, without a filter: the framework meant to give them up.
         released = release_offers(core, msg.framework_id, msg.offer_ids)
-        core._error(peer, "invalid", "decline refused: refuse_seconds must be between 0 "
+        core.error(peer, "invalid", "decline refused: refuse_seconds must be between 0 "
                     f"and 1e9{_released_note(released)}", rid)
         return
     refuse_until = now + msg.refuse_seconds if msg.refuse_seconds > 0 else None
     for offer_id in msg.offer_ids:
-        offer = core._offers.get(offer_id)
+        offer = core.offers.get(offer_id)
         if offer is None or offer.framework_id != msg.framework_id:
             continue  # already gone: declining twice is harmless
-        core._remove_offer(offer_id, recover=False)
+        core.remove_offer(offer_id, recover=False)
         core.allocator.recover(
             offer.framework_id, offer.role, offer.agent_id, offer.resources, refuse_until
         )
         if refuse_until is not None:
             record_filter(core, offer.framework_id, offer.agent_id, msg.refuse_seconds, now)
-    core._allocate_pending = True
+    core.request_allocation()
 
 
-def record_filter(core: MasterCore, fid: str, agent_id: str, seconds: float, now: float) -> None:
+def record_filter(core: MasterContext, fid: str, agent_id: str, seconds: float, now: float) -> None:
     """Decline filters are logged so that a new leader keeps honouring them."""
-    core._commit({"op": "filter_set", "framework_id": fid, "agent_id": agent_id,
+    core.commit({"op": "filter_set", "framework_id": fid, "agent_id": agent_id,
                   "seconds": seconds, "time": now})
 
 
-def kill_request(core: MasterCore, peer: bytes, msg: Kill, rid: str, now: float) -> None:
-    if not core._framework_peer_ok(peer, msg.framework_id, rid):
+def kill_request(core: MasterContext, peer: bytes, msg: Kill, rid: str, now: float) -> None:
+    if not core.framework_peer_ok(peer, msg.framework_id, rid):
         return
-    core._kill(msg.framework_id, msg.task_id, now)
+    core.kill_task(msg.framework_id, msg.task_id, now)
 
 
-def acknowledge(core: MasterCore, peer: bytes, msg: Acknowledge, rid: str, now: float) -> None:
-    if not core._framework_peer_ok(peer, msg.framework_id, rid):
+def acknowledge(core: MasterContext, peer: bytes, msg: Acknowledge, rid: str, now: float) -> None:
+    if not core.framework_peer_ok(peer, msg.framework_id, rid):
         return
-    rt = core._frameworks.get(msg.framework_id)
+    rt = core.framework_runtimes.get(msg.framework_id)
     if rt is not None and rt.pending.pop(msg.uuid, None) is not None:
-        core._commit({"op": "update_acked", "uuid": msg.uuid})
+        core.commit({"op": "update_acked", "uuid": msg.uuid})
         return
     if msg.agent_id:
-        core._send_agent(msg.agent_id, msg)
+        core.send_agent(msg.agent_id, msg)
 
 
-def reconcile(core: MasterCore, peer: bytes, msg: Reconcile, rid: str, now: float) -> None:
+def reconcile(core: MasterContext, peer: bytes, msg: Reconcile, rid: str, now: float) -> None:
     fid = msg.framework_id
-    if not core._framework_peer_ok(peer, fid, rid):
+    if not core.framework_peer_ok(peer, fid, rid):
         return
     if not msg.tasks:
         for rec in list(core.state.tasks.values()):
             if rec.framework_id == fid:
-                core._reply_status(fid, rec.task_id, rec.agent_id, rec.state,
+                core.reply_status(fid, rec.task_id, rec.agent_id, rec.state,
                                    "REASON_RECONCILIATION", rec.message, now, rec.exit_code)
         return
     for item in msg.tasks:
         found = core.state.task(fid, item.task_id)
         if found is None:
-            core._reply_status(fid, item.task_id, item.agent_id, TaskState.LOST,
+            core.reply_status(fid, item.task_id, item.agent_id, TaskState.LOST,
                                "REASON_RECONCILIATION", "task unknown to the master", now)
         else:
-            core._reply_status(fid, found.task_id, found.agent_id, found.state,
+            core.reply_status(fid, found.task_id, found.agent_id, found.state,
                                "REASON_RECONCILIATION", found.message, now, found.exit_code)
 
 
-def revive(core: MasterCore, peer: bytes, msg: Revive, rid: str, now: float) -> None:
-    if core._framework_peer_ok(peer, msg.framework_id, rid):
+def revive(core: MasterContext, peer: bytes, msg: Revive, rid: str, now: float) -> None:
+    if core.framework_peer_ok(peer, msg.framework_id, rid):
         _revive(core, msg.framework_id, msg.roles)
         _set_suppressed(core, msg.framework_id, msg.roles, False, now)
 
 
-def _revive(core: MasterCore, fid: str, roles: list[str]) -> None:
+def _revive(core: MasterContext, fid: str, roles: list[str]) -> None:
     """Lift suppression of ``roles`` (all when empty) and clear every decline filter."""
     core.allocator.revive(fid, roles)
     if any(f == fid for f, _ in core.state.filters):
-        core._commit({"op": "filters_cleared", "framework_id": fid})
-    core._allocate_pending = True
+        core.commit({"op": "filters_cleared", "framework_id": fid})
+    core.request_allocation()
 
 
-def suppress(core: MasterCore, peer: bytes, msg: Suppress, rid: str, now: float) -> None:
-    if core._framework_peer_ok(peer, msg.framework_id, rid):
+def suppress(core: MasterContext, peer: bytes, msg: Suppress, rid: str, now: float) -> None:
+    if core.framework_peer_ok(peer, msg.framework_id, rid):
         core.allocator.suppress(msg.framework_id, msg.roles)
         _set_suppressed(core, msg.framework_id, msg.roles, True, now)
 
 
-def _set_suppressed(core: MasterCore, fid: str, roles: list[str], on: bool,
+def _set_suppressed(core: MasterContext, fid: str, roles: list[str], on: bool,
                     now: float) -> None:
     """Keep the logged FrameworkInfo's ``suppressed_roles`` in step with the allocator.
 
@@ -438,10 +438,10 @@ def _set_suppressed(core: MasterCore, fid: str, roles: list[str], on: bool,
     wanted = sorted(current | named if on else current - named)
     if wanted != info.suppressed_roles:
         stored = replace(info, suppressed_roles=wanted)
-        core._commit({"op": "framework_added", "framework": to_plain(stored), "time": now})
+        core.commit({"op": "framework_added", "framework": to_plain(stored), "time": now})
 
 
-def teardown(core: MasterCore, peer: bytes, msg: Teardown, rid: str, now: float) -> None:
-    if core._framework_peer_ok(peer, msg.framework_id, rid):
-        core._remove_framework(msg.framework_id, "framework tore itself down", now)
-        core._unbind_peer(peer)
+def teardown(core: MasterContext, peer: bytes, msg: Teardown, rid: str, now: float) -> None:
+    if core.framework_peer_ok(peer, msg.framework_id, rid):
+        core.remove_framework(msg.framework_id, "framework tore itself down", now)
+        core.unbind_peer(peer)

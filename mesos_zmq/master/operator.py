@@ -1,6 +1,6 @@
 """Operator requests: state, weights, quota, reservations, kills, files, drains.
 
-Functions of the master core (:class:`~mesos_zmq.master.core.MasterCore`), kept apart
+Functions of the master core (:class:`~mesos_zmq.master.core.MasterContext`), kept apart
 so that the core module holds the plumbing and the agent/framework life cycles. Each
 handler takes the core, the sender, the message, its request id and the time; like
 the core, they are pure: effects go through the core's commit/send.
@@ -8,12 +8,13 @@ the core, they are pure: effects go through the core's commit/send.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
 import structlog
 
 from mesos_zmq.errors import ResourceError
+from mesos_zmq.master.runtime import PendingRead
 from mesos_zmq.master.validation import (
     MAX_KILL_GRACE,
     check_weights,
@@ -38,39 +39,30 @@ from mesos_zmq.resources import Resources, validate_role
 from mesos_zmq.tasks import TaskState
 
 if TYPE_CHECKING:
-    from mesos_zmq.master.core import MasterCore
+    from mesos_zmq.master.context import MasterContext
     from mesos_zmq.master.state import TaskRecord
 
 log = structlog.get_logger()
 
 
-@dataclass(slots=True)
-class PendingRead:
-    """A file read forwarded to an agent, answered to ``peer`` or expired."""
-
-    peer: bytes
-    request_id: str
-    deadline: float
+def get_state(core: MasterContext, peer: bytes, msg: GetState, rid: str, now: float) -> None:
+    core.send(peer, State(state=core.describe(now)), rid)
 
 
-def get_state(core: MasterCore, peer: bytes, msg: GetState, rid: str, now: float) -> None:
-    core._send(peer, State(state=core.describe(now)), rid)
-
-
-def set_weights(core: MasterCore, peer: bytes, msg: SetWeights, rid: str, now: float) -> None:
+def set_weights(core: MasterContext, peer: bytes, msg: SetWeights, rid: str, now: float) -> None:
     problem = check_weights(msg.weights)
     if problem is not None:
-        core._error(peer, "invalid", f"weights refused: {problem}", rid)
+        core.error(peer, "invalid", f"weights refused: {problem}", rid)
         return
-    core._commit({"op": "weights_set", "weights": dict(msg.weights), "time": now})
+    core.commit({"op": "weights_set", "weights": dict(msg.weights), "time": now})
     for role, weight in msg.weights.items():
         core.allocator.set_weight(role, weight)
-    core._allocate_pending = True
+    core.request_allocation()
     shown = ", ".join(f"{r}={w:g}" for r, w in sorted(msg.weights.items()))
-    core._send(peer, OperatorReply(message=f"weights set: {shown}"), rid)
+    core.send(peer, OperatorReply(message=f"weights set: {shown}"), rid)
 
 
-def set_quota(core: MasterCore, peer: bytes, msg: SetQuota, rid: str, now: float) -> None:
+def set_quota(core: MasterContext, peer: bytes, msg: SetQuota, rid: str, now: float) -> None:
     try:
         validate_role(msg.role)
         if msg.role == "*":
@@ -83,15 +75,15 @@ def set_quota(core: MasterCore, peer: bytes, msg: SetQuota, rid: str, now: float
                 raise ValueError(problem)
         core.allocator.set_quota(msg.role, guarantee, limit)
     except (ValueError, ResourceError) as exc:
-        core._error(peer, "invalid", f"quota refused: {exc}", rid)
+        core.error(peer, "invalid", f"quota refused: {exc}", rid)
         return
-    core._commit({"op": "quota_set", "role": msg.role, "guarantee": msg.guarantee,
+    core.commit({"op": "quota_set", "role": msg.role, "guarantee": msg.guarantee,
                   "limit": msg.limit, "time": now})
-    core._allocate_pending = True
-    core._send(peer, OperatorReply(message=f"quota of role {msg.role} set"), rid)
+    core.request_allocation()
+    core.send(peer, OperatorReply(message=f"quota of role {msg.role} set"), rid)
 
 
-def beyond_capacity(core: MasterCore, role: str, guarantee: dict[str, float]) -> str | None:
+def beyond_capacity(core: MasterContext, role: str, guarantee: dict[str, float]) -> str | None:
     """Why the cluster cannot satisfy the guarantees with ``role``'s new one, or None.
 
     As Mesos's capacity check: the guarantees of the top-most roles with quota must fit
@@ -140,46 +132,47 @@ def beyond_capacity(core: MasterCore, role: str, guarantee: dict[str, float]) ->
             "to set it anyway, e.g. before the agents join)")
 
 
-def remove_quota(core: MasterCore, peer: bytes, msg: RemoveQuota, rid: str, now: float) -> None:
+def remove_quota(core: MasterContext, peer: bytes, msg: RemoveQuota, rid: str, now: float) -> None:
     if msg.role not in core.state.quotas:
-        core._error(peer, "invalid", f"role {msg.role[:64]!r} has no quota", rid)
+        core.error(peer, "invalid", f"role {msg.role[:64]!r} has no quota", rid)
         return
-    core._commit({"op": "quota_removed", "role": msg.role, "time": now})
+    core.commit({"op": "quota_removed", "role": msg.role, "time": now})
     core.allocator.remove_quota(msg.role)
-    core._allocate_pending = True
-    core._send(peer, OperatorReply(message=f"quota of role {msg.role} removed"), rid)
+    core.request_allocation()
+    core.send(peer, OperatorReply(message=f"quota of role {msg.role} removed"), rid)
 
 
-def reserve(core: MasterCore, peer: bytes, msg: ReserveResources | UnreserveResources, rid: str,
+def reserve(core: MasterContext, peer: bytes, msg: ReserveResources | UnreserveResources, rid: str,
                 now: float) -> None:
     reserve = isinstance(msg, ReserveResources)
     what = "reservation" if reserve else "unreservation"
     if msg.agent_id not in core.state.agents or not core.allocator.has_agent(msg.agent_id):
-        core._error(peer, "invalid", f"{what} refused: no agent {msg.agent_id[:64]!r}", rid)
+        core.error(peer, "invalid", f"{what} refused: no agent {msg.agent_id[:64]!r}", rid)
         return
     try:
         res = Resources.parse(msg.resources)
     except ResourceError as exc:
-        core._error(peer, "invalid", f"{what} refused: {exc}", rid)
+        core.error(peer, "invalid", f"{what} refused: {exc}", rid)
         return
     problem = reservation_problem(res, None)
-    if problem is None and not reserve and not core._dynamic(msg.agent_id).contains(res):
+    dynamic = core.dynamic_reservations(msg.agent_id)
+    if problem is None and not reserve and not dynamic.contains(res):
         problem = f"{res} is not dynamically reserved on this agent"
     old, new = (res.flatten(), res) if reserve else (res, res.flatten())
     if problem is None and not core.allocator.free(msg.agent_id).contains(old):
         problem = _more_than_it_has(core, msg.agent_id, old) or (
             f"{old} is not free on agent {msg.agent_id} (offered or in use)")
     if problem is not None:
-        core._error(peer, "invalid", f"{what} refused: {problem}", rid)
+        core.error(peer, "invalid", f"{what} refused: {problem}", rid)
         return
     core.allocator.convert(msg.agent_id, old, new)
-    core._set_reservations(msg.agent_id, old, new, now)
-    core._allocate_pending = True
+    core.set_reservations(msg.agent_id, old, new, now)
+    core.request_allocation()
     done = "reserved" if reserve else "unreserved"
-    core._send(peer, OperatorReply(message=f"{done} {res} on agent {msg.agent_id}"), rid)
+    core.send(peer, OperatorReply(message=f"{done} {res} on agent {msg.agent_id}"), rid)
 
 
-def _more_than_it_has(core: MasterCore, agent_id: str, asked: Resources) -> str | None:
+def _more_than_it_has(core: MasterContext, agent_id: str, asked: Resources) -> str | None:
     """Say so when a request exceeds the agent's whole size, not just what is free."""
     try:
         has = Resources.parse(core.state.agents[agent_id].resources).scalar_totals()
@@ -194,63 +187,63 @@ def _more_than_it_has(core: MasterCore, agent_id: str, asked: Resources) -> str 
         for name, amount in over))
 
 
-def drain_agent(core: MasterCore, peer: bytes, msg: DrainAgent, rid: str, now: float) -> None:
+def drain_agent(core: MasterContext, peer: bytes, msg: DrainAgent, rid: str, now: float) -> None:
     """Mesos's DRAIN_AGENT: no offers, kill every task, DRAINED when all ended."""
     if msg.agent_id not in core.state.agents:
-        core._error(peer, "invalid", f"no agent with id {msg.agent_id[:64]!r}", rid)
+        core.error(peer, "invalid", f"no agent with id {msg.agent_id[:64]!r}", rid)
         return
     if msg.grace is not None and not 0 <= msg.grace <= MAX_KILL_GRACE:
-        core._error(peer, "invalid", "grace must be within 0..3600 seconds", rid)
+        core.error(peer, "invalid", "grace must be within 0..3600 seconds", rid)
         return
-    core._commit({"op": "agent_draining", "agent_id": msg.agent_id, "grace": msg.grace,
+    core.commit({"op": "agent_draining", "agent_id": msg.agent_id, "grace": msg.grace,
                   "time": now})
     drain(core, msg.agent_id, now)
     tasks = len(core.state.active_tasks_on(msg.agent_id))
-    core._send(peer, OperatorReply(
+    core.send(peer, OperatorReply(
         message=f"agent {msg.agent_id} draining: {tasks} task(s) being killed"), rid)
 
 
-def drain(core: MasterCore, agent_id: str, now: float) -> None:
+def drain(core: MasterContext, agent_id: str, now: float) -> None:
     """(Re)apply a drain: also after the agent re-registers or a new leader starts."""
     core.allocator.activate_agent(agent_id, False)
-    runtime = core._agents.get(agent_id)
+    runtime = core.agent_runtimes.get(agent_id)
     for offer_id in list(runtime.offers if runtime is not None else ()):
-        core._rescind(offer_id)
+        core.rescind(offer_id)
     for rec in core.state.active_tasks_on(agent_id):
         if rec.state != TaskState.UNREACHABLE:
-            core._kill(rec.framework_id, rec.task_id, now)
+            core.kill_task(rec.framework_id, rec.task_id, now)
     check_drained(core, agent_id)
 
 
-def check_drained(core: MasterCore, agent_id: str) -> None:
+def check_drained(core: MasterContext, agent_id: str) -> None:
     drain = core.state.draining.get(agent_id)
     if drain is None or drain["drained"]:
         return
     if not core.state.active_tasks_on(agent_id):
-        core._commit({"op": "agent_drained", "agent_id": agent_id})
+        core.commit({"op": "agent_drained", "agent_id": agent_id})
         log.info("agent drained", agent_id=agent_id)
 
 
-def reactivate_agent(core: MasterCore, peer: bytes, msg: ReactivateAgent, rid: str,
+def reactivate_agent(core: MasterContext, peer: bytes, msg: ReactivateAgent, rid: str,
                          now: float) -> None:
     if msg.agent_id not in core.state.draining:
-        core._error(peer, "invalid", f"agent {msg.agent_id[:64]!r} is not draining", rid)
+        core.error(peer, "invalid", f"agent {msg.agent_id[:64]!r} is not draining", rid)
         return
-    core._commit({"op": "agent_reactivated", "agent_id": msg.agent_id, "time": now})
+    core.commit({"op": "agent_reactivated", "agent_id": msg.agent_id, "time": now})
     if core.agent_connected(msg.agent_id):
         core.allocator.activate_agent(msg.agent_id, True)
-        core._allocate_pending = True
-    core._send(peer, OperatorReply(message=f"agent {msg.agent_id} reactivated"), rid)
+        core.request_allocation()
+    core.send(peer, OperatorReply(message=f"agent {msg.agent_id} reactivated"), rid)
 
 
-def _one_task(core: MasterCore, peer: bytes, task_id: str, framework_id: str, rid: str,
+def _one_task(core: MasterContext, peer: bytes, task_id: str, framework_id: str, rid: str,
               active_only: bool) -> TaskRecord | None:
     """The task an operator request names, or None after telling why: an id used by
     several frameworks is refused with their ids rather than one picked for the user."""
     found = core.state.find_tasks(task_id, framework_id, active_only=active_only)
     frameworks = sorted({rec.framework_id for rec in found})
     if len(frameworks) > 1:
-        core._error(peer, "invalid",
+        core.error(peer, "invalid",
                     f"task id {task_id[:64]!r} is used by {len(frameworks)} frameworks "
                     f"({', '.join(f[:64] for f in frameworks[:10])}): name one with "
                     "--framework", rid)
@@ -258,26 +251,27 @@ def _one_task(core: MasterCore, peer: bytes, task_id: str, framework_id: str, ri
     if not found:
         which = "active task" if active_only else "task"
         owner = f" in framework {framework_id[:64]!r}" if framework_id else ""
-        core._error(peer, "invalid", f"no {which} with id {task_id[:64]!r}{owner}", rid)
+        core.error(peer, "invalid", f"no {which} with id {task_id[:64]!r}{owner}", rid)
         return None
     return found[0]
 
 
-def operator_kill(core: MasterCore, peer: bytes, msg: OperatorKill, rid: str, now: float) -> None:
+def operator_kill(core: MasterContext, peer: bytes, msg: OperatorKill,
+                  rid: str, now: float) -> None:
     # Only an active task can be killed, so a finished namesake is no ambiguity.
     active = bool(core.state.find_tasks(msg.task_id, msg.framework_id, active_only=True))
     rec = _one_task(core, peer, msg.task_id, msg.framework_id, rid, active_only=active)
     if rec is None:
         return
     if rec.terminal:
-        core._error(peer, "invalid", f"task {rec.task_id} is already {rec.state.value}", rid)
+        core.error(peer, "invalid", f"task {rec.task_id} is already {rec.state.value}", rid)
         return
-    core._kill(rec.framework_id, rec.task_id, now)
-    core._send(peer, OperatorReply(message=f"kill of task {rec.task_id} of framework "
+    core.kill_task(rec.framework_id, rec.task_id, now)
+    core.send(peer, OperatorReply(message=f"kill of task {rec.task_id} of framework "
                                            f"{rec.framework_id} requested"), rid)
 
 
-def read_file(core: MasterCore, peer: bytes, msg: ReadFile, rid: str, now: float) -> None:
+def read_file(core: MasterContext, peer: bytes, msg: ReadFile, rid: str, now: float) -> None:
     known = core.state.find_tasks(msg.task_id, msg.framework_id)
     if msg.agent_id and not known:
         # A task the master forgot (old history): the agent may still have its sandbox.
@@ -287,17 +281,17 @@ def read_file(core: MasterCore, peer: bytes, msg: ReadFile, rid: str, now: float
         if rec is None:
             return
         agent_id, framework_id = msg.agent_id or rec.agent_id, rec.framework_id
-    forward_id = core._new_id()
+    forward_id = core.new_id()
     forwarded = replace(msg, agent_id=agent_id, framework_id=framework_id)
-    if not core._send_agent(agent_id, forwarded, forward_id):
-        core._error(peer, "invalid", f"agent {agent_id} is not connected", rid)
+    if not core.send_agent(agent_id, forwarded, forward_id):
+        core.error(peer, "invalid", f"agent {agent_id} is not connected", rid)
         return
-    core._reads[forward_id] = PendingRead(peer, rid, now + core.config.read_timeout)
+    core.reads[forward_id] = PendingRead(peer, rid, now + core.config.read_timeout)
 
 
-def expire_reads(core: MasterCore, now: float) -> None:
-    for forward_id, pending in list(core._reads.items()):
+def expire_reads(core: MasterContext, now: float) -> None:
+    for forward_id, pending in list(core.reads.items()):
         if pending.deadline <= now:
-            del core._reads[forward_id]
-            core._error(pending.peer, "invalid", "the agent did not answer in time",
+            del core.reads[forward_id]
+            core.error(pending.peer, "invalid", "the agent did not answer in time",
                         pending.request_id)

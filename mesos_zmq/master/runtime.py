@@ -57,3 +57,12 @@ class AgentRuntime:
     deadline: float | None = None
     away: str = "agent did not re-register after master failover"
     offers: set[str] = field(default_factory=set)
+
+
+@dataclass(slots=True)
+class PendingRead:
+    """A file read forwarded to an agent, answered to ``peer`` or expired."""
+
+    peer: bytes
+    request_id: str
+    deadline: float

@@ -431,7 +431,7 @@ class FakeTransaction:
         if self.committed:
             raise ValueError("transaction already committed")
         self.committed = True
-        sid = self._client._session()
+        sid = self._client.live_session()
         return self._client.server.run_ops(sid, self.operations)
 
     def commit_async(self) -> _Done:
@@ -515,7 +515,7 @@ class FakeKazooClient:
         for listener in list(self._listeners):
             listener(state)
 
-    def _session(self) -> int:
+    def live_session(self) -> int:
         if not self._started:
             raise ConnectionClosedError("Connection has been closed")
         self.ping()
@@ -524,7 +524,7 @@ class FakeKazooClient:
 
     # ----------------------------------------------------------------- reads
     def exists(self, path: str, watch: Watch | None = None) -> ZnodeStat | None:
-        sid = self._session()
+        sid = self.live_session()
         path = self.server.norm(path)
         if watch is not None:
             self.server.add_watch("data", path, sid, watch)
@@ -533,7 +533,7 @@ class FakeKazooClient:
 
     def _watched(self, path: str, kind: str, watch: Watch | None) -> Any:
         """The node at ``path`` (NoNodeError if none), with a ``kind`` watch set."""
-        sid = self._session()
+        sid = self.live_session()
         path = self.server.norm(path)
         node = self.server.nodes.get(path)
         if node is None:
@@ -556,7 +556,7 @@ class FakeKazooClient:
     def create(self, path: str, value: bytes = b"", acl: Any = None, ephemeral: bool = False,
                sequence: bool = False, makepath: bool = False,
                include_data: bool = False) -> Any:
-        sid = self._session()
+        sid = self.live_session()
         if makepath:
             self._ensure(_parent(_norm(path)) if not sequence else _parent(path), sid)
         created = self.server.run_one(sid, "create", (path, value, ephemeral, sequence))
@@ -565,7 +565,7 @@ class FakeKazooClient:
         return created
 
     def ensure_path(self, path: str, acl: Any = None) -> bool:
-        self._ensure(_norm(path), self._session())
+        self._ensure(_norm(path), self.live_session())
         return True
 
     def _ensure(self, path: str, sid: int) -> None:
@@ -578,10 +578,10 @@ class FakeKazooClient:
             pass
 
     def set(self, path: str, value: bytes, version: int = -1) -> ZnodeStat:
-        return self.server.run_one(self._session(), "set_data", (path, value, version))
+        return self.server.run_one(self.live_session(), "set_data", (path, value, version))
 
     def delete(self, path: str, version: int = -1, recursive: bool = False) -> bool:
-        sid = self._session()
+        sid = self.live_session()
         path = _norm(path)
         if recursive:
             node = self.server.nodes.get(path)

@@ -413,7 +413,7 @@ class Simulation:
             if fw.phase == "up":
                 for offer_id in list(fw.held):
                     del fw.held[offer_id]
-                    fw._decline(offer_id, 5.0)
+                    fw.decline(offer_id, 5.0)
         leader = self.leader()
         if leader is not None:
             self.world.network.master_died(leader.address)  # the declines are in flight
@@ -467,7 +467,7 @@ class Simulation:
         core = leader.core
         assert core is not None
         held: dict[str, Resources] = {}
-        for offer in core._offers.values():
+        for offer in core.offers.values():
             held[offer.agent_id] = held.get(offer.agent_id, Resources.empty()) + offer.resources
         for agent_id, record in core.state.agents.items():
             offered = held.get(agent_id, Resources.empty())
@@ -573,7 +573,7 @@ class Simulation:
     def _check_offers(self, leader: MasterReplica) -> None:
         assert leader.core is not None
         by_fid = {fw.framework_id: fw for fw in self.frameworks}
-        for offer in leader.core._offers.values():
+        for offer in leader.core.offers.values():
             if offer.created > self.now - 3.0:
                 continue  # may still be in flight
             fw = by_fid.get(offer.framework_id)

@@ -750,15 +750,15 @@ class FrameworkProc(_ClientProc):
             self.received.add(offer.offer_id)
             roll = rng.random()
             if not self.workload.active or self.workload.tasks_left <= 0:
-                self._decline(offer.offer_id, 1.0)
+                self.decline(offer.offer_id, 1.0)
             elif roll < 0.55 * (1 - self.workload.hold_probability):
                 self._launch(offer)
             elif roll < 0.55 + 0.45 * self.workload.hold_probability:
                 self.held[offer.offer_id] = (offer, self.world.now + rng.uniform(0.5, 4.0))
             else:
-                self._decline(offer.offer_id, round(rng.uniform(0.0, 3.0), 2))
+                self.decline(offer.offer_id, round(rng.uniform(0.0, 3.0), 2))
 
-    def _decline(self, offer_id: str, seconds: float) -> None:
+    def decline(self, offer_id: str, seconds: float) -> None:
         self.answered.add(offer_id)
         self._request(Decline(framework_id=self.framework_id, offer_ids=[offer_id],
                               refuse_seconds=seconds))
@@ -767,7 +767,7 @@ class FrameworkProc(_ClientProc):
         try:
             left = Resources.parse(offer.resources)
         except ResourceError:
-            self._decline(offer.offer_id, 0.0)
+            self.decline(offer.offer_id, 0.0)
             return
         tasks: list[TaskInfo] = []
         for _ in range(self.world.rng.randint(1, 3)):
@@ -793,7 +793,7 @@ class FrameworkProc(_ClientProc):
                 if self.workload.active and self.world.rng.random() < 0.5:
                     self._launch(offer)
                 else:
-                    self._decline(offer_id, 1.0)
+                    self.decline(offer_id, 1.0)
         if self.workload.active and now >= self.next_kill:
             self.next_kill = now + self.world.rng.uniform(2.0, 8.0)
             live = sorted(t for t in self.launched
