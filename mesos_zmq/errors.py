@@ -32,15 +32,6 @@ class ProtocolError(MesosZmqError):
         self.message = message
 
 
-class RequestError(MesosZmqError):
-    """A well-formed request the master refuses (stale offer, duplicate task id...)."""
-
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
-
-
 class LogError(MesosZmqError):
     """The replicated log could not be read or appended."""
 

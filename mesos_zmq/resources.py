@@ -397,9 +397,6 @@ class Resources:
     def __repr__(self) -> str:
         return f"Resources({str(self)!r})"
 
-    def to_wire(self) -> str:
-        return str(self)
-
     # ----------------------------------------------------------------- comparison
     def __eq__(self, other: object) -> bool:
         return isinstance(other, Resources) and self._items == other._items
@@ -411,9 +408,6 @@ class Resources:
 
     def __bool__(self) -> bool:
         return bool(self._items)
-
-    def is_empty(self) -> bool:
-        return not self._items
 
     def contains(self, other: Resources) -> bool:
         """True when ``other`` fits: every entry within the same (name, role) here."""
@@ -490,13 +484,6 @@ class Resources:
             if n == name and isinstance(value, tuple) and (role is None or r == role):
                 found.extend(value)
         return list(_normalize_ranges(found))
-
-    def set_items(self, name: str, role: str | None = None) -> frozenset[str]:
-        found: frozenset[str] = frozenset()
-        for (n, r), value in self._items.items():
-            if n == name and isinstance(value, frozenset) and (role is None or r == role):
-                found = found | value
-        return found
 
     def names(self) -> set[str]:
         return {name for name, _ in self._items}

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 import structlog
 
 from mesos_zmq.errors import ResourceError
-from mesos_zmq.master import operator
+from mesos_zmq.master import operator_api
 from mesos_zmq.master.runtime import MAX_TASKS_PER_ACCEPT, AgentRuntime
 from mesos_zmq.master.validation import check_agent, valid_id
 from mesos_zmq.protocol import (
@@ -142,7 +142,7 @@ def reregister_agent(core: MasterContext, peer: bytes, msg: ReregisterAgent, rid
     core.allocator.activate_agent(agent_id, True)
     reconcile_agent(core, agent_id, msg, now, total)
     if agent_id in core.state.draining:
-        operator.drain(core, agent_id, now)  # kills sent while it was away never arrived
+        operator_api.drain(core, agent_id, now)  # kills sent while it was away never arrived
     core.request_allocation()
     log.info("agent reregistered", agent_id=agent_id, tasks=len(msg.tasks))
     core.send(peer, agent_registered(core, agent_id, True), rid)
@@ -299,7 +299,7 @@ def status_update(core: MasterContext, peer: bytes, msg: StatusUpdate,
         )
         if new_state in TERMINAL:
             core.release_task(rec)
-            operator.check_drained(core, rec.agent_id)
+            operator_api.check_drained(core, rec.agent_id)
     core.count("status_updates")
     # Forward even a repeated update: the agent retries because no ack reached it.
     core.send_framework(status.framework_id, StatusUpdate(status=status))

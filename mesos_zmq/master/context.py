@@ -4,7 +4,7 @@ Theory of operation
 -------------------
 The core (:mod:`mesos_zmq.master.core`) is the façade: it owns the state, dispatches
 each message to a handler by peer kind (:mod:`~mesos_zmq.master.agents`,
-:mod:`~mesos_zmq.master.frameworks`, :mod:`~mesos_zmq.master.operator`) and ticks the
+:mod:`~mesos_zmq.master.frameworks`, :mod:`~mesos_zmq.master.operator_api`) and ticks the
 timers. Handlers see it only through :class:`MasterContext`, so imports run one way
 (core → handlers → this protocol → state, runtime, allocator) and a handler cannot
 reach anything the core keeps to itself (ruff's SLF001 is on for the package).

@@ -36,7 +36,7 @@ Rules worth knowing:
 This module holds the plumbing (commit, send, bind), recovery, status bookkeeping,
 offers and liveness. The handlers live by peer kind, as functions of the core:
 :mod:`~mesos_zmq.master.agents`, :mod:`~mesos_zmq.master.frameworks` and
-:mod:`~mesos_zmq.master.operator`; runtime records are in
+:mod:`~mesos_zmq.master.operator_api`; runtime records are in
 :mod:`~mesos_zmq.master.runtime`.
 """
 
@@ -54,7 +54,7 @@ import structlog
 from mesos_zmq.allocator.allocator import Allocator
 from mesos_zmq.errors import ResourceError
 from mesos_zmq.heartbeat import HeartbeatMonitor
-from mesos_zmq.master import agents, frameworks, operator
+from mesos_zmq.master import agents, frameworks, operator_api
 from mesos_zmq.master.runtime import (
     AgentRuntime,
     FrameworkRuntime,
@@ -218,16 +218,16 @@ class MasterCore:
             Revive: partial(frameworks.revive, self),
             Suppress: partial(frameworks.suppress, self),
             Teardown: partial(frameworks.teardown, self),
-            GetState: partial(operator.get_state, self),
-            OperatorKill: partial(operator.operator_kill, self),
-            DrainAgent: partial(operator.drain_agent, self),
-            ReactivateAgent: partial(operator.reactivate_agent, self),
-            SetWeights: partial(operator.set_weights, self),
-            SetQuota: partial(operator.set_quota, self),
-            RemoveQuota: partial(operator.remove_quota, self),
-            ReserveResources: partial(operator.reserve, self),
-            UnreserveResources: partial(operator.reserve, self),
-            ReadFile: partial(operator.read_file, self),
+            GetState: partial(operator_api.get_state, self),
+            OperatorKill: partial(operator_api.operator_kill, self),
+            DrainAgent: partial(operator_api.drain_agent, self),
+            ReactivateAgent: partial(operator_api.reactivate_agent, self),
+            SetWeights: partial(operator_api.set_weights, self),
+            SetQuota: partial(operator_api.set_quota, self),
+            RemoveQuota: partial(operator_api.remove_quota, self),
+            ReserveResources: partial(operator_api.reserve, self),
+            UnreserveResources: partial(operator_api.reserve, self),
+            ReadFile: partial(operator_api.read_file, self),
         }
         for role, weight in self.state.weights.items():
             self.allocator.set_weight(role, weight)
@@ -320,7 +320,7 @@ class MasterCore:
         self._check_peers(now)
         self._check_deadlines(now)
         self._retry_master_updates(now)
-        operator.expire_reads(self, now)
+        operator_api.expire_reads(self, now)
         self._expire_offers(now)
         self._resend_offers(now)
         self._retry_launches(now)
@@ -525,7 +525,7 @@ class MasterCore:
                                 message=message)
         if state in TERMINAL:
             self.release_task(rec)
-            operator.check_drained(self, rec.agent_id)
+            operator_api.check_drained(self, rec.agent_id)
         self._reliable_update(rec.framework_id, rec.task_id, rec.agent_id, state, reason,
                               message, now)
 

@@ -649,10 +649,6 @@ class DriverCore:
         self._reads.add(request_id)
         return request_id, [Send(msg, request_id)]
 
-    def forget_read(self, request_id: str) -> None:
-        """Stop waiting for a read (its reply, if it comes, is ignored)."""
-        self._reads.discard(request_id)
-
     def teardown(self) -> list[Action]:
         """Stop, telling the master to remove the framework and kill its tasks."""
         actions: list[Action] = []

@@ -17,7 +17,7 @@ PACKAGE = Path(mesos_zmq.__file__).parent
 CORES = [
     "mesos_zmq.master.core",
     "mesos_zmq.master.state",
-    "mesos_zmq.master.operator",
+    "mesos_zmq.master.operator_api",
     "mesos_zmq.master.agents",
     "mesos_zmq.master.frameworks",
     "mesos_zmq.master.runtime",
