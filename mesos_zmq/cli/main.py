@@ -26,6 +26,8 @@ from mesos_zmq.cli.client import MasterUnreachable, RequestRefused, request
 from mesos_zmq.cli.tables import render_table
 from mesos_zmq.errors import MesosZmqError, ResourceError
 from mesos_zmq.logs import configure_logging
+from mesos_zmq.master import flags as master_flags
+from mesos_zmq.master.flags import Flag as MasterFlag
 from mesos_zmq.protocol import (
     DrainAgent,
     FileData,
@@ -199,73 +201,53 @@ def cli() -> None:
 # ============================================================================ daemons
 
 
+def options_from(table: tuple[MasterFlag, ...]) -> Callable[[F], F]:
+    """Click options built from a daemon's flag table (defaults, ranges and help are
+    written there once)."""
+
+    def apply(func: F) -> F:
+        for spec in reversed(table):
+            kwargs: dict[str, Any] = {"default": spec.default, "help": spec.help}
+            if spec.choices:
+                kwargs["type"] = click.Choice(list(spec.choices))
+            elif spec.kind is int:
+                kwargs["type"] = click.IntRange(
+                    min=None if spec.low is None else int(spec.low),
+                    max=None if spec.high is None else int(spec.high))
+            elif spec.kind is float:
+                kwargs["type"] = click.FloatRange(min=spec.low, max=spec.high)
+            if spec.multiple:
+                kwargs["multiple"] = True
+            func = flag(spec.option, spec.name, **kwargs)(func)
+        return func
+
+    return apply
+
+
 @cli.command()
-@flag("--ip", default="127.0.0.1", help="address to listen on (0.0.0.0 for all)")
-@flag("--port", type=click.IntRange(0, 65535), default=5050, help="port to listen on")
-@flag("--work-dir", default="/var/lib/mesos-zmq/master", help="where the registry lives")
-@flag("--registry", type=click.Choice(["replicated_log", "in_memory"]),
-      default="replicated_log", help="replicated_log persists state in --work-dir")
-@flag("--roles", default="", help="comma-separated roles frameworks may use (empty: any)")
-@flag("--weights", default="", help="role weights, e.g. eng=2,ops=1")
-@flag("--heartbeat-interval", type=click.FloatRange(min=0.01), default=2.0,
-      help="seconds between heartbeats")
-@flag("--missed-heartbeats", type=click.IntRange(min=1), default=5,
-      help="heartbeats missed before a peer is declared gone")
-@flag("--allocation-interval", type=click.FloatRange(min=0.01), default=1.0,
-      help="seconds between periodic allocation rounds")
-@flag("--reregister-timeout", type=click.FloatRange(min=0.0), default=600.0,
-      help="seconds agents and frameworks have to come back after a master restart")
-@flag("--fsync/--no-fsync", default=True, help="fsync every log append")
-@flag("--offer-timeout", type=click.FloatRange(min=0.001), default=None,
-      help="rescind offers held longer than this many seconds (default: never)")
-@flag("--fair-sharing-excluded-resource-names", "excluded", default="",
-      help="comma-separated resource names left out of dominant shares, e.g. gpus")
-@flag("--min-allocatable-resources", "min_allocatable", default="",
-      help="offers must reach one of these, e.g. 'cpus:0.01|mem:32' (the default)")
-@flag("--zk", default="", help="zk://[user:pass@]host:port[,...]/path: replicated masters "
-      "elect a leader and keep the log in ZooKeeper (default: a single master, log in "
-      "--work-dir)")
-@flag("--zk-session-timeout", type=click.FloatRange(min=0.1), default=10.0,
-      help="ZooKeeper session timeout in seconds (bounds failover after a crash)")
-@flag("--snapshot-every", type=click.IntRange(min=1), default=5000,
-      help="log records between snapshots (a snapshot replaces the log before it)")
-@flag("--snapshot-bytes", type=click.IntRange(min=1), default=8 * 1024 * 1024,
-      help="log bytes between snapshots")
-@flag("--snapshot-interval", type=click.FloatRange(min=0.001), default=300.0,
-      help="most seconds between snapshots while the log grows")
-@flag("--role-min-allocatable-resources", "role_min_allocatable", multiple=True,
-      help="ROLE=ALTERNATIVES for one role, e.g. 'ml=cpus:1;mem:1024|gpus:1' (repeatable)")
+@options_from(master_flags.FLAGS)
 @log_flags
-def master(ip: str, port: int, work_dir: str, registry: str, roles: str, weights: str,
-           heartbeat_interval: float, missed_heartbeats: int, allocation_interval: float,
-           reregister_timeout: float, fsync: bool, offer_timeout: float | None,
-           excluded: str, min_allocatable: str, zk: str, zk_session_timeout: float,
-           snapshot_every: int, snapshot_bytes: int, snapshot_interval: float,
-           role_min_allocatable: tuple[str, ...], log_format: str, log_level: str) -> None:
+def master(log_format: str, log_level: str, **values: Any) -> None:
     """Run a master."""
     from mesos_zmq.master.server import MasterConfig, run_master
 
     configure_logging("master", log_format, log_level)
+    roles: str = values.pop("roles")
     role_list = tuple(r.strip() for r in roles.split(",") if r.strip()) or None
-    excluded_names = tuple(n.strip() for n in excluded.split(",") if n.strip())
+    excluded_names = tuple(n.strip() for n in values.pop("excluded").split(",") if n.strip())
     warn_resource_names(excluded_names, "--fair-sharing-excluded-resource-names")
+    min_allocatable: str = values["min_allocatable"]
     if min_allocatable:
         warn_resource_alternatives(min_allocatable, "--min-allocatable-resources")
-    role_minimums = parse_role_values(role_min_allocatable, "--role-min-allocatable-resources")
+    role_minimums = parse_role_values(values.pop("role_min_allocatable"),
+                                      "--role-min-allocatable-resources")
     for text in role_minimums.values():
         warn_resource_alternatives(text, "--role-min-allocatable-resources")
-    config = MasterConfig(
-        ip=ip, port=port, work_dir=work_dir, registry=registry, roles=role_list,
-        weights=parse_weights(weights), heartbeat_interval=heartbeat_interval,
-        missed_heartbeats=missed_heartbeats, allocation_interval=allocation_interval,
-        reregister_timeout=reregister_timeout, fsync=fsync, offer_timeout=offer_timeout,
-        fair_sharing_excluded=excluded_names,
-        min_allocatable=min_allocatable,
-        role_min_allocatable=role_minimums,
-        zk=zk, zk_session_timeout=zk_session_timeout, snapshot_every=snapshot_every,
-        snapshot_bytes=snapshot_bytes, snapshot_interval=snapshot_interval,
-    )
-    if zk:
+    weights = parse_weights(values.pop("weights"))
+    config = MasterConfig(roles=role_list, weights=weights,
+                          fair_sharing_excluded=excluded_names,
+                          role_min_allocatable=role_minimums, **values)
+    if config.zk:
         from mesos_zmq.master.ha import run_master_ha
 
         config.validate()

@@ -54,7 +54,7 @@ import structlog
 from mesos_zmq.allocator.allocator import Allocator
 from mesos_zmq.errors import ResourceError
 from mesos_zmq.heartbeat import HeartbeatMonitor
-from mesos_zmq.master import agents, frameworks, operator_api
+from mesos_zmq.master import agents, flags, frameworks, operator_api
 from mesos_zmq.master.runtime import (
     AgentRuntime,
     FrameworkRuntime,
@@ -119,11 +119,11 @@ PARTITION_AWARE = "PARTITION_AWARE"
 @dataclass(frozen=True, slots=True)
 class MasterCoreConfig:
     master_id: str = "master"
-    heartbeat_interval: float = 2.0
-    missed_heartbeats: int = 5
-    allocation_interval: float = 1.0
+    heartbeat_interval: float = flags.HEARTBEAT_INTERVAL
+    missed_heartbeats: int = flags.MISSED_HEARTBEATS
+    allocation_interval: float = flags.ALLOCATION_INTERVAL
     #: how long agents and frameworks known from the log may take to come back
-    reregister_timeout: float = 600.0
+    reregister_timeout: float = flags.REREGISTER_TIMEOUT
     status_update_retry: float = 2.0
     #: None accepts any valid role; otherwise the only roles frameworks may use
     roles: tuple[str, ...] | None = None

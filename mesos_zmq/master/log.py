@@ -31,6 +31,7 @@ from typing import Any, Protocol
 import msgpack
 
 from mesos_zmq.errors import LogError
+from mesos_zmq.master.flags import SNAPSHOT_BYTES, SNAPSHOT_EVERY, SNAPSHOT_INTERVAL
 
 Record = dict[str, Any]
 
@@ -43,13 +44,10 @@ class Recovered:
     records: list[Record] = field(default_factory=list)
 
 
-#: Snapshot and compact the log once this many records follow the last snapshot...
-SNAPSHOT_EVERY = 5_000
-#: ...or this many encoded bytes...
-SNAPSHOT_BYTES = 8 * 1024 * 1024
-#: ...or this many seconds have passed with anything new. A short log after the last
-#: snapshot is what lets a restarted master catch up and stand by within a second.
-SNAPSHOT_INTERVAL = 300.0
+# Snapshot and compact the log once SNAPSHOT_EVERY records follow the last snapshot,
+# or SNAPSHOT_BYTES encoded bytes, or SNAPSHOT_INTERVAL seconds have passed with
+# anything new (defaults of the --snapshot-* flags). A short log after the last
+# snapshot is what lets a restarted master catch up and stand by within a second.
 
 
 @dataclass(frozen=True, slots=True)

@@ -24,11 +24,9 @@ import zmq
 
 from mesos_zmq.allocator.allocator import parse_min_allocatable
 from mesos_zmq.errors import ConfigError, ProtocolError, ResourceError
+from mesos_zmq.master import flags
 from mesos_zmq.master.core import MasterCore, MasterCoreConfig, Ready
 from mesos_zmq.master.log import (
-    SNAPSHOT_BYTES,
-    SNAPSHOT_EVERY,
-    SNAPSHOT_INTERVAL,
     DirectoryLog,
     MemoryLog,
     ReplicatedLog,
@@ -45,59 +43,48 @@ log = structlog.get_logger()
 MAX_BATCH = 2000
 @dataclass(slots=True)
 class MasterConfig:
-    ip: str = "127.0.0.1"
-    port: int = 5050
-    work_dir: str = "/var/lib/mesos-zmq/master"
-    registry: str = "replicated_log"  # replicated_log (directory) | in_memory
-    heartbeat_interval: float = 2.0
-    missed_heartbeats: int = 5
-    allocation_interval: float = 1.0
-    reregister_timeout: float = 600.0
+    """A master's settings; defaults, ranges and help of its flags are in
+    :mod:`mesos_zmq.master.flags` (the CLI's options are built from there)."""
+
+    ip: str = flags.default("ip")
+    port: int = flags.default("port")
+    work_dir: str = flags.default("work_dir")
+    registry: str = flags.default("registry")  # replicated_log (directory) | in_memory
+    heartbeat_interval: float = flags.HEARTBEAT_INTERVAL
+    missed_heartbeats: int = flags.MISSED_HEARTBEATS
+    allocation_interval: float = flags.ALLOCATION_INTERVAL
+    reregister_timeout: float = flags.REREGISTER_TIMEOUT
     roles: tuple[str, ...] | None = None
     weights: dict[str, float] = field(default_factory=dict)
     max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES
-    fsync: bool = True
+    fsync: bool = flags.default("fsync")
     master_id: str = ""
-    offer_timeout: float | None = None
+    offer_timeout: float | None = flags.default("offer_timeout")
     fair_sharing_excluded: tuple[str, ...] = ()
-    min_allocatable: str = ""
+    min_allocatable: str = flags.default("min_allocatable")
     #: role -> alternatives text, e.g. {"ml": "cpus:1;mem:1024|gpus:1"}
     role_min_allocatable: dict[str, str] = field(default_factory=dict)
     #: zk://[user:pass@]hosts/path: elect a leader and replicate the log in ZooKeeper
-    zk: str = ""
-    zk_session_timeout: float = 10.0
-    snapshot_every: int = SNAPSHOT_EVERY
-    snapshot_bytes: int = SNAPSHOT_BYTES
-    snapshot_interval: float = SNAPSHOT_INTERVAL
+    zk: str = flags.default("zk")
+    zk_session_timeout: float = flags.ZK_SESSION_TIMEOUT
+    snapshot_every: int = flags.SNAPSHOT_EVERY
+    snapshot_bytes: int = flags.SNAPSHOT_BYTES
+    snapshot_interval: float = flags.SNAPSHOT_INTERVAL
 
     @property
     def snapshot_policy(self) -> SnapshotPolicy:
         return SnapshotPolicy(self.snapshot_every, self.snapshot_bytes, self.snapshot_interval)
 
     def validate(self) -> None:
-        if not 0 <= self.port <= 65535:
-            raise ConfigError(f"--port must be within 0..65535, got {self.port}")
-        if self.registry not in ("replicated_log", "in_memory"):
-            raise ConfigError(
-                f"--registry must be replicated_log or in_memory, not {self.registry!r}"
-            )
-        if self.heartbeat_interval <= 0:
-            raise ConfigError("--heartbeat-interval must be positive")
-        if self.missed_heartbeats < 1:
-            raise ConfigError("--missed-heartbeats must be at least 1")
-        if self.allocation_interval <= 0:
-            raise ConfigError("--allocation-interval must be positive")
+        """Refuse out-of-range settings with the flag's name (also when the config was
+        built in code, not from the command line)."""
+        values = {name: getattr(self, name) for name in self.__dataclass_fields__}
+        problems = flags.range_problems(values)
+        if problems:
+            raise ConfigError(problems[0])
         for role, weight in self.weights.items():
             if not weight > 0:
                 raise ConfigError(f"weight of role {role!r} must be positive, got {weight}")
-        if self.snapshot_every < 1:
-            raise ConfigError("--snapshot-every must be at least 1 record")
-        if self.snapshot_bytes < 1:
-            raise ConfigError("--snapshot-bytes must be at least 1")
-        if not self.snapshot_interval > 0:
-            raise ConfigError("--snapshot-interval must be positive")
-        if self.offer_timeout is not None and not self.offer_timeout > 0:
-            raise ConfigError("--offer-timeout must be positive")
         if self.min_allocatable:
             try:
                 parse_min_allocatable(self.min_allocatable)

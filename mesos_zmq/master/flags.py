@@ -1,0 +1,126 @@
+"""Every master flag in one place: its name, default, range and help.
+
+The ``mesos-zmq master`` command builds its options from :data:`FLAGS`,
+:class:`~mesos_zmq.master.server.MasterConfig` takes its defaults and range checks
+from it, and the core's config its defaults, so that a default is written once (a
+default repeated in the CLI, the shell and the core drifts). Pure data: no click here,
+so the core may import it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(frozen=True, slots=True)
+class Flag:
+    """One flag. ``name`` is the click parameter; ``field`` the config field it sets
+    (the same unless given). Text flags that the CLI parses (roles, weights...) keep
+    their text form here; the config holds the parsed value."""
+
+    name: str
+    option: str
+    default: Any
+    help: str
+    kind: type = str
+    low: float | None = None
+    high: float | None = None
+    choices: tuple[str, ...] = ()
+    multiple: bool = False
+    #: None is allowed (and is the default): the feature is off
+    optional: bool = False
+    field: str = ""
+
+    @property
+    def config_field(self) -> str:
+        return self.field or self.name
+
+    def problem(self, value: Any) -> str | None:
+        """Why ``value`` is out of range for this flag, or None."""
+        if value is None and self.optional:
+            return None
+        if self.choices and value not in self.choices:
+            return f"{self.option} must be one of {', '.join(self.choices)}, not {value!r}"
+        if self.low is not None and not value >= self.low:
+            bound = (f"within {self.low:g}..{self.high:g}" if self.high is not None
+                     else f"at least {self.low:g}")
+            return f"{self.option} must be {bound}, got {value!r}"
+        if self.high is not None and not value <= self.high:
+            return f"{self.option} must be within {self.low:g}..{self.high:g}, got {value!r}"
+        return None
+
+
+FLAGS: tuple[Flag, ...] = (
+    Flag("ip", "--ip", "127.0.0.1", "address to listen on (0.0.0.0 for all)"),
+    Flag("port", "--port", 5050, "port to listen on", int, 0, 65535),
+    Flag("work_dir", "--work-dir", "/var/lib/mesos-zmq/master", "where the registry lives"),
+    Flag("registry", "--registry", "replicated_log",
+         "replicated_log persists state in --work-dir",
+         choices=("replicated_log", "in_memory")),
+    Flag("roles", "--roles", "", "comma-separated roles frameworks may use (empty: any)"),
+    Flag("weights", "--weights", "", "role weights, e.g. eng=2,ops=1"),
+    Flag("heartbeat_interval", "--heartbeat-interval", 2.0, "seconds between heartbeats",
+         float, 0.01),
+    Flag("missed_heartbeats", "--missed-heartbeats", 5,
+         "heartbeats missed before a peer is declared gone (the heartbeat limit, "
+         "interval x missed, is also how long a stopped agent may take to come back)",
+         int, 1),
+    Flag("allocation_interval", "--allocation-interval", 1.0,
+         "seconds between periodic allocation rounds", float, 0.01),
+    Flag("reregister_timeout", "--reregister-timeout", 600.0,
+         "seconds agents and frameworks have to come back after a master restart",
+         float, 0.0),
+    Flag("fsync", "--fsync/--no-fsync", True, "fsync every log append", bool),
+    Flag("offer_timeout", "--offer-timeout", None,
+         "rescind offers held longer than this many seconds (default: never)",
+         float, 0.001, optional=True),
+    Flag("excluded", "--fair-sharing-excluded-resource-names", "",
+         "comma-separated resource names left out of dominant shares, e.g. gpus",
+         field="fair_sharing_excluded"),
+    Flag("min_allocatable", "--min-allocatable-resources", "",
+         "offers must reach one of these, e.g. 'cpus:0.01|mem:32' (the default)"),
+    Flag("zk", "--zk", "", "zk://[user:pass@]host:port[,...]/path: replicated masters "
+         "elect a leader and keep the log in ZooKeeper (default: a single master, log in "
+         "--work-dir)"),
+    Flag("zk_session_timeout", "--zk-session-timeout", 10.0,
+         "ZooKeeper session timeout in seconds (bounds failover after a crash)",
+         float, 0.1),
+    Flag("snapshot_every", "--snapshot-every", 5000,
+         "log records between snapshots (a snapshot replaces the log before it)", int, 1),
+    Flag("snapshot_bytes", "--snapshot-bytes", 8 * 1024 * 1024,
+         "log bytes between snapshots", int, 1),
+    Flag("snapshot_interval", "--snapshot-interval", 300.0,
+         "most seconds between snapshots while the log grows", float, 0.001),
+    Flag("role_min_allocatable", "--role-min-allocatable-resources", (),
+         "ROLE=ALTERNATIVES for one role, e.g. 'ml=cpus:1;mem:1024|gpus:1' (repeatable)",
+         multiple=True),
+)
+
+BY_NAME: dict[str, Flag] = {f.name: f for f in FLAGS}
+
+
+def default(name: str) -> Any:
+    return BY_NAME[name].default
+
+
+HEARTBEAT_INTERVAL: float = default("heartbeat_interval")
+MISSED_HEARTBEATS: int = default("missed_heartbeats")
+ALLOCATION_INTERVAL: float = default("allocation_interval")
+REREGISTER_TIMEOUT: float = default("reregister_timeout")
+SNAPSHOT_EVERY: int = default("snapshot_every")
+SNAPSHOT_BYTES: int = default("snapshot_bytes")
+SNAPSHOT_INTERVAL: float = default("snapshot_interval")
+ZK_SESSION_TIMEOUT: float = default("zk_session_timeout")
+
+
+def range_problems(values: dict[str, Any]) -> list[str]:
+    """Every range or choice violated by ``values`` (config field -> value)."""
+    problems = []
+    for flag in FLAGS:
+        if flag.config_field in values and (flag.low is not None or flag.high is not None
+                                            or flag.choices):
+            problem = flag.problem(values[flag.config_field])
+            if problem is not None:
+                problems.append(problem)
+    return problems
