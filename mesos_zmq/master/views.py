@@ -12,10 +12,10 @@ from mesos_zmq.master.state import TaskRecord
 from mesos_zmq.resources import Resources
 
 if TYPE_CHECKING:
-    from mesos_zmq.master.context import MasterContext
+    from mesos_zmq.master.context import ClusterView
 
 
-def describe_cluster(core: MasterContext, now: float) -> dict[str, Any]:
+def describe_cluster(core: ClusterView, now: float) -> dict[str, Any]:
     """Frameworks, agents, tasks (active, then recently completed), roles, counters."""
     state = core.state
     used: dict[str, Resources] = {}
