@@ -3,8 +3,8 @@
 Theory of operation
 -------------------
 The core (:mod:`mesos_zmq.master.core`) is the façade: it owns the state, dispatches
-each message to a handler by peer kind (:mod:`~mesos_zmq.master.agents`,
-:mod:`~mesos_zmq.master.frameworks`, :mod:`~mesos_zmq.master.operator_api`) and ticks the
+each message to a handler by peer kind (:mod:`~mesos_zmq.master.agent_api`,
+:mod:`~mesos_zmq.master.scheduler_api`, :mod:`~mesos_zmq.master.operator_api`) and ticks the
 timers. Handlers see it only through :class:`MasterContext`, so imports run one way
 (core → handlers → this protocol → state, runtime, allocator) and a handler cannot
 reach anything the core keeps to itself (ruff's SLF001 is on for the package).

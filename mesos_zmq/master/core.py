@@ -35,7 +35,7 @@ Rules worth knowing:
 
 This module holds the plumbing (commit, send, bind), recovery, status bookkeeping,
 offers and liveness. The handlers live by peer kind, as functions of the core:
-:mod:`~mesos_zmq.master.agents`, :mod:`~mesos_zmq.master.frameworks` and
+:mod:`~mesos_zmq.master.agent_api`, :mod:`~mesos_zmq.master.scheduler_api` and
 :mod:`~mesos_zmq.master.operator_api`; runtime records are in
 :mod:`~mesos_zmq.master.runtime`.
 """
@@ -54,7 +54,7 @@ import structlog
 from mesos_zmq.allocator.allocator import Allocator
 from mesos_zmq.errors import ResourceError
 from mesos_zmq.heartbeat import HeartbeatMonitor
-from mesos_zmq.master import agents, flags, frameworks, operator_api
+from mesos_zmq.master import agent_api, flags, operator_api, scheduler_api
 from mesos_zmq.master.runtime import (
     AgentRuntime,
     FrameworkRuntime,
@@ -201,23 +201,23 @@ class MasterCore:
         #: last usage each agent reported per active task (framework_id, task_id)
         self.usage: dict[tuple[str, str], TaskUsage] = {}
         self._handlers: dict[type[Message], Callable[[bytes, Any, str, float], None]] = {
-            RegisterAgent: partial(agents.register_agent, self),
-            ReregisterAgent: partial(agents.reregister_agent, self),
-            AgentStopping: partial(agents.agent_stopping, self),
+            RegisterAgent: partial(agent_api.register_agent, self),
+            ReregisterAgent: partial(agent_api.reregister_agent, self),
+            AgentStopping: partial(agent_api.agent_stopping, self),
             Heartbeat: self._on_heartbeat,
-            UsageReport: partial(agents.usage, self),
-            StatusUpdate: partial(agents.status_update, self),
-            FileData: partial(agents.file_data, self),
+            UsageReport: partial(agent_api.usage, self),
+            StatusUpdate: partial(agent_api.status_update, self),
+            FileData: partial(agent_api.file_data, self),
             Error: self._on_error,
-            Subscribe: partial(frameworks.subscribe, self),
-            Accept: partial(frameworks.accept, self),
-            Decline: partial(frameworks.decline, self),
-            Kill: partial(frameworks.kill_request, self),
-            Acknowledge: partial(frameworks.acknowledge, self),
-            Reconcile: partial(frameworks.reconcile, self),
-            Revive: partial(frameworks.revive, self),
-            Suppress: partial(frameworks.suppress, self),
-            Teardown: partial(frameworks.teardown, self),
+            Subscribe: partial(scheduler_api.subscribe, self),
+            Accept: partial(scheduler_api.accept, self),
+            Decline: partial(scheduler_api.decline, self),
+            Kill: partial(scheduler_api.kill_request, self),
+            Acknowledge: partial(scheduler_api.acknowledge, self),
+            Reconcile: partial(scheduler_api.reconcile, self),
+            Revive: partial(scheduler_api.revive, self),
+            Suppress: partial(scheduler_api.suppress, self),
+            Teardown: partial(scheduler_api.teardown, self),
             GetState: partial(operator_api.get_state, self),
             OperatorKill: partial(operator_api.operator_kill, self),
             DrainAgent: partial(operator_api.drain_agent, self),
