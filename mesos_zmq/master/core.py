@@ -11,7 +11,7 @@ a change (an agent id, a launched task, a terminal state) that must not be forgo
 by a master that crashes right after saying it.
 
 Durable state lives in :class:`~mesos_zmq.master.state.MasterState` and changes only
-through records (:meth:`_commit`). Connections, offers, heartbeats, pending
+through records (:meth:`MasterCore.commit`). Connections, offers, heartbeats, pending
 master-generated status updates and forwarded file reads are runtime state, rebuilt
 when peers reconnect after a master restart.
 
@@ -31,13 +31,16 @@ Rules worth knowing:
   framework recovered from the log that does not come back within the heartbeat limit
   loses its offers, as a disconnected one does.
 * A task sent to its agent is sent again, with back-off, while the agent says nothing
-  of it (STAGING): the agent ignores a task id it knows, so this launches nothing twice.
+  of it (STAGING): the agent ignores a (framework, task) it knows, so this launches
+  nothing twice.
 
-This module holds the plumbing (commit, send, bind), recovery, status bookkeeping,
-offers and liveness. The handlers live by peer kind, as functions of the core:
-:mod:`~mesos_zmq.master.agent_api`, :mod:`~mesos_zmq.master.scheduler_api` and
-:mod:`~mesos_zmq.master.operator_api`; runtime records are in
-:mod:`~mesos_zmq.master.runtime`.
+This module is the façade: the dispatch table, ``handle``, ``tick`` and recovery, and
+the services handlers share (plumbing, the task book, offers, liveness). The handlers
+live by peer kind: :mod:`~mesos_zmq.master.agent_api`,
+:mod:`~mesos_zmq.master.scheduler_api` and :mod:`~mesos_zmq.master.operator_api`;
+they see the core only through :class:`~mesos_zmq.master.context.MasterContext`.
+Runtime records are in :mod:`~mesos_zmq.master.runtime`, flag defaults in
+:mod:`~mesos_zmq.master.flags`.
 """
 
 from __future__ import annotations
@@ -400,7 +403,7 @@ class MasterCore:
         self.allocator.recover(rec.framework_id, rec.task.role or "*", rec.agent_id, res)
         self._allocate_pending = True
 
-    # ================================================================= agents
+    # ================================================================= any peer
     def _on_heartbeat(self, peer: bytes, msg: Heartbeat, rid: str, now: float) -> None:
         if peer not in self.peers:
             self.error(peer, "not_registered", "unknown connection: register first", rid)
@@ -431,7 +434,7 @@ class MasterCore:
         log.info("peer reported an error", code=msg.code, message=msg.message[:200],
                  peer_kind=info.kind if info else "unknown", peer_id=info.id if info else "")
 
-    # ================================================================= frameworks
+    # ================================================================= reservations, kills
     def framework_peer_ok(self, peer: bytes, framework_id: str, rid: str) -> bool:
         return self.require(peer, "framework", rid, framework_id)
 
@@ -473,7 +476,7 @@ class MasterCore:
             log.info("kill deferred: agent not connected", task_id=task_id, agent_id=rec.agent_id)
         return rec
 
-    # ================================================================= statuses
+    # ================================================================= task book: updates
     def reply_status(
         self,
         fid: str,

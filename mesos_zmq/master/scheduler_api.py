@@ -271,7 +271,7 @@ def accept(core: MasterContext, peer: bytes, msg: Accept, rid: str, now: float) 
                     core.master_task_update(rec, TaskState.LOST, "REASON_AGENT_REMOVED",
                                              "the agent is gone", now)
         # A known agent that is reconnecting (after a master failover, say) gets its
-        # STAGING tasks when it re-registers (see _reconcile_agent).
+        # STAGING tasks when it re-registers (see agent_api.reconcile_agent).
 
 
 def plan_operations(core: MasterContext,
