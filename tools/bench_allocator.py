@@ -14,6 +14,9 @@ prints one line per round, then ``median round: X ms``. Shapes:
 * ``add-agents``: time to add N agents, then to update all of them (remove and re-add
   with one more cpu).
 
+``--sorter`` picks the order policy (``drf``, the default, or Mesos's weighted
+``random``, seeded by ``--seed``), to compare their costs on the same shapes.
+
     python tools/bench_allocator.py decline-offers --agents 2000 --frameworks 2000
 """
 
@@ -27,12 +30,18 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from mesos_zmq.allocator import Allocator
+from mesos_zmq.allocator import SORTER_NAMES, Allocator, SorterFactory, sorter_factory
 from mesos_zmq.resources import Resources
 
 AGENT = Resources.parse("cpus:24;mem:4096;disk:4096;ports:[31000-32000]")
 QUOTA_AGENT = Resources.parse("cpus:2;mem:2048;disk:2048")
 FOREVER = float("inf")
+#: set from --sorter/--seed in main(); every shape builds its allocator through it
+SORTER: SorterFactory = sorter_factory("drf")
+
+
+def new_allocator() -> Allocator:
+    return Allocator(sorter_factory=SORTER)
 
 
 def used_by(index: int) -> Resources:
@@ -41,7 +50,7 @@ def used_by(index: int) -> Resources:
 
 
 def build(agents: int, frameworks: int, role: str = "*") -> Allocator:
-    allocator = Allocator()
+    allocator = new_allocator()
     for f in range(frameworks):
         allocator.add_framework(f"f{f}", [role])
     for a in range(agents):
@@ -92,7 +101,7 @@ def suppress_offers(args: argparse.Namespace) -> list[float]:
 
 
 def large_and_small_quota(args: argparse.Namespace) -> list[float]:
-    allocator = Allocator()
+    allocator = new_allocator()
     for a in range(args.agents):
         allocator.add_agent(f"a{a}", QUOTA_AGENT)
     for r in range(args.roles):
@@ -111,7 +120,7 @@ def large_and_small_quota(args: argparse.Namespace) -> list[float]:
 
 
 def add_agents(args: argparse.Namespace) -> list[float]:
-    allocator = Allocator()
+    allocator = new_allocator()
     for f in range(args.frameworks):
         allocator.add_framework(f"f{f}", ["*"])
     start = time.perf_counter()
@@ -152,11 +161,18 @@ def main() -> int:
     parser.add_argument("--frameworks", type=int, default=100)
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--roles", type=int, default=100, help="large-and-small-quota only")
+    parser.add_argument("--sorter", choices=SORTER_NAMES, default="drf",
+                        help="order policy for roles and frameworks")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the random sorter")
     args = parser.parse_args()
-    print(f"{args.shape}: {args.agents} agents, {args.frameworks} frameworks")
+    global SORTER
+    SORTER = sorter_factory(args.sorter, seed=args.seed)
+    print(f"{args.shape}: {args.agents} agents, {args.frameworks} frameworks, "
+          f"{args.sorter} sorter")
     rounds = SHAPES[args.shape](args)
     print(f"reproduce: python tools/bench_allocator.py {args.shape} --agents {args.agents} "
-          f"--frameworks {args.frameworks} --rounds {args.rounds} --roles {args.roles}")
+          f"--frameworks {args.frameworks} --rounds {args.rounds} --roles {args.roles} "
+          f"--sorter {args.sorter} --seed {args.seed}")
     print(f"median round: {statistics.median(rounds):.1f} ms")
     return 0
 

@@ -19,6 +19,12 @@ framework may use on that agent (unreserved resources plus those reserved for th
 role or its ancestors). Shares are updated as the round goes, incrementally, so a
 large round still spreads agents fairly and stays cheap.
 
+The order is a policy: every sorter (role tree nodes, each role's frameworks) comes
+from one :class:`~mesos_zmq.allocator.sorter.SorterFactory`, DRF by default, or
+Mesos's weighted random order (:func:`~mesos_zmq.allocator.sorter.sorter_factory`).
+Everything else here (eligibility, reservations, quota, limits) holds whatever the
+order, so a policy changes who is served first, never what may be offered.
+
 A framework is eligible for an agent when it is active, subscribed to the role, not
 suppressed for it, has no unexpired decline filter for that agent, and, if the agent
 has GPUs, declares the GPU_RESOURCES capability (GPUs are scarce: a framework that
@@ -37,7 +43,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 from mesos_zmq.allocator.roles import RoleTree, ancestors
-from mesos_zmq.allocator.sorter import DRFSorter, Pool
+from mesos_zmq.allocator.sorter import DRFSorter, Pool, Sorter, SorterFactory
 from mesos_zmq.resources import Resources
 
 #: Mesos's minimum allocatable resources: an offer smaller than this in every one of
@@ -89,15 +95,20 @@ class _Framework:
 
 
 class Allocator:
-    """Hierarchical weighted DRF over roles, then DRF over frameworks in each role."""
+    """Hierarchical weighted DRF over roles, then DRF over frameworks in each role
+    (or another order, given a ``sorter_factory``)."""
 
     def __init__(self, weights: Mapping[str, float] | None = None,
                  excluded: Iterable[str] = (),
-                 min_allocatable: Iterable[Mapping[str, float]] | None = None) -> None:
+                 min_allocatable: Iterable[Mapping[str, float]] | None = None,
+                 sorter_factory: SorterFactory = DRFSorter) -> None:
         """``excluded``: resource names left out of shares (Mesos's
         --fair_sharing_excluded_resource_names). ``min_allocatable``: alternatives, any
         one of which an offer must reach to be worth making (default cpus:0.01 or mem:32).
+        ``sorter_factory``: makes every sorter, for roles and for each role's frameworks
+        (Mesos's --role_sorter and --framework_sorter, here one policy); DRF by default.
         """
+        self._sorter_factory = sorter_factory
         self._min_allocatable = [dict(m) for m in (min_allocatable or DEFAULT_MIN_ALLOCATABLE)]
         #: per-role overrides of the minimum allocatable alternatives
         self._role_min_allocatable: dict[str, list[dict[str, float]]] = {}
@@ -107,9 +118,9 @@ class Allocator:
         #: agents whose free resources are worth offering, in insertion order
         self._offerable: dict[str, None] = {}
         self._frameworks: dict[str, _Framework] = {}
-        self._roles = RoleTree(self._pool, self._excluded)
+        self._roles = RoleTree(self._pool, self._excluded, sorter_factory)
         # role -> sorter of the frameworks subscribed to exactly that role
-        self._framework_sorters: dict[str, DRFSorter] = {}
+        self._framework_sorters: dict[str, Sorter] = {}
         self._cursor = 0
         self._quotas: dict[str, Quota] = {}
         #: quota roles whose guarantee is not yet met, in the order they were set
@@ -128,10 +139,11 @@ class Allocator:
     def weights(self) -> dict[str, float]:
         return self._roles.weights()
 
-    def _framework_sorter(self, role: str) -> DRFSorter:
+    def _framework_sorter(self, role: str) -> Sorter:
         sorter = self._framework_sorters.get(role)
         if sorter is None:
-            sorter = DRFSorter(self._excluded, self._pool, role_of=lambda _fw: role)
+            sorter = self._sorter_factory(excluded=self._excluded, pool=self._pool,
+                                          role_of=lambda _fw: role)
             self._framework_sorters[role] = sorter
             self._roles.add_role(role)
             for node in self._chain(role):
@@ -365,7 +377,8 @@ class Allocator:
         return agent.free.allocatable_to(role) if agent.has_reservations else agent.free
 
     def _pick(self, agent_id: str, now: float) -> Allocation | None:
-        """Stage 2: the least-served eligible framework gets what it may use here."""
+        """Stage 2: the first eligible framework in the sorters' order (under DRF, the
+        least served) gets what it may use here."""
         agent = self._agents[agent_id]
         quotas = bool(self._quotas)
         for role in self._roles.iter_sorted():

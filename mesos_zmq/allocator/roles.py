@@ -1,11 +1,13 @@
 """Hierarchical DRF over the role tree (``eng``, ``eng/ml``, ``eng/ml/train``).
 
 Every role is a node; a node's allocation is the sum over its subtree. At each node a
-:class:`DRFSorter` orders the node's children by weighted share, plus a ``.`` entry
-for the node's own frameworks (the role used directly, not through a child). Walking
-the tree from the root, always into the least-served child first, yields roles in the
-order hierarchical DRF serves them: siblings compete with siblings, so ``eng/ml`` and
-``eng/web`` split what ``eng`` wins against ``ops``.
+sorter (:class:`DRFSorter` unless another :class:`SorterFactory` is given) orders the
+node's children by weighted share, plus a ``.`` entry for the node's own frameworks
+(the role used directly, not through a child). Walking the tree from the root, always
+into the least-served child first, yields roles in the order hierarchical DRF serves
+them: siblings compete with siblings, so ``eng/ml`` and ``eng/web`` split what ``eng``
+wins against ``ops``. With :class:`RandomSorter` the same walk is Mesos's hierarchical
+random order: each node's children are shuffled (weighted), then visited depth first.
 
 Weights belong to roles and apply where the role competes with its siblings. The
 unreserved role ``*`` is an ordinary top-level role here.
@@ -15,7 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping
 
-from mesos_zmq.allocator.sorter import DRFSorter, Pool
+from mesos_zmq.allocator.sorter import DRFSorter, Pool, Sorter, SorterFactory
 
 SELF = "."
 
@@ -44,11 +46,15 @@ def ancestors(role: str) -> list[str]:
 
 
 class RoleTree:
-    def __init__(self, pool: Pool, excluded: frozenset[str] = frozenset()) -> None:
+    def __init__(self, pool: Pool, excluded: frozenset[str] = frozenset(),
+                 sorter_factory: SorterFactory = DRFSorter) -> None:
+        """``sorter_factory`` makes every node's sorter (the role-ordering policy)."""
         self._pool = pool
         self._excluded = excluded
+        self._sorter_factory = sorter_factory
         # node path ("" is the root) -> sorter over its children and SELF
-        self._nodes: dict[str, DRFSorter] = {"": DRFSorter(excluded, pool, role_of=_child_role)}
+        self._nodes: dict[str, Sorter] = {
+            "": sorter_factory(excluded=excluded, pool=pool, role_of=_child_role)}
         self._weights: dict[str, float] = {}
         self._roles: set[str] = set()
         self._paths: dict[str, list[tuple[str, str]]] = {}
@@ -63,8 +69,8 @@ class RoleTree:
         parent = ""
         for node in chain:
             if node not in self._nodes:
-                self._nodes[node] = DRFSorter(self._excluded, self._pool,
-                                              role_of=_self_role(node))
+                self._nodes[node] = self._sorter_factory(
+                    excluded=self._excluded, pool=self._pool, role_of=_self_role(node))
                 self._nodes[parent].add(node)
                 if node in self._weights:
                     self._nodes[parent].set_weight(node, self._weights[node])
