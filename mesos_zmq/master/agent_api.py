@@ -15,6 +15,7 @@ import structlog
 
 from mesos_zmq.errors import ResourceError
 from mesos_zmq.master import operator_api
+from mesos_zmq.master.records import AgentAdded, TaskAdded
 from mesos_zmq.master.runtime import MAX_TASKS_PER_ACCEPT, AgentRuntime
 from mesos_zmq.master.validation import check_agent, valid_id
 from mesos_zmq.protocol import (
@@ -30,7 +31,6 @@ from mesos_zmq.protocol import (
     StatusUpdate,
     TaskInfo,
     UsageReport,
-    to_plain,
 )
 from mesos_zmq.resources import Resources
 from mesos_zmq.tasks import TERMINAL, TaskState, can_transition
@@ -53,16 +53,9 @@ def register_agent(core: MasterContext, peer: bytes, msg: RegisterAgent,
         core.error(peer, "invalid", f"agent registration refused: {problem}", rid)
         return
     agent_id = core.fresh_id("agent", core.state.agents)
-    core.commit(
-        {
-            "op": "agent_added",
-            "agent_id": agent_id,
-            "hostname": msg.hostname,
-            "resources": str(Resources.parse(msg.resources)),
-            "attributes": msg.attributes,
-            "time": now,
-        }
-    )
+    core.commit(AgentAdded(agent_id=agent_id, hostname=msg.hostname,
+                           resources=str(Resources.parse(msg.resources)),
+                           attributes=msg.attributes))
     core.agent_runtimes[agent_id] = AgentRuntime()
     core.bind(peer, "agent", agent_id, now)
     core.allocator.add_agent(agent_id, Resources.parse(msg.resources))
@@ -120,16 +113,8 @@ def reregister_agent(core: MasterContext, peer: bytes, msg: ReregisterAgent, rid
     known = core.state.agents.get(agent_id)
     if known is None or known.resources != str(static) or known.hostname != msg.hostname:
         # New to this master (removed earlier, or its log was lost) or changed.
-        core.commit(
-            {
-                "op": "agent_added",
-                "agent_id": agent_id,
-                "hostname": msg.hostname,
-                "resources": str(static),
-                "attributes": msg.attributes,
-                "time": now,
-            }
-        )
+        core.commit(AgentAdded(agent_id=agent_id, hostname=msg.hostname,
+                               resources=str(static), attributes=msg.attributes))
         if core.allocator.has_agent(agent_id):
             reset_agent_allocation(core, agent_id, total)
         else:
@@ -186,15 +171,8 @@ def reconcile_agent(core: MasterContext, agent_id: str, msg: ReregisterAgent, no
         if rec is None:
             # Unknown to us but its framework lives: adopt it (Mesos does).
             task = replace(report.task, agent_id=agent_id)
-            core.commit(
-                {
-                    "op": "task_added",
-                    "framework_id": report.framework_id,
-                    "task": to_plain(task),
-                    "state": TaskState.STAGING.value,
-                    "time": now,
-                }
-            )
+            core.commit(TaskAdded(framework_id=report.framework_id, task=task,
+                                  state=TaskState.STAGING.value))
             new_rec = core.state.task(*key)
             if new_rec is not None:
                 core.allocate_task(new_rec)

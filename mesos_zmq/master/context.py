@@ -22,8 +22,9 @@ from collections.abc import Mapping
 from typing import Any, Protocol
 
 from mesos_zmq.allocator.allocator import Allocator, Quota
+from mesos_zmq.master.records import StateRecord
 from mesos_zmq.master.runtime import AgentRuntime, FrameworkRuntime, OfferRec, Peer, PendingRead
-from mesos_zmq.master.state import MasterState, Record, TaskRecord
+from mesos_zmq.master.state import MasterState, TaskRecord
 from mesos_zmq.protocol import Message, TaskInfo, TaskUsage
 from mesos_zmq.resources import Resources
 from mesos_zmq.tasks import TaskState
@@ -98,7 +99,7 @@ class MasterContext(Protocol):
     def config(self) -> MasterConfigView: ...
 
     # ----------------------------------------------------------------- effects
-    def commit(self, record: Record) -> None: ...
+    def commit(self, record: StateRecord) -> None: ...
     def send(self, peer: bytes, msg: Message, request_id: str = "") -> None: ...
     def error(self, peer: bytes, code: str, message: str, request_id: str) -> None: ...
     def send_agent(self, agent_id: str, msg: Message, request_id: str = "") -> bool: ...

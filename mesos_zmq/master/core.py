@@ -58,6 +58,17 @@ from mesos_zmq.allocator.allocator import Allocator
 from mesos_zmq.errors import ResourceError
 from mesos_zmq.heartbeat import HeartbeatMonitor
 from mesos_zmq.master import agent_api, flags, operator_api, scheduler_api
+from mesos_zmq.master.records import (
+    AgentRemoved,
+    FrameworkRemoved,
+    OfferMade,
+    OfferRemoved,
+    ReservationsSet,
+    StateRecord,
+    TaskUpdated,
+    UpdatePending,
+    stamped,
+)
 from mesos_zmq.master.runtime import (
     AgentRuntime,
     FrameworkRuntime,
@@ -65,7 +76,7 @@ from mesos_zmq.master.runtime import (
     Peer,
     PendingRead,
 )
-from mesos_zmq.master.state import MasterState, Record, TaskRecord
+from mesos_zmq.master.state import MasterState, TaskRecord
 from mesos_zmq.master.validation import (
     quota_amounts,
 )
@@ -108,7 +119,6 @@ from mesos_zmq.protocol import (
     Teardown,
     UnreserveResources,
     UsageReport,
-    to_plain,
 )
 from mesos_zmq.resources import Resources
 from mesos_zmq.tasks import TERMINAL, TaskState
@@ -152,7 +162,7 @@ class MasterCoreConfig:
 class Ready:
     """One batch of effects. Persist ``records`` first, then send ``messages``."""
 
-    records: list[Record] = field(default_factory=list)
+    records: list[StateRecord] = field(default_factory=list)
     #: (connection identity, message, request id)
     messages: list[tuple[bytes, Message, str]] = field(default_factory=list)
 
@@ -244,11 +254,10 @@ class MasterCore:
         ready, self._ready = self._ready, Ready()
         return ready
 
-    def commit(self, record: Record) -> None:
-        if "time" in record:
-            # Durable times are wall-clock (UTC seconds): a log outlives the process and
-            # the machine whose monotonic clock measured ``now``.
-            record["time"] = self._wall_now
+    def commit(self, record: StateRecord) -> None:
+        # Durable times are wall-clock (UTC seconds): a log outlives the process and the
+        # machine whose monotonic clock measured ``now``.
+        record = stamped(record, self._wall_now)
         self.state.apply(record)
         self._ready.records.append(record)
 
@@ -456,8 +465,7 @@ class MasterCore:
         """Record a conversion: ``new`` reserved (RESERVE) or ``old`` released (UNRESERVE)."""
         dynamic = self.dynamic_reservations(agent_id)
         dynamic = dynamic + new if new.roles() - {"*"} else dynamic - old
-        self.commit({"op": "reservations_set", "agent_id": agent_id,
-                      "reserved": str(dynamic), "time": now})
+        self.commit(ReservationsSet(agent_id=agent_id, reserved=str(dynamic)))
 
     def kill_task(self, fid: str, task_id: str, now: float,
               grace: float | None = None) -> TaskRecord | None:
@@ -507,18 +515,8 @@ class MasterCore:
         message: str = "",
         exit_code: int | None = None,
     ) -> None:
-        self.commit(
-            {
-                "op": "task_updated",
-                "framework_id": fid,
-                "task_id": task_id,
-                "state": state.value,
-                "exit_code": exit_code,
-                "message": message,
-                "reason": reason,
-                "time": now,
-            }
-        )
+        self.commit(TaskUpdated(framework_id=fid, task_id=task_id, state=state.value,
+                                exit_code=exit_code, message=message, reason=reason))
 
     def master_task_update(
         self, rec: TaskRecord, state: TaskState, reason: str, message: str, now: float
@@ -546,7 +544,7 @@ class MasterCore:
         if rt is not None:
             rt.pending[status.uuid] = (status, now)
             # Durable until acknowledged, so a new leader keeps resending it.
-            self.commit({"op": "update_pending", "status": to_plain(status)})
+            self.commit(UpdatePending(status=status))
         self.send_framework(fid, StatusUpdate(status=status))
 
     def master_task_error(self, fid: str, task: TaskInfo, message: str, now: float) -> None:
@@ -583,9 +581,9 @@ class MasterCore:
             self.offers[offer_id] = rec
             self._offer_resends[offer_id] = now + self.config.offer_resend_interval
             # Write ahead: the offer is in the log before the framework hears of it.
-            self.commit({"op": "offer_made", "offer_id": offer_id,
-                          "framework_id": alloc.framework_id, "agent_id": alloc.agent_id,
-                          "role": alloc.role, "resources": str(alloc.resources), "time": now})
+            self.commit(OfferMade(offer_id=offer_id, framework_id=alloc.framework_id,
+                                  agent_id=alloc.agent_id, role=alloc.role,
+                                  resources=str(alloc.resources)))
             fw_rt.offers.add(offer_id)
             self.agent_runtimes[alloc.agent_id].offers.add(offer_id)
             by_framework.setdefault(alloc.framework_id, []).append(self._offer_message(rec))
@@ -688,7 +686,7 @@ class MasterCore:
         if offer is None:
             return None
         self._offer_resends.pop(offer_id, None)
-        self.commit({"op": "offer_removed", "offer_id": offer_id})
+        self.commit(OfferRemoved(offer_id=offer_id))
         fw_rt = self.framework_runtimes.get(offer.framework_id)
         if fw_rt is not None:
             fw_rt.offers.discard(offer_id)
@@ -767,7 +765,7 @@ class MasterCore:
                 self.release_task(rec)
             else:
                 self.master_task_update(rec, TaskState.LOST, "REASON_AGENT_REMOVED", why, now)
-        self.commit({"op": "agent_removed", "agent_id": agent_id, "reason": why, "time": now})
+        self.commit(AgentRemoved(agent_id=agent_id, reason=why))
         self.allocator.remove_agent(agent_id)
         log.warning("agent removed", agent_id=agent_id, reason=why)
 
@@ -789,7 +787,7 @@ class MasterCore:
             self.release_task(rec)
         for agent_id in agents:
             self.send_agent(agent_id, ShutdownFramework(framework_id=fid))
-        self.commit({"op": "framework_removed", "framework_id": fid, "reason": why, "time": now})
+        self.commit(FrameworkRemoved(framework_id=fid, reason=why))
         if rt.peer is not None:
             self.peers.pop(rt.peer, None)
         self.allocator.remove_framework(fid)

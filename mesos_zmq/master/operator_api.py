@@ -14,6 +14,14 @@ from typing import TYPE_CHECKING
 import structlog
 
 from mesos_zmq.errors import ResourceError
+from mesos_zmq.master.records import (
+    AgentDrained,
+    AgentDraining,
+    AgentReactivated,
+    QuotaRemoved,
+    QuotaSet,
+    WeightsSet,
+)
 from mesos_zmq.master.runtime import PendingRead
 from mesos_zmq.master.validation import (
     MAX_KILL_GRACE,
@@ -54,7 +62,7 @@ def set_weights(core: MasterContext, peer: bytes, msg: SetWeights, rid: str, now
     if problem is not None:
         core.error(peer, "invalid", f"weights refused: {problem}", rid)
         return
-    core.commit({"op": "weights_set", "weights": dict(msg.weights), "time": now})
+    core.commit(WeightsSet(weights=dict(msg.weights)))
     for role, weight in msg.weights.items():
         core.allocator.set_weight(role, weight)
     core.request_allocation()
@@ -77,8 +85,7 @@ def set_quota(core: MasterContext, peer: bytes, msg: SetQuota, rid: str, now: fl
     except (ValueError, ResourceError) as exc:
         core.error(peer, "invalid", f"quota refused: {exc}", rid)
         return
-    core.commit({"op": "quota_set", "role": msg.role, "guarantee": msg.guarantee,
-                  "limit": msg.limit, "time": now})
+    core.commit(QuotaSet(role=msg.role, guarantee=msg.guarantee, limit=msg.limit))
     core.request_allocation()
     core.send(peer, OperatorReply(message=f"quota of role {msg.role} set"), rid)
 
@@ -136,7 +143,7 @@ def remove_quota(core: MasterContext, peer: bytes, msg: RemoveQuota, rid: str, n
     if msg.role not in core.state.quotas:
         core.error(peer, "invalid", f"role {msg.role[:64]!r} has no quota", rid)
         return
-    core.commit({"op": "quota_removed", "role": msg.role, "time": now})
+    core.commit(QuotaRemoved(role=msg.role))
     core.allocator.remove_quota(msg.role)
     core.request_allocation()
     core.send(peer, OperatorReply(message=f"quota of role {msg.role} removed"), rid)
@@ -195,8 +202,7 @@ def drain_agent(core: MasterContext, peer: bytes, msg: DrainAgent, rid: str, now
     if msg.grace is not None and not 0 <= msg.grace <= MAX_KILL_GRACE:
         core.error(peer, "invalid", "grace must be within 0..3600 seconds", rid)
         return
-    core.commit({"op": "agent_draining", "agent_id": msg.agent_id, "grace": msg.grace,
-                  "time": now})
+    core.commit(AgentDraining(agent_id=msg.agent_id, grace=msg.grace))
     drain(core, msg.agent_id, now)
     tasks = len(core.state.active_tasks_on(msg.agent_id))
     core.send(peer, OperatorReply(
@@ -220,7 +226,7 @@ def check_drained(core: MasterContext, agent_id: str) -> None:
     if drain is None or drain["drained"]:
         return
     if not core.state.active_tasks_on(agent_id):
-        core.commit({"op": "agent_drained", "agent_id": agent_id})
+        core.commit(AgentDrained(agent_id=agent_id))
         log.info("agent drained", agent_id=agent_id)
 
 
@@ -229,7 +235,7 @@ def reactivate_agent(core: MasterContext, peer: bytes, msg: ReactivateAgent, rid
     if msg.agent_id not in core.state.draining:
         core.error(peer, "invalid", f"agent {msg.agent_id[:64]!r} is not draining", rid)
         return
-    core.commit({"op": "agent_reactivated", "agent_id": msg.agent_id, "time": now})
+    core.commit(AgentReactivated(agent_id=msg.agent_id))
     if core.agent_connected(msg.agent_id):
         core.allocator.activate_agent(msg.agent_id, True)
         core.request_allocation()

@@ -14,6 +14,14 @@ from typing import TYPE_CHECKING
 import structlog
 
 from mesos_zmq.errors import ResourceError
+from mesos_zmq.master.records import (
+    FiltersCleared,
+    FilterSet,
+    FrameworkAdded,
+    RequestDone,
+    TaskAdded,
+    UpdateAcked,
+)
 from mesos_zmq.master.runtime import MAX_TASKS_PER_ACCEPT, FrameworkRuntime
 from mesos_zmq.master.validation import check_framework, check_task, reservation_problem
 from mesos_zmq.protocol import (
@@ -31,7 +39,6 @@ from mesos_zmq.protocol import (
     Suppress,
     TaskInfo,
     Teardown,
-    to_plain,
 )
 from mesos_zmq.resources import Resources
 from mesos_zmq.tasks import TaskState
@@ -69,8 +76,7 @@ def subscribe(core: MasterContext, peer: bytes, msg: Subscribe, rid: str, now: f
         known = core.state.frameworks[bound.id]
         wanted = sorted(set(info.suppressed_roles))
         if wanted != known.suppressed_roles:
-            core.commit({"op": "framework_added", "time": now,
-                          "framework": to_plain(replace(known, suppressed_roles=wanted))})
+            core.commit(FrameworkAdded(framework=replace(known, suppressed_roles=wanted)))
             _apply_suppression(core, bound.id, known.suppressed_roles, wanted)
         core.send(peer, subscribed(core, bound.id, False), rid)
         return
@@ -95,9 +101,7 @@ def subscribe(core: MasterContext, peer: bytes, msg: Subscribe, rid: str, now: f
     stored = replace(info, framework_id=framework_id, roles=roles,
                      suppressed_roles=sorted(set(info.suppressed_roles)))
     if previous != stored:
-        core.commit(
-            {"op": "framework_added", "framework": to_plain(stored), "time": now}
-        )
+        core.commit(FrameworkAdded(framework=stored))
     rt = core.framework_runtimes.setdefault(framework_id, FrameworkRuntime())
     rt.deadline = None
     rt.offers_until = None
@@ -238,18 +242,10 @@ def accept(core: MasterContext, peer: bytes, msg: Accept, rid: str, now: float) 
         seen.add(task.task_id)
         remaining = remaining - needed
         task = replace(task, agent_id=agent_id, role=role, resources=str(needed))
-        core.commit(
-            {
-                "op": "task_added",
-                "framework_id": fid,
-                "task": to_plain(task),
-                "state": TaskState.STAGING.value,
-                "time": now,
-            }
-        )
+        core.commit(TaskAdded(framework_id=fid, task=task, state=TaskState.STAGING.value))
         launched.append(task)
     if rid:
-        core.commit({"op": "request_done", "request_id": rid})
+        core.commit(RequestDone(request_id=rid))
     refuse_until = now + msg.refuse_seconds if msg.refuse_seconds > 0 else None
     core.allocator.recover(fid, role, agent_id, remaining, refuse_until)
     if refuse_until is not None and remaining:
@@ -362,8 +358,7 @@ def decline(core: MasterContext, peer: bytes, msg: Decline, rid: str, now: float
 
 def record_filter(core: MasterContext, fid: str, agent_id: str, seconds: float, now: float) -> None:
     """Decline filters are logged so that a new leader keeps honouring them."""
-    core.commit({"op": "filter_set", "framework_id": fid, "agent_id": agent_id,
-                  "seconds": seconds, "time": now})
+    core.commit(FilterSet(framework_id=fid, agent_id=agent_id, seconds=seconds))
 
 
 def kill_request(core: MasterContext, peer: bytes, msg: Kill, rid: str, now: float) -> None:
@@ -377,7 +372,7 @@ def acknowledge(core: MasterContext, peer: bytes, msg: Acknowledge, rid: str, no
         return
     rt = core.framework_runtimes.get(msg.framework_id)
     if rt is not None and rt.pending.pop(msg.uuid, None) is not None:
-        core.commit({"op": "update_acked", "uuid": msg.uuid})
+        core.commit(UpdateAcked(uuid=msg.uuid))
         return
     if msg.agent_id:
         core.send_agent(msg.agent_id, msg)
@@ -413,7 +408,7 @@ def _revive(core: MasterContext, fid: str, roles: list[str]) -> None:
     """Lift suppression of ``roles`` (all when empty) and clear every decline filter."""
     core.allocator.revive(fid, roles)
     if any(f == fid for f, _ in core.state.filters):
-        core.commit({"op": "filters_cleared", "framework_id": fid})
+        core.commit(FiltersCleared(framework_id=fid))
     core.request_allocation()
 
 
@@ -438,7 +433,7 @@ def _set_suppressed(core: MasterContext, fid: str, roles: list[str], on: bool,
     wanted = sorted(current | named if on else current - named)
     if wanted != info.suppressed_roles:
         stored = replace(info, suppressed_roles=wanted)
-        core.commit({"op": "framework_added", "framework": to_plain(stored), "time": now})
+        core.commit(FrameworkAdded(framework=stored))
 
 
 def teardown(core: MasterContext, peer: bytes, msg: Teardown, rid: str, now: float) -> None:

@@ -32,6 +32,7 @@ from mesos_zmq.master.log import (
     ReplicatedLog,
     SnapshotPolicy,
 )
+from mesos_zmq.master.records import record_to_plain
 from mesos_zmq.master.state import MasterState, state_from
 from mesos_zmq.protocol import DEFAULT_MAX_FRAME_BYTES, decode, encode, error_frame, peek_request_id
 from mesos_zmq.resources import validate_role
@@ -295,7 +296,7 @@ class MasterServer:
 
     def _flush(self, ready: Ready) -> None:
         if ready.records:
-            self.log.append(ready.records)
+            self.log.append([record_to_plain(r) for r in ready.records])
         now = time.monotonic()
         if self._snapshot_policy.due(self.log.records_since_snapshot,
                                      self.log.bytes_since_snapshot, now - self._last_snapshot):

@@ -1,8 +1,8 @@
 """The master's durable state and the records that change it.
 
-Every durable change is a plain-dict record with an ``op`` key. The core never
-mutates durable state directly: it builds a record, applies it here, and hands it to
-the shell for the log. Recovery replays the same records through the same
+Every durable change is a typed record (:mod:`mesos_zmq.master.records`). The core
+never mutates durable state directly: it builds a record, applies it here, and hands
+it to the shell for the log. Recovery replays the same records through the same
 :meth:`MasterState.apply`, so the live path and the replay path cannot disagree.
 
 What lives here is what must survive a master restart: frameworks, agents, tasks and
@@ -17,9 +17,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
 
+from mesos_zmq.master import records as r
+from mesos_zmq.master.records import StateRecord, record_from_plain
 from mesos_zmq.protocol import FrameworkInfo, TaskInfo, TaskStatus, from_plain, to_plain
 from mesos_zmq.tasks import TERMINAL, TaskState
 
+#: a record as the log holds it (a map with an ``op`` tag)
 Record = dict[str, Any]
 
 #: How many finished tasks and removed frameworks/agents the master remembers.
@@ -102,111 +105,110 @@ class MasterState:
         self.tasks_by_agent: dict[str, set[TaskKey]] = {}
         #: agents being drained: agent id -> {"grace", "drained", "since"}
         self.draining: dict[str, dict[str, Any]] = {}
-        self._ops: dict[str, Callable[[Record], None]] = {
-            "framework_added": self._framework_added,
-            "framework_removed": self._framework_removed,
-            "agent_added": self._agent_added,
-            "agent_removed": self._agent_removed,
-            "agent_draining": self._agent_draining,
-            "agent_drained": self._agent_drained,
-            "agent_reactivated": self._agent_reactivated,
-            "task_added": self._task_added,
-            "task_updated": self._task_updated,
-            "weights_set": self._weights_set,
-            "quota_set": self._quota_set,
-            "quota_removed": self._quota_removed,
-            "reservations_set": self._reservations_set,
-            "offer_made": self._offer_made,
-            "offer_removed": self._offer_removed,
-            "request_done": self._request_done,
-            "update_pending": self._update_pending,
-            "filter_set": self._filter_set,
-            "filters_cleared": self._filters_cleared,
-            "update_acked": self._update_acked,
+        self._ops: dict[type[Any], Callable[[Any], None]] = {
+            r.FrameworkAdded: self._framework_added,
+            r.FrameworkRemoved: self._framework_removed,
+            r.AgentAdded: self._agent_added,
+            r.AgentRemoved: self._agent_removed,
+            r.AgentDraining: self._agent_draining,
+            r.AgentDrained: self._agent_drained,
+            r.AgentReactivated: self._agent_reactivated,
+            r.TaskAdded: self._task_added,
+            r.TaskUpdated: self._task_updated,
+            r.WeightsSet: self._weights_set,
+            r.QuotaSet: self._quota_set,
+            r.QuotaRemoved: self._quota_removed,
+            r.ReservationsSet: self._reservations_set,
+            r.OfferMade: self._offer_made,
+            r.OfferRemoved: self._offer_removed,
+            r.RequestDone: self._request_done,
+            r.UpdatePending: self._update_pending,
+            r.FilterSet: self._filter_set,
+            r.FiltersCleared: self._filters_cleared,
+            r.UpdateAcked: self._update_acked,
         }
 
     # ----------------------------------------------------------------- apply
-    def apply(self, record: Record) -> None:
-        op = record.get("op")
-        handler = self._ops.get(op) if isinstance(op, str) else None
-        if handler is None:
-            raise ValueError(f"unknown state record op {op!r}")
-        handler(record)
+    def apply(self, record: StateRecord | Record) -> None:
+        """Apply one record; a map read back from the log is decoded first (a bad one
+        raises ValueError and changes nothing)."""
+        typed = record_from_plain(record) if isinstance(record, dict) else record
+        self._ops[type(typed)](typed)
 
-    def _framework_added(self, record: Record) -> None:
-        info = from_plain(FrameworkInfo, record["framework"])
+    def _framework_added(self, record: r.FrameworkAdded) -> None:
+        info = record.framework
         self.frameworks[info.framework_id] = info
         self.removed_frameworks.pop(info.framework_id, None)
 
-    def _framework_removed(self, record: Record) -> None:
-        framework_id = record["framework_id"]
+    def _framework_removed(self, record: r.FrameworkRemoved) -> None:
+        framework_id = record.framework_id
         self.frameworks.pop(framework_id, None)
         for uuid in [u for u, s in self.pending_updates.items()
                      if s.framework_id == framework_id]:
             del self.pending_updates[uuid]
         for key in [k for k in self.filters if k[0] == framework_id]:
             del self.filters[key]
-        self.removed_frameworks[framework_id] = record.get("time", 0.0)
+        self.removed_frameworks[framework_id] = record.time
         while len(self.removed_frameworks) > REMOVED_LIMIT:
             self.removed_frameworks.popitem(last=False)
 
-    def _agent_added(self, record: Record) -> None:
+    def _agent_added(self, record: r.AgentAdded) -> None:
         agent = AgentRecord(
-            agent_id=record["agent_id"],
-            hostname=record["hostname"],
-            resources=record["resources"],
-            attributes=record.get("attributes", ""),
-            registered_at=record.get("time", 0.0),
+            agent_id=record.agent_id,
+            hostname=record.hostname,
+            resources=record.resources,
+            attributes=record.attributes,
+            registered_at=record.time,
         )
         self.agents[agent.agent_id] = agent
         self.removed_agents.pop(agent.agent_id, None)
         self.tasks_by_agent.setdefault(agent.agent_id, set())
 
-    def _agent_draining(self, record: Record) -> None:
-        self.draining[record["agent_id"]] = {"grace": record.get("grace"), "drained": False,
-                                             "since": record.get("time", 0.0)}
+    def _agent_draining(self, record: r.AgentDraining) -> None:
+        self.draining[record.agent_id] = {"grace": record.grace, "drained": False,
+                                          "since": record.time}
 
-    def _agent_drained(self, record: Record) -> None:
-        drain = self.draining.get(record["agent_id"])
+    def _agent_drained(self, record: r.AgentDrained) -> None:
+        drain = self.draining.get(record.agent_id)
         if drain is not None:
             drain["drained"] = True
 
-    def _agent_reactivated(self, record: Record) -> None:
-        self.draining.pop(record["agent_id"], None)
+    def _agent_reactivated(self, record: r.AgentReactivated) -> None:
+        self.draining.pop(record.agent_id, None)
 
-    def _agent_removed(self, record: Record) -> None:
-        agent_id = record["agent_id"]
+    def _agent_removed(self, record: r.AgentRemoved) -> None:
+        agent_id = record.agent_id
         self.agents.pop(agent_id, None)
         for key in [k for k in self.filters if k[1] == agent_id]:
             del self.filters[key]
-        self.removed_agents[agent_id] = record.get("time", 0.0)
+        self.removed_agents[agent_id] = record.time
         while len(self.removed_agents) > REMOVED_LIMIT:
             self.removed_agents.popitem(last=False)
 
-    def _task_added(self, record: Record) -> None:
-        task = from_plain(TaskInfo, record["task"])
-        key = (record["framework_id"], task.task_id)
-        state = TaskState(record.get("state", TaskState.STAGING.value))
+    def _task_added(self, record: r.TaskAdded) -> None:
+        task = record.task
+        key = (record.framework_id, task.task_id)
+        state = TaskState(record.state)
         self.completed.pop(key, None)
-        rec = TaskRecord(record["framework_id"], task, state, record.get("time", 0.0))
+        rec = TaskRecord(record.framework_id, task, state, record.time)
         if rec.terminal:
             self._complete(key, rec)
         else:
             self.tasks[key] = rec
             self.tasks_by_agent.setdefault(task.agent_id, set()).add(key)
 
-    def _task_updated(self, record: Record) -> None:
-        key = (record["framework_id"], record["task_id"])
+    def _task_updated(self, record: r.TaskUpdated) -> None:
+        key = (record.framework_id, record.task_id)
         current = self.tasks.get(key) or self.completed.get(key)
         if current is None:
             return
         updated = replace(
             current,
-            state=TaskState(record["state"]),
-            exit_code=record.get("exit_code"),
-            message=record.get("message", ""),
-            reason=record.get("reason", ""),
-            updated_at=record.get("time", current.updated_at),
+            state=TaskState(record.state),
+            exit_code=record.exit_code,
+            message=record.message,
+            reason=record.reason,
+            updated_at=record.time or current.updated_at,
         )
         if updated.terminal:
             self.tasks.pop(key, None)
@@ -225,47 +227,47 @@ class MasterState:
         while len(self.completed) > COMPLETED_TASKS_LIMIT:
             self.completed.popitem(last=False)
 
-    def _weights_set(self, record: Record) -> None:
-        self.weights.update({str(k): float(v) for k, v in record["weights"].items()})
+    def _weights_set(self, record: r.WeightsSet) -> None:
+        self.weights.update({str(k): float(v) for k, v in record.weights.items()})
 
-    def _quota_set(self, record: Record) -> None:
-        self.quotas[record["role"]] = (record["guarantee"], record["limit"])
+    def _quota_set(self, record: r.QuotaSet) -> None:
+        self.quotas[record.role] = (record.guarantee, record.limit)
 
-    def _quota_removed(self, record: Record) -> None:
-        self.quotas.pop(record["role"], None)
+    def _quota_removed(self, record: r.QuotaRemoved) -> None:
+        self.quotas.pop(record.role, None)
 
-    def _offer_made(self, record: Record) -> None:
-        self.offers[record["offer_id"]] = {
-            k: record[k] for k in ("framework_id", "agent_id", "role", "resources")
+    def _offer_made(self, record: r.OfferMade) -> None:
+        self.offers[record.offer_id] = {
+            "framework_id": record.framework_id, "agent_id": record.agent_id,
+            "role": record.role, "resources": record.resources,
         }
 
-    def _offer_removed(self, record: Record) -> None:
-        self.offers.pop(record["offer_id"], None)
+    def _offer_removed(self, record: r.OfferRemoved) -> None:
+        self.offers.pop(record.offer_id, None)
 
-    def _filter_set(self, record: Record) -> None:
-        self.filters[(record["framework_id"], record["agent_id"])] = float(record["seconds"])
+    def _filter_set(self, record: r.FilterSet) -> None:
+        self.filters[(record.framework_id, record.agent_id)] = float(record.seconds)
 
-    def _filters_cleared(self, record: Record) -> None:
-        for key in [k for k in self.filters if k[0] == record["framework_id"]]:
+    def _filters_cleared(self, record: r.FiltersCleared) -> None:
+        for key in [k for k in self.filters if k[0] == record.framework_id]:
             del self.filters[key]
 
-    def _update_pending(self, record: Record) -> None:
-        status = from_plain(TaskStatus, record["status"])
-        self.pending_updates[status.uuid] = status
+    def _update_pending(self, record: r.UpdatePending) -> None:
+        self.pending_updates[record.status.uuid] = record.status
 
-    def _update_acked(self, record: Record) -> None:
-        self.pending_updates.pop(record["uuid"], None)
+    def _update_acked(self, record: r.UpdateAcked) -> None:
+        self.pending_updates.pop(record.uuid, None)
 
-    def _request_done(self, record: Record) -> None:
-        self.requests_done[record["request_id"]] = None
+    def _request_done(self, record: r.RequestDone) -> None:
+        self.requests_done[record.request_id] = None
         while len(self.requests_done) > REQUESTS_LIMIT:
             self.requests_done.popitem(last=False)
 
-    def _reservations_set(self, record: Record) -> None:
-        if record["reserved"]:
-            self.reservations[record["agent_id"]] = record["reserved"]
+    def _reservations_set(self, record: r.ReservationsSet) -> None:
+        if record.reserved:
+            self.reservations[record.agent_id] = record.reserved
         else:
-            self.reservations.pop(record["agent_id"], None)
+            self.reservations.pop(record.agent_id, None)
 
     # ----------------------------------------------------------------- queries
     def task(self, framework_id: str, task_id: str) -> TaskRecord | None:

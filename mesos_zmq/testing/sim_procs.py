@@ -41,6 +41,7 @@ from mesos_zmq.errors import LogError, ProtocolError, ResourceError
 from mesos_zmq.master.contender import Contender
 from mesos_zmq.master.core import MasterCore, MasterCoreConfig, Ready
 from mesos_zmq.master.log import Recovered
+from mesos_zmq.master.records import record_to_plain
 from mesos_zmq.master.state import MasterState, Record
 from mesos_zmq.master.zk_log import LogFenced, ZooKeeperLog
 from mesos_zmq.protocol import (
@@ -341,7 +342,7 @@ class MasterReplica:
     def _flush(self, ready: Ready) -> None:
         assert self.log is not None and self.core is not None
         if ready.records:
-            self.log.append(ready.records)
+            self.log.append([record_to_plain(r) for r in ready.records])
             self.flushes += 1
             if self.kill_after_commit:
                 self.kill_after_commit = False

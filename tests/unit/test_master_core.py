@@ -9,6 +9,7 @@ import pytest
 
 from mesos_zmq.master.core import MasterCore, MasterCoreConfig, Ready
 from mesos_zmq.master.log import MemoryLog
+from mesos_zmq.master.records import record_to_plain
 from mesos_zmq.master.state import MasterState
 from mesos_zmq.protocol import (
     Accept,
@@ -72,7 +73,7 @@ class Harness:
 
     def _apply(self, ready: Ready) -> list[tuple[bytes, Message, str]]:
         if ready.records:
-            self.log.append(ready.records)
+            self.log.append([record_to_plain(r) for r in ready.records])  # as the shell
         self.sent.extend(ready.messages)
         return ready.messages
 
@@ -128,7 +129,7 @@ def launch(h: Harness, now: float = 0.0, resources: str = "cpus:1;mem:128",
 def test_register_agent_assigns_id_and_persists_before_reply() -> None:
     h = Harness()
     ready = h.core.handle(AGENT, RegisterAgent(hostname="h", resources="cpus:2;mem:512"), "r", 0)
-    assert ready.records and ready.records[0]["op"] == "agent_added"
+    assert ready.records and ready.records[0].OP == "agent_added"
     (peer, reply, rid) = ready.messages[0]
     assert isinstance(reply, AgentRegistered) and rid == "r" and peer == AGENT
 
@@ -214,7 +215,7 @@ def test_status_update_is_recorded_forwarded_and_ack_goes_to_agent() -> None:
                         state="TASK_FAILED", uuid="u1", timestamp=1.0, exit_code=3,
                         message="Command exited with status 3")
     ready = h.core.handle(AGENT, StatusUpdate(status=status), "", 1.0)
-    assert ready.records[0]["op"] == "task_updated"
+    assert ready.records[0].OP == "task_updated"
     assert [(p, type(m)) for p, m, _ in ready.messages] == [(FW, StatusUpdate)]
     rec = h.core.state.task(fid, "t1")
     assert rec is not None and rec.state == "TASK_FAILED" and rec.exit_code == 3

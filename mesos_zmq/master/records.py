@@ -1,0 +1,225 @@
+"""The master's durable records: one typed class per change, registered by op tag.
+
+Theory of operation
+-------------------
+Every durable change of the master (an agent admitted, an offer made, a task's new
+state...) is one of these records. A handler builds it, ``commit`` applies it to the
+state (:meth:`~mesos_zmq.master.state.MasterState.apply`, which dispatches on the
+record's type) and the shell writes it to the log as a plain map: ``{"op": tag,
+field: value, ...}``, encoded and decoded by the one codec (:func:`to_plain`,
+:func:`from_plain` of :mod:`mesos_zmq.protocol`), exactly the maps earlier versions
+wrote, so their logs still replay. mypy sees a wrong field where a string key would
+have surfaced as a KeyError during a replay (as Mesos's registry operations are
+classes rather than free-form entries).
+
+A record's ``time`` is wall-clock UTC, stamped by ``commit``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from typing import Any, ClassVar
+
+from mesos_zmq.errors import ProtocolError
+from mesos_zmq.protocol import FrameworkInfo, TaskInfo, TaskStatus, from_plain, to_plain
+
+#: a record as the log holds it
+PlainRecord = dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class FrameworkAdded:
+    OP: ClassVar[str] = "framework_added"
+    framework: FrameworkInfo
+    time: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class FrameworkRemoved:
+    OP: ClassVar[str] = "framework_removed"
+    framework_id: str
+    reason: str = ""
+    time: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class AgentAdded:
+    OP: ClassVar[str] = "agent_added"
+    agent_id: str
+    hostname: str
+    resources: str
+    attributes: str = ""
+    time: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class AgentRemoved:
+    OP: ClassVar[str] = "agent_removed"
+    agent_id: str
+    reason: str = ""
+    time: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class AgentDraining:
+    OP: ClassVar[str] = "agent_draining"
+    agent_id: str
+    grace: float | None = None
+    time: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class AgentDrained:
+    OP: ClassVar[str] = "agent_drained"
+    agent_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class AgentReactivated:
+    OP: ClassVar[str] = "agent_reactivated"
+    agent_id: str
+    time: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class TaskAdded:
+    OP: ClassVar[str] = "task_added"
+    framework_id: str
+    task: TaskInfo
+    state: str = "TASK_STAGING"
+    time: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class TaskUpdated:
+    OP: ClassVar[str] = "task_updated"
+    framework_id: str
+    task_id: str
+    state: str
+    exit_code: int | None = None
+    message: str = ""
+    reason: str = ""
+    time: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class WeightsSet:
+    OP: ClassVar[str] = "weights_set"
+    weights: dict[str, float] = field(default_factory=dict)
+    time: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class QuotaSet:
+    OP: ClassVar[str] = "quota_set"
+    role: str
+    guarantee: str = ""
+    limit: str = ""
+    time: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class QuotaRemoved:
+    OP: ClassVar[str] = "quota_removed"
+    role: str
+    time: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class ReservationsSet:
+    OP: ClassVar[str] = "reservations_set"
+    agent_id: str
+    reserved: str  # the agent's dynamic reservations (empty: none)
+    time: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class OfferMade:
+    OP: ClassVar[str] = "offer_made"
+    offer_id: str
+    framework_id: str
+    agent_id: str
+    role: str
+    resources: str
+    time: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class OfferRemoved:
+    OP: ClassVar[str] = "offer_removed"
+    offer_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class RequestDone:
+    OP: ClassVar[str] = "request_done"
+    request_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class UpdatePending:
+    OP: ClassVar[str] = "update_pending"
+    status: TaskStatus
+
+
+@dataclass(frozen=True, slots=True)
+class UpdateAcked:
+    OP: ClassVar[str] = "update_acked"
+    uuid: str
+
+
+@dataclass(frozen=True, slots=True)
+class FilterSet:
+    OP: ClassVar[str] = "filter_set"
+    framework_id: str
+    agent_id: str
+    seconds: float
+    time: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class FiltersCleared:
+    OP: ClassVar[str] = "filters_cleared"
+    framework_id: str
+
+
+StateRecord = (
+    FrameworkAdded | FrameworkRemoved | AgentAdded | AgentRemoved | AgentDraining
+    | AgentDrained | AgentReactivated | TaskAdded | TaskUpdated | WeightsSet | QuotaSet
+    | QuotaRemoved | ReservationsSet | OfferMade | OfferRemoved | RequestDone
+    | UpdatePending | UpdateAcked | FilterSet | FiltersCleared
+)
+
+RECORD_TYPES: dict[str, type[StateRecord]] = {
+    cls.OP: cls for cls in (
+        FrameworkAdded, FrameworkRemoved, AgentAdded, AgentRemoved, AgentDraining,
+        AgentDrained, AgentReactivated, TaskAdded, TaskUpdated, WeightsSet, QuotaSet,
+        QuotaRemoved, ReservationsSet, OfferMade, OfferRemoved, RequestDone,
+        UpdatePending, UpdateAcked, FilterSet, FiltersCleared,
+    )
+}
+
+
+def record_to_plain(record: StateRecord) -> PlainRecord:
+    """The map the log holds: ``{"op": tag, **fields}``."""
+    return {"op": record.OP, **to_plain(record)}
+
+
+def record_from_plain(plain: PlainRecord) -> StateRecord:
+    """A logged map back as its record; ValueError names what is wrong with it."""
+    op = plain.get("op") if isinstance(plain, dict) else None
+    cls = RECORD_TYPES.get(op) if isinstance(op, str) else None
+    if cls is None:
+        raise ValueError(f"unknown state record op {op!r}")
+    try:
+        return from_plain(cls, plain)
+    except ProtocolError as exc:
+        raise ValueError(f"bad {op} record: {exc.message}") from None
+
+
+def stamped(record: StateRecord, time: float) -> StateRecord:
+    """The record with its ``time`` set (records without one are returned as they are)."""
+    if "time" not in record.__dataclass_fields__:
+        return record
+    changes: dict[str, Any] = {"time": time}
+    return replace(record, **changes)
