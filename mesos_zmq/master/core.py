@@ -55,6 +55,7 @@ from typing import TYPE_CHECKING, Any
 import structlog
 
 from mesos_zmq.allocator.allocator import Allocator
+from mesos_zmq.allocator.sorter import sorter_factory
 from mesos_zmq.errors import ResourceError
 from mesos_zmq.heartbeat import HeartbeatMonitor
 from mesos_zmq.master import agent_api, flags, operator_api, scheduler_api
@@ -156,6 +157,8 @@ class MasterCoreConfig:
     #: a launched task with no word from its agent after this long is sent again
     #: (doubling up to a minute); the agent ignores task ids it already knows
     launch_retry: float = 10.0
+    #: drf | random (see mesos_zmq.allocator.sorter)
+    allocator_sorter: str = flags.ALLOCATOR_SORTER
 
 
 @dataclass(slots=True)
@@ -188,6 +191,7 @@ class MasterCore:
             excluded=config.fair_sharing_excluded,
             min_allocatable=None if config.min_allocatable is None
             else [dict(alt) for alt in config.min_allocatable],
+            sorter_factory=sorter_factory(config.allocator_sorter),
         )
         for role, alternatives in config.role_min_allocatable:
             self.allocator.set_min_allocatable(role, [dict(alt) for alt in alternatives])

@@ -92,6 +92,10 @@ FLAGS: tuple[Flag, ...] = (
          "log bytes between snapshots", int, 1),
     Flag("snapshot_interval", "--snapshot-interval", 300.0,
          "most seconds between snapshots while the log grows", float, 0.001),
+    Flag("allocator_sorter", "--allocator-sorter", "drf",
+         "order in which roles, and frameworks within a role, are offered resources: "
+         "drf (weighted Dominant Resource Fairness) or random (a weighted random order, "
+         "as Mesos's --role_sorter=random)", choices=("drf", "random")),
     Flag("role_min_allocatable", "--role-min-allocatable-resources", (),
          "ROLE=ALTERNATIVES for one role, e.g. 'ml=cpus:1;mem:1024|gpus:1' (repeatable)",
          multiple=True),
@@ -112,6 +116,7 @@ SNAPSHOT_EVERY: int = default("snapshot_every")
 SNAPSHOT_BYTES: int = default("snapshot_bytes")
 SNAPSHOT_INTERVAL: float = default("snapshot_interval")
 ZK_SESSION_TIMEOUT: float = default("zk_session_timeout")
+ALLOCATOR_SORTER: str = default("allocator_sorter")
 
 
 def range_problems(values: dict[str, Any]) -> list[str]:

@@ -71,6 +71,7 @@ class MasterConfig:
     snapshot_every: int = flags.SNAPSHOT_EVERY
     snapshot_bytes: int = flags.SNAPSHOT_BYTES
     snapshot_interval: float = flags.SNAPSHOT_INTERVAL
+    allocator_sorter: str = flags.ALLOCATOR_SORTER
 
     @property
     def snapshot_policy(self) -> SnapshotPolicy:
@@ -187,6 +188,7 @@ class MasterServer:
             role_min_allocatable=tuple(
                 (role, tuple(tuple(alt.items()) for alt in parse_min_allocatable(text)))
                 for role, text in config.role_min_allocatable.items()),
+            allocator_sorter=config.allocator_sorter,
         )
         self.core = MasterCore(core_config, new_id, state, now=time.monotonic())
         self.core.wall_offset = time.time() - time.monotonic()

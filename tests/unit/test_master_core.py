@@ -1003,3 +1003,15 @@ def test_a_stopped_agent_that_stays_away_is_removed_after_the_heartbeat_limit() 
     (reply,) = h2.send(b"stranger", AgentStopping(agent_id=other), 0.5)
     assert isinstance(reply, Error) and reply.code == "not_registered"
     assert h2.core.agent_connected(other)
+
+
+def test_the_master_allocates_with_the_random_sorter() -> None:
+    h = Harness(allocator_sorter="random")
+    h.register_agent(resources="cpus:4;mem:4096")
+    h.register_agent(peer=b"agent-2", resources="cpus:4;mem:4096")
+    peers = [b"fw-a", b"fw-b"]
+    for peer in peers:
+        h.subscribe(peer=peer)
+    out = h.tick(0.5) + h.tick(1.5)
+    offers = [o for _, m, _ in out if isinstance(m, Offers) for o in m.offers]
+    assert sorted(o.agent_id for o in offers) == sorted(h.core.state.agents)  # once each

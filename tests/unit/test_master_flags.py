@@ -44,6 +44,7 @@ def test_the_cli_offers_every_flag_with_its_default() -> None:
     ({"registry": "sqlite"}, "--registry must be one of replicated_log, in_memory"),
     ({"offer_timeout": 0.0}, "--offer-timeout"),
     ({"snapshot_interval": float("nan")}, "--snapshot-interval"),
+    ({"allocator_sorter": "fifo"}, "--allocator-sorter must be one of drf, random"),
 ])
 def test_a_config_built_in_code_is_range_checked_like_the_cli(change: dict[str, object],
                                                                needle: str) -> None:
