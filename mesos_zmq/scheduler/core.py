@@ -224,6 +224,16 @@ class DriverCore:
         #: wall clock minus ``now``'s clock, kept by the shell: the timestamp of an update
         #: made here is wall-clock UTC like the master's and the agents'
         self.wall_offset = 0.0
+        #: inbound message type -> (needs a subscription, handler)
+        self._inbound: dict[type[Message],
+                            tuple[bool, Callable[[Any, str, float], list[Action]]]] = {
+            Subscribed: (False, lambda m, rid, now: self._on_subscribed(m, now)),
+            Error: (False, lambda m, rid, now: self._on_error(m, now)),
+            FileData: (False, self._on_file_data),
+            Offers: (True, lambda m, rid, now: self._on_offers(m)),
+            Rescind: (True, self._on_rescind),
+            StatusUpdate: (True, lambda m, rid, now: self._on_update(m.status)),
+        }
 
     # ----------------------------------------------------------------- connection
     def connected(self, now: float) -> list[Action]:
@@ -305,29 +315,30 @@ class DriverCore:
 
     # ----------------------------------------------------------------- inbound
     def handle(self, msg: Message, request_id: str, now: float) -> list[Action]:
-        """One message from the master; any message at all proves it is alive."""
+        """One message from the master; any message at all proves it is alive.
+
+        Dispatched by type, as the master and agent cores do; heartbeats and message
+        types newer than this driver need no handler."""
         self.monitor.received(now)
         if self.stopped:
             return []
-        if isinstance(msg, Subscribed):
-            return self._on_subscribed(msg, now)
-        if isinstance(msg, Error):
-            return self._on_error(msg, now)
-        if isinstance(msg, FileData):
-            if request_id in self._reads:
-                self._reads.discard(request_id)
-                return [FileReply(request_id, msg)]
-            return []  # a reply we gave up on
-        if not self.subscribed:
+        entry = self._inbound.get(type(msg))
+        if entry is None:
+            return []
+        needs_subscription, handler = entry
+        if needs_subscription and not self.subscribed:
             return []  # traffic for a subscription we no longer have; it is retried
-        if isinstance(msg, Offers):
-            return self._on_offers(msg)
-        if isinstance(msg, Rescind):
-            self._held_offers.pop(msg.offer_id, None)
-            return [Call("offer_rescinded", (msg.offer_id,))]
-        if isinstance(msg, StatusUpdate):
-            return self._on_update(msg.status)
-        return []  # heartbeats, and anything newer than us
+        return handler(msg, request_id, now)
+
+    def _on_file_data(self, msg: FileData, request_id: str, now: float) -> list[Action]:
+        if request_id in self._reads:
+            self._reads.discard(request_id)
+            return [FileReply(request_id, msg)]
+        return []  # a reply we gave up on
+
+    def _on_rescind(self, msg: Rescind, request_id: str, now: float) -> list[Action]:
+        self._held_offers.pop(msg.offer_id, None)
+        return [Call("offer_rescinded", (msg.offer_id,))]
 
     def _on_subscribed(self, msg: Subscribed, now: float) -> list[Action]:
         if self.subscribed and msg.framework_id == self.framework_id:
