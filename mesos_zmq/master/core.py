@@ -122,7 +122,7 @@ from mesos_zmq.protocol import (
     UsageReport,
 )
 from mesos_zmq.resources import Resources
-from mesos_zmq.tasks import TERMINAL, TaskState
+from mesos_zmq.tasks import TERMINAL, InvalidTransition, TaskState, transition
 
 log = structlog.get_logger()
 #: frameworks with this capability hear TASK_UNREACHABLE rather than TASK_LOST
@@ -518,16 +518,29 @@ class MasterCore:
         reason: str = "",
         message: str = "",
         exit_code: int | None = None,
-    ) -> None:
+    ) -> bool:
+        """Commit a task's new state; an illegal move (by the lifecycle table of
+        :mod:`mesos_zmq.tasks`) is refused, logged and not committed (False)."""
+        current = self.state.task(fid, task_id)
+        if current is not None:
+            try:
+                transition(current.state, state)
+            except InvalidTransition as exc:
+                self.count("illegal_transitions")
+                log.warning("task state change refused", framework_id=fid, task_id=task_id,
+                            error=str(exc))
+                return False
         self.commit(TaskUpdated(framework_id=fid, task_id=task_id, state=state.value,
                                 exit_code=exit_code, message=message, reason=reason))
+        return True
 
     def master_task_update(
         self, rec: TaskRecord, state: TaskState, reason: str, message: str, now: float
     ) -> None:
         """The master decides a task's fate (agent lost...): record it, tell reliably."""
-        self.record_task_state(rec.framework_id, rec.task_id, state, now, reason=reason,
-                                message=message)
+        if not self.record_task_state(rec.framework_id, rec.task_id, state, now,
+                                      reason=reason, message=message):
+            return
         if state in TERMINAL:
             self.release_task(rec)
             operator_api.check_drained(self, rec.agent_id)

@@ -1015,3 +1015,21 @@ def test_the_master_allocates_with_the_random_sorter() -> None:
     out = h.tick(0.5) + h.tick(1.5)
     offers = [o for _, m, _ in out if isinstance(m, Offers) for o in m.offers]
     assert sorted(o.agent_id for o in offers) == sorted(h.core.state.agents)  # once each
+
+
+def test_every_master_task_state_change_goes_through_the_lifecycle_table() -> None:
+    from mesos_zmq.tasks import TaskState
+
+    h = Harness()
+    agent_id, fid, _ = launch(h)
+    h.send(AGENT, StatusUpdate(status=TaskStatus(
+        task_id="t1", framework_id=fid, agent_id=agent_id, state="TASK_FINISHED",
+        uuid="u1", timestamp=0.1, exit_code=0)), 0.1)
+    records = len(h.log.recover().records)
+    # A finished task never runs again, whoever asks.
+    assert not h.core.record_task_state(fid, "t1", TaskState.RUNNING, 0.2)
+    ready = h.core.tick(0.3)
+    assert not [r for r in ready.records if r.OP == "task_updated"]
+    assert h.core.state.task(fid, "t1").state == TaskState.FINISHED
+    assert h.core.counters["illegal_transitions"] == 1
+    assert len(h.log.recover().records) == records
