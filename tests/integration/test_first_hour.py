@@ -34,9 +34,12 @@ def test_two_frameworks_one_task_id_and_a_fifo_in_the_sandbox(cluster: Cluster) 
             driver = SchedulerDriver(rec, FrameworkInfo(name=f"fw{i}"), cluster.master_url)
             driver.start()
             drivers.append(driver)
+            if i:  # the first holds what is left of the agent: let the second have it
+                wait_until(lambda: len(cluster.state()["frameworks"]) == 2, 10,
+                           what="both frameworks subscribed")
+                recs[0].release(drivers[0])
             wait_until(lambda rec=rec: "TASK_RUNNING" in rec.states("t1"), 20,
                        what=f"framework {i}'s t1 running")
-            rec.release(driver)  # let the next framework have the rest
         fid_a, fid_b = (rec.registered_ids[0] for rec in recs)
 
         # The id alone is ambiguous: the CLI says so and names both frameworks.
