@@ -6,7 +6,8 @@ Two kinds of files, chosen so that a launch costs almost no file creation (creat
 file or directory is the dearest thing an agent does to its disk):
 
 * ``<work_dir>/meta/tasks.log`` - the agent's own append-only log, one JSON record per
-  line, each naming its task by ``k`` (``framework_id/task_id``):
+  line, each naming its task by ``k`` (``framework_id/task_id``), typed in
+  :mod:`mesos_zmq.agent.events`:
   ``{"launch": …}`` the task, its container id and GPUs, written before the
   supervisor is asked to start it (a task never exists unrecorded);
   ``{"update": status, "seq": n}`` a status update generated while consuming event
@@ -27,15 +28,26 @@ agent process, not the machine (a machine crash ends its tasks anyway).
 
 from __future__ import annotations
 
-import json
 import os
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
 
-from mesos_zmq.errors import ProtocolError
-from mesos_zmq.protocol import TaskInfo, TaskStatus, from_plain, to_plain
+from mesos_zmq.agent.events import (
+    CoreRecord,
+    EventConsumed,
+    KillStarted,
+    LogLine,
+    StateRecorded,
+    TaskForgotten,
+    TaskLaunched,
+    TaskRecord,
+    UpdateAcked,
+    UpdateRecorded,
+    decode_record,
+    encode_line,
+)
+from mesos_zmq.protocol import TaskInfo, TaskStatus
 
 LOG = "tasks.log"
 #: rewrite the log once it is this large (it holds ~1 KB per launched task)
@@ -70,113 +82,109 @@ def events_path(work_dir: Path, framework_id: str, task_id: str) -> Path:
     return work_dir / "meta" / "events" / framework_id / task_id
 
 
-def replay(lines: list[bytes]) -> dict[str, TaskCheckpoint]:
+def replay(lines: Iterable[bytes]) -> dict[str, TaskCheckpoint]:
     """Fold log records into the live tasks, by key (pure)."""
     tasks: dict[str, TaskCheckpoint] = {}
     for raw in lines:
         if not raw.strip():
             continue
-        try:
-            record = json.loads(raw)
-        except ValueError:
-            continue  # a torn last line: the agent died mid-write, before acting on it
-        if not isinstance(record, dict) or not isinstance(record.get("k"), str):
+        line = decode_record(raw)
+        if line is None:
             continue
-        key = record["k"]
-        if "launch" in record:
-            try:
-                body = record["launch"]
-                tasks[key] = TaskCheckpoint(
-                    framework_id=str(body["framework_id"]),
-                    info=from_plain(TaskInfo, body["task"]),
-                    container_id=str(body["container_id"]),
-                    gpus=[str(g) for g in body.get("gpus", [])],
-                )
-            except (KeyError, TypeError, ValueError, ProtocolError):
-                tasks.pop(key, None)
+        key, record = line
+        if isinstance(record, TaskLaunched):
+            tasks[key] = TaskCheckpoint(framework_id=record.framework_id, info=record.task,
+                                        container_id=record.container_id,
+                                        gpus=list(record.gpus))
             continue
         cp = tasks.get(key)
         if cp is None:
             continue
-        seq = record.get("seq")
-        if isinstance(seq, int) and seq > cp.last_seq:
-            cp.last_seq = seq
-        if "update" in record:
-            try:
-                status = from_plain(TaskStatus, record["update"])
-            except (ProtocolError, TypeError, ValueError):
-                continue
+        if isinstance(record, TaskForgotten):
+            del tasks[key]
+            continue
+        if record.seq is not None and record.seq > cp.last_seq:
+            cp.last_seq = record.seq
+        if isinstance(record, UpdateRecorded):
+            status = record.status
             cp.state = status.state
             cp.exit_code = status.exit_code
             if status.healthy is not None:
                 cp.healthy = status.healthy
             cp.pending.append(status)
-        elif "ack" in record:
-            if cp.pending and cp.pending[0].uuid == record["ack"]:
+        elif isinstance(record, UpdateAcked):
+            if cp.pending and cp.pending[0].uuid == record.uuid:
                 cp.pending.pop(0)
-        elif "kill" in record and isinstance(record["kill"], str):
-            cp.kill_reason = record["kill"]
-        elif "state" in record and isinstance(record["state"], dict):
-            body = record["state"]
-            cp.state = str(body.get("state", ""))
-            code = body.get("exit_code")
-            cp.exit_code = code if isinstance(code, int) else None
-            healthy = body.get("healthy")
-            cp.healthy = healthy if isinstance(healthy, bool) else None
-        elif record.get("forget"):
-            del tasks[key]
+        elif isinstance(record, KillStarted):
+            cp.kill_reason = record.reason
+        elif isinstance(record, StateRecorded):
+            cp.state = record.state
+            cp.exit_code = record.exit_code
+            cp.healthy = record.healthy
     return tasks
 
 
-def batch_records(records: list[tuple[tuple[str, str], dict[str, Any]]],
+def batch_records(records: list[tuple[tuple[str, str], CoreRecord]],
                   seq: tuple[tuple[str, str], int] | None,
-                  launched: Callable[[tuple[str, str]], bool]) -> list[dict[str, Any]]:
+                  launched: Callable[[tuple[str, str]], bool]) -> list[LogLine]:
     """One task-log batch from the core's checkpoint records ((framework, task), record).
 
     ``seq`` (task, number) marks the last supervisor event consumed for that task, on
     its records or alone. Records of tasks never launched here (refused ids, kills of
     unknown tasks) are dropped: ``launched`` is False for them.
     """
-    by_task: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    by_task: dict[tuple[str, str], list[TaskRecord]] = {}
     for key, record in records:
-        by_task.setdefault(key, []).append(dict(record))
+        by_task.setdefault(key, []).append(record)
     if seq is not None:
         mine = by_task.setdefault(seq[0], [])
         if mine:
-            for record in mine:
-                record.setdefault("seq", seq[1])
+            mine[:] = [_numbered(record, seq[1]) for record in mine]
         else:
-            mine.append({"seq": seq[1]})
-    batch: list[dict[str, Any]] = []
+            mine.append(EventConsumed(seq[1]))
+    batch: list[LogLine] = []
     for (framework_id, task_id), mine in by_task.items():
-        if not launched((framework_id, task_id)):
-            continue
-        name = task_key(framework_id, task_id)
-        for record in mine:
-            record["k"] = name
-        batch.extend(mine)
+        if launched((framework_id, task_id)):
+            name = task_key(framework_id, task_id)
+            batch.extend((name, record) for record in mine)
     return batch
 
 
+def _numbered(record: TaskRecord, seq: int) -> TaskRecord:
+    """``record`` carrying ``seq``, unless it carries one already."""
+    if isinstance(record, UpdateRecorded | UpdateAcked | KillStarted) and record.seq is None:
+        return replace(record, seq=seq)
+    return record
+
+
 def launch_record(framework_id: str, info: TaskInfo, container_id: str,
-                  gpus: list[str]) -> dict[str, Any]:
-    return {"k": task_key(framework_id, info.task_id),
-            "launch": {"framework_id": framework_id, "task": to_plain(info),
-                       "container_id": container_id, "gpus": gpus}}
+                  gpus: list[str]) -> LogLine:
+    return (task_key(framework_id, info.task_id),
+            TaskLaunched(framework_id=framework_id, task=info, container_id=container_id,
+                         gpus=tuple(gpus)))
 
 
-def _records_of(cp: TaskCheckpoint) -> list[dict[str, Any]]:
+def forget_record(framework_id: str, task_id: str) -> LogLine:
+    return (task_key(framework_id, task_id), TaskForgotten())
+
+
+def _records_of(cp: TaskCheckpoint) -> list[LogLine]:
     """The fewest records that replay to ``cp``."""
     key = cp.key
     out = [launch_record(cp.framework_id, cp.info, cp.container_id, cp.gpus)]
-    out.append({"k": key, "state": {"state": cp.state, "exit_code": cp.exit_code,
-                                    "healthy": cp.healthy}, "seq": cp.last_seq})
+    out.append((key, StateRecorded(state=cp.state, exit_code=cp.exit_code,
+                                   healthy=cp.healthy, seq=cp.last_seq)))
     if cp.kill_reason is not None:
-        out.append({"k": key, "kill": cp.kill_reason})
+        out.append((key, KillStarted(cp.kill_reason)))
     # The last pending update (if any) is the one that set ``state``: replaying them
     # after the state record ends in the same place.
-    out += [{"k": key, "update": to_plain(s)} for s in cp.pending]
+    out += [(key, UpdateRecorded(s)) for s in cp.pending]
     return out
+
+
+def encode_lines(lines: Iterable[LogLine]) -> bytes:
+    """Lines as written to the log (one JSON object each, newline-terminated)."""
+    return "".join(encode_line(key, record) + "\n" for key, record in lines).encode()
 
 
 class TaskLog:
@@ -194,11 +202,10 @@ class TaskLog:
             return {}
         return replay(data.split(b"\n"))
 
-    def append(self, records: list[dict[str, Any]]) -> None:
+    def append(self, lines: list[LogLine]) -> None:
         """One write for the batch, so records of a batch are never torn apart."""
-        if records:
-            os.write(self._fd, "".join(json.dumps(r, separators=(",", ":")) + "\n"
-                                       for r in records).encode())
+        if lines:
+            os.write(self._fd, encode_lines(lines))
 
     def size(self) -> int:
         return os.fstat(self._fd).st_size
@@ -208,8 +215,7 @@ class TaskLog:
         tmp = self.path.with_suffix(".tmp")
         with open(tmp, "wb") as handle:
             for cp in live:
-                handle.write("".join(json.dumps(r, separators=(",", ":")) + "\n"
-                                     for r in _records_of(cp)).encode())
+                handle.write(encode_lines(_records_of(cp)))
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, self.path)

@@ -25,22 +25,31 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import structlog
 
 from mesos_zmq.agent import checkpoint
 from mesos_zmq.agent.checkpoint import TaskCheckpoint, TaskLog
+from mesos_zmq.agent.core import TaskView
+from mesos_zmq.agent.events import (
+    CoreRecord,
+    Exited,
+    Failed,
+    Started,
+    Supervising,
+    SupervisorEvent,
+)
 from mesos_zmq.agent.isolation import Isolator, Limits, Usage
 from mesos_zmq.agent.launcher import encode_request
 from mesos_zmq.agent.supervisor import (
     SupervisorSpec,
     cancel_unstarted,
+    load_events,
     notify_address,
     process_alive,
-    read_events,
 )
 from mesos_zmq.errors import ConfigError
 from mesos_zmq.protocol import TaskInfo
@@ -82,6 +91,16 @@ class Container:
         return (self.framework_id, self.task_id)
 
 
+@dataclass(frozen=True, slots=True)
+class Launch:
+    """A task launched here and not yet forgotten, as its launch record says."""
+
+    framework_id: str
+    task: TaskInfo
+    container_id: str
+    gpus: tuple[str, ...] = ()
+
+
 class GpuError(Exception):
     """Not enough free GPU devices for a task (the master allocated more than exist)."""
 
@@ -103,9 +122,8 @@ class Containerizer:
                  cgroups_root: str = "mesos-zmq") -> None:
         self.work_dir = work_dir
         self.task_log = TaskLog(work_dir)
-        #: every task not yet forgotten, by (framework id, task id):
-        #: (framework_id, task, container_id, gpus)
-        self.launches: dict[TaskKey, tuple[str, TaskInfo, str, list[str]]] = {}
+        #: every task not yet forgotten, by (framework id, task id)
+        self.launches: dict[TaskKey, Launch] = {}
         #: last supervisor event consumed, per task not yet forgotten
         self.last_seqs: dict[TaskKey, int] = {}
         self.isolator = isolator
@@ -197,9 +215,49 @@ class Containerizer:
             except subprocess.TimeoutExpired:
                 pass
 
+    # ----------------------------------------------------------------- task log
+    def launched(self, key: TaskKey) -> bool:
+        """Whether the task was launched here and is not forgotten yet."""
+        return key in self.launches
+
+    def keys(self) -> set[TaskKey]:
+        """Every task launched here and not forgotten, or with a container here."""
+        return set(self.launches) | set(self.containers)
+
+    def record(self, records: list[tuple[TaskKey, CoreRecord]],
+               seq: tuple[TaskKey, int] | None = None) -> None:
+        """Append the core's records (and the last event consumed) to the task log, in
+        one write; records of tasks never launched here are dropped."""
+        self.task_log.append(checkpoint.batch_records(records, seq, self.launched))
+
+    def compact(self, view: Callable[[TaskKey], TaskView | None]) -> int:
+        """Rewrite the task log with what a restart needs of each task still known to
+        the core (``view``): its launch, its state and the last event consumed.
+        Returns how many tasks it kept."""
+        live = []
+        for key, launch in self.launches.items():
+            task = view(key)
+            if task is None:
+                continue
+            live.append(TaskCheckpoint(
+                framework_id=launch.framework_id, info=launch.task,
+                container_id=launch.container_id, gpus=list(launch.gpus), state=task.state,
+                exit_code=task.exit_code, healthy=task.healthy, pending=list(task.pending),
+                kill_reason=task.kill_reason, last_seq=self.last_seqs.get(key, 0)))
+        self.task_log.compact(live)
+        return len(live)
+
     # ----------------------------------------------------------------- paths
     def sandbox_path(self, framework_id: str, task_id: str) -> Path:
         return self.work_dir / "frameworks" / framework_id / "tasks" / task_id
+
+    def sandbox(self, key: TaskKey) -> Path:
+        """The task's sandbox (where it is, or would be, when not known here)."""
+        return self.sandboxes.get(key) or self.sandbox_path(*key)
+
+    def sandbox_removed(self, key: TaskKey) -> None:
+        """The task's sandbox was garbage-collected."""
+        self.sandboxes.pop(key, None)
 
     def environment(self, agent_id: str, framework_id: str, task: TaskInfo,
                     sandbox: Path, gpus: list[str]) -> dict[str, str]:
@@ -260,7 +318,8 @@ class Containerizer:
         # The one write that must precede the start: a task never exists unrecorded.
         self.task_log.append([checkpoint.launch_record(framework_id, task, container_id,
                                                        gpus)])
-        self.launches[(framework_id, task.task_id)] = (framework_id, task, container_id, gpus)
+        self.launches[(framework_id, task.task_id)] = Launch(framework_id, task, container_id,
+                                                             tuple(gpus))
         limits = limits_for(resources, self.cpu_hard_limit)
         if self.pids_max:
             limits = Limits(cpus=limits.cpus, cpu_hard_limit=limits.cpu_hard_limit,
@@ -314,20 +373,19 @@ class Containerizer:
                 sandbox=self.sandbox_path(cp.framework_id, cp.info.task_id), limits=limits,
                 gpus=cp.gpus, last_seq=cp.last_seq,
             )
-            self.launches[container.key] = (cp.framework_id, cp.info, cp.container_id, cp.gpus)
+            self.launches[container.key] = Launch(cp.framework_id, cp.info, cp.container_id,
+                                                  tuple(cp.gpus))
             self.last_seqs[container.key] = cp.last_seq
-            recorded = read_events(events)
+            recorded = load_events(events)
             if not recorded and not container.exited:
                 recorded = self._await_supervisor(events)
             for event in recorded:
-                kind = event.get("event")
-                if kind == "supervising" and isinstance(event.get("pid"), int):
-                    container.supervisor_pid = event["pid"]
-                    start = event.get("start")
-                    container.supervisor_start = start if isinstance(start, int) else None
-                if kind == "started" and isinstance(event.get("pid"), int):
-                    container.task_pid = event["pid"]
-                if kind in ("exited", "failed") and event["seq"] <= cp.last_seq:
+                if isinstance(event, Supervising) and event.pid is not None:
+                    container.supervisor_pid = event.pid
+                    container.supervisor_start = event.start
+                if isinstance(event, Started) and event.pid is not None:
+                    container.task_pid = event.pid
+                if isinstance(event, Exited | Failed) and event.seq <= cp.last_seq:
                     container.exited = True
             self._track(container)
         known = {c.container_id for c in self.containers.values() if not c.exited}
@@ -338,20 +396,20 @@ class Containerizer:
         return found
 
     @staticmethod
-    def _await_supervisor(events: Path) -> list[dict[str, Any]]:
+    def _await_supervisor(events: Path) -> list[SupervisorEvent]:
         """A task logged but with nothing recorded by a supervisor: one may be starting
         right now (forked just before the old agent died). Give it a moment, then write
         the task off so that a late supervisor cannot start it unseen."""
         deadline = time.monotonic() + SUPERVISOR_START_GRACE
         while events.exists() and time.monotonic() < deadline:
-            recorded = read_events(events)
+            recorded = load_events(events)
             if recorded:
                 return recorded
             time.sleep(0.05)
         if events.exists():
-            return read_events(events)
+            return load_events(events)
         cancel_unstarted(events, "the agent restarted before the task was started")
-        return read_events(events)
+        return load_events(events)
 
     # ----------------------------------------------------------------- events
     def pending_events(self, now: float) -> list[TaskKey]:
@@ -381,7 +439,7 @@ class Containerizer:
                     due.add(key)
         return sorted(due)
 
-    def new_events(self, key: TaskKey) -> list[dict[str, Any]]:
+    def new_events(self, key: TaskKey) -> list[SupervisorEvent]:
         c = self.containers.get(key)
         if c is None:
             return []
@@ -389,17 +447,17 @@ class Containerizer:
             c.events_size = (c.events).stat().st_size
         except OSError:
             c.events_size = -1
-        return read_events(c.events, c.last_seq)
+        return load_events(c.events, c.last_seq)
 
-    def consumed(self, key: TaskKey, event: dict[str, Any]) -> None:
+    def consumed(self, key: TaskKey, event: SupervisorEvent) -> None:
         c = self.containers.get(key)
         if c is None:
             return
-        c.last_seq = max(c.last_seq, int(event["seq"]))
+        c.last_seq = max(c.last_seq, event.seq)
         self.last_seqs[key] = c.last_seq
-        if event.get("event") == "started" and isinstance(event.get("pid"), int):
-            c.task_pid = event["pid"]
-        if event.get("event") in ("exited", "failed"):
+        if isinstance(event, Started) and event.pid is not None:
+            c.task_pid = event.pid
+        if isinstance(event, Exited | Failed):
             c.exited = True
 
     def lost_supervisors(self, now: float, force: bool = False) -> list[TaskKey]:
@@ -478,12 +536,26 @@ class Containerizer:
         if self.launches.pop(key, None) is None:
             return  # never launched here (a refused id, a kill of an unknown task)
         self.last_seqs.pop(key, None)
-        self.task_log.append([{"k": checkpoint.task_key(*key), "forget": True}])
+        self.task_log.append([checkpoint.forget_record(*key)])
         # The events file stays until the sandbox is garbage-collected: deleting files
         # while launching makes every later file creation slower (ext4 skips recently
         # freed inodes), and launches create several per task.
 
     # ----------------------------------------------------------------- usage
+    def usage_all(self) -> dict[TaskKey, Usage]:
+        """What each running task uses (tasks that cannot be measured are left out)."""
+        measured = {key: self.usage(key) for key in list(self.containers)}
+        return {key: usage for key, usage in measured.items() if usage is not None}
+
+    def enforce_all(self) -> list[TaskKey]:
+        """Posix isolation only: kill every task over its memory limit; those killed."""
+        return [key for key in list(self.containers) if self.enforce(key)]
+
+    def is_running(self, key: TaskKey) -> bool:
+        """Whether the task has a container whose end was not consumed yet."""
+        c = self.containers.get(key)
+        return c is not None and not c.exited
+
     def usage(self, key: TaskKey) -> Usage | None:
         c = self.containers.get(key)
         if c is None or c.exited:

@@ -15,12 +15,19 @@ queue while the agent is not registered and flow once ``AgentRegistered`` arrive
 Kill is SIGTERM to the task's process group, then SIGKILL after the grace period;
 the escalation deadline lives here so ``tick`` can enforce it.
 
+Task states change only along the lifecycle table of :mod:`mesos_zmq.tasks`: a move it
+forbids (a task that finished never runs again) is refused, and logged.
+
+What a task's supervisor reports (:mod:`mesos_zmq.agent.events`) comes in through
+:meth:`AgentCore.supervisor_event`.
+
 Recovery: every update generated, every acknowledgement and every kill started is
 also returned as a checkpoint record (``Effects.checkpoint``) that the shell appends to
 the task's log before anything is sent. After a restart the shell folds those logs back
 (:mod:`mesos_zmq.agent.checkpoint`) and hands them to :meth:`AgentCore.recover`: the
 unacknowledged updates are queued again with their original uuids, so the framework
-sees each exactly once; a kill in progress is started again.
+sees each exactly once; a kill in progress is started again. What a log compaction
+needs of a task comes from :meth:`AgentCore.checkpoint_view`.
 """
 
 from __future__ import annotations
@@ -29,8 +36,20 @@ import re
 from collections import OrderedDict, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from typing import Any
 
+import structlog
+
+from mesos_zmq.agent.events import (
+    CoreRecord,
+    Exited,
+    Failed,
+    Health,
+    KillStarted,
+    Started,
+    SupervisorEvent,
+    UpdateAcked,
+    UpdateRecorded,
+)
 from mesos_zmq.heartbeat import HeartbeatMonitor
 from mesos_zmq.protocol import (
     Acknowledge,
@@ -51,10 +70,11 @@ from mesos_zmq.protocol import (
     TaskStatus,
     TaskUsage,
     UsageReport,
-    to_plain,
 )
 from mesos_zmq.resources import Resources
-from mesos_zmq.tasks import TERMINAL, TaskState
+from mesos_zmq.tasks import TERMINAL, TaskState, can_transition
+
+log = structlog.get_logger()
 
 SIGTERM = 15
 SIGKILL = 9
@@ -111,6 +131,17 @@ class RecoveredTask:
     kill_reason: str | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class TaskView:
+    """What a checkpoint of a live task needs from the core (see ``checkpoint_view``)."""
+
+    state: str  # last state reported
+    exit_code: int | None
+    healthy: bool | None
+    pending: tuple[TaskStatus, ...]  # updates not yet acknowledged, head first
+    kill_reason: str | None  # the kill in progress, if any
+
+
 @dataclass(slots=True)
 class Effects:
     """What the shell must do, in this order: checkpoint, spawn, signal, send."""
@@ -120,7 +151,7 @@ class Effects:
     signal: list[tuple[TaskKey, int]] = field(default_factory=list)  # (task, signal number)
     read_file: list[tuple[ReadFile, str]] = field(default_factory=list)  # (request, rid)
     #: (task, record) to append to the task's log before any message is sent
-    checkpoint: list[tuple[TaskKey, dict[str, Any]]] = field(default_factory=list)
+    checkpoint: list[tuple[TaskKey, CoreRecord]] = field(default_factory=list)
     #: tasks whose last update was acknowledged: their checkpoints can go
     forget: list[TaskKey] = field(default_factory=list)
     checkpoint_agent_id: str | None = None
@@ -286,7 +317,7 @@ class AgentCore:
             return
         task.killing = True
         task.kill_reason = reason
-        fx.checkpoint.append((key, {"kill": reason}))
+        fx.checkpoint.append((key, KillStarted(reason)))
         grace = task.info.kill_grace_period
         grace = self.kill_grace if grace is None else grace
         if grace_cap is not None:
@@ -304,7 +335,7 @@ class AgentCore:
             return
         task.updates.popleft()
         task.last_sent = None
-        fx.checkpoint.append((key, {"ack": msg.uuid}))
+        fx.checkpoint.append((key, UpdateAcked(msg.uuid)))
         if task.updates:
             self._send_head(task, now, fx)
         elif task.state in TERMINAL:
@@ -315,12 +346,27 @@ class AgentCore:
                 self.completed.popitem(last=False)
 
     # ----------------------------------------------------------------- processes
+    def supervisor_event(self, key: TaskKey, event: SupervisorEvent, now: float, *,
+                         oom: bool = False) -> Effects:
+        """What the task's supervisor recorded; ``oom`` when the shell found that the
+        memory limit ended the task (for an exit the supervisor could not tell)."""
+        if isinstance(event, Started):
+            return self.task_spawned(key, now)
+        if isinstance(event, Failed):
+            return self.spawn_failed(key, event.error, now)
+        if isinstance(event, Health):
+            return self.task_health(key, event.healthy, event.message, now)
+        if isinstance(event, Exited):
+            return self.task_exited(key, event.exit_code, event.signal, now,
+                                    oom=not event.killed and (event.oom or oom),
+                                    killed=event.killed)
+        return Effects()  # Supervising, or a kind this agent does not know
+
     def task_spawned(self, key: TaskKey, now: float) -> Effects:
         fx = Effects()
         task = self.tasks.get(key)
-        if task is None:
+        if task is None or not self._update(task, TaskState.RUNNING, now, fx):
             return fx
-        self._update(task, TaskState.RUNNING, now, fx)
         if task.killing:
             task.killing = False
             self._kill(key, now, fx, task.kill_reason, grace_cap=task.kill_grace)
@@ -473,9 +519,25 @@ class AgentCore:
         task = self.tasks.get(key)
         return task is None or task.state in TERMINAL
 
+    def checkpoint_view(self, key: TaskKey) -> TaskView | None:
+        """What a compacted checkpoint must keep of the task (None: not here)."""
+        task = self.tasks.get(key)
+        if task is None:
+            return None
+        return TaskView(state=task.state.value, exit_code=task.exit_code,
+                        healthy=task.healthy, pending=tuple(task.updates),
+                        kill_reason=task.kill_reason if task.killing else None)
+
     # ----------------------------------------------------------------- updates
     def _update(self, task: _Task, state: TaskState, now: float, fx: Effects, *,
-                reason: str = "", message: str = "", exit_code: int | None = None) -> None:
+                reason: str = "", message: str = "", exit_code: int | None = None) -> bool:
+        """Move the task to ``state`` and report it; False (nothing changed) when the
+        lifecycle forbids the move."""
+        if not can_transition(task.state, state):
+            log.warning("illegal task state change refused", task_id=task.info.task_id,
+                        framework_id=task.framework_id, state=task.state.value,
+                        refused=state.value, reason=reason)
+            return False
         task.state = state
         task.exit_code = exit_code
         status = TaskStatus(
@@ -486,9 +548,10 @@ class AgentCore:
         )
         task.updates.append(status)
         fx.checkpoint.append(((task.framework_id, task.info.task_id),
-                              {"update": to_plain(status)}))
+                              UpdateRecorded(status)))
         if len(task.updates) == 1 and self.registered:
             self._send_head(task, now, fx)
+        return True
 
     def _send_head(self, task: _Task, now: float, fx: Effects) -> None:
         head = task.updates[0]

@@ -31,6 +31,7 @@ from mesos_zmq.agent import checkpoint
 from mesos_zmq.agent.containerizer import Containerizer, GpuError
 from mesos_zmq.agent.core import AgentCore, Effects, RecoveredTask, TaskKey, safe_id
 from mesos_zmq.agent.detect import detect_gpus, detect_resources
+from mesos_zmq.agent.events import Exited, Failed
 from mesos_zmq.agent.files import SandboxPathError, read_chunk
 from mesos_zmq.agent.gc import expired, max_sandbox_age
 from mesos_zmq.agent.isolation import IsolationError, detect_isolator
@@ -223,30 +224,13 @@ class AgentServer:
         total = Effects()
         ended = False
         for event in events:
-            now = time.monotonic()
-            kind = event.get("event")
-            if kind == "started":
-                fx = self.core.task_spawned(key, now)
-            elif kind == "failed":
-                fx = self.core.spawn_failed(key, str(event.get("error", "")), now)
-            elif kind == "health":
-                fx = self.core.task_health(key, bool(event.get("healthy")),
-                                           str(event.get("message", "")), now)
-            elif kind == "exited":
-                code = event.get("exit_code")
-                sig = event.get("signal")
-                killed = str(event.get("killed") or "")
-                oom = not killed and (event.get("oom") is True
-                                      or self.containerizer.oom_killed(key))
-                fx = self.core.task_exited(
-                    key, code if isinstance(code, int) else None,
-                    sig if isinstance(sig, int) else None, now, oom=oom, killed=killed)
-            else:
-                fx = Effects()
-            total.extend(fx)
+            # The supervisor cannot always tell that the memory limit ended its task.
+            oom = (isinstance(event, Exited) and not event.killed and not event.oom
+                   and self.containerizer.oom_killed(key))
+            total.extend(self.core.supervisor_event(key, event, time.monotonic(), oom=oom))
             self.containerizer.consumed(key, event)
-            ended = ended or kind in ("exited", "failed")
-        self._apply(total, seq=(key, int(events[-1]["seq"])))
+            ended = ended or isinstance(event, Exited | Failed)
+        self._apply(total, seq=(key, events[-1].seq))
         if ended:
             self.containerizer.destroy(key)
 
@@ -255,25 +239,20 @@ class AgentServer:
         posix = self.containerizer.isolator.kind == "posix"
         if posix and now >= self._next_enforce:
             self._next_enforce = now + ENFORCE_INTERVAL
-            for key in list(self.containerizer.containers):
-                if self.containerizer.enforce(key):
-                    self._log.warning("task over its memory limit: killed",
-                                      framework_id=key[0], task_id=key[1])
+            for key in self.containerizer.enforce_all():
+                self._log.warning("task over its memory limit: killed",
+                                  framework_id=key[0], task_id=key[1])
         if now < self._next_usage:
             return
         self._next_usage = now + self.config.usage_interval
-        usage: dict[TaskKey, tuple[float, int, int]] = {}
-        for key in list(self.containerizer.containers):
-            measured = self.containerizer.usage(key)
-            if measured is not None:
-                usage[key] = (measured.cpu_seconds, measured.rss_bytes, measured.peak_bytes)
+        usage = {key: (u.cpu_seconds, u.rss_bytes, u.peak_bytes)
+                 for key, u in self.containerizer.usage_all().items()}
         self._apply(self.core.report_usage(usage))
 
     def _check_supervisors(self, force: bool = False) -> None:
         for key in self.containerizer.lost_supervisors(time.monotonic(), force=force):
             self._consume_events(key)  # it may have recorded the end before dying
-            container = self.containerizer.containers.get(key)
-            if container is None or container.exited:
+            if not self.containerizer.is_running(key):
                 continue
             self._log.warning("task supervisor died", framework_id=key[0], task_id=key[1])
             self.containerizer.signal(key, signal.SIGKILL)
@@ -315,9 +294,7 @@ class AgentServer:
 
     def _write_checkpoints(self, fx: Effects, seq: tuple[TaskKey, int] | None) -> None:
         """Append the core's records to each task's log before anything is sent."""
-        batch = checkpoint.batch_records(fx.checkpoint, seq,
-                                         self.containerizer.launches.__contains__)
-        self.containerizer.task_log.append(batch)
+        self.containerizer.record(fx.checkpoint, seq)
 
     def _collect_garbage(self, now: float) -> None:
         """Delete sandboxes of finished tasks once they are too old for the disk."""
@@ -330,8 +307,7 @@ class AgentServer:
             return
         usage = disk.used / disk.total if disk.total else 0.0
         max_age = max_sandbox_age(self.config.gc_delay, self.config.gc_disk_headroom, usage)
-        active = (set(self.core.tasks) | set(self.containerizer.containers)
-                  | set(self.containerizer.launches))
+        active = set(self.core.tasks) | self.containerizer.keys()
         candidates: list[tuple[str, float]] = []
         for events in (self.work_dir / "meta" / "events").glob("*/*"):
             if (events.parent.name, events.name) not in active:
@@ -350,8 +326,8 @@ class AgentServer:
         for path in expired(candidates, time.time(), max_age):
             if Path(path).is_dir():
                 shutil.rmtree(path, ignore_errors=True)
-                self.containerizer.sandboxes.pop(
-                    (Path(path).parent.parent.name, Path(path).name), None)
+                self.containerizer.sandbox_removed((Path(path).parent.parent.name,
+                                                    Path(path).name))
                 removed += 1
             else:
                 with contextlib.suppress(OSError):
@@ -367,20 +343,8 @@ class AgentServer:
         self._next_compact_check = now + 5.0
         if self.containerizer.task_log.size() < checkpoint.COMPACT_BYTES:
             return
-        live = []
-        for key, (framework_id, info, container_id, gpus) in \
-                self.containerizer.launches.items():
-            task = self.core.tasks.get(key)
-            if task is None:
-                continue
-            live.append(checkpoint.TaskCheckpoint(
-                framework_id=framework_id, info=info, container_id=container_id, gpus=gpus,
-                state=task.state.value, exit_code=task.exit_code, healthy=task.healthy,
-                pending=list(task.updates),
-                kill_reason=task.kill_reason if task.killing else None,
-                last_seq=self.containerizer.last_seqs.get(key, 0)))
-        self.containerizer.task_log.compact(live)
-        self._log.info("task log compacted", tasks=len(live))
+        kept = self.containerizer.compact(self.core.checkpoint_view)
+        self._log.info("task log compacted", tasks=kept)
 
     def _launch_some(self) -> None:
         for _ in range(LAUNCH_BATCH):
@@ -403,7 +367,7 @@ class AgentServer:
         key = self._task_of_read(request)
         if isinstance(key, str):
             return Error(code="invalid", message=key, in_reply_to=request_id)
-        sandbox = self.containerizer.sandboxes.get(key) or self.containerizer.sandbox_path(*key)
+        sandbox = self.containerizer.sandbox(key)
         if not sandbox.is_dir():
             return Error(code="invalid", message=f"no sandbox for task {key[1][:64]!r} of "
                          f"framework {key[0][:64]!r}", in_reply_to=request_id)
@@ -425,7 +389,7 @@ class AgentServer:
         if request.framework_id:
             key = (request.framework_id, request.task_id)
         else:
-            known = {k for k in (*self.core.tasks, *self.containerizer.launches,
+            known = {k for k in (*self.core.tasks, *self.containerizer.keys(),
                                  *self.core.completed)
                      if k[1] == request.task_id}
             if len(known) > 1:

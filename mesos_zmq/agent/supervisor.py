@@ -6,9 +6,9 @@ The agent forks one supervisor per task (a fork, not an exec, so launching stays
 cheap as a fork: the child already has this module loaded). The supervisor leaves the
 agent's session, starts the task in a session of its own (so a kill reaches every
 process the task started, and the task's cgroups are joined before ``exec``), then
-waits for it. Everything it learns goes to an append-only events file in the task's
-events file (``<work_dir>/meta/events/<framework>/<task>``), one JSON object per line
-with an increasing ``seq``:
+waits for it. Everything it learns goes to the task's append-only events file
+(``<work_dir>/meta/events/<framework>/<task>``), one JSON object per line with an
+increasing ``seq`` (typed in :mod:`mesos_zmq.agent.events`):
 
 * ``supervising`` ``{"pid": …, "start": …}`` - the supervisor itself (its start time
   in clock ticks tells it from a recycled pid);
@@ -53,11 +53,21 @@ import socket
 import subprocess
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, Any, NoReturn
 
+from mesos_zmq.agent.events import (
+    Exited,
+    Failed,
+    Health,
+    Started,
+    Supervising,
+    SupervisorEvent,
+    decode_event,
+    encode_event,
+)
 from mesos_zmq.agent.isolation import join_cgroups
 
 if TYPE_CHECKING:  # the launcher, which forks supervisors, stays small without it
@@ -111,11 +121,11 @@ class _Events:
         if self.sock is not None:
             self.sock.close()
 
-    def write(self, event: str, notify: bool = True, **fields: Any) -> None:
-        """Append one event; ``notify`` pokes the agent (not needed for an event the
-        agent can just as well read along with the next one)."""
+    def write(self, event: SupervisorEvent, notify: bool = True) -> None:
+        """Append one event (numbered and timed here); ``notify`` pokes the agent (not
+        needed for an event the agent can just as well read along with the next one)."""
         self.seq += 1
-        line = json.dumps({"seq": self.seq, "event": event, "time": time.time(), **fields})
+        line = encode_event(replace(event, seq=self.seq, time=time.time()))
         try:
             os.write(self.fd, (line + "\n").encode())
         except OSError:
@@ -248,7 +258,7 @@ def supervise(spec: SupervisorSpec, prepare: Callable[[], list[str]] | None = No
 def _supervise(spec: SupervisorSpec, events: _Events, prepare: Callable[[], list[str]] | None,
                finish: Callable[[], bool] | None) -> int:
     pid = os.getpid()
-    events.write("supervising", notify=False, pid=pid, start=process_start(pid))
+    events.write(Supervising(pid=pid, start=process_start(pid)), notify=False)
     sandbox = Path(spec.sandbox)
     try:
         procs = list(spec.cgroup_procs)
@@ -266,21 +276,21 @@ def _supervise(spec: SupervisorSpec, events: _Events, prepare: Callable[[], list
             )
     except Exception as exc:  # anything: the agent must hear why it did not start
         _finish(finish)
-        events.write("failed", error=str(exc))
+        events.write(Failed(error=str(exc)))
         return 1
     if procs:
         _spare_from_oom_killer()  # after the fork: the task keeps the default score
-    events.write("started", pid=proc.pid, supervisor=os.getpid())
+    events.write(Started(pid=proc.pid, supervisor=os.getpid()))
     watcher = _Watcher(proc.pid, spec, events)
     status, killed = watcher.wait()
     proc.returncode = os.waitstatus_to_exitcode(status)  # reaped by us, not by Popen
     oom = _finish(finish)
     if os.WIFSIGNALED(status):
-        events.write("exited", exit_code=None, signal=os.WTERMSIG(status), killed=killed,
-                     oom=oom)
+        events.write(Exited(exit_code=None, signal=os.WTERMSIG(status), killed=killed,
+                            oom=oom))
     else:
-        events.write("exited", exit_code=os.waitstatus_to_exitcode(status), signal=None,
-                     killed=killed, oom=oom)
+        events.write(Exited(exit_code=os.waitstatus_to_exitcode(status), signal=None,
+                            killed=killed, oom=oom))
     return 0
 
 
@@ -352,8 +362,8 @@ class _Watcher:
             # Report changes only: a task failing every check is not an update storm.
             if verdict.healthy is not None and verdict.healthy != reported:
                 reported = verdict.healthy
-                self.events.write("health", healthy=verdict.healthy,
-                                  message=verdict.message, kill=verdict.kill)
+                self.events.write(Health(healthy=verdict.healthy, message=verdict.message,
+                                         kill=verdict.kill))
             if verdict.kill:
                 return self._kill(verdict.message), f"health check failed: {verdict.message}"
 
@@ -384,7 +394,7 @@ def cancel_unstarted(path: Path, why: str) -> bool:
     except FileExistsError:
         return False
     try:
-        line = json.dumps({"seq": 1, "event": "failed", "time": time.time(), "error": why})
+        line = encode_event(Failed(error=why, seq=1, time=time.time()))
         os.write(fd, (line + "\n").encode())
     finally:
         os.close(fd)
@@ -392,7 +402,8 @@ def cancel_unstarted(path: Path, why: str) -> bool:
 
 
 def read_events(path: Path, after: int = 0) -> list[dict[str, Any]]:
-    """Events with ``seq`` greater than ``after``; a torn last line is left for later."""
+    """Events with ``seq`` greater than ``after``, as written (JSON objects); a torn last
+    line is left for later. The agent reads them typed, with :func:`load_events`."""
     try:
         data = path.read_bytes()
     except FileNotFoundError:
@@ -408,3 +419,9 @@ def read_events(path: Path, after: int = 0) -> list[dict[str, Any]]:
         if isinstance(event, dict) and isinstance(event.get("seq"), int) and event["seq"] > after:
             out.append(event)
     return out
+
+
+def load_events(path: Path, after: int = 0) -> list[SupervisorEvent]:
+    """Events with ``seq`` greater than ``after``, typed (see :func:`read_events`)."""
+    return [event for raw in read_events(path, after)
+            if (event := decode_event(raw)) is not None]

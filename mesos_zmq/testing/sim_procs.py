@@ -27,7 +27,6 @@ Each class here is one process kind with the same life as its real shell, run on
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -36,6 +35,7 @@ from kazoo.protocol.states import KazooState
 from mesos_zmq import __version__
 from mesos_zmq.agent import checkpoint
 from mesos_zmq.agent.core import AgentCore, Effects, RecoveredTask, TaskKey
+from mesos_zmq.agent.events import Exited, LogLine, decode_event, encode_line
 from mesos_zmq.detector import ELECTION_NODE
 from mesos_zmq.errors import LogError, ProtocolError, ResourceError
 from mesos_zmq.master.contender import Contender
@@ -75,8 +75,6 @@ from mesos_zmq.testing.sim_net import (
     World,
 )
 
-#: ``json.dumps(r, separators=(",", ":"))`` without building an encoder per record
-_JSON = json.JSONEncoder(separators=(",", ":"))
 #: the simulated masters' snapshot threshold (the real one is 50,000 records)
 SNAPSHOT_EVERY = 60
 LAUNCH_BATCH = 16
@@ -377,7 +375,8 @@ class MasterReplica:
 # ===================================================================== agents
 @dataclass(slots=True)
 class FakeContainer:
-    """A task's supervisor: outlives the agent, numbers its events like the real one."""
+    """A task's supervisor: outlives the agent, numbers its events like the real one
+    (``events`` are its events file's lines, read as the agent reads them)."""
 
     framework_id: str
     info: TaskInfo
@@ -532,20 +531,17 @@ class AgentProc(_ClientProc):
         if container is None or core is None:
             return
         last = self.consumed.get(key, 0)
-        events = [e for e in container.events if e["seq"] > last]
+        events = [e for raw in container.events
+                  if (e := decode_event(raw)) is not None and e.seq > last]
         if not events:
             return
         total = Effects()
         now = self.world.now
         for event in events:
-            if event["event"] == "started":
-                total.extend(core.task_spawned(key, now))
-            else:
-                total.extend(core.task_exited(key, event.get("exit_code"),
-                                              event.get("signal"), now))
-        self.consumed[key] = events[-1]["seq"]
-        self._apply(total, seq=(key, events[-1]["seq"]))
-        if any(e["event"] == "exited" for e in events):
+            total.extend(core.supervisor_event(key, event, now))
+        self.consumed[key] = events[-1].seq
+        self._apply(total, seq=(key, events[-1].seq))
+        if any(isinstance(e, Exited) for e in events):
             del self.containers[key]
 
     def _core_connected(self, now: float) -> None:
@@ -569,7 +565,7 @@ class AgentProc(_ClientProc):
         for key in fx.forget:
             if key in self.launches:
                 self.launches.discard(key)
-                self._write([{"k": checkpoint.task_key(*key), "forget": True}])
+                self._write([checkpoint.forget_record(*key)])
         if fx.reconnect and self.conn is not None and self.detector is not None:
             self.world.log(self.name, "master silent: reconnecting")
             self.conn.reconnect(self.detector.current())
@@ -579,9 +575,8 @@ class AgentProc(_ClientProc):
         batch = checkpoint.batch_records(fx.checkpoint, seq, self.launches.__contains__)
         self._write(batch)
 
-    def _write(self, records: list[dict[str, Any]]) -> None:
-        encode_json = _JSON.encode
-        self.task_log.extend(encode_json(r).encode() for r in records)
+    def _write(self, lines: list[LogLine]) -> None:
+        self.task_log.extend(encode_line(key, record).encode() for key, record in lines)
 
     def _signal(self, key: TaskKey, signum: int) -> None:
         container = self.containers.get(key)

@@ -3,18 +3,31 @@ not acknowledged (no processes, no sockets)."""
 
 from __future__ import annotations
 
-import json
+from dataclasses import replace
 from pathlib import Path
 
-from mesos_zmq.agent.checkpoint import TaskCheckpoint, TaskLog, launch_record, replay
+from mesos_zmq.agent.checkpoint import (
+    TaskCheckpoint,
+    TaskLog,
+    encode_lines,
+    forget_record,
+    launch_record,
+    replay,
+)
 from mesos_zmq.agent.core import SIGTERM, Effects, RecoveredTask
+from mesos_zmq.agent.events import LogLine, Started, decode_event
 from mesos_zmq.protocol import KillTask, ReregisterAgent, StatusUpdate, TaskInfo
 from tests.unit.test_agent_rules import ack, make, registered, run, updates
 
 
 def records_of(fx: Effects, task_id: str) -> list[bytes]:
-    return [json.dumps(dict(r, k=f"F1/{task_id}")).encode()
-            for t, r in fx.checkpoint if t == ("F1", task_id)]
+    return encode_lines((f"F1/{task_id}", r) for t, r in fx.checkpoint
+                        if t == ("F1", task_id)).splitlines()
+
+
+def lines_of(fx: Effects, task_id: str, seq: int | None = None) -> list[LogLine]:
+    return [(f"F1/{task_id}", r if seq is None else replace(r, seq=seq))
+            for _, r in fx.checkpoint]
 
 
 def to_recovered(cp: TaskCheckpoint) -> RecoveredTask:
@@ -27,7 +40,7 @@ INFO = TaskInfo(task_id="t1", agent_id="A1", resources="cpus:0.1", command="true
 
 
 def fold(lines: list[bytes]) -> TaskCheckpoint:
-    launch = json.dumps(launch_record("F1", INFO, "c1", [])).encode()
+    launch = encode_lines([launch_record("F1", INFO, "c1", [])])
     (cp,) = replay([launch, *lines]).values()
     return cp
 
@@ -126,14 +139,14 @@ def test_forgotten_tasks_are_gone_and_compaction_keeps_the_rest(tmp_path: Path) 
         log.append([launch_record("F1", info, f"c-{t}", [])])
     for t in ("t1", "t2"):
         fx = core.task_spawned(("F1", t), 1.0)
-        log.append([dict(r, k=f"F1/{t}", seq=1) for _, r in fx.checkpoint])
-        log.append([dict(r, k=f"F1/{t}") for _, r in ack(core, fx, 1.1).checkpoint])
+        log.append(lines_of(fx, t, seq=1))
+        log.append(lines_of(ack(core, fx, 1.1), t))
     fx = core.task_exited(("F1", "t2"), 0, None, 2.0)
-    log.append([dict(r, k="F1/t2", seq=2) for _, r in fx.checkpoint])
-    log.append([dict(r, k="F1/t2") for _, r in ack(core, fx, 2.1).checkpoint])
-    log.append([{"k": "F1/t2", "forget": True}])
+    log.append(lines_of(fx, "t2", seq=2))
+    log.append(lines_of(ack(core, fx, 2.1), "t2"))
+    log.append([forget_record("F1", "t2")])
     fx = core.task_health(("F1", "t1"), False, "HTTP 500", 3.0)
-    log.append([dict(r, k="F1/t1", seq=3) for _, r in fx.checkpoint])
+    log.append(lines_of(fx, "t1", seq=3))
     before = log.load()
     assert list(before) == ["F1/t1"]
     log.compact(list(before.values()))
@@ -177,3 +190,38 @@ def test_supervisor_death_fails_the_task() -> None:
     core.supervisor_lost(("F1", "t1"), 2.0)
     last = core.tasks[("F1", "t1")].updates[-1]
     assert (last.state, last.reason) == ("TASK_FAILED", "REASON_EXECUTOR_TERMINATED")
+
+
+def test_unreadable_records_are_skipped_but_count_for_their_event_number() -> None:
+    cp = fold([b'{"k": "F1/t1", "update": "garbage", "seq": 4}',
+               b'{"k": "F1/t1", "ack": 12, "seq": 5}',
+               b'{"k": "F1/t1", "forget": false}',
+               b'{"k": "F1/t1", "state": [], "seq": true}',
+               b'{"k": 7, "seq": 9}', b'{"seq": 9}', b"[]", b"null", b"\xff\xfe",
+               b'{"k": "F1/t1", "kill": "REASON_TASK_KILLED"}'])
+    assert (cp.last_seq, cp.state, cp.pending) == (5, "", [])
+    assert cp.kill_reason == "REASON_TASK_KILLED"
+    # a launch that cannot be read is a task that cannot be recovered
+    launch = encode_lines([launch_record("F1", INFO, "c1", [])])
+    assert replay([launch, b'{"k": "F1/t1", "launch": {"task": 1}}']) == {}
+
+
+def test_supervisor_events_never_fail_to_read() -> None:
+    junk: list[object] = [None, [], "x", {}, {"seq": "1"}, {"seq": 1.5, "event": "started"}]
+    assert [decode_event(j) for j in junk] == [None] * len(junk)
+    values: list[object] = [None, True, 3, -1, 2.5, "s", [], {}, [1], {"a": 1}]
+    for kind in ("supervising", "started", "failed", "health", "exited", "later", None, 5):
+        for value in values:
+            raw = {"seq": 2, "event": kind, "time": value, "pid": value, "start": value,
+                   "supervisor": value, "error": value, "healthy": value, "message": value,
+                   "kill": value, "exit_code": value, "signal": value, "killed": value,
+                   "oom": value}
+            event = decode_event(raw)
+            assert event is not None and event.seq == 2
+            # and the agent core takes whatever was read
+            core = make("A1")
+            registered(core)
+            run(core, "t1")
+            core.supervisor_event(("F1", "t1"), event, 1.0)
+    assert decode_event({"seq": 3, "event": "started", "pid": "12"}) == Started(pid=None,
+                                                                                 seq=3)

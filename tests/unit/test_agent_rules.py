@@ -4,7 +4,20 @@ from __future__ import annotations
 
 import itertools
 
-from mesos_zmq.agent.core import SIGKILL, SIGTERM, AgentCore, Effects
+from structlog.testing import capture_logs
+
+from mesos_zmq.agent.core import SIGKILL, SIGTERM, AgentCore, Effects, TaskView
+from mesos_zmq.agent.events import (
+    Exited,
+    Failed,
+    Health,
+    KillStarted,
+    OtherEvent,
+    Started,
+    Supervising,
+    UpdateAcked,
+    UpdateRecorded,
+)
 from mesos_zmq.protocol import (
     Acknowledge,
     AgentRegistered,
@@ -20,6 +33,7 @@ from mesos_zmq.protocol import (
     TaskInfo,
 )
 from mesos_zmq.resources import Resources
+from mesos_zmq.tasks import TaskState
 
 
 def make(agent_id: str | None = None) -> AgentCore:
@@ -231,3 +245,69 @@ def test_update_timestamps_are_wall_clock() -> None:
     run(core, "t1")
     (msg, _), = core.task_spawned(("F1", "t1"), 5.0).messages
     assert isinstance(msg, StatusUpdate) and msg.status.timestamp == 1.7e9 + 5.0
+
+
+def test_a_finished_task_never_runs_again() -> None:
+    """The core moves tasks along the lifecycle table: a late start (or start failure)
+    of a task whose end was already reported is refused, reported to no one, logged."""
+    core = make("A1")
+    registered(core)
+    run(core, "t1")
+    core.task_spawned(("F1", "t1"), 1.0)
+    core.task_exited(("F1", "t1"), 0, None, 2.0)
+    task = core.tasks[("F1", "t1")]  # FINISHED, not acknowledged yet
+    before = list(task.updates)
+    with capture_logs() as logs:
+        fx = core.task_spawned(("F1", "t1"), 3.0)
+        fx.extend(core.spawn_failed(("F1", "t1"), "too late", 3.0))
+    assert fx == Effects()
+    assert task.state == TaskState.FINISHED and task.exit_code == 0
+    assert list(task.updates) == before
+    assert [(e["log_level"], e["state"], e["refused"]) for e in logs] == [
+        ("warning", "TASK_FINISHED", "TASK_RUNNING"),
+        ("warning", "TASK_FINISHED", "TASK_FAILED")]
+
+
+def test_supervisor_events_are_dispatched_by_type() -> None:
+    core = make("A1")
+    registered(core)
+    run(core, "t1", "t2", "t3")
+    key = ("F1", "t1")
+    assert core.supervisor_event(key, Supervising(pid=7, seq=1), 1.0) == Effects()
+    assert updates(core.supervisor_event(key, Started(pid=8, seq=2), 1.0)) == [
+        ("t1", "TASK_RUNNING")]
+    assert core.supervisor_event(key, OtherEvent(kind="newer", seq=3), 1.0) == Effects()
+    fx = core.supervisor_event(key, Health(healthy=False, message="HTTP 500", seq=4), 1.0)
+    assert [(t, type(r)) for t, r in fx.checkpoint] == [(key, UpdateRecorded)]
+    assert core.tasks[key].healthy is False
+    # the shell's own finding that the memory limit ended it counts, unless the
+    # supervisor killed the task itself
+    core.supervisor_event(("F1", "t2"), Started(pid=9), 1.0)
+    core.supervisor_event(("F1", "t2"), Exited(exit_code=None, signal=9), 2.0, oom=True)
+    assert core.tasks[("F1", "t2")].updates[-1].reason == "REASON_CONTAINER_LIMITATION_MEMORY"
+    core.supervisor_event(key, Exited(exit_code=None, signal=15, killed="unhealthy"), 2.0,
+                          oom=True)
+    assert core.tasks[key].updates[-1].reason == "REASON_TASK_HEALTH_CHECK_STATUS_UPDATED"
+    fx = core.supervisor_event(("F1", "t3"), Failed(error="no such file"), 2.0)
+    (status,) = [m.status for m, _ in fx.messages if isinstance(m, StatusUpdate)]
+    assert (status.state, status.message) == (
+        "TASK_FAILED", "failed to start the task: no such file")
+
+
+def test_checkpoint_records_are_typed_and_the_view_is_what_a_compaction_keeps() -> None:
+    core = make("A1")
+    registered(core)
+    run(core, "t1")
+    key = ("F1", "t1")
+    spawned = core.task_spawned(key, 1.0)
+    ((_, update),) = spawned.checkpoint
+    assert isinstance(update, UpdateRecorded) and update.status.state == "TASK_RUNNING"
+    assert ack(core, spawned, 1.1).checkpoint == [(key, UpdateAcked(update.status.uuid))]
+    fx = core.handle(KillTask(framework_id="F1", task_id="t1"), "", 2.0)
+    assert fx.checkpoint == [(key, KillStarted("REASON_TASK_KILLED"))]
+    fx = core.task_exited(key, None, 15, 2.5)
+    assert core.checkpoint_view(key) == TaskView(
+        state="TASK_KILLED", exit_code=143, healthy=None,
+        pending=tuple(r.status for _, r in fx.checkpoint if isinstance(r, UpdateRecorded)),
+        kill_reason="REASON_TASK_KILLED")
+    assert core.checkpoint_view(("F1", "nope")) is None

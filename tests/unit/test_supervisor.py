@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
+from mesos_zmq.agent.events import Exited, Failed, Started, Supervising
 from mesos_zmq.agent.supervisor import (
     SupervisorSpec,
     cancel_unstarted,
+    load_events,
     read_events,
     supervise,
 )
@@ -28,6 +31,12 @@ def test_status_stream_records_the_true_exit(tmp_path: Path) -> None:
     assert events[-1]["exit_code"] == 3 and events[-1]["signal"] is None
     assert (tmp_path / "sandbox" / "stdout").read_text() == "out\n"
     assert read_events(Path(s.events), after=2) == events[2:]
+    supervising, started, exited = load_events(Path(s.events))
+    assert isinstance(supervising, Supervising) and supervising.pid == os.getpid()
+    assert isinstance(started, Started) and started.supervisor == os.getpid()
+    assert started.pid == events[1]["pid"] and started.seq == 2
+    assert exited == Exited(exit_code=3, signal=None, seq=3, time=exited.time)
+    assert load_events(Path(s.events), after=2) == [exited]
 
 
 def test_a_written_off_task_is_never_started(tmp_path: Path) -> None:
@@ -38,6 +47,8 @@ def test_a_written_off_task_is_never_started(tmp_path: Path) -> None:
     assert not (tmp_path / "ran").exists()
     (event,) = read_events(Path(s.events))
     assert (event["event"], event["error"]) == ("failed", "agent restarted")
+    (typed,) = load_events(Path(s.events))
+    assert typed == Failed(error="agent restarted", seq=1, time=event["time"])
 
 
 def test_a_command_that_cannot_start_is_a_failed_event(tmp_path: Path) -> None:
@@ -53,10 +64,10 @@ def test_torn_lines_are_skipped(tmp_path: Path) -> None:
     path = tmp_path / "events"
     path.write_text('{"seq": 1, "event": "started", "pid": 5}\n{"seq": 2, "ev')
     assert [e["seq"] for e in read_events(path)] == [1]
+    assert load_events(path) == [Started(pid=5, seq=1)]
 
 
 def test_process_identity_survives_pid_reuse_checks() -> None:
-    import os
     import subprocess
 
     from mesos_zmq.agent.supervisor import process_alive, process_start
