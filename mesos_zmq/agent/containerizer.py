@@ -51,7 +51,7 @@ from mesos_zmq.agent.supervisor import (
     notify_address,
     process_alive,
 )
-from mesos_zmq.errors import ConfigError
+from mesos_zmq.errors import ConfigError, MesosZmqError
 from mesos_zmq.protocol import TaskInfo
 from mesos_zmq.resources import Resources
 
@@ -101,7 +101,7 @@ class Launch:
     gpus: tuple[str, ...] = ()
 
 
-class GpuError(Exception):
+class GpuError(MesosZmqError):
     """Not enough free GPU devices for a task (the master allocated more than exist)."""
 
 

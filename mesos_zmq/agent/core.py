@@ -36,6 +36,7 @@ import re
 from collections import OrderedDict, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 import structlog
 
@@ -197,6 +198,16 @@ class AgentCore:
         #: wall clock minus ``now``'s clock (kept by the shell): update timestamps are
         #: wall-clock UTC, as frameworks and operators read them; timers use ``now``
         self.wall_offset = 0.0
+        #: inbound message type -> handler(msg, request id, now, effects)
+        self._inbound: dict[type[Message], Callable[[Any, str, float, Effects], None]] = {
+            AgentRegistered: lambda m, rid, now, fx: self._on_registered(m, now, fx),
+            Error: self._on_error,
+            RunTasks: lambda m, rid, now, fx: self._on_run(m, now, fx),
+            KillTask: self._on_kill,
+            ShutdownFramework: self._on_shutdown,
+            Acknowledge: lambda m, rid, now, fx: self._on_ack(m, now, fx),
+            ReadFile: self._on_read,
+        }
 
     # ----------------------------------------------------------------- connection
     def connected(self, now: float) -> Effects:
@@ -247,28 +258,32 @@ class AgentCore:
 
     # ----------------------------------------------------------------- messages
     def handle(self, msg: Message, request_id: str, now: float) -> Effects:
+        """One message from the master, dispatched by type (as the master and driver
+        cores do); heartbeats and newer message types need no handler."""
         self.monitor.received(now)
         fx = Effects()
-        if isinstance(msg, AgentRegistered):
-            self._on_registered(msg, now, fx)
-        elif isinstance(msg, Error):
-            if msg.code == "not_registered":
-                self.registered = False
-                fx.extend(self._register(now))
-        elif isinstance(msg, RunTasks):
-            self._on_run(msg, now, fx)
-        elif isinstance(msg, KillTask):
-            reason = "REASON_TASK_KILLED" if msg.grace is None else "REASON_AGENT_DRAINING"
-            self._kill((msg.framework_id, msg.task_id), now, fx, reason, grace_cap=msg.grace)
-        elif isinstance(msg, ShutdownFramework):
-            for key, task in list(self.tasks.items()):
-                if task.framework_id == msg.framework_id:
-                    self._kill(key, now, fx, "REASON_FRAMEWORK_REMOVED")
-        elif isinstance(msg, Acknowledge):
-            self._on_ack(msg, now, fx)
-        elif isinstance(msg, ReadFile):
-            fx.read_file.append((msg, request_id))
+        handler = self._inbound.get(type(msg))
+        if handler is not None:
+            handler(msg, request_id, now, fx)
         return fx
+
+    def _on_error(self, msg: Error, request_id: str, now: float, fx: Effects) -> None:
+        if msg.code == "not_registered":
+            self.registered = False
+            fx.extend(self._register(now))
+
+    def _on_kill(self, msg: KillTask, request_id: str, now: float, fx: Effects) -> None:
+        reason = "REASON_TASK_KILLED" if msg.grace is None else "REASON_AGENT_DRAINING"
+        self._kill((msg.framework_id, msg.task_id), now, fx, reason, grace_cap=msg.grace)
+
+    def _on_shutdown(self, msg: ShutdownFramework, request_id: str, now: float,
+                     fx: Effects) -> None:
+        for key, task in list(self.tasks.items()):
+            if task.framework_id == msg.framework_id:
+                self._kill(key, now, fx, "REASON_FRAMEWORK_REMOVED")
+
+    def _on_read(self, msg: ReadFile, request_id: str, now: float, fx: Effects) -> None:
+        fx.read_file.append((msg, request_id))
 
     def _on_registered(self, msg: AgentRegistered, now: float, fx: Effects) -> None:
         if self.agent_id != msg.agent_id:

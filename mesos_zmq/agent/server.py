@@ -30,10 +30,10 @@ import zmq
 from mesos_zmq.agent import checkpoint
 from mesos_zmq.agent.containerizer import Containerizer, GpuError
 from mesos_zmq.agent.core import AgentCore, Effects, RecoveredTask, TaskKey, safe_id
-from mesos_zmq.agent.detect import detect_gpus, detect_resources
 from mesos_zmq.agent.events import Exited, Failed
 from mesos_zmq.agent.files import SandboxPathError, read_chunk
 from mesos_zmq.agent.gc import expired, max_sandbox_age
+from mesos_zmq.agent.host_resources import detect_gpus, detect_resources
 from mesos_zmq.agent.isolation import IsolationError, detect_isolator
 from mesos_zmq.attributes import parse_attributes
 from mesos_zmq.detector import LeaderDetector, NoLeader

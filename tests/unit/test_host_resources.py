@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from mesos_zmq.agent.detect import detect_gpus, detect_resources
+from mesos_zmq.agent.host_resources import detect_gpus, detect_resources
 
 
 def fake_nvidia_smi(tmp_path: Path, body: str) -> None:
