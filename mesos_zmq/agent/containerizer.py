@@ -42,6 +42,7 @@ from mesos_zmq.agent.events import (
     Supervising,
     SupervisorEvent,
 )
+from mesos_zmq.agent.flags import KILL_GRACE_PERIOD
 from mesos_zmq.agent.isolation import Isolator, Limits, Usage
 from mesos_zmq.agent.launcher import encode_request
 from mesos_zmq.agent.supervisor import (
@@ -118,7 +119,7 @@ def limits_for(resources: Resources, cpu_hard_limit: bool) -> Limits:
 class Containerizer:
     def __init__(self, work_dir: Path, isolator: Isolator, *,
                  gpu_devices: list[str] | None = None, cpu_hard_limit: bool = False,
-                 pids_max: int | None = None, kill_grace: float = 3.0,
+                 pids_max: int | None = None, kill_grace: float = KILL_GRACE_PERIOD,
                  cgroups_root: str = "mesos-zmq") -> None:
         self.work_dir = work_dir
         self.task_log = TaskLog(work_dir)

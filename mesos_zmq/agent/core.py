@@ -51,6 +51,7 @@ from mesos_zmq.agent.events import (
     UpdateAcked,
     UpdateRecorded,
 )
+from mesos_zmq.agent.flags import KILL_GRACE_PERIOD
 from mesos_zmq.heartbeat import HeartbeatMonitor
 from mesos_zmq.protocol import (
     Acknowledge,
@@ -177,7 +178,7 @@ class AgentCore:
         attributes: str,
         agent_id: str | None,
         new_id: Callable[[], str],
-        kill_grace: float = 3.0,
+        kill_grace: float = KILL_GRACE_PERIOD,
         retry_interval: float = 1.0,
     ) -> None:
         self.hostname = hostname

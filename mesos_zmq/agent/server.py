@@ -28,6 +28,7 @@ import structlog
 import zmq
 
 from mesos_zmq.agent import checkpoint
+from mesos_zmq.agent import flags as agent_flags
 from mesos_zmq.agent.containerizer import Containerizer, GpuError
 from mesos_zmq.agent.core import AgentCore, Effects, RecoveredTask, TaskKey, safe_id
 from mesos_zmq.agent.events import Exited, Failed
@@ -57,32 +58,44 @@ ENFORCE_INTERVAL = 0.5
 
 @dataclass(slots=True)
 class AgentConfig:
+    """An agent's settings; defaults, ranges and help of its flags are in
+    :mod:`mesos_zmq.agent.flags` (the CLI's options are built from there)."""
+
     master: str = "tcp://127.0.0.1:5050"
-    work_dir: str = "/var/lib/mesos-zmq/agent"
-    resources: str | None = None
-    attributes: str = ""
+    work_dir: str = agent_flags.default("work_dir")
+    resources: str | None = agent_flags.default("resources")
+    attributes: str = agent_flags.default("attributes")
     hostname: str = ""
-    kill_grace_period: float = 3.0
+    kill_grace_period: float = agent_flags.KILL_GRACE_PERIOD
     status_update_retry: float = 1.0
     #: auto | cgroups-v1 | cgroups-v2 | posix
-    isolation: str = "auto"
-    cgroups_root: str = "mesos-zmq"
+    isolation: str = agent_flags.default("isolation")
+    cgroups_root: str = agent_flags.default("cgroups_root")
     #: also cap cpu time at the task's cpus (CFS quota), not only share it
-    cgroups_enable_cfs: bool = False
+    cgroups_enable_cfs: bool = agent_flags.default("cgroups_enable_cfs")
     #: pids limit of every task's cgroup (None: no limit, the pids cgroup is not joined)
-    cgroups_pids_max: int | None = None
+    cgroups_pids_max: int | None = agent_flags.default("cgroups_pids_max")
     #: GPU device indices to hand out (default: detected with nvidia-smi)
     gpu_devices: list[str] | None = None
     #: seconds between usage reports to the master (and posix memory enforcement)
-    usage_interval: float = 5.0
+    usage_interval: float = agent_flags.default("usage_interval")
     #: how long finished tasks' sandboxes are kept, shortened as the disk fills
-    gc_delay: float = 7 * 24 * 3600.0
-    gc_disk_headroom: float = 0.1
-    disk_watch_interval: float = 60.0
+    gc_delay: float = agent_flags.default("gc_delay")
+    gc_disk_headroom: float = agent_flags.default("gc_disk_headroom")
+    disk_watch_interval: float = agent_flags.default("disk_watch_interval")
+
+    def validate(self) -> None:
+        """Refuse out-of-range settings with the flag's name (also for a config built
+        in code, not from the command line)."""
+        values = {name: getattr(self, name) for name in self.__dataclass_fields__}
+        problems = agent_flags.range_problems(values)
+        if problems:
+            raise ConfigError(problems[0])
 
 
 class AgentServer:
     def __init__(self, config: AgentConfig) -> None:
+        config.validate()
         self.config = config
         self.work_dir = Path(config.work_dir)
         try:

@@ -68,6 +68,7 @@ from mesos_zmq.agent.events import (
     decode_event,
     encode_event,
 )
+from mesos_zmq.agent.flags import KILL_GRACE_PERIOD
 from mesos_zmq.agent.isolation import join_cgroups
 
 if TYPE_CHECKING:  # the launcher, which forks supervisors, stays small without it
@@ -84,7 +85,7 @@ class SupervisorSpec:
     env: dict[str, str]
     cgroup_procs: list[str] = field(default_factory=list)
     health_check: HealthCheck | None = None
-    kill_grace: float = 3.0
+    kill_grace: float = KILL_GRACE_PERIOD
     notify_name: bytes = b""
 
 

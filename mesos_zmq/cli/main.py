@@ -22,12 +22,13 @@ from typing import Any, TypeVar
 import click
 
 from mesos_zmq import __version__
+from mesos_zmq.agent import flags as agent_flags
 from mesos_zmq.cli.client import MasterUnreachable, RequestRefused, request
 from mesos_zmq.cli.tables import render_table
 from mesos_zmq.errors import MesosZmqError, ResourceError
+from mesos_zmq.flags import Flag
 from mesos_zmq.logs import configure_logging
 from mesos_zmq.master import flags as master_flags
-from mesos_zmq.master.flags import Flag as MasterFlag
 from mesos_zmq.protocol import (
     DrainAgent,
     FileData,
@@ -201,7 +202,7 @@ def cli() -> None:
 # ============================================================================ daemons
 
 
-def options_from(table: tuple[MasterFlag, ...]) -> Callable[[F], F]:
+def options_from(table: tuple[Flag, ...]) -> Callable[[F], F]:
     """Click options built from a daemon's flag table (defaults, ranges and help are
     written there once)."""
 
@@ -216,6 +217,8 @@ def options_from(table: tuple[MasterFlag, ...]) -> Callable[[F], F]:
                     max=None if spec.high is None else int(spec.high))
             elif spec.kind is float:
                 kwargs["type"] = click.FloatRange(min=spec.low, max=spec.high)
+            elif spec.kind is bool and "/" not in spec.option:
+                kwargs["is_flag"] = True
             if spec.multiple:
                 kwargs["multiple"] = True
             func = flag(spec.option, spec.name, **kwargs)(func)
@@ -257,39 +260,11 @@ def master(log_format: str, log_level: str, **values: Any) -> None:
 
 @cli.group(invoke_without_command=True)
 @master_flag
-@flag("--work-dir", default="/var/lib/mesos-zmq/agent", help="sandboxes and checkpoints")
-@flag("--resources", default=None, help="e.g. 'cpus:4;mem:4096;ports:[31000-32000]' "
-      "(default: detected from the host; given names override detected ones)")
-@flag("--attributes", default="", help="e.g. 'rack:r1;zone:a'")
-@flag("--hostname", default=None, help="name reported to the master (default: this host)")
-@flag("--kill-grace-period", type=click.FloatRange(min=0.0), default=3.0,
-      help="seconds between SIGTERM and SIGKILL when a task is killed")
-@flag("--isolation", type=click.Choice(["auto", "cgroups-v1", "cgroups-v2", "posix"]),
-      default="auto", help="how tasks are isolated (auto: cgroups when writable)")
-@flag("--cgroups-root", default="mesos-zmq",
-      help="cgroup under which each task gets its own (per controller on v1)")
-@flag("--cgroups-enable-cfs", is_flag=True, default=False,
-      help="hard-cap each task's cpu time at its cpus (CFS quota), not only weight it")
-@flag("--cgroups-pids-max", type=click.IntRange(min=1), default=None,
-      help="most processes a task may have (default: no limit)")
-@flag("--gpu-devices", default=None,
-      help="GPU indices to hand out, e.g. '0,1' (default: detected with nvidia-smi)")
-@flag("--usage-interval", type=click.FloatRange(min=0.1), default=5.0,
-      help="seconds between task usage reports to the master")
-@flag("--gc-delay", type=click.FloatRange(min=0.0), default=7 * 24 * 3600.0,
-      help="seconds a finished task's sandbox is kept (less as the disk fills)")
-@flag("--gc-disk-headroom", type=click.FloatRange(0.0, 1.0), default=0.1,
-      help="fraction of the disk to keep free: sandboxes age faster as it fills")
-@flag("--disk-watch-interval", type=click.FloatRange(min=0.1), default=60.0,
-      help="seconds between sandbox garbage collections")
+@options_from(agent_flags.FLAGS)
 @log_flags
 @click.pass_context
-def agent(ctx: click.Context, master: str, work_dir: str, resources: str | None,
-          attributes: str, hostname: str | None, kill_grace_period: float, isolation: str,
-          cgroups_root: str, cgroups_enable_cfs: bool, cgroups_pids_max: int | None,
-          gpu_devices: str | None,
-          usage_interval: float, gc_delay: float, gc_disk_headroom: float,
-          disk_watch_interval: float, log_format: str, log_level: str) -> None:
+def agent(ctx: click.Context, /, master: str, log_format: str, log_level: str,
+          **values: Any) -> None:
     """Run an agent that offers this host's resources and runs tasks.
 
     With a subcommand (drain, reactivate) it operates on an agent through the master
@@ -299,9 +274,10 @@ def agent(ctx: click.Context, master: str, work_dir: str, resources: str | None,
         return
     from mesos_zmq.agent.server import AgentConfig, run_agent
 
-    if resources is not None:
-        check_agent_resources(resources)
+    if values["resources"] is not None:
+        check_agent_resources(values["resources"])
     configure_logging("agent", log_format, log_level)
+    gpu_devices: str | None = values.pop("gpu_devices")
     devices = None
     if gpu_devices is not None:
         devices = [d.strip() for d in gpu_devices.split(",") if d.strip()]
@@ -309,15 +285,9 @@ def agent(ctx: click.Context, master: str, work_dir: str, resources: str | None,
         if bad:
             raise click.BadParameter(f"GPU indices must be integers, got {bad[0]!r}",
                                      param_hint="--gpu-devices")
-    config = AgentConfig(
-        master=master, work_dir=work_dir, resources=resources, attributes=attributes,
-        hostname=hostname or socket.gethostname(), kill_grace_period=kill_grace_period,
-        isolation=isolation, cgroups_root=cgroups_root,
-        cgroups_enable_cfs=cgroups_enable_cfs, cgroups_pids_max=cgroups_pids_max,
-        gpu_devices=devices,
-        usage_interval=usage_interval, gc_delay=gc_delay,
-        gc_disk_headroom=gc_disk_headroom, disk_watch_interval=disk_watch_interval,
-    )
+    hostname: str | None = values.pop("hostname")
+    config = AgentConfig(master=master, hostname=hostname or socket.gethostname(),
+                         gpu_devices=devices, **values)
     sys.exit(run_agent(config))
 
 

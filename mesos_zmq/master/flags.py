@@ -9,47 +9,10 @@ so the core may import it.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
-
-@dataclass(frozen=True, slots=True)
-class Flag:
-    """One flag. ``name`` is the click parameter; ``field`` the config field it sets
-    (the same unless given). Text flags that the CLI parses (roles, weights...) keep
-    their text form here; the config holds the parsed value."""
-
-    name: str
-    option: str
-    default: Any
-    help: str
-    kind: type = str
-    low: float | None = None
-    high: float | None = None
-    choices: tuple[str, ...] = ()
-    multiple: bool = False
-    #: None is allowed (and is the default): the feature is off
-    optional: bool = False
-    field: str = ""
-
-    @property
-    def config_field(self) -> str:
-        return self.field or self.name
-
-    def problem(self, value: Any) -> str | None:
-        """Why ``value`` is out of range for this flag, or None."""
-        if value is None and self.optional:
-            return None
-        if self.choices and value not in self.choices:
-            return f"{self.option} must be one of {', '.join(self.choices)}, not {value!r}"
-        if self.low is not None and not value >= self.low:
-            bound = (f"within {self.low:g}..{self.high:g}" if self.high is not None
-                     else f"at least {self.low:g}")
-            return f"{self.option} must be {bound}, got {value!r}"
-        if self.high is not None and not value <= self.high:
-            return f"{self.option} must be within {self.low:g}..{self.high:g}, got {value!r}"
-        return None
-
+from mesos_zmq import flags
+from mesos_zmq.flags import Flag
 
 FLAGS: tuple[Flag, ...] = (
     Flag("ip", "--ip", "127.0.0.1", "address to listen on (0.0.0.0 for all)"),
@@ -120,12 +83,5 @@ ALLOCATOR_SORTER: str = default("allocator_sorter")
 
 
 def range_problems(values: dict[str, Any]) -> list[str]:
-    """Every range or choice violated by ``values`` (config field -> value)."""
-    problems = []
-    for flag in FLAGS:
-        if flag.config_field in values and (flag.low is not None or flag.high is not None
-                                            or flag.choices):
-            problem = flag.problem(values[flag.config_field])
-            if problem is not None:
-                problems.append(problem)
-    return problems
+    """Every range or choice of the master's flags violated by ``values``."""
+    return flags.range_problems(FLAGS, values)

@@ -42,6 +42,8 @@ CLOCK_CALLS = {"now", "utcnow", "today", "monotonic", "perf_counter", "time_ns"}
 
 def module_path(name: str) -> Path:
     rel = Path(*name.split(".")[1:])
+    if not rel.parts:  # the package itself
+        return PACKAGE / "__init__.py"
     candidate = PACKAGE / rel.with_suffix(".py")
     return candidate if candidate.exists() else PACKAGE / rel / "__init__.py"
 

@@ -1,4 +1,4 @@
-"""Each master default, range and help is written once, in master/flags.py (issue 11)."""
+"""Each default, range and help of the master's and the agent's flags is written once (issue 11)."""
 
 from __future__ import annotations
 
@@ -51,3 +51,29 @@ def test_a_config_built_in_code_is_range_checked_like_the_cli(change: dict[str, 
     with pytest.raises(ConfigError, match=needle.replace(".", r"\.")):
         MasterConfig(**change).validate()  # type: ignore[arg-type]
     MasterConfig(offer_timeout=None).validate()
+
+
+def test_agent_defaults_are_written_once() -> None:
+    from mesos_zmq.agent import flags as agent_flags
+    from mesos_zmq.agent.containerizer import Containerizer
+    from mesos_zmq.agent.core import AgentCore
+    from mesos_zmq.agent.server import AgentConfig
+    from mesos_zmq.agent.supervisor import SupervisorSpec
+
+    config = AgentConfig()
+    for spec in agent_flags.FLAGS:
+        if spec.name not in ("hostname", "gpu_devices"):  # the CLI fills these in
+            assert getattr(config, spec.config_field) == spec.default, spec.option
+    grace = agent_flags.KILL_GRACE_PERIOD
+    assert config.kill_grace_period == grace
+    import inspect
+
+    assert inspect.signature(AgentCore).parameters["kill_grace"].default == grace
+    assert inspect.signature(Containerizer).parameters["kill_grace"].default == grace
+    assert SupervisorSpec.__dataclass_fields__["kill_grace"].default == grace
+    result = CliRunner().invoke(cli, ["agent", "--help"], terminal_width=200)
+    assert result.exit_code == 0
+    for spec in agent_flags.FLAGS:
+        assert spec.option in result.output, spec.option
+    with pytest.raises(ConfigError, match=r"--gc-disk-headroom must be within 0\.\.1"):
+        AgentConfig(gc_disk_headroom=2.0).validate()
