@@ -254,9 +254,6 @@ class Allocator:
             if agent is not None:
                 agent.filters.pop(framework_id, None)
 
-    def has_framework(self, framework_id: str) -> bool:
-        return framework_id in self._frameworks
-
     def activate_framework(self, framework_id: str, active: bool = True) -> None:
         fw = self._frameworks.get(framework_id)
         if fw is not None:

@@ -220,9 +220,6 @@ class DRFSorter:
     def add_total(self, scalars: Mapping[str, float]) -> None:
         self._pool.add(scalars, 1)
 
-    def remove_total(self, scalars: Mapping[str, float]) -> None:
-        self._pool.add(scalars, -1)
-
     def allocated(self, client: str, scalars: Mapping[str, float]) -> None:
         self.add(client)
         _add_into(self._alloc[client], scalars, 1)
