@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 import structlog
 
 from mesos_zmq.errors import ResourceError
-from mesos_zmq.master import operator_api
+from mesos_zmq.master import offers, operator_api
 from mesos_zmq.master.records import AgentAdded, TaskAdded
 from mesos_zmq.master.runtime import MAX_TASKS_PER_ACCEPT, AgentRuntime
 from mesos_zmq.master.validation import check_agent, valid_id
@@ -79,7 +79,7 @@ def agent_stopping(core: MasterContext, peer: bytes, msg: AgentStopping, rid: st
     if rt is None:
         return
     for offer_id in list(rt.offers):
-        core.rescind(offer_id)
+        offers.rescind(core, offer_id)
     core.allocator.activate_agent(msg.agent_id, False)
     limit = core.config.heartbeat_interval * core.config.missed_heartbeats
     rt.deadline = now + limit
@@ -136,7 +136,7 @@ def reregister_agent(core: MasterContext, peer: bytes, msg: ReregisterAgent, rid
 def reset_agent_allocation(core: MasterContext, agent_id: str, total: Resources) -> None:
     """An agent came back with different resources: rebuild its accounting."""
     for offer_id in list(core.agent_runtimes.get(agent_id, AgentRuntime()).offers):
-        core.rescind(offer_id)
+        offers.rescind(core, offer_id)
     for rec in core.state.active_tasks_on(agent_id):
         core.release_task(rec)
     core.allocator.remove_agent(agent_id)
@@ -223,7 +223,7 @@ def reconcile_agent(core: MasterContext, agent_id: str, msg: ReregisterAgent, no
         core.send_agent(agent_id, RunTasks(framework_id=framework_id, tasks=tasks,
                                             framework_name=info.name if info else ""))
         for task in tasks:
-            core.launch_sent(framework_id, task.task_id, now)
+            offers.launch_sent(core, framework_id, task.task_id, now)
 
 
 def usage(core: MasterContext, peer: bytes, msg: UsageReport, rid: str, now: float) -> None:

@@ -18,6 +18,7 @@ by the shell.
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Mapping
 from typing import Any, Protocol
 
@@ -43,6 +44,12 @@ class MasterConfigView(Protocol):
     def roles(self) -> tuple[str, ...] | None: ...
     @property
     def read_timeout(self) -> float: ...
+    @property
+    def offer_timeout(self) -> float | None: ...
+    @property
+    def offer_resend_interval(self) -> float: ...
+    @property
+    def launch_retry(self) -> float: ...
 
 
 class AllocatorView(Protocol):
@@ -93,6 +100,10 @@ class MasterContext(Protocol):
     framework_runtimes: dict[str, FrameworkRuntime]
     agent_runtimes: dict[str, AgentRuntime]
     offers: dict[str, OfferRec]
+    #: offer id -> when it is next due to be sent again (in due order)
+    offer_resends: OrderedDict[str, float]
+    #: heap of (due, interval, framework id, task id) of launches awaiting word
+    launch_retries: list[tuple[float, float, str, str]]
     reads: dict[str, PendingRead]
 
     @property
@@ -118,12 +129,6 @@ class MasterContext(Protocol):
     def framework_peer_ok(self, peer: bytes, framework_id: str, rid: str) -> bool: ...
     def agent_connected(self, agent_id: str) -> bool: ...
     def runtime_of_framework(self, framework_id: str) -> tuple[bool, int]: ...
-
-    # ----------------------------------------------------------------- offers
-    def remove_offer(self, offer_id: str, recover: bool = True) -> OfferRec | None: ...
-    def rescind(self, offer_id: str) -> None: ...
-    def resend_offers(self, framework_id: str, now: float) -> None: ...
-    def launch_sent(self, framework_id: str, task_id: str, now: float) -> None: ...
 
     # ----------------------------------------------------------------- task book
     def allocate_task(self, rec: TaskRecord) -> None: ...

@@ -35,7 +35,8 @@ Rules worth knowing:
   nothing twice.
 
 This module is the façade: the dispatch table, ``handle``, ``tick`` and recovery, and
-the services handlers share (plumbing, the task book, offers, liveness). The handlers
+the services handlers share that are not yet modules of their own (plumbing, the task
+book, liveness); offers are :mod:`~mesos_zmq.master.offers`. The handlers
 live by peer kind: :mod:`~mesos_zmq.master.agent_api`,
 :mod:`~mesos_zmq.master.scheduler_api` and :mod:`~mesos_zmq.master.operator_api`;
 they see the core only through :class:`~mesos_zmq.master.context.MasterContext`.
@@ -45,7 +46,6 @@ Runtime records are in :mod:`~mesos_zmq.master.runtime`, flag defaults in
 
 from __future__ import annotations
 
-import heapq
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -58,12 +58,10 @@ from mesos_zmq.allocator.allocator import Allocator
 from mesos_zmq.allocator.sorter import sorter_factory
 from mesos_zmq.errors import ResourceError
 from mesos_zmq.heartbeat import HeartbeatMonitor
-from mesos_zmq.master import agent_api, flags, operator_api, scheduler_api
+from mesos_zmq.master import agent_api, flags, offers, operator_api, scheduler_api
 from mesos_zmq.master.records import (
     AgentRemoved,
     FrameworkRemoved,
-    OfferMade,
-    OfferRemoved,
     ReservationsSet,
     StateRecord,
     TaskUpdated,
@@ -95,8 +93,6 @@ from mesos_zmq.protocol import (
     Kill,
     KillTask,
     Message,
-    Offer,
-    Offers,
     OperatorKill,
     ReactivateAgent,
     ReadFile,
@@ -104,10 +100,8 @@ from mesos_zmq.protocol import (
     RegisterAgent,
     RemoveQuota,
     ReregisterAgent,
-    Rescind,
     ReserveResources,
     Revive,
-    RunTasks,
     SetQuota,
     SetWeights,
     ShutdownFramework,
@@ -202,9 +196,9 @@ class MasterCore:
         self.reads: dict[str, PendingRead] = {}
         self._ready = Ready()
         #: offer id -> when it is next due to be sent again (in due order)
-        self._offer_resends: OrderedDict[str, float] = OrderedDict()
+        self.offer_resends: OrderedDict[str, float] = OrderedDict()
         #: (due, interval, framework id, task id) of launches awaiting word from agents
-        self._launches: list[tuple[float, float, str, str]] = []
+        self.launch_retries: list[tuple[float, float, str, str]] = []
         self._allocate_pending = False
         self._last_allocation = now
         self.started_at = now
@@ -337,9 +331,9 @@ class MasterCore:
         self._check_deadlines(now)
         self._retry_master_updates(now)
         operator_api.expire_reads(self, now)
-        self._expire_offers(now)
-        self._resend_offers(now)
-        self._retry_launches(now)
+        offers.expire(self, now)
+        offers.resend_due(self, now)
+        offers.retry_launches(self, now)
         if self._allocate_pending or now - self._last_allocation >= self.config.allocation_interval:
             self._allocate(now)
         return self._take()
@@ -391,7 +385,7 @@ class MasterCore:
                                                offer["agent_id"], offer["role"], resources, now)
             fw_rt.offers.add(offer_id)
             ag_rt.offers.add(offer_id)
-            self._offer_resends[offer_id] = now + self.config.offer_resend_interval
+            self.offer_resends[offer_id] = now + self.config.offer_resend_interval
             self.allocator.allocate_to(offer["framework_id"], offer["role"], offer["agent_id"],
                                        resources)
         for rec in self.state.tasks.values():
@@ -583,143 +577,7 @@ class MasterCore:
     def _allocate(self, now: float) -> None:
         self._allocate_pending = False
         self._last_allocation = now
-        by_framework: dict[str, list[Offer]] = {}
-        for alloc in self.allocator.allocate(now):
-            agent = self.state.agents.get(alloc.agent_id)
-            fw_rt = self.framework_runtimes.get(alloc.framework_id)
-            if agent is None or fw_rt is None or fw_rt.peer is None:
-                self.allocator.recover(alloc.framework_id, alloc.role, alloc.agent_id,
-                                       alloc.resources)
-                continue
-            offer_id = self.new_id()
-            rec = OfferRec(
-                offer_id, alloc.framework_id, alloc.agent_id, alloc.role, alloc.resources, now
-            )
-            self.offers[offer_id] = rec
-            self._offer_resends[offer_id] = now + self.config.offer_resend_interval
-            # Write ahead: the offer is in the log before the framework hears of it.
-            self.commit(OfferMade(offer_id=offer_id, framework_id=alloc.framework_id,
-                                  agent_id=alloc.agent_id, role=alloc.role,
-                                  resources=str(alloc.resources)))
-            fw_rt.offers.add(offer_id)
-            self.agent_runtimes[alloc.agent_id].offers.add(offer_id)
-            by_framework.setdefault(alloc.framework_id, []).append(self._offer_message(rec))
-        for fid, offers in by_framework.items():
-            self.count("offers")
-            self.send_framework(fid, Offers(offers=offers))
-
-    def _offer_message(self, rec: OfferRec) -> Offer:
-        agent = self.state.agents[rec.agent_id]
-        return Offer(offer_id=rec.offer_id, framework_id=rec.framework_id,
-                     agent_id=rec.agent_id, hostname=agent.hostname, role=rec.role,
-                     resources=str(rec.resources), attributes=agent.attributes)
-
-    def resend_offers(self, framework_id: str, now: float) -> None:
-        """Offers a previous leader made (or logged and never sent) go out again.
-
-        Same ids, so the framework can use or decline them; the framework may never
-        have heard of them, and an offer nobody knows of would be held for good. Their
-        offer timeout starts again now (kept in creation order for expiry).
-        """
-        rt = self.framework_runtimes.get(framework_id)
-        if rt is None or rt.peer is None or not rt.offers:
-            return
-        offers = []
-        for offer_id in sorted(rt.offers):
-            rec = self.offers.pop(offer_id, None)
-            if rec is None or rec.agent_id not in self.state.agents:
-                continue
-            rec.created = now
-            self.offers[offer_id] = rec
-            offers.append(self._offer_sent(rec, now))
-        if offers:
-            self.count("offers_resent")
-            self.send(rt.peer, Offers(offers=offers))
-
-    def _offer_sent(self, rec: OfferRec, now: float) -> Offer:
-        self._offer_resends.pop(rec.offer_id, None)
-        self._offer_resends[rec.offer_id] = now + self.config.offer_resend_interval
-        return self._offer_message(rec)
-
-    def _resend_offers(self, now: float) -> None:
-        """Offers unanswered for a while go out again (a lost message, say)."""
-        due: dict[str, list[Offer]] = {}
-        while self._offer_resends:
-            offer_id, when = next(iter(self._offer_resends.items()))
-            if when > now:
-                break
-            rec = self.offers.get(offer_id)
-            if rec is None:
-                del self._offer_resends[offer_id]
-                continue
-            fw_rt = self.framework_runtimes.get(rec.framework_id)
-            if fw_rt is None or fw_rt.peer is None or rec.agent_id not in self.state.agents:
-                self._offer_resends.move_to_end(offer_id)
-                self._offer_resends[offer_id] = now + self.config.offer_resend_interval
-                continue
-            due.setdefault(rec.framework_id, []).append(self._offer_sent(rec, now))
-        for fid, offers in due.items():
-            self.count("offers_resent")
-            self.send_framework(fid, Offers(offers=offers))
-
-    def launch_sent(self, framework_id: str, task_id: str, now: float) -> None:
-        """A task went to its agent: send it again if the agent stays silent about it."""
-        heapq.heappush(self._launches, (now + self.config.launch_retry,
-                                        self.config.launch_retry, framework_id, task_id))
-
-    def _retry_launches(self, now: float) -> None:
-        resend: dict[tuple[str, str], list[TaskInfo]] = {}
-        while self._launches and self._launches[0][0] <= now:
-            _, interval, fid, task_id = heapq.heappop(self._launches)
-            rec = self.state.tasks.get((fid, task_id))
-            if rec is None or rec.state != TaskState.STAGING:
-                continue  # the agent spoke of it (or it ended)
-            if self.agent_connected(rec.agent_id):
-                resend.setdefault((fid, rec.agent_id), []).append(rec.task)
-                self.count("launches_retried")
-            interval = min(interval * 2, 60.0)
-            heapq.heappush(self._launches, (now + interval, interval, fid, task_id))
-        for (fid, agent_id), tasks in resend.items():
-            info = self.state.frameworks.get(fid)
-            self.send_agent(agent_id, RunTasks(framework_id=fid, tasks=tasks,
-                                                framework_name=info.name if info else ""))
-
-    def _expire_offers(self, now: float) -> None:
-        """Rescind offers held past the offer timeout (oldest first: dicts keep order)."""
-        timeout = self.config.offer_timeout
-        if timeout is None:
-            return
-        expired = []
-        for offer_id, offer in self.offers.items():
-            if offer.created + timeout > now:
-                break
-            expired.append(offer_id)
-        for offer_id in expired:
-            self.count("offers_timed_out")
-            self.rescind(offer_id)
-
-    def remove_offer(self, offer_id: str, recover: bool = True) -> OfferRec | None:
-        offer = self.offers.pop(offer_id, None)
-        if offer is None:
-            return None
-        self._offer_resends.pop(offer_id, None)
-        self.commit(OfferRemoved(offer_id=offer_id))
-        fw_rt = self.framework_runtimes.get(offer.framework_id)
-        if fw_rt is not None:
-            fw_rt.offers.discard(offer_id)
-        ag_rt = self.agent_runtimes.get(offer.agent_id)
-        if ag_rt is not None:
-            ag_rt.offers.discard(offer_id)
-        if recover:
-            self.allocator.recover(offer.framework_id, offer.role, offer.agent_id, offer.resources)
-            self._allocate_pending = True
-        return offer
-
-    def rescind(self, offer_id: str) -> None:
-        offer = self.remove_offer(offer_id)
-        if offer is not None:
-            self.count("offers_rescinded")
-            self.send_framework(offer.framework_id, Rescind(offer_id=offer_id))
+        offers.allocate(self, now)
 
     # ================================================================= liveness
     def _check_peers(self, now: float) -> None:
@@ -745,7 +603,7 @@ class MasterCore:
             return
         rt.peer = None
         for offer_id in list(rt.offers):
-            self.remove_offer(offer_id)
+            offers.remove_offer(self, offer_id)
         self.allocator.activate_framework(fid, False)
         rt.deadline = now + info.failover_timeout
         log.warning("framework disconnected", framework_id=fid,
@@ -757,7 +615,7 @@ class MasterCore:
                 # Recovered from the log and not back: its offers go back to the pool.
                 rt.offers_until = None
                 for offer_id in list(rt.offers):
-                    self.remove_offer(offer_id)
+                    offers.remove_offer(self, offer_id)
             if rt.peer is None and rt.deadline is not None and rt.deadline <= now:
                 self.remove_framework(fid, "framework failover timeout elapsed", now)
         for aid, art in list(self.agent_runtimes.items()):
@@ -771,7 +629,7 @@ class MasterCore:
         if rt.peer is not None:
             self.peers.pop(rt.peer, None)
         for offer_id in list(rt.offers):
-            self.rescind(offer_id)
+            offers.rescind(self, offer_id)
         for rec in self.state.active_tasks_on(agent_id):
             if rec.state == TaskState.UNREACHABLE:
                 continue
@@ -795,7 +653,7 @@ class MasterCore:
             return
         rt = self.framework_runtimes.pop(fid, FrameworkRuntime())
         for offer_id in list(rt.offers):
-            self.remove_offer(offer_id)
+            offers.remove_offer(self, offer_id)
         agents: set[str] = set()
         for rec in [r for r in self.state.tasks.values() if r.framework_id == fid]:
             agents.add(rec.agent_id)

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 import structlog
 
 from mesos_zmq.errors import ResourceError
+from mesos_zmq.master import offers
 from mesos_zmq.master.records import (
     AgentDrained,
     AgentDraining,
@@ -214,7 +215,7 @@ def drain(core: MasterContext, agent_id: str, now: float) -> None:
     core.allocator.activate_agent(agent_id, False)
     runtime = core.agent_runtimes.get(agent_id)
     for offer_id in list(runtime.offers if runtime is not None else ()):
-        core.rescind(offer_id)
+        offers.rescind(core, offer_id)
     for rec in core.state.active_tasks_on(agent_id):
         if rec.state != TaskState.UNREACHABLE:
             core.kill_task(rec.framework_id, rec.task_id, now)

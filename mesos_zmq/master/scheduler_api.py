@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 import structlog
 
 from mesos_zmq.errors import ResourceError
+from mesos_zmq.master import offers
 from mesos_zmq.master.records import (
     FiltersCleared,
     FilterSet,
@@ -114,7 +115,7 @@ def subscribe(core: MasterContext, peer: bytes, msg: Subscribe, rid: str, now: f
         # A new scheduler connection (framework failover): the offers made to the
         # previous one are void. Take them back quietly.
         for offer_id in list(rt.offers):
-            core.remove_offer(offer_id)
+            offers.remove_offer(core, offer_id)
     core.bind(peer, "framework", framework_id, now)
     core.allocator.add_framework(framework_id, roles, info.capabilities, active=True)
     _apply_suppression(core, framework_id, previous.suppressed_roles if previous else [],
@@ -136,7 +137,7 @@ def subscribe(core: MasterContext, peer: bytes, msg: Subscribe, rid: str, now: f
         rt.pending[uuid] = (status, now)
         core.send(peer, StatusUpdate(status=status))
     if resend:
-        core.resend_offers(framework_id, now)
+        offers.resend_offers(core, framework_id, now)
 
 
 def subscribed(core: MasterContext, framework_id: str, re: bool,
@@ -182,7 +183,7 @@ def release_offers(core: MasterContext, fid: str, offer_ids: list[str]) -> list[
     for offer_id in dict.fromkeys(offer_ids):
         offer = core.offers.get(offer_id)
         if offer is not None and offer.framework_id == fid:
-            core.remove_offer(offer_id)
+            offers.remove_offer(core, offer_id)
             released.append(offer_id)
     return released
 
@@ -212,13 +213,13 @@ def accept(core: MasterContext, peer: bytes, msg: Accept, rid: str, now: float) 
             core.reply_status(fid, task.task_id, task.agent_id, TaskState.DROPPED,
                                "REASON_INVALID_OFFERS", f"accept refused: {problem}", now)
         return
-    offers = [core.offers[o] for o in msg.offer_ids]
-    agent_id = offers[0].agent_id
-    role = offers[0].role
+    accepted = [core.offers[o] for o in msg.offer_ids]
+    agent_id = accepted[0].agent_id
+    role = accepted[0].role
     offered = Resources.empty()
-    for offer in offers:
+    for offer in accepted:
         offered = offered + offer.resources
-        core.remove_offer(offer.offer_id, recover=False)
+        offers.remove_offer(core, offer.offer_id, recover=False)
     for old, new in conversions:
         offered = offered - old + new
         core.allocator.convert(agent_id, old, new, held=True)
@@ -259,7 +260,7 @@ def accept(core: MasterContext, peer: bytes, msg: Accept, rid: str, now: float) 
         )
         if sent:
             for task in launched:
-                core.launch_sent(fid, task.task_id, now)
+                offers.launch_sent(core, fid, task.task_id, now)
         if not sent and agent_id not in core.state.agents:
             for task in launched:
                 rec = core.state.task(fid, task.task_id)
@@ -273,10 +274,10 @@ def accept(core: MasterContext, peer: bytes, msg: Accept, rid: str, now: float) 
 def plan_operations(core: MasterContext,
                     msg: Accept) -> tuple[str | None, list[tuple[Resources, Resources]]]:
     """Check RESERVE/UNRESERVE against the offers; return (problem, conversions)."""
-    offers = [core.offers[o] for o in msg.offer_ids]
-    agent_id, role = offers[0].agent_id, offers[0].role
+    named = [core.offers[o] for o in msg.offer_ids]
+    agent_id, role = named[0].agent_id, named[0].role
     available = Resources.empty()
-    for offer in offers:
+    for offer in named:
         available = available + offer.resources
     dynamic = core.dynamic_reservations(agent_id)
     conversions = []
@@ -347,7 +348,7 @@ def decline(core: MasterContext, peer: bytes, msg: Decline, rid: str, now: float
         offer = core.offers.get(offer_id)
         if offer is None or offer.framework_id != msg.framework_id:
             continue  # already gone: declining twice is harmless
-        core.remove_offer(offer_id, recover=False)
+        offers.remove_offer(core, offer_id, recover=False)
         core.allocator.recover(
             offer.framework_id, offer.role, offer.agent_id, offer.resources, refuse_until
         )

@@ -69,6 +69,13 @@ def test_handlers_see_the_core_only_through_the_context() -> None:
     assert not graph["context"] & {"core", "agent_api", "scheduler_api", "operator_api", "views"}
 
 
+def test_shared_services_sit_below_the_handlers() -> None:
+    graph = master_imports()
+    for service in ("offers",):
+        assert not graph[service] & {"core", "agent_api", "scheduler_api", "operator_api"}
+        assert "context" in graph[service]
+
+
 def test_the_cycle_finder_finds_cycles() -> None:
     assert find_cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
     assert find_cycle({"a": {"b"}, "b": set()}) is None
