@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 import structlog
 
 from mesos_zmq.errors import ResourceError
-from mesos_zmq.master import offers, operator_api
+from mesos_zmq.master import offers, task_book
 from mesos_zmq.master.records import AgentAdded, TaskAdded
 from mesos_zmq.master.runtime import MAX_TASKS_PER_ACCEPT, AgentRuntime
 from mesos_zmq.master.validation import check_agent, valid_id
@@ -120,14 +120,14 @@ def reregister_agent(core: MasterContext, peer: bytes, msg: ReregisterAgent, rid
         else:
             core.allocator.add_agent(agent_id, total)
             for rec in core.state.active_tasks_on(agent_id):
-                core.allocate_task(rec)
+                task_book.allocate_task(core, rec)
     rt = core.agent_runtimes.setdefault(agent_id, AgentRuntime())
     rt.deadline = None
     core.bind(peer, "agent", agent_id, now)
     core.allocator.activate_agent(agent_id, True)
     reconcile_agent(core, agent_id, msg, now, total)
     if agent_id in core.state.draining:
-        operator_api.drain(core, agent_id, now)  # kills sent while it was away never arrived
+        task_book.drain(core, agent_id, now)  # kills sent while it was away never arrived
     core.request_allocation()
     log.info("agent reregistered", agent_id=agent_id, tasks=len(msg.tasks))
     core.send(peer, agent_registered(core, agent_id, True), rid)
@@ -138,11 +138,11 @@ def reset_agent_allocation(core: MasterContext, agent_id: str, total: Resources)
     for offer_id in list(core.agent_runtimes.get(agent_id, AgentRuntime()).offers):
         offers.rescind(core, offer_id)
     for rec in core.state.active_tasks_on(agent_id):
-        core.release_task(rec)
+        task_book.release_task(core, rec)
     core.allocator.remove_agent(agent_id)
     core.allocator.add_agent(agent_id, total)
     for rec in core.state.active_tasks_on(agent_id):
-        core.allocate_task(rec)
+        task_book.allocate_task(core, rec)
 
 
 def reconcile_agent(core: MasterContext, agent_id: str, msg: ReregisterAgent, now: float,
@@ -175,7 +175,7 @@ def reconcile_agent(core: MasterContext, agent_id: str, msg: ReregisterAgent, no
                                   state=TaskState.STAGING.value))
             new_rec = core.state.task(*key)
             if new_rec is not None:
-                core.allocate_task(new_rec)
+                task_book.allocate_task(core, new_rec)
         elif rec.terminal and report.state not in TERMINAL:
             # We already told the framework it is gone (LOST): it must not run.
             core.send_agent(
@@ -186,9 +186,9 @@ def reconcile_agent(core: MasterContext, agent_id: str, msg: ReregisterAgent, no
                 TaskState.RUNNING.value, TaskState.KILLING.value):
             # A partition-aware framework heard UNREACHABLE: now it hears the truth.
             # (A task that ended meanwhile is told by the agent's own update.)
-            core.master_task_update(rec, TaskState(report.state),
-                                     "REASON_AGENT_REREGISTERED",
-                                     "agent re-registered after being unreachable", now)
+            task_book.master_task_update(core, rec, TaskState(report.state),
+                                         "REASON_AGENT_REREGISTERED",
+                                         "agent re-registered after being unreachable", now)
     relaunch: dict[str, list[TaskInfo]] = {}
     for rec in core.state.active_tasks_on(agent_id):
         if (rec.framework_id, rec.task_id) in reported:
@@ -207,17 +207,13 @@ def reconcile_agent(core: MasterContext, agent_id: str, msg: ReregisterAgent, no
                 continue
             state = (TaskState.DROPPED if core.partition_aware(rec.framework_id)
                      else TaskState.LOST)
-            core.master_task_update(rec, state, "REASON_AGENT_RESTARTED",
-                                     "the agent came back with fewer resources than "
-                                     "this task needs; it never started", now)
+            task_book.master_task_update(core, rec, state, "REASON_AGENT_RESTARTED",
+                                         "the agent came back with fewer resources than "
+                                         "this task needs; it never started", now)
             continue
-        core.master_task_update(
-            rec,
-            TaskState.LOST,
-            "REASON_AGENT_RESTARTED",
-            "Task is unknown to the agent after it re-registered",
-            now,
-        )
+        task_book.master_task_update(core, rec, TaskState.LOST, "REASON_AGENT_RESTARTED",
+                                     "Task is unknown to the agent after it re-registered",
+                                     now)
     for framework_id, tasks in relaunch.items():
         info = core.state.frameworks.get(framework_id)
         core.send_agent(agent_id, RunTasks(framework_id=framework_id, tasks=tasks,
@@ -271,13 +267,12 @@ def status_update(core: MasterContext, peer: bytes, msg: StatusUpdate,
             )
             core.send(peer, ack)
             return
-        core.record_task_state(
-            status.framework_id, status.task_id, new_state, now, reason=status.reason,
-            message=status.message, exit_code=status.exit_code,
-        )
+        task_book.record_task_state(core, status.framework_id, status.task_id, new_state,
+                                    now, reason=status.reason, message=status.message,
+                                    exit_code=status.exit_code)
         if new_state in TERMINAL:
-            core.release_task(rec)
-            operator_api.check_drained(core, rec.agent_id)
+            task_book.release_task(core, rec)
+            task_book.check_drained(core, rec.agent_id)
     core.count("status_updates")
     # Forward even a repeated update: the agent retries because no ack reached it.
     core.send_framework(status.framework_id, StatusUpdate(status=status))

@@ -35,8 +35,9 @@ Rules worth knowing:
   nothing twice.
 
 This module is the façade: the dispatch table, ``handle``, ``tick`` and recovery, and
-the services handlers share that are not yet modules of their own (plumbing, the task
-book, liveness); offers are :mod:`~mesos_zmq.master.offers`. The handlers
+the plumbing and liveness rules that are not yet modules of their own. Offers are
+:mod:`~mesos_zmq.master.offers`, the task book and drains
+:mod:`~mesos_zmq.master.task_book`. The handlers
 live by peer kind: :mod:`~mesos_zmq.master.agent_api`,
 :mod:`~mesos_zmq.master.scheduler_api` and :mod:`~mesos_zmq.master.operator_api`;
 they see the core only through :class:`~mesos_zmq.master.context.MasterContext`.
@@ -58,14 +59,12 @@ from mesos_zmq.allocator.allocator import Allocator
 from mesos_zmq.allocator.sorter import sorter_factory
 from mesos_zmq.errors import ResourceError
 from mesos_zmq.heartbeat import HeartbeatMonitor
-from mesos_zmq.master import agent_api, flags, offers, operator_api, scheduler_api
+from mesos_zmq.master import agent_api, flags, offers, operator_api, scheduler_api, task_book
 from mesos_zmq.master.records import (
     AgentRemoved,
     FrameworkRemoved,
     ReservationsSet,
     StateRecord,
-    TaskUpdated,
-    UpdatePending,
     stamped,
 )
 from mesos_zmq.master.runtime import (
@@ -75,7 +74,7 @@ from mesos_zmq.master.runtime import (
     Peer,
     PendingRead,
 )
-from mesos_zmq.master.state import MasterState, TaskRecord
+from mesos_zmq.master.state import MasterState
 from mesos_zmq.master.validation import (
     quota_amounts,
 )
@@ -91,7 +90,6 @@ from mesos_zmq.protocol import (
     GetState,
     Heartbeat,
     Kill,
-    KillTask,
     Message,
     OperatorKill,
     ReactivateAgent,
@@ -108,15 +106,13 @@ from mesos_zmq.protocol import (
     StatusUpdate,
     Subscribe,
     Suppress,
-    TaskInfo,
-    TaskStatus,
     TaskUsage,
     Teardown,
     UnreserveResources,
     UsageReport,
 )
 from mesos_zmq.resources import Resources
-from mesos_zmq.tasks import TERMINAL, InvalidTransition, TaskState, transition
+from mesos_zmq.tasks import TaskState
 
 log = structlog.get_logger()
 #: frameworks with this capability hear TASK_UNREACHABLE rather than TASK_LOST
@@ -329,7 +325,7 @@ class MasterCore:
         self._wall_now = self.wall(now)
         self._check_peers(now)
         self._check_deadlines(now)
-        self._retry_master_updates(now)
+        task_book.retry_master_updates(self, now)
         operator_api.expire_reads(self, now)
         offers.expire(self, now)
         offers.resend_due(self, now)
@@ -390,25 +386,7 @@ class MasterCore:
                                        resources)
         for rec in self.state.tasks.values():
             if rec.state != TaskState.UNREACHABLE and rec.agent_id in self.state.agents:
-                self.allocate_task(rec)
-
-    def allocate_task(self, rec: TaskRecord) -> None:
-        try:
-            res = Resources.parse(rec.task.resources)
-        except ResourceError:
-            return
-        role = rec.task.role or "*"
-        self.allocator.allocate_to(rec.framework_id, role, rec.agent_id, res)
-
-    def release_task(self, rec: TaskRecord) -> None:
-        # Its usage report is stale from here on (ended, or its agent unreachable).
-        self.usage.pop((rec.framework_id, rec.task_id), None)
-        try:
-            res = Resources.parse(rec.task.resources)
-        except ResourceError:
-            return
-        self.allocator.recover(rec.framework_id, rec.task.role or "*", rec.agent_id, res)
-        self._allocate_pending = True
+                task_book.allocate_task(self, rec)
 
     # ================================================================= any peer
     def _on_heartbeat(self, peer: bytes, msg: Heartbeat, rid: str, now: float) -> None:
@@ -464,114 +442,6 @@ class MasterCore:
         dynamic = self.dynamic_reservations(agent_id)
         dynamic = dynamic + new if new.roles() - {"*"} else dynamic - old
         self.commit(ReservationsSet(agent_id=agent_id, reserved=str(dynamic)))
-
-    def kill_task(self, fid: str, task_id: str, now: float,
-              grace: float | None = None) -> TaskRecord | None:
-        rec = self.state.task(fid, task_id)
-        if rec is None:
-            self.reply_status(fid, task_id, "", TaskState.LOST, "REASON_TASK_UNKNOWN",
-                               "kill of a task the master does not know", now)
-            return None
-        if rec.terminal:
-            return rec
-        drain = self.state.draining.get(rec.agent_id)
-        if grace is None and drain is not None:
-            grace = drain["grace"]
-        if not self.send_agent(rec.agent_id, KillTask(framework_id=fid, task_id=task_id,
-                                                       grace=grace)):
-            log.info("kill deferred: agent not connected", task_id=task_id, agent_id=rec.agent_id)
-        return rec
-
-    # ================================================================= task book: updates
-    def reply_status(
-        self,
-        fid: str,
-        task_id: str,
-        agent_id: str,
-        state: TaskState,
-        reason: str,
-        message: str,
-        now: float,
-        exit_code: int | None = None,
-    ) -> None:
-        """An informational update (no ack needed): reconciliation, refused launches."""
-        status = TaskStatus(
-            task_id=task_id, framework_id=fid, agent_id=agent_id, state=state.value, uuid="",
-            timestamp=self.wall(now), source="master", reason=reason, message=message,
-            exit_code=exit_code,
-        )
-        self.send_framework(fid, StatusUpdate(status=status))
-
-    def record_task_state(
-        self,
-        fid: str,
-        task_id: str,
-        state: TaskState,
-        now: float,
-        *,
-        reason: str = "",
-        message: str = "",
-        exit_code: int | None = None,
-    ) -> bool:
-        """Commit a task's new state; an illegal move (by the lifecycle table of
-        :mod:`mesos_zmq.tasks`) is refused, logged and not committed (False)."""
-        current = self.state.task(fid, task_id)
-        if current is not None:
-            try:
-                transition(current.state, state)
-            except InvalidTransition as exc:
-                self.count("illegal_transitions")
-                log.warning("task state change refused", framework_id=fid, task_id=task_id,
-                            error=str(exc))
-                return False
-        self.commit(TaskUpdated(framework_id=fid, task_id=task_id, state=state.value,
-                                exit_code=exit_code, message=message, reason=reason))
-        return True
-
-    def master_task_update(
-        self, rec: TaskRecord, state: TaskState, reason: str, message: str, now: float
-    ) -> None:
-        """The master decides a task's fate (agent lost...): record it, tell reliably."""
-        if not self.record_task_state(rec.framework_id, rec.task_id, state, now,
-                                      reason=reason, message=message):
-            return
-        if state in TERMINAL:
-            self.release_task(rec)
-            operator_api.check_drained(self, rec.agent_id)
-        self._reliable_update(rec.framework_id, rec.task_id, rec.agent_id, state, reason,
-                              message, now)
-
-    def _reliable_update(
-        self, fid: str, task_id: str, agent_id: str, state: TaskState, reason: str,
-        message: str, now: float,
-    ) -> None:
-        """An update from the master itself, resent until the framework acknowledges it."""
-        status = TaskStatus(
-            task_id=task_id, framework_id=fid, agent_id=agent_id, state=state.value,
-            uuid=self.new_id(), timestamp=self.wall(now), source="master", reason=reason,
-            message=message,
-        )
-        rt = self.framework_runtimes.get(fid)
-        if rt is not None:
-            rt.pending[status.uuid] = (status, now)
-            # Durable until acknowledged, so a new leader keeps resending it.
-            self.commit(UpdatePending(status=status))
-        self.send_framework(fid, StatusUpdate(status=status))
-
-    def master_task_error(self, fid: str, task: TaskInfo, message: str, now: float) -> None:
-        self.count("tasks_refused")
-        self._reliable_update(fid, task.task_id, task.agent_id, TaskState.ERROR,
-                              "REASON_TASK_INVALID", message, now)
-
-    def _retry_master_updates(self, now: float) -> None:
-        retry = self.config.status_update_retry
-        for rt in self.framework_runtimes.values():
-            if not rt.pending or rt.peer is None:
-                continue
-            for uuid, (status, sent) in list(rt.pending.items()):
-                if now - sent >= retry:
-                    rt.pending[uuid] = (status, now)
-                    self.send(rt.peer, StatusUpdate(status=status))
 
     # ================================================================= offers
     def _allocate(self, now: float) -> None:
@@ -635,11 +505,12 @@ class MasterCore:
                 continue
             if self.partition_aware(rec.framework_id):
                 # It may well still run: say so, and free its resources until it is back.
-                self.master_task_update(rec, TaskState.UNREACHABLE,
-                                         "REASON_AGENT_UNREACHABLE", why, now)
-                self.release_task(rec)
+                task_book.master_task_update(self, rec, TaskState.UNREACHABLE,
+                                             "REASON_AGENT_UNREACHABLE", why, now)
+                task_book.release_task(self, rec)
             else:
-                self.master_task_update(rec, TaskState.LOST, "REASON_AGENT_REMOVED", why, now)
+                task_book.master_task_update(self, rec, TaskState.LOST,
+                                             "REASON_AGENT_REMOVED", why, now)
         self.commit(AgentRemoved(agent_id=agent_id, reason=why))
         self.allocator.remove_agent(agent_id)
         log.warning("agent removed", agent_id=agent_id, reason=why)
@@ -657,9 +528,9 @@ class MasterCore:
         agents: set[str] = set()
         for rec in [r for r in self.state.tasks.values() if r.framework_id == fid]:
             agents.add(rec.agent_id)
-            self.record_task_state(fid, rec.task_id, TaskState.KILLED, now,
-                                    reason="REASON_FRAMEWORK_REMOVED", message=why)
-            self.release_task(rec)
+            task_book.record_task_state(self, fid, rec.task_id, TaskState.KILLED, now,
+                                        reason="REASON_FRAMEWORK_REMOVED", message=why)
+            task_book.release_task(self, rec)
         for agent_id in agents:
             self.send_agent(agent_id, ShutdownFramework(framework_id=fid))
         self.commit(FrameworkRemoved(framework_id=fid, reason=why))

@@ -14,9 +14,8 @@ from typing import TYPE_CHECKING
 import structlog
 
 from mesos_zmq.errors import ResourceError
-from mesos_zmq.master import offers
+from mesos_zmq.master import task_book
 from mesos_zmq.master.records import (
-    AgentDrained,
     AgentDraining,
     AgentReactivated,
     QuotaRemoved,
@@ -45,7 +44,6 @@ from mesos_zmq.protocol import (
     UnreserveResources,
 )
 from mesos_zmq.resources import Resources, validate_role
-from mesos_zmq.tasks import TaskState
 
 if TYPE_CHECKING:
     from mesos_zmq.master.context import MasterContext
@@ -204,31 +202,10 @@ def drain_agent(core: MasterContext, peer: bytes, msg: DrainAgent, rid: str, now
         core.error(peer, "invalid", "grace must be within 0..3600 seconds", rid)
         return
     core.commit(AgentDraining(agent_id=msg.agent_id, grace=msg.grace))
-    drain(core, msg.agent_id, now)
+    task_book.drain(core, msg.agent_id, now)
     tasks = len(core.state.active_tasks_on(msg.agent_id))
     core.send(peer, OperatorReply(
         message=f"agent {msg.agent_id} draining: {tasks} task(s) being killed"), rid)
-
-
-def drain(core: MasterContext, agent_id: str, now: float) -> None:
-    """(Re)apply a drain: also after the agent re-registers or a new leader starts."""
-    core.allocator.activate_agent(agent_id, False)
-    runtime = core.agent_runtimes.get(agent_id)
-    for offer_id in list(runtime.offers if runtime is not None else ()):
-        offers.rescind(core, offer_id)
-    for rec in core.state.active_tasks_on(agent_id):
-        if rec.state != TaskState.UNREACHABLE:
-            core.kill_task(rec.framework_id, rec.task_id, now)
-    check_drained(core, agent_id)
-
-
-def check_drained(core: MasterContext, agent_id: str) -> None:
-    drain = core.state.draining.get(agent_id)
-    if drain is None or drain["drained"]:
-        return
-    if not core.state.active_tasks_on(agent_id):
-        core.commit(AgentDrained(agent_id=agent_id))
-        log.info("agent drained", agent_id=agent_id)
 
 
 def reactivate_agent(core: MasterContext, peer: bytes, msg: ReactivateAgent, rid: str,
@@ -273,7 +250,7 @@ def operator_kill(core: MasterContext, peer: bytes, msg: OperatorKill,
     if rec.terminal:
         core.error(peer, "invalid", f"task {rec.task_id} is already {rec.state.value}", rid)
         return
-    core.kill_task(rec.framework_id, rec.task_id, now)
+    task_book.kill_task(core, rec.framework_id, rec.task_id, now)
     core.send(peer, OperatorReply(message=f"kill of task {rec.task_id} of framework "
                                            f"{rec.framework_id} requested"), rid)
 

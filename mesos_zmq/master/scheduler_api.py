@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 import structlog
 
 from mesos_zmq.errors import ResourceError
-from mesos_zmq.master import offers
+from mesos_zmq.master import offers, task_book
 from mesos_zmq.master.records import (
     FiltersCleared,
     FilterSet,
@@ -210,8 +210,8 @@ def accept(core: MasterContext, peer: bytes, msg: Accept, rid: str, now: float) 
         core.error(peer, "invalid", f"accept refused: {problem}{_released_note(released)}",
                     rid)
         for task in msg.tasks[:MAX_TASKS_PER_ACCEPT]:
-            core.reply_status(fid, task.task_id, task.agent_id, TaskState.DROPPED,
-                               "REASON_INVALID_OFFERS", f"accept refused: {problem}", now)
+            task_book.reply_status(core, fid, task.task_id, task.agent_id, TaskState.DROPPED,
+                                   "REASON_INVALID_OFFERS", f"accept refused: {problem}", now)
         return
     accepted = [core.offers[o] for o in msg.offer_ids]
     agent_id = accepted[0].agent_id
@@ -238,7 +238,7 @@ def accept(core: MasterContext, peer: bytes, msg: Accept, rid: str, now: float) 
         if error is None and needed is not None and not remaining.contains(needed):
             error = f"task resources {needed} do not fit in what is left of the offers"
         if error is not None or needed is None:
-            core.master_task_error(fid, task, error or "invalid task", now)
+            task_book.master_task_error(core, fid, task, error or "invalid task", now)
             continue
         seen.add(task.task_id)
         remaining = remaining - needed
@@ -265,8 +265,8 @@ def accept(core: MasterContext, peer: bytes, msg: Accept, rid: str, now: float) 
             for task in launched:
                 rec = core.state.task(fid, task.task_id)
                 if rec is not None:
-                    core.master_task_update(rec, TaskState.LOST, "REASON_AGENT_REMOVED",
-                                             "the agent is gone", now)
+                    task_book.master_task_update(core, rec, TaskState.LOST, "REASON_AGENT_REMOVED",
+                                                 "the agent is gone", now)
         # A known agent that is reconnecting (after a master failover, say) gets its
         # STAGING tasks when it re-registers (see agent_api.reconcile_agent).
 
@@ -365,7 +365,7 @@ def record_filter(core: MasterContext, fid: str, agent_id: str, seconds: float, 
 def kill_request(core: MasterContext, peer: bytes, msg: Kill, rid: str, now: float) -> None:
     if not core.framework_peer_ok(peer, msg.framework_id, rid):
         return
-    core.kill_task(msg.framework_id, msg.task_id, now)
+    task_book.kill_task(core, msg.framework_id, msg.task_id, now)
 
 
 def acknowledge(core: MasterContext, peer: bytes, msg: Acknowledge, rid: str, now: float) -> None:
@@ -386,17 +386,17 @@ def reconcile(core: MasterContext, peer: bytes, msg: Reconcile, rid: str, now: f
     if not msg.tasks:
         for rec in list(core.state.tasks.values()):
             if rec.framework_id == fid:
-                core.reply_status(fid, rec.task_id, rec.agent_id, rec.state,
-                                   "REASON_RECONCILIATION", rec.message, now, rec.exit_code)
+                task_book.reply_status(core, fid, rec.task_id, rec.agent_id, rec.state,
+                                       "REASON_RECONCILIATION", rec.message, now, rec.exit_code)
         return
     for item in msg.tasks:
         found = core.state.task(fid, item.task_id)
         if found is None:
-            core.reply_status(fid, item.task_id, item.agent_id, TaskState.LOST,
-                               "REASON_RECONCILIATION", "task unknown to the master", now)
+            task_book.reply_status(core, fid, item.task_id, item.agent_id, TaskState.LOST,
+                                   "REASON_RECONCILIATION", "task unknown to the master", now)
         else:
-            core.reply_status(fid, found.task_id, found.agent_id, found.state,
-                               "REASON_RECONCILIATION", found.message, now, found.exit_code)
+            task_book.reply_status(core, fid, found.task_id, found.agent_id, found.state,
+                                   "REASON_RECONCILIATION", found.message, now, found.exit_code)
 
 
 def revive(core: MasterContext, peer: bytes, msg: Revive, rid: str, now: float) -> None:

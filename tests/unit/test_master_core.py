@@ -1027,7 +1027,9 @@ def test_every_master_task_state_change_goes_through_the_lifecycle_table() -> No
         uuid="u1", timestamp=0.1, exit_code=0)), 0.1)
     records = len(h.log.recover().records)
     # A finished task never runs again, whoever asks.
-    assert not h.core.record_task_state(fid, "t1", TaskState.RUNNING, 0.2)
+    from mesos_zmq.master import task_book
+
+    assert not task_book.record_task_state(h.core, fid, "t1", TaskState.RUNNING, 0.2)
     ready = h.core.tick(0.3)
     assert not [r for r in ready.records if r.OP == "task_updated"]
     assert h.core.state.task(fid, "t1").state == TaskState.FINISHED
