@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 import structlog
 
 from mesos_zmq.errors import ResourceError
-from mesos_zmq.master import offers, task_book
+from mesos_zmq.master import liveness, offers, task_book
 from mesos_zmq.master.records import AgentAdded, TaskAdded
 from mesos_zmq.master.runtime import MAX_TASKS_PER_ACCEPT, AgentRuntime
 from mesos_zmq.master.validation import check_agent, valid_id
@@ -205,7 +205,7 @@ def reconcile_agent(core: MasterContext, agent_id: str, msg: ReregisterAgent, no
                 free = free - needs
                 relaunch.setdefault(rec.framework_id, []).append(rec.task)
                 continue
-            state = (TaskState.DROPPED if core.partition_aware(rec.framework_id)
+            state = (TaskState.DROPPED if liveness.partition_aware(core, rec.framework_id)
                      else TaskState.LOST)
             task_book.master_task_update(core, rec, state, "REASON_AGENT_RESTARTED",
                                          "the agent came back with fewer resources than "

@@ -35,9 +35,9 @@ Rules worth knowing:
   nothing twice.
 
 This module is the façade: the dispatch table, ``handle``, ``tick`` and recovery, and
-the plumbing and liveness rules that are not yet modules of their own. Offers are
-:mod:`~mesos_zmq.master.offers`, the task book and drains
-:mod:`~mesos_zmq.master.task_book`. The handlers
+the plumbing (commit, send, bind). The services handlers share are modules below them:
+:mod:`~mesos_zmq.master.offers`, :mod:`~mesos_zmq.master.task_book` (task states,
+kills, drains) and :mod:`~mesos_zmq.master.liveness`. The handlers
 live by peer kind: :mod:`~mesos_zmq.master.agent_api`,
 :mod:`~mesos_zmq.master.scheduler_api` and :mod:`~mesos_zmq.master.operator_api`;
 they see the core only through :class:`~mesos_zmq.master.context.MasterContext`.
@@ -59,10 +59,16 @@ from mesos_zmq.allocator.allocator import Allocator
 from mesos_zmq.allocator.sorter import sorter_factory
 from mesos_zmq.errors import ResourceError
 from mesos_zmq.heartbeat import HeartbeatMonitor
-from mesos_zmq.master import agent_api, flags, offers, operator_api, scheduler_api, task_book
+from mesos_zmq.master import (
+    agent_api,
+    flags,
+    liveness,
+    offers,
+    operator_api,
+    scheduler_api,
+    task_book,
+)
 from mesos_zmq.master.records import (
-    AgentRemoved,
-    FrameworkRemoved,
     ReservationsSet,
     StateRecord,
     stamped,
@@ -102,7 +108,6 @@ from mesos_zmq.protocol import (
     Revive,
     SetQuota,
     SetWeights,
-    ShutdownFramework,
     StatusUpdate,
     Subscribe,
     Suppress,
@@ -115,8 +120,6 @@ from mesos_zmq.resources import Resources
 from mesos_zmq.tasks import TaskState
 
 log = structlog.get_logger()
-#: frameworks with this capability hear TASK_UNREACHABLE rather than TASK_LOST
-PARTITION_AWARE = "PARTITION_AWARE"
 
 
 
@@ -323,8 +326,8 @@ class MasterCore:
     def tick(self, now: float) -> Ready:
         """Advance time: heartbeats, expiries, retries, allocation."""
         self._wall_now = self.wall(now)
-        self._check_peers(now)
-        self._check_deadlines(now)
+        liveness.check_peers(self, now)
+        liveness.check_deadlines(self, now)
         task_book.retry_master_updates(self, now)
         operator_api.expire_reads(self, now)
         offers.expire(self, now)
@@ -448,96 +451,6 @@ class MasterCore:
         self._allocate_pending = False
         self._last_allocation = now
         offers.allocate(self, now)
-
-    # ================================================================= liveness
-    def _check_peers(self, now: float) -> None:
-        for peer, info in list(self.peers.items()):
-            if info.monitor.expired(now):
-                self._peer_lost(peer, info, now)
-            elif info.monitor.send_due(now):
-                info.monitor.sent(now)
-                self.send(peer, Heartbeat())
-
-    def _peer_lost(self, peer: bytes, info: Peer, now: float) -> None:
-        self.unbind_peer(peer)
-        if info.kind == "agent":
-            log.warning("agent missed heartbeats", agent_id=info.id)
-            self._remove_agent(info.id, "agent missed its heartbeats", now)
-        else:
-            self._framework_disconnected(info.id, now)
-
-    def _framework_disconnected(self, fid: str, now: float) -> None:
-        info = self.state.frameworks.get(fid)
-        rt = self.framework_runtimes.get(fid)
-        if info is None or rt is None:
-            return
-        rt.peer = None
-        for offer_id in list(rt.offers):
-            offers.remove_offer(self, offer_id)
-        self.allocator.activate_framework(fid, False)
-        rt.deadline = now + info.failover_timeout
-        log.warning("framework disconnected", framework_id=fid,
-                    failover_timeout=info.failover_timeout)
-
-    def _check_deadlines(self, now: float) -> None:
-        for fid, rt in list(self.framework_runtimes.items()):
-            if rt.peer is None and rt.offers_until is not None and rt.offers_until <= now:
-                # Recovered from the log and not back: its offers go back to the pool.
-                rt.offers_until = None
-                for offer_id in list(rt.offers):
-                    offers.remove_offer(self, offer_id)
-            if rt.peer is None and rt.deadline is not None and rt.deadline <= now:
-                self.remove_framework(fid, "framework failover timeout elapsed", now)
-        for aid, art in list(self.agent_runtimes.items()):
-            if art.peer is None and art.deadline is not None and art.deadline <= now:
-                self._remove_agent(aid, art.away, now)
-
-    def _remove_agent(self, agent_id: str, why: str, now: float) -> None:
-        if agent_id not in self.state.agents:
-            return
-        rt = self.agent_runtimes.pop(agent_id, AgentRuntime())
-        if rt.peer is not None:
-            self.peers.pop(rt.peer, None)
-        for offer_id in list(rt.offers):
-            offers.rescind(self, offer_id)
-        for rec in self.state.active_tasks_on(agent_id):
-            if rec.state == TaskState.UNREACHABLE:
-                continue
-            if self.partition_aware(rec.framework_id):
-                # It may well still run: say so, and free its resources until it is back.
-                task_book.master_task_update(self, rec, TaskState.UNREACHABLE,
-                                             "REASON_AGENT_UNREACHABLE", why, now)
-                task_book.release_task(self, rec)
-            else:
-                task_book.master_task_update(self, rec, TaskState.LOST,
-                                             "REASON_AGENT_REMOVED", why, now)
-        self.commit(AgentRemoved(agent_id=agent_id, reason=why))
-        self.allocator.remove_agent(agent_id)
-        log.warning("agent removed", agent_id=agent_id, reason=why)
-
-    def partition_aware(self, fid: str) -> bool:
-        info = self.state.frameworks.get(fid)
-        return info is not None and PARTITION_AWARE in info.capabilities
-
-    def remove_framework(self, fid: str, why: str, now: float) -> None:
-        if fid not in self.state.frameworks:
-            return
-        rt = self.framework_runtimes.pop(fid, FrameworkRuntime())
-        for offer_id in list(rt.offers):
-            offers.remove_offer(self, offer_id)
-        agents: set[str] = set()
-        for rec in [r for r in self.state.tasks.values() if r.framework_id == fid]:
-            agents.add(rec.agent_id)
-            task_book.record_task_state(self, fid, rec.task_id, TaskState.KILLED, now,
-                                        reason="REASON_FRAMEWORK_REMOVED", message=why)
-            task_book.release_task(self, rec)
-        for agent_id in agents:
-            self.send_agent(agent_id, ShutdownFramework(framework_id=fid))
-        self.commit(FrameworkRemoved(framework_id=fid, reason=why))
-        if rt.peer is not None:
-            self.peers.pop(rt.peer, None)
-        self.allocator.remove_framework(fid)
-        log.info("framework removed", framework_id=fid, reason=why)
 
     # ================================================================= helpers
     def fresh_id(self, kind: str, taken: dict[str, Any]) -> str:

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 import structlog
 
 from mesos_zmq.errors import ResourceError
-from mesos_zmq.master import offers, task_book
+from mesos_zmq.master import liveness, offers, task_book
 from mesos_zmq.master.records import (
     FiltersCleared,
     FilterSet,
@@ -439,5 +439,5 @@ def _set_suppressed(core: MasterContext, fid: str, roles: list[str], on: bool,
 
 def teardown(core: MasterContext, peer: bytes, msg: Teardown, rid: str, now: float) -> None:
     if core.framework_peer_ok(peer, msg.framework_id, rid):
-        core.remove_framework(msg.framework_id, "framework tore itself down", now)
+        liveness.remove_framework(core, msg.framework_id, "framework tore itself down", now)
         core.unbind_peer(peer)

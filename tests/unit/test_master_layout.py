@@ -71,7 +71,7 @@ def test_handlers_see_the_core_only_through_the_context() -> None:
 
 def test_shared_services_sit_below_the_handlers() -> None:
     graph = master_imports()
-    for service in ("offers", "task_book"):
+    for service in ("offers", "task_book", "liveness"):
         assert not graph[service] & {"core", "agent_api", "scheduler_api", "operator_api"}
         assert "context" in graph[service]
 

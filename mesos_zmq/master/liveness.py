@@ -1,0 +1,128 @@
+"""Liveness: heartbeats, lost peers, deadlines, and removing agents and frameworks.
+
+A service of the master core seen as a :class:`~mesos_zmq.master.context.MasterContext`
+(the core's ``tick`` runs :func:`check_peers` and :func:`check_deadlines`; handlers
+remove a framework that tears itself down), below the handlers.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import structlog
+
+from mesos_zmq.master import offers, task_book
+from mesos_zmq.master.records import AgentRemoved, FrameworkRemoved
+from mesos_zmq.master.runtime import AgentRuntime, FrameworkRuntime, Peer
+from mesos_zmq.protocol import Heartbeat, ShutdownFramework
+from mesos_zmq.tasks import TaskState
+
+if TYPE_CHECKING:
+    from mesos_zmq.master.context import MasterContext
+
+log = structlog.get_logger()
+#: frameworks with this capability hear TASK_UNREACHABLE rather than TASK_LOST
+PARTITION_AWARE = "PARTITION_AWARE"
+
+
+def check_peers(core: MasterContext, now: float) -> None:
+    """Heartbeat every peer that is due one; a silent one is lost."""
+    for peer, info in list(core.peers.items()):
+        if info.monitor.expired(now):
+            _peer_lost(core, peer, info, now)
+        elif info.monitor.send_due(now):
+            info.monitor.sent(now)
+            core.send(peer, Heartbeat())
+
+
+def _peer_lost(core: MasterContext, peer: bytes, info: Peer, now: float) -> None:
+    core.unbind_peer(peer)
+    if info.kind == "agent":
+        log.warning("agent missed heartbeats", agent_id=info.id)
+        remove_agent(core, info.id, "agent missed its heartbeats", now)
+    else:
+        _framework_disconnected(core, info.id, now)
+
+
+def _framework_disconnected(core: MasterContext, fid: str, now: float) -> None:
+    info = core.state.frameworks.get(fid)
+    rt = core.framework_runtimes.get(fid)
+    if info is None or rt is None:
+        return
+    rt.peer = None
+    for offer_id in list(rt.offers):
+        offers.remove_offer(core, offer_id)
+    core.allocator.activate_framework(fid, False)
+    rt.deadline = now + info.failover_timeout
+    log.warning("framework disconnected", framework_id=fid,
+                failover_timeout=info.failover_timeout)
+
+
+def check_deadlines(core: MasterContext, now: float) -> None:
+    """Remove what stayed away too long: frameworks past their failover timeout,
+    agents past their re-registration (or planned stop) deadline."""
+    for fid, rt in list(core.framework_runtimes.items()):
+        if rt.peer is None and rt.offers_until is not None and rt.offers_until <= now:
+            # Recovered from the log and not back: its offers go back to the pool.
+            rt.offers_until = None
+            for offer_id in list(rt.offers):
+                offers.remove_offer(core, offer_id)
+        if rt.peer is None and rt.deadline is not None and rt.deadline <= now:
+            remove_framework(core, fid, "framework failover timeout elapsed", now)
+    for aid, art in list(core.agent_runtimes.items()):
+        if art.peer is None and art.deadline is not None and art.deadline <= now:
+            remove_agent(core, aid, art.away, now)
+
+
+def remove_agent(core: MasterContext, agent_id: str, why: str, now: float) -> None:
+    """The agent is gone: its tasks become UNREACHABLE (partition-aware frameworks)
+    or LOST, its offers are rescinded."""
+    if agent_id not in core.state.agents:
+        return
+    rt = core.agent_runtimes.pop(agent_id, AgentRuntime())
+    if rt.peer is not None:
+        core.peers.pop(rt.peer, None)
+    for offer_id in list(rt.offers):
+        offers.rescind(core, offer_id)
+    for rec in core.state.active_tasks_on(agent_id):
+        if rec.state == TaskState.UNREACHABLE:
+            continue
+        if partition_aware(core, rec.framework_id):
+            # It may well still run: say so, and free its resources until it is back.
+            task_book.master_task_update(core, rec, TaskState.UNREACHABLE,
+                                         "REASON_AGENT_UNREACHABLE", why, now)
+            task_book.release_task(core, rec)
+        else:
+            task_book.master_task_update(core, rec, TaskState.LOST,
+                                         "REASON_AGENT_REMOVED", why, now)
+    core.commit(AgentRemoved(agent_id=agent_id, reason=why))
+    core.allocator.remove_agent(agent_id)
+    log.warning("agent removed", agent_id=agent_id, reason=why)
+
+
+def partition_aware(core: MasterContext, fid: str) -> bool:
+    """Whether the framework hears TASK_UNREACHABLE rather than TASK_LOST."""
+    info = core.state.frameworks.get(fid)
+    return info is not None and PARTITION_AWARE in info.capabilities
+
+
+def remove_framework(core: MasterContext, fid: str, why: str, now: float) -> None:
+    """Forget a framework: its tasks are killed, its agents told to shut it down."""
+    if fid not in core.state.frameworks:
+        return
+    rt = core.framework_runtimes.pop(fid, FrameworkRuntime())
+    for offer_id in list(rt.offers):
+        offers.remove_offer(core, offer_id)
+    agents: set[str] = set()
+    for rec in [r for r in core.state.tasks.values() if r.framework_id == fid]:
+        agents.add(rec.agent_id)
+        task_book.record_task_state(core, fid, rec.task_id, TaskState.KILLED, now,
+                                    reason="REASON_FRAMEWORK_REMOVED", message=why)
+        task_book.release_task(core, rec)
+    for agent_id in agents:
+        core.send_agent(agent_id, ShutdownFramework(framework_id=fid))
+    core.commit(FrameworkRemoved(framework_id=fid, reason=why))
+    if rt.peer is not None:
+        core.peers.pop(rt.peer, None)
+    core.allocator.remove_framework(fid)
+    log.info("framework removed", framework_id=fid, reason=why)
