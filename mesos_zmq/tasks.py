@@ -44,8 +44,8 @@ TERMINAL = frozenset(
 _ACTIVE = (TaskState.STAGING, TaskState.STARTING, TaskState.RUNNING, TaskState.KILLING)
 
 # Allowed moves. UNREACHABLE is not terminal: the agent may come back and report the
-# task's real state. LOST may be corrected by a returning agent only into a terminal
-# state (the agent is told to kill such tasks).
+# task's real state. LOST is final, as every terminal state: a returning agent's word
+# on a LOST task is ignored, and the agent is told to kill it.
 _ALLOWED: dict[TaskState, frozenset[TaskState]] = {
     TaskState.STAGING: frozenset({TaskState.STARTING, TaskState.RUNNING, TaskState.KILLING})
     | TERMINAL

@@ -34,6 +34,7 @@ from kazoo.client import KazooClient
 from mesos_zmq.master.contender import Contender
 from mesos_zmq.master.core import MasterCore, MasterCoreConfig, Ready
 from mesos_zmq.master.log import SnapshotPolicy
+from mesos_zmq.master.records import record_to_plain
 from mesos_zmq.master.state import MasterState, state_from
 from mesos_zmq.master.zk_log import ZooKeeperLog
 from mesos_zmq.protocol import (
@@ -68,7 +69,7 @@ def write_log(client: KazooClient, path: str, records: int, policy: SnapshotPoli
     def flush(ready: Ready) -> None:
         nonlocal written
         if ready.records:
-            zk_log.append(ready.records)
+            zk_log.append([record_to_plain(r) for r in ready.records])
             written += len(ready.records)
         if policy.due(zk_log.records_since_snapshot, zk_log.bytes_since_snapshot, 0.0):
             zk_log.write_snapshot(core.state.snapshot())

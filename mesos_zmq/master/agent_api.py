@@ -1,7 +1,7 @@
 """Agent life cycle in the master: registration, re-registration and reconciliation,
 status updates, usage reports and file reads coming back.
 
-Functions of the master core (:class:`~mesos_zmq.master.core.MasterContext`), pure like
+Functions of the master core (:class:`~mesos_zmq.master.context.MasterContext`), pure like
 it. Agents are the truth for what runs (ARCHITECTURE.md, principle 5): a re-registering
 agent's report is reconciled against the log here.
 """

@@ -12,8 +12,9 @@ reach anything the core keeps to itself (ruff's SLF001 is on for the package).
 The write-ahead rule: a handler validates first, then :meth:`MasterContext.commit`\\ s
 the records of what it decided (applied to the state at once, persisted by the shell
 before anything of the batch is sent), and only then :meth:`~MasterContext.send`\\ s.
-A handler that refuses commits nothing; one that raises has its whole batch dropped
-by the shell.
+A handler that refuses commits nothing. One that raises after committing leaves what
+it committed applied and queued (the shell logs the failure and answers ``internal``):
+handlers validate everything before their first commit.
 """
 
 from __future__ import annotations

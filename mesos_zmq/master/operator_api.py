@@ -1,9 +1,9 @@
 """Operator requests: state, weights, quota, reservations, kills, files, drains.
 
-Functions of the master core (:class:`~mesos_zmq.master.core.MasterContext`), kept apart
-so that the core module holds the plumbing and the agent/framework life cycles. Each
-handler takes the core, the sender, the message, its request id and the time; like
-the core, they are pure: effects go through the core's commit/send.
+Handlers of the master core seen as a :class:`~mesos_zmq.master.context.MasterContext`.
+Each takes the core, the sender, the message, its request id and the time; like the
+core, they are pure: effects go through the core's commit/send. Drains are in
+:mod:`~mesos_zmq.master.task_book`.
 """
 
 from __future__ import annotations

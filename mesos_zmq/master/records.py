@@ -99,7 +99,8 @@ class TaskUpdated:
     exit_code: int | None = None
     message: str = ""
     reason: str = ""
-    time: float = 0.0
+    #: None only in logs that never wrote one (the task keeps its last time)
+    time: float | None = None
 
 
 @dataclass(frozen=True, slots=True)

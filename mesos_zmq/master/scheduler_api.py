@@ -1,7 +1,7 @@
 """Framework requests in the master: subscribe (and fail over), accept with operations,
 decline, kill, acknowledge, reconcile, revive, suppress, teardown.
 
-Functions of the master core (:class:`~mesos_zmq.master.core.MasterContext`), pure like
+Functions of the master core (:class:`~mesos_zmq.master.context.MasterContext`), pure like
 it. An accept is checked whole before anything is committed, and what it does is
 written ahead of the messages that reveal it (ARCHITECTURE.md, principle 2).
 """

@@ -282,8 +282,10 @@ class MasterServer:
             try:
                 result = self.core.handle(identity, envelope.message, envelope.request_id, now)
             except Exception:
-                # A bug in one handler must not take the cluster down; the core did
-                # not return, so nothing of this message is persisted or sent.
+                # A bug in one handler must not take the cluster down. Handlers check
+                # everything before they commit, so a failure normally leaves nothing
+                # behind; what a handler did commit before failing stays applied and
+                # goes out with the next batch (state and log must not disagree).
                 log.exception("handler failed", type=envelope.message.TYPE)
                 self.server.send(
                     identity,

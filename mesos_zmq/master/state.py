@@ -17,6 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
 
+from mesos_zmq.errors import LogError
 from mesos_zmq.master import records as r
 from mesos_zmq.master.records import StateRecord, record_from_plain
 from mesos_zmq.protocol import FrameworkInfo, TaskInfo, TaskStatus, from_plain, to_plain
@@ -208,7 +209,7 @@ class MasterState:
             exit_code=record.exit_code,
             message=record.message,
             reason=record.reason,
-            updated_at=record.time or current.updated_at,
+            updated_at=record.time if record.time is not None else current.updated_at,
         )
         if updated.terminal:
             self.tasks.pop(key, None)
@@ -369,6 +370,10 @@ class MasterState:
 def state_from(snapshot: dict[str, Any] | None, records: list[Record]) -> MasterState:
     """Replay a log (snapshot, then records) into a fresh state."""
     state = MasterState.restore(snapshot) if snapshot is not None else MasterState()
-    for record in records:
-        state.apply(record)
+    for number, record in enumerate(records):
+        try:
+            state.apply(record)
+        except (ValueError, KeyError, TypeError) as exc:
+            raise LogError(f"cannot replay record {number} of the log ({exc}): the log is "
+                           "damaged or was written by a newer version") from None
     return state

@@ -121,6 +121,9 @@ def master_task_update(
     """The master decides a task's fate (agent lost...): record it, tell reliably."""
     if not record_task_state(core, rec.framework_id, rec.task_id, state, now,
                              reason=reason, message=message):
+        # No caller asks for an illegal move today; one that does is a bug to see.
+        log.error("master task update refused", framework_id=rec.framework_id,
+                  task_id=rec.task_id, state=state.value)
         return
     if state in TERMINAL:
         release_task(core, rec)

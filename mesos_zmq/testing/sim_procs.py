@@ -75,7 +75,7 @@ from mesos_zmq.testing.sim_net import (
     World,
 )
 
-#: the simulated masters' snapshot threshold (the real one is 50,000 records)
+#: the simulated masters' snapshot threshold (the real default is --snapshot-every 5000)
 SNAPSHOT_EVERY = 60
 LAUNCH_BATCH = 16
 SIGTERM = 15
@@ -118,7 +118,7 @@ def _short(message: Message) -> str:
 
 #: answers that mean "the master (or agent) does not know this task": it never ran
 _UNKNOWN_REASONS = frozenset({"REASON_TASK_UNKNOWN", "REASON_INVALID_OFFERS"})
-#: what the master says when reconciling a task it does not know (master/frameworks.py);
+#: what the master says when reconciling a task it does not know (master/scheduler_api.py);
 #: a reconciliation answer for a known task carries that task's real state instead
 _RECONCILED_UNKNOWN = "task unknown to the master"
 

@@ -66,3 +66,11 @@ def test_records_are_stamped_with_time_only_where_they_carry_one() -> None:
 
     removed = OfferRemoved(offer_id="o")
     assert stamped(removed, 5.0) is removed and "time" not in record_to_plain(removed)
+
+
+def test_a_damaged_log_is_a_log_error_naming_the_record() -> None:
+    from mesos_zmq.errors import LogError
+
+    good = {"op": "agent_added", "agent_id": "a", "hostname": "h", "resources": "cpus:1"}
+    with pytest.raises(LogError, match="record 1 of the log"):
+        state_from(None, [good, {"op": "no_such_op"}])
