@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, TypeVar
 
 from mesos_zmq.errors import MesosZmqError, ProtocolError, ResourceError
 from mesos_zmq.protocol import Operation, ReconcileTask, TaskInfo, from_plain, to_plain
@@ -28,6 +28,8 @@ MAX_KILL_GRACE = 3600.0
 #: tasks (and offer ids) one accept may carry: the master's MAX_TASKS_PER_ACCEPT
 MAX_TASKS_PER_CALL = 10_000
 OPERATION_KINDS = ("RESERVE", "UNRESERVE")
+
+_R = TypeVar("_R")
 
 
 class InvalidRequestError(MesosZmqError, ValueError):
@@ -117,12 +119,8 @@ def check_task(task: Any, where: str) -> None:
 
 def operation_list(operations: Iterable[Operation], where: str) -> list[Operation]:
     """RESERVE/UNRESERVE operations with parseable resources."""
-    items = _as_list(operations, where, "operations")
+    items = _typed_list(operations, Operation, where, "operations")
     for op in items:
-        if not isinstance(op, Operation):
-            raise InvalidRequestError(
-                f"{where}: expected an Operation, got {type(op).__name__}")
-        _check_types(Operation, op, where)
         if op.kind not in OPERATION_KINDS:
             raise InvalidRequestError(
                 f"{where}: unknown operation {op.kind[:32]!r} (use RESERVE or UNRESERVE)")
@@ -135,12 +133,18 @@ def operation_list(operations: Iterable[Operation], where: str) -> list[Operatio
 
 def reconcile_list(tasks: Iterable[ReconcileTask], where: str) -> list[ReconcileTask]:
     """ReconcileTask records (a bare task id string would be split into characters)."""
-    items = _as_list(tasks, where, "tasks")
+    return _typed_list(tasks, ReconcileTask, where, "tasks")
+
+
+def _typed_list(values: Iterable[_R], cls: type[_R], where: str, what: str) -> list[_R]:
+    """``values`` as a list of well-typed ``cls`` records (the wire decoder's checks)."""
+    items = _as_list(values, where, what)
     for item in items:
-        if not isinstance(item, ReconcileTask):
+        if not isinstance(item, cls):
+            article = "an" if cls.__name__[0] in "AEIOU" else "a"
             raise InvalidRequestError(
-                f"{where}: expected a ReconcileTask, got {type(item).__name__}")
-        _check_types(ReconcileTask, item, where)
+                f"{where}: expected {article} {cls.__name__}, got {type(item).__name__}")
+        _check_types(cls, item, where)
     return items
 
 
