@@ -159,6 +159,11 @@ class Effects:
     checkpoint_agent_id: str | None = None
     reconnect: bool = False
 
+    def __bool__(self) -> bool:
+        return bool(self.messages or self.launch or self.signal or self.read_file
+                    or self.checkpoint or self.forget or self.checkpoint_agent_id
+                    or self.reconnect)
+
     def extend(self, other: Effects) -> None:
         self.messages.extend(other.messages)
         self.launch.extend(other.launch)

@@ -20,14 +20,14 @@ handlers validate everything before their first commit.
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Mapping
+from collections.abc import Mapping, Set
 from typing import Any, Protocol
 
 from mesos_zmq.allocator.allocator import Allocator, Quota
 from mesos_zmq.master.records import StateRecord
 from mesos_zmq.master.runtime import AgentRuntime, FrameworkRuntime, OfferRec, Peer, PendingRead
-from mesos_zmq.master.state import MasterState
-from mesos_zmq.protocol import Message, TaskUsage
+from mesos_zmq.master.state import AgentRecord, MasterState, TaskKey, TaskRecord
+from mesos_zmq.protocol import FrameworkInfo, Message, TaskUsage
 from mesos_zmq.resources import Resources
 
 
@@ -63,13 +63,32 @@ class AllocatorView(Protocol):
     def role_allocation(self, role: str) -> dict[str, float]: ...
 
 
-class ClusterView(Protocol):
-    """The master as :mod:`~mesos_zmq.master.views` reads it: read-only properties
-    and queries, so a view cannot change what it describes (the state it reads is the
-    core's own: views only read it)."""
+class StateView(Protocol):
+    """The durable state as a view reads it: mappings without setters, so mypy refuses
+    a view that would change what it describes (``MasterState`` satisfies it)."""
 
     @property
-    def state(self) -> MasterState: ...
+    def frameworks(self) -> Mapping[str, FrameworkInfo]: ...
+    @property
+    def agents(self) -> Mapping[str, AgentRecord]: ...
+    @property
+    def tasks(self) -> Mapping[TaskKey, TaskRecord]: ...
+    @property
+    def completed(self) -> Mapping[TaskKey, TaskRecord]: ...
+    @property
+    def reservations(self) -> Mapping[str, str]: ...
+    @property
+    def draining(self) -> Mapping[str, Mapping[str, Any]]: ...
+    @property
+    def tasks_by_agent(self) -> Mapping[str, Set[TaskKey]]: ...
+
+
+class ClusterView(Protocol):
+    """The master as :mod:`~mesos_zmq.master.views` reads it: read-only properties
+    and queries, so a view cannot change what it describes."""
+
+    @property
+    def state(self) -> StateView: ...
     @property
     def allocator(self) -> AllocatorView: ...
     @property

@@ -165,6 +165,11 @@ class Ready:
     def __bool__(self) -> bool:
         return bool(self.records or self.messages)
 
+    def extend(self, other: Ready) -> None:
+        """Append a later batch (its records and messages come after these)."""
+        self.records.extend(other.records)
+        self.messages.extend(other.messages)
+
 
 class MasterCore:
     """Single-master logic; see the module docstring for the contract."""

@@ -145,6 +145,8 @@ class FileReply:
 
 
 Action = Send | Call | Reconnect | Abort | FileReply
+#: the driver core's output batch (see :mod:`mesos_zmq.batch`): carried out in order
+Actions = list[Action]
 
 
 @dataclass(frozen=True, slots=True)
@@ -226,7 +228,7 @@ class DriverCore:
         self.wall_offset = 0.0
         #: inbound message type -> (needs a subscription, handler)
         self._inbound: dict[type[Message],
-                            tuple[bool, Callable[[Any, str, float], list[Action]]]] = {
+                            tuple[bool, Callable[[Any, str, float], Actions]]] = {
             Subscribed: (False, lambda m, rid, now: self._on_subscribed(m, now)),
             Error: (False, lambda m, rid, now: self._on_error(m, now)),
             FileData: (False, self._on_file_data),
@@ -236,7 +238,7 @@ class DriverCore:
         }
 
     # ----------------------------------------------------------------- connection
-    def connected(self, now: float) -> list[Action]:
+    def connected(self, now: float) -> Actions:
         """A fresh socket is up: forget the old connection's state and subscribe."""
         self.subscribed = False
         self._subscribe_ids = []
@@ -246,7 +248,7 @@ class DriverCore:
         actions.extend(self._subscribe(now))
         return actions
 
-    def _subscribe(self, now: float) -> list[Action]:
+    def _subscribe(self, now: float) -> Actions:
         info = replace(self.framework, framework_id=self.framework_id)
         request_id = self._new_id()
         self._subscribe_sent = now
@@ -255,23 +257,23 @@ class DriverCore:
         self.monitor.sent(now)
         return [Send(Subscribe(framework=info), request_id)]
 
-    def _fail_reads(self, why: str) -> list[Action]:
+    def _fail_reads(self, why: str) -> Actions:
         """Answer reads whose reply can no longer arrive, so no caller waits forever."""
-        actions: list[Action] = [
+        actions: Actions = [
             FileReply(rid, Error(code="not_registered", message=why, in_reply_to=rid))
             for rid in sorted(self._reads)
         ]
         self._reads.clear()
         return actions
 
-    def tick(self, now: float) -> list[Action]:
+    def tick(self, now: float) -> Actions:
         """Timers: master liveness, Subscribe retries, our own heartbeats."""
         if self.stopped:
             return []
         if self.monitor.expired(now):
             was_subscribed = self.subscribed
             self.subscribed = False
-            actions: list[Action] = [Call("disconnected")] if was_subscribed else []
+            actions: Actions = [Call("disconnected")] if was_subscribed else []
             actions.append(Reconnect())
             return actions
         if not self.subscribed:
@@ -284,13 +286,13 @@ class DriverCore:
             actions.append(Send(Heartbeat()))
         return actions
 
-    def _retry_kills(self, now: float) -> list[Action]:
+    def _retry_kills(self, now: float) -> Actions:
         """Kills go again every KILL_RETRY seconds until their task is reported ended.
 
         A kill (or the master's word to the agent) lost on a broken connection would
         otherwise leave the task running for good; repeating a kill is harmless.
         """
-        actions: list[Action] = []
+        actions: Actions = []
         for request_id in [r for r in self._kill_due if r not in self._unconfirmed]:
             del self._kill_due[request_id]
         for request_id, (request, _) in self._unconfirmed.items():
@@ -314,7 +316,7 @@ class DriverCore:
         return min(wake, *self._kill_due.values()) if self._kill_due else wake
 
     # ----------------------------------------------------------------- inbound
-    def handle(self, msg: Message, request_id: str, now: float) -> list[Action]:
+    def handle(self, msg: Message, request_id: str, now: float) -> Actions:
         """One message from the master; any message at all proves it is alive.
 
         Dispatched by type, as the master and agent cores do; heartbeats and message
@@ -330,17 +332,17 @@ class DriverCore:
             return []  # traffic for a subscription we no longer have; it is retried
         return handler(msg, request_id, now)
 
-    def _on_file_data(self, msg: FileData, request_id: str, now: float) -> list[Action]:
+    def _on_file_data(self, msg: FileData, request_id: str, now: float) -> Actions:
         if request_id in self._reads:
             self._reads.discard(request_id)
             return [FileReply(request_id, msg)]
         return []  # a reply we gave up on
 
-    def _on_rescind(self, msg: Rescind, request_id: str, now: float) -> list[Action]:
+    def _on_rescind(self, msg: Rescind, request_id: str, now: float) -> Actions:
         self._held_offers.pop(msg.offer_id, None)
         return [Call("offer_rescinded", (msg.offer_id,))]
 
-    def _on_subscribed(self, msg: Subscribed, now: float) -> list[Action]:
+    def _on_subscribed(self, msg: Subscribed, now: float) -> Actions:
         if self.subscribed and msg.framework_id == self.framework_id:
             return []  # the answer to a retried Subscribe
         self.framework_id = msg.framework_id
@@ -354,7 +356,7 @@ class DriverCore:
         self.master_info = dict(info)
         if not self._registered_once:
             self._registered_once = True
-            actions: list[Action] = [Call("registered", (msg.framework_id, info))]
+            actions: Actions = [Call("registered", (msg.framework_id, info))]
         else:
             actions = [Call("reregistered", (info,))]
         if self._revive_owed is not None:
@@ -385,10 +387,10 @@ class DriverCore:
         while len(self._sent) > SENT_LIMIT:
             self._sent.popitem(last=False)
 
-    def _on_offers(self, msg: Offers) -> list[Action]:
+    def _on_offers(self, msg: Offers) -> Actions:
         """New offers go to the scheduler; re-sent ones get the answer they had."""
         fresh = []
-        answers: list[Action] = []
+        answers: Actions = []
         for offer in msg.offers:
             answered = self._answered.get(offer.offer_id)
             if answered is not None:
@@ -398,7 +400,7 @@ class DriverCore:
                 fresh.append(offer)
         while len(self._held_offers) > OFFERS_LIMIT:
             self._held_offers.popitem(last=False)
-        actions: list[Action] = [Call("resource_offers", (fresh,))] if fresh else []
+        actions: Actions = [Call("resource_offers", (fresh,))] if fresh else []
         return actions + answers
 
     def _answer_again(self, offer_id: str, request_id: str,
@@ -448,8 +450,8 @@ class DriverCore:
         while len(self._answered) > OFFERS_LIMIT:
             self._answered.popitem(last=False)
 
-    def _resend_unconfirmed(self) -> list[Action]:
-        actions: list[Action] = []
+    def _resend_unconfirmed(self) -> Actions:
+        actions: Actions = []
         for request_id, (request, resends) in list(self._unconfirmed.items()):
             if resends >= MAX_ACCEPT_RESENDS:
                 del self._unconfirmed[request_id]
@@ -470,8 +472,8 @@ class DriverCore:
                 elif any(t.task_id == task_id for t in request.tasks):
                     del self._unconfirmed[rid]
 
-    def _on_error(self, msg: Error, now: float) -> list[Action]:
-        actions: list[Action] = []
+    def _on_error(self, msg: Error, now: float) -> Actions:
+        actions: Actions = []
         if msg.in_reply_to and msg.code != "not_registered":
             self._confirm(request_id=msg.in_reply_to)  # refused: nothing to retry
         if msg.in_reply_to and msg.in_reply_to in self._reads:
@@ -499,7 +501,7 @@ class DriverCore:
         actions.append(Abort(f"{msg.code}: {msg.message}"))
         return actions
 
-    def _on_refusal(self, msg: Error, now: float) -> list[Action]:
+    def _on_refusal(self, msg: Error, now: float) -> Actions:
         """One request refused: tell the scheduler what it was, and hold nothing of it.
 
         ``invalid``: the master read the request and refused it; it has returned the
@@ -519,7 +521,7 @@ class DriverCore:
         if sent is None:
             return [Call("refused", (Refusal(msg.code, msg.message, rid),))]
         task_ids = tuple(t for t, _ in sent.tasks)
-        actions: list[Action] = [Call("refused", (Refusal(
+        actions: Actions = [Call("refused", (Refusal(
             msg.code, msg.message, rid, sent.kind, sent.offer_ids, task_ids),))]
         if msg.code == "invalid" or sent.cleanup:
             return actions
@@ -541,7 +543,7 @@ class DriverCore:
                     message=f"launch refused by the master ({msg.code}): {msg.message}"),)))
         return actions
 
-    def _on_update(self, status: TaskStatus) -> list[Action]:
+    def _on_update(self, status: TaskStatus) -> Actions:
         if self._unconfirmed:
             self._confirm(task_id=status.task_id, terminal=status.state in TERMINAL_STATES)
         if not status.uuid:
@@ -555,7 +557,7 @@ class DriverCore:
         self._seen[key] = self.implicit_acks
         while len(self._seen) > self._seen_limit:
             self._seen.popitem(last=False)
-        actions: list[Action] = [Call("status_update", (status,))]
+        actions: Actions = [Call("status_update", (status,))]
         if self.implicit_acks:
             actions.append(self._ack(status))
         return actions
@@ -572,7 +574,7 @@ class DriverCore:
         )
 
     # ----------------------------------------------------------------- outbound
-    def request(self, msg: Message) -> list[Action]:
+    def request(self, msg: Message) -> Actions:
         """A user request; dropped (empty result) when not subscribed.
 
         Accepts that launch tasks are the exception: they are kept until their effect
@@ -636,7 +638,7 @@ class DriverCore:
         """True for requests kept until their effect shows: launches and kills."""
         return (isinstance(msg, Accept) and bool(msg.tasks)) or isinstance(msg, Kill)
 
-    def acknowledge(self, status: TaskStatus) -> list[Action]:
+    def acknowledge(self, status: TaskStatus) -> Actions:
         """An explicit acknowledgement; remembered so that a retried update is re-acked."""
         if not status.uuid:
             return []
@@ -660,15 +662,15 @@ class DriverCore:
         self._reads.add(request_id)
         return request_id, [Send(msg, request_id)]
 
-    def teardown(self) -> list[Action]:
+    def teardown(self) -> Actions:
         """Stop, telling the master to remove the framework and kill its tasks."""
-        actions: list[Action] = []
+        actions: Actions = []
         if self.subscribed and self.framework_id and not self.stopped:
             actions.append(Send(Teardown(framework_id=self.framework_id), self._new_id()))
         actions.extend(self.abort())
         return actions
 
-    def abort(self) -> list[Action]:
+    def abort(self) -> Actions:
         """Stop without telling the master (it keeps the framework for failover)."""
         self.stopped = True
         self.subscribed = False

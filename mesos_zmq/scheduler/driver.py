@@ -55,7 +55,7 @@ from mesos_zmq.protocol import (
 )
 from mesos_zmq.scheduler.core import (
     Abort,
-    Action,
+    Actions,
     Call,
     DriverCore,
     FileReply,
@@ -235,7 +235,7 @@ class SchedulerDriver:
         self._pipe_closed = False
         self._file_callbacks: dict[str, FileCallback] = {}
         self._stop_requested = False
-        self._final: list[Action] = []
+        self._final: Actions = []
         self._linger_ms = 0
         self._done = threading.Event()
         self._context: zmq.Context[zmq.Socket[bytes]] | None = None
@@ -653,7 +653,7 @@ class SchedulerDriver:
             if self._stop_requested or self._socket_changed:
                 return  # the rest belongs to a socket or a driver that is gone
 
-    def _execute(self, actions: list[Action]) -> None:
+    def _execute(self, actions: Actions) -> None:
         for action in actions:
             if isinstance(action, Send):
                 if self._client is not None:
