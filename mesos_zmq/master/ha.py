@@ -35,7 +35,7 @@ from mesos_zmq.master.server import (
     advertised_address,
     stable_master_id,
 )
-from mesos_zmq.master.state import MasterState, state_from
+from mesos_zmq.master.state import MasterState, replay, state_from
 from mesos_zmq.master.zk_log import LogFenced, ZooKeeperLog
 
 log = structlog.get_logger()
@@ -51,8 +51,7 @@ def catch_up(zk_log: ZooKeeperLog, state: MasterState) -> MasterState:
     if tail.snapshot is not None:
         log.info("fell behind log compaction: reloading the snapshot")
         return state_from(tail.snapshot, tail.records)
-    for record in tail.records:
-        state.apply(record)
+    replay(state, tail.records)
     return state
 
 

@@ -32,8 +32,7 @@ import msgpack
 
 from mesos_zmq.errors import LogError
 from mesos_zmq.master.flags import SNAPSHOT_BYTES, SNAPSHOT_EVERY, SNAPSHOT_INTERVAL
-
-Record = dict[str, Any]
+from mesos_zmq.master.records import PlainRecord
 
 
 @dataclass(slots=True)
@@ -41,7 +40,7 @@ class Recovered:
     """What a log holds: the last snapshot (or None) and the records after it."""
 
     snapshot: dict[str, Any] | None
-    records: list[Record] = field(default_factory=list)
+    records: list[PlainRecord] = field(default_factory=list)
 
 
 # Snapshot and compact the log once SNAPSHOT_EVERY records follow the last snapshot,
@@ -69,7 +68,7 @@ class ReplicatedLog(Protocol):
         """Read the snapshot and every record appended after it."""
         ...
 
-    def append(self, records: list[Record]) -> None:
+    def append(self, records: list[PlainRecord]) -> None:
         """Durably append one batch; returns only once it is safe to speak about it."""
         ...
 
@@ -97,7 +96,7 @@ class MemoryLog:
 
     def __init__(self) -> None:
         self.snapshot: dict[str, Any] | None = None
-        self.records: list[Record] = []
+        self.records: list[PlainRecord] = []
         self.appends = 0
         self.epoch = 0
         self.bytes = 0
@@ -109,7 +108,7 @@ class MemoryLog:
     def recover(self) -> Recovered:
         return Recovered(self.snapshot, list(self.records))
 
-    def append(self, records: list[Record]) -> None:
+    def append(self, records: list[PlainRecord]) -> None:
         # Round-trip through msgpack so tests catch records that would not persist.
         packed = msgpack.packb(records, use_bin_type=True)
         self.records.extend(msgpack.unpackb(packed, raw=False))
@@ -194,7 +193,7 @@ class DirectoryLog:
                 snapshot = msgpack.unpackb(snap_path.read_bytes(), raw=False)
             except Exception as exc:
                 raise LogError(f"snapshot {snap_path} is unreadable: {exc}") from None
-        records: list[Record] = []
+        records: list[PlainRecord] = []
         log_path = self.path / self.LOG_NAME
         good_length = 0
         if log_path.exists():
@@ -226,7 +225,7 @@ class DirectoryLog:
             os.ftruncate(self._log_fd, truncate_to)
         os.lseek(self._log_fd, 0, os.SEEK_END)
 
-    def append(self, records: list[Record]) -> None:
+    def append(self, records: list[PlainRecord]) -> None:
         if not records:
             return
         if self._log_fd < 0:

@@ -19,12 +19,11 @@ from typing import Any
 
 from mesos_zmq.errors import LogError
 from mesos_zmq.master import records as r
-from mesos_zmq.master.records import StateRecord, record_from_plain
+from mesos_zmq.master.records import PlainRecord, StateRecord, record_from_plain
 from mesos_zmq.protocol import FrameworkInfo, TaskInfo, TaskStatus, from_plain, to_plain
 from mesos_zmq.tasks import TERMINAL, TaskState
 
 #: a record as the log holds it (a map with an ``op`` tag)
-Record = dict[str, Any]
 
 #: How many finished tasks and removed frameworks/agents the master remembers.
 COMPLETED_TASKS_LIMIT = 10_000
@@ -130,11 +129,10 @@ class MasterState:
         }
 
     # ----------------------------------------------------------------- apply
-    def apply(self, record: StateRecord | Record) -> None:
-        """Apply one record; a map read back from the log is decoded first (a bad one
-        raises ValueError and changes nothing)."""
-        typed = record_from_plain(record) if isinstance(record, dict) else record
-        self._ops[type(typed)](typed)
+    def apply(self, record: StateRecord) -> None:
+        """Apply one typed record (what is read back from a log is decoded first, by
+        :func:`replay`)."""
+        self._ops[type(record)](record)
 
     def _framework_added(self, record: r.FrameworkAdded) -> None:
         info = record.framework
@@ -367,13 +365,21 @@ class MasterState:
         return state
 
 
-def state_from(snapshot: dict[str, Any] | None, records: list[Record]) -> MasterState:
-    """Replay a log (snapshot, then records) into a fresh state."""
-    state = MasterState.restore(snapshot) if snapshot is not None else MasterState()
+def replay(state: MasterState, records: list[PlainRecord]) -> None:
+    """Decode records read back from a log and apply them in order.
+
+    The log stores the codec's plain form; this is the one place it becomes typed again.
+    """
     for number, record in enumerate(records):
         try:
-            state.apply(record)
+            state.apply(record_from_plain(record))
         except (ValueError, KeyError, TypeError) as exc:
             raise LogError(f"cannot replay record {number} of the log ({exc}): the log is "
                            "damaged or was written by a newer version") from None
+
+
+def state_from(snapshot: dict[str, Any] | None, records: list[PlainRecord]) -> MasterState:
+    """Replay a log (snapshot, then records) into a fresh state."""
+    state = MasterState.restore(snapshot) if snapshot is not None else MasterState()
+    replay(state, records)
     return state

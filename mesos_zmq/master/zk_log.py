@@ -39,7 +39,8 @@ from kazoo.client import KazooClient
 from kazoo.exceptions import BadVersionError, KazooException, NoNodeError
 
 from mesos_zmq.errors import LogError
-from mesos_zmq.master.log import Record, Recovered
+from mesos_zmq.master.log import Recovered
+from mesos_zmq.master.records import PlainRecord
 
 #: the largest znode this log writes (ZooKeeper's limit is about 1 MB)
 CHUNK = 512 * 1024
@@ -139,7 +140,7 @@ class ZooKeeperLog:
         return list(results[1:])
 
     # ----------------------------------------------------------------- writing
-    def append(self, records: list[Record]) -> None:
+    def append(self, records: list[PlainRecord]) -> None:
         if not records:
             return
         payload: bytes = msgpack.packb(records, use_bin_type=True)
@@ -262,7 +263,7 @@ class ZooKeeperLog:
             reload = True
         raise LogError(f"the log cannot be read consistently: {reason}")
 
-    def _read_after(self, after: int) -> list[Record]:
+    def _read_after(self, after: int) -> list[PlainRecord]:
         """Complete batches after position ``after``, in order, with no gap.
 
         Batch numbers (``lsn``) run without holes; a batch missing (compacted under
@@ -280,7 +281,7 @@ class ZooKeeperLog:
         except NoNodeError:
             covered = -1
         requests = [(name, self.zk.get_async(f"{self.path}/log/{name}")) for name in names]
-        records: list[Record] = []
+        records: list[PlainRecord] = []
         for name, request in requests:
             try:
                 data, _ = request.get()

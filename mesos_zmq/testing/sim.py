@@ -59,7 +59,8 @@ from dataclasses import dataclass, field, replace
 from typing import Any, TypeVar
 
 from mesos_zmq.detector import LEADER_NODE
-from mesos_zmq.master.state import MasterState, Record
+from mesos_zmq.master.records import PlainRecord
+from mesos_zmq.master.state import MasterState, replay, state_from
 from mesos_zmq.master.zk_log import RETAIN, ZooKeeperLog
 from mesos_zmq.resources import Resources
 from mesos_zmq.tasks import TERMINAL, TaskState
@@ -77,7 +78,6 @@ from mesos_zmq.testing.sim_procs import (
     FrameworkProc,
     MasterReplica,
     MasterTuning,
-    state_from,
 )
 
 _P = TypeVar("_P", MasterReplica, AgentProc)
@@ -512,7 +512,7 @@ class Simulation:
                             f"{master.name}'s state differs from {how} in: "
                             f"{', '.join(diff)}; " + _first_difference(live, other, diff))
 
-    def _check_acks(self, records: list[Record]) -> None:
+    def _check_acks(self, records: list[PlainRecord]) -> None:
         for record in records:
             if record.get("op") == "update_acked" \
                     and record["uuid"] not in self.ledger.delivered_uuids:
@@ -603,16 +603,15 @@ class LogReader:
         recovered = self.log.recover()
         self.state = state_from(recovered.snapshot, recovered.records)
 
-    def catch_up(self) -> list[Record]:
+    def catch_up(self) -> list[PlainRecord]:
         result: Any = self.log.tail()
         if isinstance(result, list):
-            records: list[Record] = result
+            records: list[PlainRecord] = result
         else:
             if result.snapshot is not None:
                 self.state = MasterState.restore(result.snapshot)
             records = list(result.records)
-        for record in records:
-            self.state.apply(record)
+        replay(self.state, records)
         return records
 
 

@@ -42,7 +42,7 @@ from mesos_zmq.master.contender import Contender
 from mesos_zmq.master.core import MasterCore, MasterCoreConfig, Ready
 from mesos_zmq.master.log import Recovered
 from mesos_zmq.master.records import record_to_plain
-from mesos_zmq.master.state import MasterState, Record
+from mesos_zmq.master.state import MasterState, replay, state_from
 from mesos_zmq.master.zk_log import LogFenced, ZooKeeperLog
 from mesos_zmq.protocol import (
     Accept,
@@ -80,14 +80,6 @@ SNAPSHOT_EVERY = 60
 LAUNCH_BATCH = 16
 SIGTERM = 15
 SIGKILL = 9
-
-
-def state_from(snapshot: dict[str, Any] | None, records: list[Record]) -> MasterState:
-    """Replay a log into a fresh state (as ``master.server.state_from``, which imports zmq)."""
-    state = MasterState.restore(snapshot) if snapshot is not None else MasterState()
-    for record in records:
-        state.apply(record)
-    return state
 
 
 def _arrow(direction: str, identity: bytes) -> str:
@@ -251,15 +243,13 @@ class MasterReplica:
     def _apply_tail(self, result: Any) -> None:
         """``tail()`` returns records, or (fixed code) a Recovered meaning "rebuild"."""
         if isinstance(result, list):
-            for record in result:
-                self.state.apply(record)
+            replay(self.state, result)
             return
         assert isinstance(result, Recovered)
         if result.snapshot is not None:
             self.state = MasterState.restore(result.snapshot)
             self.world.log(self.name, "tail reloaded a snapshot")
-        for record in result.records:
-            self.state.apply(record)
+        replay(self.state, result.records)
 
     def _standby_step(self) -> None:
         assert self.log is not None

@@ -10,7 +10,7 @@ import pytest
 from mesos_zmq.master.core import MasterCore, MasterCoreConfig, Ready
 from mesos_zmq.master.log import MemoryLog
 from mesos_zmq.master.records import record_to_plain
-from mesos_zmq.master.state import MasterState
+from mesos_zmq.master.state import MasterState, replay
 from mesos_zmq.protocol import (
     Accept,
     Acknowledge,
@@ -59,8 +59,7 @@ class Harness:
         self.log = log or MemoryLog()
         recovered = self.log.recover()
         state = MasterState.restore(recovered.snapshot) if recovered.snapshot else MasterState()
-        for record in recovered.records:
-            state.apply(record)
+        replay(state, recovered.records)
         counter = itertools.count()
         defaults: dict[str, Any] = {
             "heartbeat_interval": 1.0, "missed_heartbeats": 30, "reregister_timeout": 30.0

@@ -53,7 +53,7 @@ def test_a_bad_record_is_refused_and_changes_nothing(plain: dict[str, Any],
     state = MasterState()
     before = state.snapshot()
     with pytest.raises(ValueError, match=needle):
-        state.apply(plain)
+        state.apply(record_from_plain(plain))
     assert state.snapshot() == before
 
 
