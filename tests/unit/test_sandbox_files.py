@@ -9,7 +9,17 @@ from pathlib import Path
 
 import pytest
 
+from mesos_zmq.agent import files
 from mesos_zmq.agent.files import MAX_READ, SandboxPathError, read_chunk
+
+
+@pytest.fixture(autouse=True, params=["openat2", "walk"])
+def open_mode(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Every test runs through openat2 (where the kernel has it) and through the walk
+    one component at a time that replaces it elsewhere (test_sandbox_escape.py)."""
+    if request.param == "walk":
+        monkeypatch.setattr(files, "_openat2", lambda dirfd, path: None)
+    return str(request.param)
 
 
 def test_a_fifo_is_refused_at_once_instead_of_blocking(tmp_path: Path) -> None:
