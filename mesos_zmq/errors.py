@@ -38,3 +38,7 @@ class LogError(MesosZmqError):
 
 class ConfigError(MesosZmqError):
     """Invalid flags or configuration."""
+
+
+class AuthError(MesosZmqError):
+    """A key, credential or ACL problem, or a peer that may not do what it asked."""

@@ -6,6 +6,12 @@ how the master addresses its reply. Clients reconnect by closing their DEALER an
 opening a fresh one (new identity), which is also how a client abandons a master that
 stopped answering; the re-registration message tells the master who the new identity
 belongs to.
+
+With keys (:mod:`mesos_zmq.auth`), the ROUTER is a CURVE server whose ZAP handler
+stamps each message with its sender's principal (``recv_nowait`` returns it), and each
+DEALER is a CURVE client that pins the masters' public key. A handshake the master
+refuses is seen on the client through a socket monitor (:meth:`ClientSocket.auth_problem`),
+so a client with a wrong key says so instead of waiting forever.
 """
 
 from __future__ import annotations
@@ -17,7 +23,10 @@ from typing import Final
 
 import structlog
 import zmq
+import zmq.utils.monitor
 
+from mesos_zmq.auth.keys import ClientKeys, KeyPair
+from mesos_zmq.auth.zap import DOMAIN
 from mesos_zmq.errors import ConfigError, ProtocolError
 from mesos_zmq.protocol import DEFAULT_MAX_FRAME_BYTES, Envelope, decode
 
@@ -47,9 +56,18 @@ class ServerSocket:
     def __init__(
         self, context: zmq.Context[zmq.Socket[bytes]], address: str,
         max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES,
+        key: KeyPair | None = None,
     ) -> None:
+        """``key``: the masters' server pair; a ZAP handler must already run on
+        ``context`` (:class:`mesos_zmq.auth.zap.ZapHandler`), or every handshake fails."""
         self.max_frame_bytes = max_frame_bytes
+        self.secure = key is not None
         self.socket: zmq.Socket[bytes] = context.socket(zmq.ROUTER)
+        if key is not None:
+            self.socket.setsockopt(zmq.CURVE_SERVER, 1)
+            self.socket.setsockopt(zmq.CURVE_SECRETKEY, key.secret)
+            self.socket.setsockopt(zmq.CURVE_PUBLICKEY, key.public)
+            self.socket.setsockopt_string(zmq.ZAP_DOMAIN, DOMAIN)
         self.socket.setsockopt(zmq.LINGER, 0)
         self.socket.setsockopt(zmq.SNDHWM, _HWM)
         self.socket.setsockopt(zmq.RCVHWM, _HWM)
@@ -71,10 +89,15 @@ class ServerSocket:
         parts = self.socket.recv_multipart(copy=True)
         return parts[0], parts[1:]
 
-    def recv_nowait(self) -> tuple[bytes, list[bytes]]:
-        """Like ``recv`` but raises ``zmq.Again`` when nothing is queued."""
-        parts = self.socket.recv_multipart(flags=zmq.NOBLOCK, copy=True)
-        return parts[0], parts[1:]
+    def recv_nowait(self) -> tuple[bytes, list[bytes], str | None]:
+        """Like ``recv`` but raises ``zmq.Again`` when nothing is queued; the third
+        item is the sender's ZAP ``User-Id`` (None on a socket without keys)."""
+        if not self.secure:
+            parts = self.socket.recv_multipart(flags=zmq.NOBLOCK, copy=True)
+            return parts[0], parts[1:], None
+        frames = self.socket.recv_multipart(flags=zmq.NOBLOCK, copy=False)
+        user = frames[-1].get("User-Id")
+        return frames[0].bytes, [f.bytes for f in frames[1:]], str(user) if user else ""
 
     def send(self, identity: bytes, frame: bytes) -> None:
         try:
@@ -89,9 +112,14 @@ class ServerSocket:
 class ClientSocket:
     """A DEALER connected to the master; ``reconnect`` starts over with a new identity."""
 
-    def __init__(self, context: zmq.Context[zmq.Socket[bytes]], address: str) -> None:
+    def __init__(self, context: zmq.Context[zmq.Socket[bytes]], address: str,
+                 keys: ClientKeys | None = None) -> None:
         self.context = context
         self.address = normalize_address(address)
+        self.keys = keys
+        self._monitor: zmq.Socket[bytes] | None = None
+        #: why the last handshake failed ("" while none has)
+        self._auth_problem = ""
         self.socket = self._open()
         #: the highest master epoch heard; anything from a lower one is a deposed leader
         self.max_epoch = 0
@@ -107,11 +135,53 @@ class ClientSocket:
         sock.setsockopt(zmq.ROUTING_ID, f"{os.getpid()}-{uuid.uuid4().hex[:12]}".encode())
         if _ipv6(self.address):
             sock.setsockopt(zmq.IPV6, 1)
+        if self.keys is not None:
+            sock.setsockopt(zmq.CURVE_SERVERKEY, self.keys.master_public)
+            sock.setsockopt(zmq.CURVE_PUBLICKEY, self.keys.own.public)
+            sock.setsockopt(zmq.CURVE_SECRETKEY, self.keys.own.secret)
+        self._monitor = sock.get_monitor_socket(
+            zmq.EVENT_HANDSHAKE_FAILED_AUTH | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL
+            | zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL | zmq.EVENT_HANDSHAKE_SUCCEEDED)
         sock.connect(self.address)
         return sock
 
+    def auth_problem(self) -> str:
+        """Why the master's handshake failed, in words a user can act on ("" if none).
+
+        ZeroMQ retries a refused handshake quietly forever; callers that wait for the
+        master ask this so that a wrong key is an error, not a hang.
+        """
+        if self._monitor is None:
+            return ""
+        while True:
+            try:
+                parts = self._monitor.recv_multipart(flags=zmq.NOBLOCK)
+            except zmq.Again:
+                return self._auth_problem
+            event = zmq.utils.monitor.parse_monitor_message(parts)["event"]
+            if event == zmq.EVENT_HANDSHAKE_SUCCEEDED:
+                self._auth_problem = ""
+            elif self.keys is None:
+                self._auth_problem = ("the master requires keys: give this client's key "
+                                      "(--key or MESOS_ZMQ_KEY) and the masters' public key "
+                                      "(--master-key or MESOS_ZMQ_MASTER_KEY)")
+            elif event == zmq.EVENT_HANDSHAKE_FAILED_AUTH:
+                self._auth_problem = ("the master did not accept this key: its public key "
+                                      "is not in the master's credentials file")
+            else:
+                self._auth_problem = ("the CurveZMQ handshake with the master failed: is "
+                                      "the master key pinned here (--master-key) the "
+                                      "masters' public key, and does the master use keys?")
+
+    def _close_monitor(self) -> None:
+        if self._monitor is not None:
+            self.socket.disable_monitor()
+            self._monitor.close(linger=0)
+            self._monitor = None
+
     def reconnect(self, address: str | None = None) -> None:
         """Drop the old socket (and anything queued on it) and connect afresh."""
+        self._close_monitor()
         self.socket.close(linger=0)
         if address is not None:
             self.address = normalize_address(address)
@@ -157,4 +227,5 @@ class ClientSocket:
 
     def close(self, linger_ms: int = 0) -> None:
         """``linger_ms``: how long queued messages (a last word) may still go out."""
+        self._close_monitor()
         self.socket.close(linger=linger_ms)

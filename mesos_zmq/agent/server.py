@@ -37,8 +37,9 @@ from mesos_zmq.agent.gc import expired, max_sandbox_age
 from mesos_zmq.agent.host_resources import detect_gpus, detect_resources
 from mesos_zmq.agent.isolation import IsolationError, detect_isolator
 from mesos_zmq.attributes import parse_attributes
+from mesos_zmq.auth.keys import client_keys
 from mesos_zmq.detector import LeaderDetector, NoLeader
-from mesos_zmq.errors import ConfigError, ResourceError
+from mesos_zmq.errors import AuthError, ConfigError, ResourceError
 from mesos_zmq.protocol import Error, FileData, ReadFile, TaskInfo, encode
 from mesos_zmq.transport import ClientSocket
 
@@ -83,6 +84,10 @@ class AgentConfig:
     gc_delay: float = agent_flags.default("gc_delay")
     gc_disk_headroom: float = agent_flags.default("gc_disk_headroom")
     disk_watch_interval: float = agent_flags.default("disk_watch_interval")
+    #: this agent's CurveZMQ key pair file and the masters' public key (default: from
+    #: MESOS_ZMQ_KEY / MESOS_ZMQ_MASTER_KEY; neither: a master without keys)
+    key: str | None = None
+    master_key: str | None = None
 
     def validate(self) -> None:
         """Refuse out-of-range settings with the flag's name (also for a config built
@@ -129,13 +134,18 @@ class AgentServer:
             cpu_hard_limit=config.cgroups_enable_cfs, kill_grace=config.kill_grace_period,
             cgroups_root=config.cgroups_root, pids_max=config.cgroups_pids_max,
         )
+        try:
+            keys = client_keys(config.key, config.master_key)
+        except AuthError as exc:
+            raise ConfigError(str(exc)) from None
         self.context: zmq.Context[zmq.Socket[bytes]] = zmq.Context()
         try:
             self.detector = LeaderDetector(config.master)
             address = self.detector.wait(LEADER_WAIT)
         except NoLeader as exc:
             raise ConfigError(f"--master: {exc}") from None
-        self.client = ClientSocket(self.context, address)
+        self.client = ClientSocket(self.context, address, keys)
+        self._next_auth_warning = 0.0
         self._stop: str | None = None  # None | "leave" | "drain"
         # Spawning is slow (a fork each): launch in small batches between socket
         # reads so heartbeats and updates keep flowing during a big RunTasks.
@@ -146,6 +156,14 @@ class AgentServer:
         self._next_gc = 0.0
         self._next_enforce = 0.0
         self._recover()
+
+    def _check_handshake(self, now: float) -> None:
+        """A master refusing our key never answers: say why, every 10 s while it
+        lasts (keys may be fixed on the master without restarting the agent)."""
+        problem = self.client.auth_problem()
+        if problem and now >= self._next_auth_warning:
+            self._next_auth_warning = now + 10.0
+            self._log.error("cannot register", reason=problem)
 
     # ----------------------------------------------------------------- recovery
     def _recover(self) -> None:
@@ -214,6 +232,8 @@ class AgentServer:
                 self._collect_garbage(time.monotonic())
                 self._follow_leader()
                 now = time.monotonic()
+                if not self.core.registered:
+                    self._check_handshake(now)
                 self.core.wall_offset = time.time() - now
                 self._apply(self.core.tick(now))
         finally:

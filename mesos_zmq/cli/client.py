@@ -7,8 +7,9 @@ import uuid
 
 import zmq
 
+from mesos_zmq.auth.keys import ClientKeys, client_keys
 from mesos_zmq.detector import LeaderDetector, NoLeader
-from mesos_zmq.errors import MesosZmqError, ProtocolError
+from mesos_zmq.errors import AuthError, MesosZmqError, ProtocolError
 from mesos_zmq.protocol import Error, Message, decode, encode
 from mesos_zmq.transport import ClientSocket
 
@@ -25,8 +26,16 @@ class RequestRefused(MesosZmqError):
         self.code = code
 
 
-def request(master: str, msg: Message, timeout: float = 5.0) -> Message:
-    """Send one request and wait for the reply that carries its request id."""
+def request(master: str, msg: Message, timeout: float = 5.0,
+            keys: ClientKeys | None = None) -> Message:
+    """Send one request and wait for the reply that carries its request id.
+
+    ``keys`` default to MESOS_ZMQ_KEY / MESOS_ZMQ_MASTER_KEY (the CLI's --key and
+    --master-key set them). A master that refuses the key is an AuthError as soon as
+    its handshake says so, not a time-out.
+    """
+    if keys is None:
+        keys = client_keys()
     if master.startswith("zk://"):
         detector = LeaderDetector(master)
         try:
@@ -36,14 +45,19 @@ def request(master: str, msg: Message, timeout: float = 5.0) -> Message:
         finally:
             detector.close()
     context: zmq.Context[zmq.Socket[bytes]] = zmq.Context()
-    client = ClientSocket(context, master)
+    client = ClientSocket(context, master, keys)
     rid = uuid.uuid4().hex
     try:
         client.send(encode(msg, rid))
         deadline = time.monotonic() + timeout
         while True:
             left = deadline - time.monotonic()
-            if left <= 0 or not client.poll(int(left * 1000)):
+            if left > 0 and not client.poll(int(min(left, 0.05) * 1000)):
+                problem = client.auth_problem()
+                if problem:
+                    raise AuthError(f"{problem} ({client.address})")
+                continue
+            if left <= 0:
                 raise MasterUnreachable(
                     f"no answer from the master at {client.address} within {timeout:g}s "
                     "(is it running? check --master)"

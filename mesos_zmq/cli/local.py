@@ -6,6 +6,11 @@ for any child that does not stop in time. SIGTERM and SIGHUP stop ``local`` the 
 Ctrl-C does (see :class:`StopSignals`), so a supervisor or ``kill`` leaves nothing
 behind either.
 
+The cluster is secure by default: ``local`` writes a master key pair and one key pair
+each for its agents, its framework and an operator into ``<root>/keys`` with a
+credentials file naming them, so the master speaks CurveZMQ and takes no stranger even
+on loopback (``--insecure`` leaves keys out).
+
 The cluster must be its own: the port must be free before the master starts, and
 the master that answers on it must be the child this process started (its pid, from
 ``state``), otherwise agents and the task would join someone else's cluster.
@@ -26,6 +31,8 @@ from pathlib import Path
 from types import FrameType, TracebackType
 from typing import Any
 
+from mesos_zmq.auth.credentials import credentials_json
+from mesos_zmq.auth.keys import ClientKeys, generate, load_public, load_secret
 from mesos_zmq.cli.client import MasterUnreachable, RequestRefused, request
 from mesos_zmq.errors import MesosZmqError
 from mesos_zmq.protocol import GetState, State
@@ -122,8 +129,13 @@ class LocalCluster:
     """A master and ``agents`` agents as child processes, in ``root``."""
 
     def __init__(self, root: Path, agents: int, port: int, resources: str,
-                 log_format: str = "auto", log_level: str = "warning") -> None:
+                 log_format: str = "auto", log_level: str = "warning",
+                 secure: bool = True) -> None:
         self.root = root
+        self.secure = secure
+        self.keys_dir = root / "keys"
+        #: the operator's keys, for this process's own requests (None when insecure)
+        self.operator_keys: ClientKeys | None = None
         self.agent_count = agents
         self.port = port or any_free_port()
         self.resources = resources
@@ -149,19 +161,55 @@ class LocalCluster:
         """
         if not port_is_free(self.port):
             raise _port_in_use(self.port)
-        self.master_proc = self._spawn("master", [
-            "master", "--port", str(self.port), "--work-dir", str(self.root / "master")])
+        master_args = ["master", "--port", str(self.port),
+                       "--work-dir", str(self.root / "master")]
+        agent_keys: list[str] = []
+        if self.secure:
+            self._make_keys()
+            master_args += ["--key", str(self.keys_dir / "master.key_secret"),
+                            "--credentials", str(self.keys_dir / "credentials.json")]
+            agent_keys = ["--key", str(self.keys_dir / "agent.key_secret"),
+                          "--master-key", str(self.keys_dir / "master.key")]
+        self.master_proc = self._spawn("master", master_args)
         deadline = time.monotonic() + timeout
         self._wait_for(lambda s: True, deadline)
         for i in range(self.agent_count):
             self._spawn(f"agent-{i}", [
                 "agent", "--master", self.master,
                 "--work-dir", str(self.root / f"agent-{i}"),
-                "--resources", self.resources, "--hostname", f"local-agent-{i}"])
+                "--resources", self.resources, "--hostname", f"local-agent-{i}",
+                *agent_keys])
         self._wait_for(
             lambda s: sum(1 for a in s["agents"] if a["connected"]) >= self.agent_count,
             deadline,
         )
+
+    def _make_keys(self) -> None:
+        """Key pairs for the master, the agents, the framework and an operator, and the
+        credentials file that names the last three (mode 0700 directory)."""
+        self.keys_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        entries = []
+        for name in ("master", "agent", "framework", "operator"):
+            if not (self.keys_dir / f"{name}.key_secret").exists():
+                generate(name, self.keys_dir)
+            if name != "master":
+                public = load_public(self.keys_dir / f"{name}.key").decode()
+                entries.append((name, name, public))
+        (self.keys_dir / "credentials.json").write_text(credentials_json(entries))
+        self.operator_keys = self.client_keys("operator")
+
+    def client_keys(self, name: str) -> ClientKeys:
+        """The keys a client of this cluster connects with (``framework``, ``operator``)."""
+        return ClientKeys(load_secret(self.keys_dir / f"{name}.key_secret"),
+                          load_public(self.keys_dir / "master.key"))
+
+    def client_env(self, name: str) -> dict[str, str]:
+        """MESOS_ZMQ_KEY and MESOS_ZMQ_MASTER_KEY for a client of this cluster ({} if
+        insecure)."""
+        if not self.secure:
+            return {}
+        return {"MESOS_ZMQ_KEY": str(self.keys_dir / f"{name}.key_secret"),
+                "MESOS_ZMQ_MASTER_KEY": str(self.keys_dir / "master.key")}
 
     def _wait_for(self, ready: Callable[[dict[str, Any]], bool], deadline: float) -> None:
         """Poll our master's state until ``ready``; fail fast when a child exits or a
@@ -169,7 +217,8 @@ class LocalCluster:
         while time.monotonic() < deadline:
             self._check_children()
             try:
-                reply = request(self.master, GetState(), timeout=1.0)
+                reply = request(self.master, GetState(), timeout=1.0,
+                                keys=self.operator_keys)
             except (MasterUnreachable, RequestRefused):
                 time.sleep(0.1)
                 continue

@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime
 import json
 import logging
+import os
 import shlex
 import socket
 import sys
@@ -79,7 +80,21 @@ def log_flags(func: F) -> F:
     return func
 
 
+def _export(ctx: click.Context, param: click.Parameter, value: str | None) -> None:
+    """Client key options are read where connections are made (cli.client.request, the
+    SDK driver) from their environment variables; the option sets the variable."""
+    if value and param.envvar:
+        os.environ[str(param.envvar)] = value
+
+
 def master_flag(func: F) -> F:
+    """--master, and the client's keys for a master that uses them."""
+    func = flag("--master-key", default=None, expose_value=False, callback=_export,
+                show_default=False, help="the masters' public key (.key file or its "
+                "40-character text), pinned: a master without the secret is refused")(func)
+    func = flag("--key", default=None, expose_value=False, callback=_export,
+                show_default=False, help="this client's key pair (.key_secret file from "
+                "'mesos-zmq keygen')")(func)
     return flag("--master", default=DEFAULT_MASTER,
                 help="tcp://host:port, or zk://host:port[,...]/path to find the leader")(func)
 
@@ -342,15 +357,18 @@ def _not_driver_aborted(record: logging.LogRecord) -> bool:
 @flag("--log-format", type=click.Choice(["auto", "console", "json"]), default="auto")
 @flag("--log-level", type=click.Choice(["debug", "info", "warning", "error"]),
       default="warning", help="log level of the master and agents")
+@flag("--insecure", is_flag=True, default=False,
+      help="no keys: any local process may talk to the master")
 @click.argument("command", nargs=-1, type=click.UNPROCESSED)
 def local(agent_count: int, port: int, resources: str, work_dir: str | None,
-          log_format: str, log_level: str, command: tuple[str, ...]) -> None:
+          log_format: str, log_level: str, insecure: bool, command: tuple[str, ...]) -> None:
     """Start a master and agents as child processes on this machine.
 
     With a COMMAND (after --), run it as a task, stream its output, shut the cluster
     down and exit with the task's exit code. Without one, serve until Ctrl-C or
     SIGTERM. Either way the master, the agents, their tasks and the temporary
-    directory are gone when it exits.
+    directory are gone when it exits. The cluster uses keys (CurveZMQ) unless
+    --insecure; without a COMMAND it prints the variables that let other commands in.
     """
     from mesos_zmq.cli.local import LocalCluster, StopSignals, exit_code_of
 
@@ -365,15 +383,21 @@ def local(agent_count: int, port: int, resources: str, work_dir: str | None,
             if not work_dir:
                 temp = tempfile.TemporaryDirectory(prefix="mesos-zmq-local-")
             root = Path(work_dir or (temp.name if temp else "."))
-            cluster = LocalCluster(root, agent_count, port, resources, log_format, log_level)
+            cluster = LocalCluster(root, agent_count, port, resources, log_format, log_level,
+                                   secure=not insecure)
             cluster.start()
             if command:
                 from mesos_zmq.frameworks.execute import run_command
 
+                os.environ.update(cluster.client_env("framework"))
                 code = run_command(cluster.master, command_text(command), name="local-run")
             else:
                 click.echo(f"master at {cluster.master} with {agent_count} agents; "
                            "Ctrl-C stops", err=True)
+                for who in ("operator", "framework") if not insecure else ():
+                    exports = " ".join(f"{k}={v}" for k, v in cluster.client_env(who).items())
+                    click.echo(f"as {who} (e.g. {'state, kill' if who == 'operator' else 'run'}):"
+                               f" export {exports}", err=True)
                 cluster.wait()
         except KeyboardInterrupt as exc:
             code = exit_code_of(exc)
@@ -699,6 +723,36 @@ def unreserve(master: str, agent_id: str, resources: str) -> None:
     """Give dynamically reserved, free RESOURCES of AGENT_ID back to every role."""
     user_resources(resources, "RESOURCES")
     operate(master, UnreserveResources(agent_id=agent_id, resources=resources))
+
+
+# ============================================================================ keys
+
+
+@cli.command()
+@click.option("--dir", "directory", type=click.Path(file_okay=False, path_type=Path),
+              default=Path("."), show_default=True, help="where to write the key files")
+@click.option("--principal", default=None,
+              help="also print a credentials entry for this principal (default: NAME)")
+@click.option("--kind", type=click.Choice(["agent", "framework", "operator", "master"]),
+              default=None, help="the principal's kind, for the printed credentials entry")
+@click.argument("name")
+def keygen(directory: Path, principal: str | None, kind: str | None, name: str) -> None:
+    """Write a CurveZMQ key pair: NAME.key (public) and NAME.key_secret (mode 0600).
+
+    The masters of a cluster share one pair (--key on each master); clients pin its
+    public half (--master-key). Each agent, framework and operator has a pair of its
+    own (--key), whose public half the masters' --credentials file lists.
+    """
+    from mesos_zmq.auth.keys import generate, load_public
+
+    public_path, secret_path = generate(name, directory)
+    click.echo(f"public key:  {public_path}")
+    click.echo(f"secret key:  {secret_path} (mode 0600: keep it on this host)")
+    if kind is not None and kind != "master":
+        entry = {"principal": principal or name, "kind": kind,
+                 "public_key": load_public(public_path).decode()}
+        click.echo("credentials entry (add to the masters' --credentials file):")
+        click.echo("  " + json.dumps(entry))
 
 
 # ============================================================================ entry

@@ -24,6 +24,7 @@ from collections.abc import Mapping, Set
 from typing import Any, Protocol
 
 from mesos_zmq.allocator.allocator import Allocator, Quota
+from mesos_zmq.auth.principal import Principal
 from mesos_zmq.master.records import StateRecord
 from mesos_zmq.master.runtime import AgentRuntime, FrameworkRuntime, OfferRec, Peer, PendingRead
 from mesos_zmq.master.state import AgentRecord, MasterState, TaskKey, TaskRecord
@@ -126,6 +127,8 @@ class MasterContext(Protocol):
     #: heap of (due, interval, framework id, task id) of launches awaiting word
     launch_retries: list[tuple[float, float, str, str]]
     reads: dict[str, PendingRead]
+    #: who sent the message being handled: the handshake's principal (None without keys)
+    principal: Principal | None
 
     @property
     def config(self) -> MasterConfigView: ...

@@ -57,6 +57,7 @@ import structlog
 
 from mesos_zmq.allocator.allocator import Allocator
 from mesos_zmq.allocator.sorter import sorter_factory
+from mesos_zmq.auth.principal import Principal
 from mesos_zmq.errors import ResourceError
 from mesos_zmq.heartbeat import HeartbeatMonitor
 from mesos_zmq.master import (
@@ -171,6 +172,24 @@ class Ready:
         self.messages.extend(other.messages)
 
 
+#: which kinds of principal may send what (with keys; without, anyone may send anything)
+_AGENT = frozenset({"agent"})
+_FRAMEWORK = frozenset({"framework"})
+_OPERATOR = frozenset({"operator"})
+SENDERS: dict[type[Message], frozenset[str]] = {
+    **dict.fromkeys((RegisterAgent, ReregisterAgent, AgentStopping, UsageReport,
+                     StatusUpdate, FileData), _AGENT),
+    **dict.fromkeys((Subscribe, Accept, Decline, Kill, Acknowledge, Reconcile, Revive,
+                     Suppress, Teardown), _FRAMEWORK),
+    **dict.fromkeys((OperatorKill, DrainAgent, ReactivateAgent, SetWeights, SetQuota,
+                     RemoveQuota, ReserveResources, UnreserveResources), _OPERATOR),
+    # a framework reads its own sandboxes and the state (what it may see of them is the
+    # ACLs' to say); an operator reads any
+    GetState: _FRAMEWORK | _OPERATOR,
+    ReadFile: _FRAMEWORK | _OPERATOR,
+}
+
+
 class MasterCore:
     """Single-master logic; see the module docstring for the contract."""
 
@@ -204,6 +223,8 @@ class MasterCore:
         #: (due, interval, framework id, task id) of launches awaiting word from agents
         self.launch_retries: list[tuple[float, float, str, str]] = []
         self._allocate_pending = False
+        #: who sent the message being handled (None without keys)
+        self.principal: Principal | None = None
         self._last_allocation = now
         self.started_at = now
         #: wall clock minus ``now``'s clock, kept up to date by the shell: ``now`` drives
@@ -298,7 +319,8 @@ class MasterCore:
             self.unbind_peer(peer)
         monitor = HeartbeatMonitor(self.config.heartbeat_interval, self.config.missed_heartbeats)
         monitor.reset(now)
-        self.peers[peer] = Peer(kind, ident, monitor)
+        self.peers[peer] = Peer(kind, ident, monitor,
+                                None if self.principal is None else self.principal.name)
         rt: FrameworkRuntime | AgentRuntime
         rt = self.framework_runtimes[ident] if kind == "framework" else self.agent_runtimes[ident]
         if rt.peer is not None and rt.peer != peer:
@@ -315,12 +337,28 @@ class MasterCore:
             rt.peer = None
 
     # ================================================================= entry points
-    def handle(self, peer: bytes, msg: Message, request_id: str, now: float) -> Ready:
-        """Process one decoded message from connection ``peer``."""
+    def handle(self, peer: bytes, msg: Message, request_id: str, now: float,
+               principal: Principal | None = None) -> Ready:
+        """Process one decoded message from connection ``peer``.
+
+        ``principal`` is who the handshake proved the sender to be (None on a master
+        without keys). A connection id the sender chose cannot borrow another
+        principal's binding: a message from another principal unbinds it first.
+        """
         self._wall_now = self.wall(now)
+        self.principal = principal
         info = self.peers.get(peer)
+        if info is not None and principal is not None and info.principal != principal.name:
+            self.unbind_peer(peer)
+            info = None
         if info is not None:
             info.monitor.received(now)
+        allowed = SENDERS.get(type(msg))
+        if principal is not None and allowed is not None and principal.kind not in allowed:
+            self.error(peer, "unauthorized", f"{principal.kind} {principal.name!r} may not "
+                       f"send {msg.TYPE} (only {' or '.join(sorted(allowed))} principals "
+                       "may)", request_id)
+            return self._take()
         handler = self._handlers.get(type(msg))
         if handler is None:
             self.error(peer, "unexpected", f"the master does not accept {msg.TYPE}", request_id)
@@ -331,6 +369,7 @@ class MasterCore:
     def tick(self, now: float) -> Ready:
         """Advance time: heartbeats, expiries, retries, allocation."""
         self._wall_now = self.wall(now)
+        self.principal = None
         liveness.check_peers(self, now)
         liveness.check_deadlines(self, now)
         task_book.retry_master_updates(self, now)

@@ -59,6 +59,16 @@ FLAGS: tuple[Flag, ...] = (
          "order in which roles, and frameworks within a role, are offered resources: "
          "drf (weighted Dominant Resource Fairness) or random (a weighted random order, "
          "as Mesos's --role_sorter=random)", choices=("drf", "random")),
+    Flag("key", "--key", None,
+         "this cluster's master key pair (the .key_secret file from 'mesos-zmq keygen'; "
+         "all masters share it, clients pin its public half): turns on CurveZMQ",
+         optional=True),
+    Flag("credentials", "--credentials", None,
+         "JSON file mapping client public keys to principals and kinds (agent, framework, "
+         "operator); needed with --key", optional=True),
+    Flag("insecure", "--insecure", False,
+         "allow listening on a non-loopback address without --key (anyone who can reach "
+         "the port controls the cluster)", bool),
     Flag("role_min_allocatable", "--role-min-allocatable-resources", (),
          "ROLE=ALTERNATIVES for one role, e.g. 'ml=cpus:1;mem:1024|gpus:1' (repeatable)",
          multiple=True),

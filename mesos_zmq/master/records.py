@@ -184,11 +184,22 @@ class FiltersCleared:
     framework_id: str
 
 
+@dataclass(frozen=True, slots=True)
+class OwnerSet:
+    """A framework or agent id belongs to the principal that created it: only that
+    principal may subscribe or register under it again (issue 12, point 2)."""
+
+    OP: ClassVar[str] = "owner_set"
+    kind: str  # framework | agent
+    ident: str
+    principal: str
+
+
 StateRecord = (
     FrameworkAdded | FrameworkRemoved | AgentAdded | AgentRemoved | AgentDraining
     | AgentDrained | AgentReactivated | TaskAdded | TaskUpdated | WeightsSet | QuotaSet
     | QuotaRemoved | ReservationsSet | OfferMade | OfferRemoved | RequestDone
-    | UpdatePending | UpdateAcked | FilterSet | FiltersCleared
+    | UpdatePending | UpdateAcked | FilterSet | FiltersCleared | OwnerSet
 )
 
 RECORD_TYPES: dict[str, type[StateRecord]] = {
@@ -196,7 +207,7 @@ RECORD_TYPES: dict[str, type[StateRecord]] = {
         FrameworkAdded, FrameworkRemoved, AgentAdded, AgentRemoved, AgentDraining,
         AgentDrained, AgentReactivated, TaskAdded, TaskUpdated, WeightsSet, QuotaSet,
         QuotaRemoved, ReservationsSet, OfferMade, OfferRemoved, RequestDone,
-        UpdatePending, UpdateAcked, FilterSet, FiltersCleared,
+        UpdatePending, UpdateAcked, FilterSet, FiltersCleared, OwnerSet,
     )
 }
 

@@ -21,6 +21,8 @@ class Peer:
     kind: str  # "agent" | "framework"
     id: str
     monitor: HeartbeatMonitor
+    #: the principal the handshake proved when it bound (None without keys)
+    principal: str | None = None
 
 
 @dataclass(slots=True)

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 import structlog
 
 from mesos_zmq.errors import ResourceError
-from mesos_zmq.master import liveness, offers, task_book
+from mesos_zmq.master import liveness, offers, ownership, task_book
 from mesos_zmq.master.records import (
     FiltersCleared,
     FilterSet,
@@ -95,6 +95,14 @@ def subscribe(core: MasterContext, peer: bytes, msg: Subscribe, rid: str, now: f
         framework_id = info.framework_id
         reregistered = framework_id in core.state.frameworks
         unknown = not reregistered
+        if unknown and core.principal is not None:
+            # With keys, ids are the master's to give: one chosen by the client could
+            # be another's id this master has not heard of yet.
+            core.error(peer, "invalid", f"framework {framework_id[:64]} is unknown to this "
+                       "master: subscribe without an id to register", rid)
+            return
+        if not ownership.may_use(core, "framework", framework_id, peer, rid):
+            return
     else:
         framework_id = core.fresh_id("framework", core.state.frameworks)
     roles = list(dict.fromkeys(info.roles or ["*"]))
@@ -103,6 +111,7 @@ def subscribe(core: MasterContext, peer: bytes, msg: Subscribe, rid: str, now: f
                      suppressed_roles=sorted(set(info.suppressed_roles)))
     if previous != stored:
         core.commit(FrameworkAdded(framework=stored))
+    ownership.claim(core, "framework", framework_id)
     rt = core.framework_runtimes.setdefault(framework_id, FrameworkRuntime())
     rt.deadline = None
     rt.offers_until = None

@@ -8,6 +8,7 @@ batch of messages. Draining many frames per iteration is what groups commits.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import signal
 import socket
@@ -23,7 +24,10 @@ import structlog
 import zmq
 
 from mesos_zmq.allocator.allocator import parse_min_allocatable
-from mesos_zmq.errors import ConfigError, ProtocolError, ResourceError
+from mesos_zmq.auth.credentials import Credentials
+from mesos_zmq.auth.keys import KeyPair, load_secret
+from mesos_zmq.auth.zap import ZapHandler, principal_of
+from mesos_zmq.errors import AuthError, ConfigError, ProtocolError, ResourceError
 from mesos_zmq.master import flags
 from mesos_zmq.master.core import MasterCore, MasterCoreConfig, Ready
 from mesos_zmq.master.log import (
@@ -72,6 +76,11 @@ class MasterConfig:
     snapshot_bytes: int = flags.SNAPSHOT_BYTES
     snapshot_interval: float = flags.SNAPSHOT_INTERVAL
     allocator_sorter: str = flags.ALLOCATOR_SORTER
+    #: the masters' CurveZMQ key pair (.key_secret file); None: no encryption, no auth
+    key: str | None = flags.default("key")
+    #: who may connect (see mesos_zmq.auth.credentials); required with ``key``
+    credentials: str | None = flags.default("credentials")
+    insecure: bool = flags.default("insecure")
 
     @property
     def snapshot_policy(self) -> SnapshotPolicy:
@@ -98,11 +107,39 @@ class MasterConfig:
                 parse_min_allocatable(text)
             except (ValueError, ResourceError) as exc:
                 raise ConfigError(f"--role-min-allocatable-resources {role}: {exc}") from None
+        if bool(self.key) != bool(self.credentials):
+            raise ConfigError("--key and --credentials go together: the key proves this "
+                              "master to clients, the credentials say which clients may "
+                              "connect")
+        if not self.key and not self.insecure and not loopback(self.ip):
+            raise ConfigError(
+                f"refusing to listen on {self.ip} without keys: anyone who can reach the "
+                "port would control the cluster. Give --key and --credentials (see "
+                "'mesos-zmq keygen' and the README's 'Secure a cluster'), or --insecure")
+
+    def load_auth(self) -> tuple[KeyPair, Credentials] | None:
+        """The key pair and credentials, read now (None without keys)."""
+        if not self.key or not self.credentials:
+            return None
+        try:
+            return load_secret(self.key), Credentials.load(self.credentials)
+        except AuthError as exc:
+            raise ConfigError(str(exc)) from None
 
     @property
     def bind_address(self) -> str:
         host = f"[{self.ip}]" if ":" in self.ip else self.ip
         return f"tcp://{host}:{self.port}"
+
+
+def loopback(host: str) -> bool:
+    """Whether ``host`` is reachable only from this machine."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
 
 
 def advertised_address(config: MasterConfig, port: int | None = None) -> str:
@@ -196,7 +233,19 @@ class MasterServer:
         # deposed leader from the current one.
         self.epoch = epoch if epoch is not None else self.log.claim_epoch()
         self.context: zmq.Context[zmq.Socket[bytes]] = zmq.Context()
-        self.server = ServerSocket(self.context, config.bind_address, config.max_frame_bytes)
+        auth = config.load_auth()
+        self.zap: ZapHandler | None = None
+        if auth is not None:
+            self.zap = ZapHandler(self.context, auth[1])
+            log.info("CurveZMQ on", credentials=len(auth[1]), key=config.key)
+        try:
+            self.server = ServerSocket(self.context, config.bind_address,
+                                       config.max_frame_bytes,
+                                       key=None if auth is None else auth[0])
+        except ConfigError:
+            if self.zap is not None:
+                self.zap.stop()
+            raise
         self.address = self.server.address
         self._standbys = standbys
         shown = advertised_address(config, int(self.address.rsplit(":", 1)[1]))
@@ -259,7 +308,7 @@ class MasterServer:
     def _drain(self, ready: Ready, now: float) -> None:
         for _ in range(MAX_BATCH):
             try:
-                identity, frames = self.server.recv_nowait()
+                identity, frames, user = self.server.recv_nowait()
             except zmq.Again:
                 return
             if len(frames) != 1:
@@ -280,7 +329,8 @@ class MasterServer:
                 self.server.send(identity, error_frame(exc, rid))
                 continue
             try:
-                result = self.core.handle(identity, envelope.message, envelope.request_id, now)
+                result = self.core.handle(identity, envelope.message, envelope.request_id, now,
+                                          principal_of(user))
             except Exception:
                 # A bug in one handler must not take the cluster down. Handlers check
                 # everything before they commit, so a failure normally leaves nothing
@@ -311,9 +361,24 @@ class MasterServer:
         for peer, msg, request_id in ready.messages:
             self.server.send(peer, encode(msg, request_id, self.epoch))
 
+    def reload_credentials(self) -> None:
+        """Re-read --credentials (SIGHUP): new connections are judged by the new file;
+        a file that does not load leaves the old one in force."""
+        if self.zap is None or not self.config.credentials:
+            return
+        try:
+            credentials = Credentials.load(self.config.credentials)
+        except AuthError as exc:
+            log.error("credentials not reloaded", error=str(exc))
+            return
+        self.zap.reload(credentials)
+        log.info("credentials reloaded", credentials=len(credentials))
+
     def close(self) -> None:
         self.server.close()
         self.log.close()
+        if self.zap is not None:
+            self.zap.stop()
         self.context.term()
 
 
@@ -327,6 +392,7 @@ def run_master(config: MasterConfig) -> int:
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGHUP, lambda signum, frame: server.reload_credentials())
     server.serve_forever()
     log.info("master stopped")
     return 0

@@ -105,6 +105,8 @@ class MasterState:
         self.tasks_by_agent: dict[str, set[TaskKey]] = {}
         #: agents being drained: agent id -> {"grace", "drained", "since"}
         self.draining: dict[str, dict[str, Any]] = {}
+        #: (kind, id) -> the principal that created that framework or agent id
+        self.owners: dict[tuple[str, str], str] = {}
         self._ops: dict[type[Any], Callable[[Any], None]] = {
             r.FrameworkAdded: self._framework_added,
             r.FrameworkRemoved: self._framework_removed,
@@ -125,6 +127,7 @@ class MasterState:
             r.UpdatePending: self._update_pending,
             r.FilterSet: self._filter_set,
             r.FiltersCleared: self._filters_cleared,
+            r.OwnerSet: self._owner_set,
             r.UpdateAcked: self._update_acked,
         }
 
@@ -149,7 +152,8 @@ class MasterState:
             del self.filters[key]
         self.removed_frameworks[framework_id] = record.time
         while len(self.removed_frameworks) > REMOVED_LIMIT:
-            self.removed_frameworks.popitem(last=False)
+            gone, _ = self.removed_frameworks.popitem(last=False)
+            self.owners.pop(("framework", gone), None)
 
     def _agent_added(self, record: r.AgentAdded) -> None:
         agent = AgentRecord(
@@ -181,8 +185,11 @@ class MasterState:
         for key in [k for k in self.filters if k[1] == agent_id]:
             del self.filters[key]
         self.removed_agents[agent_id] = record.time
+        # the owner stays while the id is remembered: a removed agent's id is not
+        # free for another principal to re-register under
         while len(self.removed_agents) > REMOVED_LIMIT:
-            self.removed_agents.popitem(last=False)
+            gone, _ = self.removed_agents.popitem(last=False)
+            self.owners.pop(("agent", gone), None)
 
     def _task_added(self, record: r.TaskAdded) -> None:
         task = record.task
@@ -246,6 +253,15 @@ class MasterState:
 
     def _filter_set(self, record: r.FilterSet) -> None:
         self.filters[(record.framework_id, record.agent_id)] = float(record.seconds)
+
+    def _owner_set(self, record: r.OwnerSet) -> None:
+        if record.kind not in ("framework", "agent"):
+            raise ValueError(f"owner_set of unknown kind {record.kind[:20]!r}")
+        self.owners[(record.kind, record.ident)] = record.principal
+
+    def owner(self, kind: str, ident: str) -> str | None:
+        """The principal that created this framework or agent id (None: nobody)."""
+        return self.owners.get((kind, ident))
 
     def _filters_cleared(self, record: r.FiltersCleared) -> None:
         for key in [k for k in self.filters if k[0] == record.framework_id]:
@@ -320,6 +336,10 @@ class MasterState:
             "pending_updates": [to_plain(u) for u in self.pending_updates.values()],
             "filters": [[f, a, s] for (f, a), s in self.filters.items()],
             "draining": {k: dict(v) for k, v in self.draining.items()},
+            # absent without owners (a cluster without keys), so that such a cluster's
+            # snapshots read exactly as before
+            **({"owners": [[k, i, p] for (k, i), p in self.owners.items()]}
+               if self.owners else {}),
         }
 
     @classmethod
@@ -355,6 +375,7 @@ class MasterState:
         state.quotas.update({r: (q[0], q[1]) for r, q in data.get("quotas", {}).items()})
         state.reservations.update(data.get("reservations", {}))
         state.draining.update({k: dict(v) for k, v in data.get("draining", {}).items()})
+        state.owners.update(((k, i), p) for k, i, p in data.get("owners", []))
         state.offers.update(data.get("offers", {}))
         state.requests_done.update((r, None) for r in data.get("requests_done", []))
         for framework_id, agent_id, seconds in data.get("filters", []):

@@ -34,8 +34,9 @@ from typing import Any
 import structlog
 import zmq
 
+from mesos_zmq.auth.keys import ClientKeys, client_keys
 from mesos_zmq.detector import LeaderDetector, NoLeader, parse_master_url
-from mesos_zmq.errors import ConfigError
+from mesos_zmq.errors import AuthError, ConfigError
 from mesos_zmq.protocol import (
     Accept,
     Decline,
@@ -212,7 +213,11 @@ class SchedulerDriver:
         master: str,
         *,
         implicit_acknowledgements: bool = True,
+        keys: ClientKeys | None = None,
     ) -> None:
+        """``keys``: this framework's CurveZMQ key pair and the masters' pinned public
+        key; by default read from MESOS_ZMQ_KEY and MESOS_ZMQ_MASTER_KEY (none: a
+        master without keys)."""
         text = master.strip()
         url = parse_master_url(text)  # ConfigError for anything but tcp:// and zk://
         for role in framework.suppressed_roles:
@@ -220,6 +225,10 @@ class SchedulerDriver:
                 raise ConfigError(f"suppressed role {role!r} is not one of the framework's "
                                   f"roles ({', '.join(framework.roles)})")
         self.scheduler = scheduler
+        try:
+            self._keys = keys if keys is not None else client_keys()
+        except AuthError as exc:
+            raise ConfigError(str(exc)) from None
         self._url = url
         self._detector: LeaderDetector | None = None
         self.master = url.address if url.kind == "tcp" else str(url)
@@ -294,7 +303,7 @@ class SchedulerDriver:
             # Open the socket here so that a bad address fails in the caller's thread.
             self._context = zmq.Context()
             try:
-                self._client = ClientSocket(self._context, self.master)
+                self._client = ClientSocket(self._context, self.master, self._keys)
             except zmq.ZMQError as exc:
                 self._context.term()
                 self._close_pipe()
@@ -595,12 +604,14 @@ class SchedulerDriver:
                 self._follow_leader(client)
                 if not self._stop_requested and client.socket in events:
                     self._drain()
+                if not self._stop_requested and not self._core.subscribed:
+                    self._check_handshake(client)
                 if not self._stop_requested:
                     self._execute(self._core.tick(time.monotonic()))
                 if not self._stop_requested:
                     self._run_timers()
             self._execute(self._final)
-            client.socket.close(linger=self._linger_ms)
+            client.close(linger_ms=self._linger_ms)
         except Exception:
             self._log.exception("scheduler driver crashed")
             self._status = DriverStatus.ABORTED
@@ -616,6 +627,13 @@ class SchedulerDriver:
             if leftover:
                 self._log.debug("driver stopped with requests still queued", count=leftover)
             self._done.set()
+
+    def _check_handshake(self, client: ClientSocket) -> None:
+        """A master that refuses our key never answers: say so and stop, as Mesos's
+        driver does when authentication fails, instead of subscribing forever."""
+        problem = client.auth_problem()
+        if problem:
+            self._execute([Call("error", (problem,)), Abort(problem)])
 
     def _follow_leader(self, client: ClientSocket) -> None:
         """ZooKeeper named a new leader: move to it and subscribe there."""

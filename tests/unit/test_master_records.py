@@ -26,6 +26,8 @@ from mesos_zmq.master.records import (
 from mesos_zmq.master.state import MasterState, state_from
 
 RECORDED = Path(__file__).parent / "data" / "master_log_before_typed_records.json"
+#: record kinds added after the log was recorded (a cluster with keys writes them)
+NEWER = {"owner_set"}
 
 
 def as_json(value: Any) -> Any:
@@ -35,7 +37,7 @@ def as_json(value: Any) -> Any:
 def test_an_old_log_replays_to_the_same_state() -> None:
     recorded = json.loads(RECORDED.read_text())
     records = recorded["records"]
-    assert {r["op"] for r in records} == set(RECORD_TYPES)  # every kind is covered
+    assert {r["op"] for r in records} == set(RECORD_TYPES) - NEWER  # every old kind
     for plain in records:
         assert record_to_plain(record_from_plain(plain)) == plain  # the format is unchanged
     assert as_json(state_from(None, records).snapshot()) == recorded["snapshot"]

@@ -1,0 +1,51 @@
+"""Framework and agent ids belong to the principal that created them.
+
+With keys, every message comes with the principal its connection's handshake proved
+(:attr:`MasterContext.principal`). The first principal to create a framework (subscribe
+without an id) or an agent (register) owns that id, recorded in the log
+(:class:`~mesos_zmq.master.records.OwnerSet`), so the rule survives failovers: nobody
+else can subscribe or re-register under it, which is what stops one framework from
+taking over another's tasks and updates, and a stranger from replacing a real agent.
+
+Without keys (``principal`` is None) nothing here applies. An id created before the
+cluster had keys has no owner: the first principal to use it adopts it (logged), so
+that turning keys on does not lock every running framework out.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import structlog
+
+from mesos_zmq.master.records import OwnerSet
+
+if TYPE_CHECKING:
+    from mesos_zmq.master.context import MasterContext
+
+log = structlog.get_logger()
+
+
+def may_use(core: MasterContext, kind: str, ident: str, peer: bytes, rid: str) -> bool:
+    """Whether the sender may act as framework/agent ``ident``; refuses (with an error
+    to ``peer``) when another principal owns it."""
+    principal = core.principal
+    if principal is None:
+        return True
+    owner = core.state.owner(kind, ident)
+    if owner is None or owner == principal.name:
+        return True
+    core.count(f"refused_{kind}_owner")
+    log.warning("refused: id owned by another principal", kind=kind, id=ident,
+                principal=principal.name)
+    core.error(peer, "unauthorized",
+               f"{kind} {ident} belongs to another principal than {principal.name!r}", rid)
+    return False
+
+
+def claim(core: MasterContext, kind: str, ident: str) -> None:
+    """Record the sender as owner of ``ident`` unless it has one (call after may_use)."""
+    principal = core.principal
+    if principal is None or core.state.owner(kind, ident) is not None:
+        return
+    core.commit(OwnerSet(kind=kind, ident=ident, principal=principal.name))
