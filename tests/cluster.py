@@ -18,6 +18,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from mesos_zmq.cli.local import LocalCluster
 from mesos_zmq.cli.client import MasterUnreachable, RequestRefused, request
 from mesos_zmq.protocol import GetState, State
 
@@ -105,11 +106,24 @@ class Proc:
 class Cluster:
     """A master and agents on loopback, each a real process."""
 
-    def __init__(self, root: Path, master_args: list[str] | None = None) -> None:
+    def __init__(self, root: Path, master_args: list[str] | None = None,
+                 secure: bool = False) -> None:
+        """``secure``: keys for the master, one agent principal, one framework and one
+        operator in ``root/keys`` (as ``mesos-zmq local`` makes them)."""
         self.root = root
         self.port = free_port()
         self.master_url = f"tcp://127.0.0.1:{self.port}"
         self.master_args = master_args or []
+        self.keys: LocalCluster | None = None
+        self.agent_args: list[str] = []
+        if secure:
+            self.keys = LocalCluster(root, 0, self.port, "")
+            self.keys._make_keys()
+            kd = self.keys.keys_dir
+            self.master_args += ["--key", str(kd / "master.key_secret"),
+                                 "--credentials", str(kd / "credentials.json")]
+            self.agent_args = ["--key", str(kd / "agent.key_secret"),
+                               "--master-key", str(kd / "master.key")]
         self.master: Proc | None = None
         self.agents: list[Proc] = []
         self.procs: list[Proc] = []
@@ -132,7 +146,7 @@ class Cluster:
                 "--log-format", "json", "--log-level", "info"]
         if attributes:
             args += ["--attributes", attributes]
-        args += extra or []
+        args += [*self.agent_args, *(extra or [])]
         proc = Proc(f"agent{i}", args, self.root / f"agent{i}.log").start()
         if index is None:
             self.agents.append(proc)
@@ -140,7 +154,8 @@ class Cluster:
         return proc
 
     def state(self, timeout: float = 3.0) -> dict[str, Any]:
-        reply = request(self.master_url, GetState(), timeout=timeout)
+        keys = None if self.keys is None else self.keys.client_keys("operator")
+        reply = request(self.master_url, GetState(), timeout=timeout, keys=keys)
         assert isinstance(reply, State)
         return reply.state
 
@@ -150,10 +165,14 @@ class Cluster:
             timeout, what=f"{count} connected agents",
         )
 
-    def cli(self, *args: str, timeout: float = 60.0) -> subprocess.CompletedProcess[str]:
+    def cli(self, *args: str, timeout: float = 60.0,
+            env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+        """Run the CLI; ``env`` is added to this process's environment (a secure
+        cluster's ``client_env(name)``, say)."""
         return subprocess.run(
             [sys.executable, "-m", "mesos_zmq", *args], capture_output=True, text=True,
             timeout=timeout, stdin=subprocess.DEVNULL,
+            env=None if env is None else {**os.environ, **env},
         )
 
     def stop(self) -> None:

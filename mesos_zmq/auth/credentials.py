@@ -79,7 +79,7 @@ class Credentials:
         entries = []
         for number, item in enumerate(items, 1):
             where = f"{path}, entry {number}"
-            if not isinstance(item, dict) or set(item) - {"principal", "kind", "public_key"}:
+            if not isinstance(item, dict) or set(item) != {"principal", "kind", "public_key"}:
                 raise AuthError(f"{where}: give exactly principal, kind and public_key")
             name, kind, key = item.get("principal"), item.get("kind"), item.get("public_key")
             if not all(isinstance(v, str) for v in (name, kind, key)):

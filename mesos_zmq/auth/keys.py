@@ -102,13 +102,13 @@ def load_secret(path: Path | str) -> KeyPair:
     """Read a ``.key_secret`` file (refused if group or others may read it)."""
     path = Path(path)
     fields = _fields(path)
+    if "secret-key" not in fields or "public-key" not in fields:
+        raise AuthError(f"{path} holds no secret key: give the .key_secret file "
+                        "written by 'mesos-zmq keygen'")
     mode = int(fields["_mode"])
     if mode & (stat.S_IRWXG | stat.S_IRWXO):
         raise AuthError(f"{path} is readable by others (mode {stat.S_IMODE(mode):o}): "
                         f"run chmod 600 {path}")
-    if "secret-key" not in fields or "public-key" not in fields:
-        raise AuthError(f"{path} holds no secret key: give the .key_secret file "
-                        "written by 'mesos-zmq keygen'")
     return KeyPair(public=fields["public-key"], secret=fields["secret-key"])
 
 
@@ -117,6 +117,9 @@ def load_public(value: Path | str) -> bytes:
     text = str(value).strip()
     if len(text) == 40 and not os.path.exists(text):
         return check_key(text, "public key")
+    if not os.path.exists(text):
+        raise AuthError(f"public key {text[:60]!r}: neither a key file nor a key's "
+                        "40-character Z85 text")
     fields = _fields(Path(text))
     if "public-key" not in fields:
         raise AuthError(f"{text} holds no public key")
