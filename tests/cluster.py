@@ -18,8 +18,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from mesos_zmq.cli.local import LocalCluster
 from mesos_zmq.cli.client import MasterUnreachable, RequestRefused, request
+from mesos_zmq.cli.local import LocalCluster
 from mesos_zmq.protocol import GetState, State
 
 FAST = ["--heartbeat-interval", "0.2", "--missed-heartbeats", "5"]
