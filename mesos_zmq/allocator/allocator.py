@@ -249,10 +249,27 @@ class Allocator:
             sorter = self._framework_sorters.get(role)
             if sorter is not None:
                 sorter.remove(framework_id)
+                self._forget_role_if_unused(role)
         for agent_id in fw.filtered_agents:
             agent = self._agents.get(agent_id)
             if agent is not None:
                 agent.filters.pop(framework_id, None)
+
+    def _forget_role_if_unused(self, role: str) -> None:
+        """A role no framework uses any more, with nothing allocated and no quota, is
+        dropped (its weight is kept for when it comes back)."""
+        sorter = self._framework_sorters.get(role)
+        if sorter is None or len(sorter) or role in self._quotas:
+            return
+        if not self._roles.remove_role(role):
+            return
+        del self._framework_sorters[role]
+        for node in self._chain(role):
+            below = self._subtree.get(node)
+            if below is not None and role in below:
+                below.remove(role)
+                if not below:
+                    del self._subtree[node]
 
     def activate_framework(self, framework_id: str, active: bool = True) -> None:
         fw = self._frameworks.get(framework_id)

@@ -77,6 +77,25 @@ class RoleTree:
             parent = node
         self._nodes[role].add(SELF)
 
+    def remove_role(self, role: str) -> bool:
+        """Forget ``role`` if nothing is allocated to it; nodes left without roles below
+        them go too (as Mesos prunes its role tree), so roles that frameworks named
+        once and left do not pile up. Returns whether it was removed."""
+        if role not in self._roles or any(self._nodes[role].allocation(SELF).values()):
+            return False
+        self._roles.discard(role)
+        self._nodes[role].remove(SELF)
+        self._paths.clear()  # cheap to rebuild; some went through removed nodes
+        node = role
+        while node and node not in self._roles and len(self._nodes[node]) == 0:
+            parent = "" if node == "*" else _parent(node)
+            if any(self._nodes[parent].allocation(node).values()):
+                break
+            self._nodes[parent].remove(node)
+            del self._nodes[node]
+            node = parent
+        return True
+
     def roles(self) -> set[str]:
         return set(self._roles)
 

@@ -74,6 +74,9 @@ class Sorter(Protocol):
     def iter_sorted(self) -> Iterator[str]:
         """Visible clients in the order to serve them. Do not mutate meanwhile."""
 
+    def __len__(self) -> int:
+        """How many clients are known (hidden ones included)."""
+
 
 class SorterFactory(Protocol):
     """Makes the sorter of one node of the role tree, or of one role's frameworks.
@@ -317,6 +320,9 @@ class RandomSorter:
     def remove(self, client: str) -> None:
         if self._alloc.pop(client, None) is not None:
             self._visible.pop(client, None)
+
+    def __len__(self) -> int:
+        return len(self._alloc)
 
     def hide(self, client: str, hidden: bool = True) -> None:
         """As :meth:`DRFSorter.hide`: suppressed or inactive clients cost no draw."""
