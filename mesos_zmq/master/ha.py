@@ -237,6 +237,8 @@ def run_master_ha(config: MasterConfig) -> int:
         elif watch.deposed:
             log.error("no longer the leader: stepping down", why=watch.deposed)
             code = EXIT_FENCED
+        elif server.exit_code:
+            code = server.exit_code
     except (LogFenced, LeadershipLost) as exc:
         log.error("fenced by a newer leader: stepping down", error=str(exc))
         code = EXIT_FENCED

@@ -94,6 +94,9 @@ class ReplicatedLog(Protocol):
 class MemoryLog:
     """In-memory backend for tests; survives a master object being rebuilt."""
 
+    #: ``recover`` may be called again while serving (see MasterServer's handler failure)
+    rereadable = True
+
     def __init__(self) -> None:
         self.snapshot: dict[str, Any] | None = None
         self.records: list[PlainRecord] = []
@@ -138,6 +141,9 @@ _MAX_BATCH = 256 * 1024 * 1024
 
 class DirectoryLog:
     """Append-only file plus atomic snapshot in one directory (single master)."""
+
+    #: ``recover`` may be called again while serving: it re-reads the files
+    rereadable = True
 
     LOG_NAME = "log.bin"
     SNAPSHOT_NAME = "snapshot.bin"

@@ -269,6 +269,9 @@ class MasterServer:
     def stop(self) -> None:
         self._stopping = True
 
+    #: the process exit status (70 after a handler failure it could not undo)
+    exit_code = 0
+
     def serve_forever(self) -> None:
         poller = zmq.Poller()
         poller.register(self.server.socket, zmq.POLLIN)
@@ -332,11 +335,11 @@ class MasterServer:
                 result = self.core.handle(identity, envelope.message, envelope.request_id, now,
                                           principal_of(user))
             except Exception:
-                # A bug in one handler must not take the cluster down. Handlers check
-                # everything before they commit, so a failure normally leaves nothing
-                # behind; what a handler did commit before failing stays applied and
-                # goes out with the next batch (state and log must not disagree).
-                log.exception("handler failed", type=envelope.message.TYPE)
+                # A bug in one handler must not take the cluster down, nor leave half of
+                # its work behind: it commits nothing and sends nothing (see
+                # _forget_failed_handler) and its sender gets ``internal``.
+                log.exception("handler failed", type=envelope.message.TYPE,
+                              principal=user or None)
                 self.server.send(
                     identity,
                     error_frame(
@@ -344,9 +347,39 @@ class MasterServer:
                         envelope.request_id,
                     ),
                 )
+                if not self._forget_failed_handler(ready, now):
+                    self._stopping = True
+                    self.exit_code = 70  # EX_SOFTWARE: the service manager restarts us
+                    return
                 continue
             ready.records.extend(result.records)
             ready.messages.extend(result.messages)
+
+    def _forget_failed_handler(self, ready: Ready, now: float) -> bool:
+        """Undo what a failed handler did: rebuild the core from the log plus the records
+        of this batch that came before it (as a restarted master would, so everyone
+        re-registers). The state afterwards equals a replay of what is logged.
+
+        A log that cannot be re-read while serving (ZooKeeper: a standby holds the same
+        state and takes over) makes this master exit instead; returns False then.
+        """
+        if not getattr(self.log, "rereadable", False):
+            log.error("a handler failed: leaving so that a standby or a restart takes "
+                      "over from the log")
+            return False
+        recovered = self.log.recover()
+        state = state_from(recovered.snapshot, recovered.records)
+        for record in ready.records:
+            state.apply(record)
+        old = self.core
+        self.core = MasterCore(old.config, old.new_id, state, now=now)
+        self.core.wall_offset = old.wall_offset
+        self.core.facts = old.facts
+        self.core.counters = old.counters
+        self.core.count("handler_failures")
+        log.warning("the master core was rebuilt from its log after a handler failure; "
+                    "agents and frameworks re-register")
+        return True
 
     def _flush(self, ready: Ready) -> None:
         if ready.records:
@@ -395,4 +428,4 @@ def run_master(config: MasterConfig) -> int:
     signal.signal(signal.SIGHUP, lambda signum, frame: server.reload_credentials())
     server.serve_forever()
     log.info("master stopped")
-    return 0
+    return server.exit_code
