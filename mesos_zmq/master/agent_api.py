@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 import structlog
 
 from mesos_zmq.errors import ResourceError
-from mesos_zmq.master import liveness, offers, ownership, task_book
+from mesos_zmq.master import access, liveness, offers, task_book
 from mesos_zmq.master.records import AgentAdded, TaskAdded
 from mesos_zmq.master.runtime import MAX_TASKS_PER_ACCEPT, AgentRuntime
 from mesos_zmq.master.validation import check_agent, valid_id
@@ -56,7 +56,7 @@ def register_agent(core: MasterContext, peer: bytes, msg: RegisterAgent,
     core.commit(AgentAdded(agent_id=agent_id, hostname=msg.hostname,
                            resources=str(Resources.parse(msg.resources)),
                            attributes=msg.attributes))
-    ownership.claim(core, "agent", agent_id)
+    access.claim(core, "agent", agent_id)
     core.agent_runtimes[agent_id] = AgentRuntime()
     core.bind(peer, "agent", agent_id, now)
     core.allocator.add_agent(agent_id, Resources.parse(msg.resources))
@@ -109,7 +109,7 @@ def reregister_agent(core: MasterContext, peer: bytes, msg: ReregisterAgent, rid
         core.error(peer, "invalid", f"agent re-registration refused: {problem}", rid)
         return
     agent_id = msg.agent_id
-    if not ownership.may_use(core, "agent", agent_id, peer, rid):
+    if not access.may_use(core, "agent", agent_id, peer, rid):
         return
     static = Resources.parse(msg.resources)
     total = core.agent_total(agent_id, static)
@@ -124,7 +124,7 @@ def reregister_agent(core: MasterContext, peer: bytes, msg: ReregisterAgent, rid
             core.allocator.add_agent(agent_id, total)
             for rec in core.state.active_tasks_on(agent_id):
                 task_book.allocate_task(core, rec)
-    ownership.claim(core, "agent", agent_id)
+    access.claim(core, "agent", agent_id)
     rt = core.agent_runtimes.setdefault(agent_id, AgentRuntime())
     rt.deadline = None
     core.bind(peer, "agent", agent_id, now)

@@ -20,10 +20,11 @@ handlers validate everything before their first commit.
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Mapping, Set
+from collections.abc import Callable, Mapping, Set
 from typing import Any, Protocol
 
 from mesos_zmq.allocator.allocator import Allocator, Quota
+from mesos_zmq.auth.acls import Acls
 from mesos_zmq.auth.principal import Principal
 from mesos_zmq.master.records import StateRecord
 from mesos_zmq.master.runtime import AgentRuntime, FrameworkRuntime, OfferRec, Peer, PendingRead
@@ -53,6 +54,8 @@ class MasterConfigView(Protocol):
     def launch_retry(self) -> float: ...
     @property
     def status_update_retry(self) -> float: ...
+    @property
+    def acls(self) -> Acls | None: ...
 
 
 class AllocatorView(Protocol):
@@ -161,4 +164,5 @@ class MasterContext(Protocol):
                          now: float) -> None: ...
 
     # ----------------------------------------------------------------- views
-    def describe(self, now: float) -> dict[str, Any]: ...
+    def describe(self, now: float,
+                 shows: Callable[[str, str], bool] | None = None) -> dict[str, Any]: ...

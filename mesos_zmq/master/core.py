@@ -57,6 +57,7 @@ import structlog
 
 from mesos_zmq.allocator.allocator import Allocator
 from mesos_zmq.allocator.sorter import sorter_factory
+from mesos_zmq.auth.acls import Acls
 from mesos_zmq.auth.principal import Principal
 from mesos_zmq.errors import ResourceError
 from mesos_zmq.heartbeat import HeartbeatMonitor
@@ -153,6 +154,8 @@ class MasterCoreConfig:
     launch_retry: float = 10.0
     #: drf | random (see mesos_zmq.allocator.sorter)
     allocator_sorter: str = flags.ALLOCATOR_SORTER
+    #: who may do what (None: anything a principal's kind may send)
+    acls: Acls | None = None
 
 
 @dataclass(slots=True)
@@ -504,9 +507,11 @@ class MasterCore:
             if candidate not in taken:
                 return candidate
 
-    def describe(self, now: float) -> dict[str, Any]:
-        """The operator's view of the cluster (plain data for the State message)."""
-        return describe_cluster(self, now)
+    def describe(self, now: float,
+                 shows: Callable[[str, str], bool] | None = None) -> dict[str, Any]:
+        """The operator's view of the cluster (plain data for the State message);
+        ``shows(action, framework_id)`` leaves out what the reader may not see."""
+        return describe_cluster(self, now, shows)
 
     def runtime_of_framework(self, framework_id: str) -> tuple[bool, int]:
         """(connected, outstanding offers) of a framework, for the operator's view."""

@@ -66,6 +66,10 @@ FLAGS: tuple[Flag, ...] = (
     Flag("credentials", "--credentials", None,
          "JSON file mapping client public keys to principals and kinds (agent, framework, "
          "operator); needed with --key", optional=True),
+    Flag("acls", "--acls", None,
+         "JSON file of access rules in the shape of Mesos's --acls (register_frameworks, "
+         "run_tasks, view_tasks, update_quotas, ...; see mesos_zmq/auth/acls.py); needs "
+         "--key", optional=True),
     Flag("insecure", "--insecure", False,
          "allow listening on a non-loopback address without --key (anyone who can reach "
          "the port controls the cluster)", bool),

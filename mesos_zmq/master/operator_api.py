@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 import structlog
 
 from mesos_zmq.errors import ResourceError
-from mesos_zmq.master import task_book
+from mesos_zmq.master import access, task_book
 from mesos_zmq.master.records import (
     AgentDraining,
     AgentReactivated,
@@ -53,13 +53,19 @@ log = structlog.get_logger()
 
 
 def get_state(core: MasterContext, peer: bytes, msg: GetState, rid: str, now: float) -> None:
-    core.send(peer, State(state=core.describe(now)), rid)
+    def shows(action: str, framework_id: str) -> bool:
+        return access.may(core, action, access.framework_principal(core, framework_id))
+
+    core.send(peer, State(state=core.describe(now, shows)), rid)
 
 
 def set_weights(core: MasterContext, peer: bytes, msg: SetWeights, rid: str, now: float) -> None:
     problem = check_weights(msg.weights)
     if problem is not None:
         core.error(peer, "invalid", f"weights refused: {problem}", rid)
+        return
+    if not all(access.authorized(core, "update_weights", role, peer, rid)
+               for role in sorted(msg.weights)):
         return
     core.commit(WeightsSet(weights=dict(msg.weights)))
     for role, weight in msg.weights.items():
@@ -70,6 +76,8 @@ def set_weights(core: MasterContext, peer: bytes, msg: SetWeights, rid: str, now
 
 
 def set_quota(core: MasterContext, peer: bytes, msg: SetQuota, rid: str, now: float) -> None:
+    if not access.authorized(core, "update_quotas", msg.role, peer, rid):
+        return
     try:
         validate_role(msg.role)
         if msg.role == "*":
@@ -139,6 +147,8 @@ def beyond_capacity(core: MasterContext, role: str, guarantee: dict[str, float])
 
 
 def remove_quota(core: MasterContext, peer: bytes, msg: RemoveQuota, rid: str, now: float) -> None:
+    if not access.authorized(core, "update_quotas", msg.role, peer, rid):
+        return
     if msg.role not in core.state.quotas:
         core.error(peer, "invalid", f"role {msg.role[:64]!r} has no quota", rid)
         return
@@ -159,6 +169,10 @@ def reserve(core: MasterContext, peer: bytes, msg: ReserveResources | UnreserveR
         res = Resources.parse(msg.resources)
     except ResourceError as exc:
         core.error(peer, "invalid", f"{what} refused: {exc}", rid)
+        return
+    action = "reserve_resources" if reserve else "unreserve_resources"
+    if not all(access.authorized(core, action, role, peer, rid)
+               for role in sorted(res.roles() - {"*"})):
         return
     problem = reservation_problem(res, None)
     dynamic = core.dynamic_reservations(msg.agent_id)
@@ -201,6 +215,9 @@ def drain_agent(core: MasterContext, peer: bytes, msg: DrainAgent, rid: str, now
     if msg.grace is not None and not 0 <= msg.grace <= MAX_KILL_GRACE:
         core.error(peer, "invalid", "grace must be within 0..3600 seconds", rid)
         return
+    hostname = core.state.agents[msg.agent_id].hostname
+    if not access.authorized(core, "drain_agents", hostname, peer, rid):
+        return
     core.commit(AgentDraining(agent_id=msg.agent_id, grace=msg.grace))
     task_book.drain(core, msg.agent_id, now)
     tasks = len(core.state.active_tasks_on(msg.agent_id))
@@ -212,6 +229,9 @@ def reactivate_agent(core: MasterContext, peer: bytes, msg: ReactivateAgent, rid
                          now: float) -> None:
     if msg.agent_id not in core.state.draining:
         core.error(peer, "invalid", f"agent {msg.agent_id[:64]!r} is not draining", rid)
+        return
+    agent = core.state.agents.get(msg.agent_id)
+    if not access.authorized(core, "drain_agents", agent.hostname if agent else "", peer, rid):
         return
     core.commit(AgentReactivated(agent_id=msg.agent_id))
     if core.agent_connected(msg.agent_id):
@@ -250,6 +270,9 @@ def operator_kill(core: MasterContext, peer: bytes, msg: OperatorKill,
     if rec.terminal:
         core.error(peer, "invalid", f"task {rec.task_id} is already {rec.state.value}", rid)
         return
+    if not access.authorized(core, "kill_tasks", access.framework_principal(
+            core, rec.framework_id), peer, rid):
+        return
     task_book.kill_task(core, rec.framework_id, rec.task_id, now)
     core.send(peer, OperatorReply(message=f"kill of task {rec.task_id} of framework "
                                            f"{rec.framework_id} requested"), rid)
@@ -265,6 +288,15 @@ def read_file(core: MasterContext, peer: bytes, msg: ReadFile, rid: str, now: fl
         if rec is None:
             return
         agent_id, framework_id = msg.agent_id or rec.agent_id, rec.framework_id
+    owner = access.framework_principal(core, framework_id)
+    principal = core.principal
+    if principal is not None and principal.kind == "framework" and owner != principal.name:
+        # a sandbox may hold another framework's secrets: frameworks read their own
+        core.error(peer, "unauthorized", "a framework reads only its own tasks' sandboxes",
+                   rid)
+        return
+    if not access.authorized(core, "access_sandboxes", owner, peer, rid):
+        return
     forward_id = core.new_id()
     forwarded = replace(msg, agent_id=agent_id, framework_id=framework_id)
     if not core.send_agent(agent_id, forwarded, forward_id):

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 import structlog
 
 from mesos_zmq.errors import ResourceError
-from mesos_zmq.master import liveness, offers, ownership, task_book
+from mesos_zmq.master import access, liveness, offers, task_book
 from mesos_zmq.master.records import (
     FiltersCleared,
     FilterSet,
@@ -66,6 +66,9 @@ def subscribe(core: MasterContext, peer: bytes, msg: Subscribe, rid: str, now: f
     if problem is not None:
         core.error(peer, "invalid", f"subscription refused: {problem}", rid)
         return
+    if not all(access.authorized(core, "register_frameworks", role, peer, rid)
+               for role in dict.fromkeys(info.roles or ["*"])):
+        return
     bound = core.peers.get(peer)
     if (
         not info.framework_id
@@ -101,7 +104,7 @@ def subscribe(core: MasterContext, peer: bytes, msg: Subscribe, rid: str, now: f
             core.error(peer, "invalid", f"framework {framework_id[:64]} is unknown to this "
                        "master: subscribe without an id to register", rid)
             return
-        if not ownership.may_use(core, "framework", framework_id, peer, rid):
+        if not access.may_use(core, "framework", framework_id, peer, rid):
             return
     else:
         framework_id = core.fresh_id("framework", core.state.frameworks)
@@ -111,7 +114,7 @@ def subscribe(core: MasterContext, peer: bytes, msg: Subscribe, rid: str, now: f
                      suppressed_roles=sorted(set(info.suppressed_roles)))
     if previous != stored:
         core.commit(FrameworkAdded(framework=stored))
-    ownership.claim(core, "framework", framework_id)
+    access.claim(core, "framework", framework_id)
     rt = core.framework_runtimes.setdefault(framework_id, FrameworkRuntime())
     rt.deadline = None
     rt.offers_until = None
@@ -207,7 +210,10 @@ def accept(core: MasterContext, peer: bytes, msg: Accept, rid: str, now: float) 
     fid = msg.framework_id
     if not core.framework_peer_ok(peer, fid, rid):
         return
-    if rid and rid in core.state.requests_done:
+    # Request ids are the client's: one framework's id must not shadow another's, so
+    # they are remembered per framework (a bare id is a record from before that).
+    done_key = f"{fid}/{rid}"
+    if rid and (done_key in core.state.requests_done or rid in core.state.requests_done):
         core.count("duplicate_requests")
         return  # a retry of an accept already applied (maybe by a previous leader)
     problem = accept_check(core, fid, msg)
@@ -255,7 +261,7 @@ def accept(core: MasterContext, peer: bytes, msg: Accept, rid: str, now: float) 
         core.commit(TaskAdded(framework_id=fid, task=task, state=TaskState.STAGING.value))
         launched.append(task)
     if rid:
-        core.commit(RequestDone(request_id=rid))
+        core.commit(RequestDone(request_id=done_key))
     refuse_until = now + msg.refuse_seconds if msg.refuse_seconds > 0 else None
     core.allocator.recover(fid, role, agent_id, remaining, refuse_until)
     if refuse_until is not None and remaining:

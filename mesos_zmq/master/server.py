@@ -24,6 +24,7 @@ import structlog
 import zmq
 
 from mesos_zmq.allocator.allocator import parse_min_allocatable
+from mesos_zmq.auth.acls import Acls
 from mesos_zmq.auth.credentials import Credentials
 from mesos_zmq.auth.keys import KeyPair, load_secret
 from mesos_zmq.auth.zap import ZapHandler, principal_of
@@ -80,6 +81,8 @@ class MasterConfig:
     key: str | None = flags.default("key")
     #: who may connect (see mesos_zmq.auth.credentials); required with ``key``
     credentials: str | None = flags.default("credentials")
+    #: who may do what (see mesos_zmq.auth.acls); only with ``key``
+    acls: str | None = flags.default("acls")
     insecure: bool = flags.default("insecure")
 
     @property
@@ -111,11 +114,22 @@ class MasterConfig:
             raise ConfigError("--key and --credentials go together: the key proves this "
                               "master to clients, the credentials say which clients may "
                               "connect")
+        if self.acls and not self.key:
+            raise ConfigError("--acls needs --key and --credentials: rules name principals, "
+                              "and only keys prove who a client is")
         if not self.key and not self.insecure and not loopback(self.ip):
             raise ConfigError(
                 f"refusing to listen on {self.ip} without keys: anyone who can reach the "
                 "port would control the cluster. Give --key and --credentials (see "
                 "'mesos-zmq keygen' and the README's 'Secure a cluster'), or --insecure")
+
+    def load_acls(self) -> Acls | None:
+        if not self.acls:
+            return None
+        try:
+            return Acls.load(self.acls)
+        except AuthError as exc:
+            raise ConfigError(str(exc)) from None
 
     def load_auth(self) -> tuple[KeyPair, Credentials] | None:
         """The key pair and credentials, read now (None without keys)."""
@@ -226,6 +240,7 @@ class MasterServer:
                 (role, tuple(tuple(alt.items()) for alt in parse_min_allocatable(text)))
                 for role, text in config.role_min_allocatable.items()),
             allocator_sorter=config.allocator_sorter,
+            acls=config.load_acls(),
         )
         self.core = MasterCore(core_config, new_id, state, now=time.monotonic())
         self.core.wall_offset = time.time() - time.monotonic()

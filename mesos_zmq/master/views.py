@@ -5,6 +5,7 @@ Kept apart from the core's rules: it only reads. Pure (no clock, no I/O).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from mesos_zmq.errors import ResourceError
@@ -15,9 +16,16 @@ if TYPE_CHECKING:
     from mesos_zmq.master.context import ClusterView
 
 
-def describe_cluster(core: ClusterView, now: float) -> dict[str, Any]:
-    """Frameworks, agents, tasks (active, then recently completed), roles, counters."""
+def describe_cluster(core: ClusterView, now: float,
+                     shows: Callable[[str, str], bool] | None = None) -> dict[str, Any]:
+    """Frameworks, agents, tasks (active, then recently completed), roles, counters.
+
+    ``shows(action, framework_id)`` (the ACLs' view_frameworks and view_tasks) leaves
+    out frameworks and tasks the reader may not see; totals still count them."""
     state = core.state
+    def show(action: str, framework_id: str) -> bool:
+        return shows is None or shows(action, framework_id)
+
     used: dict[str, Resources] = {}
     fw_used: dict[str, Resources] = {}
     fw_tasks: dict[str, int] = {}
@@ -31,6 +39,8 @@ def describe_cluster(core: ClusterView, now: float) -> dict[str, Any]:
         fw_used[rec.framework_id] = fw_used.get(rec.framework_id, Resources.empty()) + res
     frameworks = []
     for fid, info in state.frameworks.items():
+        if not show("view_frameworks", fid):
+            continue
         connected, offers = core.runtime_of_framework(fid)
         frameworks.append(
             {
@@ -62,13 +72,16 @@ def describe_cluster(core: ClusterView, now: float) -> dict[str, Any]:
     ]
     tasks = []
     for rec in state.tasks.values():
+        if not show("view_tasks", rec.framework_id):
+            continue
         view = task_view(rec)
         usage = core.usage.get((rec.framework_id, rec.task_id))
         if usage is not None:
             view["usage"] = {"cpu_seconds": round(usage.cpu_seconds, 3),
                              "rss_bytes": usage.rss_bytes, "peak_bytes": usage.peak_bytes}
         tasks.append(view)
-    tasks += [task_view(r) for r in state.completed.values()]
+    tasks += [task_view(r) for r in state.completed.values()
+              if show("view_tasks", r.framework_id)]
     shares = core.allocator.role_shares()
     weights = core.allocator.weights()
     quotas = core.allocator.quotas()

@@ -1,4 +1,8 @@
-"""Framework and agent ids belong to the principal that created them.
+"""Who may do what in the master: ids owned by principals, and the ACLs.
+
+Ownership
+---------
+Framework and agent ids belong to the principal that created them.
 
 With keys, every message comes with the principal its connection's handshake proved
 (:attr:`MasterContext.principal`). The first principal to create a framework (subscribe
@@ -10,6 +14,13 @@ taking over another's tasks and updates, and a stranger from replacing a real ag
 Without keys (``principal`` is None) nothing here applies. An id created before the
 cluster had keys has no owner: the first principal to use it adopts it (logged), so
 that turning keys on does not lock every running framework out.
+
+ACLs
+----
+With ``--acls`` (:mod:`mesos_zmq.auth.acls`), handlers ask :func:`authorized` before
+they act; a refusal is an ``unauthorized`` error naming the action, and changes
+nothing. ``may`` asks silently (what ``state`` shows). Without keys there is no
+principal, and no ACL applies.
 """
 
 from __future__ import annotations
@@ -49,3 +60,30 @@ def claim(core: MasterContext, kind: str, ident: str) -> None:
     if principal is None or core.state.owner(kind, ident) is not None:
         return
     core.commit(OwnerSet(kind=kind, ident=ident, principal=principal.name))
+
+
+def authorized(core: MasterContext, action: str, obj: str, peer: bytes, rid: str) -> bool:
+    """Whether the ACLs let the sender do ``action`` to ``obj``; refuses (with an error
+    to ``peer``) when they do not."""
+    if may(core, action, obj):
+        return True
+    principal = core.principal
+    assert principal is not None
+    core.count(f"unauthorized_{action}")
+    core.error(peer, "unauthorized", f"principal {principal.name!r} is not allowed to "
+               f"{action.replace('_', ' ')} for {obj[:100]!r} (ACL {action})", rid)
+    return False
+
+
+def may(core: MasterContext, action: str, obj: str) -> bool:
+    principal = core.principal
+    acls = core.config.acls
+    if principal is None or acls is None:
+        return True
+    return acls.allows(action, principal.name, obj)
+
+
+def framework_principal(core: MasterContext, framework_id: str) -> str:
+    """The principal owning a framework ("" for one from before keys), the object of
+    the ACL actions about frameworks."""
+    return core.state.owner("framework", framework_id) or ""
