@@ -28,6 +28,7 @@ from kazoo.handlers.threading import KazooTimeoutError
 from kazoo.protocol.states import KazooState, WatchedEvent
 
 from mesos_zmq.errors import ConfigError, MesosZmqError
+from mesos_zmq.zk_auth import ZkCredentials
 
 LEADER_NODE = "leader"
 #: bound on one read of the leader record
@@ -84,14 +85,23 @@ def parse_master_url(text: str) -> MasterURL:
     raise ConfigError(f"{text!r}: use tcp://host:port or zk://host:port,.../path")
 
 
-def zk_client(url: MasterURL, session_timeout: float = 10.0) -> KazooClient:
-    """A started kazoo client for ``url`` (raises NoLeader if ZooKeeper is unreachable)."""
-    auth = [("digest", url.auth)] if url.auth else None
+def zk_client(url: MasterURL, session_timeout: float = 10.0,
+              credentials: ZkCredentials | None = None) -> KazooClient:
+    """A started kazoo client for ``url`` (raises NoLeader if ZooKeeper is unreachable).
+
+    With ``credentials`` (a master's), the client authenticates with them and every
+    znode it creates is the masters' only (see :mod:`mesos_zmq.zk_auth`); credentials
+    in the URL do the same, for compatibility.
+    """
+    if credentials is None and url.auth:
+        credentials = ZkCredentials.parse(url.auth, "the zk:// URL")
+    auth = credentials.auth_data() if credentials else None
+    default_acl = credentials.masters_acl() if credentials else None
     # kazoo's default reconnection back-off grows to an hour: after a ZooKeeper outage
     # of twenty seconds a client could stay away for a minute. Retry every second at most.
     retry = {"max_tries": -1, "delay": 0.1, "backoff": 2, "max_delay": 1.0}
     client = KazooClient(hosts=url.hosts, timeout=session_timeout, auth_data=auth,
-                         connection_retry=retry)
+                         default_acl=default_acl, connection_retry=retry)
     try:
         client.start(timeout=max(5.0, session_timeout))
     except KazooTimeoutError:

@@ -47,6 +47,8 @@ class Contender:
         self.session: int | None = None
         self.published = False
         self._record: bytes = b""
+        #: ACL of the leader record (None: the client's default); readable by clients
+        self.public_acl: list[Any] | None = None
 
     # ----------------------------------------------------------------- sessions
     def current_session(self) -> int | None:
@@ -147,7 +149,7 @@ class Contender:
         data = json.dumps(info, sort_keys=True).encode()
         node = f"{self.path}/{LEADER_NODE}"
         try:
-            self.zk.create(node, data, ephemeral=True)
+            self.zk.create(node, data, acl=self.public_acl, ephemeral=True)
         except NodeExistsError:
             stat = self._owned(node)
             if stat is None:
@@ -173,7 +175,7 @@ class Contender:
                 return False
             stat = self.zk.exists(node)
             if stat is None:
-                self.zk.create(node, self._record, ephemeral=True)
+                self.zk.create(node, self._record, acl=self.public_acl, ephemeral=True)
                 return True
             return bool(stat.ephemeralOwner == self.session)
         except (LeadershipLost, NodeExistsError):

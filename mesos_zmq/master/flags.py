@@ -46,6 +46,10 @@ FLAGS: tuple[Flag, ...] = (
     Flag("zk", "--zk", "", "zk://[user:pass@]host:port[,...]/path: replicated masters "
          "elect a leader and keep the log in ZooKeeper (default: a single master, log in "
          "--work-dir)"),
+    Flag("zk_credentials", "--zk-credentials", None,
+         "file holding the masters' ZooKeeper digest 'user:password' (mode 0600): the "
+         "masters' znodes become theirs alone, the leader record readable by all",
+         optional=True),
     Flag("zk_session_timeout", "--zk-session-timeout", 10.0,
          "ZooKeeper session timeout in seconds (bounds failover after a crash)",
          float, 0.1),

@@ -24,9 +24,10 @@ from typing import Any
 
 import structlog
 from kazoo.client import KazooState
+from kazoo.exceptions import NoAuthError, NoNodeError
 
 from mesos_zmq import __version__
-from mesos_zmq.detector import parse_master_url, zk_client
+from mesos_zmq.detector import ELECTION_NODE, parse_master_url, zk_client
 from mesos_zmq.errors import ConfigError, LogError
 from mesos_zmq.master.contender import Contender, LeadershipLost
 from mesos_zmq.master.server import (
@@ -37,6 +38,7 @@ from mesos_zmq.master.server import (
 )
 from mesos_zmq.master.state import MasterState, replay, state_from
 from mesos_zmq.master.zk_log import LogFenced, ZooKeeperLog
+from mesos_zmq.zk_auth import ZkCredentials, load_zk_credentials
 
 log = structlog.get_logger()
 
@@ -133,6 +135,21 @@ class StandbyList:
         return list(self._members)
 
 
+def secure_tree(client: Any, path: str, credentials: ZkCredentials) -> None:
+    """Give the masters' nodes of a tree made before credentials their ACL (nodes
+    created from now on get it by default). Entries already in the log keep theirs
+    until compaction removes them."""
+    for node in (path, *(f"{path}/{sub}" for sub in
+                         ("epoch", "log", "snapshots", "snapshot", ELECTION_NODE))):
+        try:
+            client.set_acls(node, credentials.masters_acl())
+        except NoNodeError:
+            continue
+        except NoAuthError:
+            raise ConfigError(f"ZooKeeper node {node} belongs to other credentials than "
+                              "--zk-credentials") from None
+
+
 def run_master_ha(config: MasterConfig) -> int:
     """Run one replicated master until a signal, loss of leadership or fencing."""
     url = parse_master_url(config.zk)
@@ -140,7 +157,15 @@ def run_master_ha(config: MasterConfig) -> int:
         raise ConfigError("--zk must be a zk://host:port,.../path URL")
     if config.port == 0:
         raise ConfigError("with --zk the master needs a fixed --port to advertise")
-    client = zk_client(url, config.zk_session_timeout)
+    credentials = None
+    if config.zk_credentials:
+        credentials = load_zk_credentials(config.zk_credentials)
+    elif url.auth:
+        log.warning("ZooKeeper credentials in the zk:// URL show in ps to every user of "
+                    "this host: put them in a file given as --zk-credentials")
+    client = zk_client(url, config.zk_session_timeout, credentials)
+    if credentials is not None:
+        secure_tree(client, url.path, credentials)
     member_id = config.master_id or stable_master_id(config.work_dir)
     stop = threading.Event()
     lost = threading.Event()
@@ -165,6 +190,8 @@ def run_master_ha(config: MasterConfig) -> int:
 
     zk_log = ZooKeeperLog(client, url.path)
     contender = Contender(client, url.path, member_id, advertised_address(config))
+    if credentials is not None:
+        contender.public_acl = credentials.public_acl()
     code = 0
     try:
         started = time.monotonic()

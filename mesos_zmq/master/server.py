@@ -73,6 +73,8 @@ class MasterConfig:
     #: zk://[user:pass@]hosts/path: elect a leader and replicate the log in ZooKeeper
     zk: str = flags.default("zk")
     zk_session_timeout: float = flags.ZK_SESSION_TIMEOUT
+    #: the masters' ZooKeeper digest credentials file (see mesos_zmq.zk_auth)
+    zk_credentials: str | None = flags.default("zk_credentials")
     snapshot_every: int = flags.SNAPSHOT_EVERY
     snapshot_bytes: int = flags.SNAPSHOT_BYTES
     snapshot_interval: float = flags.SNAPSHOT_INTERVAL
