@@ -59,6 +59,7 @@ from mesos_zmq.allocator.allocator import Allocator
 from mesos_zmq.allocator.sorter import sorter_factory
 from mesos_zmq.auth.acls import Acls
 from mesos_zmq.auth.principal import Principal
+from mesos_zmq.auth.rate_limits import RateLimits
 from mesos_zmq.errors import ResourceError
 from mesos_zmq.heartbeat import HeartbeatMonitor
 from mesos_zmq.master import (
@@ -156,6 +157,8 @@ class MasterCoreConfig:
     allocator_sorter: str = flags.ALLOCATOR_SORTER
     #: who may do what (None: anything a principal's kind may send)
     acls: Acls | None = None
+    #: messages a second per principal (None: unlimited); state kept by the core
+    rate_limits: RateLimits | None = None
 
 
 @dataclass(slots=True)
@@ -357,6 +360,14 @@ class MasterCore:
         if info is not None:
             info.monitor.received(now)
         allowed = SENDERS.get(type(msg))
+        limits = self.config.rate_limits
+        if principal is not None and limits is not None and allowed is not None:
+            wait = limits.admit(principal.name, now)
+            if wait > 0:
+                self.error(peer, "rate_limited", f"principal {principal.name!r} is over "
+                           f"its rate limit: {msg.TYPE} not handled, retry in "
+                           f"{wait:.2f} s", request_id)
+                return self._take()
         if principal is not None and allowed is not None and principal.kind not in allowed:
             self.error(peer, "unauthorized", f"{principal.kind} {principal.name!r} may not "
                        f"send {msg.TYPE} (only {' or '.join(sorted(allowed))} principals "

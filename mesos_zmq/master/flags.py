@@ -74,6 +74,9 @@ FLAGS: tuple[Flag, ...] = (
          "JSON file of access rules in the shape of Mesos's --acls (register_frameworks, "
          "run_tasks, view_tasks, update_quotas, ...; see mesos_zmq/auth/acls.py); needs "
          "--key", optional=True),
+    Flag("rate_limits", "--rate-limits", None,
+         "JSON file of per-principal message rates in the shape of Mesos's "
+         "--rate_limits (see mesos_zmq/auth/rate_limits.py); needs --key", optional=True),
     Flag("insecure", "--insecure", False,
          "allow listening on a non-loopback address without --key (anyone who can reach "
          "the port controls the cluster)", bool),

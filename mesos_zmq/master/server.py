@@ -27,6 +27,7 @@ from mesos_zmq.allocator.allocator import parse_min_allocatable
 from mesos_zmq.auth.acls import Acls
 from mesos_zmq.auth.credentials import Credentials
 from mesos_zmq.auth.keys import KeyPair, load_secret
+from mesos_zmq.auth.rate_limits import RateLimits
 from mesos_zmq.auth.zap import ZapHandler, principal_of
 from mesos_zmq.errors import AuthError, ConfigError, ProtocolError, ResourceError
 from mesos_zmq.master import flags
@@ -85,6 +86,8 @@ class MasterConfig:
     credentials: str | None = flags.default("credentials")
     #: who may do what (see mesos_zmq.auth.acls); only with ``key``
     acls: str | None = flags.default("acls")
+    #: messages a second per principal (see mesos_zmq.auth.rate_limits); only with ``key``
+    rate_limits: str | None = flags.default("rate_limits")
     insecure: bool = flags.default("insecure")
 
     @property
@@ -116,6 +119,9 @@ class MasterConfig:
             raise ConfigError("--key and --credentials go together: the key proves this "
                               "master to clients, the credentials say which clients may "
                               "connect")
+        if self.rate_limits and not self.key:
+            raise ConfigError("--rate-limits needs --key and --credentials: limits are "
+                              "per principal, and only keys prove who a client is")
         if self.acls and not self.key:
             raise ConfigError("--acls needs --key and --credentials: rules name principals, "
                               "and only keys prove who a client is")
@@ -124,6 +130,14 @@ class MasterConfig:
                 f"refusing to listen on {self.ip} without keys: anyone who can reach the "
                 "port would control the cluster. Give --key and --credentials (see "
                 "'mesos-zmq keygen' and the README's 'Secure a cluster'), or --insecure")
+
+    def load_rate_limits(self) -> RateLimits | None:
+        if not self.rate_limits:
+            return None
+        try:
+            return RateLimits.load(self.rate_limits)
+        except AuthError as exc:
+            raise ConfigError(str(exc)) from None
 
     def load_acls(self) -> Acls | None:
         if not self.acls:
@@ -243,6 +257,7 @@ class MasterServer:
                 for role, text in config.role_min_allocatable.items()),
             allocator_sorter=config.allocator_sorter,
             acls=config.load_acls(),
+            rate_limits=config.load_rate_limits(),
         )
         self.core = MasterCore(core_config, new_id, state, now=time.monotonic())
         self.core.wall_offset = time.time() - time.monotonic()
