@@ -18,6 +18,44 @@ exactly only up to 2**53), and ``disk:1e99`` is refused instead of printing as a
 ``--resources``, quota, reservations) goes through :func:`parse_user_resources`,
 which also keeps the names written with a zero amount and warns about likely typos
 (``cpu:4``) without refusing them: custom resource names are legal, as in Mesos.
+
+Limits
+------
+Every resource string a peer sends is bounded, so that whatever a master or an agent
+accepts it can add up, log, replay after a crash and send on, and a hostile string
+costs one refusal. Two layers: what :meth:`Resources.parse` itself enforces holds for
+every collection ever parsed (the wire, the logs) and survives the arithmetic the
+system does (a reservation moves an amount between roles, an offer or a task is part
+of an agent); what :meth:`Resources.from_wire` adds bounds the size of what a peer
+sends (agent totals, task resources, quotas, reservations). :meth:`Resources.kind_problem`
+holds tasks to the kinds the agent relies on.
+
+==========================  =====================================  ======================
+what                        limit                                  enforced by
+==========================  =====================================  ======================
+scalar amount               finite, 0 .. :data:`MAX_SCALAR`,       ``parse``
+                            3 decimals
+one resource name, summed   at most :data:`MAX_SCALAR` per string  ``parse``
+over its roles and repeats  (``cpus(a):9e12;cpus(b):9e12`` is
+                            refused)
+resource name               1 .. :data:`MAX_NAME_LENGTH` (128)      ``parse``
+                            characters
+role name                   1 .. :data:`MAX_ROLE_LENGTH` (255)      ``validate_role``
+                            characters
+range bound                 0 .. :data:`MAX_RANGE_VALUE` (2**53-1)  ``parse``
+``ports`` range bound       0 .. :data:`MAX_PORT` (65535)            ``parse``
+resource text               :data:`MAX_RESOURCES_TEXT` (64 KiB)      ``from_wire``
+entries in one string       :data:`MAX_RESOURCE_ENTRIES` (1,024)     ``from_wire``
+ranges in one entry         :data:`MAX_RANGES` (1,024)               ``from_wire``
+items in one set            :data:`MAX_SET_ITEMS` (1,024)            ``from_wire``
+kinds of known names        cpus, mem, disk, gpus scalars; gpus    ``kind_problem``
+                            whole; ports ranges                    (of tasks)
+==========================  =====================================  ======================
+
+Sums across a string stay within :data:`MAX_SCALAR`, so one agent's total, an offer, a
+task and a quota are exact as floats. Sums across agents (the cluster's total, a role's
+allocation) are Python integers, exact at any size; as floats they stay far below
+overflow (a million agents at the bound is 9e18, against 1.8e308).
 """
 
 from __future__ import annotations
@@ -36,8 +74,11 @@ Value = Union[int, Ranges, frozenset[str]]  # noqa: UP007 - used at runtime in i
 Key = tuple[str, str]  # (name, role)
 
 _NAME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_.-]*$")
-_ENTRY_RE = re.compile(r"^\s*([^:(\s]*)\s*(?:\(([^)]*)\))?\s*:\s*(.*?)\s*$", re.S)
+#: one entry; the value is taken to the end (stripped after), never with a lazy ``.*?``
+#: before ``\s*$``, which costs quadratic time on a value full of spaces
+_ENTRY_RE = re.compile(r"^\s*([^:(\s]*)\s*(?:\(([^)]*)\))?\s*:\s*(.*)$", re.S)
 #: a resource written after a ',' or a space instead of a ';' (``cpus:4,mem:100``)
+#: (searched only in short texts: on a long run of spaces its search is quadratic)
 _MISSED_SEPARATOR_RE = re.compile(r"[,\s]\s*[A-Za-z][A-Za-z0-9_.-]*\s*(?:\([^)]*\))?\s*:")
 
 #: the largest scalar amount in thousandths: 2**53 - 1 is the largest integer every
@@ -46,14 +87,40 @@ MAX_SCALAR_MILLI = 2**53 - 1
 #: the largest scalar amount (9007199254740.991)
 MAX_SCALAR = MAX_SCALAR_MILLI / 1000
 _MAX_SCALAR_DECIMAL = Decimal(MAX_SCALAR_MILLI) / 1000
+#: the longest resource name (``cpus``, ``nvidia.gpu.memory``...)
+MAX_NAME_LENGTH = 128
+#: the longest role name, path components and '/' included
+MAX_ROLE_LENGTH = 255
+#: the largest bound of a range (as for scalars: every JSON reader holds it exactly)
+MAX_RANGE_VALUE = 2**53 - 1
+#: the largest port
+MAX_PORT = 65535
+#: the longest resource string a peer may send (characters)
+MAX_RESOURCES_TEXT = 64 * 1024
+#: the most ``;``-separated entries in a resource string a peer may send
+MAX_RESOURCE_ENTRIES = 1024
+#: the most ranges in one entry a peer may send (``ports:[1-1,3-3,...]``)
+MAX_RANGES = 1024
+#: the most items in one set a peer may send
+MAX_SET_ITEMS = 1024
 #: an amount that needs no Decimal: at most 12 digits, at most 3 decimals
 _PLAIN_AMOUNT_RE = re.compile(r"^(\d{1,12})(?:\.(\d{0,3}))?$")
+#: the longest text the separator hint looks at
+_HINT_TEXT = 1000
 #: the resources Mesos (and this project) know, with the kind each must have
 KNOWN_RESOURCES: dict[str, str] = {
     "cpus": "scalar", "mem": "scalar", "disk": "scalar", "gpus": "scalar", "ports": "ranges",
 }
 #: other common spellings of the known names
 _ALIASES = {"memory": "mem", "ram": "mem", "cores": "cpus", "gpu": "gpus"}
+
+
+def _show(text: str, limit: int = 100) -> str:
+    """``text`` quoted for an error message, cut short: a refusal must not echo back a
+    64 KiB string (or a 4 MiB one, to a peer that sent it to make replies large)."""
+    if len(text) <= limit:
+        return repr(text)
+    return f"{text[:limit]!r}... ({len(text)} characters)"
 
 
 def validate_role(role: str) -> str:
@@ -63,6 +130,8 @@ def validate_role(role: str) -> str:
     problem = None
     if not role:
         problem = "is empty"
+    elif len(role) > MAX_ROLE_LENGTH:
+        problem = f"is longer than {MAX_ROLE_LENGTH} characters"
     elif role in (".", ".."):
         problem = "may not be '.' or '..'"
     elif role.startswith("-"):
@@ -82,7 +151,7 @@ def validate_role(role: str) -> str:
                 problem = "has a path component starting with '-'"
                 break
     if problem is not None:
-        raise ResourceError(f"invalid role {role!r}: role {problem}")
+        raise ResourceError(f"invalid role {_show(role)}: role {problem}")
     return role
 
 
@@ -103,17 +172,19 @@ def _scalar_from_text(text: str, token: str) -> int:
             raise InvalidOperation(text)
         value = Decimal(text)
     except InvalidOperation:
-        raise ResourceError(f"invalid resource {token!r}: value {text!r} is not a number") from None
+        raise ResourceError(
+            f"invalid resource {_show(token)}: value {_show(text)} is not a number") from None
     if not value.is_finite():
-        raise ResourceError(f"invalid resource {token!r}: value {text!r} is not finite")
+        raise ResourceError(
+            f"invalid resource {_show(token)}: value {_show(text)} is not finite")
     if value < 0:
-        raise ResourceError(f"invalid resource {token!r}: value {text!r} is negative")
+        raise ResourceError(f"invalid resource {_show(token)}: value {_show(text)} is negative")
     milli = 0
     if value <= _MAX_SCALAR_DECIMAL:
         milli = int((value * 1000).to_integral_value(rounding=ROUND_HALF_EVEN))
     if value > _MAX_SCALAR_DECIMAL or milli > MAX_SCALAR_MILLI:
         raise ResourceError(
-            f"invalid resource {token!r}: value {text!r} is too large "
+            f"invalid resource {_show(token)}: value {_show(text)} is too large "
             f"(at most {_format_scalar(MAX_SCALAR_MILLI)})"
         )
     return milli
@@ -121,8 +192,9 @@ def _scalar_from_text(text: str, token: str) -> int:
 
 def _separator_hint(text: str) -> str:
     """``use ';' between resources: cpus:4;mem:100`` when ``text`` looks like resources
-    joined by ',' or spaces (outside brackets), else ''."""
-    if not _MISSED_SEPARATOR_RE.search(text):
+    joined by ',' or spaces (outside brackets), else ''. Only for text a person could
+    have typed (:data:`_HINT_TEXT` characters at most)."""
+    if len(text) > _HINT_TEXT or not _MISSED_SEPARATOR_RE.search(text):
         return ""
     out: list[str] = []
     depth = 0
@@ -154,8 +226,9 @@ def _normalize_ranges(ranges: Iterable[tuple[int, int]]) -> Ranges:
     return tuple((lo, hi) for lo, hi in merged)
 
 
-def _ranges_from_text(text: str, token: str) -> Ranges:
+def _ranges_from_text(text: str, token: str, name: str) -> Ranges:
     inner = text[1:-1].strip()
+    top = MAX_PORT if name == "ports" else MAX_RANGE_VALUE
     if not inner:
         return ()
     pairs: list[tuple[int, int]] = []
@@ -163,17 +236,25 @@ def _ranges_from_text(text: str, token: str) -> Ranges:
         bounds = part.strip().split("-")
         if len(bounds) != 2:
             raise ResourceError(
-                f"invalid resource {token!r}: range {part.strip()!r} is not LOW-HIGH"
+                f"invalid resource {_show(token)}: range {_show(part.strip())} is not LOW-HIGH"
             )
         try:
             lo, hi = int(bounds[0].strip()), int(bounds[1].strip())
         except ValueError:
             raise ResourceError(
-                f"invalid resource {token!r}: range {part.strip()!r} is not made of integers"
+                f"invalid resource {_show(token)}: range {_show(part.strip())} "
+                "is not made of integers"
             ) from None
         if lo < 0 or hi < lo:
             raise ResourceError(
-                f"invalid resource {token!r}: range {part.strip()!r} must have 0 <= LOW <= HIGH"
+                f"invalid resource {_show(token)}: range {_show(part.strip())} "
+                "must have 0 <= LOW <= HIGH"
+            )
+        if hi > top:
+            what = "ports" if name == "ports" else "range bounds"
+            raise ResourceError(
+                f"invalid resource {_show(token)}: range {_show(part.strip())} is too large "
+                f"({what} are at most {top})"
             )
         pairs.append((lo, hi))
     return _normalize_ranges(pairs)
@@ -185,7 +266,7 @@ def _set_from_text(text: str, token: str) -> frozenset[str]:
         return frozenset()
     items = [i.strip() for i in inner.split(",")]
     if any(not i or any(c in i for c in "{}[]();:") for i in items):
-        raise ResourceError(f"invalid resource {token!r}: set items must be non-empty words")
+        raise ResourceError(f"invalid resource {_show(token)}: set items must be non-empty words")
     return frozenset(items)
 
 
@@ -222,21 +303,26 @@ def _ranges_contain(outer: Ranges, inner: Ranges) -> bool:
 
 
 def _ranges_sub(outer: Ranges, inner: Ranges) -> Ranges:
+    """``outer`` without ``inner``, both normalized (sorted, disjoint, not adjacent), in
+    one sweep: linear, since an agent's ports may be split into thousands of ranges."""
     result: list[tuple[int, int]] = []
+    j = 0
     for lo, hi in outer:
-        pieces = [(lo, hi)]
-        for ilo, ihi in inner:
-            next_pieces = []
-            for plo, phi in pieces:
-                if ihi < plo or ilo > phi:
-                    next_pieces.append((plo, phi))
-                    continue
-                if plo < ilo:
-                    next_pieces.append((plo, ilo - 1))
-                if ihi < phi:
-                    next_pieces.append((ihi + 1, phi))
-            pieces = next_pieces
-        result.extend(pieces)
+        while j < len(inner) and inner[j][1] < lo:
+            j += 1  # ends before this range (and so before every later one)
+        k = j
+        start = lo
+        while k < len(inner) and inner[k][0] <= hi:
+            ilo, ihi = inner[k]
+            if ilo > start:
+                result.append((start, ilo - 1))
+            start = max(start, ihi + 1)
+            if ihi > hi:
+                break  # it reaches into the next range of ``outer``: look at it again
+            k += 1
+        if start <= hi:
+            result.append((start, hi))
+        j = k
     return _normalize_ranges(result)
 
 
@@ -258,6 +344,20 @@ def _sub(a: Value, b: Value) -> Value:
     if isinstance(a, tuple) and isinstance(b, tuple):
         return _ranges_sub(a, b)
     raise ResourceError("cannot subtract resources of different kinds")
+
+
+def _check_totals(items: Mapping[Key, Value]) -> None:
+    """Refuse a name whose scalar amounts add up beyond :data:`MAX_SCALAR`."""
+    totals: dict[str, int] = {}
+    for (name, _), value in items.items():
+        if isinstance(value, int):
+            totals[name] = totals.get(name, 0) + value
+    for name, total in totals.items():
+        if total > MAX_SCALAR_MILLI:
+            raise ResourceError(
+                f"invalid resources: {_show(name)} adds up to {_format_scalar(total)} over "
+                f"its entries, too large (at most {_format_scalar(MAX_SCALAR_MILLI)})"
+            )
 
 
 def _format_scalar(milli: int) -> str:
@@ -297,7 +397,8 @@ def _parse_entries(text: str, default_role: str) -> Iterator[tuple[str, str, Val
         kind = _kind(value)
         if kinds.setdefault(name, kind) != kind:
             raise ResourceError(
-                f"invalid resource {token!r}: {name!r} already appears as a {kinds[name]}"
+                f"invalid resource {_show(token)}: {_show(name)} already appears as a "
+                f"{kinds[name]}"
             )
         yield name, role, value, token
 
@@ -305,14 +406,18 @@ def _parse_entries(text: str, default_role: str) -> Iterator[tuple[str, str, Val
 def _parse_entry(token: str, default_role: str) -> tuple[str, str, Value]:
     match = _ENTRY_RE.match(token)
     if match is None or ")" in (match.group(1) or ""):
-        raise ResourceError(f"invalid resource {token!r}: expected NAME[(ROLE)]:VALUE")
-    name, role, value_text = match.group(1), match.group(2), match.group(3)
+        raise ResourceError(f"invalid resource {_show(token)}: expected NAME[(ROLE)]:VALUE")
+    name, role, value_text = match.group(1), match.group(2), match.group(3).rstrip()
     if not name:
-        raise ResourceError(f"invalid resource {token!r}: missing name")
+        raise ResourceError(f"invalid resource {_show(token)}: missing name")
     if not _NAME_RE.match(name):
         raise ResourceError(
-            f"invalid resource {token!r}: name {name!r} must start with a letter "
+            f"invalid resource {_show(token)}: name {_show(name)} must start with a letter "
             "and use letters, digits, '_', '.', '-'"
+        )
+    if len(name) > MAX_NAME_LENGTH:
+        raise ResourceError(
+            f"invalid resource {_show(token)}: name is longer than {MAX_NAME_LENGTH} characters"
         )
     if role is None:
         role = default_role
@@ -321,17 +426,17 @@ def _parse_entry(token: str, default_role: str) -> tuple[str, str, Value]:
         try:
             validate_role(role)
         except ResourceError as exc:
-            raise ResourceError(f"invalid resource {token!r}: {exc}") from None
+            raise ResourceError(f"invalid resource {_show(token)}: {exc}") from None
     if not value_text:
-        raise ResourceError(f"invalid resource {token!r}: missing value")
+        raise ResourceError(f"invalid resource {_show(token)}: missing value")
     value: Value
     if value_text.startswith("["):
         if not value_text.endswith("]"):
-            raise ResourceError(f"invalid resource {token!r}: unterminated range")
-        value = _ranges_from_text(value_text, token)
+            raise ResourceError(f"invalid resource {_show(token)}: unterminated range")
+        value = _ranges_from_text(value_text, token, name)
     elif value_text.startswith("{"):
         if not value_text.endswith("}"):
-            raise ResourceError(f"invalid resource {token!r}: unterminated set")
+            raise ResourceError(f"invalid resource {_show(token)}: unterminated set")
         value = _set_from_text(value_text, token)
     else:
         value = _scalar_from_text(value_text, token)
@@ -356,11 +461,17 @@ class Resources:
 
     @classmethod
     def parse(cls, text: str, default_role: str = "*") -> Resources:
-        """Parse Mesos-style text; raises ResourceError naming the bad token."""
+        """Parse Mesos-style text; raises ResourceError naming the bad token.
+
+        Each name's scalar amounts, summed over its roles and repeats, must stay within
+        :data:`MAX_SCALAR` (see the module docstring): whatever parses is safe to add
+        up and to show as a float.
+        """
         items: dict[Key, Value] = {}
         for name, role, value, _ in _parse_entries(text, default_role):
             key = (name, role)
             items[key] = _add(items[key], value) if key in items else value
+        _check_totals(items)
         return cls(items)
 
     @classmethod
@@ -369,7 +480,7 @@ class Resources:
         items: dict[Key, Value] = {}
         for name, amount in values.items():
             if not _NAME_RE.match(name):
-                raise ResourceError(f"invalid resource name {name!r}")
+                raise ResourceError(f"invalid resource name {_show(name)}")
             items[(name, role)] = _scalar_from_text(repr(float(amount)), f"{name}:{amount}")
         return cls(items)
 
@@ -378,13 +489,30 @@ class Resources:
         ranges = _normalize_ranges((p, p) for p in ports)
         if any(lo < 0 for lo, _ in ranges):
             raise ResourceError("ports must not be negative")
+        if ranges and ranges[-1][1] > MAX_PORT:
+            raise ResourceError(f"ports are at most {MAX_PORT}")
         return cls({("ports", role): ranges})
 
     @classmethod
     def from_wire(cls, value: object) -> Resources:
+        """Resources as a peer sends them (an agent's total, a task's resources, a quota,
+        a reservation): :meth:`parse` within the size limits of the module docstring,
+        checked before any work proportional to the text is done. Raises ResourceError.
+        """
         if not isinstance(value, str):
             raise ResourceError(f"resources must be a string, not {type(value).__name__}")
-        return cls.parse(value)
+        if len(value) > MAX_RESOURCES_TEXT:
+            raise ResourceError(f"invalid resources: {len(value)} characters, more than "
+                                f"{MAX_RESOURCES_TEXT}")
+        entries = sum(1 for raw in value.split(";") if raw.strip())
+        if entries > MAX_RESOURCE_ENTRIES:
+            raise ResourceError(f"invalid resources: {entries} entries, more than "
+                                f"{MAX_RESOURCE_ENTRIES}")
+        parsed = cls.parse(value)
+        problem = parsed.size_problem()
+        if problem is not None:
+            raise ResourceError(f"invalid resources: {problem}")
+        return parsed
 
     # ----------------------------------------------------------------- text
     def __str__(self) -> str:
@@ -490,6 +618,35 @@ class Resources:
 
     def roles(self) -> set[str]:
         return {role for _, role in self._items}
+
+    def size_problem(self) -> str | None:
+        """What makes this larger than a peer may send, or None: too many entries,
+        ranges in an entry or items in a set (see the module docstring). The text's own
+        length is :meth:`from_wire`'s to check."""
+        if len(self._items) > MAX_RESOURCE_ENTRIES:
+            return f"{len(self._items)} entries, more than {MAX_RESOURCE_ENTRIES}"
+        for (name, _), value in self._items.items():
+            if isinstance(value, tuple) and len(value) > MAX_RANGES:
+                return f"{_show(name)} has {len(value)} ranges, more than {MAX_RANGES}"
+            if isinstance(value, frozenset) and len(value) > MAX_SET_ITEMS:
+                return f"{_show(name)} has {len(value)} set items, more than {MAX_SET_ITEMS}"
+        return None
+
+    def kind_problem(self) -> str | None:
+        """What a task asks that an agent cannot give, or None: a known name of another
+        kind than everywhere else (``ports:5``, ``cpus:[1-2]``: the agent reads cpus, mem
+        and gpus as amounts and ports as ranges), or a fraction of a GPU (devices are
+        handed out whole, as in Mesos). Custom names may be of any kind."""
+        for (name, _), value in sorted(self._items.items()):
+            want = KNOWN_RESOURCES.get(name)
+            if want is not None and _kind(value) != want:
+                example = "ports:[31000-31001]" if want == "ranges" else f"{name}:1"
+                shape = "ranges" if want == "ranges" else "an amount"
+                return (f"{name} must be {shape} (e.g. {example}), "
+                        f"not {_format_value(value)[:100]}")
+            if name == "gpus" and isinstance(value, int) and value % 1000:
+                return f"gpus must be a whole number, not {_format_scalar(value)}"
+        return None
 
     def entries(self) -> list[tuple[str, str, str, object]]:
         out: list[tuple[str, str, str, object]] = []
@@ -662,4 +819,5 @@ def parse_user_resources(text: str, default_role: str = "*") -> UserResources:
                 nonzero = False
             if nonzero:
                 warnings.append(f"{token!r} rounds to 0: amounts have at most 3 decimals")
+    _check_totals(items)
     return UserResources(Resources(items), frozenset(names), tuple(warnings))

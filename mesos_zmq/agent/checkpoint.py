@@ -18,6 +18,15 @@ file or directory is the dearest thing an agent does to its disk):
 * ``<work_dir>/meta/events/<framework_id>/<task_id>`` - the task supervisor's status
   stream (see :mod:`mesos_zmq.agent.supervisor`).
 
+(``<work_dir>/meta/launch`` holds no checkpoint: only the launch request of a task too
+large for one packet to the launcher, for the moment until the launcher reads and
+removes it; see :mod:`mesos_zmq.agent.launcher`.)
+
+Only tasks the core let through are recorded: a task refused in a ``run_tasks``
+(:mod:`mesos_zmq.agent.core`, invalid resources, sizes, ids) is never launched, so its
+records are dropped (:func:`batch_records`), and every launch record the log holds is
+one a restarted agent can read back.
+
 :func:`replay` folds the log back into one :class:`TaskCheckpoint` per live task: the
 last state, the updates not yet acknowledged (re-sent with their original uuids, so the
 framework's de-duplication keeps delivery exactly-once), the kill in progress and the

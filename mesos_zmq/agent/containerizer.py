@@ -12,11 +12,17 @@ finds them through the checkpoints and re-attaches.
 The agent learns about events from a datagram the supervisor sends to the agent's
 notification socket, and, as a fallback for datagrams sent while no agent listened,
 by looking at every container once per ``POLL_INTERVAL``.
+
+A launch request that is too large for one packet to the launcher (a task with a big
+environment) travels by a file under ``<work_dir>/meta/launch`` (see
+:mod:`mesos_zmq.agent.launcher`), so a task's size is bounded by the validation limits
+alone, never by a socket buffer.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import signal as signals
@@ -44,7 +50,12 @@ from mesos_zmq.agent.events import (
 )
 from mesos_zmq.agent.flags import KILL_GRACE_PERIOD
 from mesos_zmq.agent.isolation import Isolator, Limits, Usage
-from mesos_zmq.agent.launcher import encode_request
+from mesos_zmq.agent.launcher import (
+    INLINE_REQUEST_BYTES,
+    encode_request,
+    spec_file_request,
+    write_spec_file,
+)
 from mesos_zmq.agent.supervisor import (
     SupervisorSpec,
     cancel_unstarted,
@@ -52,7 +63,7 @@ from mesos_zmq.agent.supervisor import (
     notify_address,
     process_alive,
 )
-from mesos_zmq.errors import ConfigError, MesosZmqError
+from mesos_zmq.errors import ConfigError, MesosZmqError, ResourceError
 from mesos_zmq.protocol import TaskInfo
 from mesos_zmq.resources import Resources
 
@@ -136,6 +147,9 @@ class Containerizer:
         self.containers: dict[TaskKey, Container] = {}  # live containers
         self.by_events: dict[str, TaskKey] = {}  # events file -> task
         self.sandboxes: dict[TaskKey, Path] = {}
+        #: launch requests too large for a packet go through files here
+        self.launch_dir = work_dir / "meta" / "launch"
+        self._clean_launch_dir()
         self.notify_name = notify_address(str(work_dir))
         # Container ids start with this agent's own mark, so cleaning up orphans after a
         # restart never touches the containers of another agent on the same host.
@@ -153,6 +167,16 @@ class Containerizer:
         self._last_alive_check = 0.0
         self._reaped: list[TaskKey] = []  # tasks whose supervisor the launcher reaped
         self.launcher_sock, self.launcher = self._spawn_launcher()
+
+    def _clean_launch_dir(self) -> None:
+        """Create the launch spec directory, readable by the agent's user alone, and drop
+        the files a previous agent wrote and its launcher never read (their tasks are
+        written off by recovery, since no supervisor started them)."""
+        self.launch_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        os.chmod(self.launch_dir, 0o700)
+        for stale in self.launch_dir.iterdir():
+            with contextlib.suppress(OSError):
+                stale.unlink()
 
     def _spawn_launcher(self) -> tuple[socket.socket, subprocess.Popen[bytes]]:
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
@@ -338,16 +362,36 @@ class Containerizer:
                               limits=limits, gpus=gpus, child=True)
         self._track(container)
         request = encode_request(str(events), spec, container_id, limits)
+        spec_file: Path | None = None
+        if len(request) > INLINE_REQUEST_BYTES:
+            spec_file = write_spec_file(self.launch_dir, container_id, request)
+            request = spec_file_request(str(events), spec_file)
+        try:
+            self._send_request(request)
+        except OSError:
+            if spec_file is not None:
+                with contextlib.suppress(OSError):
+                    spec_file.unlink()
+            raise
+        return container
+
+    def _send_request(self, request: bytes) -> None:
+        """Hand a request to the launcher, starting a new one if it died."""
         for _ in range(1000):
             try:
                 self.launcher_sock.send(request)
-                return container
+                return
             except BlockingIOError:
                 # Never block on a full socket: the launcher may be waiting for us to
                 # read its replies.
                 self.launcher_replies()
                 time.sleep(0.001)
-            except OSError:
+            except OSError as exc:
+                if exc.errno == errno.EMSGSIZE:
+                    # Too large for a packet is this request's fault, not the launcher's:
+                    # starting launchers again and again would not help.
+                    raise OSError(f"launch request of {len(request)} bytes is too large "
+                                  "for the launcher's socket") from None
                 self._launcher_died()
         raise OSError("the task launcher does not take requests")
 
@@ -367,7 +411,14 @@ class Containerizer:
         self.task_log.compact(found)
         for cp in found:
             events = checkpoint.events_path(self.work_dir, cp.framework_id, cp.info.task_id)
-            limits = limits_for(Resources.parse(cp.info.resources), self.cpu_hard_limit)
+            try:
+                limits = limits_for(Resources.parse(cp.info.resources), self.cpu_hard_limit)
+            except ResourceError as exc:
+                # Recorded by an agent that did not check (or under other limits): the
+                # task is still watched and reported, just without memory enforcement.
+                log.error("recovered task has unreadable resources", task_id=cp.info.task_id,
+                          framework_id=cp.framework_id, error=str(exc))
+                limits = Limits()
             container = Container(
                 framework_id=cp.framework_id, task_id=cp.info.task_id,
                 container_id=cp.container_id, events=events,

@@ -21,6 +21,19 @@ forbids (a task that finished never runs again) is refused, and logged.
 What a task's supervisor reports (:mod:`mesos_zmq.agent.events`) comes in through
 :meth:`AgentCore.supervisor_event`.
 
+Hostile orders. The master checks what it sends, but the agent trusts no peer
+(ARCHITECTURE.md, Trust): every task of a ``run_tasks`` is held to the master's own
+:func:`~mesos_zmq.master.validation.task_problem` (ids, resources parsed within their
+limits and of the kinds the containerizer relies on, command, environment and kill
+grace sizes) before anything about it is recorded or spawned. A task that fails is
+answered ``TASK_ERROR`` (``REASON_TASK_INVALID``, saying what is wrong) and never
+reaches the task log, so a bad order can neither crash the agent nor stop it from
+restarting on its work dir; the other tasks of the order go ahead. An
+``agent_registered`` whose heartbeat settings no monitor can use is ignored (logged):
+the agent keeps its monitor and registers again. :meth:`AgentCore.handle` never
+raises: a handler that fails on a message it should have refused is logged as a bug,
+and what it did before failing is still returned, so checkpoints stay ahead of sends.
+
 Recovery: every update generated, every acknowledgement and every kill started is
 also returned as a checkpoint record (``Effects.checkpoint``) that the shell appends to
 the task's log before anything is sent. After a restart the shell folds those logs back
@@ -32,6 +45,7 @@ needs of a task comes from :meth:`AgentCore.checkpoint_view`.
 
 from __future__ import annotations
 
+import math
 import re
 from collections import OrderedDict, deque
 from collections.abc import Callable
@@ -52,7 +66,8 @@ from mesos_zmq.agent.events import (
     UpdateRecorded,
 )
 from mesos_zmq.agent.flags import KILL_GRACE_PERIOD
-from mesos_zmq.heartbeat import HeartbeatMonitor
+from mesos_zmq.heartbeat import HeartbeatMonitor, settings_problem
+from mesos_zmq.master.validation import MAX_KILL_GRACE, task_problem
 from mesos_zmq.protocol import (
     Acknowledge,
     AgentRegistered,
@@ -102,6 +117,18 @@ TaskKey = tuple[str, str]
 
 def signal_name(number: int) -> str:
     return _SIGNAL_NAMES.get(number, str(number))
+
+
+def registration_problem(msg: AgentRegistered) -> str | None:
+    """Why the agent cannot take this answer to its registration, or None.
+
+    Its id becomes a file and a task's environment; its heartbeat settings make the
+    monitor that notices a silent master: they must be numbers it can use (a zero or
+    negative interval cannot even be built, a NaN or a huge one would never expire).
+    """
+    if not safe_id(msg.agent_id):
+        return f"agent id {msg.agent_id[:64]!r} is not a safe name"
+    return settings_problem(msg.heartbeat_interval, msg.missed_heartbeats)
 
 
 @dataclass(slots=True)
@@ -265,12 +292,21 @@ class AgentCore:
     # ----------------------------------------------------------------- messages
     def handle(self, msg: Message, request_id: str, now: float) -> Effects:
         """One message from the master, dispatched by type (as the master and driver
-        cores do); heartbeats and newer message types need no handler."""
+        cores do); heartbeats and newer message types need no handler.
+
+        Never raises: handlers refuse what they cannot use, and one that fails anyway
+        (a bug) is logged, and its effects so far are returned. A master re-sends
+        a launch it got no answer for, so an exception here would be a crash loop.
+        """
         self.monitor.received(now)
         fx = Effects()
         handler = self._inbound.get(type(msg))
         if handler is not None:
-            handler(msg, request_id, now, fx)
+            try:
+                handler(msg, request_id, now, fx)
+            except Exception:
+                log.exception("bug: a master message could not be handled",
+                              message_type=type(msg).__name__)
         return fx
 
     def _on_error(self, msg: Error, request_id: str, now: float, fx: Effects) -> None:
@@ -280,7 +316,15 @@ class AgentCore:
 
     def _on_kill(self, msg: KillTask, request_id: str, now: float, fx: Effects) -> None:
         reason = "REASON_TASK_KILLED" if msg.grace is None else "REASON_AGENT_DRAINING"
-        self._kill((msg.framework_id, msg.task_id), now, fx, reason, grace_cap=msg.grace)
+        cap = msg.grace
+        if cap is not None and not math.isfinite(cap):
+            # A NaN deadline never comes: the task would never get its SIGKILL.
+            log.error("kill with a grace period that is not a number: the task's own is "
+                      "used", task_id=msg.task_id[:64], grace=str(cap))
+            cap = None
+        elif cap is not None:
+            cap = min(max(cap, 0.0), MAX_KILL_GRACE)
+        self._kill((msg.framework_id, msg.task_id), now, fx, reason, grace_cap=cap)
 
     def _on_shutdown(self, msg: ShutdownFramework, request_id: str, now: float,
                      fx: Effects) -> None:
@@ -292,6 +336,12 @@ class AgentCore:
         fx.read_file.append((msg, request_id))
 
     def _on_registered(self, msg: AgentRegistered, now: float, fx: Effects) -> None:
+        problem = registration_problem(msg)
+        if problem is not None:
+            # Ignored whole: the old monitor stays, and the agent registers again.
+            log.error("registration answer ignored", problem=problem,
+                      agent_id=msg.agent_id[:64])
+            return
         if self.agent_id != msg.agent_id:
             self.agent_id = msg.agent_id
             fx.checkpoint_agent_id = msg.agent_id
@@ -303,22 +353,42 @@ class AgentCore:
                 self._send_head(task, now, fx)
 
     def _on_run(self, msg: RunTasks, now: float, fx: Effects) -> None:
+        """Launch each task, or refuse it with TASK_ERROR before anything about it is
+        recorded (see the module docstring); the others go ahead either way."""
         for info in msg.tasks:
             key = (msg.framework_id, info.task_id)
             if key in self.tasks or key in self.completed:
                 continue  # a retried launch: it already happened
+            if not safe_id(info.task_id) or not safe_id(msg.framework_id):
+                self._refuse(msg.framework_id, info, "task or framework id is not a safe name",
+                             now, fx)
+                continue
+            problem = task_problem(info)
+            if problem is not None:
+                self._refuse(msg.framework_id, info, problem, now, fx)
+                continue
             task = _Task(framework_id=msg.framework_id, info=info)
             self.tasks[key] = task
-            if not safe_id(info.task_id) or not safe_id(msg.framework_id):
-                self._update(task, TaskState.ERROR, now, fx, reason="REASON_TASK_INVALID",
-                             message="task or framework id is not a safe name")
-                continue
             if self.shutting_down:
                 # It would be orphaned (or killed at once): say it never ran here.
                 self._update(task, TaskState.LOST, now, fx, reason="REASON_AGENT_SHUTDOWN",
                              message="the agent is shutting down and starts no new task")
                 continue
             fx.launch.append((msg.framework_id, info))
+
+    def _refuse(self, framework_id: str, info: TaskInfo, problem: str, now: float,
+                fx: Effects) -> None:
+        """Answer a task that cannot run here with TASK_ERROR. It is kept (until the
+        update is acknowledged) without its command, environment or resources: they
+        are what was wrong, and a re-registration reports the task back to the master."""
+        log.error("task refused", framework_id=framework_id[:64], task_id=info.task_id[:64],
+                  problem=problem)
+        task = _Task(framework_id=framework_id,
+                     info=TaskInfo(task_id=info.task_id, agent_id=self.agent_id or "",
+                                   resources=""))
+        self.tasks[(framework_id, info.task_id)] = task
+        self._update(task, TaskState.ERROR, now, fx, reason="REASON_TASK_INVALID",
+                     message=problem)
 
     def _kill(self, key: TaskKey, now: float, fx: Effects,
               reason: str, grace_cap: float | None = None) -> None:

@@ -8,10 +8,24 @@ launch costs the agent one checkpoint write and one message.
 
 Protocol, over a ``SOCK_SEQPACKET`` socket pair (one JSON object per packet):
 
-* agent → launcher ``{"key": events, "spec": …, "container_id": …, "limits": …}``
+* agent → launcher ``{"key": events, "spec": …, "container_id": …, "limits": …}``, or,
+  for a request larger than :data:`INLINE_REQUEST_BYTES`, ``{"key": events,
+  "spec_file": path}``: the same object in a file the agent wrote (mode 0600, under
+  ``<work_dir>/meta/launch``), which the launcher reads and removes;
 * launcher → agent ``{"started": events, "pid": n}`` once the supervisor is forked,
   ``{"reaped": events, "pid": n}`` when a supervisor exited (the agent then reads its
-  events: a supervisor that recorded no end was killed).
+  events: a supervisor that recorded no end was killed). A request it cannot use is
+  answered ``{"error": why}``, and, when it names its task, the task is written off
+  with a ``failed`` event and ``{"reaped": events, "pid": 0}`` follows, so that the
+  agent reports it rather than waiting for a supervisor that never comes.
+
+Why a file for large requests: a packet must fit in the socket's buffer (about 200 KiB),
+and a task's environment and command may be larger than that within their limits
+(:mod:`mesos_zmq.master.validation`); a request that did not fit used to be taken for a
+dead launcher, which was started again and again. Small requests stay inline: a file
+created and removed per launch is the dearest thing a launch could cost the disk (see
+:mod:`mesos_zmq.agent.checkpoint`), and a task's environment is better not written
+anywhere it need not be.
 
 When the agent goes away the socket closes and the launcher exits at once; the
 supervisors, in sessions of their own, keep their tasks running.
@@ -27,11 +41,19 @@ import signal
 import socket
 import sys
 import time
+from pathlib import Path
+from typing import Any
 
 from mesos_zmq.agent.isolation import Isolator, Limits, detect_isolator
-from mesos_zmq.agent.supervisor import SupervisorSpec, run_forked
+from mesos_zmq.agent.supervisor import SupervisorSpec, cancel_unstarted, run_forked
 
 MAX_PACKET = 1 << 20
+#: requests larger than this travel by file (far above a usual request, far below what
+#: a packet can hold)
+INLINE_REQUEST_BYTES = 16 * 1024
+#: the largest launch spec file the launcher reads (the validation limits keep a spec
+#: to a few hundred KiB)
+MAX_SPEC_FILE = 16 << 20
 #: seconds the launcher outlives its agent, for supervisors that are about to end
 LINGER = 3.0
 
@@ -54,8 +76,46 @@ def encode_request(key: str, spec: SupervisorSpec, container_id: str, limits: Li
     return json.dumps(body).encode()
 
 
+def write_spec_file(directory: Path, name: str, request: bytes) -> Path:
+    """Write a launch request to ``directory/name`` for the launcher to read: mode 0600
+    (it holds the task's environment), never over an existing file."""
+    path = directory / name
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        view = memoryview(request)
+        while view:
+            view = view[os.write(fd, view):]
+    except BaseException:
+        os.close(fd)
+        with contextlib.suppress(OSError):
+            os.unlink(path)
+        raise
+    os.close(fd)
+    return path
+
+
+def spec_file_request(key: str, path: Path) -> bytes:
+    """The packet that sends a launch request by file."""
+    return json.dumps({"key": key, "spec_file": str(path)}).encode()
+
+
+def _read_spec_file(path: str) -> bytes:
+    """The request in ``path``, which is removed (read or not: it is for one launch)."""
+    try:
+        with open(path, "rb") as handle:
+            data = handle.read(MAX_SPEC_FILE + 1)
+    finally:
+        with contextlib.suppress(OSError):
+            os.unlink(path)
+    if len(data) > MAX_SPEC_FILE:
+        raise ValueError(f"launch spec file larger than {MAX_SPEC_FILE} bytes")
+    return data
+
+
 def _decode_request(data: bytes) -> tuple[str, SupervisorSpec, str, Limits]:
     body = json.loads(data)
+    if isinstance(body, dict) and "spec_file" in body:
+        body = json.loads(_read_spec_file(str(body["spec_file"])))
     raw = body["spec"]
     check = None
     if raw.get("health_check"):
@@ -75,12 +135,29 @@ def _decode_request(data: bytes) -> tuple[str, SupervisorSpec, str, Limits]:
     return str(body["key"]), spec, str(body["container_id"]), limits
 
 
+def _request_key(data: bytes) -> str | None:
+    """The task (events file) a request names, if it can be read at all."""
+    try:
+        body: Any = json.loads(data)
+    except ValueError:
+        return None
+    key = body.get("key") if isinstance(body, dict) else None
+    return key if isinstance(key, str) and key else None
+
+
 def _launch(sock: socket.socket, isolator: Isolator, data: bytes,
             children: dict[int, tuple[str, str]]) -> None:
     try:
         key, spec, container_id, limits = _decode_request(data)
-    except (ValueError, KeyError, TypeError) as exc:
-        sock.send(json.dumps({"error": f"bad launch request: {exc}"}).encode())
+    except (ValueError, KeyError, TypeError, OSError) as exc:
+        why = f"bad launch request: {exc}"
+        sock.send(json.dumps({"error": why}).encode())
+        named = _request_key(data)
+        if named is not None:
+            # Write the task off, as a restarted agent would: its supervisor never comes.
+            with contextlib.suppress(OSError):
+                cancel_unstarted(Path(named), why)
+            sock.send(json.dumps({"reaped": named, "pid": 0}).encode())
         return
 
     def prepare() -> list[str]:
