@@ -44,12 +44,20 @@ class Flag:
         if self.choices and value not in self.choices:
             return f"{self.option} must be one of {', '.join(self.choices)}, not {value!r}"
         if self.low is not None and not value >= self.low:
-            bound = (f"within {self.low:g}..{self.high:g}" if self.high is not None
-                     else f"at least {self.low:g}")
+            bound = (f"within {_num(self.low)}..{_num(self.high)}" if self.high is not None
+                     else f"at least {_num(self.low)}")
             return f"{self.option} must be {bound}, got {value!r}"
         if self.high is not None and not value <= self.high:
-            return f"{self.option} must be within {self.low:g}..{self.high:g}, got {value!r}"
+            return (f"{self.option} must be within {_num(self.low)}..{_num(self.high)}, "
+                    f"got {value!r}")
         return None
+
+
+def _num(value: float | None) -> str:
+    """A bound as people write it: 1000000, not 1e+06."""
+    if value is None:
+        return "-inf"
+    return str(int(value)) if float(value).is_integer() else f"{value:g}"
 
 
 def range_problems(table: Iterable[Flag], values: dict[str, Any]) -> list[str]:

@@ -7,7 +7,29 @@ and treats the other side as gone when nothing at all has arrived for
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
+
+#: the heartbeat settings a peer takes from a master: a day between beats, a million
+#: missed beats; beyond, a silent master would never be noticed
+MAX_HEARTBEAT_INTERVAL = 86400.0
+MAX_MISSED_HEARTBEATS = 1_000_000
+
+
+def settings_problem(interval: float, missed: int) -> str | None:
+    """Why a master's heartbeat settings cannot make a monitor, or None.
+
+    A zero or negative interval cannot even be built; a NaN or a huge one would never
+    expire, so the peer would never notice its master went silent.
+    """
+    if isinstance(interval, bool) or not isinstance(interval, (int, float)) \
+            or not math.isfinite(interval) or not 0 < interval <= MAX_HEARTBEAT_INTERVAL:
+        return (f"heartbeat interval {interval!r} is not within (0, "
+                f"{MAX_HEARTBEAT_INTERVAL:g}] seconds")
+    if isinstance(missed, bool) or not isinstance(missed, int) \
+            or not 1 <= missed <= MAX_MISSED_HEARTBEATS:
+        return f"missed heartbeats {missed!r} is not within 1..{MAX_MISSED_HEARTBEATS}"
+    return None
 
 
 @dataclass(slots=True)

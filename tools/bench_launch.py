@@ -6,7 +6,10 @@ as fast as offers allow. Prints throughput (tasks/s from the first launch to the
 terminal update) and offer-to-RUNNING latency percentiles, then the command to
 reproduce. Nothing here asserts: figures are for humans to compare.
 
-    python tools/bench_launch.py [--tasks 2000] [--agents 2] [--no-fsync] [--zk]
+    python tools/bench_launch.py [--tasks 2000] [--agents 2] [--no-fsync] [--zk] [--auth]
+
+``--auth`` also runs the single master with keys (CurveZMQ on every socket, principals
+from the handshake) and prints its throughput against the run without, in one run.
 """
 
 from __future__ import annotations
@@ -81,14 +84,15 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[index]
 
 
-def measure(root: Path, args: argparse.Namespace, zk_hosts: str | None) -> Launcher | None:
+def measure(root: Path, args: argparse.Namespace, zk_hosts: str | None,
+            secure: bool = False) -> Launcher | None:
     """One run: a fresh cluster, ``args.tasks`` tasks; None on timeout."""
     master_args = ["--allocation-interval", "0.1"] + (["--no-fsync"] if args.no_fsync else [])
     if zk_hosts is not None:
         master_args += ["--zk", f"zk://{zk_hosts}/bench-{root.name}", "--zk-session-timeout",
                         "2"]
     root.mkdir(parents=True, exist_ok=True)
-    cluster = Cluster(root, master_args=master_args)
+    cluster = Cluster(root, master_args=master_args, secure=secure)
     try:
         cluster.start_master()
         if zk_hosts is not None:
@@ -97,8 +101,9 @@ def measure(root: Path, args: argparse.Namespace, zk_hosts: str | None) -> Launc
             cluster.start_agent(resources="cpus:1000;mem:1000000;disk:10000")
         cluster.wait_agents(args.agents)
         scheduler = Launcher(args.tasks)
+        keys = cluster.keys.client_keys("framework") if cluster.keys else None
         driver = SchedulerDriver(scheduler, FrameworkInfo(name="bench-launch"),
-                                 cluster.master_url)
+                                 cluster.master_url, keys=keys)
         driver.start()
         finished = scheduler.done.wait(args.timeout)
         driver.stop()
@@ -137,6 +142,9 @@ def main() -> int:
     parser.add_argument("--zk", action="store_true",
                         help="also run with replicated masters (a local ZooKeeper) and "
                              "compare with the single master in the same run")
+    parser.add_argument("--auth", action="store_true",
+                        help="also run with keys (CurveZMQ, principals) and compare with "
+                             "the run without in the same invocation")
     parser.add_argument("--timeout", type=float, default=600.0)
     args = parser.parse_args()
 
@@ -156,8 +164,15 @@ def main() -> int:
                 return 1
             zk_rate = report("replicated masters, ZooKeeper log", replicated, args.tasks)
             print(f"ZooKeeper / single throughput: {zk_rate / single_rate:.2f}")
+        if args.auth:
+            secured = measure(Path(tmp) / "auth", args, None, secure=True)
+            if secured is None:
+                return 1
+            auth_rate = report("single master with keys (CurveZMQ)", secured, args.tasks)
+            print(f"with keys / without throughput: {auth_rate / single_rate:.2f}")
     flags = f" --tasks {args.tasks} --agents {args.agents}" + (
-        " --no-fsync" if args.no_fsync else "") + (" --zk" if args.zk else "")
+        " --no-fsync" if args.no_fsync else "") + (" --zk" if args.zk else "") + (
+        " --auth" if args.auth else "")
     print(f"reproduce: python tools/bench_launch.py{flags}")
     return 0
 

@@ -29,17 +29,17 @@ import zmq
 
 from mesos_zmq.agent import checkpoint
 from mesos_zmq.agent import flags as agent_flags
-from mesos_zmq.agent.containerizer import Containerizer, GpuError
+from mesos_zmq.agent.containerizer import Containerizer
 from mesos_zmq.agent.core import AgentCore, Effects, RecoveredTask, TaskKey, safe_id
 from mesos_zmq.agent.events import Exited, Failed
 from mesos_zmq.agent.files import SandboxPathError, read_chunk
 from mesos_zmq.agent.gc import expired, max_sandbox_age
 from mesos_zmq.agent.host_resources import detect_gpus, detect_resources
-from mesos_zmq.agent.isolation import IsolationError, detect_isolator
+from mesos_zmq.agent.isolation import detect_isolator
 from mesos_zmq.attributes import parse_attributes
 from mesos_zmq.auth.keys import client_keys
 from mesos_zmq.detector import LeaderDetector, NoLeader
-from mesos_zmq.errors import AuthError, ConfigError, ResourceError
+from mesos_zmq.errors import AuthError, ConfigError, MesosZmqError, ResourceError
 from mesos_zmq.protocol import Error, FileData, ReadFile, TaskInfo, encode
 from mesos_zmq.transport import ClientSocket
 
@@ -389,7 +389,7 @@ class AgentServer:
                 continue  # killed before it was started
             try:
                 self.containerizer.launch(self.core.agent_id or "", framework_id, task)
-            except (OSError, GpuError, IsolationError) as exc:
+            except (OSError, MesosZmqError) as exc:  # GpuError, IsolationError...
                 self._log.warning("task failed to start", framework_id=framework_id,
                                   task_id=task.task_id, error=str(exc))
                 self.containerizer.destroy(key)

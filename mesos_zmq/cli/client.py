@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 import uuid
 
+import click
 import zmq
 
 from mesos_zmq.auth.keys import ClientKeys, client_keys
@@ -26,16 +27,23 @@ class RequestRefused(MesosZmqError):
         self.code = code
 
 
+def cli_keys() -> ClientKeys | None:
+    """The keys of the running CLI command (--key, --master-key), else from
+    MESOS_ZMQ_KEY / MESOS_ZMQ_MASTER_KEY (None: no keys)."""
+    ctx = click.get_current_context(silent=True)
+    meta = ctx.meta if ctx is not None else {}
+    return client_keys(meta.get("mesos_zmq.key"), meta.get("mesos_zmq.master_key"))
+
+
 def request(master: str, msg: Message, timeout: float = 5.0,
             keys: ClientKeys | None = None) -> Message:
     """Send one request and wait for the reply that carries its request id.
 
-    ``keys`` default to MESOS_ZMQ_KEY / MESOS_ZMQ_MASTER_KEY (the CLI's --key and
-    --master-key set them). A master that refuses the key is an AuthError as soon as
-    its handshake says so, not a time-out.
+    ``keys`` default to the CLI command's (see :func:`cli_keys`). A master that refuses
+    the key is an AuthError as soon as its handshake says so, not a time-out.
     """
     if keys is None:
-        keys = client_keys()
+        keys = cli_keys()
     if master.startswith("zk://"):
         detector = LeaderDetector(master)
         try:

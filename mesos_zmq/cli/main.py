@@ -10,7 +10,6 @@ from __future__ import annotations
 import datetime
 import json
 import logging
-import os
 import shlex
 import socket
 import sys
@@ -24,7 +23,7 @@ import click
 
 from mesos_zmq import __version__
 from mesos_zmq.agent import flags as agent_flags
-from mesos_zmq.cli.client import MasterUnreachable, RequestRefused, request
+from mesos_zmq.cli.client import MasterUnreachable, RequestRefused, cli_keys, request
 from mesos_zmq.cli.tables import render_table
 from mesos_zmq.errors import MesosZmqError, ResourceError
 from mesos_zmq.flags import Flag
@@ -81,10 +80,11 @@ def log_flags(func: F) -> F:
 
 
 def _export(ctx: click.Context, param: click.Parameter, value: str | None) -> None:
-    """Client key options are read where connections are made (cli.client.request, the
-    SDK driver) from their environment variables; the option sets the variable."""
-    if value and param.envvar:
-        os.environ[str(param.envvar)] = value
+    """Client key options are kept in the context's meta, where
+    :func:`mesos_zmq.cli.client.cli_keys` finds them for every connection a command
+    makes (the option's environment variable is read by click already)."""
+    if value and param.name:
+        ctx.meta[f"mesos_zmq.{param.name}"] = value
 
 
 def master_flag(func: F) -> F:
@@ -389,8 +389,9 @@ def local(agent_count: int, port: int, resources: str, work_dir: str | None,
             if command:
                 from mesos_zmq.frameworks.execute import run_command
 
-                os.environ.update(cluster.client_env("framework"))
-                code = run_command(cluster.master, command_text(command), name="local-run")
+                keys = cluster.client_keys("framework") if cluster.secure else None
+                code = run_command(cluster.master, command_text(command), name="local-run",
+                                   keys=keys)
             else:
                 click.echo(f"master at {cluster.master} with {agent_count} agents; "
                            "Ctrl-C stops", err=True)
@@ -471,7 +472,7 @@ def run(master: str, cpus: float, mem: float, disk: float, instances: int, name:
         try:
             code = run_command(master, command_text(command), instances=instances, cpus=cpus,
                                mem=mem, disk=disk, name=name, task_id=task_id, role=role,
-                               env=environment,
+                               env=environment, keys=cli_keys(),
                                timeout=timeout, connect_timeout=connect_timeout, quiet=quiet)
         except KeyboardInterrupt as exc:
             code = exit_code_of(exc)

@@ -33,6 +33,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO
 
+from mesos_zmq.auth.keys import ClientKeys
 from mesos_zmq.cli.client import MasterUnreachable, RequestRefused, request
 from mesos_zmq.detector import LeaderDetector, NoLeader, parse_master_url
 from mesos_zmq.errors import MesosZmqError, ResourceError
@@ -553,9 +554,9 @@ def _wait_for_leader(master: str, timeout: float) -> None:
         detector.close()
 
 
-def _cluster_state(master: str) -> dict[str, Any] | None:
+def _cluster_state(master: str, keys: ClientKeys | None = None) -> dict[str, Any] | None:
     try:
-        reply = request(master, GetState(), timeout=2.0)
+        reply = request(master, GetState(), timeout=2.0, keys=keys)
     except (MasterUnreachable, RequestRefused, MesosZmqError):
         return None
     return reply.state if isinstance(reply, State) else None
@@ -583,6 +584,7 @@ def run_command(
     shell: bool = True,
     argv: list[str] | None = None,
     cluster_state: Callable[[], dict[str, Any] | None] | None = None,
+    keys: ClientKeys | None = None,
 ) -> int:
     """Run ``command`` as ``instances`` tasks, stream their output, return the exit code.
 
@@ -595,7 +597,8 @@ def run_command(
     on timeout (exit code 124) or Ctrl-C. Raises :class:`MasterUnreachable` when no
     master accepted the subscription within ``connect_timeout`` seconds (None: wait
     for ever). ``cluster_state`` (default: ``GetState`` from ``master``) is asked, off
-    the driver thread, why instances wait.
+    the driver thread, why instances wait. ``keys``: the framework's CurveZMQ keys
+    (default: MESOS_ZMQ_KEY / MESOS_ZMQ_MASTER_KEY).
     """
     scalars = {"cpus": cpus, "mem": mem}
     if disk:
@@ -621,12 +624,13 @@ def run_command(
     started = time.monotonic()
     if connect_timeout is not None:
         _wait_for_leader(master, connect_timeout)
-    driver = SchedulerDriver(framework, FrameworkInfo(name=name, roles=[role]), master)
+    driver = SchedulerDriver(framework, FrameworkInfo(name=name, roles=[role]), master,
+                             keys=keys)
     driver.start()
     stop = threading.Event()
     explainer = threading.Thread(
         target=_explain_loop, name="run-explain", daemon=True,
-        args=(framework, cluster_state or (lambda: _cluster_state(master)), stop),
+        args=(framework, cluster_state or (lambda: _cluster_state(master, keys)), stop),
     )
     explainer.start()
     deadline = None if timeout is None else started + timeout

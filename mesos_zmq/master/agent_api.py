@@ -17,7 +17,7 @@ from mesos_zmq.errors import ResourceError
 from mesos_zmq.master import access, liveness, offers, task_book
 from mesos_zmq.master.records import AgentAdded, TaskAdded
 from mesos_zmq.master.runtime import MAX_TASKS_PER_ACCEPT, AgentRuntime
-from mesos_zmq.master.validation import check_agent, valid_id
+from mesos_zmq.master.validation import check_agent, task_problem, valid_id
 from mesos_zmq.protocol import (
     Acknowledge,
     AgentRegistered,
@@ -48,7 +48,7 @@ def register_agent(core: MasterContext, peer: bytes, msg: RegisterAgent,
         # A retry whose reply was lost: same answer, no new agent.
         core.send(peer, agent_registered(core, bound.id, False), rid)
         return
-    problem = check_agent(msg.resources, msg.attributes)
+    problem = check_agent(msg.resources, msg.attributes, msg.hostname)
     if problem is not None:
         core.error(peer, "invalid", f"agent registration refused: {problem}", rid)
         return
@@ -104,7 +104,7 @@ def reregister_agent(core: MasterContext, peer: bytes, msg: ReregisterAgent, rid
     if not valid_id(msg.agent_id):
         core.error(peer, "invalid", f"invalid agent id {msg.agent_id[:64]!r}", rid)
         return
-    problem = check_agent(msg.resources, msg.attributes)
+    problem = check_agent(msg.resources, msg.attributes, msg.hostname)
     if problem is not None:
         core.error(peer, "invalid", f"agent re-registration refused: {problem}", rid)
         return
@@ -173,7 +173,12 @@ def reconcile_agent(core: MasterContext, agent_id: str, msg: ReregisterAgent, no
             core.send_agent(agent_id, ShutdownFramework(framework_id=report.framework_id))
             continue
         if rec is None:
-            # Unknown to us but its framework lives: adopt it (Mesos does).
+            # Unknown to us but its framework lives: adopt it (Mesos does), if it is a
+            # task this master would have accepted: what is logged must replay.
+            if not valid_id(report.framework_id) or task_problem(report.task) is not None:
+                log.warning("ignored an invalid task an agent reported", agent_id=agent_id,
+                            task_id=report.task.task_id[:64])
+                continue
             task = replace(report.task, agent_id=agent_id)
             core.commit(TaskAdded(framework_id=report.framework_id, task=task,
                                   state=TaskState.STAGING.value))

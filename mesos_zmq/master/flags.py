@@ -13,6 +13,7 @@ from typing import Any
 
 from mesos_zmq import flags
 from mesos_zmq.flags import Flag
+from mesos_zmq.heartbeat import MAX_HEARTBEAT_INTERVAL, MAX_MISSED_HEARTBEATS
 
 FLAGS: tuple[Flag, ...] = (
     Flag("ip", "--ip", "127.0.0.1", "address to listen on (0.0.0.0 for all)"),
@@ -24,11 +25,11 @@ FLAGS: tuple[Flag, ...] = (
     Flag("roles", "--roles", "", "comma-separated roles frameworks may use (empty: any)"),
     Flag("weights", "--weights", "", "role weights, e.g. eng=2,ops=1"),
     Flag("heartbeat_interval", "--heartbeat-interval", 2.0, "seconds between heartbeats",
-         float, 0.01),
+         float, 0.01, MAX_HEARTBEAT_INTERVAL),
     Flag("missed_heartbeats", "--missed-heartbeats", 5,
          "heartbeats missed before a peer is declared gone (the heartbeat limit, "
          "interval x missed, is also how long a stopped agent may take to come back)",
-         int, 1),
+         int, 1, MAX_MISSED_HEARTBEATS),
     Flag("allocation_interval", "--allocation-interval", 1.0,
          "seconds between periodic allocation rounds", float, 0.01),
     Flag("reregister_timeout", "--reregister-timeout", 600.0,

@@ -166,7 +166,7 @@ def reserve(core: MasterContext, peer: bytes, msg: ReserveResources | UnreserveR
         core.error(peer, "invalid", f"{what} refused: no agent {msg.agent_id[:64]!r}", rid)
         return
     try:
-        res = Resources.parse(msg.resources)
+        res = Resources.from_wire(msg.resources)
     except ResourceError as exc:
         core.error(peer, "invalid", f"{what} refused: {exc}", rid)
         return

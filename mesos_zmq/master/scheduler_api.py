@@ -298,7 +298,7 @@ def plan_operations(core: MasterContext,
     conversions = []
     for op in msg.operations:
         try:
-            res = Resources.parse(op.resources)
+            res = Resources.from_wire(op.resources)
         except ResourceError as exc:
             return f"{op.kind}: {exc}", []
         problem = reservation_problem(res, role)

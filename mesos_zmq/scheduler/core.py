@@ -61,7 +61,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
 
-from mesos_zmq.heartbeat import HeartbeatMonitor
+import structlog
+
+from mesos_zmq.heartbeat import HeartbeatMonitor, settings_problem
 from mesos_zmq.protocol import (
     Accept,
     Acknowledge,
@@ -86,6 +88,8 @@ from mesos_zmq.protocol import (
 )
 from mesos_zmq.tasks import TERMINAL as TERMINAL_STATES
 from mesos_zmq.tasks import TaskState
+
+log = structlog.get_logger()
 
 #: how many times an unconfirmed accept is sent again after re-subscriptions
 MAX_ACCEPT_RESENDS = 3
@@ -345,6 +349,11 @@ class DriverCore:
     def _on_subscribed(self, msg: Subscribed, now: float) -> Actions:
         if self.subscribed and msg.framework_id == self.framework_id:
             return []  # the answer to a retried Subscribe
+        problem = settings_problem(msg.heartbeat_interval, msg.missed_heartbeats)
+        if problem is not None:
+            # No monitor can be built from it; the subscription is retried.
+            log.error("ignored a subscription answer", reason=problem)
+            return []
         self.framework_id = msg.framework_id
         self.subscribed = True
         self._subscribe_ids = []

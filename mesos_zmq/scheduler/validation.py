@@ -15,6 +15,7 @@ from collections.abc import Iterable
 from typing import Any, TypeVar
 
 from mesos_zmq.errors import MesosZmqError, ProtocolError, ResourceError
+from mesos_zmq.master.validation import task_problem
 from mesos_zmq.protocol import Operation, ReconcileTask, TaskInfo, from_plain, to_plain
 from mesos_zmq.resources import Resources
 
@@ -115,6 +116,9 @@ def check_task(task: Any, where: str) -> None:
     if grace is not None and not 0 <= grace <= MAX_KILL_GRACE:
         raise InvalidRequestError(
             f"{where}: task {task.task_id}: kill_grace_period must be within 0..3600 seconds")
+    problem = task_problem(task)
+    if problem is not None:
+        raise InvalidRequestError(f"{where}: {problem}")
 
 
 def operation_list(operations: Iterable[Operation], where: str) -> list[Operation]:

@@ -39,8 +39,9 @@ def test_the_cli_offers_every_flag_with_its_default() -> None:
 
 @pytest.mark.parametrize("change,needle", [
     ({"port": 70000}, "--port must be within 0..65535"),
-    ({"heartbeat_interval": 0.0}, "--heartbeat-interval must be at least 0.01"),
-    ({"missed_heartbeats": 0}, "--missed-heartbeats must be at least 1"),
+    ({"heartbeat_interval": 0.0}, "--heartbeat-interval must be within 0.01..86400"),
+    ({"heartbeat_interval": 1e6}, "--heartbeat-interval must be within 0.01..86400"),
+    ({"missed_heartbeats": 0}, "--missed-heartbeats must be within 1..1000000"),
     ({"registry": "sqlite"}, "--registry must be one of replicated_log, in_memory"),
     ({"offer_timeout": 0.0}, "--offer-timeout"),
     ({"snapshot_interval": float("nan")}, "--snapshot-interval"),
