@@ -184,12 +184,13 @@ def _walk(dirfd: int, parts: list[str], relative: str) -> int:
 def _open_beneath(sandbox: Path, relative: str) -> int:
     """A read-only, non-blocking descriptor for ``relative``, opened without following
     a symlink at any component, so it is beneath ``sandbox`` whatever the task does
-    meanwhile. The sandbox's own path is the agent's and is opened as it is."""
+    meanwhile. The sandbox's own path is the agent's; only its last component, which
+    a task able to write the parent could replace, must not be a symlink."""
     parts = _components(relative)
     if not parts:  # "." or "./": the sandbox itself
         raise SandboxPathError(f"{relative[:100]!r} is a directory")
     try:
-        dirfd = os.open(sandbox, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        dirfd = os.open(sandbox, _DIR_FLAGS)
     except OSError as exc:
         raise SandboxPathError(f"cannot open the sandbox: {exc.strerror or exc}") from None
     try:

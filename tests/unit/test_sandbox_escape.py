@@ -241,3 +241,11 @@ def test_a_symlink_swapped_in_mid_read_never_leads_outside(
     assert not failures, failures
     assert not leaked, f"read outside the sandbox {len(leaked)} times: {leaked[0]!r}"
     assert read > 0 and refused > 0, (read, refused, swaps)  # the race happened
+
+
+def test_a_sandbox_replaced_by_a_symlink_is_refused(outside: Path, tmp_path: Path) -> None:
+    """A task able to write its sandbox's parent could swap the sandbox for a link."""
+    swapped = tmp_path / "swapped"
+    swapped.symlink_to(outside)
+    with pytest.raises(SandboxPathError, match="cannot open the sandbox"):
+        read_chunk(swapped, "secret", 0, 100)
