@@ -96,6 +96,11 @@ def record_types() -> dict[str, type[Message]]:
 # Nested records (not messages on their own).
 
 
+#: field metadata: leave the field out of plain data while it holds its default (for
+#: fields added later, so that records older code wrote read back the same)
+OMIT_DEFAULT = "mesos_zmq.omit_default"
+
+
 @dataclass(frozen=True, slots=True)
 class FrameworkInfo:
     """What a framework says about itself when it subscribes."""
@@ -152,6 +157,9 @@ class TaskInfo:
     kill_grace_period: float | None = None  # seconds between SIGTERM and SIGKILL
     role: str = ""  # the role of the offer the task was launched from (set by the master)
     health_check: HealthCheck | None = None
+    #: the user the task runs as (Mesos's CommandInfo.user); empty: the framework's user.
+    #: The master fills it in before the task reaches an agent.
+    user: str = field(default="", metadata={OMIT_DEFAULT: True})
 
 
 @dataclass(frozen=True, slots=True)
@@ -846,13 +854,23 @@ def _plain_kind(cls: type) -> Any:
 def _plainer_for(cls: type) -> Callable[[Any], dict[str, Any]]:
     """Generate ``{field: to_plain(value.field), ...}`` for one dataclass, with the
     common leaf values (str, int, float, bool, None, bytes) taken as they are."""
-    names = [f.name for f in dataclasses.fields(cls)]
+    fields = dataclasses.fields(cls)
+    names = [f.name for f in fields]
     lines = ["def plain(value):"]
     lines += [f"    v{i} = value.{name}" for i, name in enumerate(names)]
     items = ", ".join(f"{name!r}: v{i} if type(v{i}) in leaves else to_plain(v{i})"
                       for i, name in enumerate(names))
-    lines.append(f"    return {{{items}}}")
-    env: dict[str, Any] = {"leaves": _LEAVES, "to_plain": to_plain}
+    # Fields added to a record later are written only when set (OMIT_DEFAULT), so what
+    # older code wrote, and what it reads, stays exactly as it was.
+    omitted = [(i, f) for i, f in enumerate(fields) if f.metadata.get(OMIT_DEFAULT)]
+    if not omitted:
+        lines.append(f"    return {{{items}}}")
+    else:
+        lines.append(f"    d = {{{items}}}")
+        lines += [f"    if v{i} == defaults[{f.name!r}]: del d[{f.name!r}]" for i, f in omitted]
+        lines.append("    return d")
+    env: dict[str, Any] = {"leaves": _LEAVES, "to_plain": to_plain,
+                           "defaults": {f.name: f.default for _, f in omitted}}
     exec("\n".join(lines), env)  # generated from the dataclass's own fields
     plainer: Callable[[Any], dict[str, Any]] = env["plain"]
     return plainer
