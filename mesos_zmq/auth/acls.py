@@ -29,6 +29,8 @@ action                object key              asked when
 ====================  ======================  =========================================
 register_frameworks   roles                   a framework subscribes, for each role
 run_tasks             users                   a task is launched, for the user it runs as
+                                              (root, or no user, needs a rule naming
+                                              root: permissive is not enough)
 kill_tasks            framework_principals    an operator kills another's task
 view_frameworks       framework_principals    state lists a framework
 view_tasks            framework_principals    state lists a task
@@ -153,6 +155,13 @@ class Acls:
         except ValueError as exc:
             raise AuthError(f"ACL file {path} is not JSON: {exc}") from None
         return cls.from_json(data, str(path))
+
+    def allows_explicitly(self, action: str, principal: str, obj: str) -> bool:
+        """Like :meth:`allows`, but only a rule allows: ``permissive`` does not (root)."""
+        for rule in self._rules.get(action, ()):
+            if rule.applies(principal, obj):
+                return rule.allows()
+        return False
 
     def allows(self, action: str, principal: str, obj: str) -> bool:
         """May ``principal`` do ``action`` to ``obj``? The first rule that applies

@@ -425,6 +425,8 @@ def local(agent_count: int, port: int, resources: str, work_dir: str | None,
 @flag("--task-id", default="",
       help="the task's id (with --instances N: ID-0..ID-N-1); default NAME-<random>-N")
 @flag("--role", default="*", help="role to run in")
+@flag("--user", default="", show_default=False,
+      help="the user the tasks run as on the agent (default: yours)")
 @flag("--env", "env", multiple=True, help="KEY=VALUE for the task (repeatable)")
 @flag("--timeout", type=click.FloatRange(min=0.0), default=None,
       help="give up (and kill the tasks) after this many seconds; exit code 124")
@@ -435,7 +437,7 @@ def local(agent_count: int, port: int, resources: str, work_dir: str | None,
       help="say only failures and errors on stderr, not progress")
 @click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
 def run(master: str, cpus: float, mem: float, disk: float, instances: int, name: str,
-        task_id: str, role: str, env: tuple[str, ...], timeout: float | None,
+        task_id: str, role: str, user: str, env: tuple[str, ...], timeout: float | None,
         connect_timeout: float, quiet: bool, command: tuple[str, ...]) -> None:
     """Run COMMAND (after --) as tasks, stream output, exit with its exit code.
 
@@ -472,7 +474,7 @@ def run(master: str, cpus: float, mem: float, disk: float, instances: int, name:
         try:
             code = run_command(master, command_text(command), instances=instances, cpus=cpus,
                                mem=mem, disk=disk, name=name, task_id=task_id, role=role,
-                               env=environment, keys=cli_keys(),
+                               env=environment, keys=cli_keys(), user=user,
                                timeout=timeout, connect_timeout=connect_timeout, quiet=quiet)
         except KeyboardInterrupt as exc:
             code = exit_code_of(exc)

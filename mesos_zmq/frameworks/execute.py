@@ -585,6 +585,7 @@ def run_command(
     argv: list[str] | None = None,
     cluster_state: Callable[[], dict[str, Any] | None] | None = None,
     keys: ClientKeys | None = None,
+    user: str = "",
 ) -> int:
     """Run ``command`` as ``instances`` tasks, stream their output, return the exit code.
 
@@ -598,7 +599,8 @@ def run_command(
     master accepted the subscription within ``connect_timeout`` seconds (None: wait
     for ever). ``cluster_state`` (default: ``GetState`` from ``master``) is asked, off
     the driver thread, why instances wait. ``keys``: the framework's CurveZMQ keys
-    (default: MESOS_ZMQ_KEY / MESOS_ZMQ_MASTER_KEY).
+    (default: MESOS_ZMQ_KEY / MESOS_ZMQ_MASTER_KEY). ``user``: who the tasks run as
+    (default: the user running this).
     """
     scalars = {"cpus": cpus, "mem": mem}
     if disk:
@@ -624,8 +626,8 @@ def run_command(
     started = time.monotonic()
     if connect_timeout is not None:
         _wait_for_leader(master, connect_timeout)
-    driver = SchedulerDriver(framework, FrameworkInfo(name=name, roles=[role]), master,
-                             keys=keys)
+    driver = SchedulerDriver(framework, FrameworkInfo(name=name, roles=[role], user=user),
+                             master, keys=keys)
     driver.start()
     stop = threading.Event()
     explainer = threading.Thread(

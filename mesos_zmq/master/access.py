@@ -87,3 +87,16 @@ def framework_principal(core: MasterContext, framework_id: str) -> str:
     """The principal owning a framework ("" for one from before keys), the object of
     the ACL actions about frameworks."""
     return core.state.owner("framework", framework_id) or ""
+
+
+def may_run_as(core: MasterContext, user: str) -> bool:
+    """The ACLs' ``run_tasks`` for the user a task runs as. Root (or no user: the agent's
+    own, root on a system agent) needs a rule that names it: ``permissive`` does not
+    hand out root."""
+    principal = core.principal
+    acls = core.config.acls
+    if principal is None or acls is None:
+        return True
+    if user in ("", "root"):
+        return acls.allows_explicitly("run_tasks", principal.name, user or "root")
+    return acls.allows("run_tasks", principal.name, user)

@@ -24,7 +24,12 @@ from mesos_zmq.master.records import (
     UpdateAcked,
 )
 from mesos_zmq.master.runtime import MAX_TASKS_PER_ACCEPT, FrameworkRuntime
-from mesos_zmq.master.validation import check_framework, check_task, reservation_problem
+from mesos_zmq.master.validation import (
+    check_framework,
+    check_task,
+    reservation_problem,
+    user_problem,
+)
 from mesos_zmq.protocol import (
     Accept,
     Acknowledge,
@@ -240,6 +245,8 @@ def accept(core: MasterContext, peer: bytes, msg: Accept, rid: str, now: float) 
         core.allocator.convert(agent_id, old, new, held=True)
         core.set_reservations(agent_id, old, new, now)
     remaining = offered
+    framework = core.state.frameworks.get(fid)
+    framework_user = framework.user if framework is not None else ""
     launched: list[TaskInfo] = []
     seen: set[str] = set()
     for task in msg.tasks:
@@ -252,12 +259,18 @@ def accept(core: MasterContext, peer: bytes, msg: Accept, rid: str, now: float) 
                 error = str(exc)
         if error is None and needed is not None and not remaining.contains(needed):
             error = f"task resources {needed} do not fit in what is left of the offers"
+        user = task.user or framework_user
+        if error is None:
+            error = user_problem(user)
+        if error is None and not access.may_run_as(core, user):
+            error = (f"principal {core.principal.name if core.principal else ''!r} may not "
+                     f"run tasks as user {user or '(the agent user)'!r} (ACL run_tasks)")
         if error is not None or needed is None:
             task_book.master_task_error(core, fid, task, error or "invalid task", now)
             continue
         seen.add(task.task_id)
         remaining = remaining - needed
-        task = replace(task, agent_id=agent_id, role=role, resources=str(needed))
+        task = replace(task, agent_id=agent_id, role=role, resources=str(needed), user=user)
         core.commit(TaskAdded(framework_id=fid, task=task, state=TaskState.STAGING.value))
         launched.append(task)
     if rid:

@@ -180,6 +180,18 @@ def check_task(task: TaskInfo, agent_id: str, seen: set[str], id_in_use: bool) -
     return task_problem(task)
 
 
+#: a user a task may run as: POSIX's portable names (what useradd accepts), plus '$'
+_USER_NAME = re.compile(r"^[A-Za-z0-9_.][A-Za-z0-9_.-]{0,254}\$?$")
+
+
+def user_problem(user: str) -> str | None:
+    """Why ``user`` cannot be a user a task runs as, or None ("" is no user)."""
+    if user and not _USER_NAME.match(user):
+        return (f"user {_shown(user)} is not a user name (letters, digits, '_', '.', '-', "
+                f"at most {MAX_USER} characters, no leading '-')")
+    return None
+
+
 def task_problem(task: TaskInfo) -> str | None:
     """What is wrong with ``task`` on its own, wherever it is launched, or None.
 
@@ -194,6 +206,9 @@ def task_problem(task: TaskInfo) -> str | None:
     tid = task.task_id
     if task.agent_id and not valid_id(task.agent_id):
         return f"task {tid}: invalid agent id {task.agent_id[:64]!r}"
+    problem = user_problem(task.user)
+    if problem is not None:
+        return f"task {tid}: {problem}"
     try:
         resources = Resources.from_wire(task.resources)
     except ResourceError as exc:

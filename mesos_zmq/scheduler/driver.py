@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import collections
 import enum
+import getpass
 import heapq
 import itertools
 import math
@@ -29,6 +30,7 @@ import time
 import uuid
 import warnings
 from collections.abc import Callable, Iterable
+from dataclasses import replace
 from typing import Any
 
 import structlog
@@ -203,6 +205,13 @@ class TimerHandle:
 FileCallback = Callable[[Message], None]
 
 
+def _login_user() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):  # no name for this uid (a container without passwd)
+        return ""
+
+
 class SchedulerDriver:
     """Connects a :class:`Scheduler` to a master at ``tcp://host:port``."""
 
@@ -224,6 +233,10 @@ class SchedulerDriver:
             if role not in (framework.roles or ["*"]):
                 raise ConfigError(f"suppressed role {role!r} is not one of the framework's "
                                   f"roles ({', '.join(framework.roles)})")
+        if not framework.user:
+            # As Mesos's drivers do: tasks run as the user who runs the scheduler,
+            # unless the framework (or a task) names another.
+            framework = replace(framework, user=_login_user())
         self.scheduler = scheduler
         try:
             self._keys = keys if keys is not None else client_keys()

@@ -37,6 +37,8 @@ RULES = {
         {"principals": {"values": ["analytics"]}, "roles": {"values": ["analytics"]}},
         {"principals": {"values": ["other"]}, "roles": {"type": "ANY"}},
     ],
+    "run_tasks": [{"principals": {"values": ["analytics", "other"]},
+                   "users": {"values": ["root"]}}],
     "update_weights": [{"principals": {"values": ["alice"]}, "roles": {"type": "ANY"}}],
     "update_quotas": [{"principals": {"values": ["alice"]}, "roles": {"values": ["eng"]}}],
     "view_frameworks": [{"principals": {"values": ["alice"]}, "framework_principals": {
@@ -141,3 +143,33 @@ def test_state_shows_what_the_reader_may_see_and_kills_and_reads_are_checked() -
     (no,) = send(h, b"fo", ReadFile(agent_id="", task_id="ta", path="stdout"), OTHER)
     assert isinstance(no, Error) and "its own" in no.message
     assert send(h, b"b", ReadFile(agent_id="", task_id="ta", path="stdout"), BOB) == []  # forwarded
+
+
+def test_tasks_run_as_root_only_where_a_rule_names_root() -> None:
+    from dataclasses import replace
+
+    from mesos_zmq.protocol import Accept, Offers, StatusUpdate
+
+    rules = {"run_tasks": [
+        {"principals": {"values": ["analytics"]}, "users": {"values": ["root"]}}]}
+    for who, expected in ((ANALYTICS, {"": True, "root": True, "nobody": True}),
+                          (OTHER, {"": False, "root": False, "nobody": True})):
+        h = Harness(acls=Acls.from_json(rules))
+        (reg,) = send(h, b"ag", RegisterAgent(hostname="h", resources="cpus:4;mem:1024"),
+                      AGENT)
+        (sub, *_) = send(h, b"f", Subscribe(framework=FrameworkInfo(name="f")), who)
+        launched = {}
+        for n, user in enumerate(("", "root", "nobody")):
+            now = 10.0 * (n + 1)
+            (offers,) = [m for p, m, _ in h.tick(now) if p == b"f" and isinstance(m, Offers)]
+            info = replace(task(f"t{n}", reg.agent_id, "cpus:0.1;mem:8"), user=user)
+            accept = Accept(framework_id=sub.framework_id, refuse_seconds=0,
+                            offer_ids=[offers.offers[0].offer_id], tasks=[info])
+            out = [m for p, m, _ in h._apply(h.core.handle(b"f", accept, f"r{n}", now, who))
+                   if p == b"f"]
+            launched[user] = not [m for m in out if isinstance(m, StatusUpdate)
+                                  and m.status.state == "TASK_ERROR"]
+        # permissive: any user but root; root (or no user) only for the principal named
+        assert launched == expected, who
+        users = {rec.task_id: rec.task.user for rec in h.core.state.tasks.values()}
+        assert users.get("t2") == "nobody"  # the agent gets the user to run as
