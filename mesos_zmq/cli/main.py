@@ -302,7 +302,8 @@ def agent(ctx: click.Context, /, master: str, log_format: str, log_level: str,
                                      param_hint="--gpu-devices")
     hostname: str | None = values.pop("hostname")
     config = AgentConfig(master=master, hostname=hostname or socket.gethostname(),
-                         gpu_devices=devices, **values)
+                         gpu_devices=devices, key=ctx.meta.get("mesos_zmq.key"),
+                         master_key=ctx.meta.get("mesos_zmq.master_key"), **values)
     sys.exit(run_agent(config))
 
 
