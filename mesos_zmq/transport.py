@@ -36,6 +36,8 @@ log = structlog.get_logger()
 #: between the protocol limit and this cap get a protocol error reply instead.
 HARD_FRAME_CAP: Final = 64 * 1024 * 1024
 _HWM: Final = 200_000
+#: the largest epoch a master can have: epochs are ZooKeeper node versions (int32)
+MAX_EPOCH: Final = 2**31 - 1
 
 
 def normalize_address(address: str) -> str:
@@ -215,6 +217,13 @@ class ClientSocket:
                                 error=exc.message[:200])
                     continue
                 if envelope.epoch:
+                    if envelope.epoch > MAX_EPOCH:
+                        # Epochs are ZooKeeper versions (32-bit): a larger one is forged,
+                        # and believing it would deafen us to the real master for good.
+                        log.warning("ignored a message with an impossible epoch",
+                                    epoch=envelope.epoch)
+                        self.ignored_stale += 1
+                        continue
                     if envelope.epoch < self.max_epoch:
                         # A deposed leader still talking: nothing it says counts.
                         self.ignored_stale += 1
