@@ -95,6 +95,7 @@ from chaos_accounting import (
     started_unheard,
 )
 
+from mesos_zmq.auth.keys import ClientKeys
 from mesos_zmq.cli.client import MasterUnreachable, RequestRefused, request
 from mesos_zmq.detector import (
     ELECTION_NODE,
@@ -116,6 +117,7 @@ from mesos_zmq.resources import Resources
 from mesos_zmq.scheduler import Scheduler, SchedulerDriver
 from mesos_zmq.tasks import TERMINAL
 from mesos_zmq.testing.zookeeper import Ensemble
+from mesos_zmq.zk_auth import ZkCredentials, load_zk_credentials
 from tests.cluster import Cluster, Proc, SupervisedMasters, wait_until
 
 TASK_CPUS = 0.1
@@ -286,10 +288,15 @@ def master_accepts(flag: str) -> bool:
     return flag in result.stdout
 
 
+#: with --auth: the operator's keys for state reads, the masters' ZooKeeper credentials
+OPERATOR_KEYS: ClientKeys | None = None
+ZK_CREDENTIALS: ZkCredentials | None = None
+
+
 def state_at(address: str, timeout: float = 1.0) -> dict[str, Any] | None:
     """The state a master at ``address`` serves, or None if it does not answer as leader."""
     try:
-        reply = request(address, GetState(), timeout=timeout)
+        reply = request(address, GetState(), timeout=timeout, keys=OPERATOR_KEYS)
     except (MasterUnreachable, RequestRefused):
         return None
     return reply.state if isinstance(reply, State) else None
@@ -308,7 +315,7 @@ class Chaos:
         self.zk_url = zk_url
         url = parse_master_url(zk_url)
         self.zk_path = url.path
-        self.zk = zk_client(url, session_timeout=5.0)
+        self.zk = zk_client(url, session_timeout=5.0, credentials=ZK_CREDENTIALS)
         self.driver: SchedulerDriver | None = None
         self._closed = threading.Event()
         self._epochs_lock = threading.Lock()
@@ -588,6 +595,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--zk-size", type=int, default=3, choices=(1, 3))
     parser.add_argument("--kill-zk-member", action="store_true",
                         help="also kill one ZooKeeper member half way through")
+    parser.add_argument("--auth", action="store_true",
+                        help="keys on every socket (CurveZMQ, principals) and ZooKeeper "
+                             "credentials for the masters")
     parser.add_argument("--seed", type=int, default=None)
     parser.add_argument("--gap", type=float, nargs=2, default=(1.5, 3.5),
                         metavar=("MIN", "MAX"), help="seconds between faults")
@@ -637,7 +647,17 @@ def run(args: argparse.Namespace, seed: int) -> tuple[Outcome, Workload]:
         marker_path.touch()
         ensemble = Ensemble(root / "zk", size=args.zk_size).start()
         zk_url = f"zk://{ensemble.hosts}/chaos"
-        cluster = Cluster(root)
+        cluster = Cluster(root, secure=args.auth)
+        if args.auth:
+            # Keys on every socket, principals, and the masters' znodes theirs alone.
+            global OPERATOR_KEYS, ZK_CREDENTIALS
+            assert cluster.keys is not None
+            OPERATOR_KEYS = cluster.keys.client_keys("operator")
+            secret = root / "zk.secret"
+            secret.write_text("masters:chaos-secret\n")
+            secret.chmod(0o600)
+            ZK_CREDENTIALS = load_zk_credentials(secret)
+            extra = [*extra, *cluster.master_args, "--zk-credentials", str(secret)]
         masters = SupervisedMasters(cluster, zk_url, args.masters, args.session_timeout,
                                     extra_args=extra)
         detector = LeaderDetector(zk_url, session_timeout=2.0)
@@ -651,8 +671,9 @@ def run(args: argparse.Namespace, seed: int) -> tuple[Outcome, Workload]:
             for _ in range(args.agents):
                 cluster.start_agent(resources=args.agent_resources)
             cluster.wait_agents(args.agents, timeout=60)
+            keys = cluster.keys.client_keys("framework") if cluster.keys else None
             driver = SchedulerDriver(workload, FrameworkInfo(name="chaos", failover_timeout=600),
-                                     zk_url)
+                                     zk_url, keys=keys)
             chaos.driver = driver
             driver.start()
             wait_until(lambda: workload.accepts, 30, what="first launches")
@@ -872,7 +893,7 @@ def report(args: argparse.Namespace, seed: int, out: Outcome, workload: Workload
           f"--session-timeout {args.session_timeout} --masters {args.masters} "
           f"--agents {args.agents} --zk-size {args.zk_size} --baseline {args.baseline:g}"
           + (f" --snapshot-every {args.snapshot_every}" if args.snapshot_every else "")
-          + f" --seed {seed}")
+          + (" --auth" if args.auth else "") + f" --seed {seed}")
     print(f"kills={len(out.faults)} lost={len(lost)} duplicated={len(duplicated)} "
           f"dropped_accepts={len(dropped)} cross_leader_accepts={len(cross)} "
           f"failover_p99={p99:.2f}s overbooked={len(overbookings)} "
