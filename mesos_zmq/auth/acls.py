@@ -52,6 +52,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
+from mesos_zmq.auth.json_file import load_json
 from mesos_zmq.errors import AuthError
 
 #: action -> the key of its object in a rule
@@ -68,7 +69,6 @@ ACTIONS: Final[dict[str, str]] = {
     "unreserve_resources": "roles",
     "drain_agents": "agents",
 }
-_MAX_FILE = 16 * 1024 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,17 +143,7 @@ class Acls:
 
     @classmethod
     def load(cls, path: Path | str) -> Acls:
-        path = Path(path)
-        try:
-            raw = path.read_bytes()
-        except OSError as exc:
-            raise AuthError(f"cannot read ACL file {path}: {exc.strerror}") from None
-        if len(raw) > _MAX_FILE:
-            raise AuthError(f"ACL file {path} is larger than {_MAX_FILE} bytes")
-        try:
-            data = json.loads(raw)
-        except ValueError as exc:
-            raise AuthError(f"ACL file {path} is not JSON: {exc}") from None
+        data = load_json(path, "ACL file")
         return cls.from_json(data, str(path))
 
     def allows_explicitly(self, action: str, principal: str, obj: str) -> bool:

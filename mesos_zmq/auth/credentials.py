@@ -24,15 +24,13 @@ import json
 import re
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
 
+from mesos_zmq.auth.json_file import load_json
 from mesos_zmq.auth.keys import check_key, load_public
 from mesos_zmq.auth.principal import KINDS, Principal
 from mesos_zmq.errors import AuthError
 
 _PRINCIPAL = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,127}$")
-#: a credentials file of a large cluster is well under this
-_MAX_FILE = 16 * 1024 * 1024
 
 
 class Credentials:
@@ -61,16 +59,7 @@ class Credentials:
     @classmethod
     def load(cls, path: Path | str) -> Credentials:
         path = Path(path)
-        try:
-            raw = path.read_bytes()
-        except OSError as exc:
-            raise AuthError(f"cannot read credentials file {path}: {exc.strerror}") from None
-        if len(raw) > _MAX_FILE:
-            raise AuthError(f"credentials file {path} is larger than {_MAX_FILE} bytes")
-        try:
-            data: Any = json.loads(raw)
-        except ValueError as exc:
-            raise AuthError(f"credentials file {path} is not JSON: {exc}") from None
+        data = load_json(path, "credentials file")
         items = data.get("credentials") if isinstance(data, dict) else None
         if not isinstance(items, list):
             raise AuthError(f"credentials file {path}: expected "

@@ -16,15 +16,14 @@ seconds to wait, so nothing is dropped without a word. Heartbeats are never limi
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from mesos_zmq.auth.json_file import load_json
 from mesos_zmq.errors import AuthError
 
-_MAX_FILE = 16 * 1024 * 1024
 #: bounds a rate limit may take
 _MAX_QPS = 1e9
 
@@ -80,14 +79,7 @@ class RateLimits:
 
     @classmethod
     def load(cls, path: Path | str) -> RateLimits:
-        path = Path(path)
-        try:
-            raw = path.read_bytes()[:_MAX_FILE + 1]
-            data = json.loads(raw)
-        except OSError as exc:
-            raise AuthError(f"cannot read rate limits {path}: {exc.strerror}") from None
-        except ValueError as exc:
-            raise AuthError(f"rate limits {path} is not JSON: {exc}") from None
+        data = load_json(path, "rate limits")
         return cls.from_json(data, str(path))
 
     def admit(self, principal: str, now: float) -> float:
