@@ -16,7 +16,8 @@ master's leadership term, so that clients can ignore a deposed leader.
 
 Records are frozen, slotted dataclasses. Decoding validates every field against the
 record's annotations (``int`` never accepts ``bool``, ``float`` accepts ``int``,
-nested records are maps, lists and maps are checked item by item) and fills defaults
+nested records are maps, lists and maps are checked item by item, ``Any`` takes plain
+data nested at most :data:`MAX_ANY_DEPTH` levels) and fills defaults
 for missing optional fields; unknown fields are ignored so that a newer peer can add
 optional fields without breaking older ones. Anything else (a frame over the size
 limit, bytes that are not msgpack, a wrong envelope shape, an unknown version or type,
@@ -659,7 +660,48 @@ def _check_bool(value: Any, where: _Where) -> bool:
     return value
 
 
+#: how deep lists and maps may nest inside an ``Any`` field: ``encode`` recurses once
+#: per level (and msgpack packs at most 511), so a deeper value that decoded could not
+#: be sent on; real values (``State``) nest a handful of levels
+MAX_ANY_DEPTH = 64
+#: what an ``Any`` field may hold besides lists and maps: plain msgpack values, not ext
+#: types or timestamps (``to_plain`` would turn an ``ExtType``, a tuple, into a list)
+_PLAIN_TYPES: frozenset[type] = frozenset({str, int, float, bool, type(None), bytes})
+
+
 def _check_any(value: Any, where: _Where) -> Any:
+    """Plain data (leaves, lists, maps), nested at most :data:`MAX_ANY_DEPTH` levels.
+
+    Walked a level at a time, each container's item types gathered at C speed, so that
+    a large ``State`` (lists of flat maps) costs a set per map."""
+    plain = _PLAIN_TYPES
+    if type(value) in plain:
+        return value
+    level = [value]
+    depth = 0
+    while level:
+        if depth >= MAX_ANY_DEPTH:
+            raise ProtocolError("bad_field",
+                                f"{_loc(where)}: nested deeper than {MAX_ANY_DEPTH} levels")
+        nested: list[Any] = []
+        for item in level:
+            kind = type(item)
+            if kind is dict:
+                if not set(map(type, item)) <= plain:  # a key is never a list or map
+                    raise ProtocolError("bad_field", f"{_loc(where)}: a map key is not "
+                                                     "plain data")
+                if set(map(type, item.values())) <= plain:
+                    continue
+                nested += [c for c in item.values() if type(c) not in plain]
+            elif kind is list:
+                if set(map(type, item)) <= plain:
+                    continue
+                nested += [c for c in item if type(c) not in plain]
+            else:
+                raise ProtocolError("bad_field", f"{_loc(where)}: a {kind.__name__} value "
+                                                 "is not plain data")
+        level = nested
+        depth += 1
     return value
 
 
@@ -667,21 +709,14 @@ def _tname(value: Any) -> str:
     return "nil" if value is None else type(value).__name__
 
 
-class _AnyType:
-    """Contains every type: the fast-path set of ``Any``."""
-
-    def __contains__(self, item: object) -> bool:
-        return True
-
-
 #: checker -> the exact value types it returns unchanged (so it need not be called);
 #: ``float`` is absent: the checker converts ints and refuses non-finite values
-_FAST: dict[Any, Any] = {
+_FAST: dict[Any, frozenset[type]] = {
     _check_str: frozenset({str}),
     _check_int: frozenset({int}),
     _check_bool: frozenset({bool}),
     _check_bytes: frozenset({bytes}),
-    _check_any: _AnyType(),
+    _check_any: _PLAIN_TYPES,
 }
 _NO_FAST: frozenset[type] = frozenset()
 
@@ -710,8 +745,8 @@ def _checker_for(hint: Any) -> _Checker:
         def check_optional(value: Any, where: _Where) -> Any:
             return None if value is None else inner(value, where)
 
-        inner_fast = _FAST.get(inner, _NO_FAST)
-        if isinstance(inner_fast, frozenset):
+        inner_fast = _FAST.get(inner)
+        if inner_fast is not None:
             _FAST[check_optional] = inner_fast | {type(None)}
         return check_optional
     if origin is list:
@@ -805,9 +840,7 @@ def _builder_for(cls: type[Any]) -> Callable[[dict[Any, Any], _Where], Any]:
         lines.append(f"    if {name!r} in body:")
         lines.append(f"        v = body[{name!r}]")
         slow = f"c{i}(v, (where, '{{}}.{{}}', {name!r}))"
-        if isinstance(fast, _AnyType):
-            lines.append(f"        a{i} = v")
-        elif fast:
+        if fast:
             lines.append(f"        a{i} = v if type(v) in f{i} else {slow}")
         else:
             lines.append(f"        a{i} = {slow}")
