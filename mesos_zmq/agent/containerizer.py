@@ -13,6 +13,15 @@ The agent learns about events from a datagram the supervisor sends to the agent'
 notification socket, and, as a fallback for datagrams sent while no agent listened,
 by looking at every container once per ``POLL_INTERVAL``.
 
+Who a task runs as: with ``switch_user`` (the agent's ``--switch-user``, on by
+default, as in Mesos) a task that names a user runs as that user; the supervisor looks
+it up and switches (see :mod:`mesos_zmq.agent.supervisor`), so an unknown user fails the
+launch there, off the agent's loop. The agent's own HOME, USER and LOGNAME are then left
+out of the task's environment: the supervisor puts the user's in.
+
+A task with a ``disk`` resource has its sandbox watched by its supervisor when
+``enforce_disk`` is on (``--enforce-container-disk-quota``).
+
 A launch request that is too large for one packet to the launcher (a task with a big
 environment) travels by a file under ``<work_dir>/meta/launch`` (see
 :mod:`mesos_zmq.agent.launcher`), so a task's size is bounded by the validation limits
@@ -48,7 +57,8 @@ from mesos_zmq.agent.events import (
     Supervising,
     SupervisorEvent,
 )
-from mesos_zmq.agent.flags import KILL_GRACE_PERIOD
+from mesos_zmq.agent.flags import CONTAINER_DISK_WATCH_INTERVAL, KILL_GRACE_PERIOD, default
+from mesos_zmq.agent.gc import disk_limit_bytes
 from mesos_zmq.agent.isolation import Isolator, Limits, Usage
 from mesos_zmq.agent.launcher import (
     INLINE_REQUEST_BYTES,
@@ -70,6 +80,8 @@ from mesos_zmq.resources import Resources
 log = structlog.get_logger()
 
 _INHERITED_ENV = ("PATH", "HOME", "LANG", "LC_ALL", "USER", "LOGNAME", "TZ", "TMPDIR")
+#: what a task running as a user of its own gets from that user instead of the agent
+_IDENTITY_ENV = frozenset({"HOME", "USER", "LOGNAME"})
 #: how often every container is looked at, for events whose datagram was lost
 POLL_INTERVAL = 1.0
 #: how long a recovering agent waits for a supervisor that created its events file
@@ -117,21 +129,34 @@ class GpuError(MesosZmqError):
     """Not enough free GPU devices for a task (the master allocated more than exist)."""
 
 
-def limits_for(resources: Resources, cpu_hard_limit: bool) -> Limits:
+def task_user(task: TaskInfo, switch_user: bool) -> str:
+    """The user the task's supervisor must run it as ("": the agent's own user)."""
+    return task.user if switch_user else ""
+
+
+def limits_for(resources: Resources, cpu_hard_limit: bool,
+               pids_max: int | None = None) -> Limits:
+    """What the isolator enforces for a task: its cpus and mem, and the agent's pids
+    limit (``--cgroups-pids-max``; 0 or None: none)."""
     cpus = resources.scalar("cpus")
     mem = resources.scalar("mem")
     return Limits(
         cpus=cpus if cpus > 0 else None,
         cpu_hard_limit=cpu_hard_limit and cpus > 0,
         mem_bytes=int(mem * MB) if mem > 0 else None,
+        pids_max=pids_max or None,
     )
 
 
 class Containerizer:
     def __init__(self, work_dir: Path, isolator: Isolator, *,
                  gpu_devices: list[str] | None = None, cpu_hard_limit: bool = False,
-                 pids_max: int | None = None, kill_grace: float = KILL_GRACE_PERIOD,
-                 cgroups_root: str = "mesos-zmq") -> None:
+                 pids_max: int | None = default("cgroups_pids_max"),
+                 kill_grace: float = KILL_GRACE_PERIOD,
+                 cgroups_root: str = "mesos-zmq",
+                 switch_user: bool = default("switch_user"),
+                 enforce_disk: bool = default("enforce_container_disk_quota"),
+                 disk_interval: float = CONTAINER_DISK_WATCH_INTERVAL) -> None:
         self.work_dir = work_dir
         self.task_log = TaskLog(work_dir)
         #: every task not yet forgotten, by (framework id, task id)
@@ -143,6 +168,9 @@ class Containerizer:
         self.cpu_hard_limit = cpu_hard_limit
         self.pids_max = pids_max
         self.kill_grace = kill_grace
+        self.switch_user = switch_user
+        self.enforce_disk = enforce_disk
+        self.disk_interval = disk_interval
         self.gpu_devices = list(gpu_devices or [])
         self.containers: dict[TaskKey, Container] = {}  # live containers
         self.by_events: dict[str, TaskKey] = {}  # events file -> task
@@ -285,8 +313,10 @@ class Containerizer:
         self.sandboxes.pop(key, None)
 
     def environment(self, agent_id: str, framework_id: str, task: TaskInfo,
-                    sandbox: Path, gpus: list[str]) -> dict[str, str]:
-        env = {k: os.environ[k] for k in _INHERITED_ENV if k in os.environ}
+                    sandbox: Path, gpus: list[str], user: str = "") -> dict[str, str]:
+        """``user``: the task runs as that user, whose identity the supervisor adds."""
+        inherited = [k for k in _INHERITED_ENV if not (user and k in _IDENTITY_ENV)]
+        env = {k: os.environ[k] for k in inherited if k in os.environ}
         env.setdefault("PATH", "/usr/local/bin:/usr/bin:/bin")
         env.update(
             MESOS_TASK_ID=task.task_id,
@@ -345,17 +375,18 @@ class Containerizer:
                                                        gpus)])
         self.launches[(framework_id, task.task_id)] = Launch(framework_id, task, container_id,
                                                              tuple(gpus))
-        limits = limits_for(resources, self.cpu_hard_limit)
-        if self.pids_max:
-            limits = Limits(cpus=limits.cpus, cpu_hard_limit=limits.cpu_hard_limit,
-                            mem_bytes=limits.mem_bytes, pids_max=self.pids_max)
+        limits = limits_for(resources, self.cpu_hard_limit, self.pids_max)
         argv = ["/bin/sh", "-c", task.command] if task.shell else list(task.argv)
         grace = task.kill_grace_period if task.kill_grace_period is not None else self.kill_grace
+        user = task_user(task, self.switch_user)
         spec = SupervisorSpec(
             events=str(events), sandbox=str(sandbox), argv=argv,
-            env=self.environment(agent_id, framework_id, task, sandbox, gpus),
+            env=self.environment(agent_id, framework_id, task, sandbox, gpus, user),
             health_check=task.health_check, kill_grace=grace,
-            notify_name=self.notify_name,
+            notify_name=self.notify_name, user=user,
+            disk_limit=disk_limit_bytes(resources.scalar("disk")) if self.enforce_disk
+            else None,
+            disk_interval=self.disk_interval,
         )
         container = Container(framework_id=framework_id, task_id=task.task_id,
                               container_id=container_id, events=events, sandbox=sandbox,

@@ -449,8 +449,9 @@ class AgentCore:
             return self.task_health(key, event.healthy, event.message, now)
         if isinstance(event, Exited):
             return self.task_exited(key, event.exit_code, event.signal, now,
-                                    oom=not event.killed and (event.oom or oom),
-                                    killed=event.killed)
+                                    oom=not event.killed and not event.disk
+                                    and (event.oom or oom),
+                                    killed=event.killed, disk=event.disk)
         return Effects()  # Supervising, or a kind this agent does not know
 
     def task_spawned(self, key: TaskKey, now: float) -> Effects:
@@ -473,15 +474,23 @@ class AgentCore:
         return fx
 
     def task_exited(self, key: TaskKey, exit_code: int | None, signal: int | None,
-                    now: float, *, oom: bool = False, killed: str = "") -> Effects:
+                    now: float, *, oom: bool = False, killed: str = "",
+                    disk: str = "") -> Effects:
         """The task ended; ``oom`` when its memory limit killed it, ``killed`` when its
-        supervisor did (a failing health check)."""
+        supervisor did (a failing health check), ``disk`` when its supervisor did for
+        outgrowing its disk (what it measured). A limit that ended the task is what
+        failed it, even during a kill: the framework learns why it is gone."""
         fx = Effects()
         task = self.tasks.get(key)
         if task is None or task.state in TERMINAL:
             return fx
         task.kill_deadline = None
         code_of = 128 + signal if signal is not None else exit_code
+        if disk:
+            self._update(task, TaskState.FAILED, now, fx,
+                         reason="REASON_CONTAINER_LIMITATION_DISK", message=disk,
+                         exit_code=code_of)
+            return fx
         if oom:
             self._update(task, TaskState.FAILED, now, fx,
                          reason="REASON_CONTAINER_LIMITATION_MEMORY",

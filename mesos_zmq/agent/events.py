@@ -21,7 +21,8 @@ TaskForgotten      ``{"k": …, "forget": true}``
 A supervisor's events file (:mod:`mesos_zmq.agent.supervisor`), one event a line,
 ``{"seq": n, "event": tag, "time": t, …}``: :class:`Supervising` ``pid, start``,
 :class:`Started` ``pid, supervisor``, :class:`Failed` ``error``, :class:`Health`
-``healthy, message, kill``, :class:`Exited` ``exit_code, signal, killed, oom``. A
+``healthy, message, kill``, :class:`Exited` ``exit_code, signal, killed, oom`` (and
+``disk``, written only when set, so older agents read the line as before). A
 numbered line of a kind not known here (a newer supervisor's) is an :class:`OtherEvent`:
 consumed, with no effect.
 
@@ -318,25 +319,30 @@ class Health:
 @dataclass(frozen=True, slots=True)
 class Exited:
     """The task's true exit status; ``killed`` says why the supervisor killed it
-    itself (a failing health check), ``oom`` that its memory limit did."""
+    itself (a failing health check), ``oom`` that its memory limit did, ``disk`` that
+    the supervisor killed it for outgrowing its disk (what it measured, and the limit)."""
 
     TAG: ClassVar[str] = "exited"
     exit_code: int | None
     signal: int | None
     killed: str = ""
     oom: bool = False
+    disk: str = ""
     seq: int = field(default=0, kw_only=True)
     time: float = field(default=0.0, kw_only=True)
 
     def fields(self) -> dict[str, Any]:
-        return {"exit_code": self.exit_code, "signal": self.signal, "killed": self.killed,
-                "oom": self.oom}
+        out: dict[str, Any] = {"exit_code": self.exit_code, "signal": self.signal,
+                               "killed": self.killed, "oom": self.oom}
+        if self.disk:
+            out["disk"] = self.disk
+        return out
 
     @classmethod
     def from_json(cls, raw: dict[str, Any], seq: int, time: float) -> Exited:
         return cls(exit_code=_int(raw.get("exit_code")), signal=_int(raw.get("signal")),
                    killed=str(raw.get("killed") or ""), oom=raw.get("oom") is True,
-                   seq=seq, time=time)
+                   disk=str(raw.get("disk") or ""), seq=seq, time=time)
 
 
 @dataclass(frozen=True, slots=True)

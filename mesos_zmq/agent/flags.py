@@ -31,8 +31,24 @@ FLAGS: tuple[Flag, ...] = (
          "cgroup under which each task gets its own (per controller on v1)"),
     Flag("cgroups_enable_cfs", "--cgroups-enable-cfs", False,
          "hard-cap each task's cpu time at its cpus (CFS quota), not only weight it", bool),
-    Flag("cgroups_pids_max", "--cgroups-pids-max", None,
-         "most processes a task may have (default: no limit)", int, 1, optional=True),
+    # 4096: pids.max counts threads too, and a big JVM or a wide thread pool runs a
+    # few hundred; a fork bomb stops at 4096, an eighth of the kernel's default pid_max
+    # (32768), so it takes neither the host's pids nor its other tasks' (systemd caps a
+    # service at 15 % of pid_max for the same reason). Mesos has no default.
+    Flag("cgroups_pids_max", "--cgroups-pids-max", 4096,
+         "most processes and threads a task may have, so that a fork bomb cannot take "
+         "the host (0: no limit; enforced where the pids cgroup controller is usable)",
+         int, 0, optional=True),
+    Flag("switch_user", "--switch-user/--no-switch-user", True,
+         "run each task as its user (the task's, else its framework's), as Mesos does; "
+         "off: every task runs as the agent's user", bool),
+    Flag("enforce_container_disk_quota",
+         "--enforce-container-disk-quota/--no-enforce-container-disk-quota", True,
+         "fail a task whose sandbox grows past its disk resource "
+         "(REASON_CONTAINER_LIMITATION_DISK); tasks without disk are not limited", bool),
+    Flag("container_disk_watch_interval", "--container-disk-watch-interval", 15.0,
+         "seconds between measurements of each task's sandbox (done by its supervisor)",
+         float, 0.1),
     Flag("gpu_devices", "--gpu-devices", None,
          "GPU indices to hand out, e.g. '0,1' (default: detected with nvidia-smi)",
          optional=True),
@@ -55,6 +71,7 @@ def default(name: str) -> Any:
 
 
 KILL_GRACE_PERIOD: float = default("kill_grace_period")
+CONTAINER_DISK_WATCH_INTERVAL: float = default("container_disk_watch_interval")
 
 
 def range_problems(values: dict[str, Any]) -> list[str]:

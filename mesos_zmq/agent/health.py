@@ -4,7 +4,8 @@ Run by the task's supervisor (:mod:`mesos_zmq.agent.supervisor`), which asks a
 :class:`~mesos_zmq.agent.health_policy.HealthPolicy` when the next check is due, runs it
 with :func:`run_check` (it blocks for up to ``timeout`` seconds) and feeds the outcome
 back. The runners use only the standard library, never raise for a failing check, and
-return ``(ok, message)``.
+return ``(ok, message)``. A command check runs as the task's user when the task has
+one (``run_as``): it is the task's code, and must not run with the agent's rights.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import socket
 import subprocess
 import tempfile
 import time
+from typing import TYPE_CHECKING
 
 from mesos_zmq.agent.health_policy import (
     COMMAND,
@@ -29,6 +31,9 @@ from mesos_zmq.agent.health_policy import (
 )
 from mesos_zmq.protocol import HealthCheck
 
+if TYPE_CHECKING:
+    from mesos_zmq.agent.supervisor import RunAs
+
 __all__ = ["COMMAND", "HTTP", "KINDS", "TCP", "HealthPolicy", "HealthVerdict",
            "check_health_check", "run_check"]
 
@@ -38,8 +43,10 @@ _OUTPUT_TAIL = 200  # characters of a failing command's output kept in the messa
 # --------------------------------------------------------------------------- runners
 
 
-def run_check(hc: HealthCheck, *, cwd: str, env: dict[str, str]) -> tuple[bool, str]:
-    """Run ``hc`` once, blocking for at most about ``hc.timeout`` seconds.
+def run_check(hc: HealthCheck, *, cwd: str, env: dict[str, str],
+              run_as: RunAs | None = None) -> tuple[bool, str]:
+    """Run ``hc`` once, blocking for at most about ``hc.timeout`` seconds; a command
+    as ``run_as`` when given (the task's user).
 
     Never raises for a failing or invalid check; returns ``(ok, message)``.
     """
@@ -47,7 +54,7 @@ def run_check(hc: HealthCheck, *, cwd: str, env: dict[str, str]) -> tuple[bool, 
     if problem is not None:
         return False, f"invalid health check: {problem}"
     if hc.kind == COMMAND:
-        return _run_command(hc, cwd=cwd, env=env)
+        return _run_command(hc, cwd=cwd, env=env, run_as=run_as)
     if hc.kind == TCP:
         return _run_tcp(hc)
     return _run_http(hc)
@@ -69,9 +76,12 @@ def _tail(output: bytes) -> str:
     return text
 
 
-def _run_command(hc: HealthCheck, *, cwd: str, env: dict[str, str]) -> tuple[bool, str]:
+def _run_command(hc: HealthCheck, *, cwd: str, env: dict[str, str],
+                 run_as: RunAs | None = None) -> tuple[bool, str]:
     # Output goes to a file rather than a pipe so that a background process that keeps
-    # the descriptor open cannot hold us past the shell's exit.
+    # the descriptor open cannot hold us past the shell's exit. The file is unlinked at
+    # once (O_TMPFILE where possible): the command gets only the descriptor.
+    uid, gid, groups = run_as.ids() if run_as is not None else (None, None, None)
     with tempfile.TemporaryFile() as out:
         try:
             proc = subprocess.Popen(
@@ -82,6 +92,9 @@ def _run_command(hc: HealthCheck, *, cwd: str, env: dict[str, str]) -> tuple[boo
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
+                user=uid,
+                group=gid,
+                extra_groups=groups,
             )
         except OSError as e:
             return False, f"command could not start: {e}"

@@ -128,6 +128,11 @@ class Isolator(ABC):
 
     kind: str
 
+    @property
+    def limits_pids(self) -> bool:
+        """Whether ``Limits.pids_max`` is enforced (a pids controller is usable)."""
+        return False
+
     @abstractmethod
     def prepare(self, container_id: str, limits: Limits) -> list[str]:
         """Create the container's cgroup(s), write ``limits``, return cgroup.procs paths.
@@ -486,6 +491,10 @@ class CgroupsV1(_Cgroups):
             raise ValueError(f"cgroup v1 controllers {missing} are required")
         self.mounts = {c: mounts[c] for c in _V1_USED if c in mounts}
 
+    @property
+    def limits_pids(self) -> bool:
+        return "pids" in self.mounts
+
     def _parents(self) -> list[str]:
         unique = dict.fromkeys(os.path.normpath(m) for m in self.mounts.values())
         return [os.path.join(m, self.root) for m in unique]
@@ -621,6 +630,10 @@ class CgroupsV2(_Cgroups):
 
     def _parents(self) -> list[str]:
         return [self.parent]
+
+    @property
+    def limits_pids(self) -> bool:
+        return "pids" in self.controllers  # known once set up (detect does it)
 
     def setup(self) -> None:
         """Make the delegated subtree usable; idempotent, and run lazily by prepare."""

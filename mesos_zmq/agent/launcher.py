@@ -44,6 +44,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from mesos_zmq.agent.flags import CONTAINER_DISK_WATCH_INTERVAL
 from mesos_zmq.agent.isolation import Isolator, Limits, detect_isolator
 from mesos_zmq.agent.supervisor import SupervisorSpec, cancel_unstarted, run_forked
 
@@ -71,6 +72,8 @@ def encode_request(key: str, spec: SupervisorSpec, container_id: str, limits: Li
             "env": spec.env, "kill_grace": spec.kill_grace,
             "notify_name": spec.notify_name.hex(),
             "health_check": to_plain(spec.health_check) if spec.health_check else None,
+            "user": spec.user, "disk_limit": spec.disk_limit,
+            "disk_interval": spec.disk_interval,
         },
     }
     return json.dumps(body).encode()
@@ -128,11 +131,21 @@ def _decode_request(data: bytes) -> tuple[str, SupervisorSpec, str, Limits]:
         events=raw["events"], sandbox=raw["sandbox"], argv=list(raw["argv"]),
         env=dict(raw["env"]), kill_grace=float(raw["kill_grace"]),
         notify_name=bytes.fromhex(raw["notify_name"]), health_check=check,
+        user=str(raw.get("user") or ""), disk_limit=_optional_int(raw.get("disk_limit")),
+        disk_interval=float(raw.get("disk_interval") or CONTAINER_DISK_WATCH_INTERVAL),
     )
     lim = body["limits"]
     limits = Limits(cpus=lim["cpus"], cpu_hard_limit=bool(lim["cpu_hard_limit"]),
                     mem_bytes=lim["mem_bytes"], pids_max=lim["pids_max"])
     return str(body["key"]), spec, str(body["container_id"]), limits
+
+
+def _optional_int(value: Any) -> int | None:
+    if value is None:
+        return None
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise TypeError(f"expected a whole number, got {value!r}")
+    return value
 
 
 def _request_key(data: bytes) -> str | None:

@@ -74,8 +74,14 @@ class AgentConfig:
     cgroups_root: str = agent_flags.default("cgroups_root")
     #: also cap cpu time at the task's cpus (CFS quota), not only share it
     cgroups_enable_cfs: bool = agent_flags.default("cgroups_enable_cfs")
-    #: pids limit of every task's cgroup (None: no limit, the pids cgroup is not joined)
+    #: pids limit of every task's cgroup (0 or None: no limit, the pids cgroup is not
+    #: joined)
     cgroups_pids_max: int | None = agent_flags.default("cgroups_pids_max")
+    #: run each task as its user (Mesos's --switch_user)
+    switch_user: bool = agent_flags.default("switch_user")
+    #: kill a task whose sandbox outgrows its disk, measured every interval seconds
+    enforce_container_disk_quota: bool = agent_flags.default("enforce_container_disk_quota")
+    container_disk_watch_interval: float = agent_flags.default("container_disk_watch_interval")
     #: GPU device indices to hand out (default: detected with nvidia-smi)
     gpu_devices: list[str] | None = None
     #: seconds between usage reports to the master (and posix memory enforcement)
@@ -129,10 +135,17 @@ class AgentServer:
         # Before recovery, which may already report how tasks ended while we were down.
         self.core.wall_offset = time.time() - time.monotonic()
         isolator = detect_isolator(config.cgroups_root, config.isolation)
+        if config.cgroups_pids_max and not isolator.limits_pids:
+            log.warning("no usable pids cgroup controller: --cgroups-pids-max is not "
+                        "enforced, a task may fork without bound", isolation=isolator.kind,
+                        pids_max=config.cgroups_pids_max)
         self.containerizer = Containerizer(
             self.work_dir, isolator, gpu_devices=gpus,
             cpu_hard_limit=config.cgroups_enable_cfs, kill_grace=config.kill_grace_period,
             cgroups_root=config.cgroups_root, pids_max=config.cgroups_pids_max,
+            switch_user=config.switch_user,
+            enforce_disk=config.enforce_container_disk_quota,
+            disk_interval=config.container_disk_watch_interval,
         )
         try:
             keys = client_keys(config.key, config.master_key)
