@@ -65,6 +65,13 @@ def test_a_client_without_an_accepted_key_gets_a_clear_error_at_once(
     ok = secure.cli("state", "--master", secure.master_url,
                     env=secure.keys.client_env("operator"))
     assert ok.returncode == 0, ok.stderr
+    # a framework (run, through the SDK) stops at once too: no waiting for a subscription
+    for env, needle in ((NO_KEYS, "the master requires keys"),
+                        (secure.keys.client_env("agent"), "may not send subscribe")):
+        started = time.monotonic()
+        out = secure.cli("run", "--master", secure.master_url, "--", "true", env=env)
+        assert out.returncode != 0 and needle in out.stderr, out.stderr
+        assert time.monotonic() - started < 10.0
 
 
 def test_a_fake_master_cannot_steer_a_pinned_agent(secure: Cluster, tmp_path: Path) -> None:
