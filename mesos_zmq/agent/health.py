@@ -32,7 +32,7 @@ from mesos_zmq.agent.health_policy import (
 from mesos_zmq.protocol import HealthCheck
 
 if TYPE_CHECKING:
-    from mesos_zmq.agent.supervisor import RunAs
+    from mesos_zmq.agent.run_as import RunAs
 
 __all__ = ["COMMAND", "HTTP", "KINDS", "TCP", "HealthPolicy", "HealthVerdict",
            "check_health_check", "run_check"]

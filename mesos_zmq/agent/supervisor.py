@@ -61,15 +61,12 @@ none blocked, whatever the agent or the launcher had set.
 
 from __future__ import annotations
 
-import errno
 import gc
 import json
 import os
-import pwd
 import select
 import signal
 import socket
-import stat
 import subprocess
 import time
 from collections.abc import Callable
@@ -78,6 +75,7 @@ from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, Any, NoReturn
 
+from mesos_zmq.agent.du import DiskWatch
 from mesos_zmq.agent.events import (
     Exited,
     Failed,
@@ -89,9 +87,13 @@ from mesos_zmq.agent.events import (
     encode_event,
 )
 from mesos_zmq.agent.flags import CONTAINER_DISK_WATCH_INTERVAL, KILL_GRACE_PERIOD
-from mesos_zmq.agent.gc import disk_limitation
 from mesos_zmq.agent.isolation import join_cgroups
-from mesos_zmq.errors import MesosZmqError
+from mesos_zmq.agent.run_as import (
+    RunAs,
+    open_outputs,
+    resolve_user,
+    task_environment,
+)
 
 if TYPE_CHECKING:  # the launcher, which forks supervisors, stays small without it
     from mesos_zmq.protocol import HealthCheck
@@ -122,330 +124,6 @@ def notify_address(work_dir: str) -> bytes:
 
     digest = hashlib.sha1(os.path.abspath(work_dir).encode()).hexdigest()[:20]
     return b"\0mesos-zmq-agent-" + digest.encode()
-
-
-# ------------------------------------------------------------------ the task's user
-
-
-class UserError(MesosZmqError):
-    """The task's user cannot run it here: no such user on this host, or the agent,
-    not being root, cannot become it. The launch fails with this message."""
-
-
-class SandboxError(MesosZmqError):
-    """Something in the sandbox is not what the supervisor may touch (a link where an
-    output file should be): the launch fails rather than follow it."""
-
-
-@dataclass(frozen=True, slots=True)
-class Account:
-    """A user as this host's account database has it."""
-
-    name: str
-    uid: int
-    gid: int
-    groups: tuple[int, ...]
-    home: str
-
-
-@dataclass(frozen=True, slots=True)
-class RunAs:
-    """Who a task runs as. ``switch``: the supervisor (root) must take on the
-    account's ids before ``exec``; False when the agent already is that user."""
-
-    account: Account
-    switch: bool
-
-    def ids(self) -> tuple[int | None, int | None, list[int] | None]:
-        """``user``, ``group`` and ``extra_groups`` for :class:`subprocess.Popen`
-        (None: unchanged). The child sets groups, then gid, then uid, after ``fork``
-        and before ``exec``: no instruction of the task runs with the agent's ids."""
-        if not self.switch:
-            return None, None, None
-        a = self.account
-        return a.uid, a.gid, list(a.groups)
-
-
-def _shown(user: str) -> str:
-    return repr(user[:64])
-
-
-def choose_user(user: str, account: Account | None, agent_uid: int) -> RunAs | None:
-    """Who runs a task that asked for ``user`` (Mesos's rules); pure.
-
-    ``account`` is what the host's database says of ``user`` (None: no such user),
-    ``agent_uid`` the agent's effective uid. No user: the agent's own (None). A user
-    the host does not know, or another user than the agent's while the agent is not
-    root, is a :class:`UserError`.
-    """
-    if not user:
-        return None
-    if account is None:
-        raise UserError(f"user {_shown(user)} does not exist on this agent")
-    if agent_uid == 0:
-        return RunAs(account, switch=True)
-    if account.uid == agent_uid:
-        return RunAs(account, switch=False)
-    raise UserError(f"cannot run the task as user {_shown(user)}: the agent does not run "
-                    f"as root (uid {agent_uid}), and only root can switch users")
-
-
-def lookup_account(user: str) -> Account | None:
-    """The host's account of ``user``, supplementary groups included (as ``initgroups``
-    would set them), or None when there is no such user."""
-    try:
-        entry = pwd.getpwnam(user)
-    except (KeyError, ValueError):  # ValueError: a NUL in the name
-        return None
-    try:
-        groups = tuple(os.getgrouplist(entry.pw_name, entry.pw_gid))
-    except OSError:
-        groups = (entry.pw_gid,)
-    return Account(name=entry.pw_name, uid=entry.pw_uid, gid=entry.pw_gid, groups=groups,
-                   home=entry.pw_dir)
-
-
-def resolve_user(user: str) -> RunAs | None:
-    """Who runs a task that asked for ``user`` on this host (see :func:`choose_user`)."""
-    if not user:
-        return None
-    return choose_user(user, lookup_account(user), os.geteuid())
-
-
-def task_environment(env: dict[str, str], run_as: RunAs | None) -> dict[str, str]:
-    """The task's environment: HOME, USER and LOGNAME are its user's, unless the task
-    set them itself (the agent leaves its own out for a task with a user)."""
-    if run_as is None:
-        return env
-    a = run_as.account
-    return {"HOME": a.home, "USER": a.name, "LOGNAME": a.name, **env}
-
-
-_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK
-_OUT_FLAGS = (os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC
-              | os.O_NONBLOCK | os.O_NOCTTY)
-
-
-def open_outputs(sandbox: str, run_as: RunAs | None) -> tuple[int, int]:
-    """The task's ``stdout`` and ``stderr`` descriptors, and the sandbox (and they)
-    given to its user.
-
-    A sandbox outlives its task (kept for reading, and a task of the same id runs in it
-    again), so its user may have left anything in it: each file is opened relative to
-    the sandbox's descriptor, neither following a link nor blocking on a FIFO, and
-    must be a regular file with a single link (a hard link could be to a file outside);
-    the owners change through those descriptors (``fchown``), never by path.
-    """
-    try:
-        dfd = os.open(sandbox, _DIR_FLAGS)
-    except OSError as exc:
-        raise SandboxError(f"cannot open the sandbox {sandbox}: {exc.strerror}") from None
-    opened: list[int] = []
-    try:
-        if run_as is not None and run_as.switch:
-            os.fchown(dfd, run_as.account.uid, run_as.account.gid)
-        for name in ("stdout", "stderr"):
-            try:
-                fd = os.open(name, _OUT_FLAGS, 0o644, dir_fd=dfd)
-            except OSError as exc:
-                why = "a symbolic link" if exc.errno == errno.ELOOP else exc.strerror
-                raise SandboxError(f"cannot open {name} in the sandbox: {why}") from None
-            opened.append(fd)
-            info = os.fstat(fd)
-            if not stat.S_ISREG(info.st_mode) or info.st_nlink != 1:
-                raise SandboxError(f"{name} in the sandbox is not a plain file with one "
-                                   "link: refused")
-            os.set_blocking(fd, True)
-            if run_as is not None and run_as.switch:
-                os.fchown(fd, run_as.account.uid, run_as.account.gid)
-    except BaseException:
-        for fd in opened:
-            os.close(fd)
-        raise
-    finally:
-        os.close(dfd)
-    return opened[0], opened[1]
-
-
-# ------------------------------------------------------------------- the disk watch
-
-#: directories of the current path a walk keeps open (beyond, it opens them one
-#: component at a time, for each deeper directory)
-MAX_OPEN_DIRS = 64
-#: entries a walk looks at before the supervisor looks at its task again
-DISK_STEP = 4096
-
-
-class SandboxUsage:
-    """One du-like pass over a sandbox: the blocks allocated to everything in it
-    (``st_blocks * 512``; a file with several links counted once), walked a bounded
-    number of entries at a time (:meth:`step`), so that a sandbox of millions of files
-    delays nothing else its supervisor does.
-
-    The task may change the tree under the walk: every directory is opened relative to
-    its parent's descriptor with ``O_NOFOLLOW``, and entries are examined with
-    ``lstat`` semantics, so a directory swapped for a link is skipped, never entered.
-    What vanishes meanwhile is skipped too (as ``du`` does)."""
-
-    def __init__(self, sandbox: str) -> None:
-        self.sandbox = sandbox
-        self.total = 0
-        self._root: int | None = None
-        self._pending: list[tuple[str, ...]] = [()]
-        self._open: list[tuple[str, int]] = []  # (name, fd) of the current path's prefix
-        self._listing: Any = None  # the os.scandir iterator being read
-        #: its directory's descriptor when not one of ``_open`` (DirEntry.stat uses it)
-        self._transient: int | None = None
-        self._path: tuple[str, ...] = ()
-        self._linked: set[tuple[int, int]] = set()
-        self.done = False
-
-    def step(self, budget: int = DISK_STEP) -> bool:
-        """Look at up to ``budget`` entries; True once the pass is complete."""
-        if self.done:
-            return True
-        if self._root is None:
-            try:
-                self._root = os.open(self.sandbox, _DIR_FLAGS)
-                self.total += os.fstat(self._root).st_blocks * 512
-            except OSError:  # no sandbox (yet, or any more): nothing in it
-                self.close()
-                return True
-        while budget > 0:
-            if self._listing is None and not self._next_directory():
-                self.close()
-                return True
-            try:
-                entry = next(self._listing)
-            except (StopIteration, OSError):  # OSError: it went away while being read
-                self._end_listing()
-                continue
-            budget -= 1
-            self._count(entry)
-        return False
-
-    def _count(self, entry: os.DirEntry[str]) -> None:
-        try:
-            info = entry.stat(follow_symlinks=False)
-        except OSError:
-            return
-        if stat.S_ISDIR(info.st_mode):
-            self._pending.append((*self._path, entry.name))
-        elif info.st_nlink > 1:
-            inode = (info.st_dev, info.st_ino)
-            if inode in self._linked:
-                return
-            self._linked.add(inode)
-        self.total += info.st_blocks * 512
-
-    def _next_directory(self) -> bool:
-        """Start reading the next pending directory; False when none is left."""
-        while self._pending:
-            path = self._pending.pop()
-            try:
-                fd, transient = self._open_dir(path)
-            except OSError:  # gone, or no longer a directory (a link now): skipped
-                continue
-            try:
-                self._listing = os.scandir(fd)
-            except OSError:
-                if transient is not None:
-                    os.close(transient)
-                continue
-            self._transient = transient
-            self._path = path
-            return True
-        return False
-
-    def _end_listing(self) -> None:
-        if self._listing is not None:
-            self._listing.close()
-            self._listing = None
-        if self._transient is not None:
-            os.close(self._transient)
-            self._transient = None
-
-    def _open_dir(self, path: tuple[str, ...]) -> tuple[int, int | None]:
-        """A descriptor of ``path`` (relative to the sandbox), reached one component at
-        a time without following links. The first :data:`MAX_OPEN_DIRS` directories of
-        the path stay open for the next ones (a depth-first walk shares long prefixes);
-        a deeper one is returned second too, to be closed once its listing is read."""
-        keep = 0
-        while (keep < len(self._open) and keep < len(path)
-               and self._open[keep][0] == path[keep]):
-            keep += 1
-        for _, fd in self._open[keep:]:
-            os.close(fd)
-        del self._open[keep:]
-        assert self._root is not None
-        fd = self._open[-1][1] if self._open else self._root
-        transient: int | None = None
-        try:
-            for name in path[keep:]:
-                child = os.open(name, _DIR_FLAGS, dir_fd=fd)
-                if transient is not None:
-                    os.close(transient)
-                    transient = None
-                if len(self._open) < MAX_OPEN_DIRS:
-                    self._open.append((name, child))
-                else:
-                    transient = child
-                fd = child
-        except BaseException:
-            if transient is not None:
-                os.close(transient)
-            raise
-        return fd, transient
-
-    def close(self) -> None:
-        """Release every descriptor; the pass is over (``total`` stays readable)."""
-        self._end_listing()
-        for _, fd in self._open:
-            os.close(fd)
-        self._open.clear()
-        if self._root is not None:
-            os.close(self._root)
-            self._root = None
-        self._pending.clear()
-        self.done = True
-
-
-def measure_sandbox(sandbox: str) -> int:
-    """Bytes allocated in ``sandbox``, in one go (for tests and tools)."""
-    walk = SandboxUsage(sandbox)
-    while not walk.step():
-        pass
-    return walk.total
-
-
-class _DiskWatch:
-    """When to measure the sandbox, and the verdict of each complete pass."""
-
-    def __init__(self, sandbox: str, limit: int, interval: float, now: float) -> None:
-        self.sandbox = sandbox
-        self.limit = limit
-        self.interval = interval
-        self.next_at = now + interval
-        self.walk: SandboxUsage | None = None
-
-    def due_at(self) -> float:
-        """When to go on: at once while a pass is under way."""
-        return time.monotonic() if self.walk is not None else self.next_at
-
-    def work(self, now: float) -> str | None:
-        """One bounded step of the pass; at its end, why the task must go (or None)."""
-        if self.walk is None:
-            self.walk = SandboxUsage(self.sandbox)
-        if not self.walk.step():
-            return None
-        used, self.walk = self.walk.total, None
-        self.next_at = now + self.interval
-        return disk_limitation(self.limit, used)
-
-    def close(self) -> None:
-        if self.walk is not None:
-            self.walk.close()
-            self.walk = None
 
 
 # ------------------------------------------------------------------------ the events
@@ -718,7 +396,7 @@ class _Watcher:
             _, final = os.waitpid(self.pid, 0)
             return final, "", ""
         disk = (None if limit is None else
-                _DiskWatch(self.spec.sandbox, limit, self.spec.disk_interval, time.monotonic()))
+                DiskWatch(self.spec.sandbox, limit, self.spec.disk_interval, time.monotonic()))
         try:
             return self._watch(check, disk)
         finally:
@@ -726,7 +404,7 @@ class _Watcher:
                 disk.close()
 
     def _watch(self, check: HealthCheck | None,
-               disk: _DiskWatch | None) -> tuple[int, str, str]:
+               disk: DiskWatch | None) -> tuple[int, str, str]:
         policy = None
         if check is not None:
             from mesos_zmq.agent.health import HealthPolicy

@@ -16,20 +16,22 @@ from mesos_zmq.agent.events import Exited, Failed, Started
 from mesos_zmq.agent.health import run_check
 from mesos_zmq.agent.isolation import Limits
 from mesos_zmq.agent.launcher import _decode_request, encode_request
-from mesos_zmq.agent.server import AgentConfig
-from mesos_zmq.agent.supervisor import (
+from mesos_zmq.agent.run_as import (
     Account,
     RunAs,
     SandboxError,
-    SupervisorSpec,
     UserError,
     choose_user,
-    load_events,
     lookup_account,
     open_outputs,
     resolve_user,
-    supervise,
     task_environment,
+)
+from mesos_zmq.agent.server import AgentConfig
+from mesos_zmq.agent.supervisor import (
+    SupervisorSpec,
+    load_events,
+    supervise,
 )
 from mesos_zmq.protocol import HealthCheck, TaskInfo
 

@@ -13,6 +13,11 @@ import pytest
 from mesos_zmq.agent import flags as agent_flags
 from mesos_zmq.agent.containerizer import limits_for
 from mesos_zmq.agent.core import AgentCore
+from mesos_zmq.agent.du import (
+    MAX_OPEN_DIRS,
+    SandboxUsage,
+    measure_sandbox,
+)
 from mesos_zmq.agent.events import (
     Exited,
     UpdateRecorded,
@@ -23,11 +28,8 @@ from mesos_zmq.agent.events import (
 from mesos_zmq.agent.gc import MB, disk_limit_bytes, disk_limitation
 from mesos_zmq.agent.server import AgentConfig
 from mesos_zmq.agent.supervisor import (
-    MAX_OPEN_DIRS,
-    SandboxUsage,
     SupervisorSpec,
     load_events,
-    measure_sandbox,
     supervise,
 )
 from mesos_zmq.errors import ConfigError
