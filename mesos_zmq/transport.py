@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import os
 import uuid
+from collections import deque
 from collections.abc import Iterator
 from typing import Final
 
@@ -36,6 +37,9 @@ log = structlog.get_logger()
 #: between the protocol limit and this cap get a protocol error reply instead.
 HARD_FRAME_CAP: Final = 64 * 1024 * 1024
 _HWM: Final = 200_000
+#: replies at least this large are tracked until ZeroMQ hands them to the kernel, so
+#: that the bytes a peer has not read can be counted (see ServerSocket.unsent_bytes)
+TRACKED_BYTES: Final = 64 * 1024
 #: the largest epoch a master can have: epochs are ZooKeeper node versions (int32)
 MAX_EPOCH: Final = 2**31 - 1
 
@@ -64,6 +68,8 @@ class ServerSocket:
         ``context`` (:class:`mesos_zmq.auth.zap.ZapHandler`), or every handshake fails."""
         self.max_frame_bytes = max_frame_bytes
         self.secure = key is not None
+        #: large replies not yet handed to the kernel, per peer: (tracker, bytes)
+        self._tracked: dict[bytes, deque[tuple[zmq.MessageTracker, int]]] = {}
         self.socket: zmq.Socket[bytes] = context.socket(zmq.ROUTER)
         if key is not None:
             self.socket.setsockopt(zmq.CURVE_SERVER, 1)
@@ -103,9 +109,28 @@ class ServerSocket:
 
     def send(self, identity: bytes, frame: bytes) -> None:
         try:
-            self.socket.send_multipart([identity, frame], flags=zmq.NOBLOCK)
+            if len(frame) < TRACKED_BYTES:
+                self.socket.send_multipart([identity, frame], flags=zmq.NOBLOCK)
+                return
+            tracker = self.socket.send_multipart([identity, frame], flags=zmq.NOBLOCK,
+                                                 copy=False, track=True)
         except zmq.Again:
-            pass  # peer not reading: it will be declared gone by heartbeats
+            return  # peer not reading: it will be declared gone by heartbeats
+        if tracker is not None:
+            self._tracked.setdefault(identity, deque()).append((tracker, len(frame)))
+
+    def unsent_bytes(self, identity: bytes) -> int:
+        """Bytes of large replies to ``identity`` that ZeroMQ still holds: a peer that
+        does not read lets them pile up in this process, so the master caps them."""
+        pending = self._tracked.get(identity)
+        if not pending:
+            return 0
+        while pending and pending[0][0].done:
+            pending.popleft()
+        if not pending:
+            del self._tracked[identity]
+            return 0
+        return sum(size for tracker, size in pending if not tracker.done)
 
     def close(self) -> None:
         self.socket.close(linger=0)

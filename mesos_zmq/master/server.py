@@ -42,12 +42,15 @@ from mesos_zmq.master.records import record_to_plain
 from mesos_zmq.master.state import MasterState, state_from
 from mesos_zmq.protocol import DEFAULT_MAX_FRAME_BYTES, decode, encode, error_frame, peek_request_id
 from mesos_zmq.resources import validate_role
-from mesos_zmq.transport import ServerSocket
+from mesos_zmq.transport import TRACKED_BYTES, ServerSocket
 
 log = structlog.get_logger()
 
 #: Frames handled before the loop ticks and commits; bounds the latency of one batch.
 MAX_BATCH = 2000
+#: bytes of large replies (file data, state) one connection may leave unread before
+#: further ones are withheld with an error (a few replies of the largest kind)
+MAX_UNSENT_BYTES = 16 * 1024 * 1024
 @dataclass(slots=True)
 class MasterConfig:
     """A master's settings; defaults, ranges and help of its flags are in
@@ -424,7 +427,20 @@ class MasterServer:
             self._last_snapshot = time.monotonic()
             log.info("snapshot written", seconds=round(self._last_snapshot - started, 3))
         for peer, msg, request_id in ready.messages:
-            self.server.send(peer, encode(msg, request_id, self.epoch))
+            frame = encode(msg, request_id, self.epoch)
+            if len(frame) >= TRACKED_BYTES:
+                unsent = self.server.unsent_bytes(peer)
+                if unsent and unsent + len(frame) > MAX_UNSENT_BYTES:
+                    # A peer that asks and never reads would grow this process without
+                    # bound (300 unread 1 MiB file reads: +300-590 MB): it gets a short
+                    # error instead, and what it has not read stays at most the cap.
+                    self.core.count("replies_withheld")
+                    frame = error_frame(ProtocolError(
+                        "unread_replies", f"a {msg.TYPE} reply of {len(frame)} bytes was "
+                        f"withheld: {unsent} bytes sent to this connection are still "
+                        f"unread (at most {MAX_UNSENT_BYTES}): read them, then ask again"),
+                        request_id)
+            self.server.send(peer, frame)
 
     def reload_credentials(self) -> None:
         """Re-read --credentials (SIGHUP): new connections are judged by the new file;

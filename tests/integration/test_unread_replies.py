@@ -1,0 +1,61 @@
+"""A client that asks and never reads cannot grow the master (issue 12, point 7): 300
+file reads of 1 MiB left unread grew it by 300-590 MB; now what one connection leaves
+unread is capped (MAX_UNSENT_BYTES) and the rest is withheld with an error."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from pathlib import Path
+
+import psutil
+import pytest
+import zmq
+
+from mesos_zmq.master.server import MAX_UNSENT_BYTES
+from mesos_zmq.protocol import FileData, ReadFile, decode, encode
+from tests.cluster import Cluster
+
+pytestmark = pytest.mark.integration
+
+
+def test_unread_file_data_is_capped_per_connection(tmp_path: Path) -> None:
+    cluster = Cluster(tmp_path)
+    try:
+        master = cluster.start_master()
+        cluster.start_agent(resources="cpus:2;mem:512;disk:512")
+        cluster.wait_agents(1)
+        out = cluster.cli("run", "--master", cluster.master_url, "--task-id", "big",
+                          "--", "head -c 2000000 /dev/zero | tr '\\\\0' x; echo")
+        assert out.returncode == 0, out.stderr
+        # a well-behaved read of 1 MiB works
+        context: zmq.Context[zmq.Socket[bytes]] = zmq.Context()
+        good = context.socket(zmq.DEALER)
+        good.connect(cluster.master_url)
+        good.send(encode(ReadFile(agent_id="", task_id="big", length=1 << 20), "g"))
+        assert good.poll(10_000)
+        reply = decode(good.recv()).message
+        assert isinstance(reply, FileData) and len(reply.data) == 1 << 20
+        good.close(linger=0)
+        process = psutil.Process(master.pid)
+        before = process.memory_info().rss
+        hostile = context.socket(zmq.DEALER)
+        hostile.setsockopt(zmq.RCVHWM, 1)
+        hostile.setsockopt(zmq.RCVBUF, 4096)
+        hostile.connect(cluster.master_url)
+        for _ in range(300):
+            hostile.send(encode(ReadFile(agent_id="", task_id="big", length=1 << 20),
+                                uuid.uuid4().hex))
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and cluster.state()["counters"].get(
+                "replies_withheld", 0) < 250:
+            time.sleep(0.2)
+        grown = process.memory_info().rss - before
+        assert grown < 4 * MAX_UNSENT_BYTES, f"master grew by {grown >> 20} MiB"
+        assert cluster.state()["counters"].get("replies_withheld", 0) >= 250
+        time.sleep(0.5)
+        hostile.close(linger=0)
+        context.term()
+        assert master.alive()
+    finally:
+        cluster.stop()
