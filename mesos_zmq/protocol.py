@@ -497,6 +497,15 @@ class OperatorKill(Message):
     framework_id: str = ""
 
 
+@message("operator_teardown")
+@dataclass(frozen=True, slots=True)
+class OperatorTeardown(Message):
+    """Operator tears a framework down (Mesos's /teardown): its tasks killed, the
+    framework removed for good."""
+
+    framework_id: str
+
+
 @message("drain_agent")
 @dataclass(frozen=True, slots=True)
 class DrainAgent(Message):

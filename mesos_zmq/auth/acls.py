@@ -31,6 +31,7 @@ register_frameworks   roles                   a framework subscribes, for each r
 run_tasks             users                   a task is launched, for the user it runs as
                                               (root, or no user, needs a rule naming
                                               root: permissive is not enough)
+teardown_frameworks   framework_principals    an operator tears a framework down
 kill_tasks            framework_principals    an operator kills another's task
 view_frameworks       framework_principals    state lists a framework
 view_tasks            framework_principals    state lists a task
@@ -59,6 +60,7 @@ from mesos_zmq.errors import AuthError
 ACTIONS: Final[dict[str, str]] = {
     "register_frameworks": "roles",
     "run_tasks": "users",
+    "teardown_frameworks": "framework_principals",
     "kill_tasks": "framework_principals",
     "view_frameworks": "framework_principals",
     "view_tasks": "framework_principals",

@@ -36,6 +36,7 @@ from mesos_zmq.protocol import (
     Message,
     OperatorKill,
     OperatorReply,
+    OperatorTeardown,
     ReactivateAgent,
     ReadFile,
     RemoveQuota,
@@ -614,6 +615,14 @@ def tasks(master: str, as_json: bool, active: bool) -> None:
 def kill(master: str, framework_id: str, task_id: str) -> None:
     """Kill a task by id."""
     operate(master, OperatorKill(task_id=task_id, framework_id=framework_id))
+
+
+@cli.command()
+@master_flag
+@click.argument("framework_id")
+def teardown(master: str, framework_id: str) -> None:
+    """Tear a framework down: its tasks killed, the framework removed for good."""
+    operate(master, OperatorTeardown(framework_id=framework_id))
 
 
 @cli.command()

@@ -101,6 +101,7 @@ from mesos_zmq.protocol import (
     Kill,
     Message,
     OperatorKill,
+    OperatorTeardown,
     ReactivateAgent,
     ReadFile,
     Reconcile,
@@ -187,7 +188,8 @@ SENDERS: dict[type[Message], frozenset[str]] = {
                      StatusUpdate, FileData), _AGENT),
     **dict.fromkeys((Subscribe, Accept, Decline, Kill, Acknowledge, Reconcile, Revive,
                      Suppress, Teardown), _FRAMEWORK),
-    **dict.fromkeys((OperatorKill, DrainAgent, ReactivateAgent, SetWeights, SetQuota,
+    **dict.fromkeys((OperatorKill, OperatorTeardown, DrainAgent, ReactivateAgent,
+                     SetWeights, SetQuota,
                      RemoveQuota, ReserveResources, UnreserveResources), _OPERATOR),
     # a framework reads its own sandboxes and the state (what it may see of them is the
     # ACLs' to say); an operator reads any
@@ -262,6 +264,7 @@ class MasterCore:
             Teardown: partial(scheduler_api.teardown, self),
             GetState: partial(operator_api.get_state, self),
             OperatorKill: partial(operator_api.operator_kill, self),
+            OperatorTeardown: partial(operator_api.operator_teardown, self),
             DrainAgent: partial(operator_api.drain_agent, self),
             ReactivateAgent: partial(operator_api.reactivate_agent, self),
             SetWeights: partial(operator_api.set_weights, self),

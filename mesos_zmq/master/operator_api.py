@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 import structlog
 
 from mesos_zmq.errors import ResourceError
-from mesos_zmq.master import access, task_book
+from mesos_zmq.master import access, liveness, task_book
 from mesos_zmq.master.records import (
     AgentDraining,
     AgentReactivated,
@@ -34,6 +34,7 @@ from mesos_zmq.protocol import (
     GetState,
     OperatorKill,
     OperatorReply,
+    OperatorTeardown,
     ReactivateAgent,
     ReadFile,
     RemoveQuota,
@@ -276,6 +277,23 @@ def operator_kill(core: MasterContext, peer: bytes, msg: OperatorKill,
     task_book.kill_task(core, rec.framework_id, rec.task_id, now)
     core.send(peer, OperatorReply(message=f"kill of task {rec.task_id} of framework "
                                            f"{rec.framework_id} requested"), rid)
+
+
+def operator_teardown(core: MasterContext, peer: bytes, msg: OperatorTeardown, rid: str,
+                      now: float) -> None:
+    """Mesos's /teardown: the framework's tasks are killed and it is removed for good
+    (it cannot subscribe under its id again)."""
+    fid = msg.framework_id
+    if fid not in core.state.frameworks:
+        core.error(peer, "invalid", f"no framework with id {fid[:64]!r}", rid)
+        return
+    if not access.authorized(core, "teardown_frameworks", access.framework_principal(
+            core, fid), peer, rid):
+        return
+    tasks = sum(1 for rec in core.state.tasks.values() if rec.framework_id == fid)
+    liveness.remove_framework(core, fid, "torn down by an operator", now)
+    core.send(peer, OperatorReply(message=f"framework {fid} torn down: {tasks} task(s) "
+                                          "being killed"), rid)
 
 
 def read_file(core: MasterContext, peer: bytes, msg: ReadFile, rid: str, now: float) -> None:

@@ -173,3 +173,28 @@ def test_tasks_run_as_root_only_where_a_rule_names_root() -> None:
         assert launched == expected, who
         users = {rec.task_id: rec.task.user for rec in h.core.state.tasks.values()}
         assert users.get("t2") == "nobody"  # the agent gets the user to run as
+
+
+def test_an_operator_tears_down_a_framework_the_acls_let_it() -> None:
+    from mesos_zmq.protocol import OperatorReply, OperatorTeardown
+
+    h = Harness(acls=Acls.from_json({"teardown_frameworks": [
+        {"principals": {"values": ["alice"]}, "framework_principals": {
+            "values": ["analytics"]}},
+        {"principals": {"type": "ANY"}, "framework_principals": {"type": "NONE"}}]}))
+    mine = subscribe(h, b"fa", ANALYTICS, "analytics").framework_id
+    theirs = subscribe(h, b"fo", OTHER, "other").framework_id
+    (no,) = send(h, b"b", OperatorTeardown(framework_id=mine), BOB)
+    assert isinstance(no, Error) and no.code == "unauthorized"
+    (no,) = send(h, b"a", OperatorTeardown(framework_id=theirs), ALICE)
+    assert isinstance(no, Error) and no.code == "unauthorized"
+    (no,) = send(h, b"fa", OperatorTeardown(framework_id=theirs), ANALYTICS)
+    assert isinstance(no, Error) and "may not send operator_teardown" in no.message
+    (yes,) = send(h, b"a", OperatorTeardown(framework_id=mine), ALICE)
+    assert isinstance(yes, OperatorReply) and "torn down" in yes.message
+    assert set(h.core.state.frameworks) == {theirs}
+    assert mine in h.core.state.removed_frameworks
+    again = subscribe(h, b"fa2", ANALYTICS, "analytics")
+    assert isinstance(again, Subscribed)  # a new framework; the old id stays removed
+    (gone,) = send(h, b"a", OperatorTeardown(framework_id="nope"), ALICE)
+    assert isinstance(gone, Error) and gone.code == "invalid"
