@@ -42,6 +42,8 @@ class Launcher(Scheduler):
         self.offer_seen: dict[str, float] = {}
         self.running_at: dict[str, float] = {}
         self.ended: dict[str, str] = {}
+        #: why tasks did not finish: message -> count
+        self.failures: dict[str, int] = {}
         self.first_launch = 0.0
         self.last_end = 0.0
         self.done = threading.Event()
@@ -73,6 +75,9 @@ class Launcher(Scheduler):
             self.running_at.setdefault(status.task_id, now)
         elif status.state in TERMINAL and status.task_id not in self.ended:
             self.ended[status.task_id] = status.state
+            if status.state != "TASK_FINISHED":
+                why = f"{status.state} {status.reason}: {status.message[:120]}"
+                self.failures[why] = self.failures.get(why, 0) + 1
             self.last_end = now
             if len(self.ended) >= self.total:
                 self.done.set()
@@ -127,6 +132,8 @@ def report(label: str, scheduler: Launcher, tasks: int) -> float:
         states[state] = states.get(state, 0) + 1
     rate = tasks / elapsed
     print(f"[{label}] final states {states}")
+    for why, count in sorted(scheduler.failures.items(), key=lambda kv: -kv[1])[:3]:
+        print(f"[{label}] {count} x {why}")
     print(f"[{label}] throughput: {rate:.0f} tasks/s ({elapsed:.2f} s)")
     if latencies:
         print(f"[{label}] offer-to-RUNNING latency: p50 {statistics.median(latencies):.1f} ms, "

@@ -73,10 +73,13 @@ def choose_user(user: str, account: Account | None, agent_uid: int) -> RunAs | N
         return None
     if account is None:
         raise UserError(f"user {_shown(user)} does not exist on this agent")
+    if account.uid == agent_uid:
+        # Already that user: no switch, so the task starts by vfork + exec. (A switch
+        # needs a full fork, whose copy-on-write pages are charged to the task's memory
+        # cgroup: a 1 MB task killed its own supervisor that way.)
+        return RunAs(account, switch=False)
     if agent_uid == 0:
         return RunAs(account, switch=True)
-    if account.uid == agent_uid:
-        return RunAs(account, switch=False)
     raise UserError(f"cannot run the task as user {_shown(user)}: the agent does not run "
                     f"as root (uid {agent_uid}), and only root can switch users")
 

@@ -119,3 +119,16 @@ def test_without_switch_user_tasks_run_as_the_agent(cluster: Cluster) -> None:
     sandbox = sandbox_of(cluster, rec, "as-agent")
     assert (sandbox / "stdout").read_text() == f"{os.geteuid()}\n"
     assert sandbox.stat().st_uid == os.geteuid()
+
+
+def test_tiny_tasks_of_the_agents_own_user_all_finish(cluster: Cluster) -> None:
+    """Found by tools/bench_launch.py: tasks of mem:1 run as the agent's own user went
+    through a full fork (a pointless switch) whose copied pages were charged to the
+    task's 1 MB cgroup, and about 6% ended TASK_FAILED (supervisor or task OOM-killed)."""
+    cluster.start_master()
+    cluster.start_agent(resources="cpus:4;mem:1024")
+    cluster.wait_agents(1)
+    out = cluster.cli("run", "--master", cluster.master_url, "--cpus", "0.01", "--mem", "1",
+                      "--instances", "300", "--user", pwd.getpwuid(os.geteuid()).pw_name,
+                      "--quiet", "--", "true")
+    assert out.returncode == 0, out.stderr

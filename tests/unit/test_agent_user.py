@@ -60,6 +60,13 @@ def test_a_root_agent_switches_to_the_user() -> None:
     assert run_as.ids() == (1000, 1000, [1000, 27])
 
 
+def test_a_root_agent_running_a_root_task_does_not_switch() -> None:
+    """No switch means vfork + exec: a full fork's copied pages would be charged to a
+    tiny task's memory cgroup and could get its supervisor killed."""
+    root = Account(name="root", uid=0, gid=0, groups=(0,), home="/root")
+    assert choose_user("root", root, 0) == RunAs(root, switch=False)
+
+
 def test_a_user_the_host_does_not_know_fails_the_launch() -> None:
     with pytest.raises(UserError, match=r"^user 'x' does not exist on this agent$"):
         choose_user("x", None, 0)
