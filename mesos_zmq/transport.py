@@ -40,6 +40,9 @@ _HWM: Final = 200_000
 #: replies at least this large are tracked until ZeroMQ hands them to the kernel, so
 #: that the bytes a peer has not read can be counted (see ServerSocket.unsent_bytes)
 TRACKED_BYTES: Final = 64 * 1024
+#: handshakes failing without detail (a wrong pinned key, a master without keys, but
+#: also a connection dropped mid-greeting) in a row before they are blamed on keys
+HANDSHAKES_BEFORE_BLAME: Final = 3
 #: the largest epoch a master can have: epochs are ZooKeeper node versions (int32)
 MAX_EPOCH: Final = 2**31 - 1
 
@@ -76,6 +79,8 @@ class ServerSocket:
             self.socket.setsockopt(zmq.CURVE_SECRETKEY, key.secret)
             self.socket.setsockopt(zmq.CURVE_PUBLICKEY, key.public)
             self.socket.setsockopt_string(zmq.ZAP_DOMAIN, DOMAIN)
+            # Without a ZAP handler libzmq would accept any key: refuse instead.
+            self.socket.setsockopt(zmq.ZAP_ENFORCE_DOMAIN, 1)
         self.socket.setsockopt(zmq.LINGER, 0)
         self.socket.setsockopt(zmq.SNDHWM, _HWM)
         self.socket.setsockopt(zmq.RCVHWM, _HWM)
@@ -104,12 +109,17 @@ class ServerSocket:
             parts = self.socket.recv_multipart(flags=zmq.NOBLOCK, copy=True)
             return parts[0], parts[1:], None
         frames = self.socket.recv_multipart(flags=zmq.NOBLOCK, copy=False)
-        user = frames[-1].get("User-Id")
+        try:
+            user = frames[-1].get("User-Id")
+        except zmq.ZMQError:  # no ZAP verdict on this connection: nobody vouched for it
+            user = None
         return frames[0].bytes, [f.bytes for f in frames[1:]], str(user) if user else ""
 
-    def send(self, identity: bytes, frame: bytes) -> None:
+    def send(self, identity: bytes, frame: bytes, track: bool = False) -> None:
+        """``track``: count the frame in :meth:`unsent_bytes` whatever its size (replies
+        whose size the peer chooses); frames of TRACKED_BYTES or more always are."""
         try:
-            if len(frame) < TRACKED_BYTES:
+            if not track and len(frame) < TRACKED_BYTES:
                 self.socket.send_multipart([identity, frame], flags=zmq.NOBLOCK)
                 return
             tracker = self.socket.send_multipart([identity, frame], flags=zmq.NOBLOCK,
@@ -132,6 +142,13 @@ class ServerSocket:
             return 0
         return sum(size for tracker, size in pending if not tracker.done)
 
+    def sweep(self) -> None:
+        """Forget peers whose tracked replies were all handed over (each connection of
+        a CLI command is a new peer: their entries must not pile up)."""
+        for identity in [i for i, pending in self._tracked.items()
+                         if all(tracker.done for tracker, _ in pending)]:
+            del self._tracked[identity]
+
     def close(self) -> None:
         self.socket.close(linger=0)
 
@@ -147,6 +164,8 @@ class ClientSocket:
         self._monitor: zmq.Socket[bytes] | None = None
         #: why the last handshake failed ("" while none has)
         self._auth_problem = ""
+        #: handshakes failed since the last one that succeeded
+        self._failed_handshakes = 0
         self.socket = self._open()
         #: the highest master epoch heard; anything from a lower one is a deposed leader
         self.max_epoch = 0
@@ -188,7 +207,15 @@ class ClientSocket:
             event = zmq.utils.monitor.parse_monitor_message(parts)["event"]
             if event == zmq.EVENT_HANDSHAKE_SUCCEEDED:
                 self._auth_problem = ""
-            elif self.keys is None:
+                self._failed_handshakes = 0
+                continue
+            self._failed_handshakes += 1
+            if event == zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL \
+                    and self._failed_handshakes < HANDSHAKES_BEFORE_BLAME:
+                # A connection that dropped during the greeting looks the same: only a
+                # failure that keeps recurring is a mismatch of keys.
+                continue
+            if self.keys is None:
                 self._auth_problem = ("the master requires keys: give this client's key "
                                       "(--key or MESOS_ZMQ_KEY) and the masters' public key "
                                       "(--master-key or MESOS_ZMQ_MASTER_KEY)")

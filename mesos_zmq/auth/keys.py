@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import re
 import stat
+import struct
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -41,7 +42,7 @@ def check_key(text: bytes | str, what: str) -> bytes:
         raise AuthError(f"{what}: a Curve key is 40 Z85 characters, got {len(raw)}")
     try:
         z85.decode(raw)
-    except (ValueError, KeyError, TypeError):
+    except (ValueError, KeyError, TypeError, struct.error):  # struct: a group overflows
         raise AuthError(f"{what}: not Z85 text") from None
     return raw
 

@@ -4,7 +4,10 @@ ZeroMQ asks a ZAP handler (RFC 27) on ``inproc://zeromq.zap.01`` of the socket's
 about each CURVE handshake. pyzmq's :class:`~zmq.auth.thread.ThreadAuthenticator` runs
 the protocol in a thread of its own (so a burst of handshakes never waits for the
 master's loop); this module supplies the decision and the ``User-Id``, which is
-``KIND/NAME`` of the principal, so :func:`principal_of` needs no table to read it back.
+``KIND/NAME/KEY`` (the principal and the client's key), so :func:`principal_of` needs no
+table to read it back and :meth:`ZapHandler.still_valid` can tell, message by message,
+that a key removed from the credentials (and reloaded) lost its rights on connections
+already open.
 A key not in the credentials file is refused during the handshake: the stranger's
 socket never delivers a message to the master.
 """
@@ -44,10 +47,13 @@ class _Authenticator(ThreadAuthenticator):
     provider: _Provider
 
     def curve_user_id(self, client_public_key: bytes) -> str:
-        principal = self.provider.credentials.by_key(z85.encode(client_public_key))
+        key = z85.encode(client_public_key).decode("ascii")
+        principal = self.provider.credentials.by_key(key.encode())
         # Only called after the callback accepted the key; a reload in between that
         # dropped it yields a principal nobody's rules allow.
-        return f"{principal.kind}/{principal.name}" if principal else "none/unknown"
+        if principal is None:
+            return f"none/unknown/{key}"
+        return f"{principal.kind}/{principal.name}/{key}"
 
 
 class ZapHandler:
@@ -62,8 +68,16 @@ class ZapHandler:
         self._auth.configure_curve_callback(domain=DOMAIN, credentials_provider=self._provider)
 
     def reload(self, credentials: Credentials) -> None:
-        """New connections are judged by ``credentials`` (open ones keep their principal)."""
+        """Connections are judged by ``credentials`` from now on: new ones at their
+        handshake, open ones message by message (:meth:`still_valid`)."""
         self._provider.credentials = credentials
+
+    def still_valid(self, user_id: str) -> bool:
+        """Whether the key behind ``user_id`` still proves its principal."""
+        kind, _, rest = user_id.partition("/")
+        name, _, key = rest.partition("/")
+        principal = self._provider.credentials.by_key(key.encode())
+        return principal is not None and (principal.kind, principal.name) == (kind, name)
 
     def stop(self) -> None:
         self._auth.stop()
@@ -73,5 +87,6 @@ def principal_of(user_id: str | None) -> Principal | None:
     """The principal stamped on a message by :class:`ZapHandler` (None without CURVE)."""
     if not user_id:
         return None
-    kind, _, name = user_id.partition("/")
+    kind, _, rest = user_id.partition("/")
+    name = rest.partition("/")[0]  # names hold no '/'; the key after it may
     return Principal(name=name, kind=kind)

@@ -376,6 +376,11 @@ def local(agent_count: int, port: int, resources: str, work_dir: str | None,
 
     check_agent_resources(resources)
     framework_logging()
+    if insecure:
+        # Keys exported for another (secure) cluster must not reach this one's agents
+        # or its framework: they would meet a master without keys.
+        for name in ("MESOS_ZMQ_KEY", "MESOS_ZMQ_MASTER_KEY"):
+            os.environ.pop(name, None)
     code = 0
     # From here on SIGTERM and SIGHUP tear everything down as Ctrl-C does.
     with StopSignals() as signals:

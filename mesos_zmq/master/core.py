@@ -364,7 +364,11 @@ class MasterCore:
             info.monitor.received(now)
         allowed = SENDERS.get(type(msg))
         limits = self.config.rate_limits
-        if principal is not None and limits is not None and allowed is not None:
+        # Frameworks and operators are limited (as Mesos limits frameworks); agents are
+        # not: their updates are what the cluster runs on. Errors count too (they are
+        # logged), heartbeats never.
+        if (principal is not None and limits is not None and principal.kind != "agent"
+                and (allowed is not None or type(msg) is Error)):
             wait = limits.admit(principal.name, now)
             if wait > 0:
                 self.error(peer, "rate_limited", f"principal {principal.name!r} is over "

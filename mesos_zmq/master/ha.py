@@ -136,18 +136,34 @@ class StandbyList:
 
 
 def secure_tree(client: Any, path: str, credentials: ZkCredentials) -> None:
-    """Give the masters' nodes of a tree made before credentials their ACL (nodes
-    created from now on get it by default). Entries already in the log keep theirs
-    until compaction removes them."""
-    for node in (path, *(f"{path}/{sub}" for sub in
-                         ("epoch", "log", "snapshots", "snapshot", ELECTION_NODE))):
+    """Give every node of a tree made before credentials the masters' ACL: the cluster
+    nodes, and each log entry and snapshot chunk under them (an entry anyone may write
+    would be replayed by the next leader). Nodes created from now on get it by default.
+    The leader record is left to its owner, which republishes it readable by all."""
+    acl = credentials.masters_acl()
+    nodes = [path, *(f"{path}/{sub}" for sub in ("epoch", "log", "snapshots", "snapshot",
+                                                  ELECTION_NODE))]
+    for node in nodes:
         try:
-            client.set_acls(node, credentials.masters_acl())
+            client.set_acls(node, acl)
         except NoNodeError:
             continue
         except NoAuthError:
             raise ConfigError(f"ZooKeeper node {node} belongs to other credentials than "
                               "--zk-credentials") from None
+        if node.rsplit("/", 1)[-1] in ("log", "snapshots", ELECTION_NODE):
+            nodes += [f"{node}/{child}" for child in _children(client, node)]
+            if node.endswith("/snapshots"):
+                for snapshot in _children(client, node):
+                    nodes += [f"{node}/{snapshot}/{c}"
+                              for c in _children(client, f"{node}/{snapshot}")]
+
+
+def _children(client: Any, node: str) -> list[str]:
+    try:
+        return list(client.get_children(node))
+    except NoNodeError:
+        return []
 
 
 def run_master_ha(config: MasterConfig) -> int:
@@ -163,6 +179,7 @@ def run_master_ha(config: MasterConfig) -> int:
     elif url.auth:
         log.warning("ZooKeeper credentials in the zk:// URL show in ps to every user of "
                     "this host: put them in a file given as --zk-credentials")
+        credentials = ZkCredentials.parse(url.auth, "the zk:// URL")
     client = zk_client(url, config.zk_session_timeout, credentials)
     if credentials is not None:
         secure_tree(client, url.path, credentials)
@@ -187,6 +204,15 @@ def run_master_ha(config: MasterConfig) -> int:
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
+    # SIGHUP re-reads the credentials of a serving leader (a standby reads them when it
+    # takes over); it must not end the process as its default action would.
+    serving: list[MasterServer] = []
+
+    def on_hangup(signum: int, frame: FrameType | None) -> None:
+        for server in serving:
+            server.request_reload()
+
+    signal.signal(signal.SIGHUP, on_hangup)
 
     zk_log = ZooKeeperLog(client, url.path)
     contender = Contender(client, url.path, member_id, advertised_address(config))
@@ -238,6 +264,7 @@ def run_master_ha(config: MasterConfig) -> int:
         standbys = StandbyList(contender, stop)
         server = MasterServer(config, replicated_log=zk_log, state=state, guard=guard,
                               epoch=epoch, standbys=standbys.get)
+        serving.append(server)
         built = time.monotonic()
         contender.publish({
             "id": member_id,

@@ -301,6 +301,11 @@ def read_file(core: MasterContext, peer: bytes, msg: ReadFile, rid: str, now: fl
     if msg.agent_id and not known:
         # A task the master forgot (old history): the agent may still have its sandbox.
         agent_id, framework_id = msg.agent_id, msg.framework_id
+        if core.principal is not None and not framework_id:
+            # With keys, whose sandbox it is must be known to judge the read.
+            core.error(peer, "invalid", f"task {msg.task_id[:64]!r} is not known to the "
+                       "master: name its framework (--framework) to read its sandbox", rid)
+            return
     else:
         rec = _one_task(core, peer, msg.task_id, msg.framework_id, rid, active_only=False)
         if rec is None:

@@ -317,6 +317,14 @@ def plan_operations(core: MasterContext,
         problem = reservation_problem(res, role)
         if problem is not None:
             return f"{op.kind}: {problem}", []
+        action = {"RESERVE": "reserve_resources", "UNRESERVE": "unreserve_resources"}.get(
+            op.kind)
+        principal = core.principal
+        for reserved_role in sorted(res.roles() - {"*"}):
+            if action is not None and not access.may(core, action, reserved_role):
+                who = principal.name if principal is not None else ""
+                return (f"{op.kind}: principal {who!r} is not allowed to "
+                        f"{action.replace('_', ' ')} for {reserved_role!r} (ACL {action})"), []
         if op.kind == "RESERVE":
             old, new = res.flatten(), res
         elif op.kind == "UNRESERVE":

@@ -40,7 +40,15 @@ from mesos_zmq.master.log import (
 )
 from mesos_zmq.master.records import record_to_plain
 from mesos_zmq.master.state import MasterState, state_from
-from mesos_zmq.protocol import DEFAULT_MAX_FRAME_BYTES, decode, encode, error_frame, peek_request_id
+from mesos_zmq.protocol import (
+    DEFAULT_MAX_FRAME_BYTES,
+    FileData,
+    State,
+    decode,
+    encode,
+    error_frame,
+    peek_request_id,
+)
 from mesos_zmq.resources import validate_role
 from mesos_zmq.transport import TRACKED_BYTES, ServerSocket
 
@@ -306,6 +314,9 @@ class MasterServer:
 
     #: the process exit status (70 after a handler failure it could not undo)
     exit_code = 0
+    #: SIGHUP asked for the credentials to be read again
+    _reload_asked = False
+    _flushes = 0
 
     def serve_forever(self) -> None:
         poller = zmq.Poller()
@@ -322,6 +333,8 @@ class MasterServer:
                 if verdict == "pause":
                     time.sleep(tick_every)
                     continue
+                if self._reload_asked:
+                    self.reload_credentials()
                 ready = Ready()
                 now = time.monotonic()
                 self.core.wall_offset = time.time() - now
@@ -365,6 +378,14 @@ class MasterServer:
                     self.core.counters.get(f"refused_{exc.code}", 0) + 1
                 )
                 self.server.send(identity, error_frame(exc, rid))
+                continue
+            if self.zap is not None and not (user and self.zap.still_valid(user)):
+                # No ZAP verdict, or a key since removed from the credentials.
+                self.core.count("refused_unauthenticated")
+                self.server.send(identity, error_frame(ProtocolError(
+                    "unauthorized", "this connection's key is not (or no longer) in the "
+                    "master's credentials: connect again with a valid key"),
+                    envelope.request_id))
                 continue
             try:
                 result = self.core.handle(identity, envelope.message, envelope.request_id, now,
@@ -417,6 +438,7 @@ class MasterServer:
         return True
 
     def _flush(self, ready: Ready) -> None:
+        self._sweep_tracked()
         if ready.records:
             self.log.append([record_to_plain(r) for r in ready.records])
         now = time.monotonic()
@@ -428,7 +450,10 @@ class MasterServer:
             log.info("snapshot written", seconds=round(self._last_snapshot - started, 3))
         for peer, msg, request_id in ready.messages:
             frame = encode(msg, request_id, self.epoch)
-            if len(frame) >= TRACKED_BYTES:
+            # Replies a peer sizes by asking (file data, state) are counted whatever
+            # their size: small reads asked for in their thousands add up as well.
+            asked = isinstance(msg, FileData | State)
+            if asked or len(frame) >= TRACKED_BYTES:
                 unsent = self.server.unsent_bytes(peer)
                 if unsent and unsent + len(frame) > MAX_UNSENT_BYTES:
                     # A peer that asks and never reads would grow this process without
@@ -440,16 +465,27 @@ class MasterServer:
                         f"withheld: {unsent} bytes sent to this connection are still "
                         f"unread (at most {MAX_UNSENT_BYTES}): read them, then ask again"),
                         request_id)
-            self.server.send(peer, frame)
+            self.server.send(peer, frame, track=asked)
+
+    def _sweep_tracked(self) -> None:
+        self._flushes += 1
+        if self._flushes % 100 == 0:
+            self.server.sweep()
+
+    def request_reload(self) -> None:
+        """From the SIGHUP handler: the loop re-reads the credentials on its next turn
+        (nothing is read inside a signal handler, which may land in any handler)."""
+        self._reload_asked = True
 
     def reload_credentials(self) -> None:
-        """Re-read --credentials (SIGHUP): new connections are judged by the new file;
-        a file that does not load leaves the old one in force."""
+        """Re-read --credentials: connections are judged by the new file from now on; a
+        file that does not load leaves the old one in force."""
+        self._reload_asked = False
         if self.zap is None or not self.config.credentials:
             return
         try:
             credentials = Credentials.load(self.config.credentials)
-        except AuthError as exc:
+        except Exception as exc:  # whatever is in the file, the master keeps serving
             log.error("credentials not reloaded", error=str(exc))
             return
         self.zap.reload(credentials)
@@ -473,7 +509,7 @@ def run_master(config: MasterConfig) -> int:
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
-    signal.signal(signal.SIGHUP, lambda signum, frame: server.reload_credentials())
+    signal.signal(signal.SIGHUP, lambda signum, frame: server.request_reload())
     server.serve_forever()
     log.info("master stopped")
     return server.exit_code

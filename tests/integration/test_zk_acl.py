@@ -71,3 +71,46 @@ def test_a_credentials_file_others_can_read_is_refused(tmp_path: Path) -> None:
                       "--zk-credentials", str(creds), "--work-dir", str(tmp_path / "m"),
                       timeout=30)
     assert out.returncode != 0 and "chmod 600" in out.stderr, out.stderr
+
+
+def test_a_tree_made_before_credentials_is_secured_entry_by_entry(
+        zookeeper: Ensemble, tmp_path: Path) -> None:
+    """A log entry anyone may write would be replayed by the next leader."""
+    path = f"/old-{tmp_path.name}"
+    zk_url = f"zk://{zookeeper.hosts}{path}"
+    cluster = Cluster(tmp_path)
+    stranger = KazooClient(hosts=zookeeper.hosts, timeout=2.0)
+    stranger.start()
+    try:
+        (old,) = start_masters(cluster, zk_url, 1)  # no credentials: an open tree
+        detector = LeaderDetector(zk_url, session_timeout=2.0)
+        try:
+            wait_until(lambda: detector.current() is not None, 30.0, what="a leader")
+        finally:
+            detector.close()
+        cluster.master_url = zk_url
+        cluster.start_agent()
+        cluster.wait_agents(1)
+        entries = stranger.get_children(f"{path}/log")
+        assert entries
+        old.stop()
+        creds = tmp_path / "zk.secret"
+        creds.write_text("masters:s3cret\n")
+        os.chmod(creds, 0o600)
+        start_masters(cluster, zk_url, 1, ["--zk-credentials", str(creds)])
+        wait_until(lambda: _denied(stranger, f"{path}/log/{entries[0]}"), 30.0,
+                   what="old log entries secured")
+        with pytest.raises(NoAuthError):
+            stranger.set(f"{path}/log/{entries[0]}", b"forged")
+    finally:
+        stranger.stop()
+        stranger.close()
+        cluster.stop()
+
+
+def _denied(client: KazooClient, node: str) -> bool:
+    try:
+        client.get(node)
+    except NoAuthError:
+        return True
+    return False

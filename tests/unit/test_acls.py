@@ -198,3 +198,26 @@ def test_an_operator_tears_down_a_framework_the_acls_let_it() -> None:
     assert isinstance(again, Subscribed)  # a new framework; the old id stays removed
     (gone,) = send(h, b"a", OperatorTeardown(framework_id="nope"), ALICE)
     assert isinstance(gone, Error) and gone.code == "invalid"
+
+
+def test_reservations_inside_an_accept_follow_the_acls() -> None:
+    from mesos_zmq.protocol import Accept, Offers, Operation
+
+    h = Harness(acls=Acls.from_json({"reserve_resources": [
+        {"principals": {"type": "ANY"}, "roles": {"type": "NONE"}}]}))
+    (reg,) = send(h, b"ag", RegisterAgent(hostname="h", resources="cpus:4;mem:1024"), AGENT)
+    (sub, *_) = send(h, b"f", Subscribe(framework=FrameworkInfo(name="f", roles=["eng"])),
+                     ANALYTICS)
+    (offers,) = [m for p, m, _ in h.tick(5.0) if p == b"f" and isinstance(m, Offers)]
+    accept = Accept(framework_id=sub.framework_id, offer_ids=[offers.offers[0].offer_id],
+                    operations=[Operation(kind="RESERVE", resources="cpus(eng):1")])
+    (no, *_) = send(h, b"f", accept, ANALYTICS, now=5.0)
+    assert isinstance(no, Error) and "reserve resources" in no.message
+    assert not h.core.state.reservations
+
+
+def test_a_sandbox_the_master_forgot_needs_its_framework_named_with_keys() -> None:
+    h = harness()
+    (no,) = send(h, b"o", ReadFile(agent_id="some-agent", task_id="gone", path="stdout"),
+                 ALICE)
+    assert isinstance(no, Error) and "name its framework" in no.message

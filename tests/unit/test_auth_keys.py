@@ -39,7 +39,8 @@ def test_a_secret_others_can_read_is_refused(tmp_path: Path) -> None:
         load_secret(tmp_path / "m1.key")
 
 
-@pytest.mark.parametrize("text,needle", [("short", "neither a key file"), ("~" * 40, "not Z85")])
+@pytest.mark.parametrize("text,needle", [("short", "neither a key file"), ("~" * 40, "not Z85"),
+                                         ("#" * 40, "not Z85")])
 def test_a_bad_public_key_says_what_is_wrong(text: str, needle: str) -> None:
     with pytest.raises(AuthError, match=needle):
         load_public(text)
@@ -104,4 +105,6 @@ def test_client_keys_come_from_options_or_the_environment(
 
 def test_the_zap_user_id_names_kind_and_principal() -> None:
     assert principal_of("framework/analytics") == Principal("analytics", "framework")
+    # the key follows, and Z85 keys may hold '/'
+    assert principal_of("agent/a1/x/Y+z.w") == Principal("a1", "agent")
     assert principal_of(None) is None and principal_of("") is None

@@ -36,8 +36,14 @@ class FakeSocket:
         peer, frame = self.inbox.popleft()
         return peer, [frame], None
 
-    def send(self, identity: bytes, frame: bytes) -> None:
+    def send(self, identity: bytes, frame: bytes, track: bool = False) -> None:
         self.sent.append((identity, decode(frame).message))
+
+    def unsent_bytes(self, identity: bytes) -> int:
+        return 0
+
+    def sweep(self) -> None:
+        pass
 
     def close(self) -> None:
         pass

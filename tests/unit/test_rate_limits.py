@@ -55,3 +55,17 @@ def test_the_master_refuses_what_is_over_the_limit_and_says_when_to_retry() -> N
     assert all(getattr(m, "code", "") != "rate_limited" for m in beats)
     assert isinstance(send(h, b"c", GetState(), CALM, now=0.0)[0], State)
     assert isinstance(send(h, b"n", GetState(), NOISY, now=1.0)[0], State)
+
+
+def test_agents_are_not_limited_and_errors_are() -> None:
+    from mesos_zmq.protocol import RegisterAgent
+
+    h = Harness(rate_limits=RateLimits.from_json({"aggregate_default_qps": 1,
+                                                  "aggregate_default_capacity": 2}))
+    agent = Principal("agent-1", "agent")
+    for _ in range(2):
+        send(h, b"n", GetState(), NOISY, now=0.0)
+    (reply,) = send(h, b"a", RegisterAgent(hostname="h", resources="cpus:1"), agent, now=0.0)
+    assert not isinstance(reply, Error), reply  # the framework's use does not starve agents
+    (over,) = send(h, b"n", Error(code="x", message="y"), NOISY, now=0.0)
+    assert isinstance(over, Error) and over.code == "rate_limited"
