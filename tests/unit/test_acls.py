@@ -205,7 +205,7 @@ def test_reservations_inside_an_accept_follow_the_acls() -> None:
 
     h = Harness(acls=Acls.from_json({"reserve_resources": [
         {"principals": {"type": "ANY"}, "roles": {"type": "NONE"}}]}))
-    (reg,) = send(h, b"ag", RegisterAgent(hostname="h", resources="cpus:4;mem:1024"), AGENT)
+    (_reg,) = send(h, b"ag", RegisterAgent(hostname="h", resources="cpus:4;mem:1024"), AGENT)
     (sub, *_) = send(h, b"f", Subscribe(framework=FrameworkInfo(name="f", roles=["eng"])),
                      ANALYTICS)
     (offers,) = [m for p, m, _ in h.tick(5.0) if p == b"f" and isinstance(m, Offers)]
