@@ -21,27 +21,35 @@ def describe_cluster(core: ClusterView, now: float,
     """Frameworks, agents, tasks (active, then recently completed), roles, counters.
 
     ``shows(action, framework_id)`` (the ACLs' view_frameworks and view_tasks) leaves
-    out frameworks and tasks the reader may not see; totals still count them."""
+    out frameworks and tasks the reader may not see, and what they use from the agents'
+    figures; roles show only those of frameworks it sees or an operator configured."""
     state = core.state
+
     def show(action: str, framework_id: str) -> bool:
         return shows is None or shows(action, framework_id)
 
     used: dict[str, Resources] = {}
     fw_used: dict[str, Resources] = {}
     fw_tasks: dict[str, int] = {}
+    agent_tasks: dict[str, int] = {}
     for rec in state.tasks.values():
+        if not show("view_tasks", rec.framework_id):
+            continue
         fw_tasks[rec.framework_id] = fw_tasks.get(rec.framework_id, 0) + 1
+        agent_tasks[rec.agent_id] = agent_tasks.get(rec.agent_id, 0) + 1
         try:
             res = Resources.parse(rec.task.resources)
         except ResourceError:
             continue
         used[rec.agent_id] = used.get(rec.agent_id, Resources.empty()) + res
         fw_used[rec.framework_id] = fw_used.get(rec.framework_id, Resources.empty()) + res
-    frameworks = []
+    frameworks: list[dict[str, Any]] = []
+    visible_roles: set[str] = set()
     for fid, info in state.frameworks.items():
         if not show("view_frameworks", fid):
             continue
         connected, offers = core.runtime_of_framework(fid)
+        visible_roles.update(info.roles)
         frameworks.append(
             {
                 "id": fid,
@@ -66,7 +74,7 @@ def describe_cluster(core: ClusterView, now: float,
             "drain": ("" if aid not in state.draining
                       else "DRAINED" if state.draining[aid]["drained"] else "DRAINING"),
             "connected": core.agent_connected(aid),
-            "active_tasks": len(state.tasks_by_agent.get(aid, ())),
+            "active_tasks": agent_tasks.get(aid, 0),
         }
         for aid, agent in state.agents.items()
     ]
@@ -95,6 +103,7 @@ def describe_cluster(core: ClusterView, now: float,
             "limit": dict(quotas[role].limit) if role in quotas else {},
         }
         for role in sorted(set(shares) | set(weights) | set(quotas))
+        if shows is None or role in visible_roles or role in weights or role in quotas
     ]
     return {
         "master": {

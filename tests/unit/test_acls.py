@@ -132,6 +132,11 @@ def test_state_shows_what_the_reader_may_see_and_kills_and_reads_are_checked() -
 
     assert seen(ALICE) == (set(fids.values()), {"ta"})
     assert seen(BOB) == (set(), set())
+    # what bob may not see does not show through the agents' figures or the roles
+    (state,) = send(h, b"reader", GetState(), BOB)
+    (agent,) = state.state["agents"]
+    assert agent["active_tasks"] == 0 and agent["used_resources"] == ""
+    assert [r["role"] for r in state.state["roles"]] == []
     # alice may kill analytics' task, not other's
     (no,) = send(h, b"a", OperatorKill(task_id="to"), ALICE)
     assert isinstance(no, Error) and no.code == "unauthorized"
