@@ -457,12 +457,7 @@ class _Watcher:
         status = self._wait_for(self.spec.kill_grace)
         if status is not None:
             return status
-        try:
-            os.killpg(self.pid, signal.SIGKILL)
-        except OSError:
-            pass
-        _, status = os.waitpid(self.pid, 0)
-        return status
+        return self._kill_now()
 
 
 def cancel_unstarted(path: Path, why: str) -> bool:
