@@ -84,6 +84,7 @@ def agent_stopping(core: MasterContext, peer: bytes, msg: AgentStopping, rid: st
     core.allocator.activate_agent(msg.agent_id, False)
     limit = core.config.heartbeat_interval * core.config.missed_heartbeats
     rt.deadline = now + limit
+    core.schedule_deadline("agent", msg.agent_id, rt.deadline)
     rt.away = f"agent stopped ({msg.reason[:64] or 'planned'}) and did not come back"
     core.count("agents_stopping")
     log.info("agent stopping", agent_id=msg.agent_id, reason=msg.reason[:64],

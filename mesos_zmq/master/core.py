@@ -47,6 +47,8 @@ Runtime records are in :mod:`~mesos_zmq.master.runtime`, flag defaults in
 
 from __future__ import annotations
 
+import heapq
+import itertools
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -221,6 +223,13 @@ class MasterCore:
         for role, alternatives in config.role_min_allocatable:
             self.allocator.set_min_allocatable(role, [dict(alt) for alt in alternatives])
         self.peers: dict[bytes, Peer] = {}
+        #: heap of (due, sequence, connection, its Peer) for heartbeats and expiries:
+        #: a tick looks only at peers whose time has come (see liveness.check_peers)
+        self.peer_timers: list[tuple[float, int, bytes, Peer]] = []
+        self._timer_seq = itertools.count()
+        #: heap of (due, sequence, kind, id) of away agents' and frameworks' deadlines
+        #: (kind "agent", "framework" or "offers": a recovered framework's offers)
+        self.deadline_timers: list[tuple[float, int, str, str]] = []
         self.framework_runtimes: dict[str, FrameworkRuntime] = {}
         self.agent_runtimes: dict[str, AgentRuntime] = {}
         self.offers: dict[str, OfferRec] = {}
@@ -328,13 +337,25 @@ class MasterCore:
             self.unbind_peer(peer)
         monitor = HeartbeatMonitor(self.config.heartbeat_interval, self.config.missed_heartbeats)
         monitor.reset(now)
-        self.peers[peer] = Peer(kind, ident, monitor,
-                                None if self.principal is None else self.principal.name)
+        info = Peer(kind, ident, monitor,
+                    None if self.principal is None else self.principal.name)
+        self.peers[peer] = info
+        self.schedule_peer(peer, info, now + monitor.interval)
         rt: FrameworkRuntime | AgentRuntime
         rt = self.framework_runtimes[ident] if kind == "framework" else self.agent_runtimes[ident]
         if rt.peer is not None and rt.peer != peer:
             self.peers.pop(rt.peer, None)
         rt.peer = peer
+
+    def schedule_deadline(self, kind: str, ident: str, due: float) -> None:
+        """Look at ``kind`` ``ident``'s deadline at ``due`` (``liveness.check_deadlines``
+        re-checks the runtime then: an entry is only a reminder)."""
+        heapq.heappush(self.deadline_timers, (due, next(self._timer_seq), kind, ident))
+
+    def schedule_peer(self, peer: bytes, info: Peer, due: float) -> None:
+        """Look at ``peer`` again at ``due`` (an entry whose Peer is no longer bound to
+        the connection is dropped when it comes up)."""
+        heapq.heappush(self.peer_timers, (due, next(self._timer_seq), peer, info))
 
     def unbind_peer(self, peer: bytes) -> None:
         info = self.peers.pop(peer, None)
@@ -411,6 +432,7 @@ class MasterCore:
         deadline = now + self.config.reregister_timeout
         for agent in self.state.agents.values():
             self.agent_runtimes[agent.agent_id] = AgentRuntime(deadline=deadline)
+            self.schedule_deadline("agent", agent.agent_id, deadline)
             try:
                 total = self.agent_total(agent.agent_id, Resources.parse(agent.resources))
             except ResourceError:
@@ -423,6 +445,8 @@ class MasterCore:
             self.framework_runtimes[info.framework_id] = FrameworkRuntime(
                 deadline=now + grace, recovered=True, offers_until=now + hold
             )
+            self.schedule_deadline("framework", info.framework_id, now + grace)
+            self.schedule_deadline("offers", info.framework_id, now + hold)
             self.allocator.add_framework(
                 info.framework_id, info.roles, info.capabilities, active=False
             )

@@ -7,6 +7,7 @@ remove a framework that tears itself down), below the handlers.
 
 from __future__ import annotations
 
+import heapq
 from typing import TYPE_CHECKING
 
 import structlog
@@ -26,13 +27,29 @@ PARTITION_AWARE = "PARTITION_AWARE"
 
 
 def check_peers(core: MasterContext, now: float) -> None:
-    """Heartbeat every peer that is due one; a silent one is lost."""
-    for peer, info in list(core.peers.items()):
-        if info.monitor.expired(now):
+    """Heartbeat every peer that is due one; a silent one is lost.
+
+    Only peers whose next heartbeat or expiry has come are looked at (a heap of due
+    times), so a tick costs nothing for the thousands of peers not yet due. An entry is
+    a lower bound: a peer heard from since is looked at, found alive, and put back at
+    its new due time.
+    """
+    timers = core.peer_timers
+    due = []
+    while timers and timers[0][0] <= now:
+        due.append(heapq.heappop(timers))
+    for _, _, peer, info in due:
+        if core.peers.get(peer) is not info:
+            continue  # unbound, or bound anew (with an entry of its own)
+        monitor = info.monitor
+        if monitor.expired(now):
             _peer_lost(core, peer, info, now)
-        elif info.monitor.send_due(now):
-            info.monitor.sent(now)
+            continue
+        if monitor.send_due(now):
+            monitor.sent(now)
             core.send(peer, Heartbeat())
+        core.schedule_peer(peer, info, min(monitor.last_sent + monitor.interval,
+                                           monitor.last_received + monitor.timeout))
 
 
 def _peer_lost(core: MasterContext, peer: bytes, info: Peer, now: float) -> None:
@@ -54,24 +71,42 @@ def _framework_disconnected(core: MasterContext, fid: str, now: float) -> None:
         offers.remove_offer(core, offer_id)
     core.allocator.activate_framework(fid, False)
     rt.deadline = now + info.failover_timeout
+    core.schedule_deadline("framework", fid, rt.deadline)
     log.warning("framework disconnected", framework_id=fid,
                 failover_timeout=info.failover_timeout)
 
 
 def check_deadlines(core: MasterContext, now: float) -> None:
     """Remove what stayed away too long: frameworks past their failover timeout,
-    agents past their re-registration (or planned stop) deadline."""
-    for fid, rt in list(core.framework_runtimes.items()):
-        if rt.peer is None and rt.offers_until is not None and rt.offers_until <= now:
-            # Recovered from the log and not back: its offers go back to the pool.
-            rt.offers_until = None
-            for offer_id in list(rt.offers):
-                offers.remove_offer(core, offer_id)
-        if rt.peer is None and rt.deadline is not None and rt.deadline <= now:
-            remove_framework(core, fid, "framework failover timeout elapsed", now)
-    for aid, art in list(core.agent_runtimes.items()):
-        if art.peer is None and art.deadline is not None and art.deadline <= now:
-            remove_agent(core, aid, art.away, now)
+    agents past their re-registration (or planned stop) deadline.
+
+    Whoever sets a deadline also schedules a reminder (``schedule_deadline``); only
+    reminders whose time has come are looked at, against the runtime as it is now (a
+    deadline cleared or moved since makes the reminder a no-op), so a tick costs
+    nothing for the agents and frameworks that are connected.
+    """
+    timers = core.deadline_timers
+    due = []
+    while timers and timers[0][0] <= now:
+        due.append(heapq.heappop(timers))
+    for _, _, kind, ident in due:
+        if kind == "agent":
+            art = core.agent_runtimes.get(ident)
+            if (art is not None and art.peer is None and art.deadline is not None
+                    and art.deadline <= now):
+                remove_agent(core, ident, art.away, now)
+            continue
+        rt = core.framework_runtimes.get(ident)
+        if rt is None or rt.peer is not None:
+            continue
+        if kind == "offers":
+            if rt.offers_until is not None and rt.offers_until <= now:
+                # Recovered from the log and not back: its offers go back to the pool.
+                rt.offers_until = None
+                for offer_id in list(rt.offers):
+                    offers.remove_offer(core, offer_id)
+        elif rt.deadline is not None and rt.deadline <= now:
+            remove_framework(core, ident, "framework failover timeout elapsed", now)
 
 
 def remove_agent(core: MasterContext, agent_id: str, why: str, now: float) -> None:
