@@ -55,6 +55,9 @@ ERROR_CODES = (
     "unexpected",  # a known message that this receiver does not accept
     "invalid",  # a well-formed request refused (stale offer, duplicate task id...)
     "framework_removed",  # that framework id was removed; subscribe without one
+    "unauthorized",  # the sender's principal may not do this (ACLs, ownership)
+    "rate_limited",  # the sender's principal is over its rate limit; retry later
+    "unread_replies",  # the connection has too much asked and not yet read
     "internal",  # the receiver failed; the request had no effect
 )
 

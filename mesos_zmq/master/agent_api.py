@@ -289,6 +289,6 @@ def status_update(core: MasterContext, peer: bytes, msg: StatusUpdate,
 
 
 def file_data(core: MasterContext, peer: bytes, msg: FileData, rid: str, now: float) -> None:
-    pending = core.reads.pop(rid, None)
+    pending = core.reads.pop(rid)
     if pending is not None:
         core.send(pending.peer, msg, pending.request_id)

@@ -27,7 +27,7 @@ from mesos_zmq.allocator.allocator import Allocator, Quota
 from mesos_zmq.auth.acls import Acls
 from mesos_zmq.auth.principal import Principal
 from mesos_zmq.master.records import StateRecord
-from mesos_zmq.master.runtime import AgentRuntime, FrameworkRuntime, OfferRec, Peer, PendingRead
+from mesos_zmq.master.runtime import AgentRuntime, FrameworkRuntime, OfferRec, Peer, ReadBook
 from mesos_zmq.master.state import AgentRecord, MasterState, TaskKey, TaskRecord
 from mesos_zmq.protocol import FrameworkInfo, Message, TaskUsage
 from mesos_zmq.resources import Resources
@@ -133,7 +133,7 @@ class MasterContext(Protocol):
     offer_resends: OrderedDict[str, float]
     #: heap of (due, interval, framework id, task id) of launches awaiting word
     launch_retries: list[tuple[float, float, str, str]]
-    reads: dict[str, PendingRead]
+    reads: ReadBook
     #: who sent the message being handled: the handshake's principal (None without keys)
     principal: Principal | None
 

@@ -83,7 +83,7 @@ from mesos_zmq.master.runtime import (
     FrameworkRuntime,
     OfferRec,
     Peer,
-    PendingRead,
+    ReadBook,
 )
 from mesos_zmq.master.state import MasterState
 from mesos_zmq.master.validation import (
@@ -233,7 +233,7 @@ class MasterCore:
         self.framework_runtimes: dict[str, FrameworkRuntime] = {}
         self.agent_runtimes: dict[str, AgentRuntime] = {}
         self.offers: dict[str, OfferRec] = {}
-        self.reads: dict[str, PendingRead] = {}
+        self.reads = ReadBook()
         self._ready = Ready()
         #: offer id -> when it is next due to be sent again (in due order)
         self.offer_resends: OrderedDict[str, float] = OrderedDict()
@@ -499,7 +499,7 @@ class MasterCore:
         return True
 
     def _on_error(self, peer: bytes, msg: Error, rid: str, now: float) -> None:
-        pending = self.reads.pop(msg.in_reply_to, None)
+        pending = self.reads.pop(msg.in_reply_to)
         if pending is not None:
             self.send(
                 pending.peer,

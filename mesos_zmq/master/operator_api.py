@@ -22,7 +22,7 @@ from mesos_zmq.master.records import (
     QuotaSet,
     WeightsSet,
 )
-from mesos_zmq.master.runtime import PendingRead
+from mesos_zmq.master.runtime import MAX_READ_BYTES_IN_FLIGHT, MAX_READ_LENGTH, PendingRead
 from mesos_zmq.master.validation import (
     MAX_KILL_GRACE,
     check_weights,
@@ -320,17 +320,25 @@ def read_file(core: MasterContext, peer: bytes, msg: ReadFile, rid: str, now: fl
         return
     if not access.authorized(core, "access_sandboxes", owner, peer, rid):
         return
+    length = min(msg.length, MAX_READ_LENGTH)
+    asked = core.reads.asked(peer)
+    if asked + length > MAX_READ_BYTES_IN_FLIGHT:
+        # Refused before the agent sends anything: a peer that asks faster than it is
+        # answered would otherwise make the master hold every answer at once.
+        core.count("reads_refused")
+        core.error(peer, "unread_replies", f"{asked} bytes of file reads asked by this "
+                   f"connection are still on their way (at most {MAX_READ_BYTES_IN_FLIGHT}):"
+                   " wait for their answers, then ask again", rid)
+        return
     forward_id = core.new_id()
-    forwarded = replace(msg, agent_id=agent_id, framework_id=framework_id)
+    forwarded = replace(msg, agent_id=agent_id, framework_id=framework_id, length=length)
     if not core.send_agent(agent_id, forwarded, forward_id):
         core.error(peer, "invalid", f"agent {agent_id} is not connected", rid)
         return
-    core.reads[forward_id] = PendingRead(peer, rid, now + core.config.read_timeout)
+    core.reads.add(forward_id, PendingRead(peer, rid, now + core.config.read_timeout, length))
 
 
 def expire_reads(core: MasterContext, now: float) -> None:
-    for forward_id, pending in list(core.reads.items()):
-        if pending.deadline <= now:
-            del core.reads[forward_id]
-            core.error(pending.peer, "invalid", "the agent did not answer in time",
-                        pending.request_id)
+    for pending in core.reads.expired(now):
+        core.error(pending.peer, "invalid", "the agent did not answer in time",
+                   pending.request_id)

@@ -6,6 +6,7 @@ Rebuilt from the log by a new leader (``MasterCore._recover``); never persisted 
 from __future__ import annotations
 
 from collections import OrderedDict
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from mesos_zmq.heartbeat import HeartbeatMonitor
@@ -61,6 +62,15 @@ class AgentRuntime:
     offers: set[str] = field(default_factory=set)
 
 
+#: bytes of file reads one connection may have forwarded to agents and not yet answered:
+#: asked for beyond it, a read is refused at once, before an agent sends data the
+#: master would hold (300 reads of 1 MiB asked at once grew it by 430 MB); the same as
+#: the shell's cap on replies sent and not yet read (server.MAX_UNSENT_BYTES)
+MAX_READ_BYTES_IN_FLIGHT = 16 * 1024 * 1024
+#: the most one read returns (the agent's limit, agent/files.py MAX_READ)
+MAX_READ_LENGTH = 1024 * 1024
+
+
 @dataclass(slots=True)
 class PendingRead:
     """A file read forwarded to an agent, answered to ``peer`` or expired."""
@@ -68,3 +78,43 @@ class PendingRead:
     peer: bytes
     request_id: str
     deadline: float
+    #: the bytes asked (at most MAX_READ_LENGTH)
+    length: int = 0
+
+
+class ReadBook:
+    """File reads forwarded to agents by forward id, and the bytes each asker has in
+    flight, kept as a running sum so that judging a new read costs nothing."""
+
+    def __init__(self) -> None:
+        self._pending: dict[str, PendingRead] = {}
+        self._asked: dict[bytes, int] = {}
+
+    def __len__(self) -> int:
+        return len(self._pending)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._pending)
+
+    def asked(self, peer: bytes) -> int:
+        """Bytes ``peer`` has asked for and not yet been answered."""
+        return self._asked.get(peer, 0)
+
+    def add(self, forward_id: str, pending: PendingRead) -> None:
+        self._pending[forward_id] = pending
+        self._asked[pending.peer] = self._asked.get(pending.peer, 0) + pending.length
+
+    def pop(self, forward_id: str) -> PendingRead | None:
+        pending = self._pending.pop(forward_id, None)
+        if pending is not None:
+            left = self._asked[pending.peer] - pending.length
+            if left:
+                self._asked[pending.peer] = left
+            else:
+                del self._asked[pending.peer]
+        return pending
+
+    def expired(self, now: float) -> list[PendingRead]:
+        """Forget and return the reads whose agent did not answer by ``now``."""
+        due = [fid for fid, pending in self._pending.items() if pending.deadline <= now]
+        return [p for p in map(self.pop, due) if p is not None]

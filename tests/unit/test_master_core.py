@@ -423,6 +423,38 @@ def test_read_file_is_forwarded_and_routed_back() -> None:
     assert ready.messages == [(b"cli", data, "q1")]
 
 
+
+def test_file_reads_in_flight_are_capped_per_connection_before_the_agent_sends() -> None:
+    """300 reads of 1 MiB asked at once grew the master by 430 MB: the answers all came
+    back before the shell's cap on unread replies could act. Now what one connection
+    has asked and not been answered is capped where it asks."""
+    from mesos_zmq.master.runtime import MAX_READ_BYTES_IN_FLIGHT, MAX_READ_LENGTH
+    from mesos_zmq.protocol import FileData
+
+    h = Harness()
+    launch(h)
+    fits = MAX_READ_BYTES_IN_FLIGHT // MAX_READ_LENGTH
+    for i in range(fits):
+        # asking more than an agent returns counts as what it returns
+        assert h.send(b"cli", ReadFile(agent_id="", task_id="t1", length=1 << 30), 1,
+                      rid=f"q{i}") == []
+    _, first, first_rid = h.sent[-fits]
+    assert isinstance(first, ReadFile) and first.length == MAX_READ_LENGTH
+    (reply,) = h.send(b"cli", ReadFile(agent_id="", task_id="t1", length=1), 1, rid="over")
+    assert isinstance(reply, Error) and reply.code == "unread_replies"
+    assert "wait for their answers" in reply.message
+    # another connection is not held back by this one
+    assert h.send(b"cli2", ReadFile(agent_id="", task_id="t1", length=1), 1, rid="o") == []
+    # an answer frees room for one more; an expired read frees its room as well
+    h.core.handle(AGENT, FileData(task_id="t1", path="stdout", offset=0, data=b"x", size=1),
+                  first_rid, 1.1)
+    assert h.send(b"cli", ReadFile(agent_id="", task_id="t1", length=1 << 20), 1.2,
+                  rid="again") == []
+    assert h.core.reads.asked(b"cli") == MAX_READ_BYTES_IN_FLIGHT
+    h.core.tick(1000.0)
+    assert h.core.reads.asked(b"cli") == 0 and len(h.core.reads) == 0
+    assert h.core.counters["reads_refused"] == 1
+
 @pytest.mark.parametrize(
     "info,needle",
     [
