@@ -37,6 +37,9 @@ log = structlog.get_logger()
 #: between the protocol limit and this cap get a protocol error reply instead.
 HARD_FRAME_CAP: Final = 64 * 1024 * 1024
 _HWM: Final = 200_000
+#: connections the kernel queues before the master accepts them (capped by the host's
+#: net.core.somaxconn, 4096 on current Linux)
+LISTEN_BACKLOG: Final = 8192
 #: replies at least this large are tracked until ZeroMQ hands them to the kernel, so
 #: that the bytes a peer has not read can be counted (see ServerSocket.unsent_bytes)
 TRACKED_BYTES: Final = 64 * 1024
@@ -82,6 +85,10 @@ class ServerSocket:
             # Without a ZAP handler libzmq would accept any key: refuse instead.
             self.socket.setsockopt(zmq.ZAP_ENFORCE_DOMAIN, 1)
         self.socket.setsockopt(zmq.LINGER, 0)
+        # Thousands of agents connect at once after a failover: with libzmq's backlog of
+        # 100 the kernel drops their SYNs and each waits out TCP's retransmission
+        # (1 s, 3 s, 7 s...), which stretched the registration of 10,000 agents.
+        self.socket.setsockopt(zmq.BACKLOG, LISTEN_BACKLOG)
         self.socket.setsockopt(zmq.SNDHWM, _HWM)
         self.socket.setsockopt(zmq.RCVHWM, _HWM)
         self.socket.setsockopt(zmq.MAXMSGSIZE, max(HARD_FRAME_CAP, max_frame_bytes * 2))

@@ -34,6 +34,7 @@ from mesos_zmq.master.server import (
     MasterConfig,
     MasterServer,
     advertised_address,
+    raise_descriptor_limit,
     stable_master_id,
 )
 from mesos_zmq.master.state import MasterState, replay, state_from
@@ -168,6 +169,7 @@ def _children(client: Any, node: str) -> list[str]:
 
 def run_master_ha(config: MasterConfig) -> int:
     """Run one replicated master until a signal, loss of leadership or fencing."""
+    raise_descriptor_limit()
     url = parse_master_url(config.zk)
     if url.kind != "zk":
         raise ConfigError("--zk must be a zk://host:port,.../path URL")

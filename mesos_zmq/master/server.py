@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import resource
 import signal
 import socket
 import time
@@ -499,8 +500,31 @@ class MasterServer:
         self.context.term()
 
 
+def raise_descriptor_limit() -> int:
+    """Take the hard limit on open files as the soft one, and return it.
+
+    Every connected agent, framework and CLI holds one descriptor in this process, and
+    the usual soft limit (1,024) would cap a cluster at about a thousand agents: the
+    connections past it fail in ZeroMQ's I/O thread, out of sight. The hard limit is the
+    operator's to set (the systemd units say LimitNOFILE=65536).
+    """
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and soft < hard:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+            soft = hard
+        except (ValueError, OSError) as exc:
+            log.warning("cannot raise the limit on open files", soft=soft, hard=hard,
+                        error=str(exc))
+    if soft != resource.RLIM_INFINITY and soft < 65536:
+        log.info("open files limited: at most about this many agents and frameworks "
+                 "can connect (raise LimitNOFILE / ulimit -n for more)", limit=soft)
+    return int(soft)
+
+
 def run_master(config: MasterConfig) -> int:
     """Run a master until SIGINT/SIGTERM; returns the process exit code."""
+    raise_descriptor_limit()
     server = MasterServer(config)
 
     def on_signal(signum: int, frame: FrameType | None) -> None:

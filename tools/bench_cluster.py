@@ -1,0 +1,565 @@
+"""One master at scale: registration, idle cost, throughput, reads, memory, failover.
+
+Starts a real master (its own process, loopback, a temporary work dir; ``--zk`` starts
+a 3-node ZooKeeper ensemble and two masters), a fleet of simulated agents
+(``tools/simulate_agents.py``: each its own socket, the real protocol) and a raw
+framework in its own process that accepts every offer and acknowledges every update.
+Then, in order:
+
+1. registration: seconds until every agent is registered (from the fleet's start);
+2. idle: the master's CPU (% of one core) and RSS with heartbeats only;
+3. churn: tasks/s from accept to the acknowledged TASK_FINISHED, with latencies;
+4. reads (``--active`` long tasks first, 10 per agent by default): how long a full
+   ``state`` takes to answer, and the framework's rate while reads run against its rate
+   without them;
+5. failover (``--zk``): SIGKILL the leader; seconds until every agent re-registered
+   and the framework was offered again; tasks lost.
+
+Nothing here asserts: it prints each phase's figures, the command to reproduce, and a
+last line in ``key=value`` form.
+
+    python tools/bench_cluster.py [--agents 10000] [--zk] [--seconds 15]
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing as mp
+import os
+import queue
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections import deque
+from multiprocessing.synchronize import Event as EventType
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+import psutil  # noqa: E402
+import zmq  # noqa: E402
+
+from mesos_zmq.protocol import (  # noqa: E402
+    Accept,
+    Acknowledge,
+    Decline,
+    Error,
+    FrameworkInfo,
+    GetState,
+    Heartbeat,
+    Offer,
+    Offers,
+    Revive,
+    StatusUpdate,
+    Subscribe,
+    Subscribed,
+    Suppress,
+    TaskInfo,
+    decode,
+    encode,
+)
+from mesos_zmq.resources import Resources  # noqa: E402
+from mesos_zmq.transport import normalize_address  # noqa: E402
+from tools.simulate_agents import Config, Fleet  # noqa: E402
+
+TERMINAL = {"TASK_FINISHED", "TASK_FAILED", "TASK_KILLED", "TASK_LOST", "TASK_ERROR",
+            "TASK_DROPPED", "TASK_GONE"}
+SHORT = Resources.parse("cpus:0.1;mem:16")
+LONG = Resources.parse("cpus:0.25;mem:32")
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+# --------------------------------------------------------------------------- framework
+
+
+class _Framework:
+    """A raw framework: one DEALER, no SDK, as cheap per task as Python allows."""
+
+    def __init__(self, master: str, report: Any, commands: Any, inflight: int) -> None:
+        self.master = master
+        self.inflight = inflight
+        self.held: deque[Offer] = deque()
+        self.report = report
+        self.commands = commands
+        self.context: zmq.Context[zmq.Socket[bytes]] = zmq.Context()
+        self.sock = self._socket(master)
+        self.framework_id = ""
+        self.interval = 1.0
+        self.mode = "idle"
+        self.target_long = 0
+        self.counts = {"launched": 0, "long_launched": 0, "terminal": 0, "finished": 0,
+                       "lost": 0, "offers": 0, "accepts": 0, "declines": 0, "errors": 0,
+                       "subscribed": 0, "long_running": 0}
+        self.active_long = 0
+        self.accepted_at: dict[str, float] = {}
+        self.latencies: list[float] = []
+        self.last_offer_at = 0.0
+        self.seq = 0
+
+    def _socket(self, master: str) -> zmq.Socket[bytes]:
+        sock = self.context.socket(zmq.DEALER)
+        sock.setsockopt(zmq.LINGER, 0)
+        sock.setsockopt(zmq.MAXMSGSIZE, -1)
+        sock.connect(normalize_address(master))
+        return sock
+
+    def send(self, msg: Any) -> None:
+        self.sock.send(encode(msg, uuid.uuid4().hex[:12]))
+
+    def subscribe(self) -> None:
+        info = FrameworkInfo(name="bench", roles=["*"], framework_id=self.framework_id,
+                             failover_timeout=3600.0)
+        self.send(Subscribe(framework=info))
+
+    def on_offers(self, msg: Offers) -> None:
+        self.last_offer_at = time.time()
+        self.counts["offers"] += len(msg.offers)
+        self.held.extend(msg.offers)
+
+    def launch(self, now: float) -> None:
+        """Use held offers while work may start: long tasks up to their target, short
+        ones while fewer than ``inflight`` are unfinished (a framework with a queue of
+        work; accepting everything at once measures only the master's backlog)."""
+        while self.held:
+            long_left = self.target_long - self.counts["long_launched"] \
+                if self.mode == "fill" else 0
+            room = self.inflight - len(self.accepted_at)
+            if self.mode == "idle" or (long_left <= 0 and room <= 0):
+                if self.mode == "idle":
+                    offers = [o.offer_id for o in self.held]
+                    self.held.clear()
+                    self.counts["declines"] += len(offers)
+                    self.send(Decline(framework_id=self.framework_id, offer_ids=offers,
+                                      refuse_seconds=3600))
+                return
+            offer = self.held.popleft()
+            left = Resources.parse(offer.resources)
+            tasks = []
+            while long_left > 0 or room > 0:
+                long = long_left > 0
+                need = LONG if long else SHORT
+                if not left.contains(need):
+                    break
+                left = left - need
+                self.seq += 1
+                task_id = f"{'L' if long else 's'}{self.seq}"
+                env = {"SIM_SECONDS": "-1"} if long else {"SIM_SECONDS": "0"}
+                tasks.append(TaskInfo(task_id=task_id, agent_id=offer.agent_id,
+                                      resources=str(need), command="true", env=env))
+                self.counts["launched"] += 1
+                if long:
+                    long_left -= 1
+                    self.counts["long_launched"] += 1
+                else:
+                    room -= 1
+                    self.accepted_at[task_id] = now
+            self.counts["accepts"] += 1
+            self.send(Accept(framework_id=self.framework_id, offer_ids=[offer.offer_id],
+                             tasks=tasks, refuse_seconds=0))
+
+    def on_update(self, msg: StatusUpdate, now: float) -> None:
+        status = msg.status
+        if status.uuid:
+            self.send(Acknowledge(framework_id=self.framework_id, agent_id=status.agent_id,
+                                  task_id=status.task_id, uuid=status.uuid))
+        if status.state == "TASK_RUNNING" and status.task_id.startswith("L"):
+            self.counts["long_running"] += 1
+        if status.state in TERMINAL:
+            self.counts["terminal"] += 1
+            if status.state == "TASK_FINISHED":
+                self.counts["finished"] += 1
+            else:
+                self.counts["lost"] += 1
+            started = self.accepted_at.pop(status.task_id, None)
+            if started is not None:
+                self.latencies.append(now - started)
+
+    def command(self, cmd: dict[str, Any]) -> None:
+        old = self.mode
+        self.mode = cmd.get("mode", self.mode)
+        self.target_long = int(cmd.get("long", self.target_long))
+        if cmd.get("reconnect"):
+            self.sock.close(linger=0)
+            self.sock = self._socket(cmd["reconnect"])
+            self.subscribe()
+        if self.mode != "idle" and old == "idle" and self.framework_id:
+            self.send(Revive(framework_id=self.framework_id))
+        if self.mode == "idle" and self.framework_id:
+            self.send(Suppress(framework_id=self.framework_id))
+        if cmd.get("latencies"):
+            lat = sorted(self.latencies)
+            self.latencies = []
+            self.report.put(("latencies", lat))
+
+    def run(self, stop: EventType) -> None:
+        self.subscribe()
+        next_beat = next_report = time.monotonic()
+        while not stop.is_set():
+            if self.sock.poll(20):
+                for _ in range(2000):
+                    try:
+                        frame = self.sock.recv(zmq.NOBLOCK)
+                    except zmq.Again:
+                        break
+                    now = time.monotonic()
+                    msg = decode(frame, max_bytes=1 << 30).message
+                    if isinstance(msg, Offers):
+                        self.on_offers(msg)
+                    elif isinstance(msg, StatusUpdate):
+                        self.on_update(msg, now)
+                    elif isinstance(msg, Subscribed):
+                        self.framework_id = msg.framework_id
+                        self.interval = msg.heartbeat_interval
+                        self.counts["subscribed"] += 1
+                    elif isinstance(msg, Error):
+                        self.counts["errors"] += 1
+            now = time.monotonic()
+            try:
+                while True:
+                    self.command(self.commands.get_nowait())
+            except queue.Empty:
+                pass
+            if self.framework_id:
+                self.launch(now)
+            if now >= next_beat and self.framework_id:
+                next_beat = now + self.interval
+                self.send(Heartbeat())
+            if now >= next_report:
+                next_report = now + 0.25
+                self.report.put(("counts", {**self.counts, "last_offer_at": self.last_offer_at,
+                                            "time": time.time()}))
+        self.sock.close(linger=0)
+        self.context.term()
+
+
+def _framework_main(master: str, report: Any, commands: Any, stop: EventType,
+                    inflight: int) -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _Framework(master, report, commands, inflight).run(stop)
+
+
+class FrameworkProc:
+    def __init__(self, master: str, inflight: int) -> None:
+        ctx = mp.get_context("spawn")
+        self.report: Any = ctx.Queue()
+        self.commands: Any = ctx.Queue()
+        self.stop_event = ctx.Event()
+        self.proc = ctx.Process(target=_framework_main, daemon=True, name="bench-framework",
+                                args=(master, self.report, self.commands, self.stop_event,
+                                      inflight))
+        self.counts: dict[str, Any] = {}
+        self.latencies: list[float] | None = None
+        self.proc.start()
+
+    def poll(self) -> dict[str, Any]:
+        while True:
+            try:
+                kind, data = self.report.get_nowait()
+            except queue.Empty:
+                return self.counts
+            if kind == "counts":
+                self.counts = data
+            else:
+                self.latencies = data
+
+    def mode(self, mode: str, **extra: Any) -> None:
+        self.commands.put({"mode": mode, **extra})
+
+    def rate(self, seconds: float) -> float:
+        """Terminal updates acknowledged per second over ``seconds`` from now."""
+        first = dict(self.poll())
+        start = time.monotonic()
+        time.sleep(seconds)
+        last = self.poll()
+        return (last.get("terminal", 0) - first.get("terminal", 0)) / (time.monotonic() - start)
+
+    def take_latencies(self) -> list[float]:
+        self.latencies = None
+        self.commands.put({"latencies": True})
+        deadline = time.monotonic() + 10
+        while self.latencies is None and time.monotonic() < deadline:
+            self.poll()
+            time.sleep(0.05)
+        return self.latencies or []
+
+    def stop(self) -> None:
+        self.stop_event.set()
+        self.proc.join(10)
+        if self.proc.is_alive():
+            self.proc.kill()
+
+
+# --------------------------------------------------------------------------- master
+
+
+class Master:
+    def __init__(self, root: Path, port: int, extra: list[str], name: str = "master") -> None:
+        self.address = f"tcp://127.0.0.1:{port}"
+        self.log = (root / f"{name}.log").open("w")
+        args = [sys.executable, "-m", "mesos_zmq", "master", "--port", str(port),
+                "--work-dir", str(root / name), "--log-level", "warning", *extra]
+        self.popen = subprocess.Popen(args, stdout=self.log, stderr=subprocess.STDOUT,
+                                      stdin=subprocess.DEVNULL)
+        self.process = psutil.Process(self.popen.pid)
+
+    def cpu_seconds(self) -> float:
+        times = self.process.cpu_times()
+        return float(times.user + times.system)
+
+    def rss_mb(self) -> float:
+        return float(self.process.memory_info().rss) / 2**20
+
+    def stop(self, sig: int = signal.SIGTERM) -> None:
+        if self.popen.poll() is None:
+            self.popen.send_signal(sig)
+            try:
+                self.popen.wait(20)
+            except subprocess.TimeoutExpired:
+                self.popen.kill()
+                self.popen.wait()
+        self.log.close()
+
+
+def read_state(address: str, timeout: float = 60.0) -> tuple[float, int, int]:
+    """Seconds a full ``get_state`` takes to come back, its size, and its task count."""
+    context: zmq.Context[zmq.Socket[bytes]] = zmq.Context()
+    sock = context.socket(zmq.DEALER)
+    sock.setsockopt(zmq.LINGER, 0)
+    sock.setsockopt(zmq.MAXMSGSIZE, -1)
+    sock.connect(address)
+    try:
+        time.sleep(0.05)  # connected before the clock starts
+        started = time.monotonic()
+        sock.send(encode(GetState(), "read"))
+        if not sock.poll(int(timeout * 1000)):
+            return float("nan"), 0, 0
+        frame = sock.recv()
+        seconds = time.monotonic() - started
+        msg = decode(frame, max_bytes=1 << 30).message
+        tasks = len(getattr(msg, "state", {}).get("tasks", []))
+        return seconds, len(frame), tasks
+    finally:
+        sock.close(linger=0)
+        context.term()
+
+
+def wait_master(address: str, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        seconds, _, _ = read_state(address, timeout=1.0)
+        if seconds == seconds:  # not NaN
+            return
+    raise SystemExit(f"the master at {address} did not answer in {timeout:g}s")
+
+
+def cpu_percent(master: Master, seconds: float) -> float:
+    before, start = master.cpu_seconds(), time.monotonic()
+    time.sleep(seconds)
+    return 100.0 * (master.cpu_seconds() - before) / (time.monotonic() - start)
+
+
+def pct(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    return values[min(len(values) - 1, int(len(values) * q))]
+
+
+# --------------------------------------------------------------------------- main
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--agents", type=int, default=10_000)
+    parser.add_argument("--processes", type=int, default=4, help="simulated agent processes")
+    parser.add_argument("--active", type=int, default=None,
+                        help="long tasks held during the read phase (10 per agent)")
+    parser.add_argument("--seconds", type=float, default=15.0, help="length of each measure")
+    parser.add_argument("--inflight", type=int, default=5000,
+                        help="short tasks the framework keeps unfinished at most")
+    parser.add_argument("--zk", action="store_true",
+                        help="two masters on a 3-node ZooKeeper ensemble, then a failover")
+    parser.add_argument("--zk-session", type=float, default=4.0)
+    parser.add_argument("--heartbeat-interval", type=float, default=None)
+    parser.add_argument("--no-fsync", action="store_true")
+    parser.add_argument("--skip", default="", help="phases to skip: churn,reads,failover")
+    args = parser.parse_args()
+    skip = set(filter(None, args.skip.split(",")))
+    active = 10 * args.agents if args.active is None else args.active
+    figures: dict[str, Any] = {"agents": args.agents}
+    root = Path(tempfile.mkdtemp(prefix="bench-cluster-"))
+    extra = ["--no-fsync"] if args.no_fsync else []
+    if args.heartbeat_interval is not None:
+        extra += ["--heartbeat-interval", str(args.heartbeat_interval)]
+    masters: list[Master] = []
+    ensemble = None
+    fleet = framework = None
+    try:
+        if args.zk:
+            from mesos_zmq.testing.zookeeper import Ensemble
+
+            ensemble = Ensemble(root / "zk", size=3).start()
+            url = f"zk://{ensemble.hosts}/bench"
+            extra += ["--zk", url, "--zk-session-timeout", str(args.zk_session)]
+            masters = [Master(root, free_port(), extra, f"master{i}") for i in range(2)]
+            target = url
+            leader = leader_of(masters, url)
+        else:
+            masters = [Master(root, free_port(), extra)]
+            target = masters[0].address
+            wait_master(target)
+            leader = masters[0]
+        print(f"master pid={leader.popen.pid} address={leader.address} work={root}", flush=True)
+
+        # 1. registration
+        fleet = Fleet(Config(master=target, agents=args.agents, processes=args.processes))
+        fleet.start()
+        took = fleet.wait("registered", args.agents, timeout=max(120.0, args.agents / 100))
+        totals = fleet.totals()
+        figures["register_s"] = round(took, 2) if took is not None else "none"
+        figures["register_attempts"] = totals["register_sent"]
+        figures["reconnects_during_register"] = totals["reconnects"]
+        print(f"registration: {figures['register_s']} s for {args.agents} agents "
+              f"({totals['register_sent']} registration messages, {totals['reconnects']} "
+              "reconnects)", flush=True)
+
+        # 2. idle
+        time.sleep(2)
+        figures["idle_cpu_pct"] = round(cpu_percent(leader, args.seconds), 1)
+        figures["idle_rss_mb"] = round(leader.rss_mb())
+        figures["agents_lost_idle"] = fleet.totals()["reconnects"]
+        print(f"idle: master {figures['idle_cpu_pct']} % of a core, RSS "
+              f"{figures['idle_rss_mb']} MB; {figures['agents_lost_idle']} agents reconnected",
+              flush=True)
+
+        framework = FrameworkProc(target, args.inflight)
+        # 3. churn
+        if "churn" not in skip:
+            framework.mode("churn")
+            time.sleep(3)
+            framework.take_latencies()
+            rate = framework.rate(args.seconds)
+            lat = framework.take_latencies()
+            cpu = cpu_percent(leader, 2)
+            figures["churn_tasks_per_s"] = round(rate)
+            figures["churn_p50_s"] = round(pct(lat, 0.5), 3)
+            figures["churn_p95_s"] = round(pct(lat, 0.95), 3)
+            figures["churn_master_cpu_pct"] = round(cpu)
+            figures["update_retries"] = fleet.totals()["update_retries"]
+            print(f"churn: {rate:.0f} tasks/s accept->FINISHED acked; latency p50 "
+                  f"{figures['churn_p50_s']} s p95 {figures['churn_p95_s']} s; master "
+                  f"{cpu:.0f} % CPU; {figures['update_retries']} update retries", flush=True)
+
+        # 4. reads with many active tasks
+        if "reads" not in skip:
+            framework.mode("fill", long=active)
+            deadline = time.monotonic() + max(120.0, active / 500)
+            while time.monotonic() < deadline:
+                if framework.poll().get("long_running", 0) >= active:
+                    break
+                time.sleep(0.5)
+            time.sleep(3)
+            base = framework.rate(args.seconds)
+            reads: list[float] = []
+            sizes: list[int] = []
+            shown = 0
+            first = dict(framework.poll())
+            started = time.monotonic()
+            while time.monotonic() - started < args.seconds:
+                seconds, size, shown = read_state(leader.address)
+                reads.append(seconds)
+                sizes.append(size)
+            during = (framework.poll().get("terminal", 0) - first.get("terminal", 0)) / (
+                time.monotonic() - started)
+            figures["active_tasks"] = framework.poll().get("long_running", 0)
+            figures["state_read_s"] = round(statistics.median(reads), 3)
+            figures["state_read_max_s"] = round(max(reads), 3)
+            figures["state_mb"] = round(max(sizes) / 2**20, 1)
+            figures["state_tasks"] = shown
+            figures["rate_without_reads"] = round(base)
+            figures["rate_during_reads"] = round(during)
+            figures["rate_ratio"] = round(during / base, 2) if base else "nan"
+            figures["rss_mb"] = round(leader.rss_mb())
+            print(f"reads: {len(reads)} full state reads of {figures['state_mb']} MB "
+                  f"({shown} tasks shown, {figures['active_tasks']} long tasks): median "
+                  f"{figures['state_read_s']} s, max {figures['state_read_max_s']} s; "
+                  f"framework {base:.0f} tasks/s without reads, {during:.0f} during "
+                  f"(ratio {figures['rate_ratio']}); master RSS {figures['rss_mb']} MB",
+                  flush=True)
+
+        # 5. failover
+        if args.zk and "failover" not in skip:
+            framework.mode("churn")
+            time.sleep(3)
+            before = fleet.totals()["reregistered_acks"]
+            killed_at = time.monotonic()
+            killed_wall = time.time()
+            leader.popen.send_signal(signal.SIGKILL)
+            leader.popen.wait()
+            survivor = next(m for m in masters if m is not leader)
+            took = fleet.wait("reregistered_acks", before + args.agents,
+                              timeout=max(120.0, args.agents / 50))
+            framework.mode("churn", reconnect=survivor.address)
+            offered = None
+            while time.monotonic() - killed_at < 120:
+                if framework.poll().get("last_offer_at", 0) > killed_wall + 0.5:
+                    offered = time.time() - killed_wall
+                    break
+                time.sleep(0.05)
+            figures["failover_reregistered_s"] = round(took, 2) if took is not None else "none"
+            figures["failover_offered_s"] = round(offered, 2) if offered else "none"
+            figures["zk_session_s"] = args.zk_session
+            print(f"failover: all agents re-registered {figures['failover_reregistered_s']} s "
+                  f"after the kill, framework offered again after "
+                  f"{figures['failover_offered_s']} s (session {args.zk_session:g} s)",
+                  flush=True)
+            leader = survivor
+
+        counts = framework.poll()
+        figures["tasks_not_finished"] = counts.get("lost", 0)
+        figures["framework_errors"] = counts.get("errors", 0)
+        figures["agent_errors"] = fleet.totals()["errors"]
+    finally:
+        if framework is not None:
+            framework.stop()
+        if fleet is not None:
+            fleet.stop()
+        for master in masters:
+            master.stop()
+        if ensemble is not None:
+            ensemble.stop()
+    print("reproduce: python tools/bench_cluster.py " + " ".join(sys.argv[1:]))
+    print(" ".join(f"{k}={v}" for k, v in figures.items()))
+    return 0
+
+
+def leader_of(masters: list[Master], url: str) -> Master:
+    from mesos_zmq.detector import LeaderDetector
+
+    detector = LeaderDetector(url)
+    try:
+        address = normalize_address(detector.wait(60))
+    finally:
+        detector.close()
+    for master in masters:
+        if master.address == address:
+            wait_master(address)
+            return master
+    raise SystemExit(f"the leader {address} is none of the masters started")
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("PYTHONHASHSEED", "0")
+    sys.exit(main())
