@@ -408,11 +408,17 @@ class MasterCore:
             handler(peer, msg, request_id, now)
         return self._take()
 
-    def tick(self, now: float) -> Ready:
-        """Advance time: heartbeats, expiries, retries, allocation."""
+    def tick(self, now: float, heard_until: float | None = None) -> Ready:
+        """Advance time: heartbeats, expiries, retries, allocation.
+
+        ``heard_until``: the last moment everything peers had sent was read (the shell's
+        input queue was empty then; default ``now``). A peer is judged silent only up to
+        it: a master reading a backlog must not remove agents whose heartbeats are in
+        that backlog (5,220 agents were, once, at 10,000 agents under load).
+        """
         self._wall_now = self.wall(now)
         self.principal = None
-        liveness.check_peers(self, now)
+        liveness.check_peers(self, now, now if heard_until is None else min(now, heard_until))
         liveness.check_deadlines(self, now)
         task_book.retry_master_updates(self, now)
         operator_api.expire_reads(self, now)
@@ -479,6 +485,18 @@ class MasterCore:
         for rec in self.state.tasks.values():
             if rec.state != TaskState.UNREACHABLE and rec.agent_id in self.state.agents:
                 task_book.allocate_task(self, rec)
+
+    def heard(self, peer: bytes, now: float, principal: Principal | None = None) -> bool:
+        """A heartbeat from a connection bound under ``principal``: as :meth:`handle`
+        would take it (a sign of life; nothing to answer, nothing to log), for the
+        shell's fast path, which then need not decode it. False: the connection is not
+        bound (or not to that principal), and the heartbeat goes through :meth:`handle`,
+        which says so to the sender."""
+        info = self.peers.get(peer)
+        if info is None or (principal is not None and info.principal != principal.name):
+            return False
+        info.monitor.received(now)
+        return True
 
     # ================================================================= any peer
     def _on_heartbeat(self, peer: bytes, msg: Heartbeat, rid: str, now: float) -> None:

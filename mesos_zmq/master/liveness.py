@@ -26,14 +26,22 @@ log = structlog.get_logger()
 PARTITION_AWARE = "PARTITION_AWARE"
 
 
-def check_peers(core: MasterContext, now: float) -> None:
+#: the one heartbeat the master sends (frozen): the shell encodes it once per flush
+HEARTBEAT = Heartbeat()
+
+
+def check_peers(core: MasterContext, now: float, heard_until: float | None = None) -> None:
     """Heartbeat every peer that is due one; a silent one is lost.
 
     Only peers whose next heartbeat or expiry has come are looked at (a heap of due
     times), so a tick costs nothing for the thousands of peers not yet due. An entry is
     a lower bound: a peer heard from since is looked at, found alive, and put back at
     its new due time.
+
+    Silence is judged at ``heard_until`` (default ``now``), the last moment the master
+    had read all that had arrived: a heartbeat still queued unread is not a silence.
     """
+    judged = now if heard_until is None else heard_until
     timers = core.peer_timers
     due = []
     while timers and timers[0][0] <= now:
@@ -42,14 +50,16 @@ def check_peers(core: MasterContext, now: float) -> None:
         if core.peers.get(peer) is not info:
             continue  # unbound, or bound anew (with an entry of its own)
         monitor = info.monitor
-        if monitor.expired(now):
+        if monitor.expired(judged):
             _peer_lost(core, peer, info, now)
             continue
         if monitor.send_due(now):
             monitor.sent(now)
-            core.send(peer, Heartbeat())
-        core.schedule_peer(peer, info, min(monitor.last_sent + monitor.interval,
-                                           monitor.last_received + monitor.timeout))
+            core.send(peer, HEARTBEAT)
+        again = min(monitor.last_sent + monitor.interval,
+                    monitor.last_received + monitor.timeout)
+        # behind on reading, an expiry already past is looked at again a little later
+        core.schedule_peer(peer, info, again if again > now else now + monitor.interval / 4)
 
 
 def _peer_lost(core: MasterContext, peer: bytes, info: Peer, now: float) -> None:
