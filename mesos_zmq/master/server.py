@@ -460,7 +460,8 @@ class MasterServer:
             self.log.append([record_to_plain(r) for r in ready.records])
         now = time.monotonic()
         if self._snapshot_policy.due(self.log.records_since_snapshot,
-                                     self.log.bytes_since_snapshot, now - self._last_snapshot):
+                                     self.log.bytes_since_snapshot, now - self._last_snapshot,
+                                     self.log.snapshot_bytes):
             started = time.monotonic()
             self.log.write_snapshot(self.core.state.snapshot())
             self._last_snapshot = time.monotonic()

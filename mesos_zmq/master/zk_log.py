@@ -82,6 +82,8 @@ class ZooKeeperLog:
         #: without holes, so a reader can tell a gap from the end of the log)
         self._lsn = -1
         self._bytes = 0
+        #: encoded size of the last snapshot written or read (see SnapshotPolicy.due)
+        self.snapshot_bytes = 0
         #: parts of a batch seen by ``tail`` whose other parts have not arrived yet:
         #: token -> (batch number, parts)
         self._pending: dict[str, tuple[int | None, list[tuple[int, int, bytes]]]] = {}
@@ -181,6 +183,7 @@ class ZooKeeperLog:
         self._fenced_commit([("set_data", (f"{self.path}/snapshot", meta))]
                             if self.zk.exists(f"{self.path}/snapshot")
                             else [("create", (f"{self.path}/snapshot", meta))])
+        self.snapshot_bytes = len(data)
         self._forget_batches()
         self._compact(self._last_seq, old.get("id") if old else None)
 
@@ -227,8 +230,9 @@ class ZooKeeperLog:
             return None
         base = f"{self.path}/snapshots/{meta['id']}"
         requests = [self.zk.get_async(f"{base}/c-{i:06d}") for i in range(meta["chunks"])]
-        chunks = [request.get()[0] for request in requests]
-        snapshot: dict[str, Any] = msgpack.unpackb(b"".join(chunks), raw=False)
+        data = b"".join(request.get()[0] for request in requests)
+        self.snapshot_bytes = len(data)
+        snapshot: dict[str, Any] = msgpack.unpackb(data, raw=False)
         self._last_seq = int(meta["last_seq"])
         self._lsn = int(meta.get("last_lsn", -1))
         return snapshot
