@@ -225,3 +225,12 @@ def test_typo_suggestions_are_one_edit_away() -> None:
 def test_format_scalar_never_uses_an_exponent() -> None:
     assert format_scalar(1234567.0) == "1234567" and format_scalar(0.1 + 0.2) == "0.3"
     assert format_scalar(2.5e12) == "2500000000000" and format_scalar(0.0004) == "0"
+
+
+def test_parsed_texts_are_reused_and_bad_ones_still_refused() -> None:
+    first = Resources.parse("cpus:0.1;mem:16")
+    assert Resources.parse("cpus:0.1;mem:16") is first  # immutable: shared safely
+    assert Resources.parse("cpus:0.1;mem:16", "eng") != first  # the role is part of it
+    for _ in range(2):
+        with pytest.raises(ResourceError):
+            Resources.parse("cpus:-1")
