@@ -44,6 +44,9 @@ from mesos_zmq.errors import ProtocolError
 PROTOCOL_VERSION = 1
 #: Frames larger than this are refused before msgpack sees them.
 DEFAULT_MAX_FRAME_BYTES = 4 * 1024 * 1024
+#: the most tasks one ``get_tasks`` page (or a capped ``state``) holds: a page of the
+#: largest tasks stays well under a frame
+MAX_TASKS_PAGE = 1000
 
 ERROR_CODES = (
     "oversized",  # frame larger than the limit
@@ -482,6 +485,10 @@ class Teardown(Message):
 class GetState(Message):
     """Operator asks for a snapshot of the cluster."""
 
+    #: at most this many tasks (0..MAX_TASKS_PAGE), the newest first; None: every task
+    #: (a large cluster's whole state may exceed a frame: page with GetTasks instead)
+    tasks_limit: int | None = None
+
 
 @message("state")
 @dataclass(frozen=True, slots=True)
@@ -489,6 +496,27 @@ class State(Message):
     """The snapshot: frameworks, agents, tasks (plain maps, see docs/protocol.md)."""
 
     state: dict[str, Any]
+
+
+@message("get_tasks")
+@dataclass(frozen=True, slots=True)
+class GetTasks(Message):
+    """Operator asks for one page of the task listing (Mesos's ``/tasks``)."""
+
+    limit: int = 100  # 0..MAX_TASKS_PAGE tasks
+    offset: int = 0  # tasks of the listing skipped before the page
+    order: str = "desc"  # desc: newest first; asc: oldest first
+    framework_id: str = ""  # only this framework's tasks (empty: every framework's)
+    which: str = "all"  # all | active | completed
+
+
+@message("tasks")
+@dataclass(frozen=True, slots=True)
+class Tasks(Message):
+    """Answer to GetTasks: a page of task views and how many the listing holds."""
+
+    tasks: list[dict[str, Any]]
+    total: int
 
 
 @message("operator_kill")

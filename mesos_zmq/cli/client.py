@@ -1,4 +1,10 @@
-"""A one-shot request/reply client for operator commands (state, kill, files)."""
+"""A one-shot request/reply client for operator commands (state, kill, files).
+
+Answers are read with a larger limit than peers' frames (:data:`MAX_REPLY_BYTES`): a
+command reads one answer and exits, so a large ``state`` costs it memory for a moment
+and nothing more. An answer larger still is an error that says so
+(:class:`ReplyTooLarge`), never a wait for an answer that was dropped.
+"""
 
 from __future__ import annotations
 
@@ -14,9 +20,17 @@ from mesos_zmq.errors import AuthError, MesosZmqError, ProtocolError
 from mesos_zmq.protocol import Error, Message, decode, encode
 from mesos_zmq.transport import ClientSocket
 
+#: the largest answer a command reads (a whole state of about 250,000 short
+#: tasks); the master's own limit on what it reads stays DEFAULT_MAX_FRAME_BYTES
+MAX_REPLY_BYTES = 64 * 1024 * 1024
+
 
 class MasterUnreachable(MesosZmqError):
     """No answer from the master in time."""
+
+
+class ReplyTooLarge(MesosZmqError):
+    """The master answered with more than the client reads in one frame."""
 
 
 class RequestRefused(MesosZmqError):
@@ -36,12 +50,16 @@ def cli_keys() -> ClientKeys | None:
 
 
 def request(master: str, msg: Message, timeout: float = 5.0,
-            keys: ClientKeys | None = None) -> Message:
+            keys: ClientKeys | None = None, max_bytes: int | None = None) -> Message:
     """Send one request and wait for the reply that carries its request id.
 
     ``keys`` default to the CLI command's (see :func:`cli_keys`). A master that refuses
-    the key is an AuthError as soon as its handshake says so, not a time-out.
+    the key is an AuthError as soon as its handshake says so, not a time-out. An answer
+    larger than ``max_bytes`` (default :data:`MAX_REPLY_BYTES`) is a
+    :class:`ReplyTooLarge` (the socket carries only this request's answers).
     """
+    if max_bytes is None:
+        max_bytes = MAX_REPLY_BYTES
     if keys is None:
         keys = cli_keys()
     if master.startswith("zk://"):
@@ -72,8 +90,13 @@ def request(master: str, msg: Message, timeout: float = 5.0,
                 )
             for frame in client.recv():
                 try:
-                    envelope = decode(frame)
-                except ProtocolError:
+                    envelope = decode(frame, max_bytes)
+                except ProtocolError as exc:
+                    if exc.code == "oversized":
+                        raise ReplyTooLarge(
+                            f"the master's answer is larger than {max_bytes} bytes "
+                            f"({len(frame)}): use --limit/--offset (mesos-zmq tasks), or "
+                            "leave the tasks out of mesos-zmq state") from None
                     continue
                 reply = envelope.message
                 if isinstance(reply, Error) and reply.in_reply_to == rid:

@@ -31,9 +31,11 @@ from mesos_zmq.flags import Flag
 from mesos_zmq.logs import configure_logging
 from mesos_zmq.master import flags as master_flags
 from mesos_zmq.protocol import (
+    MAX_TASKS_PAGE,
     DrainAgent,
     FileData,
     GetState,
+    GetTasks,
     Message,
     OperatorKill,
     OperatorReply,
@@ -45,6 +47,7 @@ from mesos_zmq.protocol import (
     SetQuota,
     SetWeights,
     State,
+    Tasks,
     UnreserveResources,
 )
 from mesos_zmq.resources import (
@@ -55,6 +58,7 @@ from mesos_zmq.resources import (
     validate_role,
 )
 from mesos_zmq.scheduler.validation import safe_id
+from mesos_zmq.tasks import TERMINAL
 
 F = TypeVar("F", bound=Callable[..., Any])
 DEFAULT_MASTER = "tcp://127.0.0.1:5050"
@@ -500,11 +504,51 @@ def operate(master: str, msg: Message) -> None:
     click.echo(reply.message)
 
 
-def fetch_state(master: str, timeout: float = 5.0) -> dict[str, Any]:
-    reply = request(master, GetState(), timeout)
+def fetch_state(master: str, timeout: float = 5.0, tasks_limit: int | None = 0
+                ) -> dict[str, Any]:
+    """The master's state with at most ``tasks_limit`` tasks, the newest (None: every
+    task, which at scale may be more than one answer holds; the commands that list
+    agents, frameworks or roles ask for none). A master older than ``tasks_limit``
+    sends every task."""
+    reply = request(master, GetState(tasks_limit=tasks_limit), timeout)
     if not isinstance(reply, State):
         raise MesosZmqError(f"unexpected reply {reply.TYPE} from the master")
     return reply.state
+
+
+_TERMINAL_STATES = frozenset(s.value for s in TERMINAL)
+
+
+def fetch_tasks(master: str, *, limit: int, offset: int = 0, order: str = "desc",
+                framework_id: str = "", which: str = "all"
+                ) -> tuple[list[dict[str, Any]], int]:
+    """One page of the master's task listing (``get_tasks``) and its total."""
+    msg = GetTasks(limit=limit, offset=offset, order=order, framework_id=framework_id,
+                   which=which)
+    try:
+        reply = request(master, msg)
+    except RequestRefused as exc:
+        if exc.code != "unknown_type":
+            raise
+        return tasks_of_state(fetch_state(master, tasks_limit=None), msg)
+    if not isinstance(reply, Tasks):
+        raise MesosZmqError(f"unexpected reply {reply.TYPE} from the master")
+    return reply.tasks, reply.total
+
+
+def tasks_of_state(state: dict[str, Any], msg: GetTasks) -> tuple[list[dict[str, Any]], int]:
+    """The page ``msg`` asks for, cut from a whole state (a master older than
+    ``get_tasks`` lists active tasks, then finished ones in the order they ended)."""
+    rows = [t for t in state["tasks"]
+            if not msg.framework_id or t["framework_id"] == msg.framework_id]
+    active = [t for t in rows if t["state"] not in _TERMINAL_STATES]
+    done = [t for t in rows if t["state"] in _TERMINAL_STATES]
+    if msg.which == "active":
+        done = []
+    elif msg.which == "completed":
+        active = []
+    listing = active[::-1] + done[::-1] if msg.order == "desc" else done + active
+    return listing[msg.offset:msg.offset + msg.limit], len(listing)
 
 
 def emit(data: Any, as_json: bool, columns: list[tuple[str, str]], rows: list[dict[str, Any]]
@@ -518,21 +562,30 @@ def emit(data: Any, as_json: bool, columns: list[tuple[str, str]], rows: list[di
 @cli.command()
 @master_flag
 @click.option("--json", "as_json", is_flag=True, help="print JSON for scripts")
-def state(master: str, as_json: bool) -> None:
+@click.option("--tasks-limit", type=click.IntRange(0, MAX_TASKS_PAGE), default=100,
+              show_default=True, help="with --json: at most this many tasks, the newest "
+              "first (task_counts counts them all; 'tasks' pages through them)")
+@click.option("--all-tasks", is_flag=True,
+              help="with --json: every task (a large cluster's may not fit in one answer: "
+                   "'tasks --all' fetches them a page at a time)")
+def state(master: str, as_json: bool, tasks_limit: int, all_tasks: bool) -> None:
     """Summary of the whole cluster."""
-    data = fetch_state(master)
+    # the summary counts tasks (task_counts): it needs none of them
+    data = fetch_state(master, tasks_limit=(None if all_tasks else tasks_limit)
+                       if as_json else 0)
     if as_json:
         click.echo(json.dumps(data, indent=2, sort_keys=True, default=str))
         return
-    tasks = data["tasks"]
-    active = [t for t in tasks if t["state"] in ("TASK_STAGING", "TASK_STARTING",
-                                                 "TASK_RUNNING", "TASK_KILLING")]
+    counts = data.get("task_counts")
+    if counts is None:  # a master older than task_counts sent every task
+        ended = sum(1 for t in data["tasks"] if t["state"] in _TERMINAL_STATES)
+        counts = {"active": len(data["tasks"]) - ended, "completed": ended}
     for line in master_lines(data["master"]):
         click.echo(line)
     click.echo(f"agents     {len(data['agents'])} "
                f"({sum(1 for a in data['agents'] if a['connected'])} connected)")
     click.echo(f"frameworks {len(data['frameworks'])}")
-    click.echo(f"tasks      {len(active)} active, {len(tasks) - len(active)} completed")
+    click.echo(f"tasks      {counts['active']} active, {counts['completed']} completed")
     if data["roles"]:
         click.echo("")
         click.echo(render_table(
@@ -592,12 +645,38 @@ def frameworks(master: str, as_json: bool) -> None:
 @master_flag
 @click.option("--json", "as_json", is_flag=True, help="print JSON for scripts")
 @click.option("--active", is_flag=True, help="only tasks that have not ended")
-def tasks(master: str, as_json: bool, active: bool) -> None:
-    """List tasks (active and recently completed)."""
-    rows = fetch_state(master)["tasks"]
-    if active:
-        rows = [t for t in rows if t["state"] in ("TASK_STAGING", "TASK_STARTING",
-                                                  "TASK_RUNNING", "TASK_KILLING")]
+@click.option("--completed", is_flag=True, help="only tasks that have ended")
+@click.option("--framework", "framework_id", default="", help="only this framework's tasks")
+@click.option("--limit", type=click.IntRange(1, MAX_TASKS_PAGE), default=100,
+              show_default=True, help="tasks in the page")
+@click.option("--offset", type=click.IntRange(min=0), default=0, show_default=True,
+              help="tasks of the listing skipped before the page")
+@click.option("--order", type=click.Choice(["desc", "asc"]), default="desc",
+              show_default=True, help="desc: newest first (active tasks, then the most "
+              "recently ended); asc: oldest first")
+@click.option("--all", "every", is_flag=True,
+              help="every task (from --offset on), fetched a page at a time")
+def tasks(master: str, as_json: bool, active: bool, completed: bool, framework_id: str,
+          limit: int, offset: int, order: str, every: bool) -> None:
+    """List tasks: a page of them, the newest first (--limit, --offset, --all).
+
+    When more tasks match than the page shows, a line on stderr says how to see them.
+    """
+    if active and completed:
+        raise click.UsageError("--active and --completed exclude each other")
+    which = "active" if active else "completed" if completed else "all"
+    if every:
+        rows = fetch_every_task(master, offset=offset, order=order,
+                                framework_id=framework_id, which=which)
+    else:
+        rows, total = fetch_tasks(master, limit=limit, offset=offset, order=order,
+                                  framework_id=framework_id, which=which)
+        if offset + len(rows) < total:
+            click.echo(f"tasks {offset + 1}-{offset + len(rows)} of {total} shown "
+                       f"({'newest' if order == 'desc' else 'oldest'} first): the next page "
+                       f"with --offset {offset + len(rows)}, every task with --all", err=True)
+        elif not rows and offset and total:
+            click.echo(f"no tasks from offset {offset}: there are {total}", err=True)
     view = []
     for t in rows:
         usage = t.get("usage") or {}
@@ -612,6 +691,22 @@ def tasks(master: str, as_json: bool, active: bool) -> None:
                          ("cpu", "CPU-S"), ("rss", "RSS-MB"), ("peak", "PEAK-MB"),
                          ("agent_id", "AGENT"), ("framework_id", "FRAMEWORK"),
                          ("resources", "RESOURCES"), ("message", "MESSAGE")], view)
+
+
+def fetch_every_task(master: str, *, offset: int = 0, order: str = "desc",
+                     framework_id: str = "", which: str = "all") -> list[dict[str, Any]]:
+    """The task listing from ``offset`` to its end, a page at a time, so that no answer
+    is ever larger than a page. Tasks that change (end, or are forgotten) while the
+    pages are read may shift the listing: each task is shown once, as last read."""
+    found: dict[tuple[str, str], dict[str, Any]] = {}
+    while True:
+        page, total = fetch_tasks(master, limit=MAX_TASKS_PAGE, offset=offset, order=order,
+                                  framework_id=framework_id, which=which)
+        for task in page:
+            found[(task["framework_id"], task["id"])] = task
+        offset += len(page)
+        if not page or offset >= total:
+            return list(found.values())
 
 
 @cli.command()

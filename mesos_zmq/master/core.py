@@ -99,6 +99,7 @@ from mesos_zmq.protocol import (
     Error,
     FileData,
     GetState,
+    GetTasks,
     Heartbeat,
     Kill,
     Message,
@@ -162,23 +163,40 @@ class MasterCoreConfig:
     acls: Acls | None = None
     #: messages a second per principal (None: unlimited); state kept by the core
     rate_limits: RateLimits | None = None
+    #: build large operator reads (the state) off the loop: handlers hand them over as
+    #: ``Ready.reads`` (the server does; tests and the simulator answer inline)
+    defer_reads: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class DeferredRead:
+    """A read admitted (authenticated, authorized, within its rate) whose answer is
+    built elsewhere: by :meth:`MasterCore.answer_read` on an image of this core."""
+
+    peer: bytes
+    message: Message
+    request_id: str
+    principal: Principal | None
 
 
 @dataclass(slots=True)
 class Ready:
-    """One batch of effects. Persist ``records`` first, then send ``messages``."""
+    """One batch of effects. Persist ``records`` first, then send ``messages``;
+    ``reads`` are answered off the loop (see :mod:`mesos_zmq.master.forked_reads`)."""
 
     records: list[StateRecord] = field(default_factory=list)
     #: (connection identity, message, request id)
     messages: list[tuple[bytes, Message, str]] = field(default_factory=list)
+    reads: list[DeferredRead] = field(default_factory=list)
 
     def __bool__(self) -> bool:
-        return bool(self.records or self.messages)
+        return bool(self.records or self.messages or self.reads)
 
     def extend(self, other: Ready) -> None:
         """Append a later batch (its records and messages come after these)."""
         self.records.extend(other.records)
         self.messages.extend(other.messages)
+        self.reads.extend(other.reads)
 
 
 #: which kinds of principal may send what (with keys; without, anyone may send anything)
@@ -196,6 +214,7 @@ SENDERS: dict[type[Message], frozenset[str]] = {
     # a framework reads its own sandboxes and the state (what it may see of them is the
     # ACLs' to say); an operator reads any
     GetState: _FRAMEWORK | _OPERATOR,
+    GetTasks: _FRAMEWORK | _OPERATOR,
     ReadFile: _FRAMEWORK | _OPERATOR,
 }
 
@@ -235,6 +254,8 @@ class MasterCore:
         self.offers: dict[str, OfferRec] = {}
         self.reads = ReadBook()
         self._ready = Ready()
+        #: building the answer of a deferred read (see answer_read)
+        self._answering = False
         #: offer id -> when it is next due to be sent again (in due order)
         self.offer_resends: OrderedDict[str, float] = OrderedDict()
         #: (due, interval, framework id, task id) of launches awaiting word from agents
@@ -272,6 +293,7 @@ class MasterCore:
             Suppress: partial(scheduler_api.suppress, self),
             Teardown: partial(scheduler_api.teardown, self),
             GetState: partial(operator_api.get_state, self),
+            GetTasks: partial(operator_api.get_tasks, self),
             OperatorKill: partial(operator_api.operator_kill, self),
             OperatorTeardown: partial(operator_api.operator_teardown, self),
             DrainAgent: partial(operator_api.drain_agent, self),
@@ -485,6 +507,28 @@ class MasterCore:
         for rec in self.state.tasks.values():
             if rec.state != TaskState.UNREACHABLE and rec.agent_id in self.state.agents:
                 task_book.allocate_task(self, rec)
+
+    def defer_read(self, peer: bytes, msg: Message, request_id: str) -> bool:
+        """Hand a read the caller has admitted to the shell, to be answered off the
+        loop; False when it must be answered here (reads are not deferred, or this is
+        the deferred answer being built)."""
+        if not self.config.defer_reads or self._answering:
+            return False
+        self._ready.reads.append(DeferredRead(peer, msg, request_id, self.principal))
+        return True
+
+    def answer_read(self, read: DeferredRead, now: float) -> Ready:
+        """The answer to a deferred read, built on whatever image of the core runs
+        this (a forked child's). Its admission was decided when it arrived."""
+        handler = self._handlers[type(read.message)]
+        self._wall_now = self.wall(now)
+        self.principal = read.principal
+        self._answering = True
+        try:
+            handler(read.peer, read.message, read.request_id, now)
+        finally:
+            self._answering = False
+        return self._take()
 
     def heard(self, peer: bytes, now: float, principal: Principal | None = None) -> bool:
         """A heartbeat from a connection bound under ``principal``: as :meth:`handle`

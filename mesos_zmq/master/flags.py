@@ -86,6 +86,31 @@ FLAGS: tuple[Flag, ...] = (
          multiple=True),
 )
 
+#: How much completed-task history the master keeps (Mesos's
+#: --max_completed_tasks_per_framework and --max_completed_frameworks, plus an age and a
+#: total). The history is durable state: :class:`~mesos_zmq.master.state.HistoryLimits`
+#: takes its defaults from here, and the state trims it on every record it applies, so a
+#: replay of the log under the same limits gives the same history (the shell hands them
+#: to ``state_from``: mesos_zmq/master/server.py, ha.py).
+HISTORY_FLAGS: tuple[Flag, ...] = (
+    Flag("max_completed_tasks_per_framework", "--max-completed-tasks-per-framework", 1000,
+         "finished tasks remembered per framework (its oldest are forgotten first), as "
+         "Mesos's --max_completed_tasks_per_framework", int, 0, 1_000_000),
+    Flag("max_completed_task_age", "--max-completed-task-age", 7 * 24 * 3600.0,
+         "seconds a finished task is remembered (the agents' --gc-delay default: the "
+         "master lists a task as long as its sandbox is likely kept)", float, 0.0),
+    Flag("max_completed_frameworks", "--max-completed-frameworks", 50,
+         "removed frameworks whose finished tasks are remembered (the newest ones), as "
+         "Mesos's --max_completed_frameworks; older ones' tasks are forgotten (their ids "
+         "stay refused)", int, 0, 1000),
+    Flag("max_completed_tasks", "--max-completed-tasks", 10_000,
+         "finished tasks remembered in all (the oldest are forgotten first): bounds the "
+         "master's memory and its snapshots whatever the number of frameworks",
+         int, 0, 10_000_000),
+)
+
+FLAGS = (*FLAGS, *HISTORY_FLAGS)
+
 BY_NAME: dict[str, Flag] = {f.name: f for f in FLAGS}
 
 
@@ -102,6 +127,10 @@ SNAPSHOT_BYTES: int = default("snapshot_bytes")
 SNAPSHOT_INTERVAL: float = default("snapshot_interval")
 ZK_SESSION_TIMEOUT: float = default("zk_session_timeout")
 ALLOCATOR_SORTER: str = default("allocator_sorter")
+MAX_COMPLETED_TASKS_PER_FRAMEWORK: int = default("max_completed_tasks_per_framework")
+MAX_COMPLETED_TASK_AGE: float = default("max_completed_task_age")
+MAX_COMPLETED_FRAMEWORKS: int = default("max_completed_frameworks")
+MAX_COMPLETED_TASKS: int = default("max_completed_tasks")
 
 
 def range_problems(values: dict[str, Any]) -> list[str]:

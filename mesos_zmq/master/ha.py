@@ -53,7 +53,7 @@ def catch_up(zk_log: ZooKeeperLog, state: MasterState) -> MasterState:
     tail = zk_log.tail()
     if tail.snapshot is not None:
         log.info("fell behind log compaction: reloading the snapshot")
-        return state_from(tail.snapshot, tail.records)
+        return state_from(tail.snapshot, tail.records, state.history)
     replay(state, tail.records)
     return state
 
@@ -224,7 +224,7 @@ def run_master_ha(config: MasterConfig) -> int:
     try:
         started = time.monotonic()
         recovered = zk_log.recover()
-        state = state_from(recovered.snapshot, recovered.records)
+        state = state_from(recovered.snapshot, recovered.records, config.history)
         log.info("log recovered", records=len(recovered.records),
                  snapshot=recovered.snapshot is not None,
                  seconds=round(time.monotonic() - started, 3))

@@ -1,4 +1,5 @@
-"""Operator requests: state, weights, quota, reservations, kills, files, drains.
+"""Operator requests: state, task pages, weights, quota, reservations, kills, files,
+drains.
 
 Handlers of the master core seen as a :class:`~mesos_zmq.master.context.MasterContext`.
 Each takes the core, the sender, the message, its request id and the time; like the
@@ -8,6 +9,7 @@ core, they are pure: effects go through the core's commit/send. Drains are in
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
@@ -29,9 +31,12 @@ from mesos_zmq.master.validation import (
     quota_amounts,
     reservation_problem,
 )
+from mesos_zmq.master.views import TASK_ORDERS, TASK_SETS, describe_cluster, task_page
 from mesos_zmq.protocol import (
+    MAX_TASKS_PAGE,
     DrainAgent,
     GetState,
+    GetTasks,
     OperatorKill,
     OperatorReply,
     OperatorTeardown,
@@ -42,6 +47,7 @@ from mesos_zmq.protocol import (
     SetQuota,
     SetWeights,
     State,
+    Tasks,
     UnreserveResources,
 )
 from mesos_zmq.resources import Resources, validate_role
@@ -53,11 +59,56 @@ if TYPE_CHECKING:
 log = structlog.get_logger()
 
 
-def get_state(core: MasterContext, peer: bytes, msg: GetState, rid: str, now: float) -> None:
+def _shows(core: MasterContext) -> Callable[[str, str], bool]:
+    """What the sender may see: the ACLs' view_frameworks and view_tasks, asked of the
+    principal that owns each framework."""
     def shows(action: str, framework_id: str) -> bool:
         return access.may(core, action, access.framework_principal(core, framework_id))
 
-    core.send(peer, State(state=core.describe(now, shows)), rid)
+    return shows
+
+
+def get_state(core: MasterContext, peer: bytes, msg: GetState, rid: str, now: float) -> None:
+    limit = msg.tasks_limit
+    if limit is not None and not 0 <= limit <= MAX_TASKS_PAGE:
+        core.error(peer, "invalid", f"get_state refused: tasks_limit must be within "
+                   f"0..{MAX_TASKS_PAGE}, got {limit} (page through more tasks with "
+                   "get_tasks)", rid)
+        return
+    if core.defer_read(peer, msg, rid):
+        return  # built off the loop: about a second at 100,000 tasks
+    core.send(peer, State(state=describe_cluster(core, now, _shows(core), limit)), rid)
+
+
+def get_tasks(core: MasterContext, peer: bytes, msg: GetTasks, rid: str, now: float) -> None:
+    """A page of the task listing (Mesos's /tasks), with the listing's total; what the
+    sender may not see is left out of both, as from ``state``."""
+    problem = task_page_problem(msg)
+    if problem is not None:
+        core.error(peer, "invalid", f"get_tasks refused: {problem}", rid)
+        return
+    if core.defer_read(peer, msg, rid):
+        return  # a page is cheap, but finding it walks every task
+    # as access.may: without a principal or ACLs, everything shows (and is not asked
+    # task by task)
+    unrestricted = core.principal is None or core.config.acls is None
+    tasks, total = task_page(core, None if unrestricted else _shows(core), limit=msg.limit,
+                             offset=msg.offset, order=msg.order,
+                             framework_id=msg.framework_id, which=msg.which)
+    core.send(peer, Tasks(tasks=tasks, total=total), rid)
+
+
+def task_page_problem(msg: GetTasks) -> str | None:
+    """Why a page request cannot be answered as asked, or None."""
+    if not 0 <= msg.limit <= MAX_TASKS_PAGE:
+        return f"limit must be within 0..{MAX_TASKS_PAGE}, got {msg.limit}"
+    if msg.offset < 0:
+        return f"offset must be at least 0, got {msg.offset}"
+    if msg.order not in TASK_ORDERS:
+        return f"order must be one of {', '.join(TASK_ORDERS)}, not {msg.order[:20]!r}"
+    if msg.which not in TASK_SETS:
+        return f"which must be one of {', '.join(TASK_SETS)}, not {msg.which[:20]!r}"
+    return None
 
 
 def set_weights(core: MasterContext, peer: bytes, msg: SetWeights, rid: str, now: float) -> None:

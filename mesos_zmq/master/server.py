@@ -15,7 +15,7 @@ import signal
 import socket
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
@@ -32,7 +32,8 @@ from mesos_zmq.auth.rate_limits import RateLimits
 from mesos_zmq.auth.zap import ZapHandler, principal_of
 from mesos_zmq.errors import AuthError, ConfigError, ProtocolError, ResourceError
 from mesos_zmq.master import flags
-from mesos_zmq.master.core import MasterCore, MasterCoreConfig, Ready
+from mesos_zmq.master.core import DeferredRead, MasterCore, MasterCoreConfig, Ready
+from mesos_zmq.master.forked_reads import ForkedReads
 from mesos_zmq.master.log import (
     DirectoryLog,
     MemoryLog,
@@ -40,13 +41,14 @@ from mesos_zmq.master.log import (
     SnapshotPolicy,
 )
 from mesos_zmq.master.records import record_to_plain
-from mesos_zmq.master.state import MasterState, state_from
+from mesos_zmq.master.state import HistoryLimits, MasterState, state_from
 from mesos_zmq.protocol import (
     DEFAULT_MAX_FRAME_BYTES,
     FileData,
     Heartbeat,
     Message,
     State,
+    Tasks,
     decode,
     encode,
     error_frame,
@@ -105,6 +107,16 @@ class MasterConfig:
     #: messages a second per principal (see mesos_zmq.auth.rate_limits); only with ``key``
     rate_limits: str | None = flags.default("rate_limits")
     insecure: bool = flags.default("insecure")
+    max_completed_tasks_per_framework: int = flags.MAX_COMPLETED_TASKS_PER_FRAMEWORK
+    max_completed_task_age: float = flags.MAX_COMPLETED_TASK_AGE
+    max_completed_frameworks: int = flags.MAX_COMPLETED_FRAMEWORKS
+    max_completed_tasks: int = flags.MAX_COMPLETED_TASKS
+
+    @property
+    def history(self) -> HistoryLimits:
+        """How much completed-task history the state keeps (also on replay)."""
+        return HistoryLimits(self.max_completed_tasks_per_framework, self.max_completed_tasks,
+                             self.max_completed_task_age, self.max_completed_frameworks)
 
     @property
     def snapshot_policy(self) -> SnapshotPolicy:
@@ -254,7 +266,7 @@ class MasterServer:
         recovered_records = 0
         if state is None:
             recovered = self.log.recover()
-            state = state_from(recovered.snapshot, recovered.records)
+            state = state_from(recovered.snapshot, recovered.records, config.history)
             recovered_records = len(recovered.records)
         core_config = MasterCoreConfig(
             master_id=self.master_id.split("-")[-1],
@@ -274,6 +286,7 @@ class MasterServer:
             allocator_sorter=config.allocator_sorter,
             acls=config.load_acls(),
             rate_limits=config.load_rate_limits(),
+            defer_reads=True,
         )
         self.core = MasterCore(core_config, new_id, state, now=time.monotonic())
         self.core.wall_offset = time.time() - time.monotonic()
@@ -295,6 +308,8 @@ class MasterServer:
                 self.zap.stop()
             raise
         self.address = self.server.address
+        self._reads: ForkedReads[DeferredRead] = ForkedReads(self._answer_reads,
+                                                             self._read_failed)
         self._standbys = standbys
         shown = advertised_address(config, int(self.address.rsplit(":", 1)[1]))
         self.core.facts.update(id=self.master_id, pid=os.getpid(), address=shown,
@@ -329,6 +344,7 @@ class MasterServer:
         poller = zmq.Poller()
         poller.register(self.server.socket, zmq.POLLIN)
         tick_every = min(0.05, self.config.heartbeat_interval / 4)
+        polled: int | None = None  # a reader child's pipe
         try:
             while not self._stopping:
                 events = dict(poller.poll(int(tick_every * 1000)))
@@ -352,8 +368,7 @@ class MasterServer:
                 if not events or self._drain(ready, now):
                     self._heard_until = now
                 ready_tick = self.core.tick(time.monotonic(), self._heard_until)
-                ready.records.extend(ready_tick.records)
-                ready.messages.extend(ready_tick.messages)
+                ready.extend(ready_tick)
                 # And once more before speaking: a pause while handling the batch.
                 verdict = self._guard() if self._guard is not None else None
                 while verdict == "pause" and self._guard is not None:
@@ -362,6 +377,7 @@ class MasterServer:
                 if verdict == "exit":
                     break
                 self._flush(ready)
+                polled = self._collect_reads(poller, polled)
         finally:
             self.close()
 
@@ -424,8 +440,7 @@ class MasterServer:
                     self.exit_code = 70  # EX_SOFTWARE: the service manager restarts us
                     return True
                 continue
-            ready.records.extend(result.records)
-            ready.messages.extend(result.messages)
+            ready.extend(result)
         return False
 
     def _forget_failed_handler(self, ready: Ready, now: float) -> bool:
@@ -441,7 +456,7 @@ class MasterServer:
                       "over from the log")
             return False
         recovered = self.log.recover()
-        state = state_from(recovered.snapshot, recovered.records)
+        state = state_from(recovered.snapshot, recovered.records, self.config.history)
         for record in ready.records:
             state.apply(record)
         old = self.core
@@ -477,20 +492,63 @@ class MasterServer:
                 last = (msg, request_id, frame)
             # Replies a peer sizes by asking (file data, state) are counted whatever
             # their size: small reads asked for in their thousands add up as well.
-            asked = isinstance(msg, FileData | State)
-            if asked or len(frame) >= TRACKED_BYTES:
-                unsent = self.server.unsent_bytes(peer)
-                if unsent and unsent + len(frame) > MAX_UNSENT_BYTES:
-                    # A peer that asks and never reads would grow this process without
-                    # bound (300 unread 1 MiB file reads: +300-590 MB): it gets a short
-                    # error instead, and what it has not read stays at most the cap.
-                    self.core.count("replies_withheld")
-                    frame = error_frame(ProtocolError(
-                        "unread_replies", f"a {msg.TYPE} reply of {len(frame)} bytes was "
-                        f"withheld: {unsent} bytes sent to this connection are still "
-                        f"unread (at most {MAX_UNSENT_BYTES}): read them, then ask again"),
-                        request_id)
-            self.server.send(peer, frame, track=asked)
+            self._send(peer, frame, isinstance(msg, FileData | State | Tasks), msg.TYPE,
+                       request_id)
+        if ready.reads:
+            for peer, frame in self._reads.submit(ready.reads):
+                self.server.send(peer, frame)
+            # Forked after the records above are durable: a read shows nothing that
+            # could still be lost.
+            self._reads.start(now)
+
+    def _send(self, peer: bytes, frame: bytes, asked: bool, kind: str,
+              request_id: str | None) -> None:
+        """``request_id`` None: read from the frame if it must be answered otherwise."""
+        if asked or len(frame) >= TRACKED_BYTES:
+            unsent = self.server.unsent_bytes(peer)
+            if unsent and unsent + len(frame) > MAX_UNSENT_BYTES:
+                if request_id is None:
+                    request_id = peek_request_id(frame)
+                # A peer that asks and never reads would grow this process without
+                # bound (300 unread 1 MiB file reads: +300-590 MB): it gets a short
+                # error instead, and what it has not read stays at most the cap.
+                self.core.count("replies_withheld")
+                frame = error_frame(ProtocolError(
+                    "unread_replies", f"a {kind} reply of {len(frame)} bytes was "
+                    f"withheld: {unsent} bytes sent to this connection are still "
+                    f"unread (at most {MAX_UNSENT_BYTES}): read them, then ask again"),
+                    request_id)
+        self.server.send(peer, frame, track=asked)
+
+    # ----------------------------------------------------------------- reads off the loop
+    def _answer_reads(self, reads: Sequence[DeferredRead]) -> list[tuple[bytes, bytes]]:
+        """In a forked child: the frames answering ``reads``, from its image."""
+        now = time.monotonic()
+        frames = []
+        for read in reads:
+            ready = self.core.answer_read(read, now)
+            frames += [(peer, encode(msg, rid, self.epoch)) for peer, msg, rid in ready.messages]
+        return frames
+
+    def _read_failed(self, read: DeferredRead, why: str) -> tuple[bytes, bytes]:
+        return read.peer, error_frame(ProtocolError(
+            "internal", f"the {read.message.TYPE} answer could not be built: {why}"),
+            read.request_id)
+
+    def _collect_reads(self, poller: zmq.Poller, polled: int | None) -> int | None:
+        """Send what a reader child has finished; keep its pipe in the poller."""
+        now = time.monotonic()
+        for peer, frame in self._reads.collect(now):
+            self.core.count("reads_answered_off_loop")
+            self._send(peer, frame, True, "read", None)
+        self._reads.start(now)
+        fd = self._reads.fileno()
+        if fd != polled:
+            if polled is not None:
+                poller.unregister(polled)
+            if fd is not None:
+                poller.register(fd, zmq.POLLIN)
+        return fd
 
     def _sweep_tracked(self) -> None:
         self._flushes += 1
@@ -517,6 +575,7 @@ class MasterServer:
         log.info("credentials reloaded", credentials=len(credentials))
 
     def close(self) -> None:
+        self._reads.close()
         self.server.close()
         self.log.close()
         if self.zap is not None:

@@ -8,6 +8,18 @@ it to the shell for the log. Recovery replays the same records through the same
 What lives here is what must survive a master restart: frameworks, agents, tasks and
 their last known states, role weights. Connections, offers and timers are the core's
 runtime business and are rebuilt when peers reconnect.
+
+Completed-task history
+----------------------
+Finished tasks are remembered, newest last, within :class:`HistoryLimits` (flags of
+the same names in :mod:`mesos_zmq.master.flags`): at most ``per_framework`` per
+framework and ``total`` in all (the oldest are forgotten first), none older than
+``age`` seconds, and of removed frameworks only the newest ``frameworks`` keep theirs.
+Trimming is part of :meth:`MasterState.apply`, so the log replays to the same history:
+counts are trimmed when a task ends, ages whenever a record with a ``time`` is applied
+(the record's own wall-clock time: the state has no clock), removed frameworks' tasks
+when a framework is removed. A snapshot holds what is left; restoring it under the
+same limits keeps all of it.
 """
 
 from __future__ import annotations
@@ -15,9 +27,11 @@ from __future__ import annotations
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, replace
+from itertools import islice
 from typing import Any
 
 from mesos_zmq.errors import LogError
+from mesos_zmq.master import flags
 from mesos_zmq.master import records as r
 from mesos_zmq.master.records import PlainRecord, StateRecord, record_from_plain
 from mesos_zmq.protocol import FrameworkInfo, TaskInfo, TaskStatus, from_plain, to_plain
@@ -25,11 +39,26 @@ from mesos_zmq.tasks import TERMINAL, TaskState
 
 #: a record as the log holds it (a map with an ``op`` tag)
 
-#: How many finished tasks and removed frameworks/agents the master remembers.
-COMPLETED_TASKS_LIMIT = 10_000
+#: How many removed framework and agent ids the master remembers (their ids stay
+#: refused, and owned, while remembered).
 REMOVED_LIMIT = 1_000
 #: how many applied request ids are remembered for deduplication
 REQUESTS_LIMIT = 100_000
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryLimits:
+    """How much completed-task history the state keeps (see the module docstring);
+    defaults are the master flags' (``--max-completed-tasks-per-framework``,
+    ``--max-completed-tasks``, ``--max-completed-task-age``,
+    ``--max-completed-frameworks``)."""
+
+    per_framework: int = flags.MAX_COMPLETED_TASKS_PER_FRAMEWORK
+    total: int = flags.MAX_COMPLETED_TASKS
+    #: seconds, against the wall-clock times of the records applied
+    age: float = flags.MAX_COMPLETED_TASK_AGE
+    #: removed frameworks (the newest) whose completed tasks are kept
+    frameworks: int = flags.MAX_COMPLETED_FRAMEWORKS
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,13 +109,20 @@ def _task_state(value: Any) -> TaskState:
 class MasterState:
     """Frameworks, agents and tasks, changed only through :meth:`apply`."""
 
-    def __init__(self) -> None:
+    def __init__(self, history: HistoryLimits | None = None) -> None:
+        self.history = history if history is not None else HistoryLimits()
         self.frameworks: dict[str, FrameworkInfo] = {}
         self.removed_frameworks: OrderedDict[str, float] = OrderedDict()
         self.agents: dict[str, AgentRecord] = {}
         self.removed_agents: OrderedDict[str, float] = OrderedDict()
         self.tasks: dict[TaskKey, TaskRecord] = {}
+        #: finished tasks, in the order they ended (see "Completed-task history")
         self.completed: OrderedDict[TaskKey, TaskRecord] = OrderedDict()
+        # Secondary index of ``completed``: framework id -> its keys, in the same order.
+        self._completed_of: dict[str, OrderedDict[TaskKey, None]] = {}
+        # The removed frameworks whose completed tasks are kept: the newest
+        # ``history.frameworks`` of ``removed_frameworks`` (derived, never logged).
+        self._kept_removed: set[str] = set()
         self.weights: dict[str, float] = {}
         #: role -> (guarantee text, limit text)
         self.quotas: dict[str, tuple[str, str]] = {}
@@ -136,11 +172,15 @@ class MasterState:
         """Apply one typed record (what is read back from a log is decoded first, by
         :func:`replay`)."""
         self._ops[type(record)](record)
+        when = getattr(record, "time", None)
+        if when and self.completed:
+            self._expire_completed(when)
 
     def _framework_added(self, record: r.FrameworkAdded) -> None:
         info = record.framework
         self.frameworks[info.framework_id] = info
-        self.removed_frameworks.pop(info.framework_id, None)
+        if self.removed_frameworks.pop(info.framework_id, None) is not None:
+            self._keep_removed_history()
 
     def _framework_removed(self, record: r.FrameworkRemoved) -> None:
         framework_id = record.framework_id
@@ -154,6 +194,22 @@ class MasterState:
         while len(self.removed_frameworks) > REMOVED_LIMIT:
             gone, _ = self.removed_frameworks.popitem(last=False)
             self.owners.pop(("framework", gone), None)
+        self._keep_removed_history(framework_id)
+
+    def _keep_removed_history(self, just_removed: str = "") -> None:
+        """Recompute which removed frameworks keep their completed tasks (the newest
+        ``history.frameworks``); the others lose them (one added again is no longer
+        removed: it keeps them)."""
+        removed = self.removed_frameworks
+        kept = set(islice(reversed(removed), self.history.frameworks))
+        losing = self._kept_removed - kept
+        if just_removed and just_removed not in kept:
+            losing.add(just_removed)
+        for framework_id in losing:
+            if framework_id in removed:
+                for key in self._completed_of.pop(framework_id, {}):
+                    del self.completed[key]
+        self._kept_removed = kept
 
     def _agent_added(self, record: r.AgentAdded) -> None:
         agent = AgentRecord(
@@ -195,7 +251,7 @@ class MasterState:
         task = record.task
         key = (record.framework_id, task.task_id)
         state = TaskState(record.state)
-        self.completed.pop(key, None)
+        self._forget_completed(key)
         rec = TaskRecord(record.framework_id, task, state, record.time)
         if rec.terminal:
             self._complete(key, rec)
@@ -223,15 +279,56 @@ class MasterState:
                 keys.discard(key)
             self._complete(key, updated)
         else:
-            self.completed.pop(key, None)
+            self._forget_completed(key)
             self.tasks[key] = updated
             self.tasks_by_agent.setdefault(updated.agent_id, set()).add(key)
 
     def _complete(self, key: TaskKey, rec: TaskRecord) -> None:
-        self.completed[key] = rec
-        self.completed.move_to_end(key)
-        while len(self.completed) > COMPLETED_TASKS_LIMIT:
-            self.completed.popitem(last=False)
+        """Remember a finished task (newest last), within the history's limits."""
+        framework_id = rec.framework_id
+        if framework_id in self.removed_frameworks and framework_id not in self._kept_removed:
+            self._forget_completed(key)  # a long-removed framework keeps no history
+            return
+        limits = self.history
+        completed = self.completed
+        completed[key] = rec
+        completed.move_to_end(key)
+        mine = self._completed_of.get(framework_id)
+        if mine is None:
+            mine = self._completed_of[framework_id] = OrderedDict()
+        mine[key] = None
+        mine.move_to_end(key)
+        while len(mine) > limits.per_framework:
+            old, _ = mine.popitem(last=False)
+            del completed[old]
+        if not mine:
+            del self._completed_of[framework_id]
+        while len(completed) > limits.total:
+            old, _ = completed.popitem(last=False)
+            self._unindex_completed(old)
+
+    def _expire_completed(self, now: float) -> None:
+        """Forget finished tasks that ended more than ``history.age`` seconds before
+        ``now`` (a record's time), oldest first."""
+        cutoff = now - self.history.age
+        completed = self.completed
+        while completed:
+            key, rec = next(iter(completed.items()))
+            if rec.updated_at >= cutoff:
+                return
+            del completed[key]
+            self._unindex_completed(key)
+
+    def _forget_completed(self, key: TaskKey) -> None:
+        if self.completed.pop(key, None) is not None:
+            self._unindex_completed(key)
+
+    def _unindex_completed(self, key: TaskKey) -> None:
+        mine = self._completed_of.get(key[0])
+        if mine is not None:
+            mine.pop(key, None)
+            if not mine:
+                del self._completed_of[key[0]]
 
     def _weights_set(self, record: r.WeightsSet) -> None:
         self.weights.update({str(k): float(v) for k, v in record.weights.items()})
@@ -292,6 +389,11 @@ class MasterState:
     def active_tasks_on(self, agent_id: str) -> list[TaskRecord]:
         return [self.tasks[k] for k in self.tasks_by_agent.get(agent_id, ()) if k in self.tasks]
 
+    def completed_of(self, framework_id: str) -> list[TaskRecord]:
+        """One framework's finished tasks, in the order they ended."""
+        completed = self.completed
+        return [completed[k] for k in self._completed_of.get(framework_id, ())]
+
     def find_tasks(self, task_id: str, framework_id: str = "",
                    active_only: bool = False) -> list[TaskRecord]:
         """Tasks with this id (operator requests name a task by id alone, and task ids
@@ -343,12 +445,15 @@ class MasterState:
         }
 
     @classmethod
-    def restore(cls, data: dict[str, Any]) -> MasterState:
-        state = cls()
+    def restore(cls, data: dict[str, Any], history: HistoryLimits | None = None) -> MasterState:
+        """The state a snapshot holds (``history``: the limits it is kept within from
+        now on; a snapshot taken under larger ones is trimmed to these)."""
+        state = cls(history)
         for plain in data.get("frameworks", []):
             info = from_plain(FrameworkInfo, plain)
             state.frameworks[info.framework_id] = info
         state.removed_frameworks.update((k, v) for k, v in data.get("removed_frameworks", []))
+        state._keep_removed_history()
         for plain in data.get("agents", []):
             state.agents[plain["agent_id"]] = AgentRecord(**plain)
             state.tasks_by_agent.setdefault(plain["agent_id"], set())
@@ -399,8 +504,11 @@ def replay(state: MasterState, records: list[PlainRecord]) -> None:
                            "damaged or was written by a newer version") from None
 
 
-def state_from(snapshot: dict[str, Any] | None, records: list[PlainRecord]) -> MasterState:
-    """Replay a log (snapshot, then records) into a fresh state."""
-    state = MasterState.restore(snapshot) if snapshot is not None else MasterState()
+def state_from(snapshot: dict[str, Any] | None, records: list[PlainRecord],
+               history: HistoryLimits | None = None) -> MasterState:
+    """Replay a log (snapshot, then records) into a fresh state that keeps completed
+    tasks within ``history`` (the master's flags; None: their defaults)."""
+    state = (MasterState.restore(snapshot, history) if snapshot is not None
+             else MasterState(history))
     replay(state, records)
     return state

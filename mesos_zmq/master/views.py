@@ -1,6 +1,16 @@
 """The operator's view of the cluster: plain data built from the master core.
 
 Kept apart from the core's rules: it only reads. Pure (no clock, no I/O).
+
+Task listings
+-------------
+The master's tasks in one sequence: finished tasks in the order they ended, then active
+ones in the order the master took them. ``asc`` is that order (oldest first); ``desc``
+its reverse (newest first: active tasks, newest first, then the most recently
+finished). :func:`task_page` cuts a page of it (``get_tasks``); ``describe_cluster``
+with ``tasks_limit`` shows its first ``desc`` page, so that ``state`` stays small
+however many tasks there are. What the reader may not see (``shows``) is left out
+before anything is counted or cut.
 """
 
 from __future__ import annotations
@@ -15,31 +25,63 @@ from mesos_zmq.resources import Resources
 if TYPE_CHECKING:
     from mesos_zmq.master.context import ClusterView
 
+#: the orders of a task listing (see "Task listings")
+TASK_ORDERS = ("asc", "desc")
+#: which tasks a listing holds
+TASK_SETS = ("all", "active", "completed")
 
-def describe_cluster(core: ClusterView, now: float,
-                     shows: Callable[[str, str], bool] | None = None) -> dict[str, Any]:
+Shows = Callable[[str, str], bool]
+
+
+def remembered(shows: Shows | None) -> Shows | None:
+    """``shows`` asked once per (action, framework): listings call it per task."""
+    if shows is None:
+        return None
+    answers: dict[tuple[str, str], bool] = {}
+
+    def show(action: str, framework_id: str) -> bool:
+        answer = answers.get((action, framework_id))
+        if answer is None:
+            answer = answers[(action, framework_id)] = shows(action, framework_id)
+        return answer
+
+    return show
+
+
+def describe_cluster(core: ClusterView, now: float, shows: Shows | None = None,
+                     tasks_limit: int | None = None) -> dict[str, Any]:
     """Frameworks, agents, tasks (active, then recently completed), roles, counters.
 
     ``shows(action, framework_id)`` (the ACLs' view_frameworks and view_tasks) leaves
     out frameworks and tasks the reader may not see, and what they use from the agents'
-    figures; roles show only those of frameworks it sees or an operator configured."""
+    figures; roles show only those of frameworks it sees or an operator configured.
+    ``tasks_limit`` caps the tasks shown: the newest ones (the first ``desc`` page of
+    :func:`task_page`); ``task_counts`` counts them all."""
     state = core.state
+    visible = remembered(shows)
 
     def show(action: str, framework_id: str) -> bool:
-        return shows is None or shows(action, framework_id)
+        return visible is None or visible(action, framework_id)
 
     used: dict[str, Resources] = {}
     fw_used: dict[str, Resources] = {}
     fw_tasks: dict[str, int] = {}
     agent_tasks: dict[str, int] = {}
+    parsed: dict[str, Resources | None] = {}  # tasks' resource texts repeat: parse once
     for rec in state.tasks.values():
         if not show("view_tasks", rec.framework_id):
             continue
         fw_tasks[rec.framework_id] = fw_tasks.get(rec.framework_id, 0) + 1
         agent_tasks[rec.agent_id] = agent_tasks.get(rec.agent_id, 0) + 1
-        try:
-            res = Resources.parse(rec.task.resources)
-        except ResourceError:
+        text = rec.task.resources
+        if text in parsed:
+            res = parsed[text]
+        else:
+            try:
+                res = parsed[text] = Resources.parse(text)
+            except ResourceError:
+                res = parsed[text] = None
+        if res is None:
             continue
         used[rec.agent_id] = used.get(rec.agent_id, Resources.empty()) + res
         fw_used[rec.framework_id] = fw_used.get(rec.framework_id, Resources.empty()) + res
@@ -78,18 +120,15 @@ def describe_cluster(core: ClusterView, now: float,
         }
         for aid, agent in state.agents.items()
     ]
-    tasks = []
-    for rec in state.tasks.values():
-        if not show("view_tasks", rec.framework_id):
-            continue
-        view = task_view(rec)
-        usage = core.usage.get((rec.framework_id, rec.task_id))
-        if usage is not None:
-            view["usage"] = {"cpu_seconds": round(usage.cpu_seconds, 3),
-                             "rss_bytes": usage.rss_bytes, "peak_bytes": usage.peak_bytes}
-        tasks.append(view)
-    tasks += [task_view(r) for r in state.completed.values()
-              if show("view_tasks", r.framework_id)]
+    completed = (len(state.completed) if visible is None else
+                 sum(1 for r in state.completed.values() if show("view_tasks", r.framework_id)))
+    if tasks_limit is None:
+        tasks = [active_task_view(core, rec) for rec in state.tasks.values()
+                 if show("view_tasks", rec.framework_id)]
+        tasks += [task_view(r) for r in state.completed.values()
+                  if show("view_tasks", r.framework_id)]
+    else:
+        tasks, _ = task_page(core, visible, limit=tasks_limit)
     shares = core.allocator.role_shares()
     weights = core.allocator.weights()
     quotas = core.allocator.quotas()
@@ -117,9 +156,56 @@ def describe_cluster(core: ClusterView, now: float,
         "frameworks": frameworks,
         "agents": agents,
         "tasks": tasks,
+        "task_counts": {"active": sum(fw_tasks.values()), "completed": completed},
         "roles": roles,
         "counters": dict(core.counters),
     }
+
+
+def task_page(core: ClusterView, shows: Shows | None, *, limit: int, offset: int = 0,
+              order: str = "desc", framework_id: str = "",
+              which: str = "all") -> tuple[list[dict[str, Any]], int]:
+    """A page of the task listing (see "Task listings") and how many tasks it has in
+    all: at most ``limit`` views from ``offset`` on, of ``which`` tasks (all, active,
+    completed), of one framework if ``framework_id`` is given, of those ``shows``
+    lets the reader see. Values are the caller's to check (``TASK_ORDERS``...)."""
+    state = core.state
+    active: list[TaskRecord] = []
+    done: list[TaskRecord] = []
+    if which != "completed":
+        active = list(state.tasks.values())
+        if framework_id:
+            active = [r for r in active if r.framework_id == framework_id]
+    if which != "active":
+        done = (state.completed_of(framework_id) if framework_id
+                else list(state.completed.values()))
+    if shows is not None:
+        # asked once per framework, then a set lookup per task
+        seen = {r.framework_id for r in active} | {r.framework_id for r in done}
+        allowed = {fid for fid in seen if shows("view_tasks", fid)}
+        if len(allowed) < len(seen):
+            active = [r for r in active if r.framework_id in allowed]
+            done = [r for r in done if r.framework_id in allowed]
+    total = len(active) + len(done)
+    start = min(offset, total)
+    end = min(start + limit, total)
+    if order == "desc":
+        # newest first: active ones from the last taken, then finished from the last
+        sequence = (active[::-1] + done[::-1])[start:end]
+    else:
+        sequence = (done + active)[start:end]
+    views = [task_view(r) if r.terminal else active_task_view(core, r) for r in sequence]
+    return views, total
+
+
+def active_task_view(core: ClusterView, rec: TaskRecord) -> dict[str, Any]:
+    """An active task's view, with what its agent last reported it used."""
+    view = task_view(rec)
+    usage = core.usage.get((rec.framework_id, rec.task_id))
+    if usage is not None:
+        view["usage"] = {"cpu_seconds": round(usage.cpu_seconds, 3),
+                         "rss_bytes": usage.rss_bytes, "peak_bytes": usage.peak_bytes}
+    return view
 
 
 def task_view(rec: TaskRecord) -> dict[str, Any]:
