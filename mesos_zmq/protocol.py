@@ -349,6 +349,16 @@ class ShutdownFramework(Message):
     framework_id: str
 
 
+@message("update_framework")
+@dataclass(frozen=True, slots=True)
+class UpdateFramework(Message):
+    """Master to agent: the framework's scheduler is back (it re-subscribed); send its
+    unacknowledged updates now rather than when their back-off next comes round
+    (Mesos's UpdateFrameworkMessage)."""
+
+    framework_id: str
+
+
 @message("status_update")
 @dataclass(frozen=True, slots=True)
 class StatusUpdate(Message):

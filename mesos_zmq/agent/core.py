@@ -8,9 +8,31 @@ carries out the returned :class:`Effects`: send messages, spawn tasks, signal
 process groups, checkpoint the agent id, reconnect.
 
 Status updates are reliable and ordered per task: each task has a FIFO of updates;
-only the head is in flight; it is re-sent every ``retry_interval`` until the master
-relays the framework's acknowledgement of that uuid, then the next one goes. Updates
-queue while the agent is not registered and flow once ``AgentRegistered`` arrives.
+only the head is in flight; it is re-sent until the master relays the framework's
+acknowledgement of that uuid, then the next one goes at once. Updates queue while the
+agent is not registered and flow once ``AgentRegistered`` arrives.
+
+Back-off (issue 13; :mod:`mesos_zmq.backoff`), as Apache Mesos's agent does it, so that
+10,000 agents that lost their master together neither flood the new one nor stay in
+step:
+
+* An unacknowledged head is re-sent after waits that grow: the n-th wait is drawn
+  from ``[r * 2**n, r * 2**(n+1)]`` (``r`` = ``retry_interval``, by default
+  ``--status-update-retry`` = 10 s, Mesos's minimum), capped at ``retry_max``
+  (10 min). A head sent for the first time (a new update, the next one after an
+  acknowledgement) and every head when ``AgentRegistered`` arrives (a new master knows
+  nothing of what was in flight) go at once, and their back-off starts again.
+* Registration: after connecting (the first connection, a new leader, or a master
+  gone silent) the first attempt waits a random time in ``[0, f]`` (``f`` =
+  ``--registration-backoff-factor``, 1 s), and each later one a random time in
+  ``[0, f * 2**n]``, the bound capped at a minute. ``Error(not_registered)`` starts
+  the same way. The randomness comes from the ``rng`` the shell gives (seeded in
+  tests and the simulator).
+* A master silent for the monitor's timeout is abandoned (``Effects.reconnect``) at
+  once while registered. While registering it is abandoned only when a registration
+  attempt is due and the previous one went unanswered for that timeout: the attempt
+  then goes on the fresh connection and the back-off goes on (it does not start
+  again, or a slow master would see every agent come back at once).
 
 Kill is SIGTERM to the task's process group, then SIGKILL after the grace period;
 the escalation deadline lives here so ``tick`` can enforce it.
@@ -46,6 +68,7 @@ needs of a task comes from :meth:`AgentCore.checkpoint_view`.
 from __future__ import annotations
 
 import math
+import random
 import re
 from collections import OrderedDict, deque
 from collections.abc import Callable
@@ -65,7 +88,14 @@ from mesos_zmq.agent.events import (
     UpdateAcked,
     UpdateRecorded,
 )
-from mesos_zmq.agent.flags import KILL_GRACE_PERIOD
+from mesos_zmq.agent.flags import (
+    KILL_GRACE_PERIOD,
+    REGISTRATION_BACKOFF_FACTOR,
+    REGISTRATION_BACKOFF_MAX,
+    STATUS_UPDATE_RETRY,
+    STATUS_UPDATE_RETRY_MAX,
+)
+from mesos_zmq.backoff import Backoff
 from mesos_zmq.heartbeat import HeartbeatMonitor, settings_problem
 from mesos_zmq.master.validation import MAX_KILL_GRACE, task_problem
 from mesos_zmq.protocol import (
@@ -86,6 +116,7 @@ from mesos_zmq.protocol import (
     TaskReport,
     TaskStatus,
     TaskUsage,
+    UpdateFramework,
     UsageReport,
 )
 from mesos_zmq.resources import Resources
@@ -95,7 +126,9 @@ log = structlog.get_logger()
 
 SIGTERM = 15
 SIGKILL = 9
-REGISTER_RETRY = 1.0
+#: the smallest bound of the wait before a registration retry (a factor of 0 makes the
+#: first attempt immediate, but retries still back off)
+REGISTER_RETRY_MIN = 0.1
 COMPLETED_LIMIT = 1000
 
 _SIGNAL_NAMES = {1: "SIGHUP", 2: "SIGINT", 3: "SIGQUIT", 4: "SIGILL", 6: "SIGABRT",
@@ -144,7 +177,10 @@ class _Task:
     healthy: bool | None = None
     #: pending updates, head in flight
     updates: deque[TaskStatus] = field(default_factory=deque)
-    last_sent: float | None = None
+    #: when the head is sent again (None: not sent on this registration yet)
+    retry_at: float | None = None
+    #: how many times the head was sent again since its back-off started
+    retries: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -211,8 +247,16 @@ class AgentCore:
         agent_id: str | None,
         new_id: Callable[[], str],
         kill_grace: float = KILL_GRACE_PERIOD,
-        retry_interval: float = 1.0,
+        retry_interval: float = STATUS_UPDATE_RETRY,
+        *,
+        retry_max: float = STATUS_UPDATE_RETRY_MAX,
+        registration_backoff_factor: float = REGISTRATION_BACKOFF_FACTOR,
+        registration_backoff_max: float = REGISTRATION_BACKOFF_MAX,
+        rng: random.Random | None = None,
     ) -> None:
+        """``retry_interval``..``registration_backoff_max``: the back-off rules of the
+        module docstring; ``rng``: where their jitter comes from (seed it for a replay;
+        by default one seeded by the system, so that agents differ)."""
         self.hostname = hostname
         self.resources = resources
         self.attributes = attributes
@@ -222,7 +266,24 @@ class AgentCore:
         self.retry_interval = retry_interval
         self.registered = False
         self.monitor = HeartbeatMonitor(1.0, 10)
+        self._rng = rng if rng is not None else random.Random()
+        #: waits between sends of an unacknowledged update
+        self.update_backoff = Backoff(retry_interval, max(retry_max, retry_interval))
+        #: the wait before the first registration attempt on a connection...
+        self.registration_backoff = Backoff(registration_backoff_factor,
+                                            max(registration_backoff_max,
+                                                registration_backoff_factor))
+        #: ...and the waits between attempts (never bounded by less than the minimum)
+        self._register_retry = Backoff(max(registration_backoff_factor, REGISTER_RETRY_MIN),
+                                       max(registration_backoff_max, REGISTER_RETRY_MIN))
+        #: attempts since the registration back-off started
+        self._register_attempts = 0
+        #: when the next registration attempt goes (None: not registering)
+        self._register_due: float | None = None
+        #: when the last attempt went on this connection (None: none yet)
         self._register_sent: float | None = None
+        #: set when this core asked for the reconnection: the back-off goes on
+        self._resume_registering = False
         self.tasks: dict[TaskKey, _Task] = {}
         #: recently completed (forgotten) tasks, oldest first
         self.completed: OrderedDict[TaskKey, None] = OrderedDict()
@@ -240,12 +301,36 @@ class AgentCore:
             ShutdownFramework: self._on_shutdown,
             Acknowledge: lambda m, rid, now, fx: self._on_ack(m, now, fx),
             ReadFile: self._on_read,
+            UpdateFramework: lambda m, rid, now, fx: fx.extend(
+                self.resume_updates(m.framework_id, now)),
         }
 
     # ----------------------------------------------------------------- connection
     def connected(self, now: float) -> Effects:
+        """A connection to a master is up (the first one, a new leader, or a fresh one
+        after silence): register once the back-off says so (module docstring)."""
         self.registered = False
         self.monitor.reset(now)
+        self._register_sent = None
+        if self._resume_registering and self._register_due is not None:
+            self._resume_registering = False  # the attempt that was due goes now
+        else:
+            self._start_registering(now)
+        return self._register_when_due(now)
+
+    def _start_registering(self, now: float) -> None:
+        """Start the registration back-off: the first attempt within [0, factor]."""
+        self._resume_registering = False
+        self._register_attempts = 0
+        self._register_due = now + self.registration_backoff.full_jitter(0, self._rng)
+
+    def _register_when_due(self, now: float) -> Effects:
+        """The registration attempt whose time has come, and the wait before the next."""
+        if self.registered or self._register_due is None or now < self._register_due:
+            return Effects()
+        self._register_attempts += 1
+        self._register_due = now + self._register_retry.full_jitter(self._register_attempts,
+                                                                    self._rng)
         return self._register(now)
 
     def _register(self, now: float) -> Effects:
@@ -269,17 +354,24 @@ class AgentCore:
 
     def tick(self, now: float) -> Effects:
         fx = Effects()
-        if self.monitor.expired(now):
-            fx.reconnect = True
+        if self.registered and self.monitor.expired(now):
+            fx.reconnect = True  # connected() then starts registering afresh
             return fx
         if not self.registered:
-            if self._register_sent is None or now - self._register_sent >= REGISTER_RETRY:
-                fx.extend(self._register(now))
+            if self._abandon_connection(now):
+                fx.reconnect = True
+                self._resume_registering = True  # connected() sends the attempt due
+                return fx
+            fx.extend(self._register_when_due(now))
         else:
             for task in self.tasks.values():
-                if task.updates and (task.last_sent is None
-                                     or now - task.last_sent >= self.retry_interval):
+                if not task.updates:
+                    continue
+                if task.retry_at is None:
                     self._send_head(task, now, fx)
+                elif now >= task.retry_at:
+                    task.retries += 1
+                    self._send_head(task, now, fx, retry=True)
             if self.monitor.send_due(now):
                 self.monitor.sent(now)
                 fx.messages.append((Heartbeat(), ""))
@@ -288,6 +380,14 @@ class AgentCore:
                 task.kill_deadline = None
                 fx.signal.append((key, SIGKILL))
         return fx
+
+    def _abandon_connection(self, now: float) -> bool:
+        """While registering: a registration attempt is due, and the master has said
+        nothing since the previous one, sent at least the monitor's timeout ago."""
+        due = self._register_due
+        sent = self._register_sent
+        return (due is not None and now >= due and sent is not None
+                and now - sent > self.monitor.timeout and self.monitor.expired(now))
 
     # ----------------------------------------------------------------- messages
     def handle(self, msg: Message, request_id: str, now: float) -> Effects:
@@ -310,9 +410,15 @@ class AgentCore:
         return fx
 
     def _on_error(self, msg: Error, request_id: str, now: float, fx: Effects) -> None:
-        if msg.code == "not_registered":
+        """``not_registered``: the master does not know us (it lost or restarted
+        without us): register again, with the back-off of a new master. While already
+        registering, its timer suffices (a burst of these starts no burst of
+        registrations)."""
+        if msg.code == "not_registered" and self.registered:
             self.registered = False
-            fx.extend(self._register(now))
+            self._register_sent = None
+            self._start_registering(now)
+            fx.extend(self._register_when_due(now))
 
     def _on_kill(self, msg: KillTask, request_id: str, now: float, fx: Effects) -> None:
         reason = "REASON_TASK_KILLED" if msg.grace is None else "REASON_AGENT_DRAINING"
@@ -346,8 +452,13 @@ class AgentCore:
             self.agent_id = msg.agent_id
             fx.checkpoint_agent_id = msg.agent_id
         self.registered = True
+        self._register_due = None
+        self._register_attempts = 0
+        self._resume_registering = False
         self.monitor = HeartbeatMonitor(msg.heartbeat_interval, msg.missed_heartbeats)
         self.monitor.reset(now)
+        # This master may know nothing of what was in flight: every head goes now, and
+        # its back-off starts again.
         for task in self.tasks.values():
             if task.updates:
                 self._send_head(task, now, fx)
@@ -425,7 +536,8 @@ class AgentCore:
         if task is None or not task.updates or task.updates[0].uuid != msg.uuid:
             return
         task.updates.popleft()
-        task.last_sent = None
+        task.retry_at = None
+        task.retries = 0
         fx.checkpoint.append((key, UpdateAcked(msg.uuid)))
         if task.updates:
             self._send_head(task, now, fx)
@@ -575,6 +687,22 @@ class AgentCore:
                     self._kill(key, now, fx, rt.kill_reason)
         return fx
 
+    def resume_updates(self, framework_id: str, now: float) -> Effects:
+        """Send the unacknowledged head of each of ``framework_id``'s tasks at once, and
+        start its back-off again: that framework's scheduler is back (it failed over),
+        and a back-off grown to minutes would keep from it what it missed meanwhile.
+
+        Mesos's agent does this when its master tells it of a framework's failover
+        (``UpdateFrameworkMessage``); here, :class:`UpdateFramework`. Nothing while not
+        registered (registration sends every head anyway)."""
+        fx = Effects()
+        if not self.registered:
+            return fx
+        for task in self.tasks.values():
+            if task.framework_id == framework_id and task.updates:
+                self._send_head(task, now, fx)
+        return fx
+
     def report_usage(self, usage: dict[TaskKey, tuple[float, int, int]]) -> Effects:
         """Tell the master what running tasks use: task -> (cpu s, rss, peak)."""
         fx = Effects()
@@ -653,10 +781,15 @@ class AgentCore:
             self._send_head(task, now, fx)
         return True
 
-    def _send_head(self, task: _Task, now: float, fx: Effects) -> None:
+    def _send_head(self, task: _Task, now: float, fx: Effects, retry: bool = False) -> None:
+        """Send the head update; unless this is a ``retry``, its back-off starts again
+        (a new head, or a registration). The wait before the next send grows from
+        ``retry_interval`` (see :meth:`Backoff.floored_jitter`)."""
         head = task.updates[0]
         if not head.agent_id and self.agent_id:
             head = replace(head, agent_id=self.agent_id)
             task.updates[0] = head
-        task.last_sent = now
+        if not retry:
+            task.retries = 0
+        task.retry_at = now + self.update_backoff.floored_jitter(task.retries, self._rng)
         fx.messages.append((StatusUpdate(status=head), ""))

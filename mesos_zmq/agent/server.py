@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import random
 import shutil
 import signal
 import socket
@@ -68,7 +69,12 @@ class AgentConfig:
     attributes: str = agent_flags.default("attributes")
     hostname: str = ""
     kill_grace_period: float = agent_flags.KILL_GRACE_PERIOD
-    status_update_retry: float = 1.0
+    #: first wait before an unacknowledged status update goes again (then doubling,
+    #: with jitter, up to agent_flags.STATUS_UPDATE_RETRY_MAX)
+    status_update_retry: float = agent_flags.STATUS_UPDATE_RETRY
+    #: bound of the random wait before the first registration with a master (then
+    #: doubling per retry, up to agent_flags.REGISTRATION_BACKOFF_MAX)
+    registration_backoff_factor: float = agent_flags.REGISTRATION_BACKOFF_FACTOR
     #: auto | cgroups-v1 | cgroups-v2 | posix
     isolation: str = agent_flags.default("isolation")
     cgroups_root: str = agent_flags.default("cgroups_root")
@@ -131,6 +137,9 @@ class AgentServer:
             new_id=lambda: uuid.uuid4().hex,
             kill_grace=config.kill_grace_period,
             retry_interval=config.status_update_retry,
+            registration_backoff_factor=config.registration_backoff_factor,
+            # the jitter that keeps agents apart: from the system, different per agent
+            rng=random.Random(),
         )
         # Before recovery, which may already report how tasks ended while we were down.
         self.core.wall_offset = time.time() - time.monotonic()

@@ -45,6 +45,7 @@ from mesos_zmq.protocol import (
     Suppress,
     TaskInfo,
     Teardown,
+    UpdateFramework,
 )
 from mesos_zmq.resources import Resources
 from mesos_zmq.tasks import TaskState
@@ -153,6 +154,13 @@ def subscribe(core: MasterContext, peer: bytes, msg: Subscribe, rid: str, now: f
     for uuid, (status, _) in list(rt.pending.items()):
         rt.pending[uuid] = (status, now)
         core.send(peer, StatusUpdate(status=status))
+    if reregistered:
+        # Updates its agents sent while it was away were not forwarded: they resend
+        # them now (their back-off may have grown to minutes).
+        agents = {rec.agent_id for rec in core.state.tasks.values()
+                  if rec.framework_id == framework_id}
+        for agent_id in sorted(agents):
+            core.send_agent(agent_id, UpdateFramework(framework_id=framework_id))
     if resend:
         offers.resend_offers(core, framework_id, now)
 

@@ -7,15 +7,22 @@ master's messages, the user's requests and the time, and carries out the ordered
 list of :data:`Action` it returns: send a message, call a scheduler callback,
 reconnect the socket, hand a file read its answer, or abort.
 
-* Subscription: ``Subscribe`` is sent on connect and re-sent every second until
-  ``Subscribed`` arrives; once the master has assigned a framework id every later
-  subscription carries it, so the master treats it as a failover of the same
-  framework rather than a new one. The first ``Subscribed`` of a driver calls
-  ``registered``, later ones ``reregistered``.
+* Subscription: ``Subscribe`` is sent at once on connect and re-sent until
+  ``Subscribed`` arrives, after random waits that grow as Mesos's scheduler driver
+  does it (issue 13; :mod:`mesos_zmq.backoff`): the n-th wait is uniform in
+  ``[0, f * 2**n]`` (``f`` = ``subscribe_backoff``, Mesos's
+  ``registration_backoff_factor``, 2 s), the bound capped at a minute, so frameworks
+  that lost their master together do not come back in step. Once the master has
+  assigned a framework id every later subscription carries it, so the master treats
+  it as a failover of the same framework rather than a new one. The first
+  ``Subscribed`` of a driver calls ``registered``, later ones ``reregistered``.
 * Liveness: heartbeats both ways. Until the master has told us its interval we
-  assume 1 s and 5 misses. A master silent for ``interval * missed`` seconds is
-  abandoned: ``disconnected`` (if we were subscribed), a new socket, resubscribe.
-  ``Error(not_registered)`` means the master does not know this connection (it
+  assume 1 s and 5 misses. A master silent for ``interval * missed`` seconds while we
+  are subscribed is abandoned: ``disconnected``, a new socket, resubscribe at once
+  (the back-off starts again). While subscribing, the connection is abandoned only
+  when a Subscribe is due and the master said nothing since the previous one, sent at
+  least that long ago: the due Subscribe goes on the new socket and the back-off goes
+  on. ``Error(not_registered)`` means the master does not know this connection (it
   restarted), so we resubscribe at once on the same socket.
 * Fatal errors and refusals: ``framework_removed``, or any error answering one of our
   ``Subscribe`` messages, means the master will never accept us as configured; the
@@ -46,7 +53,9 @@ reconnect the socket, hand a file read its answer, or abort.
   not subscribed is not lost either. A launch whose outcome the scheduler has already
   heard is never made late: its offer is declined instead.
 * Kills are kept until their task is reported ended, sent again after each
-  re-subscription and every ``KILL_RETRY`` seconds meanwhile.
+  re-subscription and meanwhile after waits that grow: the n-th is drawn from
+  ``[k * 2**n, k * 2**(n+1)]`` (``k`` = ``kill_retry``, 5 s), capped at a minute; a
+  re-subscription sends the kill again and starts its back-off afresh.
 * Other requests made while not subscribed are dropped (as Mesos's driver does); the
   caller learns the outcome through status updates and reconciliation. Suppress and
   revive are not lost: the next Subscribe carries the suppressed roles. A dropped or
@@ -56,6 +65,7 @@ reconnect the socket, hand a file read its answer, or abort.
 
 from __future__ import annotations
 
+import random
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -63,6 +73,7 @@ from typing import Any
 
 import structlog
 
+from mesos_zmq.backoff import Backoff
 from mesos_zmq.heartbeat import HeartbeatMonitor, settings_problem
 from mesos_zmq.protocol import (
     Accept,
@@ -95,8 +106,11 @@ log = structlog.get_logger()
 MAX_ACCEPT_RESENDS = 3
 #: accepts remembered for re-sending at most
 UNCONFIRMED_LIMIT = 10_000
-#: seconds between Subscribe attempts while unanswered
-SUBSCRIBE_RETRY = 1.0
+#: bound of the random wait after the first unanswered Subscribe (doubling per attempt);
+#: Mesos's scheduler registration_backoff_factor
+SUBSCRIBE_BACKOFF = 2.0
+#: the bound stops doubling here (Mesos's REGISTRATION_RETRY_INTERVAL_MAX)
+SUBSCRIBE_BACKOFF_MAX = 60.0
 #: heartbeat settings assumed until the master announces its own
 DEFAULT_HEARTBEAT_INTERVAL = 1.0
 DEFAULT_MISSED_HEARTBEATS = 5
@@ -106,8 +120,10 @@ SEEN_UUIDS_LIMIT = 100_000
 _SUBSCRIBE_IDS_LIMIT = 64
 #: offers remembered (held by the scheduler, or answered) to recognise a re-sent one
 OFFERS_LIMIT = 10_000
-#: seconds between repeats of a kill whose task has not been reported ended
+#: first wait before a kill whose task has not been reported ended is repeated
+#: (then doubling, with jitter, up to KILL_RETRY_MAX)
 KILL_RETRY = 5.0
+KILL_RETRY_MAX = 60.0
 #: requests remembered by request id, to say what a refusal refers to
 SENT_LIMIT = 10_000
 
@@ -193,7 +209,15 @@ class DriverCore:
         new_id: Callable[[], str],
         implicit_acknowledgements: bool = True,
         seen_limit: int = SEEN_UUIDS_LIMIT,
+        *,
+        rng: random.Random | None = None,
+        subscribe_backoff: float = SUBSCRIBE_BACKOFF,
+        subscribe_backoff_max: float = SUBSCRIBE_BACKOFF_MAX,
+        kill_retry: float = KILL_RETRY,
+        kill_retry_max: float = KILL_RETRY_MAX,
     ) -> None:
+        """``rng``: where the jitter of the retry back-offs comes from (seed it for a
+        replay; by default one seeded by the system, so that drivers differ)."""
         self.framework = framework
         self.framework_id = framework.framework_id
         self._new_id = new_id
@@ -201,7 +225,18 @@ class DriverCore:
         self.subscribed = False
         self.stopped = False
         self._registered_once = False
-        self._subscribe_sent = float("-inf")
+        self._rng = rng if rng is not None else random.Random()
+        self.subscribe_backoff = Backoff(subscribe_backoff,
+                                         max(subscribe_backoff_max, subscribe_backoff))
+        self.kill_backoff = Backoff(kill_retry, max(kill_retry_max, kill_retry))
+        #: when the last Subscribe went on this connection (None: none yet)
+        self._subscribe_sent: float | None = None
+        #: when the next Subscribe goes while unsubscribed
+        self._subscribe_due = float("-inf")
+        #: Subscribes sent since the back-off started
+        self._subscribe_attempts = 0
+        #: set when this core asked for the reconnection: the back-off goes on
+        self._resume_subscribing = False
         self._subscribe_ids: list[str] = []
         self.monitor = HeartbeatMonitor(DEFAULT_HEARTBEAT_INTERVAL, DEFAULT_MISSED_HEARTBEATS)
         # (task_id, uuid) -> whether it has been acknowledged
@@ -213,8 +248,9 @@ class DriverCore:
         #: master may have died before committing them); the master ignores a request
         #: id it has already applied, so each accept has exactly one effect.
         self._unconfirmed: OrderedDict[str, tuple[Accept | Kill, int]] = OrderedDict()
-        #: kill request id -> when it is next sent again
-        self._kill_due: dict[str, float] = {}
+        #: kill request id -> (when it is next sent again, repeats since its back-off
+        #: started)
+        self._kill_due: dict[str, tuple[float, int]] = {}
         #: offers handed to the scheduler and not yet answered
         self._held_offers: OrderedDict[str, None] = OrderedDict()
         #: offer id -> (request id, the accept or decline that answered it)
@@ -243,9 +279,15 @@ class DriverCore:
 
     # ----------------------------------------------------------------- connection
     def connected(self, now: float) -> Actions:
-        """A fresh socket is up: forget the old connection's state and subscribe."""
+        """A fresh socket is up: forget the old connection's state and subscribe (at
+        once; the back-off starts again unless this core asked for the socket because
+        its subscription went unanswered)."""
         self.subscribed = False
         self._subscribe_ids = []
+        self._subscribe_sent = None
+        if not self._resume_subscribing:
+            self._subscribe_attempts = 0
+        self._resume_subscribing = False
         self.monitor = HeartbeatMonitor(DEFAULT_HEARTBEAT_INTERVAL, DEFAULT_MISSED_HEARTBEATS)
         self.monitor.reset(now)
         actions = self._fail_reads("connection to the master was replaced")
@@ -253,9 +295,13 @@ class DriverCore:
         return actions
 
     def _subscribe(self, now: float) -> Actions:
+        """Send a Subscribe, and draw the wait before the next one if it goes unanswered."""
         info = replace(self.framework, framework_id=self.framework_id)
         request_id = self._new_id()
         self._subscribe_sent = now
+        self._subscribe_due = now + self.subscribe_backoff.full_jitter(
+            self._subscribe_attempts, self._rng)
+        self._subscribe_attempts += 1
         self._subscribe_ids.append(request_id)
         del self._subscribe_ids[:-_SUBSCRIBE_IDS_LIMIT]
         self.monitor.sent(now)
@@ -274,24 +320,31 @@ class DriverCore:
         """Timers: master liveness, Subscribe retries, our own heartbeats."""
         if self.stopped:
             return []
-        if self.monitor.expired(now):
-            was_subscribed = self.subscribed
+        if self.subscribed and self.monitor.expired(now):
             self.subscribed = False
-            actions: Actions = [Call("disconnected")] if was_subscribed else []
-            actions.append(Reconnect())
-            return actions
+            return [Call("disconnected"), Reconnect()]
         if not self.subscribed:
-            if now - self._subscribe_sent >= SUBSCRIBE_RETRY:
-                return self._subscribe(now)
-            return []
+            if now < self._subscribe_due:
+                return []
+            if self._abandon_connection(now):
+                self._resume_subscribing = True  # connected() sends the Subscribe due
+                return [Reconnect()]
+            return self._subscribe(now)
         actions = self._retry_kills(now)
         if self.monitor.send_due(now):
             self.monitor.sent(now)
             actions.append(Send(Heartbeat()))
         return actions
 
+    def _abandon_connection(self, now: float) -> bool:
+        """While subscribing: the master has said nothing since our last Subscribe on
+        this connection, sent at least the monitor's timeout ago."""
+        sent = self._subscribe_sent
+        return (sent is not None and now - sent > self.monitor.timeout
+                and self.monitor.expired(now))
+
     def _retry_kills(self, now: float) -> Actions:
-        """Kills go again every KILL_RETRY seconds until their task is reported ended.
+        """Kills go again, after growing waits, until their task is reported ended.
 
         A kill (or the master's word to the agent) lost on a broken connection would
         otherwise leave the task running for good; repeating a kill is harmless.
@@ -302,22 +355,32 @@ class DriverCore:
         for request_id, (request, _) in self._unconfirmed.items():
             if not isinstance(request, Kill):
                 continue
-            due = self._kill_due.setdefault(request_id, now + KILL_RETRY)
+            entry = self._kill_due.get(request_id)
+            if entry is None:
+                self._kill_due[request_id] = self._kill_timer(now, 0)
+                continue
+            due, repeats = entry
             if due <= now:
-                self._kill_due[request_id] = now + KILL_RETRY
+                self._kill_due[request_id] = self._kill_timer(now, repeats + 1)
                 actions.append(Send(replace(request, framework_id=self.framework_id),
                                     request_id))
         return actions
+
+    def _kill_timer(self, now: float, repeats: int) -> tuple[float, int]:
+        """When a kill sent now goes again, after its ``repeats``-th repeat."""
+        return now + self.kill_backoff.floored_jitter(repeats, self._rng), repeats
 
     def next_wakeup(self, now: float) -> float:
         """The time at which :meth:`tick` next has something to do (for the shell's poll)."""
         if self.stopped:
             return now + 3600.0
-        expiry = self.monitor.last_received + self.monitor.timeout
         if not self.subscribed:
-            return min(expiry, self._subscribe_sent + SUBSCRIBE_RETRY)
+            return self._subscribe_due
+        expiry = self.monitor.last_received + self.monitor.timeout
         wake = min(expiry, self.monitor.last_sent + self.monitor.interval)
-        return min(wake, *self._kill_due.values()) if self._kill_due else wake
+        if self._kill_due:
+            wake = min(wake, *(due for due, _ in self._kill_due.values()))
+        return wake
 
     # ----------------------------------------------------------------- inbound
     def handle(self, msg: Message, request_id: str, now: float) -> Actions:
@@ -357,6 +420,7 @@ class DriverCore:
         self.framework_id = msg.framework_id
         self.subscribed = True
         self._subscribe_ids = []
+        self._subscribe_attempts = 0
         self.monitor = HeartbeatMonitor(msg.heartbeat_interval, msg.missed_heartbeats)
         self.monitor.reset(now)
         info: dict[str, Any] = {"framework_id": msg.framework_id,
@@ -466,6 +530,7 @@ class DriverCore:
                 del self._unconfirmed[request_id]
                 continue
             self._unconfirmed[request_id] = (request, resends + 1)
+            self._kill_due.pop(request_id, None)  # a kill's back-off starts again
             actions.append(Send(replace(request, framework_id=self.framework_id), request_id))
         return actions
 

@@ -25,6 +25,7 @@ import heapq
 import itertools
 import math
 import os
+import random
 import threading
 import time
 import uuid
@@ -246,7 +247,9 @@ class SchedulerDriver:
         self._detector: LeaderDetector | None = None
         self.master = url.address if url.kind == "tcp" else str(url)
         self._name = framework.name
-        self._core = DriverCore(framework, _request_id, implicit_acknowledgements)
+        # The retry back-offs' jitter: from the system, so that frameworks differ.
+        self._core = DriverCore(framework, _request_id, implicit_acknowledgements,
+                                rng=random.Random())
         self._status = DriverStatus.NOT_STARTED
         self._state_lock = threading.Lock()
         self._thread: threading.Thread | None = None

@@ -27,6 +27,7 @@ Each class here is one process kind with the same life as its real shell, run on
 
 from __future__ import annotations
 
+import random
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -78,6 +79,10 @@ from mesos_zmq.testing.sim_net import (
 #: the simulated masters' snapshot threshold (the real default is --snapshot-every 5000)
 SNAPSHOT_EVERY = 60
 LAUNCH_BATCH = 16
+#: the agents' and drivers' retry back-offs (issue 13) keep the real rules and jitter
+#: (each process draws from its own seeded Random) on the simulator's time scale: a
+#: run is 50-75 s and its fault-free tail 25-35 s, so no wait grows beyond this
+RETRY_MAX = 8.0
 SIGTERM = 15
 SIGKILL = 9
 
@@ -448,7 +453,10 @@ class AgentProc(_ClientProc):
         self.detector = SimDetector(self.client)
         self.core = AgentCore(hostname=self.name, resources=self.resources, attributes="",
                               agent_id=self.agent_id, new_id=self.world.new_id,
-                              kill_grace=1.0, retry_interval=1.0)
+                              kill_grace=1.0, retry_interval=1.0, retry_max=RETRY_MAX,
+                              registration_backoff_factor=1.0,
+                              registration_backoff_max=RETRY_MAX,
+                              rng=random.Random(self.world.rng.getrandbits(64)))
         self.launch_queue = []
         self.conn = None
         found = checkpoint.replay(self.task_log)
@@ -644,7 +652,10 @@ class FrameworkProc(_ClientProc):
         self.detector = SimDetector(self.client)
         info = FrameworkInfo(name=self.name, framework_id=self.framework_id,
                              failover_timeout=120.0)
-        self.core = DriverCore(info, self.world.new_id)
+        self.core = DriverCore(info, self.world.new_id, subscribe_backoff=1.0,
+                               subscribe_backoff_max=RETRY_MAX, kill_retry=2.0,
+                               kill_retry_max=RETRY_MAX,
+                               rng=random.Random(self.world.rng.getrandbits(64)))
         self.held = {}
         self.delivered = set()
         self.conn = None

@@ -158,7 +158,9 @@ def fake_master() -> Iterator[FakeMaster]:
 def start_agent(root: Path, master: FakeMaster) -> Proc:
     args = ["agent", "--master", master.url, "--work-dir", str(root / "agent"),
             "--resources", "cpus:2;mem:1024;ports:[31000-31009]", "--hostname", "hostile",
-            "--isolation", "posix", "--log-format", "json", "--log-level", "info"]
+            "--isolation", "posix", "--log-format", "json", "--log-level", "info",
+            # its registrations are counted by the tests: retried within seconds
+            "--registration-backoff-factor", "0.1"]
     return Proc("agent", args, root / "agent.log").start()
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import random
 
 from structlog.testing import capture_logs
 
@@ -37,9 +38,13 @@ from mesos_zmq.tasks import TaskState
 
 
 def make(agent_id: str | None = None) -> AgentCore:
+    """An agent whose first registration attempt goes at once (factor 0), whose updates
+    are first re-sent after 1 to 2 s, with seeded jitter (test_agent_backoff.py holds
+    the back-off rules at their real values)."""
     counter = itertools.count()
     return AgentCore("host", Resources.parse("cpus:2;mem:512"), "rack:r1", agent_id,
-                     lambda: f"u{next(counter)}", kill_grace=3.0, retry_interval=1.0)
+                     lambda: f"u{next(counter)}", kill_grace=3.0, retry_interval=1.0,
+                     registration_backoff_factor=0.0, rng=random.Random(0))
 
 
 def registered(core: AgentCore, now: float = 0.0) -> Effects:
@@ -88,9 +93,10 @@ def test_known_agent_reregisters_with_its_tasks() -> None:
 
 def test_registration_is_retried_until_answered() -> None:
     core = make()
-    core.connected(0)
-    assert core.tick(0.5).messages == []
-    assert isinstance(core.tick(1.0).messages[0][0], RegisterAgent)
+    assert isinstance(core.connected(0).messages[0][0], RegisterAgent)
+    assert core.tick(0.0).messages == []  # not again in the same instant
+    # the first retry waits at most 2 * REGISTER_RETRY_MIN (factor 0)
+    assert isinstance(core.tick(0.2).messages[0][0], RegisterAgent)
 
 
 def test_not_registered_error_triggers_reregistration() -> None:
@@ -109,13 +115,13 @@ def test_updates_are_ordered_and_retried_until_acknowledged() -> None:
     assert updates(running) == [("t1", "TASK_RUNNING")]
     finished = core.task_exited(("F1", "t1"), 0, None, 0.2)
     assert updates(finished) == []  # waits behind the unacknowledged RUNNING
-    assert updates(core.tick(0.5)) == []
-    assert updates(core.tick(1.2)) == [("t1", "TASK_RUNNING")]  # retried
-    after_ack = ack(core, running, 1.3)
+    assert updates(core.tick(1.05)) == []  # never before retry_interval
+    assert updates(core.tick(2.1)) == [("t1", "TASK_RUNNING")]  # retried within 2x
+    after_ack = ack(core, running, 2.2)
     assert updates(after_ack) == [("t1", "TASK_FINISHED")]
     status = next(m.status for m, _ in after_ack.messages if isinstance(m, StatusUpdate))
     assert status.exit_code == 0 and status.message == "Command exited with status 0"
-    ack(core, after_ack, 1.4)
+    ack(core, after_ack, 2.3)
     assert ("F1", "t1") not in core.tasks and core.knows(("F1", "t1"))
 
 

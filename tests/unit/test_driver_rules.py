@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import random
 
 from mesos_zmq.protocol import (
     Acknowledge,
@@ -25,7 +26,8 @@ from mesos_zmq.scheduler.core import Abort, Call, DriverCore, FileReply, Reconne
 
 def make() -> DriverCore:
     counter = itertools.count()
-    return DriverCore(FrameworkInfo(name="fw"), lambda: f"r{next(counter)}")
+    return DriverCore(FrameworkInfo(name="fw"), lambda: f"r{next(counter)}",
+                      rng=random.Random(0))
 
 
 def subscribed(core: DriverCore, now: float = 0.0, reregistered: bool = False) -> list:
@@ -43,11 +45,12 @@ def test_subscribe_retried_then_registered_callback() -> None:
     core = make()
     (send,) = core.connected(0)
     assert isinstance(send, Send) and isinstance(send.message, Subscribe)
-    assert core.tick(0.5) == []
-    (retry,) = core.tick(1.0)
+    due = core.next_wakeup(0)  # its back-off: within 2 s (test_driver_backoff.py)
+    assert core.tick(due / 2) == []
+    (retry,) = core.tick(due)
     assert isinstance(retry, Send) and isinstance(retry.message, Subscribe)
     (call,) = core.handle(Subscribed(framework_id="F1", heartbeat_interval=1.0,
-                                     missed_heartbeats=3), "", 1.1)
+                                     missed_heartbeats=3), "", due + 0.1)
     assert call == Call("registered", ("F1", {"framework_id": "F1", "reregistered": False,
                                               "unknown_id": False}))
 

@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import random
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -463,7 +464,8 @@ class AgentFuzz:
     def new_core(self, agent_id: str | None) -> AgentCore:
         return AgentCore(hostname="h", resources=Resources.parse("cpus:4;mem:4096"),
                          attributes="", agent_id=agent_id,
-                         new_id=lambda: f"u{next(self.counter):06d}")
+                         new_id=lambda: f"u{next(self.counter):06d}",
+                         rng=random.Random(0))  # seeded jitter: examples replay
 
     def apply(self, fx: Effects) -> None:
         for key, record in fx.checkpoint:
@@ -627,7 +629,8 @@ class DriverFuzz:
     def __init__(self) -> None:
         self.counter = itertools.count()
         self.core = DriverCore(FrameworkInfo(name="fw", roles=["*", "web"]),
-                               new_id=lambda: f"d{next(self.counter):06d}")
+                               new_id=lambda: f"d{next(self.counter):06d}",
+                               rng=random.Random(0))  # seeded jitter: examples replay
         self.now = 0.0
         #: request ids it used (errors and file data answer them)
         self.sent: list[str] = []

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import random
 
 from mesos_zmq.protocol import (
     Accept,
@@ -30,6 +31,8 @@ from mesos_zmq.protocol import (
     Teardown,
 )
 from mesos_zmq.scheduler.core import (
+    KILL_RETRY,
+    SUBSCRIBE_BACKOFF,
     Abort,
     Action,
     Call,
@@ -41,13 +44,22 @@ from mesos_zmq.scheduler.core import (
 )
 
 
-def make(framework_id: str = "", implicit: bool = True, seen_limit: int = 1000) -> DriverCore:
+class Longest(random.Random):
+    """Every jittered wait at its longest: the back-off's bounds, exactly."""
+
+    def random(self) -> float:
+        return 1.0
+
+
+def make(framework_id: str = "", implicit: bool = True, seen_limit: int = 1000,
+         rng: random.Random | None = None) -> DriverCore:
     counter = itertools.count()
     return DriverCore(
         FrameworkInfo(name="fw", framework_id=framework_id),
         lambda: f"r{next(counter)}",
         implicit_acknowledgements=implicit,
         seen_limit=seen_limit,
+        rng=rng or random.Random(0),
     )
 
 
@@ -78,15 +90,17 @@ def update(task: str = "t1", uuid: str = "u1") -> StatusUpdate:
 # ----------------------------------------------------------------------------- subscription
 
 
-def test_subscribe_is_retried_every_second_with_fresh_request_ids() -> None:
+def test_subscribe_is_retried_after_its_backoff_with_fresh_request_ids() -> None:
     core = make()
-    first = core.connected(0.0)
+    first = core.connected(0.0)  # the first goes at once
     assert isinstance(first[0], Send) and isinstance(first[0].message, Subscribe)
-    assert core.tick(0.9) == []
-    retry = core.tick(1.0)
+    due = core.next_wakeup(0.0)
+    assert 0.0 < due <= SUBSCRIBE_BACKOFF  # then a random wait within [0, 2 s]
+    assert core.tick(due * 0.9) == []
+    retry = core.tick(due)
     assert isinstance(retry[0], Send) and isinstance(retry[0].message, Subscribe)
     assert retry[0].request_id != first[0].request_id
-    assert core.next_wakeup(1.0) == 2.0
+    assert due < core.next_wakeup(due) <= due + 2 * SUBSCRIBE_BACKOFF  # the bound doubled
 
 
 def test_failover_id_is_sent_but_first_subscribed_still_calls_registered() -> None:
@@ -154,15 +168,20 @@ def test_not_registered_resubscribes_at_once_with_the_same_id() -> None:
 
 
 def test_default_heartbeat_limit_before_subscribed() -> None:
-    core = make()
+    """Before Subscribed the master is assumed to beat every 1 s, 5 misses allowed;
+    the connection is given up when a Subscribe is due and the previous one went
+    unanswered that long, and the back-off goes on (it does not start again)."""
+    core = make(rng=Longest())  # waits after the Subscribes at 0, 2, 6: 2, 4, 8 s
     core.connected(0.0)
-    core.tick(1.0)
-    core.tick(2.0)
-    core.tick(3.0)
-    core.tick(4.0)
-    assert Reconnect() not in core.tick(4.9)
-    actions = core.tick(5.1)
+    assert isinstance(sent(core.tick(2.0))[0], Subscribe)
+    assert Reconnect() not in core.tick(5.1)  # silent 5 s, but no Subscribe due
+    assert isinstance(sent(core.tick(6.0))[0], Subscribe)  # the previous one is 4 s old
+    assert core.tick(13.9) == []
+    actions = core.tick(14.0)
     assert actions == [Reconnect()]  # never subscribed: nothing to call disconnected
+    (msg,) = sent(core.connected(14.0))  # the Subscribe that was due, on the new socket
+    assert isinstance(msg, Subscribe)
+    assert core.next_wakeup(14.0) == 14.0 + 8 * SUBSCRIBE_BACKOFF  # the back-off went on
 
 
 def test_master_limits_apply_after_subscribed_and_any_message_counts() -> None:
@@ -378,11 +397,15 @@ def test_kills_are_repeated_until_their_task_ends() -> None:
     subscribe(core, interval=100.0)
     (kill,) = core.request(Kill(framework_id="F1", task_id="t1"))
     assert sent(core.tick(1.0)) == []
-    assert sent(core.tick(6.5)) == [kill.message]  # type: ignore[union-attr]
-    assert core.next_wakeup(6.6) == 11.5
+    due = core.next_wakeup(1.0)
+    assert 1.0 + KILL_RETRY <= due <= 1.0 + 2 * KILL_RETRY  # never sooner than 5 s
+    assert sent(core.tick(due - 0.01)) == []
+    assert sent(core.tick(due)) == [kill.message]  # type: ignore[union-attr]
+    again = core.next_wakeup(due)
+    assert due + 2 * KILL_RETRY <= again <= due + 4 * KILL_RETRY  # the wait doubled
     core.handle(StatusUpdate(status=TaskStatus(task_id="t1", framework_id="F1", agent_id="A1",
                                                state="TASK_KILLED", uuid="u1",
-                                               timestamp=7.0)), "", 7.0)
+                                               timestamp=7.0)), "", due + 0.1)
     assert [m for m in sent(core.tick(20.0)) if isinstance(m, Kill)] == []
 
 
