@@ -48,8 +48,11 @@ class FrameworkRuntime:
     #: this time passes (the heartbeat limit: a live one is back well before)
     offers_until: float | None = None
     offers: set[str] = field(default_factory=set)
-    #: master-generated updates awaiting acknowledgement: uuid -> (update, last sent)
+    #: master-generated updates awaiting acknowledgement: uuid -> (update, last sent),
+    #: in the order they were last sent
     pending: OrderedDict[str, tuple[TaskStatus, float]] = field(default_factory=OrderedDict)
+    #: seconds before the next resend round (0: the master's status_update_retry)
+    update_retry: float = 0.0
 
 
 @dataclass(slots=True)

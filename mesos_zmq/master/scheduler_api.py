@@ -151,6 +151,7 @@ def subscribe(core: MasterContext, peer: bytes, msg: Subscribe, rid: str, now: f
         log.warning("framework subscribed with an id this master does not know: "
                     "registered as a new framework under it", framework_id=framework_id)
     core.send(peer, subscribed(core, framework_id, reregistered, unknown), rid)
+    rt.update_retry = 0.0
     for uuid, (status, _) in list(rt.pending.items()):
         rt.pending[uuid] = (status, now)
         core.send(peer, StatusUpdate(status=status))
@@ -417,6 +418,7 @@ def acknowledge(core: MasterContext, peer: bytes, msg: Acknowledge, rid: str, no
         return
     rt = core.framework_runtimes.get(msg.framework_id)
     if rt is not None and rt.pending.pop(msg.uuid, None) is not None:
+        rt.update_retry = 0.0  # it listens: the rest go at the first interval again
         core.commit(UpdateAcked(uuid=msg.uuid))
         return
     if msg.agent_id:

@@ -157,16 +157,34 @@ def master_task_error(core: MasterContext, fid: str, task: TaskInfo, message: st
                      "REASON_TASK_INVALID", message, now)
 
 
+#: the longest wait between resends of the master's own updates to a framework
+MAX_UPDATE_RETRY = 600.0
+
+
 def retry_master_updates(core: MasterContext, now: float) -> None:
-    """Send again the master's own updates that their framework has not acknowledged."""
-    retry = core.config.status_update_retry
+    """Send again the master's own updates that their framework has not acknowledged.
+
+    ``pending`` is kept in the order the updates were last sent, so only those due are
+    looked at (an agent lost with 10,000 tasks leaves 10,000 of them). A framework that
+    acknowledges none of a round is waited for twice as long before the next, up to
+    MAX_UPDATE_RETRY; an acknowledgement or a re-subscription starts again from
+    ``status_update_retry``.
+    """
     for rt in core.framework_runtimes.values():
         if not rt.pending or rt.peer is None:
             continue
-        for uuid, (status, sent) in list(rt.pending.items()):
-            if now - sent >= retry:
-                rt.pending[uuid] = (status, now)
-                core.send(rt.peer, StatusUpdate(status=status))
+        wait = max(rt.update_retry, core.config.status_update_retry)
+        sent_any = False
+        while rt.pending:
+            uuid, (status, sent) = next(iter(rt.pending.items()))
+            if now - sent < wait:
+                break  # the rest were sent later
+            rt.pending[uuid] = (status, now)
+            rt.pending.move_to_end(uuid)
+            core.send(rt.peer, StatusUpdate(status=status))
+            sent_any = True
+        if sent_any:
+            rt.update_retry = min(MAX_UPDATE_RETRY, wait * 2)
 
 
 def drain(core: MasterContext, agent_id: str, now: float) -> None:
