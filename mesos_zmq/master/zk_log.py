@@ -4,8 +4,8 @@ Layout under the cluster path ``P``::
 
     P/epoch                 its znode version is the epoch; a new leader bumps it
     P/log/e-0000000042      one batch of records (or one part of a large batch)
-    P/snapshot              {"id", "chunks", "last_seq"} of the current snapshot
-    P/snapshots/<id>/c-0000 the snapshot's msgpack bytes in chunks
+    P/snapshot              {"id", "chunks", "last_seq", "last_lsn", "codec"} of the current one
+    P/snapshots/<id>/c-0000 the snapshot's msgpack bytes (zlib-compressed: codec "zlib") in chunks
 
 Group commit: each :meth:`ZooKeeperLog.append` is one ZooKeeper multi-op: a version
 check of ``P/epoch`` plus the creation of one sequential znode holding the whole
@@ -31,6 +31,7 @@ calls), so recovering or compacting thousands of entries costs a few round trips
 from __future__ import annotations
 
 import uuid
+import zlib
 from collections import deque
 from typing import Any
 
@@ -158,7 +159,10 @@ class ZooKeeperLog:
         self._note_batch(lsn, len(records), len(payload))
 
     def write_snapshot(self, snapshot: dict[str, Any]) -> None:
-        data: bytes = msgpack.packb(snapshot, use_bin_type=True)
+        packed: bytes = msgpack.packb(snapshot, use_bin_type=True)
+        # Compressed (zlib's fastest level): ZooKeeper keeps every znode in its heap, and
+        # a snapshot of 100,000 tasks is tens of megabytes of repetitive msgpack.
+        data = zlib.compress(packed, 1)
         snap_id = uuid.uuid4().hex
         base = f"{self.path}/snapshots/{snap_id}"
         pieces = [data[i:i + self.chunk] for i in range(0, len(data), self.chunk)] or [b""]
@@ -178,12 +182,12 @@ class ZooKeeperLog:
                 raise LogError(f"snapshot write failed: {exc!r}") from None
             self._check_results(results)
         meta = msgpack.packb({"id": snap_id, "chunks": len(pieces), "last_seq": self._last_seq,
-                              "last_lsn": self._lsn}, use_bin_type=True)
+                              "last_lsn": self._lsn, "codec": "zlib"}, use_bin_type=True)
         old = self._read_meta()
         self._fenced_commit([("set_data", (f"{self.path}/snapshot", meta))]
                             if self.zk.exists(f"{self.path}/snapshot")
                             else [("create", (f"{self.path}/snapshot", meta))])
-        self.snapshot_bytes = len(data)
+        self.snapshot_bytes = len(packed)
         self._forget_batches()
         self._compact(self._last_seq, old.get("id") if old else None)
 
@@ -231,6 +235,11 @@ class ZooKeeperLog:
         base = f"{self.path}/snapshots/{meta['id']}"
         requests = [self.zk.get_async(f"{base}/c-{i:06d}") for i in range(meta["chunks"])]
         data = b"".join(request.get()[0] for request in requests)
+        if meta.get("codec") == "zlib":
+            try:
+                data = zlib.decompress(data)
+            except zlib.error as exc:
+                raise LogError(f"snapshot {meta['id']} is corrupt: {exc}") from None
         self.snapshot_bytes = len(data)
         snapshot: dict[str, Any] = msgpack.unpackb(data, raw=False)
         self._last_seq = int(meta["last_seq"])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import random
 
 import msgpack
@@ -57,7 +58,7 @@ def test_snapshot_plus_tail_and_compaction(zk_client: KazooClient) -> None:
     log.claim_epoch()
     for i in range(5):
         log.append([{"op": "before", "i": i}])
-    big = {"state": "x" * 300_000, "n": 5}  # five chunks of 64 KiB
+    big = {"state": os.urandom(300_000), "n": 5}  # five chunks of 64 KiB (incompressible)
     log.write_snapshot(big)
     log.append([{"op": "after"}])
     assert len(zk_client.get_children("/cluster/log")) == 1  # compacted
@@ -73,6 +74,31 @@ def test_snapshot_plus_tail_and_compaction(zk_client: KazooClient) -> None:
     log.write_snapshot({"n": 6})
     assert len(zk_client.get_children("/cluster/snapshots")) == 1
     assert ZooKeeperLog(zk_client, "/cluster").recover().snapshot == {"n": 6}
+
+
+def test_snapshots_are_compressed_and_old_uncompressed_ones_still_load(
+        zk_client: KazooClient) -> None:
+    """ZooKeeper holds every znode in its heap: a snapshot goes compressed (a repetitive
+    300 KB state is one small chunk), and one written before compression still reads."""
+    import msgpack
+
+    log = ZooKeeperLog(zk_client, "/cluster", chunk=64 * 1024, retain=0)
+    log.recover()
+    log.claim_epoch()
+    state = {"tasks": [{"id": f"t{i}", "state": "TASK_RUNNING"} for i in range(5000)]}
+    log.write_snapshot(state)
+    (snap,) = zk_client.get_children("/cluster/snapshots")
+    (chunk,) = zk_client.get_children(f"/cluster/snapshots/{snap}")
+    stored = len(zk_client.get(f"/cluster/snapshots/{snap}/{chunk}")[0])
+    assert stored * 5 < log.snapshot_bytes  # the size amortized against is the plain one
+    fresh = ZooKeeperLog(zk_client, "/cluster")
+    assert fresh.recover().snapshot == state and fresh.snapshot_bytes == log.snapshot_bytes
+    # as an older master wrote it: plain msgpack, no codec in the meta
+    zk_client.set(f"/cluster/snapshots/{snap}/{chunk}", msgpack.packb({"n": 1}))
+    meta = msgpack.unpackb(zk_client.get("/cluster/snapshot")[0])
+    del meta["codec"]
+    zk_client.set("/cluster/snapshot", msgpack.packb(meta))
+    assert ZooKeeperLog(zk_client, "/cluster").recover().snapshot == {"n": 1}
 
 
 def test_large_batches_are_split_and_incomplete_ones_ignored(zk_client: KazooClient) -> None:
