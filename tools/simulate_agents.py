@@ -43,6 +43,7 @@ sys.path.insert(0, str(ROOT))
 
 import zmq  # noqa: E402
 
+from mesos_zmq.backoff import Backoff  # noqa: E402
 from mesos_zmq.errors import ProtocolError  # noqa: E402
 from mesos_zmq.protocol import (  # noqa: E402
     Acknowledge,
@@ -100,7 +101,8 @@ class _Task:
     state: str = "TASK_STAGING"
     #: updates not yet acknowledged, the head in flight
     updates: deque[TaskStatus] = field(default_factory=deque)
-    retry: float = 0.0
+    #: resends of the head so far (its back-off step)
+    attempts: int = 0
 
 
 class _Agent:
@@ -113,7 +115,7 @@ class _Agent:
         "interval",
         "limit",
         "max_epoch",
-        "register_bound",
+        "register_attempts",
         "registered",
         "sock",
         "tasks",
@@ -128,7 +130,7 @@ class _Agent:
         self.heard = 0.0
         self.limit = 10.0
         self.interval = 1.0
-        self.register_bound = 1.0
+        self.register_attempts = 0
         self.max_epoch = 0
         self.tasks: dict[tuple[str, str], _Task] = {}
         #: bumped on every reconnect: timers of an older connection are void
@@ -158,6 +160,10 @@ class _Worker:
         self.dirty: set[int] = set()
         self.timers: list[tuple[float, int, str, int, int, Any]] = []
         self.seq = itertools.count()
+        self.register_backoff = Backoff(max(config.backoff_factor, 0.1),
+                                        max(config.backoff_factor, 0.1, 60.0))
+        self.update_backoff = Backoff(config.update_retry,
+                                      max(config.update_retry, config.update_retry_max))
         self.counts = dict.fromkeys(COUNTERS, 0)
         self.counts["agents"] = count
 
@@ -192,9 +198,10 @@ class _Worker:
         self.by_fd[fd] = agent
         self.epoll.register(fd, select.EPOLLIN)
         self.dirty.add(agent.index)
-        agent.register_bound = self.config.backoff_factor
+        agent.register_attempts = 0
         agent.heard = now
-        self.at(now + self.rng.uniform(0, delay_bound), "register", agent)
+        self.at(now + Backoff(delay_bound, max(delay_bound, 60.0)).full_jitter(0, self.rng),
+                "register", agent)
 
     # --------------------------------------------------------------- registration
     def register(self, agent: _Agent, now: float) -> None:
@@ -210,8 +217,10 @@ class _Worker:
             self.counts["register_sent"] += 1
             self.send(agent, RegisterAgent(hostname=agent.hostname,
                                            resources=self.config.resources))
-        agent.register_bound = min(60.0, max(agent.register_bound * 2, 0.5))
-        self.at(now + self.rng.uniform(agent.register_bound / 2, agent.register_bound),
+        # the agent's rule (mesos_zmq.agent.core): full jitter, the bound doubling from
+        # the factor (at least 0.1 s) to a minute
+        agent.register_attempts += 1
+        self.at(now + self.register_backoff.full_jitter(agent.register_attempts, self.rng),
                 "register", agent)
 
     def on_registered(self, agent: _Agent, msg: AgentRegistered, now: float) -> None:
@@ -229,7 +238,7 @@ class _Worker:
         self.at(now + agent.limit, "check", agent)
         for task in agent.tasks.values():
             if task.updates:
-                task.retry = self.config.update_retry
+                task.attempts = 0
                 self.send_head(agent, task, now)
 
     # --------------------------------------------------------------- tasks
@@ -260,14 +269,16 @@ class _Worker:
                             timestamp=time.time(), message=message)
         task.updates.append(status)
         if len(task.updates) == 1 and agent.registered:
-            task.retry = self.config.update_retry
+            task.attempts = 0
             self.send_head(agent, task, now)
 
     def send_head(self, agent: _Agent, task: _Task, now: float) -> None:
         head = task.updates[0]
         self.counts["updates_sent"] += 1
         self.send(agent, StatusUpdate(status=head))
-        self.at(now + task.retry * self.rng.uniform(0.5, 1.0), "retry", agent,
+        # the agent's rule: floored jitter from update_retry, doubling to the maximum
+        self.at(now + self.update_backoff.floored_jitter(task.attempts, self.rng), "retry",
+                agent,
                 ((task.framework_id, task.info.task_id), head.uuid))
 
     def end(self, agent: _Agent, key: tuple[str, str], now: float, state: str) -> None:
@@ -285,7 +296,7 @@ class _Worker:
         self.counts["acks"] += 1
         task.updates.popleft()
         if task.updates:
-            task.retry = self.config.update_retry
+            task.attempts = 0
             self.send_head(agent, task, now)
         elif task.state in TERMINAL_STATES:
             del agent.tasks[key]
@@ -350,7 +361,7 @@ class _Worker:
                 return
             if agent.registered:
                 self.counts["update_retries"] += 1
-                task.retry = min(self.config.update_retry_max, task.retry * 2)
+                task.attempts += 1
                 self.send_head(agent, task, now)
 
     def drain(self, agent: _Agent) -> None:
