@@ -562,6 +562,24 @@ class Resources:
         return True
 
     # ----------------------------------------------------------------- arithmetic
+    @classmethod
+    def total(cls, counted: Iterable[tuple[Resources, int]]) -> Resources:
+        """The sum of ``count`` copies of each resources, in one pass: adding them
+        pairwise built a new object per task (most of a state read at 100,000 tasks).
+        Scalars are multiplied; sets and ranges are taken once (a union)."""
+        items: dict[Key, Value] = {}
+        for res, count in counted:
+            for key, value in res._items.items():  # noqa: SLF001 - its own class
+                if isinstance(value, int):
+                    value *= count
+                if key in items:
+                    if _kind(items[key]) != _kind(value):
+                        raise ResourceError(f"cannot add {key[0]} of different kinds")
+                    items[key] = _add(items[key], value)
+                else:
+                    items[key] = value
+        return cls(items)
+
     def __add__(self, other: Resources) -> Resources:
         if not other._items:
             return self

@@ -103,7 +103,7 @@ class _Framework:
         self.counts = {"launched": 0, "long_launched": 0, "terminal": 0, "finished": 0,
                        "lost": 0, "offers": 0, "accepts": 0, "declines": 0, "errors": 0,
                        "subscribed": 0, "long_running": 0}
-        self.active_long = 0
+        self.long_running: set[str] = set()
         self.accepted_at: dict[str, float] = {}
         self.latencies: list[float] = []
         self.last_offer_at = 0.0
@@ -175,7 +175,9 @@ class _Framework:
         if status.uuid:
             self.send(Acknowledge(framework_id=self.framework_id, agent_id=status.agent_id,
                                   task_id=status.task_id, uuid=status.uuid))
-        if status.state == "TASK_RUNNING" and status.task_id.startswith("L"):
+        if status.state == "TASK_RUNNING" and status.task_id.startswith("L") \
+                and status.task_id not in self.long_running:
+            self.long_running.add(status.task_id)  # a retried update counts once
             self.counts["long_running"] += 1
         if status.state in TERMINAL:
             self.counts["terminal"] += 1
@@ -471,7 +473,7 @@ def main() -> int:
                     break
                 time.sleep(0.5)
             time.sleep(3)
-            base = framework.rate(args.seconds)
+            before = framework.rate(args.seconds / 2)
             reads: list[float] = []
             sizes: list[int] = []
             shown = 0
@@ -483,6 +485,9 @@ def main() -> int:
                 sizes.append(size)
             during = (framework.poll().get("terminal", 0) - first.get("terminal", 0)) / (
                 time.monotonic() - started)
+            # the rate without reads, measured on both sides of them (the cluster may
+            # still be settling after the fill)
+            base = (before + framework.rate(args.seconds / 2)) / 2
             figures["active_tasks"] = framework.poll().get("long_running", 0)
             figures["state_read_s"] = round(statistics.median(reads), 3)
             figures["state_read_max_s"] = round(max(reads), 3)

@@ -15,6 +15,7 @@ before anything is counted or cut.
 
 from __future__ import annotations
 
+from collections import Counter, defaultdict
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -63,28 +64,35 @@ def describe_cluster(core: ClusterView, now: float, shows: Shows | None = None,
     def show(action: str, framework_id: str) -> bool:
         return visible is None or visible(action, framework_id)
 
-    used: dict[str, Resources] = {}
-    fw_used: dict[str, Resources] = {}
     fw_tasks: dict[str, int] = {}
     agent_tasks: dict[str, int] = {}
-    parsed: dict[str, Resources | None] = {}  # tasks' resource texts repeat: parse once
+    # Tasks come in a few shapes: count each resource text per agent and framework,
+    # then parse each text once and add up counted shapes (Resources.total).
+    agent_shapes: dict[str, Counter[str]] = defaultdict(Counter)
+    fw_shapes: dict[str, Counter[str]] = defaultdict(Counter)
     for rec in state.tasks.values():
         if not show("view_tasks", rec.framework_id):
             continue
         fw_tasks[rec.framework_id] = fw_tasks.get(rec.framework_id, 0) + 1
         agent_tasks[rec.agent_id] = agent_tasks.get(rec.agent_id, 0) + 1
-        text = rec.task.resources
-        if text in parsed:
-            res = parsed[text]
-        else:
+        agent_shapes[rec.agent_id][rec.task.resources] += 1
+        fw_shapes[rec.framework_id][rec.task.resources] += 1
+    parsed: dict[str, Resources | None] = {}
+
+    def parse(text: str) -> Resources | None:
+        if text not in parsed:
             try:
-                res = parsed[text] = Resources.parse(text)
+                parsed[text] = Resources.parse(text)
             except ResourceError:
-                res = parsed[text] = None
-        if res is None:
-            continue
-        used[rec.agent_id] = used.get(rec.agent_id, Resources.empty()) + res
-        fw_used[rec.framework_id] = fw_used.get(rec.framework_id, Resources.empty()) + res
+                parsed[text] = None
+        return parsed[text]
+
+    def added(shapes: Counter[str]) -> Resources:
+        return Resources.total((res, n) for text, n in shapes.items()
+                               if (res := parse(text)) is not None)
+
+    used = {aid: added(shapes) for aid, shapes in agent_shapes.items()}
+    fw_used = {fid: added(shapes) for fid, shapes in fw_shapes.items()}
     frameworks: list[dict[str, Any]] = []
     visible_roles: set[str] = set()
     for fid, info in state.frameworks.items():

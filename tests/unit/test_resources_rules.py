@@ -234,3 +234,16 @@ def test_parsed_texts_are_reused_and_bad_ones_still_refused() -> None:
     for _ in range(2):
         with pytest.raises(ResourceError):
             Resources.parse("cpus:-1")
+
+
+def test_a_counted_total_equals_adding_each_copy() -> None:
+    small = Resources.parse("cpus:0.25;mem:32")
+    port = Resources.parse("cpus:1;ports:[31000-31000]")
+    pairwise = Resources.empty()
+    for res in [small] * 7 + [port] * 2:
+        pairwise = pairwise + res
+    assert Resources.total([(small, 7), (port, 2)]) == pairwise
+    assert Resources.total([]) == Resources.empty()
+    scalar, ranges = Resources.parse("foo:1"), Resources.parse("foo:[1-2]")
+    with pytest.raises(ResourceError, match="different kinds"):
+        Resources.total([(scalar, 1), (ranges, 1)])
