@@ -52,15 +52,19 @@ from mesos_zmq.protocol import (  # noqa: E402
     Error,
     FrameworkInfo,
     GetState,
+    GetTasks,
     Heartbeat,
+    Message,
     Offer,
     Offers,
     Revive,
+    State,
     StatusUpdate,
     Subscribe,
     Subscribed,
     Suppress,
     TaskInfo,
+    Tasks,
     decode,
     encode,
 )
@@ -335,8 +339,10 @@ class Master:
         self.log.close()
 
 
-def read_state(address: str, timeout: float = 60.0) -> tuple[float, int, int]:
-    """Seconds a full ``get_state`` takes to come back, its size, and its task count."""
+def read_state(address: str, timeout: float = 60.0,
+               request: Message | None = None) -> tuple[float, int, int]:
+    """Seconds a full ``get_state`` (or ``request``) takes to come back, its size, and
+    the tasks it holds."""
     context: zmq.Context[zmq.Socket[bytes]] = zmq.Context()
     sock = context.socket(zmq.DEALER)
     sock.setsockopt(zmq.LINGER, 0)
@@ -345,13 +351,14 @@ def read_state(address: str, timeout: float = 60.0) -> tuple[float, int, int]:
     try:
         time.sleep(0.05)  # connected before the clock starts
         started = time.monotonic()
-        sock.send(encode(GetState(), "read"))
+        sock.send(encode(request or GetState(), "read"))
         if not sock.poll(int(timeout * 1000)):
             return float("nan"), 0, 0
         frame = sock.recv()
         seconds = time.monotonic() - started
         msg = decode(frame, max_bytes=1 << 30).message
-        tasks = len(getattr(msg, "state", {}).get("tasks", []))
+        tasks = len(msg.state.get("tasks", []) if isinstance(msg, State) else
+                    msg.tasks if isinstance(msg, Tasks) else [])
         return seconds, len(frame), tasks
     finally:
         sock.close(linger=0)
@@ -488,6 +495,16 @@ def main() -> int:
             # the rate without reads, measured on both sides of them (the cluster may
             # still be settling after the fill)
             base = (before + framework.rate(args.seconds / 2)) / 2
+            # what the CLI asks by default: a summary with the newest 100 tasks, a page
+            pages = sorted(read_state(leader.address, request=GetTasks(limit=100))[0]
+                           for _ in range(5))
+            summaries = sorted(read_state(leader.address, request=GetState(tasks_limit=100))[0]
+                               for _ in range(5))
+            figures["tasks_page_s"] = round(pages[2], 3)
+            figures["state_summary_s"] = round(summaries[2], 3)
+            print(f"reads: a page of 100 tasks (get_tasks) median {figures['tasks_page_s']} s, "
+                  f"the state with the newest 100 tasks {figures['state_summary_s']} s",
+                  flush=True)
             figures["active_tasks"] = framework.poll().get("long_running", 0)
             figures["state_read_s"] = round(statistics.median(reads), 3)
             figures["state_read_max_s"] = round(max(reads), 3)
