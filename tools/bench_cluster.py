@@ -405,6 +405,8 @@ def main() -> int:
     parser.add_argument("--no-fsync", action="store_true")
     parser.add_argument("--skip", default="", help="phases to skip: churn,reads,failover")
     args = parser.parse_args()
+    # stopped with SIGTERM, it still stops what it started (the finally below)
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
     skip = set(filter(None, args.skip.split(",")))
     active = 10 * args.agents if args.active is None else args.active
     figures: dict[str, Any] = {"agents": args.agents}
@@ -453,7 +455,8 @@ def main() -> int:
               f"{figures['idle_rss_mb']} MB; {figures['agents_lost_idle']} agents reconnected",
               flush=True)
 
-        framework = FrameworkProc(target, args.inflight)
+        # the raw framework speaks to one master (told of a failover by this script)
+        framework = FrameworkProc(leader.address, args.inflight)
         # 3. churn
         if "churn" not in skip:
             framework.mode("churn")
@@ -531,9 +534,11 @@ def main() -> int:
             leader.popen.send_signal(signal.SIGKILL)
             leader.popen.wait()
             survivor = next(m for m in masters if m is not leader)
+            # as a framework watching ZooKeeper would: to the next master at once (its
+            # subscription waits in ZeroMQ until that master leads and listens)
+            framework.mode("churn", reconnect=survivor.address)
             took = fleet.wait("reregistered_acks", before + args.agents,
                               timeout=max(120.0, args.agents / 50))
-            framework.mode("churn", reconnect=survivor.address)
             offered = None
             while time.monotonic() - killed_at < 120:
                 if framework.poll().get("last_offer_at", 0) > killed_wall + 0.5:
@@ -549,6 +554,12 @@ def main() -> int:
                   flush=True)
             leader = survivor
 
+        if ensemble is not None:
+            alive = [srv for srv in ensemble.servers if srv.alive()]
+            figures["zk_alive"] = f"{len(alive)}/{len(ensemble.servers)}"
+            figures["zk_rss_mb"] = max(
+                (round(psutil.Process(srv.process.pid).memory_info().rss / 2**20)
+                 for srv in alive if srv.process is not None), default=0)
         counts = framework.poll()
         figures["tasks_not_finished"] = counts.get("lost", 0)
         figures["framework_errors"] = counts.get("errors", 0)

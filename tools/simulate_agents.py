@@ -151,7 +151,9 @@ class _Worker:
         self.number = number
         self.rng = random.Random(config.seed * 1_000_003 + first)
         self.context: zmq.Context[zmq.Socket[bytes]] = zmq.Context()
-        self.context.set(zmq.MAX_SOCKETS, count + 100)  # libzmq's default is 1023
+        # libzmq's default is 1023; a failover replaces every socket while the closed
+        # ones are still being reaped, so room for two sets and then some
+        self.context.set(zmq.MAX_SOCKETS, 3 * count + 100)
         self.address = address
         self.agents = [_Agent(i, f"sim-{config.prefix}-{i}") for i in range(first, first + count)]
         self.by_fd: dict[int, _Agent] = {}
