@@ -292,6 +292,19 @@ def _add(a: Value, b: Value) -> Value:
     raise ResourceError("cannot combine resources of different kinds")
 
 
+def _add_into(items: dict[Key, Value], more: Mapping[Key, Value], count: int = 1) -> None:
+    """Add ``count`` times ``more`` to ``items`` in place (sets and ranges once)."""
+    for key, value in more.items():
+        if count != 1 and isinstance(value, int):
+            value *= count
+        if key in items:
+            if _kind(items[key]) != _kind(value):
+                raise ResourceError(f"cannot add {key[0]} of different kinds")
+            items[key] = _add(items[key], value)
+        else:
+            items[key] = value
+
+
 def _ranges_contain(outer: Ranges, inner: Ranges) -> bool:
     i = 0
     for lo, hi in inner:
@@ -569,15 +582,7 @@ class Resources:
         Scalars are multiplied; sets and ranges are taken once (a union)."""
         items: dict[Key, Value] = {}
         for res, count in counted:
-            for key, value in res._items.items():  # noqa: SLF001 - its own class
-                if isinstance(value, int):
-                    value *= count
-                if key in items:
-                    if _kind(items[key]) != _kind(value):
-                        raise ResourceError(f"cannot add {key[0]} of different kinds")
-                    items[key] = _add(items[key], value)
-                else:
-                    items[key] = value
+            _add_into(items, res._items, count)  # noqa: SLF001 - its own class
         return cls(items)
 
     def __add__(self, other: Resources) -> Resources:
@@ -586,13 +591,7 @@ class Resources:
         if not self._items:
             return other
         items = dict(self._items)
-        for key, value in other._items.items():
-            if key in items:
-                if _kind(items[key]) != _kind(value):
-                    raise ResourceError(f"cannot add {key[0]} of different kinds")
-                items[key] = _add(items[key], value)
-            else:
-                items[key] = value
+        _add_into(items, other._items)
         return Resources(items)
 
     def __sub__(self, other: Resources) -> Resources:
