@@ -69,6 +69,8 @@ MAX_UNSENT_BYTES = 16 * 1024 * 1024
 TICK_EVERY = 0.005
 #: the frame every agent and framework sends as a heartbeat (no request id, no epoch)
 HEARTBEAT_FRAME = encode(Heartbeat())
+
+
 @dataclass(slots=True)
 class MasterConfig:
     """A master's settings; defaults, ranges and help of its flags are in
