@@ -537,8 +537,21 @@ def main() -> int:
             # as a framework watching ZooKeeper would: to the next master at once (its
             # subscription waits in ZeroMQ until that master leads and listens)
             framework.mode("churn", reconnect=survivor.address)
-            took = fleet.wait("reregistered_acks", before + args.agents,
-                              timeout=max(120.0, args.agents / 50))
+            took = None
+            timeline = []  # (seconds after the kill, agents re-registered, their attempts)
+            deadline = killed_at + max(120.0, args.agents / 50)
+            while time.monotonic() < deadline:
+                totals = fleet.totals()
+                back = totals["reregistered_acks"] - before
+                timeline.append((round(time.monotonic() - killed_at, 1), back,
+                                 totals["reregister_sent"]))
+                if back >= args.agents:
+                    took = time.monotonic() - killed_at
+                    break
+                time.sleep(0.5)
+            # where the time goes: waiting for the new leader, or a slow climb, or a tail
+            print("failover timeline (s, re-registered, re-registrations sent): "
+                  + " ".join(f"{t}:{n}/{sent}" for t, n, sent in timeline[::2]), flush=True)
             offered = None
             while time.monotonic() - killed_at < 120:
                 if framework.poll().get("last_offer_at", 0) > killed_wall + 0.5:
