@@ -312,11 +312,12 @@ class FrameworkProc:
 
 
 class Master:
-    def __init__(self, root: Path, port: int, extra: list[str], name: str = "master") -> None:
+    def __init__(self, root: Path, port: int, extra: list[str], name: str = "master",
+                 log_level: str = "warning") -> None:
         self.address = f"tcp://127.0.0.1:{port}"
         self.log = (root / f"{name}.log").open("w")
         args = [sys.executable, "-m", "mesos_zmq", "master", "--port", str(port),
-                "--work-dir", str(root / name), "--log-level", "warning", *extra]
+                "--work-dir", str(root / name), "--log-level", log_level, *extra]
         self.popen = subprocess.Popen(args, stdout=self.log, stderr=subprocess.STDOUT,
                                       stdin=subprocess.DEVNULL)
         self.process = psutil.Process(self.popen.pid)
@@ -404,6 +405,9 @@ def main() -> int:
     parser.add_argument("--heartbeat-interval", type=float, default=None)
     parser.add_argument("--no-fsync", action="store_true")
     parser.add_argument("--skip", default="", help="phases to skip: churn,reads,failover")
+    parser.add_argument("--master-log-level", default="warning",
+                        help="info shows where a takeover's time goes (master*.log in the "
+                             "work dir printed first)")
     args = parser.parse_args()
     # stopped with SIGTERM, it still stops what it started (the finally below)
     signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
@@ -424,11 +428,12 @@ def main() -> int:
             ensemble = Ensemble(root / "zk", size=3).start()
             url = f"zk://{ensemble.hosts}/bench"
             extra += ["--zk", url, "--zk-session-timeout", str(args.zk_session)]
-            masters = [Master(root, free_port(), extra, f"master{i}") for i in range(2)]
+            masters = [Master(root, free_port(), extra, f"master{i}", args.master_log_level)
+                       for i in range(2)]
             target = url
             leader = leader_of(masters, url)
         else:
-            masters = [Master(root, free_port(), extra)]
+            masters = [Master(root, free_port(), extra, log_level=args.master_log_level)]
             target = masters[0].address
             wait_master(target)
             leader = masters[0]

@@ -49,7 +49,7 @@ from __future__ import annotations
 
 import heapq
 import itertools
-from collections import OrderedDict
+from collections import Counter, OrderedDict, defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
@@ -504,9 +504,22 @@ class MasterCore:
             self.offer_resends[offer_id] = now + self.config.offer_resend_interval
             self.allocator.allocate_to(offer["framework_id"], offer["role"], offer["agent_id"],
                                        resources)
+        # Running tasks are counted in the allocator once per framework, role and agent
+        # (their resources summed by shape): one call per task was most of a takeover at
+        # 100,000 tasks (2.4 s before the new leader could publish itself).
+        shapes: dict[tuple[str, str, str], Counter[str]] = defaultdict(Counter)
         for rec in self.state.tasks.values():
             if rec.state != TaskState.UNREACHABLE and rec.agent_id in self.state.agents:
-                task_book.allocate_task(self, rec)
+                key = (rec.framework_id, rec.task.role or "*", rec.agent_id)
+                shapes[key][rec.task.resources] += 1
+        for (fid, role, agent_id), counted in shapes.items():
+            parts = []
+            for text, count in counted.items():
+                try:
+                    parts.append((Resources.parse(text), count))
+                except ResourceError:
+                    continue  # as task_book.allocate_task: it holds nothing countable
+            self.allocator.allocate_to(fid, role, agent_id, Resources.total(parts))
 
     def defer_read(self, peer: bytes, msg: Message, request_id: str) -> bool:
         """Hand a read the caller has admitted to the shell, to be answered off the
