@@ -585,6 +585,18 @@ class Resources:
             _add_into(items, res._items, count)  # noqa: SLF001 - its own class
         return cls(items)
 
+    @classmethod
+    def total_of_texts(cls, counted: Mapping[str, int]) -> Resources:
+        """:meth:`total` of resource texts counted by shape (tasks' resources); a text
+        that does not parse holds nothing countable and is left out."""
+        parts = []
+        for text, count in counted.items():
+            try:
+                parts.append((cls.parse(text), count))
+            except ResourceError:
+                continue
+        return cls.total(parts)
+
     def __add__(self, other: Resources) -> Resources:
         if not other._items:
             return self

@@ -513,13 +513,7 @@ class MasterCore:
                 key = (rec.framework_id, rec.task.role or "*", rec.agent_id)
                 shapes[key][rec.task.resources] += 1
         for (fid, role, agent_id), counted in shapes.items():
-            parts = []
-            for text, count in counted.items():
-                try:
-                    parts.append((Resources.parse(text), count))
-                except ResourceError:
-                    continue  # as task_book.allocate_task: it holds nothing countable
-            self.allocator.allocate_to(fid, role, agent_id, Resources.total(parts))
+            self.allocator.allocate_to(fid, role, agent_id, Resources.total_of_texts(counted))
 
     def defer_read(self, peer: bytes, msg: Message, request_id: str) -> bool:
         """Hand a read the caller has admitted to the shell, to be answered off the

@@ -19,7 +19,6 @@ from collections import Counter, defaultdict
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from mesos_zmq.errors import ResourceError
 from mesos_zmq.master.state import TaskRecord
 from mesos_zmq.resources import Resources
 
@@ -67,7 +66,7 @@ def describe_cluster(core: ClusterView, now: float, shows: Shows | None = None,
     fw_tasks: dict[str, int] = {}
     agent_tasks: dict[str, int] = {}
     # Tasks come in a few shapes: count each resource text per agent and framework,
-    # then parse each text once and add up counted shapes (Resources.total).
+    # then add up counted shapes (Resources.total_of_texts; parses are cached).
     agent_shapes: dict[str, Counter[str]] = defaultdict(Counter)
     fw_shapes: dict[str, Counter[str]] = defaultdict(Counter)
     for rec in state.tasks.values():
@@ -77,22 +76,8 @@ def describe_cluster(core: ClusterView, now: float, shows: Shows | None = None,
         agent_tasks[rec.agent_id] = agent_tasks.get(rec.agent_id, 0) + 1
         agent_shapes[rec.agent_id][rec.task.resources] += 1
         fw_shapes[rec.framework_id][rec.task.resources] += 1
-    parsed: dict[str, Resources | None] = {}
-
-    def parse(text: str) -> Resources | None:
-        if text not in parsed:
-            try:
-                parsed[text] = Resources.parse(text)
-            except ResourceError:
-                parsed[text] = None
-        return parsed[text]
-
-    def added(shapes: Counter[str]) -> Resources:
-        return Resources.total((res, n) for text, n in shapes.items()
-                               if (res := parse(text)) is not None)
-
-    used = {aid: added(shapes) for aid, shapes in agent_shapes.items()}
-    fw_used = {fid: added(shapes) for fid, shapes in fw_shapes.items()}
+    used = {aid: Resources.total_of_texts(shapes) for aid, shapes in agent_shapes.items()}
+    fw_used = {fid: Resources.total_of_texts(shapes) for fid, shapes in fw_shapes.items()}
     frameworks: list[dict[str, Any]] = []
     visible_roles: set[str] = set()
     for fid, info in state.frameworks.items():
