@@ -41,6 +41,7 @@ from mesos_zmq.master.log import (
     SnapshotPolicy,
 )
 from mesos_zmq.master.records import record_to_plain
+from mesos_zmq.master.snapshots import HOLD_AFTER_START, BackgroundSnapshots
 from mesos_zmq.master.state import HistoryLimits, MasterState, state_from
 from mesos_zmq.protocol import (
     DEFAULT_MAX_FRAME_BYTES,
@@ -321,8 +322,10 @@ class MasterServer:
                                epoch=self.epoch, leader=shown,
                                replicated=config.zk != "", standbys=[])
         self._stopping = False
-        self._snapshot_policy = config.snapshot_policy
-        self._last_snapshot = time.monotonic()
+        started = time.monotonic()
+        self._snapshots = BackgroundSnapshots(
+            self.log, config.snapshot_policy, started,
+            hold_until=started + HOLD_AFTER_START if state.agents else 0.0)
         log.info(
             "master started",
             master_id=self.master_id,
@@ -350,7 +353,7 @@ class MasterServer:
         poller = zmq.Poller()
         poller.register(self.server.socket, zmq.POLLIN)
         tick_every = min(0.05, self.config.heartbeat_interval / 4)
-        polled: int | None = None  # a reader child's pipe
+        polled: set[int] = set()  # the pipes of forked children (reads, snapshots)
         try:
             while not self._stopping:
                 events = dict(poller.poll(int(tick_every * 1000)))
@@ -388,7 +391,7 @@ class MasterServer:
                 if verdict == "exit":
                     break
                 self._flush(ready)
-                polled = self._collect_reads(poller, polled)
+                polled = self._collect_children(poller, polled)
         finally:
             self.close()
 
@@ -485,13 +488,9 @@ class MasterServer:
         if ready.records:
             self.log.append([record_to_plain(r) for r in ready.records])
         now = time.monotonic()
-        if self._snapshot_policy.due(self.log.records_since_snapshot,
-                                     self.log.bytes_since_snapshot, now - self._last_snapshot,
-                                     self.log.snapshot_bytes):
-            started = time.monotonic()
-            self.log.write_snapshot(self.core.state.snapshot())
-            self._last_snapshot = time.monotonic()
-            log.info("snapshot written", seconds=round(self._last_snapshot - started, 3))
+        # Forked after the records above are appended: the child's state is what the
+        # log holds up to its mark.
+        self._snapshots.start(self.core.state.snapshot, now)
         last: tuple[Message | None, str, bytes] = (None, "", b"")
         for peer, msg, request_id in ready.messages:
             # The same (frozen) message to many peers, heartbeats above all, is encoded
@@ -546,20 +545,22 @@ class MasterServer:
             "internal", f"the {read.message.TYPE} answer could not be built: {why}"),
             read.request_id)
 
-    def _collect_reads(self, poller: zmq.Poller, polled: int | None) -> int | None:
-        """Send what a reader child has finished; keep its pipe in the poller."""
+    def _collect_children(self, poller: zmq.Poller, polled: set[int]) -> set[int]:
+        """Send what a reader child has finished, install what a snapshot child built;
+        keep the pipes of those still at work in the poller."""
         now = time.monotonic()
         for peer, frame in self._reads.collect(now):
             self.core.count("reads_answered_off_loop")
             self._send(peer, frame, True, "read", None)
         self._reads.start(now)
-        fd = self._reads.fileno()
-        if fd != polled:
-            if polled is not None:
-                poller.unregister(polled)
-            if fd is not None:
-                poller.register(fd, zmq.POLLIN)
-        return fd
+        if self._snapshots.collect(now):
+            self.core.count("snapshots_written")
+        fds = {fd for fd in (self._reads.fileno(), self._snapshots.fileno()) if fd is not None}
+        for fd in polled - fds:
+            poller.unregister(fd)
+        for fd in fds - polled:
+            poller.register(fd, zmq.POLLIN)
+        return fds
 
     def _sweep_tracked(self) -> None:
         self._flushes += 1
@@ -587,6 +588,7 @@ class MasterServer:
 
     def close(self) -> None:
         self._reads.close()
+        self._snapshots.close()
         self.server.close()
         self.log.close()
         if self.zap is not None:

@@ -40,7 +40,7 @@ from kazoo.client import KazooClient
 from kazoo.exceptions import BadVersionError, KazooException, NoNodeError
 
 from mesos_zmq.errors import LogError
-from mesos_zmq.master.log import Recovered
+from mesos_zmq.master.log import EncodedSnapshot, Recovered
 from mesos_zmq.master.records import PlainRecord
 
 #: the largest znode this log writes (ZooKeeper's limit is about 1 MB)
@@ -85,6 +85,10 @@ class ZooKeeperLog:
         self._bytes = 0
         #: encoded size of the last snapshot written or read (see SnapshotPolicy.due)
         self.snapshot_bytes = 0
+        #: marks taken and not installed yet: batch number -> last sequence number then
+        self._marks: dict[int, int] = {}
+        #: the last batch the published snapshot covers (as far as this process knows)
+        self._covered_lsn = -1
         #: parts of a batch seen by ``tail`` whose other parts have not arrived yet:
         #: token -> (batch number, parts)
         self._pending: dict[str, tuple[int | None, list[tuple[int, int, bytes]]]] = {}
@@ -158,11 +162,30 @@ class ZooKeeperLog:
         self._lsn = lsn
         self._note_batch(lsn, len(records), len(payload))
 
-    def write_snapshot(self, snapshot: dict[str, Any]) -> None:
+    def mark_snapshot(self) -> int:
+        """A snapshot of the state as of now covers every batch up to the current one
+        (its number is the mark); batches appended later stay after it."""
+        self._marks[self._lsn] = self._last_seq
+        return self._lsn
+
+    def encode_snapshot(self, snapshot: dict[str, Any]) -> EncodedSnapshot:
+        """Pure: may run in a forked child."""
         packed: bytes = msgpack.packb(snapshot, use_bin_type=True)
         # Compressed (zlib's fastest level): ZooKeeper keeps every znode in its heap, and
         # a snapshot of 100,000 tasks is tens of megabytes of repetitive msgpack.
-        data = zlib.compress(packed, 1)
+        return EncodedSnapshot(zlib.compress(packed, 1), len(packed))
+
+    def install_snapshot(self, encoded: EncodedSnapshot, mark: int) -> None:
+        """Publish ``encoded`` as covering the batches up to ``mark``, then compact them.
+
+        A mark older than the snapshot already published is ignored: that snapshot
+        covers more.
+        """
+        if mark not in self._marks or mark < self._covered_lsn:
+            self._marks = {m: s for m, s in self._marks.items() if m > self._covered_lsn}
+            return
+        last_seq = self._marks[mark]
+        data = encoded.data
         snap_id = uuid.uuid4().hex
         base = f"{self.path}/snapshots/{snap_id}"
         pieces = [data[i:i + self.chunk] for i in range(0, len(data), self.chunk)] or [b""]
@@ -181,15 +204,21 @@ class ZooKeeperLog:
             except KazooException as exc:
                 raise LogError(f"snapshot write failed: {exc!r}") from None
             self._check_results(results)
-        meta = msgpack.packb({"id": snap_id, "chunks": len(pieces), "last_seq": self._last_seq,
-                              "last_lsn": self._lsn, "codec": "zlib"}, use_bin_type=True)
+        meta = msgpack.packb({"id": snap_id, "chunks": len(pieces), "last_seq": last_seq,
+                              "last_lsn": mark, "codec": "zlib"}, use_bin_type=True)
         old = self._read_meta()
         self._fenced_commit([("set_data", (f"{self.path}/snapshot", meta))]
                             if self.zk.exists(f"{self.path}/snapshot")
                             else [("create", (f"{self.path}/snapshot", meta))])
-        self.snapshot_bytes = len(packed)
-        self._forget_batches()
-        self._compact(self._last_seq, old.get("id") if old else None)
+        self.snapshot_bytes = encoded.size
+        self._covered_lsn = mark
+        self._marks = {m: s for m, s in self._marks.items() if m > mark}
+        self._forget_batches(upto=mark)
+        self._compact(last_seq, old.get("id") if old else None)
+
+    def write_snapshot(self, snapshot: dict[str, Any]) -> None:
+        """Snapshot and compact everything appended so far, at once."""
+        self.install_snapshot(self.encode_snapshot(snapshot), self.mark_snapshot())
 
     def _compact(self, upto: int, old_snapshot: str | None) -> None:
         """Delete what the published snapshot covers (best effort: safe to repeat).
@@ -229,6 +258,8 @@ class ZooKeeperLog:
         meta = self._read_meta()
         self._pending = {}
         self._forget_batches()
+        self._marks = {}
+        self._covered_lsn = -1
         if not meta:
             self._last_seq, self._lsn = -1, -1
             return None
@@ -244,6 +275,7 @@ class ZooKeeperLog:
         snapshot: dict[str, Any] = msgpack.unpackb(data, raw=False)
         self._last_seq = int(meta["last_seq"])
         self._lsn = int(meta.get("last_lsn", -1))
+        self._covered_lsn = self._lsn
         return snapshot
 
     def recover(self) -> Recovered:
@@ -322,10 +354,8 @@ class ZooKeeperLog:
             records.extend(batch)
             self._note_batch(self._lsn if lsn is not None else -1, len(batch), len(payload))
         # A snapshot taken since the last read covers some of what we counted.
-        while self._since and self._since[0][0] <= covered:
-            _, count, size = self._since.popleft()
-            self._count -= count
-            self._bytes -= size
+        self._forget_batches(upto=covered)
+        self._covered_lsn = max(self._covered_lsn, covered)
         if self._lsn < covered:
             raise _Gap(f"batches {self._lsn + 1}..{covered} were compacted before they were read")
         return records
@@ -335,10 +365,17 @@ class ZooKeeperLog:
         self._count += count
         self._bytes += size
 
-    def _forget_batches(self) -> None:
-        self._since.clear()
-        self._count = 0
-        self._bytes = 0
+    def _forget_batches(self, upto: int | None = None) -> None:
+        """Stop counting the batches a snapshot covers (all of them: ``upto`` None)."""
+        if upto is None:
+            self._since.clear()
+            self._count = 0
+            self._bytes = 0
+            return
+        while self._since and self._since[0][0] <= upto:
+            _, count, size = self._since.popleft()
+            self._count -= count
+            self._bytes -= size
 
     @property
     def records_since_snapshot(self) -> int:

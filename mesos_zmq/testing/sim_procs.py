@@ -41,7 +41,7 @@ from mesos_zmq.detector import ELECTION_NODE
 from mesos_zmq.errors import LogError, ProtocolError, ResourceError
 from mesos_zmq.master.contender import Contender
 from mesos_zmq.master.core import MasterCore, MasterCoreConfig, Ready
-from mesos_zmq.master.log import Recovered
+from mesos_zmq.master.log import EncodedSnapshot, Recovered
 from mesos_zmq.master.records import record_to_plain
 from mesos_zmq.master.state import MasterState, replay, state_from
 from mesos_zmq.master.zk_log import LogFenced, ZooKeeperLog
@@ -171,6 +171,9 @@ class MasterReplica:
         self.on_flush: Any = None
         self.on_leader: Any = None
         self.on_snapshot: Any = None
+        #: a snapshot built at a mark and not installed yet, as the real master's
+        #: forked child leaves it (installed at a later flush, after more appends)
+        self.pending_snapshot: tuple[EncodedSnapshot, int] | None = None
 
     # ----------------------------------------------------------------- life
     def boot(self) -> None:
@@ -178,6 +181,7 @@ class MasterReplica:
         self.member_id = f"{self.name}-{self.incarnation}"
         self.lost = False
         self.core = None
+        self.pending_snapshot = None
         self.client = self.world.client(self.tuning.session_timeout)
         self.client.add_listener(self._on_state)
         self.phase = "standby"
@@ -345,11 +349,20 @@ class MasterReplica:
                 return
             if self.on_flush is not None:
                 self.on_flush(self)
-            if self.log.records_since_snapshot >= SNAPSHOT_EVERY:
-                self.log.write_snapshot(self.core.state.snapshot())
-                self.world.log(self.name, "snapshot")
+            if self.pending_snapshot is not None:
+                encoded, mark = self.pending_snapshot
+                self.pending_snapshot = None
+                self.log.install_snapshot(encoded, mark)
+                self.world.log(self.name, "snapshot installed", mark)
                 if self.on_snapshot is not None:
                     self.on_snapshot(self)
+            elif self.log.records_since_snapshot >= SNAPSHOT_EVERY:
+                # The state as of the mark, installed later (MasterServer forks a child
+                # for it): what is appended in between must stay after the snapshot.
+                mark = self.log.mark_snapshot()
+                self.pending_snapshot = (self.log.encode_snapshot(self.core.state.snapshot()),
+                                         mark)
+                self.world.log(self.name, "snapshot marked", mark)
         for peer, msg, request_id in ready.messages:
             if not isinstance(msg, Heartbeat):
                 self.world.log(self.name, Lazy(_arrow, "->", peer), Lazy(_short, msg))

@@ -258,3 +258,46 @@ def test_a_standby_a_few_batches_behind_reads_on_after_compaction(
     assert tail.snapshot is None and [r["i"] for r in tail.records] == [10, 11]
     assert standby_behind == list(range(10))
     assert ZooKeeperLog(zk_client, "/cluster").recover().records == []
+
+
+def test_a_snapshot_installed_later_covers_only_what_preceded_its_mark(
+        zk_client: KazooClient) -> None:
+    """The master builds a snapshot in a child while it appends: the batches appended
+    after the mark stay after the snapshot, for a fresh reader and a standby alike."""
+    leader = ZooKeeperLog(zk_client, "/cluster", retain=0)
+    leader.recover()
+    leader.claim_epoch()
+    standby = ZooKeeperLog(zk_client, "/cluster")
+    standby.recover()
+    leader.append([{"n": 0}, {"n": 1}])
+    mark = leader.mark_snapshot()
+    encoded = leader.encode_snapshot({"upto": 1})
+    leader.append([{"n": 2}])
+    leader.append([{"n": 3}])
+    assert [r["n"] for r in standby.tail().records] == [0, 1, 2, 3]
+    leader.install_snapshot(encoded, mark)
+    assert leader.records_since_snapshot == 2
+    assert leader.snapshot_bytes == encoded.size
+    recovered = ZooKeeperLog(zk_client, "/cluster").recover()
+    assert recovered.snapshot == {"upto": 1}
+    assert [r["n"] for r in recovered.records] == [2, 3]
+    leader.append([{"n": 4}])
+    assert [r["n"] for r in standby.tail().records] == [4]
+    assert standby.records_since_snapshot == 3  # 2, 3 and 4 follow the snapshot
+
+
+def test_an_abandoned_mark_is_covered_by_a_later_one_and_a_stale_one_is_ignored(
+        zk_client: KazooClient) -> None:
+    leader = ZooKeeperLog(zk_client, "/cluster", retain=0)
+    leader.recover()
+    leader.claim_epoch()
+    leader.append([{"n": 0}])
+    first = leader.mark_snapshot()  # its child failed: never installed
+    leader.append([{"n": 1}])
+    second = leader.mark_snapshot()
+    leader.append([{"n": 2}])
+    leader.install_snapshot(leader.encode_snapshot({"upto": 1}), second)
+    leader.install_snapshot(leader.encode_snapshot({"upto": 0}), first)  # too late
+    recovered = ZooKeeperLog(zk_client, "/cluster").recover()
+    assert recovered.snapshot == {"upto": 1}
+    assert [r["n"] for r in recovered.records] == [2]

@@ -31,7 +31,7 @@ def test_torn_tail_is_dropped_and_log_stays_appendable(tmp_path: Path) -> None:
     log.append([{"op": "kept"}])
     log.append([{"op": "torn", "pad": "x" * 100}])
     log.close()
-    path = tmp_path / DirectoryLog.LOG_NAME
+    path = log.segment_path(0)
     path.write_bytes(path.read_bytes()[:-10])  # crash in the middle of the second write
     again = DirectoryLog(tmp_path)
     assert again.recover().records == [{"op": "kept"}]
