@@ -1002,6 +1002,12 @@ def encode(msg: Message, request_id: str = "", epoch: int = 0) -> bytes:
 
 def decode(frame: bytes, max_bytes: int = DEFAULT_MAX_FRAME_BYTES) -> Envelope:
     """Parse and validate one frame; raises ProtocolError and never anything else."""
+    return decode_plain(unpack_frame(frame, max_bytes))
+
+
+def unpack_frame(frame: bytes, max_bytes: int = DEFAULT_MAX_FRAME_BYTES) -> Any:
+    """The frame's msgpack, unvalidated (``decode_plain`` validates it); raises
+    ProtocolError and never anything else."""
     if len(frame) > max_bytes:
         raise ProtocolError("oversized", f"frame of {len(frame)} bytes exceeds {max_bytes}")
     try:
@@ -1013,7 +1019,7 @@ def decode(frame: bytes, max_bytes: int = DEFAULT_MAX_FRAME_BYTES) -> Envelope:
         )
     except Exception as exc:  # msgpack raises several unrelated types
         raise ProtocolError("malformed", f"frame is not valid msgpack: {exc}") from None
-    return decode_plain(raw)
+    return raw
 
 
 def peek_request_id(frame: bytes) -> str:
@@ -1029,6 +1035,22 @@ def peek_request_id(frame: bytes) -> str:
 
 def decode_plain(raw: Any) -> Envelope:
     """Validate an already unpacked envelope."""
+    cls, request_id, body, epoch = peek_envelope(raw)
+    tag = cls.TYPE
+    try:
+        msg = _build(cls, body, tag)
+    except ProtocolError:
+        raise
+    except (TypeError, ValueError, RecursionError) as exc:
+        raise ProtocolError("bad_field", f"{tag}: {exc}") from None
+    return Envelope(msg, request_id, epoch)
+
+
+def peek_envelope(raw: Any) -> tuple[type[Message], str, dict[Any, Any], int]:
+    """The envelope of an unpacked frame, validated, with its body not yet validated:
+    (message class, request id, body, epoch). For a receiver's fast path, which may
+    answer a frame from a field or two of its body (whose types it checks) without
+    validating the whole of it."""
     if not isinstance(raw, list) or len(raw) not in (4, 5):
         raise ProtocolError(
             "malformed", "envelope must be [version, type, request_id, body(, epoch)]"
@@ -1052,13 +1074,7 @@ def decode_plain(raw: Any) -> Envelope:
         raise ProtocolError("unknown_type", f"unknown message type {tag[:64]!r}")
     if not isinstance(body, dict):
         raise ProtocolError("malformed", "envelope body must be a map")
-    try:
-        msg = _build(cls, body, tag)
-    except ProtocolError:
-        raise
-    except (TypeError, ValueError, RecursionError) as exc:
-        raise ProtocolError("bad_field", f"{tag}: {exc}") from None
-    return Envelope(msg, request_id, epoch)
+    return cls, request_id, body, epoch
 
 
 def error_frame(exc: ProtocolError, request_id: str = "") -> bytes:

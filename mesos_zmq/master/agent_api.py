@@ -110,6 +110,9 @@ def reregister_agent(core: MasterContext, peer: bytes, msg: ReregisterAgent, rid
         core.error(peer, "invalid", f"agent re-registration refused: {problem}", rid)
         return
     agent_id = msg.agent_id
+    if repeated_reregistration(core, peer, agent_id):
+        answer_repeat(core, peer, agent_id, rid)
+        return
     if not access.may_use(core, "agent", agent_id, peer, rid):
         return
     static = Resources.parse(msg.resources)
@@ -135,6 +138,29 @@ def reregister_agent(core: MasterContext, peer: bytes, msg: ReregisterAgent, rid
         task_book.drain(core, agent_id, now)  # kills sent while it was away never arrived
     core.request_allocation()
     log.info("agent reregistered", agent_id=agent_id, tasks=len(msg.tasks))
+    core.send(peer, agent_registered(core, agent_id, True), rid)
+
+
+def repeated_reregistration(core: MasterContext, peer: bytes, agent_id: str) -> bool:
+    """A re-registration on the connection already bound to ``agent_id``: the agent's
+    retry, sent before the answer to its first attempt arrived (after a failover,
+    10,000 agents sent 31,000 while the new leader worked through them).
+
+    The first one reconciled the agent's tasks, and what changed on the agent since
+    travels as status updates; the same connection is the same agent process (a
+    restarted agent, or one with other resources, connects anew). So a repeat changes
+    nothing and is answered again, the same answer.
+    """
+    bound = core.peers.get(peer)
+    if bound is None or bound.kind != "agent" or bound.id != agent_id:
+        return False
+    rt = core.agent_runtimes.get(agent_id)
+    return (rt is not None and rt.peer == peer and rt.deadline is None
+            and agent_id in core.state.agents)
+
+
+def answer_repeat(core: MasterContext, peer: bytes, agent_id: str, rid: str) -> None:
+    core.count("repeated_reregistrations")
     core.send(peer, agent_registered(core, agent_id, True), rid)
 
 

@@ -48,12 +48,15 @@ from mesos_zmq.protocol import (
     FileData,
     Heartbeat,
     Message,
+    ReregisterAgent,
     State,
     Tasks,
-    decode,
+    decode_plain,
     encode,
     error_frame,
+    peek_envelope,
     peek_request_id,
+    unpack_frame,
 )
 from mesos_zmq.resources import validate_role
 from mesos_zmq.transport import TRACKED_BYTES, ServerSocket
@@ -416,7 +419,12 @@ class MasterServer:
                 continue
             frame = frames[0]
             try:
-                envelope = decode(frame, self.config.max_frame_bytes)
+                raw = unpack_frame(frame, self.config.max_frame_bytes)
+                again = self._repeated(identity, raw, user, now)
+                if again is not None:
+                    ready.extend(again)
+                    continue
+                envelope = decode_plain(raw)
             except ProtocolError as exc:
                 rid = peek_request_id(frame) if exc.code != "oversized" else ""
                 log.info("refused frame", code=exc.code, error=exc.message[:200])
@@ -456,6 +464,21 @@ class MasterServer:
                 continue
             ready.extend(result)
         return False
+
+    def _repeated(self, identity: bytes, raw: Any, user: str | None,
+                  now: float) -> Ready | None:
+        """An agent's repeated re-registration, answered without validating the task
+        reports it carries (see MasterCore.reregistered_again); None for anything else."""
+        if type(raw) is not list or len(raw) < 4 or raw[1] != ReregisterAgent.TYPE:
+            return None
+        if self.zap is not None and not (user and self.zap.still_valid(user)):
+            return None
+        _, request_id, body, _ = peek_envelope(raw)
+        agent_id = body.get("agent_id")
+        if type(agent_id) is not str:
+            return None
+        return self.core.reregistered_again(identity, agent_id, request_id, now,
+                                            principal_of(user))
 
     def _forget_failed_handler(self, ready: Ready, now: float) -> bool:
         """Undo what a failed handler did: rebuild the core from the log plus the records
