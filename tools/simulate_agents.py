@@ -113,6 +113,7 @@ class _Agent:
         "hostname",
         "index",
         "interval",
+        "last_sent",
         "limit",
         "max_epoch",
         "register_attempts",
@@ -128,6 +129,9 @@ class _Agent:
         self.agent_id = ""
         self.registered = False
         self.heard = 0.0
+        #: when it last sent the master a status update (a sign of life, as good as a
+        #: heartbeat: the agent's rule in mesos_zmq.agent.core)
+        self.last_sent = 0.0
         self.limit = 10.0
         self.interval = 1.0
         self.register_attempts = 0
@@ -278,6 +282,7 @@ class _Worker:
         head = task.updates[0]
         self.counts["updates_sent"] += 1
         self.send(agent, StatusUpdate(status=head))
+        agent.last_sent = now
         # the agent's rule: floored jitter from update_retry, doubling to the maximum
         self.at(now + self.update_backoff.floored_jitter(task.attempts, self.rng), "retry",
                 agent,
@@ -344,8 +349,12 @@ class _Worker:
             self.register(agent, now)
         elif kind == "beat":
             if agent.registered:
+                if now - agent.last_sent < agent.interval:
+                    self.at(agent.last_sent + agent.interval, "beat", agent)
+                    return
                 self.counts["heartbeats_sent"] += 1
                 self.send(agent, Heartbeat())
+                agent.last_sent = now
                 self.at(now + agent.interval, "beat", agent)
         elif kind == "check":
             if now - agent.heard > agent.limit:

@@ -793,3 +793,6 @@ class AgentCore:
             task.retries = 0
         task.retry_at = now + self.update_backoff.floored_jitter(task.retries, self._rng)
         fx.messages.append((StatusUpdate(status=head), ""))
+        # A sign of life to the master as good as a heartbeat (its monitor counts every
+        # message): the next heartbeat is due an interval from now.
+        self.monitor.sent(now)

@@ -269,6 +269,8 @@ class MasterCore:
         #: timers; what is shown to people or written down is wall-clock UTC
         self.wall_offset = 0.0
         self._wall_now = now
+        #: the ``now`` of the call being handled (what ``send`` stamps on a peer)
+        self._now = now
         #: facts only the shell knows (pid, address, epoch, standbys), shown in ``state``
         self.facts: dict[str, Any] = {}
         self.counters: dict[str, int] = {}
@@ -330,6 +332,12 @@ class MasterCore:
 
     def send(self, peer: bytes, msg: Message, request_id: str = "") -> None:
         self._ready.messages.append((peer, msg, request_id))
+        info = self.peers.get(peer)
+        if info is not None:
+            # Anything the master says is a sign of life to its peer (their monitors
+            # count every message): no heartbeat is due for another interval. Under
+            # load this spares most heartbeats, a fifth of the messages at 10,000 agents.
+            info.monitor.last_sent = self._now
 
     def error(self, peer: bytes, code: str, message: str, request_id: str) -> None:
         self.count(f"error_{code}")
@@ -398,6 +406,7 @@ class MasterCore:
         principal's binding: a message from another principal unbinds it first.
         """
         self._wall_now = self.wall(now)
+        self._now = now
         self.principal = principal
         info = self.peers.get(peer)
         if info is not None and principal is not None and info.principal != principal.name:
@@ -439,6 +448,7 @@ class MasterCore:
         that backlog (5,220 agents were, once, at 10,000 agents under load).
         """
         self._wall_now = self.wall(now)
+        self._now = now
         self.principal = None
         liveness.check_peers(self, now, now if heard_until is None else min(now, heard_until))
         liveness.check_deadlines(self, now)
@@ -529,6 +539,7 @@ class MasterCore:
         this (a forked child's). Its admission was decided when it arrived."""
         handler = self._handlers[type(read.message)]
         self._wall_now = self.wall(now)
+        self._now = now
         self.principal = read.principal
         self._answering = True
         try:
@@ -562,6 +573,7 @@ class MasterCore:
         if not agent_api.repeated_reregistration(self, peer, agent_id):
             return None
         self._wall_now = self.wall(now)
+        self._now = now
         self.principal = principal
         info.monitor.received(now)
         agent_api.answer_repeat(self, peer, agent_id, request_id)
