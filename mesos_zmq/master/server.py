@@ -8,6 +8,7 @@ batch of messages. Draining many frames per iteration is what groups commits.
 
 from __future__ import annotations
 
+import gc
 import ipaddress
 import os
 import resource
@@ -641,10 +642,24 @@ def raise_descriptor_limit() -> int:
     return int(soft)
 
 
+def freeze_long_lived() -> None:
+    """Take what the process holds now (the master's state, recovered from the log or
+    handed over by a standby) out of the cyclic garbage collector's sight.
+
+    That state lives as long as the master, and every full collection walked it: 0.2 to
+    0.4 s each at 100,000 tasks, one of them likely during the re-registration storm
+    after a failover. Children forked for reads and snapshots also copy fewer pages
+    (a collection touched them all). Only for the daemon's process: frozen objects are
+    never collected, so a test process that builds many masters must not freeze.
+    """
+    gc.freeze()
+
+
 def run_master(config: MasterConfig) -> int:
     """Run a master until SIGINT/SIGTERM; returns the process exit code."""
     raise_descriptor_limit()
     server = MasterServer(config)
+    freeze_long_lived()
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
         log.info("master stopping", signal=signal.Signals(signum).name)
