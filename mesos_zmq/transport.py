@@ -48,6 +48,7 @@ TRACKED_BYTES: Final = 64 * 1024
 HANDSHAKES_BEFORE_BLAME: Final = 3
 _NOBLOCK: Final = int(zmq.NOBLOCK)
 _MORE: Final = int(zmq.NOBLOCK | zmq.SNDMORE)
+_RCVMORE: Final = int(zmq.RCVMORE)
 #: the largest epoch a master can have: epochs are ZooKeeper node versions (int32)
 MAX_EPOCH: Final = 2**31 - 1
 
@@ -115,8 +116,15 @@ class ServerSocket:
         """Like ``recv`` but raises ``zmq.Again`` when nothing is queued; the third
         item is the sender's ZAP ``User-Id`` (None on a socket without keys)."""
         if not self.secure:
-            parts = self.socket.recv_multipart(flags=zmq.NOBLOCK, copy=True)
-            return parts[0], parts[1:], None
+            # Part by part: recv_multipart's generality cost 2.4 us a message against
+            # 0.9 here (a ROUTER's message is the sender's identity and at least one
+            # part; all its parts have arrived once the first can be read).
+            sock = self.socket
+            identity = sock.recv(_NOBLOCK)
+            parts = [sock.recv()]
+            while sock.getsockopt(_RCVMORE):
+                parts.append(sock.recv())
+            return identity, parts, None
         frames = self.socket.recv_multipart(flags=zmq.NOBLOCK, copy=False)
         try:
             user = frames[-1].get("User-Id")
