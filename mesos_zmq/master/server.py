@@ -49,15 +49,13 @@ from mesos_zmq.protocol import (
     FileData,
     Heartbeat,
     Message,
-    ReregisterAgent,
     State,
     Tasks,
-    decode_plain,
+    decode,
     encode,
     error_frame,
-    peek_envelope,
     peek_request_id,
-    unpack_frame,
+    peek_reregistration,
 )
 from mesos_zmq.resources import validate_role
 from mesos_zmq.transport import TRACKED_BYTES, ServerSocket
@@ -420,12 +418,12 @@ class MasterServer:
                 continue
             frame = frames[0]
             try:
-                raw = unpack_frame(frame, self.config.max_frame_bytes)
-                again = self._repeated(identity, raw, user, now)
-                if again is not None:
-                    ready.extend(again)
-                    continue
-                envelope = decode_plain(raw)
+                if len(frame) <= self.config.max_frame_bytes:
+                    again = self._repeated(identity, frame, user, now)
+                    if again is not None:
+                        ready.extend(again)
+                        continue
+                envelope = decode(frame, self.config.max_frame_bytes)
             except ProtocolError as exc:
                 rid = peek_request_id(frame) if exc.code != "oversized" else ""
                 log.info("refused frame", code=exc.code, error=exc.message[:200])
@@ -466,18 +464,16 @@ class MasterServer:
             ready.extend(result)
         return False
 
-    def _repeated(self, identity: bytes, raw: Any, user: str | None,
+    def _repeated(self, identity: bytes, frame: bytes, user: str | None,
                   now: float) -> Ready | None:
-        """An agent's repeated re-registration, answered without validating the task
-        reports it carries (see MasterCore.reregistered_again); None for anything else."""
-        if type(raw) is not list or len(raw) < 4 or raw[1] != ReregisterAgent.TYPE:
+        """An agent's repeated re-registration, answered from its envelope and agent id
+        alone (see MasterCore.reregistered_again); None for anything else."""
+        peeked = peek_reregistration(frame)
+        if peeked is None:
             return None
         if self.zap is not None and not (user and self.zap.still_valid(user)):
             return None
-        _, request_id, body, _ = peek_envelope(raw)
-        agent_id = body.get("agent_id")
-        if type(agent_id) is not str:
-            return None
+        request_id, agent_id = peeked
         return self.core.reregistered_again(identity, agent_id, request_id, now,
                                             principal_of(user))
 

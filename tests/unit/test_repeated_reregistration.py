@@ -19,6 +19,7 @@ from mesos_zmq.protocol import (
     TaskReport,
     TaskStatus,
     encode,
+    peek_reregistration,
 )
 from tests.unit.test_handler_failure import FakeSocket
 from tests.unit.test_master_core import AGENT, Harness, launch
@@ -120,3 +121,20 @@ def test_the_shell_takes_a_repeat_without_decoding_its_reports() -> None:
     finally:
         server.server = real
         server.close()
+
+
+def test_a_reregistration_is_peeked_as_far_as_its_agent_id_and_nothing_else_is() -> None:
+    frame = encode(ReregisterAgent(agent_id="A1", hostname="h", resources="cpus:1"), "r9")
+    assert peek_reregistration(frame) == ("r9", "A1")
+    # the agent id after a large value, as a hostile or other client may order it
+    body = {"tasks": [{"x": "y" * 1000}] * 50, "hostname": "h", "agent_id": "A2"}
+    assert peek_reregistration(msgpack.packb(
+        [PROTOCOL_VERSION, "reregister_agent", "", body])) == ("", "A2")
+    assert peek_reregistration(encode(RegisterAgent(hostname="h", resources="cpus:1"))) is None
+    assert peek_reregistration(frame[:-3]) is None  # cut short: the full decode says why
+    for bad in ({"agent_id": 5}, {"hostname": "h"}, ["not", "a", "map"]):
+        assert peek_reregistration(msgpack.packb(
+            [PROTOCOL_VERSION, "reregister_agent", "", bad])) is None
+    assert peek_reregistration(msgpack.packb(
+        [PROTOCOL_VERSION, "reregister_agent", 7, {"agent_id": "A1"}])) is None
+    assert peek_reregistration(b"") is None and peek_reregistration(b"\x94") is None
