@@ -905,7 +905,20 @@ def _builder_for(cls: type[Any]) -> Callable[[dict[Any, Any], _Where], Any]:
             env[f"d{i}"] = default[1]
             lines.append(f"        a{i} = d{i}")
         args.append(f"{name}=a{i}")
-    lines.append(f"    return cls({', '.join(args)})")
+    names = [name for name, *_ in _fields_of(cls)]
+    slots: list[Any] = [getattr(cls, name, None) for name in names]
+    if hasattr(cls, "__post_init__") or not all(
+            isinstance(slot, types.MemberDescriptorType) for slot in slots):
+        lines.append(f"    return cls({', '.join(args)})")
+    else:
+        # Each slot set through its own descriptor, as the dataclass's ``__init__``
+        # would set it (one call fewer per record, no per-field attribute lookup).
+        env["_new"] = object.__new__
+        lines.append("    o = _new(cls)")
+        for i, slot in enumerate(slots):
+            env[f"s{i}"] = slot.__set__
+            lines.append(f"    s{i}(o, a{i})")
+        lines.append("    return o")
     exec("\n".join(lines), env)  # generated from the record's own fields
     builder: Callable[[dict[Any, Any], _Where], Any] = env["build"]
     return builder
