@@ -34,7 +34,7 @@ from mesos_zmq.master.server import (
     MasterConfig,
     MasterServer,
     advertised_address,
-    freeze_long_lived,
+    building_long_lived,
     raise_descriptor_limit,
     stable_master_id,
 )
@@ -265,8 +265,9 @@ def run_master_ha(config: MasterConfig) -> int:
 
         config.master_id = member_id
         standbys = StandbyList(contender, stop)
-        server = MasterServer(config, replicated_log=zk_log, state=state, guard=guard,
-                              epoch=epoch, standbys=standbys.get)
+        with building_long_lived():
+            server = MasterServer(config, replicated_log=zk_log, state=state, guard=guard,
+                                  epoch=epoch, standbys=standbys.get)
         serving.append(server)
         built = time.monotonic()
         contender.publish({
@@ -287,7 +288,6 @@ def run_master_ha(config: MasterConfig) -> int:
                  server_ms=round((built - caught_up) * 1000, 1),
                  publish_ms=round((published - built) * 1000, 1),
                  total_ms=round((published - won_time) * 1000, 1))
-        freeze_long_lived()
         server.serve_forever()
         if lost.is_set():
             log.error("ZooKeeper session lost: stepping down")
