@@ -37,6 +37,11 @@ log = structlog.get_logger()
 #: between the protocol limit and this cap get a protocol error reply instead.
 HARD_FRAME_CAP: Final = 64 * 1024 * 1024
 _HWM: Final = 200_000
+#: a client's reconnection to a master that went away: first after 0.1 s, then backing
+#: off to a second (libzmq's default retries every 0.1 s for ever: 10,000 agents
+#: knocking at a dead leader's port ten times a second)
+RECONNECT_IVL_MS: Final = 100
+RECONNECT_IVL_MAX_MS: Final = 1000
 #: connections the kernel queues before the master accepts them (capped by the host's
 #: net.core.somaxconn, 4096 on current Linux)
 LISTEN_BACKLOG: Final = 8192
@@ -197,8 +202,8 @@ class ClientSocket:
         sock.setsockopt(zmq.LINGER, 0)
         sock.setsockopt(zmq.SNDHWM, _HWM)
         sock.setsockopt(zmq.RCVHWM, _HWM)
-        sock.setsockopt(zmq.RECONNECT_IVL, 100)
-        sock.setsockopt(zmq.RECONNECT_IVL_MAX, 1000)
+        sock.setsockopt(zmq.RECONNECT_IVL, RECONNECT_IVL_MS)
+        sock.setsockopt(zmq.RECONNECT_IVL_MAX, RECONNECT_IVL_MAX_MS)
         sock.setsockopt(zmq.ROUTING_ID, f"{os.getpid()}-{uuid.uuid4().hex[:12]}".encode())
         if _ipv6(self.address):
             sock.setsockopt(zmq.IPV6, 1)
