@@ -22,10 +22,8 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import logging
 import os
 import re
-import shutil
 import signal
 import threading
 import time
@@ -33,7 +31,9 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:  # imported where used: the task launcher forks faster without it
+if TYPE_CHECKING:  # imported where used: the task launcher forks faster without them
+    import logging
+
     import psutil
 
 from mesos_zmq.errors import ConfigError, MesosZmqError
@@ -52,9 +52,20 @@ __all__ = [
     "parse_mountinfo",
 ]
 
-# Stdlib logging on purpose: the entry point's structlog set-up renders stdlib records
-# through the same processors, and this module may import nothing beyond stdlib+psutil.
-log = logging.getLogger(__name__)
+
+def _log() -> logging.Logger:
+    """This module's logger.
+
+    Stdlib logging on purpose: the entry point's structlog set-up renders stdlib records
+    through the same processors, and this module may import nothing beyond stdlib+psutil.
+    Imported when first needed: the task launcher imports this module and hardly ever
+    logs, and ``logging`` registers a fork handler, which every supervisor the launcher forks
+    would run (each object it touches is a page copied into that supervisor).
+    """
+    import logging
+
+    return logging.getLogger(__name__)
+
 
 CFS_PERIOD_US = 100_000
 """CFS period for hard CPU limits; 100 ms is the kernel default and what Mesos uses."""
@@ -194,21 +205,35 @@ def _check_name(name: str, what: str = "container id") -> str:
 def _write(path: str, value: str) -> None:
     """Write one value in one ``write(2)``, turning failures into IsolationError."""
     try:
-        with open(path, "w") as f:
-            f.write(value)
+        # Plain system calls rather than a file object: the launcher, whose loop is
+        # what a burst of launches queues on, writes a few of these per task.
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
+        try:
+            os.write(fd, value.encode())
+        finally:
+            os.close(fd)
     except OSError as e:
         raise IsolationError(path, e.strerror or str(e), e.errno, value) from e
 
 
 def _read(path: str) -> str | None:
-    """A cgroup file's content, or None when it (or its cgroup) has gone away."""
+    """A cgroup file's content, or None when it (or its cgroup) has gone away.
+
+    Read with plain system calls: supervisors read their task's OOM verdict here, and
+    the less of the launcher's heap a supervisor touches, the less of it is copied."""
     try:
-        with open(path) as f:
-            return f.read()
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            chunks = []
+            while chunk := os.read(fd, 65536):
+                chunks.append(chunk)
+        finally:
+            os.close(fd)
     except OSError as e:
         if e.errno in (errno.ENOENT, errno.ENODEV, errno.ESRCH, errno.ENOTDIR):
             return None
         raise
+    return b"".join(chunks).decode()
 
 
 def _read_int(path: str) -> int | None:
@@ -377,9 +402,12 @@ class _Cgroups(Isolator):
         dirs = self._dirs(container_id)
         for d in dirs:
             try:
-                # exist_ok: re-preparing after an agent crash between prepare and launch
-                # must work; makedirs also recreates <root> if someone removed it.
-                os.makedirs(d, exist_ok=True)
+                try:
+                    os.mkdir(d)  # the usual case, in one system call
+                except FileExistsError:
+                    pass  # re-preparing after an agent crash between prepare and launch
+                except FileNotFoundError:
+                    os.makedirs(d, exist_ok=True)  # someone removed <root>: recreate it
             except OSError as e:
                 raise IsolationError(d, e.strerror or str(e), e.errno) from e
         return dirs
@@ -429,11 +457,16 @@ class _Cgroups(Isolator):
         return sorted(found)
 
     def destroy(self, container_id: str) -> None:
-        dirs = [d for d in self._dirs(container_id) if os.path.isdir(d)]
+        if self.fake:
+            dirs = [d for d in self._dirs(container_id) if os.path.isdir(d)]
+        else:
+            dirs = self._remove_empty(self._dirs(container_id))
         if not dirs:
             return
         if self.fake:
             # A fake tree holds plain files and no real processes: nothing to signal.
+            import shutil
+
             for d in dirs:
                 shutil.rmtree(d, ignore_errors=True)
             return
@@ -457,6 +490,24 @@ class _Cgroups(Isolator):
             time.sleep(_POLL)
         for d in dirs:
             self._rmdir_tree(d, deadline)
+
+    @staticmethod
+    def _remove_empty(dirs: list[str]) -> list[str]:
+        """Remove the cgroups that hold no process and no cgroup (the kernel refuses the
+        rest with EBUSY), in one call each; returns those left.
+
+        The usual end of a container: its supervisor, the last process in it, has been
+        reaped. Looking for processes first (and walking each cgroup twice) made
+        releasing a container dearer than preparing it, on the launcher's loop."""
+        left = []
+        for d in dirs:
+            try:
+                os.rmdir(d)
+            except FileNotFoundError:
+                pass
+            except OSError:
+                left.append(d)
+        return left
 
     @staticmethod
     def _rmdir_tree(top: str, deadline: float) -> None:
@@ -537,13 +588,18 @@ class CgroupsV1(_Cgroups):
                 _write(os.path.join(cpu, "cpu.cfs_period_us"), str(CFS_PERIOD_US))
                 _write(os.path.join(cpu, "cpu.cfs_quota_us"), str(_quota(limits.cpus)))
             else:
-                _write(os.path.join(cpu, "cpu.cfs_quota_us"), "-1")
+                # No quota: what a new cgroup has. Written only when it differs (a
+                # cgroup left by a crash): setting a CFS quota is among the dearest
+                # writes of a launch, even to the value it already has.
+                quota = os.path.join(cpu, "cpu.cfs_quota_us")
+                if _read_int(quota) != -1:
+                    _write(quota, "-1")
         if limits.mem_bytes is not None:
             self._write_memory(mem, str(limits.mem_bytes))
         if limits.pids_max is not None:
             if pids is None:
-                log.warning("pids cgroup controller not mounted: pids_max %d not enforced",
-                            limits.pids_max)
+                _log().warning("pids cgroup controller not mounted: pids_max %d not enforced",
+                               limits.pids_max)
             else:
                 _write(os.path.join(pids, "pids.max"), str(limits.pids_max))
 
@@ -692,8 +748,8 @@ class CgroupsV2(_Cgroups):
                 _write(swap, "0")
         if limits.pids_max is not None:
             if "pids" not in self.controllers:
-                log.warning("pids controller not delegated: pids_max %d not enforced",
-                            limits.pids_max)
+                _log().warning("pids controller not delegated: pids_max %d not enforced",
+                               limits.pids_max)
             else:
                 _write(os.path.join(d, "pids.max"), str(limits.pids_max))
 
@@ -789,8 +845,8 @@ class Posix(Isolator):
         self._remember(container_id, rss)
         if limits.mem_bytes is None or rss <= limits.mem_bytes:
             return False
-        log.warning("container %s uses %d bytes of memory, limit %d: killing it",
-                    container_id, rss, limits.mem_bytes)
+        _log().warning("container %s uses %d bytes of memory, limit %d: killing it",
+                       container_id, rss, limits.mem_bytes)
         with self._lock:
             self._oom.add(container_id)
         # The task leads its own process group: killing the group first also reaches
@@ -883,7 +939,7 @@ def detect_isolator(root: str = "mesos-zmq", prefer: str = "auto", *,
             mounts = parse_mountinfo(f.read(), cgroup_mount)
     except OSError as e:
         mounts = CgroupMounts()
-        log.debug("cannot read %s: %s", mountinfo, e.strerror)
+        _log().debug("cannot read %s: %s", mountinfo, e.strerror)
     reasons: list[str] = []
     hint = "run the agent as root with the hierarchy mounted, or choose posix isolation"
     if prefer in ("auto", "cgroups-v1"):
@@ -902,6 +958,6 @@ def detect_isolator(root: str = "mesos-zmq", prefer: str = "auto", *,
                     f"cgroups-v2 isolation unusable: {e}; run the agent as root or under "
                     f"systemd with Delegate=yes, or choose posix isolation") from e
             reasons.append(str(e))
-    log.warning("cgroups not writable: falling back to posix isolation, memory limits "
-                "enforced by polling (%s)", "; ".join(reasons))
+    _log().warning("cgroups not writable: falling back to posix isolation, memory limits "
+                   "enforced by polling (%s)", "; ".join(reasons))
     return Posix()

@@ -27,6 +27,17 @@ created and removed per launch is the dearest thing a launch could cost the disk
 :mod:`mesos_zmq.agent.checkpoint`), and a task's environment is better not written
 anywhere it need not be.
 
+Bursts. A big RunTasks makes the agent send requests faster than supervisors can be
+forked; the agent keeps the rest in its queue while this socket is full. The launcher
+reads what is waiting (up to :data:`MAX_BATCH` requests) and handles it in order: each
+task's cgroups are made, with their limits, then the supervisors are forked back to
+back, then the agent is told. The supervisors then start their tasks side by side, on
+every core the host has, while the launcher reads the next batch. Forking is what the
+launcher spends its time on, and what each supervisor pays for in copied pages: so the
+launcher imports little, its heap is frozen out of the garbage collector's way once it
+is loaded (``gc.freeze``: a collection would touch every object, in the launcher and in
+every supervisor that shares its pages), and no collection runs while a batch is forked.
+
 When the agent goes away the socket closes and the launcher exits at once; the
 supervisors, in sessions of their own, keep their tasks running.
 """
@@ -34,6 +45,7 @@ supervisors, in sessions of their own, keep their tasks running.
 from __future__ import annotations
 
 import contextlib
+import gc
 import json
 import os
 import select
@@ -41,12 +53,19 @@ import signal
 import socket
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from mesos_zmq.agent.flags import CONTAINER_DISK_WATCH_INTERVAL
 from mesos_zmq.agent.isolation import Isolator, Limits, detect_isolator
-from mesos_zmq.agent.supervisor import SupervisorSpec, cancel_unstarted, run_forked
+from mesos_zmq.agent.supervisor import (
+    SupervisorSpec,
+    cancel_unstarted,
+    fork_ready,
+    open_fds,
+    run_forked,
+)
 
 MAX_PACKET = 1 << 20
 #: requests larger than this travel by file (far above a usual request, far below what
@@ -55,6 +74,9 @@ INLINE_REQUEST_BYTES = 16 * 1024
 #: the largest launch spec file the launcher reads (the validation limits keep a spec
 #: to a few hundred KiB)
 MAX_SPEC_FILE = 16 << 20
+#: most requests forked in one batch (see :func:`_launch_batch`): enough to take a
+#: burst in a few passes, few enough that replies and reaping are not held up long
+MAX_BATCH = 64
 #: seconds the launcher outlives its agent, for supervisors that are about to end
 LINGER = 3.0
 
@@ -159,32 +181,110 @@ def _request_key(data: bytes) -> str | None:
 
 
 def _launch(sock: socket.socket, isolator: Isolator, data: bytes,
-            children: dict[int, tuple[str, str]]) -> None:
+            children: dict[int, tuple[str, str]], spent: list[str] | None = None) -> None:
+    """One request (see :func:`_launch_batch`)."""
+    _launch_batch(sock, isolator, [data], children, [] if spent is None else spent)
+
+
+def _launch_batch(sock: socket.socket, isolator: Isolator, batch: list[bytes],
+                  children: dict[int, tuple[str, str]], spent: list[str]) -> None:
+    """Fork a supervisor for each request of ``batch``, in order (a supervisor that
+    cannot be forked fails its task alone; its cgroups go on ``spent``).
+
+    In three passes, so that the forks come back to back: every request is decoded
+    and its cgroups made first, then the supervisors are forked, then the agent is
+    told. A fork write-protects every page of this process, and each page the
+    launcher writes afterwards is copied once per fork it follows: work done between
+    two forks is paid again at every fork, work done before the first or after the
+    last only once. (Making the cgroups here, rather than in each supervisor, is
+    cheaper for the same reason: this process has already touched what it needs.)
+    """
+    ready: list[tuple[str, str, SupervisorSpec, Callable[[], list[str]],
+                      Callable[[], bool]]] = []
+    for data in batch:
+        try:
+            key, spec, container_id, limits = _decode_request(data)
+        except (ValueError, KeyError, TypeError, OSError) as exc:
+            _refuse(sock, data, f"bad launch request: {exc}")
+            continue
+        ready.append((key, container_id, spec, _prepared(isolator, container_id, limits,
+                                                         spec.sandbox),
+                      _oom_check(isolator, container_id)))
+    forked: list[tuple[int, str, str]] = []
+    failed: list[tuple[str, str, OSError]] = []
+    # No collection may start in a child before it turns the collector off: it would
+    # write to every object of the heap it shares with this process, one copied page
+    # at a time.
+    gc.disable()
     try:
-        key, spec, container_id, limits = _decode_request(data)
-    except (ValueError, KeyError, TypeError, OSError) as exc:
-        why = f"bad launch request: {exc}"
-        sock.send(json.dumps({"error": why}).encode())
-        named = _request_key(data)
-        if named is not None:
-            # Write the task off, as a restarted agent would: its supervisor never comes.
-            with contextlib.suppress(OSError):
-                cancel_unstarted(Path(named), why)
-            sock.send(json.dumps({"reaped": named, "pid": 0}).encode())
-        return
+        inherited = open_fds() if ready else []  # what each child closes
+        for key, container_id, spec, prepare, finish in ready:
+            try:
+                pid = os.fork()
+            except OSError as error:  # out of processes or memory: this task only
+                failed.append((key, container_id, error))
+                continue
+            if pid == 0:  # pragma: no cover - the child never returns
+                run_forked(spec, prepare, finish, inherited)
+            forked.append((pid, key, container_id))
+    finally:
+        gc.enable()
+    for pid, key, container_id in forked:
+        children[pid] = (key, container_id)
+        sock.send(json.dumps({"started": key, "pid": pid}).encode())
+    for key, container_id, cause in failed:
+        spent.append(container_id)  # its cgroups were made: released with the others
+        _write_off(sock, key, f"cannot start the task's supervisor: {cause}")
+
+
+def _refuse(sock: socket.socket, data: bytes, why: str) -> None:
+    """Answer a request the launcher cannot use; write its task off if it names one."""
+    sock.send(json.dumps({"error": why}).encode())
+    named = _request_key(data)
+    if named is not None:
+        _write_off(sock, named, why)
+
+
+def _write_off(sock: socket.socket, key: str, why: str) -> None:
+    """Fail the task of events file ``key``, whose supervisor never comes, as a
+    restarted agent would: a ``failed`` event, and its supervisor reported reaped
+    (pid 0), so that the agent reports the task rather than waiting for it."""
+    with contextlib.suppress(OSError):
+        cancel_unstarted(Path(key), why)
+    sock.send(json.dumps({"reaped": key, "pid": 0}).encode())
+
+
+def _prepared(isolator: Isolator, container_id: str, limits: Limits,
+              sandbox: str) -> Callable[[], list[str]]:
+    """Make the container's cgroups now; the supervisor's ``prepare`` then creates the
+    sandbox (after it has checked the task's user) and returns the cgroup.procs files
+    to join, or raises what went wrong here, so that the task fails with it as before.
+    (If the supervisor never comes, the cgroups go when it is reaped.)"""
+    try:
+        procs = isolator.prepare(container_id, limits)
+    except Exception as exc:
+        failure = exc
+
+        def failed() -> list[str]:
+            os.makedirs(sandbox, exist_ok=True)
+            raise failure
+
+        return failed
 
     def prepare() -> list[str]:
-        os.makedirs(spec.sandbox, exist_ok=True)
-        return isolator.prepare(container_id, limits)
+        os.makedirs(sandbox, exist_ok=True)
+        return procs
 
+    return prepare
+
+
+def _oom_check(isolator: Isolator, container_id: str) -> Callable[[], bool]:
+    """The supervisor's ``finish``: whether the memory limit killed its task, read from
+    the cgroup once the task has ended (before the cgroup is released)."""
     def finish() -> bool:
         return isolator.oom_killed(container_id)
 
-    pid = os.fork()
-    if pid == 0:  # pragma: no cover - the child never returns
-        run_forked(spec, prepare, finish)
-    children[pid] = (key, container_id)
-    sock.send(json.dumps({"started": key, "pid": pid}).encode())
+    return finish
 
 
 def _reap(sock: socket.socket, children: dict[int, tuple[str, str]],
@@ -203,6 +303,20 @@ def _reap(sock: socket.socket, children: dict[int, tuple[str, str]],
         key, container_id = child
         spent.append(container_id)
         sock.send(json.dumps({"reaped": key, "pid": pid}).encode())
+
+
+def _receive(sock: socket.socket) -> tuple[list[bytes], bool]:
+    """Every request waiting (up to :data:`MAX_BATCH`), and whether the agent is gone."""
+    batch: list[bytes] = []
+    while len(batch) < MAX_BATCH:
+        try:
+            data = sock.recv(MAX_PACKET, socket.MSG_DONTWAIT)
+        except (BlockingIOError, InterruptedError):
+            break
+        if not data:
+            return batch, True
+        batch.append(data)
+    return batch, False
 
 
 def _release(isolator: Isolator, spent: list[str], count: int) -> None:
@@ -248,6 +362,12 @@ def serve(fd: int, isolation: str, cgroups_root: str) -> int:
     signal.set_wakeup_fd(wake_w)
     signal.signal(signal.SIGCHLD, lambda signum, frame: None)
     isolator = detect_isolator(cgroups_root, isolation)
+    # What is loaded now lasts as long as the launcher: out of the collector's way, so
+    # that a collection here touches only what came since (the pages of a heap shared
+    # with supervisors stay shared).
+    gc.collect()
+    gc.freeze()
+    fork_ready()  # the dispositions above are final
     children: dict[int, tuple[str, str]] = {}
     spent: list[str] = []
     while True:
@@ -258,14 +378,16 @@ def serve(fd: int, isolation: str, cgroups_root: str) -> int:
             ready = []
         if wake_r in ready:
             os.read(wake_r, 4096)
+        batch: list[bytes] = []
         if sock.fileno() in ready:
-            data = sock.recv(MAX_PACKET)
-            if not data:
+            batch, gone = _receive(sock)
+            if gone:
+                _launch_batch(sock, isolator, batch, children, spent)
                 _linger(sock, isolator, children, spent)
                 return 0  # the agent is gone
-            _launch(sock, isolator, data, children)
+            _launch_batch(sock, isolator, batch, children, spent)
         _reap(sock, children, spent)
-        if sock.fileno() not in ready:
+        if not batch:
             _release(isolator, spent, 4)
 
 

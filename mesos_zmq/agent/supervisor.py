@@ -68,9 +68,10 @@ import select
 import signal
 import socket
 import subprocess
+import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, Any, NoReturn
@@ -97,6 +98,11 @@ from mesos_zmq.agent.run_as import (
 
 if TYPE_CHECKING:  # the launcher, which forks supervisors, stays small without it
     from mesos_zmq.protocol import HealthCheck
+
+#: the events a supervisor writes
+WrittenEvent = Supervising | Started | Failed | Health | Exited
+#: a signal disposition, as ``signal.signal`` takes it
+Handler = Callable[[int, FrameType | None], Any] | int
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,13 +141,16 @@ class _Events:
     def __init__(self, spec: SupervisorSpec) -> None:
         self.path = spec.events
         self.seq = 0
-        os.makedirs(os.path.dirname(self.path), exist_ok=True)
         self.notify_name = spec.notify_name
         # O_EXCL: the file must be ours. If it exists, a restarted agent found this task
         # without a supervisor and wrote it off (see cancel_unstarted); raises
         # FileExistsError, and the task is never started.
-        self.fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND,
-                          0o644)
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND
+        try:
+            self.fd = os.open(self.path, flags, 0o644)
+        except FileNotFoundError:  # the framework's first task here
+            os.makedirs(os.path.dirname(self.path), exist_ok=True)
+            self.fd = os.open(self.path, flags, 0o644)
         self.sock: socket.socket | None = None
         try:
             self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
@@ -154,13 +163,18 @@ class _Events:
         if self.sock is not None:
             self.sock.close()
 
-    def write(self, event: SupervisorEvent, notify: bool = True) -> None:
+    def write(self, event: WrittenEvent, notify: bool = True) -> None:
         """Append one event (numbered and timed here); ``notify`` pokes the agent (not
-        needed for an event the agent can just as well read along with the next one)."""
+        needed for an event the agent can just as well read along with the next one).
+
+        The line is :func:`~mesos_zmq.agent.events.encode_event`'s, built from the
+        event's fields without copying the event: a supervisor is a fork of the
+        launcher, and every object it touches costs it a copied page."""
         self.seq += 1
-        line = encode_event(replace(event, seq=self.seq, time=time.time()))
+        body = {"seq": self.seq, "event": event.TAG, "time": time.time()}
+        body.update(event.fields())
         try:
-            os.write(self.fd, (line + "\n").encode())
+            os.write(self.fd, (json.dumps(body) + "\n").encode())
         except OSError:
             pass
         if notify and self.sock is not None and self.notify_name:
@@ -170,12 +184,19 @@ class _Events:
                 pass  # no agent listening, or its queue is full: it polls as a fallback
 
 
-def _close_inherited_fds() -> None:
-    """Drop the agent's sockets and files (ZeroMQ's among them) from this process."""
+def open_fds() -> list[int]:
+    """The descriptors this process has open."""
     try:
-        fds = [int(name) for name in os.listdir("/proc/self/fd")]
+        return [int(name) for name in os.listdir("/proc/self/fd")]
     except OSError:
-        fds = list(range(3, 1024))
+        return list(range(3, 1024))
+
+
+def _close_inherited_fds(fds: list[int] | None = None) -> None:
+    """Drop the agent's sockets and files (ZeroMQ's among them) from this process:
+    ``fds``, the forking process's as it listed them just before the fork, or all."""
+    if fds is None:
+        fds = open_fds()
     for fd in fds:
         if fd > 2:
             try:
@@ -193,40 +214,72 @@ def _survive(signum: int, frame: FrameType | None) -> None:
     """Catch and drop a survived signal (caught, not ignored: exec resets it)."""
 
 
-def _reset_signals() -> None:
-    """Give this process the dispositions a supervisor needs and its task should inherit.
+#: ``signal``'s C functions, without the module's wrappers: those turn every handler
+#: into an enum (raising and catching an exception per call for a function handler),
+#: and a forked supervisor pays a copied page for each object that work touches
+_SIGNAL_C = sys.modules["_signal"]
+#: what a child of the forking process must change (see :func:`fork_ready`)
+_signal_plan: list[tuple[int, Handler]] | None = None
 
-    Survived signals get :func:`_survive`; SIGPIPE and SIGXFSZ stay ignored, as Python
-    has them (a vanished agent or a full disk must not kill us; ``subprocess`` restores
-    both for the task); every other signal the parent caught or ignored goes back to
-    its default; nothing stays blocked. Only the signals that differ are touched, so a
-    launch costs a few system calls, not sixty.
-    """
+
+def signal_plan() -> list[tuple[int, Handler]]:
+    """The dispositions this process must change to be a supervisor: survived signals
+    get :func:`_survive`; SIGPIPE and SIGXFSZ stay ignored, as Python has them (a
+    vanished agent or a full disk must not kill us; the task gets them back at their
+    default); every other signal caught or ignored goes back to its default."""
+    plan: list[tuple[int, Handler]] = []
     for signum in signal.valid_signals():
         if signum in (signal.SIGKILL, signal.SIGSTOP):
             continue
-        wanted: Callable[[int, FrameType | None], Any] | signal.Handlers
+        # The C module's own SIG_IGN and SIG_DFL: it accepts no other objects for them.
+        wanted: Handler
         if signum in SURVIVED_SIGNALS:
             wanted = _survive
         elif signum in (signal.SIGPIPE, signal.SIGXFSZ):
-            wanted = signal.SIG_IGN
+            wanted = _SIGNAL_C.SIG_IGN
         else:
-            wanted = signal.SIG_DFL
+            wanted = _SIGNAL_C.SIG_DFL
         try:
-            if signal.getsignal(signum) is not wanted:
-                signal.signal(signum, wanted)
+            if signal.getsignal(signum) != wanted:
+                plan.append((signum, wanted))
         except (OSError, ValueError):
             pass  # a signal number the C library keeps for itself
-    signal.pthread_sigmask(signal.SIG_SETMASK, set())
+    return plan
+
+
+def fork_ready() -> None:
+    """Work out once, in a process that forks many supervisors (the launcher) and whose
+    own dispositions are final, what each of its children must change: a child then
+    makes a handful of calls instead of looking at every signal (each object a forked
+    child touches costs it a copied page)."""
+    global _signal_plan
+    _signal_plan = signal_plan()
+
+
+def _reset_signals() -> None:
+    """Give this process the dispositions a supervisor needs and its task should inherit
+    (see :func:`signal_plan`), and block nothing. Only the signals that differ are
+    touched, so a launch costs a few system calls, not sixty."""
+    for signum, wanted in _signal_plan if _signal_plan is not None else signal_plan():
+        try:
+            _SIGNAL_C.signal(signum, wanted)
+        except (OSError, ValueError):
+            pass  # a signal number the C library keeps for itself
+    _SIGNAL_C.pthread_sigmask(signal.SIG_SETMASK, ())
 
 
 def _stat_fields(pid: int) -> list[bytes] | None:
     """The fields of /proc/<pid>/stat after the command name (state first)."""
     try:
-        with open(f"/proc/{pid}/stat", "rb") as handle:
-            data = handle.read()
+        fd = os.open(f"/proc/{pid}/stat", os.O_RDONLY)
     except OSError:
         return None
+    try:
+        data = os.read(fd, 4096)
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
     fields = data[data.rindex(b")") + 2:].split()
     return fields if len(fields) > 19 else None
 
@@ -248,14 +301,19 @@ def process_alive(pid: int, start: int | None) -> bool:
 
 def run_forked(spec: SupervisorSpec,
                prepare: Callable[[], list[str]] | None = None,
-               finish: Callable[[], bool] | None = None) -> NoReturn:
+               finish: Callable[[], bool] | None = None,
+               inherited: list[int] | None = None) -> NoReturn:
     """Entry point in the forked child; never returns.
 
-    ``prepare`` (sandbox and cgroups) runs here rather than in the agent, so the
-    agent's loop pays only for the checkpoint and the fork; it returns the cgroup.procs
-    files to join, and an error in it is reported as the task's ``failed`` event.
-    ``finish`` runs once the task has ended: it says whether the memory limit killed
-    it. (The launcher releases the cgroups once this process has exited.)
+    ``prepare`` runs here rather than in the agent, so the agent's loop pays only for
+    the checkpoint and the request: it creates the sandbox and returns the cgroup.procs
+    files to join (the launcher made the cgroups, with their limits, before the fork),
+    and an error in it, or one the launcher met making the cgroups, is reported as the
+    task's ``failed`` event. ``finish`` runs once the task has ended: it says whether
+    the memory limit killed it. (The launcher releases the cgroups once this process
+    has exited.) A launcher calls :func:`fork_ready` first, and lists its descriptors
+    (:func:`open_fds`) for ``inherited`` before it forks a batch, so that each child has
+    less to do here.
     """
     code = 1
     try:
@@ -263,7 +321,7 @@ def run_forked(spec: SupervisorSpec,
         os.setsid()
         signal.set_wakeup_fd(-1)  # the launcher's; closed just below
         _reset_signals()
-        _close_inherited_fds()
+        _close_inherited_fds(inherited)
         devnull = os.open(os.devnull, os.O_RDWR)
         for fd in (0, 1, 2):
             os.dup2(devnull, fd)
@@ -305,12 +363,7 @@ def _supervise(spec: SupervisorSpec, events: _Events, prepare: Callable[[], list
             # hierarchy, done as root before the task's ids are taken on, and the task
             # is started with a plain fork + exec, with no Python code run in between.
             join_cgroups(procs)
-            uid, gid, groups = run_as.ids() if run_as is not None else (None, None, None)
-            proc = subprocess.Popen(
-                spec.argv, cwd=spec.sandbox, env=env, stdin=subprocess.DEVNULL,
-                stdout=out, stderr=err, start_new_session=True, close_fds=True,
-                user=uid, group=gid, extra_groups=groups,
-            )
+            task = _start(spec, env, run_as, out, err)
         finally:
             os.close(out)
             os.close(err)
@@ -320,10 +373,13 @@ def _supervise(spec: SupervisorSpec, events: _Events, prepare: Callable[[], list
         return 1
     if procs:
         _spare_from_oom_killer()  # after the fork: the task keeps the default score
-    events.write(Started(pid=proc.pid, supervisor=os.getpid()))
-    watcher = _Watcher(proc.pid, spec, events, env, run_as)
-    status, killed, disk = watcher.wait()
-    proc.returncode = os.waitstatus_to_exitcode(status)  # reaped by us, not by Popen
+    events.write(Started(pid=task, supervisor=os.getpid()))
+    if spec.health_check is None and spec.disk_limit is None:
+        # Nothing to do meanwhile: just wait (the common case, kept cheap).
+        _, status = os.waitpid(task, 0)
+        killed = disk = ""
+    else:
+        status, killed, disk = _Watcher(task, spec, events, env, run_as).wait()
     oom = _finish(finish)
     if os.WIFSIGNALED(status):
         events.write(Exited(exit_code=None, signal=os.WTERMSIG(status), killed=killed,
@@ -334,14 +390,39 @@ def _supervise(spec: SupervisorSpec, events: _Events, prepare: Callable[[], list
     return 0
 
 
+def _start(spec: SupervisorSpec, env: dict[str, str], run_as: RunAs | None, out: int,
+           err: int) -> int:
+    """Start the task in a session of its own (stdin from /dev/null, its outputs on
+    ``out`` and ``err``, in its sandbox, with the ids of its user); returns its pid.
+
+    ``subprocess`` does it in C, with vfork unless ids are switched: nothing of this
+    process is copied (nor charged to the task's memory cgroup, which it has joined).
+    Not ``os.posix_spawn``, though it costs a supervisor a fifth less CPU time: glibc's
+    leaves the task with the two signals glibc keeps for itself (32 and 33) ignored,
+    and a task must start with no signal ignored."""
+    uid, gid, groups = run_as.ids() if run_as is not None else (None, None, None)
+    proc = subprocess.Popen(
+        spec.argv, cwd=spec.sandbox, env=env, stdin=subprocess.DEVNULL,
+        stdout=out, stderr=err, start_new_session=True, close_fds=True,
+        user=uid, group=gid, extra_groups=groups,
+    )
+    proc.returncode = 0  # reaped by the supervisor, never by Popen
+    return proc.pid
+
+
 def _spare_from_oom_killer() -> None:
     """The supervisor shares the task's memory cgroup: the OOM killer must pick the
     task, never the process that records how the task ended."""
     try:
-        with open("/proc/self/oom_score_adj", "w") as handle:
-            handle.write("-1000")
+        fd = os.open("/proc/self/oom_score_adj", os.O_WRONLY)
+    except OSError:
+        return
+    try:
+        os.write(fd, b"-1000")
     except OSError:
         pass
+    finally:
+        os.close(fd)
 
 
 def _finish(finish: Callable[[], bool] | None) -> bool:

@@ -518,3 +518,48 @@ def test_posix_usage_tracks_peak_and_leaves_small_tasks_alone() -> None:
         child.wait()
         iso.destroy(c)
     assert iso.usage(c, None) is None
+
+
+def test_real_v1_destroy_removes_empty_and_nested_containers(real_v1: Isolator) -> None:
+    """An ended container goes with one rmdir per cgroup; one whose task made cgroups of
+    its own and left a process in one is killed and removed all the same."""
+    assert isinstance(real_v1, CgroupsV1)
+    empty, nested = cid(), cid()
+    child = None
+    try:
+        done = real_v1.prepare(empty, Limits(cpus=1, mem_bytes=64 * MiB, pids_max=32))
+        assert spawn(done, "pass").wait(timeout=10) == 0
+        real_v1.destroy(empty)
+        assert not any(os.path.exists(os.path.dirname(p)) for p in done)
+        procs = real_v1.prepare(nested, Limits(cpus=1, mem_bytes=64 * MiB))
+        inner = [os.path.join(os.path.dirname(p), "inner", "cgroup.procs") for p in procs]
+        for p in inner:
+            os.mkdir(os.path.dirname(p))
+        child = spawn(inner, "import time; time.sleep(30)")
+        deadline = time.monotonic() + 5
+        while real_v1.pids(nested) != [child.pid] and time.monotonic() < deadline:
+            time.sleep(0.02)
+        real_v1.destroy(nested)
+        assert child.wait(timeout=5) == -signal.SIGKILL
+        assert nested not in real_v1.containers() and empty not in real_v1.containers()
+    finally:
+        if child is not None and child.poll() is None:
+            child.kill()
+            child.wait()
+        real_v1.destroy(nested)
+        real_v1.destroy(empty)
+
+
+def test_real_v1_soft_cpu_after_a_hard_quota(real_v1: Isolator) -> None:
+    """The quota is written only when the cgroup has one (a container prepared again,
+    after a crash, with other limits): a new cgroup keeps the kernel's "no quota"."""
+    assert isinstance(real_v1, CgroupsV1)
+    c = cid()
+    quota = os.path.join(real_v1.mounts["cpu"], TEST_ROOT, c, "cpu.cfs_quota_us")
+    try:
+        real_v1.prepare(c, Limits(cpus=0.5, cpu_hard_limit=True))
+        assert Path(quota).read_text().strip() == "50000"
+        real_v1.prepare(c, Limits(cpus=0.5))
+        assert Path(quota).read_text().strip() == "-1"
+    finally:
+        real_v1.destroy(c)

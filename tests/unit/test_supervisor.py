@@ -11,6 +11,7 @@ from mesos_zmq.agent.supervisor import (
     cancel_unstarted,
     load_events,
     read_events,
+    run_forked,
     supervise,
 )
 
@@ -84,3 +85,46 @@ def test_process_identity_survives_pid_reuse_checks() -> None:
     os.waitid(os.P_PID, zombie.pid, os.WEXITED | os.WNOWAIT)  # exited, not reaped
     assert not process_alive(zombie.pid, None)
     zombie.wait()
+
+
+def test_a_forked_supervisor_starts_its_task_clean(tmp_path: Path) -> None:
+    """As the launcher forks it: the task runs in a
+    session of its own, in its sandbox, stdin from /dev/null, with the descriptors a
+    fresh ``subprocess`` child of ours would have (none of the supervisor's), no signal
+    ignored or blocked, and its command found in the task's PATH, not in ours."""
+    import subprocess
+
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    show = bin_dir / "show"
+    show.write_text("#!/bin/sh\n"
+                    "set -- $(sed 's/.*) //' /proc/$$/stat); echo session $(($4 == $$))\n"
+                    "pwd; readlink /proc/$$/fd/0; ls /proc/$$/fd\n"
+                    "exec grep -E '^Sig(Ign|Blk)' /proc/self/status\n")
+    show.chmod(0o755)
+    sandbox = tmp_path / "sandbox"
+    sandbox.mkdir()
+    env = {"PATH": f"/nonexistent:{bin_dir}:/usr/bin:/bin"}
+    s = SupervisorSpec(events=str(tmp_path / "ev"), sandbox=str(sandbox), argv=["show"],
+                       env=env)
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the supervisor, as the launcher forks it
+        run_forked(s)
+    assert os.waitpid(pid, 0)[1] == 0
+    assert read_events(Path(s.events))[-1]["exit_code"] == 0
+    seen = (sandbox / "stdout").read_text()
+    assert seen.split("\n")[:3] == ["session 1", str(sandbox), "/dev/null"]
+    assert seen.split("\n")[-3:] == ["SigBlk:\t0000000000000000",
+                                     "SigIgn:\t0000000000000000", ""]
+    clean = subprocess.run([str(show)], cwd=sandbox, env=env, stdin=subprocess.DEVNULL,
+                           capture_output=True, text=True, start_new_session=True,
+                           check=True).stdout
+    assert seen == clean
+
+
+def test_a_command_not_in_the_tasks_path_fails_to_start(tmp_path: Path) -> None:
+    s = SupervisorSpec(events=str(tmp_path / "ev"), sandbox=str(tmp_path),
+                       argv=["sh", "-c", "exit 0"], env={"PATH": str(tmp_path / "empty")})
+    assert supervise(s) == 1
+    (_, failed) = read_events(Path(s.events))
+    assert failed["event"] == "failed" and "No such file or directory: 'sh'" in failed["error"]

@@ -1,0 +1,281 @@
+"""The task launcher: requests forked in batches, in order, each failing alone; and a
+real launcher process running a burst of tasks, each with a supervisor of its own and
+its limits in force before its command runs."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any, NoReturn
+
+import pytest
+
+from mesos_zmq.agent import launcher
+from mesos_zmq.agent.events import Exited, Failed, Started, Supervising
+from mesos_zmq.agent.isolation import Isolator, Limits, Posix, detect_isolator
+from mesos_zmq.agent.launcher import _launch_batch, encode_request
+from mesos_zmq.agent.supervisor import SupervisorSpec, load_events
+
+CGROUP_ROOT = "mesos-zmq-test-launcher"
+
+
+def request(tmp_path: Path, name: str, command: str, limits: Limits | None = None,
+            notify: bytes = b"") -> bytes:
+    spec = SupervisorSpec(events=str(tmp_path / "events" / name),
+                          sandbox=str(tmp_path / "sandboxes" / name),
+                          argv=["/bin/sh", "-c", command],
+                          env={"PATH": "/usr/bin:/bin", "TASK": name}, notify_name=notify)
+    return encode_request(spec.events, spec, f"c-{name}", limits or Limits())
+
+
+def replies(sock: socket.socket) -> list[dict[str, Any]]:
+    out = []
+    while True:
+        try:
+            out.append(json.loads(sock.recv(65536, socket.MSG_DONTWAIT)))
+        except BlockingIOError:
+            return out
+
+
+class FakeIsolator(Posix):
+    """Records what the launcher prepares, in order; refuses the containers named."""
+
+    def __init__(self, refuse: set[str] | None = None) -> None:
+        super().__init__()
+        self.prepared: list[str] = []
+        self.refuse = refuse or set()
+
+    def prepare(self, container_id: str, limits: Limits) -> list[str]:
+        self.prepared.append(container_id)
+        if container_id in self.refuse:
+            raise OSError(28, "No space left on device", container_id)
+        return [f"/cgroups/{container_id}/cgroup.procs"]
+
+
+@pytest.fixture
+def pair() -> Iterator[tuple[socket.socket, socket.socket]]:
+    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    yield ours, theirs
+    ours.close()
+    theirs.close()
+
+
+def fake_fork(monkeypatch: pytest.MonkeyPatch, fail_at: set[int]) -> list[int]:
+    """Replace the launcher's fork: the nth call returns a made-up pid (the child is
+    never run), or raises EAGAIN when n is in ``fail_at``. Returns the pids given."""
+    given: list[int] = []
+
+    def fork() -> int:
+        n = len(given)
+        given.append(-1 if n in fail_at else 70_000 + n)
+        if n in fail_at:
+            raise BlockingIOError(11, "Resource temporarily unavailable")
+        return 70_000 + n
+
+    monkeypatch.setattr(launcher.os, "fork", fork)
+    return given
+
+
+def test_a_batch_is_prepared_and_forked_in_the_order_it_came(
+        tmp_path: Path, pair: tuple[socket.socket, socket.socket],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    ours, theirs = pair
+    names = [f"t{i}" for i in range(10)]
+    pids = fake_fork(monkeypatch, set())
+    isolator = FakeIsolator()
+    children: dict[int, tuple[str, str]] = {}
+    _launch_batch(theirs, isolator, [request(tmp_path, n, "true") for n in names],
+                  children, [])
+    assert isolator.prepared == [f"c-{n}" for n in names]  # cgroups made before forks
+    events = [str(tmp_path / "events" / n) for n in names]
+    assert replies(ours) == [{"started": e, "pid": p} for e, p in zip(events, pids, strict=True)]
+    assert list(children.values()) == [(e, f"c-{n}") for e, n in zip(events, names, strict=True)]
+
+
+def test_a_supervisor_that_cannot_be_forked_fails_its_task_alone(
+        tmp_path: Path, pair: tuple[socket.socket, socket.socket],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    ours, theirs = pair
+    fake_fork(monkeypatch, {1})
+    spent: list[str] = []
+    children: dict[int, tuple[str, str]] = {}
+    _launch_batch(theirs, FakeIsolator(), [request(tmp_path, n, "true")
+                                           for n in ("a", "b", "c")], children, spent)
+    ev = {n: str(tmp_path / "events" / n) for n in ("a", "b", "c")}
+    assert replies(ours) == [{"started": ev["a"], "pid": 70_000},
+                             {"started": ev["c"], "pid": 70_002},
+                             {"reaped": ev["b"], "pid": 0}]
+    assert spent == ["c-b"]  # its cgroups are released like an ended supervisor's
+    assert sorted(key for key, _ in children.values()) == [ev["a"], ev["c"]]
+    (failed,) = load_events(Path(ev["b"]))
+    assert isinstance(failed, Failed) and "cannot start the task's supervisor" in failed.error
+    assert not (tmp_path / "events" / "a").exists()  # written by its supervisor, not here
+
+
+def test_a_bad_request_in_a_batch_fails_only_its_task(
+        tmp_path: Path, pair: tuple[socket.socket, socket.socket],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    ours, theirs = pair
+    fake_fork(monkeypatch, set())
+    bad_events = str(tmp_path / "events" / "bad")
+    bad = json.dumps({"key": bad_events, "spec": {}}).encode()
+    _launch_batch(theirs, FakeIsolator(), [request(tmp_path, "a", "true"), bad,
+                                           request(tmp_path, "c", "true")], {}, [])
+    got = replies(ours)
+    assert "bad launch request" in got[0]["error"]
+    assert got[1:] == [{"reaped": bad_events, "pid": 0},
+                       {"started": str(tmp_path / "events" / "a"), "pid": 70_000},
+                       {"started": str(tmp_path / "events" / "c"), "pid": 70_001}]
+    (failed,) = load_events(Path(bad_events))
+    assert isinstance(failed, Failed)
+
+
+# ------------------------------------------------------- a real launcher process
+
+
+def start_launcher(isolation: str) -> tuple[socket.socket, subprocess.Popen[bytes]]:
+    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "mesos_zmq.agent.launcher", str(theirs.fileno()),
+         isolation, CGROUP_ROOT], pass_fds=[theirs.fileno()], stdin=subprocess.DEVNULL)
+    theirs.close()
+    return ours, proc
+
+
+def run_burst(requests: list[bytes], isolation: str,
+              timeout: float = 60.0) -> list[dict[str, Any]]:
+    """Send every request at once (as a big RunTasks makes the agent do) and collect the
+    launcher's replies until every supervisor was reaped."""
+    sock, proc = start_launcher(isolation)
+    got: list[dict[str, Any]] = []
+    try:
+        for data in requests:
+            sock.send(data)
+        deadline = time.monotonic() + timeout
+        while sum(1 for r in got if "reaped" in r) < len(requests):
+            assert time.monotonic() < deadline, f"replies so far: {got}"
+            sock.settimeout(max(0.1, deadline - time.monotonic()))
+            got.append(json.loads(sock.recv(65536)))
+    finally:
+        sock.close()
+        proc.wait(10)
+    return got
+
+
+def until(check: Callable[[], bool], timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+
+
+def test_a_burst_gets_a_supervisor_per_task_and_every_end_recorded(tmp_path: Path) -> None:
+    names = [f"t{i:02d}" for i in range(40)]
+    commands = {n: ("exit 7" if n == "t13" else "echo $TASK") for n in names}
+    commands["t21"] = "exec /nonexistent/command"
+    # The launcher ignores or catches some signals itself: none of that reaches a task.
+    commands["t30"] = "exec grep -E '^Sig(Blk|Ign)' /proc/self/status"
+    got = run_burst([request(tmp_path, n, commands[n]) for n in names], "posix")
+    started = [r["started"] for r in got if "started" in r]
+    # Supervisors are forked in the order the requests came.
+    assert started == [str(tmp_path / "events" / n) for n in names]
+    supervisors = set()
+    for n in names:
+        supervising, start, *rest = load_events(tmp_path / "events" / n)
+        assert isinstance(supervising, Supervising) and isinstance(start, Started)
+        assert start.supervisor == supervising.pid and start.pid != supervising.pid
+        supervisors.add(supervising.pid)
+        (exited,) = rest
+        assert isinstance(exited, Exited)
+        if n == "t13":
+            assert exited.exit_code == 7
+        elif n == "t21":
+            assert exited.exit_code == 127
+        elif n == "t30":
+            assert exited.exit_code == 0
+            assert (tmp_path / "sandboxes" / n / "stdout").read_text() == (
+                "SigBlk:\t0000000000000000\nSigIgn:\t0000000000000000\n")
+        else:
+            assert exited.exit_code == 0
+            assert (tmp_path / "sandboxes" / n / "stdout").read_text() == f"{n}\n"
+    assert len(supervisors) == len(names)
+
+
+@pytest.fixture
+def cgroups_v1() -> Iterator[Isolator]:
+    if os.geteuid() != 0:
+        pytest.skip("real cgroup tests need root")
+    iso = detect_isolator(CGROUP_ROOT)
+    if iso.kind != "cgroups-v1":
+        pytest.skip(f"real cgroup v1 not usable here (detected {iso.kind})")
+    yield iso
+    for container_id in iso.containers():
+        iso.destroy(container_id)
+
+
+def test_limits_are_in_force_before_the_command_runs(tmp_path: Path,
+                                                     cgroups_v1: Isolator) -> None:
+    """The task's first instruction already runs in its cgroups, with their limits (read
+    by the command itself), and the launcher releases them once it reaped its
+    supervisor."""
+    show = ("for c in memory pids; do p=$(grep \":$c:\" /proc/self/cgroup | cut -d: -f3);"
+            " echo $c $p; done;"
+            " cat /sys/fs/cgroup/memory$(grep ':memory:' /proc/self/cgroup | cut -d: -f3)"
+            "/memory.limit_in_bytes;"
+            " cat /sys/fs/cgroup/pids$(grep ':pids:' /proc/self/cgroup | cut -d: -f3)"
+            "/pids.max")
+    limits = {n: Limits(cpus=0.1, mem_bytes=(32 + i) << 20, pids_max=100 + i)
+              for i, n in enumerate(f"t{i}" for i in range(8))}
+    got = run_burst([request(tmp_path, n, show, lim) for n, lim in limits.items()], "auto")
+    assert not [r for r in got if "error" in r]
+    for n, lim in limits.items():
+        lines = (tmp_path / "sandboxes" / n / "stdout").read_text().split("\n")
+        assert lines[0] == f"memory /{CGROUP_ROOT}/c-{n}"
+        assert lines[1] == f"pids /{CGROUP_ROOT}/c-{n}"
+        assert lines[2:4] == [str(lim.mem_bytes), str(lim.pids_max)]
+        assert isinstance(load_events(tmp_path / "events" / n)[-1], Exited)
+    until(lambda: not cgroups_v1.containers())  # released after the last reap
+
+
+def test_a_container_that_cannot_be_prepared_fails_its_task_alone(
+        tmp_path: Path, pair: tuple[socket.socket, socket.socket],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The cgroups are made by the launcher before the forks; a failure there reaches
+    the task's supervisor, which records it as the task's failure (the command never
+    runs), and leaves the other tasks of the batch alone."""
+    ours, theirs = pair
+
+    def run_forked(spec: SupervisorSpec, prepare: Callable[[], list[str]],
+                   finish: Callable[[], bool], inherited: list[int]) -> NoReturn:
+        # In the child: the supervisor, without joining the fake isolator's cgroups.
+        from mesos_zmq.agent import supervisor
+
+        def no_join() -> list[str]:
+            prepare()  # raises what went wrong in the launcher
+            return []
+
+        code = 1
+        try:
+            code = supervisor.supervise(spec, no_join, finish)
+        finally:
+            os._exit(code)
+
+    monkeypatch.setattr(launcher, "run_forked", run_forked)
+    children: dict[int, tuple[str, str]] = {}
+    iso = FakeIsolator(refuse={"c-b"})
+    _launch_batch(theirs, iso, [request(tmp_path, n, "echo ran")
+                                for n in ("a", "b", "c")], children, [])
+    for pid in children:
+        os.waitpid(pid, 0)
+    for n in ("a", "c"):
+        assert (tmp_path / "sandboxes" / n / "stdout").read_text() == "ran\n"
+    _, failed = load_events(tmp_path / "events" / "b")
+    assert isinstance(failed, Failed) and "No space left on device" in failed.error
+    assert not (tmp_path / "sandboxes" / "b" / "stdout").exists()
+    assert len(replies(ours)) == 3
