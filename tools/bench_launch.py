@@ -3,8 +3,10 @@
 Starts a real master and agents (separate processes, loopback, a temporary work dir),
 then a framework (SDK, in this process) that launches ``--tasks`` copies of ``true``
 as fast as offers allow. Prints throughput (tasks/s from the first launch to the last
-terminal update) and offer-to-RUNNING latency percentiles, then the command to
-reproduce. Nothing here asserts: figures are for humans to compare.
+terminal update) and offer-to-RUNNING latency percentiles, where the CPU time went
+(master, agents, their launchers, the supervisors and tasks the launchers reaped, this
+process: on a small host a burst is CPU-bound, and this says whose), then the command
+to reproduce. Nothing here asserts: figures are for humans to compare.
 
     python tools/bench_launch.py [--tasks 2000] [--agents 2] [--no-fsync] [--zk] [--auth]
 
@@ -15,6 +17,7 @@ from the handshake) and prints its throughput against the run without, in one ru
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import sys
 import tempfile
@@ -47,6 +50,8 @@ class Launcher(Scheduler):
         self.first_launch = 0.0
         self.last_end = 0.0
         self.done = threading.Event()
+        #: CPU seconds by role, measured as the run ends (empty where /proc is missing)
+        self.cpu: dict[str, float] = {}
 
     def resource_offers(self, driver: SchedulerDriver, offers: list[Offer]) -> None:
         now = time.perf_counter()
@@ -83,6 +88,40 @@ class Launcher(Scheduler):
                 self.done.set()
 
 
+def cpu_seconds(pid: int) -> tuple[float, float]:
+    """User+system CPU seconds of a live process: its own, and its reaped children's."""
+    with open(f"/proc/{pid}/stat") as handle:
+        data = handle.read()
+    fields = data[data.rindex(")") + 2:].split()
+    tick = os.sysconf("SC_CLK_TCK")
+    return ((int(fields[11]) + int(fields[12])) / tick,
+            (int(fields[13]) + int(fields[14])) / tick)
+
+
+def cpu_by_role(cluster: Cluster, framework: float) -> dict[str, float]:
+    """Where the CPU time of a run went: each agent's launcher is its child, and the
+    supervisors (with their tasks) are the launcher's reaped children."""
+    cpu = {"master": 0.0, "agents": 0.0, "launchers": 0.0, "supervisors and tasks": 0.0,
+           "framework": framework}
+    try:
+        for proc in cluster.procs:
+            if not proc.alive():
+                continue
+            own, _ = cpu_seconds(proc.pid)
+            role = "agents" if proc.name.startswith("agent") else "master"
+            cpu[role] += own
+            if role != "agents":
+                continue
+            with open(f"/proc/{proc.pid}/task/{proc.pid}/children") as handle:
+                for child in handle.read().split():
+                    own, reaped = cpu_seconds(int(child))
+                    cpu["launchers"] += own
+                    cpu["supervisors and tasks"] += reaped
+    except (OSError, ValueError):
+        return {}
+    return cpu
+
+
 def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     index = min(len(ordered) - 1, max(0, round(q / 100 * (len(ordered) - 1))))
@@ -109,8 +148,12 @@ def measure(root: Path, args: argparse.Namespace, zk_hosts: str | None,
         keys = cluster.keys.client_keys("framework") if cluster.keys else None
         driver = SchedulerDriver(scheduler, FrameworkInfo(name="bench-launch"),
                                  cluster.master_url, keys=keys)
+        before = os.times()
         driver.start()
         finished = scheduler.done.wait(args.timeout)
+        after = os.times()
+        scheduler.cpu = cpu_by_role(cluster, after.user + after.system
+                                    - before.user - before.system)
         driver.stop()
         driver.join(10)
     finally:
@@ -138,6 +181,10 @@ def report(label: str, scheduler: Launcher, tasks: int) -> float:
     if latencies:
         print(f"[{label}] offer-to-RUNNING latency: p50 {statistics.median(latencies):.1f} ms, "
               f"p99 {percentile(latencies, 99):.1f} ms")
+    if scheduler.cpu:
+        spent = ", ".join(f"{role} {seconds:.1f}" for role, seconds in scheduler.cpu.items())
+        per_task = scheduler.cpu["supervisors and tasks"] / tasks * 1000
+        print(f"[{label}] cpu seconds: {spent} ({per_task:.1f} ms a task in its supervisor)")
     return rate
 
 

@@ -34,6 +34,7 @@ import contextlib
 import errno
 import json
 import os
+import select
 import signal as signals
 import socket
 import subprocess
@@ -105,6 +106,10 @@ class Container:
     supervisor_start: int | None = None
     #: forked by this agent (reaped with waitpid) rather than recovered
     child: bool = False
+    #: its supervisor came from the running launcher, which releases the cgroups once
+    #: it has reaped it: the agent need not (it would do the same work twice, on its
+    #: loop, while a burst of launches waits)
+    released_by_launcher: bool = False
     task_pid: int | None = None
     last_seq: int = 0
     events_size: int = -1
@@ -248,10 +253,12 @@ class Containerizer:
                 self._reaped.append(c.key)
 
     def _launcher_died(self) -> None:
-        """Start a new launcher; supervisors of the old one are watched by polling."""
+        """Start a new launcher; supervisors of the old one are watched by polling, and
+        their cgroups released here (the new launcher does not know them)."""
         log.error("the task launcher exited; starting a new one")
         for c in self.containers.values():
             c.child = False
+            c.released_by_launcher = False
         self.launcher_sock.close()
         self.launcher.wait()
         self.launcher_sock, self.launcher = self._spawn_launcher()
@@ -404,7 +411,18 @@ class Containerizer:
                 with contextlib.suppress(OSError):
                     spec_file.unlink()
             raise
+        container.released_by_launcher = True  # the launcher that has the request
         return container
+
+    def can_request(self) -> bool:
+        """Whether the launcher's socket has room for a request now (the kernel says so
+        while it is at most a quarter full: a few dozen requests wait for the launcher,
+        the rest in the agent's queue, in order)."""
+        try:
+            _, writable, _ = select.select([], [self.launcher_sock], [], 0)
+        except (OSError, ValueError):
+            return True  # a closed socket: sending finds out, and starts a new launcher
+        return bool(writable)
 
     def _send_request(self, request: bytes) -> None:
         """Hand a request to the launcher, starting a new one if it died."""
@@ -594,13 +612,14 @@ class Containerizer:
         """The task ended: kill what it left behind and release its cgroups and GPUs.
 
         Supervisors started through this agent's launcher are in their task's cgroups
-        until they exit, and the launcher destroys the cgroups when it reaps them; a
-        recovered task (its launcher died with the old agent) is cleaned up here."""
+        until they exit, and the launcher destroys the cgroups when it reaps them (also
+        after it told us so); a recovered task (its launcher died with the old agent)
+        is cleaned up here."""
         c = self.containers.pop(key, None)
         if c is None:
             return
         self.by_events.pop(str(c.events), None)
-        if not c.child:
+        if not c.released_by_launcher:
             self.isolator.destroy(c.container_id)
         if c.task_pid is not None:
             try:

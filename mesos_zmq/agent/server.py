@@ -237,11 +237,15 @@ class AgentServer:
                 ):
                     break
                 # Supervisors poke the notification socket, so idle waits can be long.
-                timeout = 0 if self._launch_queue else 50
+                # Launches waiting for room at the launcher wait for it here, along with
+                # everything else, rather than in a loop of their own.
+                blocked = bool(self._launch_queue) and not self.containerizer.can_request()
+                timeout = 0 if self._launch_queue and not blocked else 50
                 poller = zmq.Poller()
                 poller.register(self.client.socket, zmq.POLLIN)
                 poller.register(self.containerizer.notify.fileno(), zmq.POLLIN)
-                poller.register(self.containerizer.launcher_sock.fileno(), zmq.POLLIN)
+                poller.register(self.containerizer.launcher_sock.fileno(),
+                                zmq.POLLIN | (zmq.POLLOUT if blocked else 0))
                 ready = dict(poller.poll(timeout))
                 if self.client.socket in ready:
                     self._drain_socket()
@@ -402,8 +406,11 @@ class AgentServer:
         self._log.info("task log compacted", tasks=kept)
 
     def _launch_some(self) -> None:
+        """Start the next few queued tasks, in the order they came, while the launcher
+        has room for their requests: once it has not, the rest wait in the queue (where
+        a kill still finds them unstarted) and the loop goes on sending updates."""
         for _ in range(LAUNCH_BATCH):
-            if not self._launch_queue:
+            if not self._launch_queue or not self.containerizer.can_request():
                 return
             framework_id, task = self._launch_queue.popleft()
             key = (framework_id, task.task_id)
