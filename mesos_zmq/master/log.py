@@ -408,6 +408,17 @@ class DirectoryLog:
             log.warning("cannot remove a file the log no longer needs; remove it by hand",
                         file=str(path), reason=why, error=exc.strerror)
 
+    def _remove_covered(self, segments: dict[int, Path], snapshots: dict[int, Path],
+                        generation: int, snapshot_name: str) -> None:
+        """Delete the snapshots and segments below ``generation``, which the snapshot
+        ``snapshot_name`` covers (after its install, or left by a crash before)."""
+        for older, path in snapshots.items():
+            if older < generation:
+                self._remove(path, f"replaced by {snapshot_name}")
+        for older, path in segments.items():
+            if older < generation:
+                self._remove(path, f"covered by {snapshot_name}")
+
     def _close_segment(self) -> None:
         if self._log_fd >= 0:
             os.close(self._log_fd)
@@ -475,12 +486,7 @@ class DirectoryLog:
             except Exception as exc:
                 raise LogError(f"snapshot {snap_path} is unreadable: {exc}") from None
             snapshot_bytes = len(data)
-        for generation, path in snapshots.items():
-            if generation < covered:
-                self._remove(path, f"replaced by {snapshots[covered].name}")
-        for generation, path in segments.items():
-            if generation < covered:
-                self._remove(path, f"covered by {snapshots[covered].name}")
+            self._remove_covered(segments, snapshots, covered, snapshots[covered].name)
 
         live = sorted(generation for generation in segments if generation >= covered)
         records: list[PlainRecord] = []
@@ -643,12 +649,7 @@ class DirectoryLog:
             self._count -= count
             self._bytes -= size
         segments, snapshots = self._listing()
-        for generation, path in snapshots.items():
-            if generation < mark:
-                self._remove(path, f"replaced by {final.name}")
-        for generation, path in segments.items():
-            if generation < mark:
-                self._remove(path, f"covered by {final.name}")
+        self._remove_covered(segments, snapshots, mark, final.name)
 
     def write_snapshot(self, snapshot: dict[str, Any]) -> None:
         self.install_snapshot(self.encode_snapshot(snapshot), self.mark_snapshot())
