@@ -382,7 +382,10 @@ def serve(fd: int, isolation: str, cgroups_root: str) -> int:
         if sock.fileno() in ready:
             batch, gone = _receive(sock)
             if gone:
-                _launch_batch(sock, isolator, batch, children, spent)
+                # Requests that came just before the agent went are not started: no one
+                # would hear of them here (a send to the closed socket fails), and the
+                # restarted agent finds their tasks without a supervisor and writes them
+                # off (cancel_unstarted), so they are reported, not lost.
                 _linger(sock, isolator, children, spent)
                 return 0  # the agent is gone
             _launch_batch(sock, isolator, batch, children, spent)
