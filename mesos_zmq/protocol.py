@@ -266,9 +266,15 @@ class UsageReport(Message):
 @message("heartbeat")
 @dataclass(frozen=True, slots=True)
 class Heartbeat(Message):
-    """Sent both ways every heartbeat interval; any message also counts as a beat."""
+    """Sent both ways every heartbeat interval; any message also counts as a beat.
+
+    From the master to an agent, ``interval`` (when not 0) is the interval the agent
+    beats at from now on: the master lengthens it as the cluster grows (see
+    ``--max-agent-heartbeats``) and shortens it as the cluster shrinks.
+    """
 
     seq: int = 0
+    interval: float = 0.0
 
 
 # --------------------------------------------------------------------------- agent <-> master

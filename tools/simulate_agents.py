@@ -74,7 +74,7 @@ COUNTERS = (
     "agents", "registered", "register_sent", "reregister_sent", "reconnects",
     "leader_changes", "heartbeats_sent", "frames_in", "run_tasks", "tasks_started",
     "tasks_ended", "tasks_forgotten", "updates_sent", "update_retries", "acks",
-    "errors", "stale_epoch", "bad_frames", "reregistered_acks",
+    "errors", "stale_epoch", "bad_frames", "reregistered_acks", "retunes",
 )
 
 TERMINAL_STATES = ("TASK_FINISHED", "TASK_FAILED", "TASK_KILLED")
@@ -349,6 +349,12 @@ class _Worker:
         elif isinstance(msg, ShutdownFramework):
             for key in [k for k in agent.tasks if k[0] == msg.framework_id]:
                 self.end(agent, key, now, "TASK_KILLED")
+        elif isinstance(msg, Heartbeat):
+            if msg.interval and agent.registered and msg.interval != agent.interval:
+                # the agent's rule (mesos_zmq.agent.core): the master retunes us
+                agent.limit *= msg.interval / agent.interval
+                agent.interval = msg.interval
+                self.counts["retunes"] += 1
         elif isinstance(msg, Error):
             self.counts["errors"] += 1
             if msg.code == "not_registered":

@@ -296,6 +296,7 @@ class AgentCore:
         self._inbound: dict[type[Message], Callable[[Any, str, float, Effects], None]] = {
             AgentRegistered: lambda m, rid, now, fx: self._on_registered(m, now, fx),
             Error: self._on_error,
+            Heartbeat: lambda m, rid, now, fx: self._on_heartbeat(m),
             RunTasks: lambda m, rid, now, fx: self._on_run(m, now, fx),
             KillTask: self._on_kill,
             ShutdownFramework: self._on_shutdown,
@@ -462,6 +463,17 @@ class AgentCore:
         for task in self.tasks.values():
             if task.updates:
                 self._send_head(task, now, fx)
+
+    def _on_heartbeat(self, msg: Heartbeat) -> None:
+        """A master's heartbeat with an ``interval`` retunes ours (its cluster grew or
+        shrank); one the monitor could not use is ignored, the old interval stays."""
+        if not msg.interval or not self.registered or msg.interval == self.monitor.interval:
+            return
+        problem = settings_problem(msg.interval, self.monitor.missed)
+        if problem is not None:
+            log.error("heartbeat interval ignored", problem=problem)
+            return
+        self.monitor.interval = msg.interval
 
     def _on_run(self, msg: RunTasks, now: float, fx: Effects) -> None:
         """Launch each task, or refuse it with TASK_ERROR before anything about it is

@@ -46,7 +46,7 @@ def register_agent(core: MasterContext, peer: bytes, msg: RegisterAgent,
     bound = core.peers.get(peer)
     if bound is not None and bound.kind == "agent" and bound.id in core.state.agents:
         # A retry whose reply was lost: same answer, no new agent.
-        core.send(peer, agent_registered(core, bound.id, False), rid)
+        core.send(peer, agent_registered(core, peer, bound.id, False), rid)
         return
     problem = check_agent(msg.resources, msg.attributes, msg.hostname)
     if problem is not None:
@@ -62,7 +62,7 @@ def register_agent(core: MasterContext, peer: bytes, msg: RegisterAgent,
     core.allocator.add_agent(agent_id, Resources.parse(msg.resources))
     core.request_allocation()
     log.info("agent registered", agent_id=agent_id, hostname=msg.hostname)
-    core.send(peer, agent_registered(core, agent_id, False), rid)
+    core.send(peer, agent_registered(core, peer, agent_id, False), rid)
 
 
 def agent_stopping(core: MasterContext, peer: bytes, msg: AgentStopping, rid: str,
@@ -91,10 +91,15 @@ def agent_stopping(core: MasterContext, peer: bytes, msg: AgentStopping, rid: st
              back_within_s=limit)
 
 
-def agent_registered(core: MasterContext, agent_id: str, re: bool) -> AgentRegistered:
+def agent_registered(core: MasterContext, peer: bytes, agent_id: str,
+                     re: bool) -> AgentRegistered:
+    """The answer to a (re-)registration, with the interval the master's monitor of this
+    connection expects (it grows with the cluster: ``agent_beat_interval``)."""
+    info = core.peers.get(peer)
     return AgentRegistered(
         agent_id=agent_id,
-        heartbeat_interval=core.config.heartbeat_interval,
+        heartbeat_interval=(info.monitor.interval if info is not None
+                            else core.agent_beat_interval()),
         missed_heartbeats=core.config.missed_heartbeats,
         reregistered=re,
     )
@@ -138,7 +143,7 @@ def reregister_agent(core: MasterContext, peer: bytes, msg: ReregisterAgent, rid
         task_book.drain(core, agent_id, now)  # kills sent while it was away never arrived
     core.request_allocation()
     log.info("agent reregistered", agent_id=agent_id, tasks=len(msg.tasks))
-    core.send(peer, agent_registered(core, agent_id, True), rid)
+    core.send(peer, agent_registered(core, peer, agent_id, True), rid)
 
 
 def repeated_reregistration(core: MasterContext, peer: bytes, agent_id: str) -> bool:
@@ -161,7 +166,7 @@ def repeated_reregistration(core: MasterContext, peer: bytes, agent_id: str) -> 
 
 def answer_repeat(core: MasterContext, peer: bytes, agent_id: str, rid: str) -> None:
     core.count("repeated_reregistrations")
-    core.send(peer, agent_registered(core, agent_id, True), rid)
+    core.send(peer, agent_registered(core, peer, agent_id, True), rid)
 
 
 def reset_agent_allocation(core: MasterContext, agent_id: str, total: Resources) -> None:

@@ -63,7 +63,7 @@ from mesos_zmq.auth.acls import Acls
 from mesos_zmq.auth.principal import Principal
 from mesos_zmq.auth.rate_limits import RateLimits
 from mesos_zmq.errors import ResourceError
-from mesos_zmq.heartbeat import HeartbeatMonitor
+from mesos_zmq.heartbeat import HeartbeatMonitor, scaled_interval
 from mesos_zmq.master import (
     agent_api,
     flags,
@@ -135,6 +135,8 @@ class MasterCoreConfig:
     master_id: str = "master"
     heartbeat_interval: float = flags.HEARTBEAT_INTERVAL
     missed_heartbeats: int = flags.MISSED_HEARTBEATS
+    #: agent heartbeats a second to aim at (heartbeat.scaled_interval); 0: no scaling
+    max_agent_heartbeats: float = flags.MAX_AGENT_HEARTBEATS
     allocation_interval: float = flags.ALLOCATION_INTERVAL
     #: how long agents and frameworks known from the log may take to come back
     reregister_timeout: float = flags.REREGISTER_TIMEOUT
@@ -246,6 +248,8 @@ class MasterCore:
         #: a tick looks only at peers whose time has come (see liveness.check_peers)
         self.peer_timers: list[tuple[float, int, bytes, Peer]] = []
         self._timer_seq = itertools.count()
+        #: the interval agents beat at (grows with their number: agent_beat_interval)
+        self._agent_interval = config.heartbeat_interval
         #: heap of (due, sequence, kind, id) of away agents' and frameworks' deadlines
         #: (kind "agent", "framework" or "offers": a recovered framework's offers)
         self.deadline_timers: list[tuple[float, int, str, str]] = []
@@ -360,12 +364,24 @@ class MasterCore:
         self.send(rt.peer, msg, request_id)
         return True
 
+    def agent_beat_interval(self) -> float:
+        """The interval agents beat at now: ``--heartbeat-interval``, longer in a cluster
+        of more agents than ``--max-agent-heartbeats`` x interval (heartbeat.scaled_interval);
+        counted over every agent the master knows, connected or not, so a new leader
+        tells re-registering agents the interval of the whole cluster at once."""
+        self._agent_interval = scaled_interval(
+            self.config.heartbeat_interval, len(self.state.agents),
+            self.config.max_agent_heartbeats, self._agent_interval)
+        return self._agent_interval
+
     def bind(self, peer: bytes, kind: str, ident: str, now: float) -> None:
         """Bind a connection to an agent/framework, unbinding any older connection."""
         old = self.peers.get(peer)
         if old is not None and (old.kind, old.id) != (kind, ident):
             self.unbind_peer(peer)
-        monitor = HeartbeatMonitor(self.config.heartbeat_interval, self.config.missed_heartbeats)
+        interval = (self.agent_beat_interval() if kind == "agent"
+                    else self.config.heartbeat_interval)
+        monitor = HeartbeatMonitor(interval, self.config.missed_heartbeats)
         monitor.reset(now)
         info = Peer(kind, ident, monitor,
                     None if self.principal is None else self.principal.name)

@@ -13,7 +13,11 @@ from typing import Any
 
 from mesos_zmq import flags
 from mesos_zmq.flags import Flag
-from mesos_zmq.heartbeat import MAX_HEARTBEAT_INTERVAL, MAX_MISSED_HEARTBEATS
+from mesos_zmq.heartbeat import (
+    AGENT_HEARTBEATS_PER_SECOND,
+    MAX_HEARTBEAT_INTERVAL,
+    MAX_MISSED_HEARTBEATS,
+)
 
 FLAGS: tuple[Flag, ...] = (
     Flag("ip", "--ip", "127.0.0.1", "address to listen on (0.0.0.0 for all)"),
@@ -30,6 +34,12 @@ FLAGS: tuple[Flag, ...] = (
          "heartbeats missed before a peer is declared gone (the heartbeat limit, "
          "interval x missed, is also how long a stopped agent may take to come back)",
          int, 1, MAX_MISSED_HEARTBEATS),
+    Flag("max_agent_heartbeats", "--max-agent-heartbeats", AGENT_HEARTBEATS_PER_SECOND,
+         "agent heartbeats a second the master aims at: with more than this x "
+         "--heartbeat-interval agents, agents beat at a longer interval (whole multiples "
+         "of --heartbeat-interval), and are declared gone after that interval x "
+         "--missed-heartbeats; 0: always --heartbeat-interval",
+         float, 0.0, 1e7),
     Flag("allocation_interval", "--allocation-interval", 1.0,
          "seconds between periodic allocation rounds", float, 0.01),
     Flag("reregister_timeout", "--reregister-timeout", 600.0,
@@ -120,6 +130,7 @@ def default(name: str) -> Any:
 
 HEARTBEAT_INTERVAL: float = default("heartbeat_interval")
 MISSED_HEARTBEATS: int = default("missed_heartbeats")
+MAX_AGENT_HEARTBEATS: float = default("max_agent_heartbeats")
 ALLOCATION_INTERVAL: float = default("allocation_interval")
 REREGISTER_TIMEOUT: float = default("reregister_timeout")
 SNAPSHOT_EVERY: int = default("snapshot_every")

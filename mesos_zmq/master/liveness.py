@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 
 import structlog
 
+from mesos_zmq.heartbeat import HeartbeatMonitor
 from mesos_zmq.master import offers, task_book
 from mesos_zmq.master.records import AgentRemoved, FrameworkRemoved
 from mesos_zmq.master.runtime import AgentRuntime, FrameworkRuntime, Peer
@@ -53,13 +54,31 @@ def check_peers(core: MasterContext, now: float, heard_until: float | None = Non
         if monitor.expired(judged):
             _peer_lost(core, peer, info, now)
             continue
-        if monitor.send_due(now):
+        if info.kind == "agent" and core.agent_beat_interval() != monitor.interval:
+            _retune(core, peer, monitor, core.agent_beat_interval(), now)
+        elif monitor.send_due(now):
             monitor.sent(now)
             core.send(peer, HEARTBEAT)
         again = min(monitor.last_sent + monitor.interval,
                     monitor.last_received + monitor.timeout)
         # behind on reading, an expiry already past is looked at again a little later
         core.schedule_peer(peer, info, again if again > now else now + monitor.interval / 4)
+
+
+def _retune(core: MasterContext, peer: bytes, monitor: HeartbeatMonitor, interval: float,
+            now: float) -> None:
+    """Tell an agent the interval it beats at from now on (the cluster grew or shrank).
+
+    The master's monitor takes the new interval at once. Longer, it is only more
+    lenient. Shorter, the agent beat at the old one until it hears this: its silence is
+    counted from now, so it is not lost for beats it was never asked to send sooner.
+    """
+    if interval < monitor.interval:
+        monitor.received(now)
+    monitor.interval = interval
+    monitor.sent(now)
+    core.send(peer, Heartbeat(interval=interval))
+    core.count("agent_heartbeat_retunes")
 
 
 def _peer_lost(core: MasterContext, peer: bytes, info: Peer, now: float) -> None:

@@ -86,6 +86,7 @@ class MasterConfig:
     registry: str = flags.default("registry")  # replicated_log (directory) | in_memory
     heartbeat_interval: float = flags.HEARTBEAT_INTERVAL
     missed_heartbeats: int = flags.MISSED_HEARTBEATS
+    max_agent_heartbeats: float = flags.MAX_AGENT_HEARTBEATS
     allocation_interval: float = flags.ALLOCATION_INTERVAL
     reregister_timeout: float = flags.REREGISTER_TIMEOUT
     roles: tuple[str, ...] | None = None
@@ -281,6 +282,7 @@ class MasterServer:
             master_id=self.master_id.split("-")[-1],
             heartbeat_interval=config.heartbeat_interval,
             missed_heartbeats=config.missed_heartbeats,
+            max_agent_heartbeats=config.max_agent_heartbeats,
             allocation_interval=config.allocation_interval,
             reregister_timeout=config.reregister_timeout,
             roles=config.roles,
