@@ -453,10 +453,15 @@ def main() -> int:
 
         # 2. idle
         time.sleep(2)
+        beats_before = fleet.totals()["heartbeats_sent"]
         figures["idle_cpu_pct"] = round(cpu_percent(leader, args.seconds), 1)
+        # what the agents send (the master's --max-agent-heartbeats sets their interval)
+        figures["idle_agent_beats_per_s"] = round(
+            (fleet.totals()["heartbeats_sent"] - beats_before) / args.seconds)
         figures["idle_rss_mb"] = round(leader.rss_mb())
         figures["agents_lost_idle"] = fleet.totals()["reconnects"]
-        print(f"idle: master {figures['idle_cpu_pct']} % of a core, RSS "
+        print(f"idle: master {figures['idle_cpu_pct']} % of a core "
+              f"({figures['idle_agent_beats_per_s']} agent heartbeats a second), RSS "
               f"{figures['idle_rss_mb']} MB; {figures['agents_lost_idle']} agents reconnected",
               flush=True)
 

@@ -71,6 +71,12 @@ MAX_UNSENT_BYTES = 16 * 1024 * 1024
 #: the shortest time between two runs of the core's timers (heartbeats due, expiries,
 #: retries, allocation): what they do waits at most this long
 TICK_EVERY = 0.005
+#: the shortest time between two wake-ups of a loop that is keeping up: frames trickling
+#: in one at a time (an idle cluster's heartbeats) are then read, handled and answered
+#: a few at a time, so the fixed cost of a turn (poll, the leadership check, flush, and
+#: ZeroMQ's hand-offs between its I/O thread and this one) is paid once per batch, for
+#: at most this much latency; a loop with more to read than a batch never waits
+COALESCE = 0.002
 #: the frame every agent and framework sends as a heartbeat (no request id, no epoch)
 HEARTBEAT_FRAME = encode(Heartbeat())
 
@@ -379,7 +385,8 @@ class MasterServer:
                     self.core.facts["standbys"] = self._standbys()
                 # Everything that had arrived was read by ``now`` unless this batch
                 # stopped at MAX_BATCH: silence is judged only up to that moment.
-                if not events or self._drain(ready, now):
+                caught_up = not events or self._drain(ready, now)
+                if caught_up:
                     self._heard_until = now
                 # Timers run at most every TICK_EVERY: a busy loop turns a thousand
                 # times a second for a few messages each, and a tick's fixed cost was
@@ -397,6 +404,10 @@ class MasterServer:
                     break
                 self._flush(ready)
                 polled = self._collect_children(poller, polled)
+                if caught_up and events:
+                    rest = now + COALESCE - time.monotonic()
+                    if rest > 0:
+                        time.sleep(rest)
         finally:
             self.close()
 
