@@ -30,6 +30,7 @@ from mesos_zmq.protocol import (
     ShutdownFramework,
     StatusUpdate,
     TaskInfo,
+    TaskReport,
     UsageReport,
 )
 from mesos_zmq.resources import Resources
@@ -181,6 +182,18 @@ def reset_agent_allocation(core: MasterContext, agent_id: str, total: Resources)
         task_book.allocate_task(core, rec)
 
 
+def _unused(total: Resources, reports: list[TaskReport]) -> Resources:
+    """What of ``total`` the tasks an agent reports running leave (never negative)."""
+    free = total
+    for report in reports:
+        if report.state not in TERMINAL:
+            try:
+                free = free.subtract_available(Resources.parse(report.task.resources))
+            except ResourceError:
+                pass
+    return free
+
+
 def reconcile_agent(core: MasterContext, agent_id: str, msg: ReregisterAgent, now: float,
                     total: Resources) -> None:
     """Agents are the truth for what runs: align the log with their report.
@@ -190,15 +203,9 @@ def reconcile_agent(core: MasterContext, agent_id: str, msg: ReregisterAgent, no
     fits never ran, and is reported as lost rather than overbooking the agent.
     """
     reported: set[tuple[str, str]] = set()
-    free = total
     for report in msg.tasks:
         key = (report.framework_id, report.task.task_id)
         reported.add(key)
-        if report.state not in TERMINAL:
-            try:
-                free = free.subtract_available(Resources.parse(report.task.resources))
-            except ResourceError:
-                pass
         rec = core.state.task(*key)
         framework_known = report.framework_id in core.state.frameworks
         if not framework_known:
@@ -231,6 +238,7 @@ def reconcile_agent(core: MasterContext, agent_id: str, msg: ReregisterAgent, no
                                          "REASON_AGENT_REREGISTERED",
                                          "agent re-registered after being unreachable", now)
     relaunch: dict[str, list[TaskInfo]] = {}
+    free: Resources | None = None  # worked out for the first undelivered task only
     for rec in core.state.active_tasks_on(agent_id):
         if (rec.framework_id, rec.task_id) in reported:
             continue
@@ -239,6 +247,8 @@ def reconcile_agent(core: MasterContext, agent_id: str, msg: ReregisterAgent, no
                 needs = Resources.parse(rec.task.resources)
             except ResourceError:
                 needs = None
+            if free is None:
+                free = _unused(total, msg.tasks)
             if needs is not None and free.contains(needs):
                 # Committed but never delivered (the previous leader died between its
                 # commit and its send): deliver it now. The agent ignores task ids it
