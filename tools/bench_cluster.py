@@ -381,6 +381,42 @@ def cpu_percent(master: Master, seconds: float) -> float:
     return 100.0 * (master.cpu_seconds() - before) / (time.monotonic() - start)
 
 
+def cpu_of(pids: dict[str, list[int]]) -> dict[str, float]:
+    """CPU seconds (user + system) used so far by each role's processes, and by the
+    whole machine (``machine``: what else competed for its cores shows up there)."""
+    seconds: dict[str, float] = {}
+    for role, role_pids in pids.items():
+        total = 0.0
+        for pid in role_pids:
+            try:
+                times = psutil.Process(pid).cpu_times()
+            except psutil.Error:
+                continue
+            total += times.user + times.system + times.children_user + times.children_system
+        seconds[role] = total
+    machine = psutil.cpu_times()
+    seconds["machine"] = machine.user + machine.system + machine.nice
+    return seconds
+
+
+def thread_cpu(pid: int) -> dict[str, float]:
+    """CPU seconds per thread name of one process (ZeroMQ names its I/O thread
+    ZMQbg/IO/0; Python threads show as the interpreter's name)."""
+    seconds: dict[str, float] = {}
+    try:
+        threads = psutil.Process(pid).threads()
+    except psutil.Error:
+        return seconds
+    for thread in threads:
+        try:
+            name = Path(f"/proc/{pid}/task/{thread.id}/comm").read_text().strip()
+        except OSError:
+            continue
+        name = "main" if thread.id == pid else name
+        seconds[name] = seconds.get(name, 0.0) + thread.user_time + thread.system_time
+    return seconds
+
+
 def pct(values: list[float], q: float) -> float:
     if not values:
         return float("nan")
@@ -539,11 +575,17 @@ def main() -> int:
             framework.mode("churn")
             time.sleep(3)
             before = fleet.totals()["reregistered_acks"]
+            survivor = next(m for m in masters if m is not leader)
+            roles = {"new_leader": [survivor.popen.pid], "agents_sim": fleet.pids,
+                     "framework": [framework.proc.pid] if framework.proc.pid else [],
+                     "zookeeper": [srv.process.pid for srv in ensemble.servers
+                                   if srv.process is not None] if ensemble else []}
+            cpu_before = cpu_of(roles)
+            threads_before = thread_cpu(survivor.popen.pid)
             killed_at = time.monotonic()
             killed_wall = time.time()
             leader.popen.send_signal(signal.SIGKILL)
             leader.popen.wait()
-            survivor = next(m for m in masters if m is not leader)
             # as a framework watching ZooKeeper would: to the next master at once (its
             # subscription waits in ZeroMQ until that master leads and listens)
             framework.mode("churn", reconnect=survivor.address)
@@ -559,6 +601,19 @@ def main() -> int:
                     took = time.monotonic() - killed_at
                     break
                 time.sleep(0.5)
+            # Whose CPU the failover took: on one small machine the simulated agents,
+            # ZooKeeper and the framework compete with the new leader for its cores.
+            cpu_after = cpu_of(roles)
+            threads_after = thread_cpu(survivor.popen.pid)
+            wall = time.monotonic() - killed_at
+            used = {role: round(cpu_after[role] - cpu_before[role], 2) for role in cpu_after}
+            figures.update({f"failover_cpu_{role}_s": v for role, v in used.items()})
+            print(f"failover CPU seconds over {wall:.1f} s of wall time on "
+                  f"{psutil.cpu_count()} cores: "
+                  + ", ".join(f"{role} {v}" for role, v in used.items())
+                  + "; the new leader's threads: " + ", ".join(
+                      f"{name} {threads_after[name] - threads_before.get(name, 0.0):.2f}"
+                      for name in sorted(threads_after)), flush=True)
             # where the time goes: waiting for the new leader, or a slow climb, or a tail
             print("failover timeline (s, re-registered, re-registrations sent): "
                   + " ".join(f"{t}:{n}/{sent}" for t, n, sent in timeline[::2]), flush=True)

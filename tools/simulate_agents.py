@@ -123,6 +123,7 @@ class _Agent:
         "max_epoch",
         "register_attempts",
         "registered",
+        "reregistration",
         "sock",
         "tasks",
     )
@@ -142,6 +143,10 @@ class _Agent:
         self.register_attempts = 0
         self.max_epoch = 0
         self.tasks: dict[tuple[str, str], _Task] = {}
+        #: the encoded re-registration while its tasks stay as they are (an agent
+        #: retries several times in a failover; encoding 10 task reports is costly, and
+        #: this process stands in for thousands of machines on a shared host)
+        self.reregistration: bytes | None = None
         #: bumped on every reconnect: timers of an older connection are void
         self.generation = 0
 
@@ -184,10 +189,13 @@ class _Worker:
                                      agent.generation, data))
 
     def send(self, agent: _Agent, msg: Message, request_id: str = "") -> None:
+        self.send_frame(agent, encode(msg, request_id))
+
+    def send_frame(self, agent: _Agent, frame: bytes) -> None:
         if agent.sock is None:
             return
         try:
-            agent.sock.send(encode(msg, request_id), zmq.NOBLOCK)
+            agent.sock.send(frame, zmq.NOBLOCK)
         except zmq.Again:
             pass  # the master is not reading: the retry timers send again
         self.dirty.add(agent.index)
@@ -226,10 +234,13 @@ class _Worker:
             return
         if agent.agent_id:
             self.counts["reregister_sent"] += 1
-            reports = [TaskReport(task=t.info, framework_id=t.framework_id, state=t.state)
-                       for t in agent.tasks.values()]
-            self.send(agent, ReregisterAgent(agent_id=agent.agent_id, hostname=agent.hostname,
-                                             resources=self.config.resources, tasks=reports))
+            if agent.reregistration is None:
+                reports = [TaskReport(task=t.info, framework_id=t.framework_id, state=t.state)
+                           for t in agent.tasks.values()]
+                agent.reregistration = encode(ReregisterAgent(
+                    agent_id=agent.agent_id, hostname=agent.hostname,
+                    resources=self.config.resources, tasks=reports))
+            self.send_frame(agent, agent.reregistration)
         else:
             self.counts["register_sent"] += 1
             self.send(agent, RegisterAgent(hostname=agent.hostname,
@@ -243,7 +254,9 @@ class _Worker:
     def on_registered(self, agent: _Agent, msg: AgentRegistered, now: float) -> None:
         if agent.registered:
             return
-        agent.agent_id = msg.agent_id
+        if agent.agent_id != msg.agent_id:
+            agent.agent_id = msg.agent_id
+            agent.reregistration = None
         agent.registered = True
         agent.interval = msg.heartbeat_interval
         agent.limit = msg.heartbeat_interval * msg.missed_heartbeats
@@ -267,6 +280,7 @@ class _Worker:
                 continue
             task = _Task(info, msg.framework_id)
             agent.tasks[key] = task
+            agent.reregistration = None
             self.counts["tasks_started"] += 1
             self.update(agent, task, "TASK_RUNNING", now)
             seconds = self.config.task_seconds
@@ -281,6 +295,7 @@ class _Worker:
     def update(self, agent: _Agent, task: _Task, state: str, now: float,
                message: str = "") -> None:
         task.state = state
+        agent.reregistration = None
         status = TaskStatus(task_id=task.info.task_id, framework_id=task.framework_id,
                             agent_id=agent.agent_id, state=state, uuid=uuid.uuid4().hex,
                             timestamp=time.time(), message=message)
@@ -318,6 +333,7 @@ class _Worker:
             self.send_head(agent, task, now)
         elif task.state in TERMINAL_STATES:
             del agent.tasks[key]
+            agent.reregistration = None
             self.counts["tasks_forgotten"] += 1
 
     # --------------------------------------------------------------- the loop
