@@ -508,9 +508,21 @@ def main() -> int:
             framework.mode("churn")
             time.sleep(3)
             framework.take_latencies()
+            # whose CPU the churn takes (on a small machine all roles share its cores)
+            roles = {"master": [leader.popen.pid], "agents_sim": fleet.pids,
+                     "framework": [framework.proc.pid] if framework.proc.pid else []}
+            if ensemble is not None:
+                roles["zookeeper"] = [srv.process.pid for srv in ensemble.servers
+                                      if srv.process is not None]
+                roles["standby"] = [m.popen.pid for m in masters if m is not leader]
+            cpu_before, started = cpu_of(roles), time.monotonic()
             rate = framework.rate(args.seconds)
+            cpu_after, spent = cpu_of(roles), time.monotonic() - started
             lat = framework.take_latencies()
             cpu = cpu_percent(leader, 2)
+            shares = {role: round(100 * (cpu_after[role] - cpu_before[role]) / spent)
+                      for role in cpu_after}
+            figures.update({f"churn_cpu_{role}_pct": v for role, v in shares.items()})
             figures["churn_tasks_per_s"] = round(rate)
             figures["churn_p50_s"] = round(pct(lat, 0.5), 3)
             figures["churn_p95_s"] = round(pct(lat, 0.95), 3)
@@ -518,7 +530,9 @@ def main() -> int:
             figures["update_retries"] = fleet.totals()["update_retries"]
             print(f"churn: {rate:.0f} tasks/s accept->FINISHED acked; latency p50 "
                   f"{figures['churn_p50_s']} s p95 {figures['churn_p95_s']} s; master "
-                  f"{cpu:.0f} % CPU; {figures['update_retries']} update retries", flush=True)
+                  f"{cpu:.0f} % CPU; {figures['update_retries']} update retries; CPU % of a "
+                  "core by role: " + ", ".join(f"{r} {v}" for r, v in shares.items()),
+                  flush=True)
 
         # 4. reads with many active tasks
         if "reads" not in skip:
