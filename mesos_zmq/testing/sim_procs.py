@@ -141,7 +141,10 @@ class MasterTuning:
     retain: int = 64
     core: MasterCoreConfig = field(default_factory=lambda: MasterCoreConfig(
         heartbeat_interval=0.5, missed_heartbeats=4, allocation_interval=0.5,
-        reregister_timeout=10.0, status_update_retry=1.0))
+        reregister_timeout=10.0, status_update_retry=1.0,
+        # 2 agents per 0.5 s step: 3 agents beat every 1 s, and the master retunes
+        # them as agents are removed and come back (--max-agent-heartbeats)
+        max_agent_heartbeats=4.0))
 
 
 class MasterReplica:
