@@ -8,6 +8,10 @@ of them in a child (:class:`~mesos_zmq.master.forked.ForkedJob`) from its copy-o
 image of that instant. Reads that arrive while a child works wait for the next child
 and are answered together (at most one child at a time). A child that fails, or
 outlives ``timeout``, is answered for with an ``internal`` error to each of its readers.
+
+The loop answers first what it can itself, cheaper (:mod:`mesos_zmq.master.loop_reads`:
+pages, and the state from a cache kept up to date); what comes here are the reads it
+cannot: a reader the ACLs hide tasks from, or a cache too far behind (the first read).
 """
 
 from __future__ import annotations

@@ -59,7 +59,7 @@ if TYPE_CHECKING:
 log = structlog.get_logger()
 
 
-def _shows(core: MasterContext) -> Callable[[str, str], bool]:
+def shows_of(core: MasterContext) -> Callable[[str, str], bool]:
     """What the sender may see: the ACLs' view_frameworks and view_tasks, asked of the
     principal that owns each framework."""
     def shows(action: str, framework_id: str) -> bool:
@@ -76,8 +76,8 @@ def get_state(core: MasterContext, peer: bytes, msg: GetState, rid: str, now: fl
                    "get_tasks)", rid)
         return
     if core.defer_read(peer, msg, rid):
-        return  # built off the loop: about a second at 100,000 tasks
-    core.send(peer, State(state=describe_cluster(core, now, _shows(core), limit)), rid)
+        return  # built by the shell: from its read cache, or by a forked child
+    core.send(peer, State(state=describe_cluster(core, now, shows_of(core), limit)), rid)
 
 
 def get_tasks(core: MasterContext, peer: bytes, msg: GetTasks, rid: str, now: float) -> None:
@@ -92,7 +92,7 @@ def get_tasks(core: MasterContext, peer: bytes, msg: GetTasks, rid: str, now: fl
     # as access.may: without a principal or ACLs, everything shows (and is not asked
     # task by task)
     unrestricted = core.principal is None or core.config.acls is None
-    tasks, total = task_page(core, None if unrestricted else _shows(core), limit=msg.limit,
+    tasks, total = task_page(core, None if unrestricted else shows_of(core), limit=msg.limit,
                              offset=msg.offset, order=msg.order,
                              framework_id=msg.framework_id, which=msg.which)
     core.send(peer, Tasks(tasks=tasks, total=total), rid)

@@ -42,6 +42,7 @@ from mesos_zmq.master.log import (
     ReplicatedLog,
     SnapshotPolicy,
 )
+from mesos_zmq.master.loop_reads import LoopReads
 from mesos_zmq.master.records import record_to_plain
 from mesos_zmq.master.snapshots import HOLD_AFTER_START, BackgroundSnapshots
 from mesos_zmq.master.state import HistoryLimits, MasterState, state_from
@@ -350,6 +351,8 @@ class MasterServer:
         self.epoch = epoch if epoch is not None else self.log.claim_epoch()
         self._reads: ForkedReads[DeferredRead] = ForkedReads(self._answer_reads,
                                                              self._read_failed)
+        #: reads cheap enough to answer in the loop (pages; state from a cache)
+        self._loop_reads = LoopReads()
         self._standbys = standbys
         shown = advertised_address(config, int(self.address.rsplit(":", 1)[1]))
         self.core.facts.update(id=self.master_id, pid=os.getpid(), address=shown,
@@ -565,11 +568,10 @@ class MasterServer:
             self._send(peer, frame, isinstance(msg, FileData | State | Tasks), msg.TYPE,
                        request_id)
         if ready.reads:
-            for peer, frame in self._reads.submit(ready.reads):
-                self.server.send(peer, frame)
-            # Forked after the records above are durable: a read shows nothing that
-            # could still be lost.
-            self._reads.start(now)
+            # Answered (here or by a child forked) after the records above are durable:
+            # a read shows nothing that could still be lost.
+            self._answer_in_loop(*self._loop_reads.take(self.core, ready.reads, now,
+                                                        self.epoch), now)
 
     def _send(self, peer: bytes, frame: bytes, asked: bool, kind: str,
               request_id: str | None) -> None:
@@ -600,6 +602,17 @@ class MasterServer:
             frames += [(peer, encode(msg, rid, self.epoch)) for peer, msg, rid in ready.messages]
         return frames
 
+    def _answer_in_loop(self, answers: list[tuple[bytes, bytes]],
+                        forked: list[DeferredRead], now: float) -> None:
+        """Send what the loop answered itself; hand the rest to a reader child."""
+        for peer, frame in answers:
+            self.core.count("reads_answered_in_loop")
+            self._send(peer, frame, True, "read", None)
+        if forked:
+            for peer, frame in self._reads.submit(forked):
+                self.server.send(peer, frame)
+            self._reads.start(now)
+
     def _read_failed(self, read: DeferredRead, why: str) -> tuple[bytes, bytes]:
         return read.peer, error_frame(ProtocolError(
             "internal", f"the {read.message.TYPE} answer could not be built: {why}"),
@@ -612,6 +625,7 @@ class MasterServer:
         for peer, frame in self._reads.collect(now):
             self.core.count("reads_answered_off_loop")
             self._send(peer, frame, True, "read", None)
+        self._answer_in_loop(*self._loop_reads.turn(self.core, now, self.epoch), now)
         self._reads.start(now)
         if self._snapshots.collect(now):
             self.core.count("snapshots_written")

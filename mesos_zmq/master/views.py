@@ -16,7 +16,8 @@ before anything is counted or cut.
 from __future__ import annotations
 
 from collections import Counter, defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from mesos_zmq.master.state import TaskRecord
@@ -48,6 +49,43 @@ def remembered(shows: Shows | None) -> Shows | None:
     return show
 
 
+@dataclass(slots=True)
+class TaskTotals:
+    """Active tasks counted per framework and per agent, and what they use (resource
+    texts, as ``state`` shows them): what the frameworks' and agents' views need of the
+    tasks. :func:`count_tasks` counts them in one pass; the loop's read cache
+    (:mod:`mesos_zmq.master.read_cache`) keeps them up to date change by change."""
+
+    fw_tasks: dict[str, int] = field(default_factory=dict)
+    agent_tasks: dict[str, int] = field(default_factory=dict)
+    fw_used: dict[str, str] = field(default_factory=dict)
+    agent_used: dict[str, str] = field(default_factory=dict)
+
+
+def count_tasks(records: Iterable[TaskRecord]) -> TaskTotals:
+    """The totals of ``records`` (the active tasks a reader may see)."""
+    fw_tasks: dict[str, int] = {}
+    agent_tasks: dict[str, int] = {}
+    # Tasks come in a few shapes: count each resource text per agent and framework,
+    # then add up counted shapes (Resources.total_of_texts; parses are cached).
+    agent_shapes: dict[str, Counter[str]] = defaultdict(Counter)
+    fw_shapes: dict[str, Counter[str]] = defaultdict(Counter)
+    for rec in records:
+        fw_tasks[rec.framework_id] = fw_tasks.get(rec.framework_id, 0) + 1
+        agent_tasks[rec.agent_id] = agent_tasks.get(rec.agent_id, 0) + 1
+        agent_shapes[rec.agent_id][rec.task.resources] += 1
+        fw_shapes[rec.framework_id][rec.task.resources] += 1
+    return TaskTotals(
+        fw_tasks, agent_tasks,
+        {fid: used_text(shapes) for fid, shapes in fw_shapes.items()},
+        {aid: used_text(shapes) for aid, shapes in agent_shapes.items()})
+
+
+def used_text(shapes: Mapping[str, int]) -> str:
+    """What tasks of these counted shapes use, as ``state`` shows it."""
+    return str(Resources.total_of_texts(shapes))
+
+
 def describe_cluster(core: ClusterView, now: float, shows: Shows | None = None,
                      tasks_limit: int | None = None) -> dict[str, Any]:
     """Frameworks, agents, tasks (active, then recently completed), roles, counters.
@@ -63,21 +101,33 @@ def describe_cluster(core: ClusterView, now: float, shows: Shows | None = None,
     def show(action: str, framework_id: str) -> bool:
         return visible is None or visible(action, framework_id)
 
-    fw_tasks: dict[str, int] = {}
-    agent_tasks: dict[str, int] = {}
-    # Tasks come in a few shapes: count each resource text per agent and framework,
-    # then add up counted shapes (Resources.total_of_texts; parses are cached).
-    agent_shapes: dict[str, Counter[str]] = defaultdict(Counter)
-    fw_shapes: dict[str, Counter[str]] = defaultdict(Counter)
-    for rec in state.tasks.values():
-        if not show("view_tasks", rec.framework_id):
-            continue
-        fw_tasks[rec.framework_id] = fw_tasks.get(rec.framework_id, 0) + 1
-        agent_tasks[rec.agent_id] = agent_tasks.get(rec.agent_id, 0) + 1
-        agent_shapes[rec.agent_id][rec.task.resources] += 1
-        fw_shapes[rec.framework_id][rec.task.resources] += 1
-    used = {aid: Resources.total_of_texts(shapes) for aid, shapes in agent_shapes.items()}
-    fw_used = {fid: Resources.total_of_texts(shapes) for fid, shapes in fw_shapes.items()}
+    totals = count_tasks(state.tasks.values() if visible is None else
+                         (r for r in state.tasks.values() if show("view_tasks", r.framework_id)))
+    completed = (len(state.completed) if visible is None else
+                 sum(1 for r in state.completed.values() if show("view_tasks", r.framework_id)))
+    if tasks_limit is None:
+        tasks: Any = [active_task_view(core, rec) for rec in state.tasks.values()
+                      if show("view_tasks", rec.framework_id)]
+        tasks += [task_view(r) for r in state.completed.values()
+                  if show("view_tasks", r.framework_id)]
+    else:
+        tasks, _ = task_page(core, visible, limit=tasks_limit)
+    return cluster_view(core, now, shows, totals, completed, tasks)
+
+
+def cluster_view(core: ClusterView, now: float, shows: Shows | None, totals: TaskTotals,
+                 completed: int, tasks: Any, agents: Any = None) -> dict[str, Any]:
+    """The ``state`` answer around its tasks: what :func:`describe_cluster` shows, from
+    the visible tasks' ``totals`` and ``completed`` count. ``tasks`` (and ``agents``,
+    None: built here) go in as given: the read cache passes placeholders for bytes it
+    splices in (see :mod:`mesos_zmq.master.read_cache`)."""
+    state = core.state
+    visible = remembered(shows)
+
+    def show(action: str, framework_id: str) -> bool:
+        return visible is None or visible(action, framework_id)
+
+    empty = str(Resources.empty())
     frameworks: list[dict[str, Any]] = []
     visible_roles: set[str] = set()
     for fid, info in state.frameworks.items():
@@ -93,35 +143,11 @@ def describe_cluster(core: ClusterView, now: float, shows: Shows | None = None,
                 "roles": list(info.roles),
                 "connected": connected,
                 "failover_timeout": info.failover_timeout,
-                "used_resources": str(fw_used.get(fid, Resources.empty())),
+                "used_resources": totals.fw_used.get(fid, empty),
                 "offers": offers,
-                "active_tasks": fw_tasks.get(fid, 0),
+                "active_tasks": totals.fw_tasks.get(fid, 0),
             }
         )
-    agents = [
-        {
-            "id": aid,
-            "hostname": agent.hostname,
-            "resources": agent.resources,
-            "attributes": agent.attributes,
-            "used_resources": str(used.get(aid, Resources.empty())),
-            "reserved": state.reservations.get(aid, ""),
-            "drain": ("" if aid not in state.draining
-                      else "DRAINED" if state.draining[aid]["drained"] else "DRAINING"),
-            "connected": core.agent_connected(aid),
-            "active_tasks": agent_tasks.get(aid, 0),
-        }
-        for aid, agent in state.agents.items()
-    ]
-    completed = (len(state.completed) if visible is None else
-                 sum(1 for r in state.completed.values() if show("view_tasks", r.framework_id)))
-    if tasks_limit is None:
-        tasks = [active_task_view(core, rec) for rec in state.tasks.values()
-                 if show("view_tasks", rec.framework_id)]
-        tasks += [task_view(r) for r in state.completed.values()
-                  if show("view_tasks", r.framework_id)]
-    else:
-        tasks, _ = task_page(core, visible, limit=tasks_limit)
     shares = core.allocator.role_shares()
     weights = core.allocator.weights()
     quotas = core.allocator.quotas()
@@ -147,12 +173,34 @@ def describe_cluster(core: ClusterView, now: float, shows: Shows | None = None,
             "missed_heartbeats": core.config.missed_heartbeats,
         },
         "frameworks": frameworks,
-        "agents": agents,
+        "agents": agent_views(core, totals) if agents is None else agents,
         "tasks": tasks,
-        "task_counts": {"active": sum(fw_tasks.values()), "completed": completed},
+        "task_counts": {"active": sum(totals.fw_tasks.values()), "completed": completed},
         "roles": roles,
         "counters": dict(core.counters),
     }
+
+
+def agent_views(core: ClusterView, totals: TaskTotals) -> list[dict[str, Any]]:
+    """Every agent's view, with the visible tasks it runs (``totals``)."""
+    state = core.state
+    empty = str(Resources.empty())
+    used, counts = totals.agent_used, totals.agent_tasks
+    return [
+        {
+            "id": aid,
+            "hostname": agent.hostname,
+            "resources": agent.resources,
+            "attributes": agent.attributes,
+            "used_resources": used.get(aid, empty),
+            "reserved": state.reservations.get(aid, ""),
+            "drain": ("" if aid not in state.draining
+                      else "DRAINED" if state.draining[aid]["drained"] else "DRAINING"),
+            "connected": core.agent_connected(aid),
+            "active_tasks": counts.get(aid, 0),
+        }
+        for aid, agent in state.agents.items()
+    ]
 
 
 def task_page(core: ClusterView, shows: Shows | None, *, limit: int, offset: int = 0,

@@ -1,0 +1,228 @@
+"""Which operator reads the master's loop answers itself, and when.
+
+Reads the core defers (``Ready.reads``) used to go to a forked child each
+(:mod:`mesos_zmq.master.forked_reads`). Measured at 10,000 agents and 100,000 tasks
+(master RSS ~800 MB), a child costs the loop a 35-75 ms fork, then copy-on-write faults
+on 130-400 MB in the parent while the child lives, and its answer came back 64 KB per
+loop turn: a ``state`` summary took 0.8-1.4 s for 0.1 s of work, and back-to-back full
+reads cut a framework's rate by a quarter. :class:`LoopReads` answers in the loop what
+is cheap there, and leaves the rest to the child:
+
+- ``get_tasks``: a page is at most ``MAX_TASKS_PAGE`` views; finding it copies and
+  filters lists of the tasks in C (a few ms at 100,000 tasks).
+- ``get_state`` (summary or whole), for a reader who sees every task: from the
+  :class:`~mesos_zmq.master.read_cache.ReadCache`. The cache catches up with what
+  changed since the last read only when a read comes (a task that starts and ends
+  between two reads is then redone once, not at each of its updates): at once if at
+  most ``IN_LOOP_PENDING`` tasks changed; otherwise the read waits while the loop
+  catches up ``SLICE`` seconds a turn, and is answered on the turn whose slice leaves
+  at most ``AFTER_SLICE``. A turn so spends on reads at most a slice and the answers
+  (~55 ms in a quiet process; 45-100 ms on the benchmark's two busy cores), or the
+  catching up of ``IN_LOOP_PENDING`` changes and the answers. A read that waited ``MAX_WAIT``
+  seconds, or that finds more than ``PARK_LIMIT`` changes (a cold cache: the first read
+  of a large cluster), goes to the child; the loop then catches up a slice a turn
+  (``COLD_SLICE`` while that far behind) so that the next one need not, as it does
+  whenever more than ``HIGH_WATER`` changes pile up. The cache starts at any state read
+  (small, it costs nothing, and it grows with the cluster) and is dropped
+  ``IDLE_AFTER`` seconds after the last one.
+
+Anything else, and any read the cache fails on (logged), goes to the child as before.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+import structlog
+
+from mesos_zmq.master.operator_api import shows_of
+from mesos_zmq.master.read_cache import ReadCache
+from mesos_zmq.master.views import remembered
+from mesos_zmq.protocol import GetState, GetTasks, encode
+
+if TYPE_CHECKING:
+    from mesos_zmq.master.core import DeferredRead, MasterCore
+
+log = structlog.get_logger()
+
+#: changed tasks a state read catches up with at once (3-9 µs each: with the answer's
+#: own 20-35 ms, this bounds the loop's time on a read to ~50 ms in a quiet process)
+IN_LOOP_PENDING = 3_000
+#: changed tasks a turn that caught up a slice may still catch up with to answer (~4 ms)
+AFTER_SLICE = 750
+#: changed tasks beyond which a read goes to the child at once (a cold cache: catching
+#: up would take more turns than it may wait)
+PARK_LIMIT = 60_000
+#: changed tasks the cache lets pile up between reads before it catches up a slice a
+#: turn anyway (so that the next read waits a few turns at most)
+HIGH_WATER = 20_000
+#: seconds of catching up per loop turn while reads wait or the cache is far behind: a
+#: busy master turns 4-9 times a second and changes ~2,000 tasks a turn (10,000 agents,
+#: 3,000 tasks/s), so a slice must redo more than that
+SLICE = 0.02
+#: seconds a read waits for the cache before it goes to the child
+MAX_WAIT = 2.0
+#: seconds of catching up per loop turn while the cache is too far behind for reads to
+#: wait (they go to the child meanwhile): a cold cache at 100,000 tasks is 0.6 s of work
+COLD_SLICE = 0.05
+#: seconds after the last state read when the cache is dropped (while it is kept, each
+#: change of a task costs the master a few microseconds more, once)
+IDLE_AFTER = 60.0
+
+#: (connection, frame) to send
+Answer = tuple[bytes, bytes]
+
+
+class LoopReads:
+    """Answers the reads that are cheap in the loop; see the module docstring."""
+
+    def __init__(self, idle_after: float = IDLE_AFTER) -> None:
+        self.cache = ReadCache()
+        self.idle_after = idle_after
+        self._wanted_at = 0.0
+        #: state reads waiting for the cache to catch up, with when they came
+        self._waiting: list[tuple[DeferredRead, float]] = []
+        #: the cache is behind by more than a read may wait for: catch up each turn
+        self._warming = False
+
+    @property
+    def waiting(self) -> int:
+        return len(self._waiting)
+
+    def take(self, core: MasterCore, reads: Sequence[DeferredRead], now: float,
+             epoch: int) -> tuple[list[Answer], list[DeferredRead]]:
+        """Answers built now, and the reads for a child; reads that wait for the cache
+        are answered by a later :meth:`turn`."""
+        answers: list[Answer] = []
+        forked: list[DeferredRead] = []
+        for read in reads:
+            msg = read.message
+            if isinstance(msg, GetState):
+                self._wanted_at = now
+                self._waiting.append((read, now))
+                continue
+            frame = self._guarded(core, read, now, epoch)
+            if frame is None:
+                forked.append(read)
+            else:
+                answers.append((read.peer, frame))
+        more, later = self._answer_waiting(core, now, epoch)
+        return answers + more, forked + later
+
+    def turn(self, core: MasterCore, now: float, epoch: int
+             ) -> tuple[list[Answer], list[DeferredRead]]:
+        """Once a loop turn: catch up a slice if reads wait (or the cache is far behind)
+        and answer those that can be; drop the cache once state reads stop."""
+        if self._waiting:
+            return self._answer_waiting(core, now, epoch)
+        cache = self.cache
+        if not cache.attached_to(core):
+            if cache.attached:
+                cache.detach()  # the core was replaced: let go of the old one's maps
+            return [], []
+        if now - self._wanted_at > self.idle_after:
+            cache.detach()
+            self._warming = False
+        elif self._warming or cache.pending > HIGH_WATER:
+            try:
+                slice_ = COLD_SLICE if cache.pending > PARK_LIMIT else SLICE
+                self._warming = not cache.catch_up(core, time.perf_counter() + slice_) \
+                    and cache.pending > IN_LOOP_PENDING
+            except Exception:  # the cache's fault must not be the master's
+                log.exception("the read cache failed to catch up; it starts over")
+                cache.detach()
+                self._warming = False
+        return [], []
+
+    # ------------------------------------------------------------------ state reads
+    def _answer_waiting(self, core: MasterCore, now: float, epoch: int
+                        ) -> tuple[list[Answer], list[DeferredRead]]:
+        if not self._waiting:
+            return [], []
+        cache = self.cache
+        behind = False
+        try:
+            if not cache.attached_to(core):
+                core.count("read_cache_started")
+                cache.attach(core)
+            if cache.pending > IN_LOOP_PENDING:
+                # a slice; the answers too if it left next to nothing (a busy master
+                # changes 1,500-3,000 tasks a turn: few turns start with few changes)
+                cache.catch_up(core, time.perf_counter() + SLICE)
+                behind = cache.pending > AFTER_SLICE
+        except Exception:  # the cache's fault must not be the master's: the child answers
+            log.exception("the read cache failed to catch up; reads go to a reader process")
+            cache.detach()
+            self._warming = False
+            waiting, self._waiting = self._waiting, []
+            return [], [read for read, _ in waiting]
+        waiting, self._waiting = self._waiting, []
+        if behind:
+            # reads wait a few turns, unless it is too far behind for that
+            self._warming = cache.pending > IN_LOOP_PENDING
+            forked = []
+            for read, since in waiting:
+                if cache.pending > PARK_LIMIT or now - since > MAX_WAIT:
+                    core.count("state_reads_forked_cache_behind")
+                    forked.append(read)
+                else:
+                    self._waiting.append((read, since))
+            return [], forked
+        answers: list[Answer] = []
+        forked = []
+        for read, _ in waiting:
+            frame = self._guarded(core, read, now, epoch)
+            if frame is None:
+                forked.append(read)
+            else:
+                answers.append((read.peer, frame))
+        return answers, forked
+
+    def _guarded(self, core: MasterCore, read: DeferredRead, now: float,
+                 epoch: int) -> bytes | None:
+        """The frame answering ``read``, built here; None: leave it to the child."""
+        msg = read.message
+        try:
+            if isinstance(msg, GetTasks):
+                return self._built(core, read, now, epoch)
+            if isinstance(msg, GetState):
+                return self._state(core, read, msg, now, epoch)
+        except Exception:  # a fault here must cost this read its fast path, not the master
+            log.exception("a read failed in the loop; it goes to a reader process",
+                          kind=msg.TYPE)
+            self.cache.detach()
+        return None
+
+    def _built(self, core: MasterCore, read: DeferredRead, now: float, epoch: int
+               ) -> bytes | None:
+        """The answer the child would build, built here (cheap: see the module docstring)."""
+        saved = core.principal
+        try:
+            messages = core.answer_read(read, now).messages
+        finally:
+            core.principal = saved
+        if len(messages) != 1:
+            return None
+        _, reply, request_id = messages[0]
+        return encode(reply, request_id, epoch)
+
+    def _state(self, core: MasterCore, read: DeferredRead, msg: GetState, now: float,
+               epoch: int) -> bytes | None:
+        cache = self.cache
+        if not cache.attached_to(core):
+            return None  # the core was replaced while it waited: the child answers it
+        cache.catch_up(core)
+        saved = core.principal
+        core.principal = read.principal  # what shows_of asks the ACLs about
+        try:
+            shows = remembered(shows_of(core))
+            assert shows is not None
+            if not cache.sees_every_task(shows):
+                core.count("state_reads_forked_tasks_hidden")
+                return None
+            return cache.state_frame(core, now, shows, msg.tasks_limit, read.request_id,
+                                     epoch)
+        finally:
+            core.principal = saved

@@ -1,0 +1,125 @@
+"""What a ``state`` read costs the master's loop, the old way and from the read cache
+(core only: no sockets, no fork), in the same process and run.
+
+Builds a core with ``--agents`` agents and ``--tasks`` active tasks (``--completed``
+more finished, a usage figure for every third), then prints, best of a few: building
+and encoding the whole state and the summary with 100 tasks as the forked child does
+(``describe_cluster`` + ``encode``); the same from the read cache once caught up;
+catching up after ``--churn`` tasks started, ran and finished; and checks that both
+ways give the same bytes. Nothing here asserts beyond that check: figures are for
+humans to compare (issue 13).
+
+    python tools/bench_reads.py [--agents 10000] [--tasks 100000] [--completed 1000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+import structlog  # noqa: E402
+
+from mesos_zmq.master import records as r  # noqa: E402
+from mesos_zmq.master.core import MasterCore, MasterCoreConfig  # noqa: E402
+from mesos_zmq.master.operator_api import shows_of  # noqa: E402
+from mesos_zmq.master.read_cache import ReadCache  # noqa: E402
+from mesos_zmq.master.state import MasterState  # noqa: E402
+from mesos_zmq.master.views import describe_cluster, remembered  # noqa: E402
+from mesos_zmq.protocol import FrameworkInfo, State, TaskInfo, TaskUsage, encode  # noqa: E402
+
+LONG = "cpus:0.1;mem:32"
+SHORT = "cpus:0.01;mem:8"
+
+
+def build(agents: int, tasks: int, completed: int) -> MasterCore:
+    state = MasterState()
+    state.apply(r.FrameworkAdded(framework=FrameworkInfo(name="f", framework_id="f"), time=1.0))
+    for a in range(agents):
+        state.apply(r.AgentAdded(agent_id=f"a{a:06d}", hostname=f"h{a}",
+                                 resources="cpus:16;mem:65536", time=1.0))
+    for t in range(tasks + completed):
+        state.apply(r.TaskAdded(framework_id="f", task=TaskInfo(
+            task_id=f"L{t}", agent_id=f"a{t % agents:06d}", resources=LONG,
+            env={"SIM_SECONDS": "-1"}, role="*"), state="TASK_RUNNING", time=2.0))
+    for t in range(tasks, tasks + completed):
+        state.apply(r.TaskUpdated(framework_id="f", task_id=f"L{t}", state="TASK_FINISHED",
+                                  exit_code=0, time=3.0))
+    counter = itertools.count()
+    core = MasterCore(MasterCoreConfig(), lambda: f"id{next(counter)}", state, now=10.0)
+    for i, key in enumerate(list(state.tasks)[::3]):
+        core.usage[key] = TaskUsage(key[0], key[1], 1.5 * i, 1000 + i, 2000 + i)
+    return core
+
+
+def churn(core: MasterCore, start: int, count: int, agents: int) -> None:
+    """``count`` short tasks started, run and finished, as a busy framework's."""
+    for t in range(start, start + count):
+        core.state.apply(r.TaskAdded(framework_id="f", task=TaskInfo(
+            task_id=f"s{t}", agent_id=f"a{t % agents:06d}", resources=SHORT, role="*"),
+            state="TASK_STAGING", time=4.0))
+        core.state.apply(r.TaskUpdated(framework_id="f", task_id=f"s{t}",
+                                       state="TASK_RUNNING", time=4.5))
+        core.state.apply(r.TaskUpdated(framework_id="f", task_id=f"s{t}",
+                                       state="TASK_FINISHED", exit_code=0, time=5.0))
+
+
+def best(work: Callable[[], Any], times: int = 5) -> tuple[float, Any]:
+    seconds, out = float("inf"), None
+    for _ in range(times):
+        started = time.perf_counter()
+        out = work()
+        seconds = min(seconds, time.perf_counter() - started)
+    return seconds * 1000, out
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--agents", type=int, default=10_000)
+    parser.add_argument("--tasks", type=int, default=100_000)
+    parser.add_argument("--completed", type=int, default=1_000)
+    parser.add_argument("--churn", type=int, default=1_000)
+    args = parser.parse_args()
+    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(40))
+    core = build(args.agents, args.tasks, args.completed)
+    shows = remembered(shows_of(core))
+    assert shows is not None
+
+    def child(limit: int | None) -> bytes:
+        return encode(State(state=describe_cluster(core, 20.0, shows, limit)), "r", 1)
+
+    cache = ReadCache()
+    attach_ms, _ = best(lambda: cache.attach(core), 1)
+    cold_ms, _ = best(lambda: cache.catch_up(core), 1)
+    figures: dict[str, Any] = {"agents": args.agents, "tasks": args.tasks,
+                               "attach_ms": round(attach_ms, 1), "cold_catch_up_ms": round(
+                                   cold_ms)}
+    for name, limit in (("full", None), ("summary", 100)):
+        old_ms, old = best(lambda limit=limit: child(limit), 2)
+        new_ms, new = best(lambda limit=limit: cache.state_frame(core, 20.0, shows, limit,
+                                                                 "r", 1))
+        figures[f"{name}_child_ms"] = round(old_ms)
+        figures[f"{name}_cached_ms"] = round(new_ms, 1)
+        figures[f"{name}_same_bytes"] = old == new
+    churn(core, 0, args.churn, args.agents)
+    pending = cache.pending
+    catch_ms, _ = best(lambda: cache.catch_up(core), 1)
+    figures["churn_changes"] = pending
+    figures["churn_catch_up_ms"] = round(catch_ms, 1)
+    figures["after_churn_same_bytes"] = cache.state_frame(core, 21.0, shows, None, "r", 1) \
+        == encode(State(state=describe_cluster(core, 21.0, shows, None)), "r", 1)
+    print(f"reproduce: python tools/bench_reads.py --agents {args.agents} --tasks "
+          f"{args.tasks} --completed {args.completed} --churn {args.churn}")
+    print(" ".join(f"{k}={v}" for k, v in figures.items()))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
