@@ -364,6 +364,11 @@ class MasterCore:
         self.send(rt.peer, msg, request_id)
         return True
 
+    @property
+    def agent_heartbeat_interval(self) -> float:
+        """The interval agents were last told to beat at (for operators' views)."""
+        return self._agent_interval
+
     def agent_beat_interval(self) -> float:
         """The interval agents beat at now: ``--heartbeat-interval``, longer in a cluster
         of more agents than ``--max-agent-heartbeats`` x interval (heartbeat.scaled_interval);

@@ -170,6 +170,8 @@ def cluster_view(core: ClusterView, now: float, shows: Shows | None, totals: Tas
             "started_at": core.wall(core.started_at),
             "now": core.wall(now),
             "heartbeat_interval": core.config.heartbeat_interval,
+            # what agents beat at: longer in a large cluster (--max-agent-heartbeats)
+            "agent_heartbeat_interval": core.agent_heartbeat_interval,
             "missed_heartbeats": core.config.missed_heartbeats,
         },
         "frameworks": frameworks,

@@ -75,6 +75,9 @@ def test_the_master_tells_new_and_old_agents_a_longer_interval_as_agents_join() 
             h.send(peer, Heartbeat(), now)
         assert not _retunes(h.tick(now + 0.5))
     assert len(h.core.peers) == 3
+    # operators see both: what they set, and what agents beat at
+    master = h.core.describe(10.0)["master"]
+    assert master["heartbeat_interval"] == 1.0 and master["agent_heartbeat_interval"] == 2.0
 
 
 def test_an_agent_told_a_shorter_interval_is_judged_from_when_it_was_told() -> None:
