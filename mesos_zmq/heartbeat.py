@@ -11,7 +11,7 @@ import math
 from dataclasses import dataclass
 
 #: agent heartbeats a second a master aims at, by default (see :func:`scaled_interval`)
-AGENT_HEARTBEATS_PER_SECOND = 2000.0
+AGENT_HEARTBEATS_PER_SECOND = 1500.0
 #: how far below a step's threshold the agent count must fall before the interval
 #: comes down a step (agents joining and leaving near a threshold retune nobody)
 _HYSTERESIS = 0.9

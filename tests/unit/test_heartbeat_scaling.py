@@ -8,6 +8,7 @@ import pytest
 
 from mesos_zmq.errors import ConfigError
 from mesos_zmq.heartbeat import scaled_interval
+from mesos_zmq.master import flags
 from mesos_zmq.master.server import MasterConfig
 from mesos_zmq.protocol import AgentRegistered, Heartbeat, RegisterAgent
 from tests.unit.test_agent_rules import make, registered
@@ -24,6 +25,11 @@ def test_a_large_cluster_beats_in_whole_multiples_of_the_interval() -> None:
     assert scaled_interval(2.0, 4001, 2000.0) == 4.0
     assert scaled_interval(2.0, 10_000, 2000.0) == 6.0  # 1,667 beats a second
     assert scaled_interval(2.0, 50_000, 2000.0) == 26.0
+
+
+def test_by_default_ten_thousand_agents_beat_every_eight_seconds() -> None:
+    # 1,250 beats a second; declared gone after 40 s (Mesos: 75 s)
+    assert scaled_interval(flags.HEARTBEAT_INTERVAL, 10_000, flags.MAX_AGENT_HEARTBEATS) == 8.0
 
 
 def test_no_rate_or_no_agents_means_the_configured_interval() -> None:
