@@ -54,8 +54,9 @@ def check_peers(core: MasterContext, now: float, heard_until: float | None = Non
         if monitor.expired(judged):
             _peer_lost(core, peer, info, now)
             continue
-        if info.kind == "agent" and core.agent_beat_interval() != monitor.interval:
-            _retune(core, peer, monitor, core.agent_beat_interval(), now)
+        wanted = core.agent_beat_interval() if info.kind == "agent" else monitor.interval
+        if wanted != monitor.interval:
+            _retune(core, peer, monitor, wanted, now)
         elif monitor.send_due(now):
             monitor.sent(now)
             core.send(peer, HEARTBEAT)
