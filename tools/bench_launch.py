@@ -5,8 +5,9 @@ then a framework (SDK, in this process) that launches ``--tasks`` copies of ``tr
 as fast as offers allow. Prints throughput (tasks/s from the first launch to the last
 terminal update) and offer-to-RUNNING latency percentiles, where the CPU time went
 (master, agents, their launchers, the supervisors and tasks the launchers reaped, this
-process: on a small host a burst is CPU-bound, and this says whose), then the command
-to reproduce. Nothing here asserts: figures are for humans to compare.
+process: on a small host a burst is CPU-bound, and this says whose), how closely the
+tasks started in the order they were offered, then the command to reproduce. Nothing
+here asserts: figures are for humans to compare.
 
     python tools/bench_launch.py [--tasks 2000] [--agents 2] [--no-fsync] [--zk] [--auth]
 
@@ -17,6 +18,8 @@ from the handshake) and prints its throughput against the run without, in one ru
 from __future__ import annotations
 
 import argparse
+import itertools
+import json
 import os
 import statistics
 import sys
@@ -52,6 +55,8 @@ class Launcher(Scheduler):
         self.done = threading.Event()
         #: CPU seconds by role, measured as the run ends (empty where /proc is missing)
         self.cpu: dict[str, float] = {}
+        #: how far the start order strayed from the offer order (see start_order)
+        self.order: tuple[int, int, int] = (0, 0, 0)
 
     def resource_offers(self, driver: SchedulerDriver, offers: list[Offer]) -> None:
         now = time.perf_counter()
@@ -122,6 +127,50 @@ def cpu_by_role(cluster: Cluster, framework: float) -> dict[str, float]:
     return cpu
 
 
+def start_order(root: Path, agents: int) -> tuple[int, int, int]:
+    """How the tasks' start order (each task's ``started`` event, as its supervisor
+    recorded it) compares with the order they were offered in, per agent (task ids
+    count up in offer order): (tasks seen, neighbours in offer order that started the
+    other way round, most places a task started behind its place in the offer order)."""
+    seen = inverted = behind = 0
+    for i in range(agents):
+        started: list[tuple[str, float]] = []
+        for path in (root / f"agent{i}" / "meta" / "events").glob("*/*"):
+            for line in path.read_text().splitlines():
+                event = json.loads(line)
+                if event.get("event") == "started":
+                    started.append((path.name, event["time"]))
+        offered = sorted(started)
+        times = [t for _, t in offered]
+        inverted += sum(1 for a, b in itertools.pairwise(times) if b < a)
+        rank = {name: n for n, (name, _) in enumerate(sorted(started, key=lambda s: s[1]))}
+        behind = max([behind, *(rank[name] - n for n, (name, _) in enumerate(offered))])
+        seen += len(started)
+    return seen, inverted, behind
+
+
+def settle(cluster: Cluster, timeout: float = 5.0) -> None:
+    """Wait (a few seconds at most) until no agent's launcher has a child left: a
+    supervisor's CPU time counts only once it is reaped, and a shared supervisor may
+    outlive the last update of its tasks by a moment."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        busy = False
+        try:
+            for proc in cluster.procs:
+                if not proc.alive() or not proc.name.startswith("agent"):
+                    continue
+                with open(f"/proc/{proc.pid}/task/{proc.pid}/children") as handle:
+                    for launcher in handle.read().split():
+                        with open(f"/proc/{launcher}/task/{launcher}/children") as kids:
+                            busy = busy or bool(kids.read().split())
+        except OSError:
+            return
+        if not busy:
+            return
+        time.sleep(0.05)
+
+
 def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     index = min(len(ordered) - 1, max(0, round(q / 100 * (len(ordered) - 1))))
@@ -152,8 +201,11 @@ def measure(root: Path, args: argparse.Namespace, zk_hosts: str | None,
         driver.start()
         finished = scheduler.done.wait(args.timeout)
         after = os.times()
+        settle(cluster)
         scheduler.cpu = cpu_by_role(cluster, after.user + after.system
                                     - before.user - before.system)
+        if finished:
+            scheduler.order = start_order(root, args.agents)
         driver.stop()
         driver.join(10)
     finally:
@@ -181,6 +233,10 @@ def report(label: str, scheduler: Launcher, tasks: int) -> float:
     if latencies:
         print(f"[{label}] offer-to-RUNNING latency: p50 {statistics.median(latencies):.1f} ms, "
               f"p99 {percentile(latencies, 99):.1f} ms")
+    seen, inverted, behind = scheduler.order
+    if seen:
+        print(f"[{label}] start order: {inverted} of {seen} tasks started before the task "
+              f"offered just ahead of them; at most {behind} places late")
     if scheduler.cpu:
         spent = ", ".join(f"{role} {seconds:.1f}" for role, seconds in scheduler.cpu.items())
         per_task = scheduler.cpu["supervisors and tasks"] / tasks * 1000

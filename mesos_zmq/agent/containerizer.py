@@ -2,9 +2,9 @@
 
 Each task gets a container: a sandbox directory (its files, ``stdout``, ``stderr``), a
 record in the agent's task log and an events file (see :mod:`mesos_zmq.agent.checkpoint`),
-cgroups from the
-isolator, and a supervisor process forked from the agent
-(:mod:`mesos_zmq.agent.supervisor`) that starts the command and records how it ends.
+cgroups from the isolator, and a supervisor process forked by the agent's launcher
+(:mod:`mesos_zmq.agent.supervisor`, its own or shared with other tasks of a burst, see
+:mod:`mesos_zmq.agent.launcher`) that starts the command and records how it ends.
 Supervisors leave the agent's session, so stopping the agent (systemd's
 ``KillMode=process``, or a SIGKILL) leaves them and their tasks running; the next agent
 finds them through the checkpoints and re-attaches.
@@ -107,8 +107,9 @@ class Container:
     #: forked by this agent (reaped with waitpid) rather than recovered
     child: bool = False
     #: its supervisor came from the running launcher, which releases the cgroups once
-    #: it has reaped it: the agent need not (it would do the same work twice, on its
-    #: loop, while a burst of launches waits)
+    #: it has reaped it (a shared supervisor releases each task's as soon as it ended):
+    #: the agent need not (it would do the same work twice, on its loop, while a burst
+    #: of launches waits)
     released_by_launcher: bool = False
     task_pid: int | None = None
     last_seq: int = 0

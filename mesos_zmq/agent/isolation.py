@@ -176,6 +176,13 @@ class Isolator(ABC):
     def enforce(self, container_id: str, pid: int | None, limits: Limits) -> bool:
         """Enforce limits the kernel does not; True when the container was just killed."""
 
+    def homes(self, proc_cgroup: str = "/proc/self/cgroup") -> dict[str, str]:
+        """For each directory that holds containers' cgroups, the cgroup.procs file of
+        the calling process's own cgroup in that hierarchy: where a process that went
+        into a container's cgroups (to start a task in them) goes back to. A hierarchy
+        missing here cannot be left that way (none without cgroups)."""
+        return {}
+
 
 def join_cgroups(procs_paths: list[str]) -> None:
     """Move the calling process into every given cgroup; meant for ``preexec_fn``.
@@ -446,6 +453,25 @@ class _Cgroups(Isolator):
     def pids(self, container_id: str) -> list[int]:
         return self._pids_in(self._dirs(container_id))
 
+    def homes(self, proc_cgroup: str = "/proc/self/cgroup") -> dict[str, str]:
+        try:
+            with open(proc_cgroup) as f:
+                lines = f.read().splitlines()
+        except OSError:
+            return {}
+        own: dict[str, str] = {}  # controller ("" for v2) -> path within its hierarchy
+        for line in lines:
+            _, controllers, path = line.split(":", 2)
+            path = path.split(" ")[0] or "/"  # "(deleted)" suffix of a removed cgroup
+            for controller in controllers.split(",") if controllers else [""]:
+                own[controller] = path
+        return {parent: os.path.join(home, "cgroup.procs")
+                for parent, home in self._home_dirs(own).items()}
+
+    @abstractmethod
+    def _home_dirs(self, own: dict[str, str]) -> dict[str, str]:
+        """``homes``, as directories, from this process's cgroup path per controller."""
+
     def containers(self) -> list[str]:
         found: set[str] = set()
         for parent in self._parents():
@@ -559,6 +585,16 @@ class CgroupsV1(_Cgroups):
             return dirs
         skip = os.path.join(os.path.normpath(pids_mount), self.root)
         return [d for d in dirs if os.path.dirname(d) != skip]
+
+    def _home_dirs(self, own: dict[str, str]) -> dict[str, str]:
+        found = {}
+        for controller, mount in self.mounts.items():
+            path = own.get(controller)
+            if path is not None:
+                mount = os.path.normpath(mount)
+                found[os.path.join(mount, self.root)] = os.path.normpath(
+                    os.path.join(mount, path.lstrip("/")))
+        return found
 
     def _dir(self, controller: str, container_id: str) -> str | None:
         mount = self.mounts.get(controller)
@@ -686,6 +722,15 @@ class CgroupsV2(_Cgroups):
 
     def _parents(self) -> list[str]:
         return [self.parent]
+
+    def _home_dirs(self, own: dict[str, str]) -> dict[str, str]:
+        """The agent's leaf (:meth:`setup` moved the agent, and so its launcher, there),
+        or the root cgroup when the agent runs in it; never an inner node, where no
+        process may be once controllers are enabled below it."""
+        if own.get("") is None:
+            return {}
+        home = os.path.join(self.own, _AGENT_LEAF) if self.base != "/" else self.own
+        return {self.parent: home}
 
     @property
     def limits_pids(self) -> bool:

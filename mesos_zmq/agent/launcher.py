@@ -3,8 +3,8 @@
 Why a separate process: a fork costs in proportion to the size of the process that
 forks, and the agent is big (ZeroMQ, ZooKeeper client, logging) and threaded (forking a
 threaded process is fragile). The launcher is exec'd fresh by the agent, imports little
-(the supervisor and the isolator), and forks one supervisor per task on request, so a
-launch costs the agent one checkpoint write and one message.
+(the supervisor and the isolator), and forks supervisors on request, so a launch costs
+the agent one checkpoint write and one message.
 
 Protocol, over a ``SOCK_SEQPACKET`` socket pair (one JSON object per packet):
 
@@ -12,12 +12,13 @@ Protocol, over a ``SOCK_SEQPACKET`` socket pair (one JSON object per packet):
   for a request larger than :data:`INLINE_REQUEST_BYTES`, ``{"key": events,
   "spec_file": path}``: the same object in a file the agent wrote (mode 0600, under
   ``<work_dir>/meta/launch``), which the launcher reads and removes;
-* launcher → agent ``{"started": events, "pid": n}`` once the supervisor is forked,
-  ``{"reaped": events, "pid": n}`` when a supervisor exited (the agent then reads its
-  events: a supervisor that recorded no end was killed). A request it cannot use is
-  answered ``{"error": why}``, and, when it names its task, the task is written off
-  with a ``failed`` event and ``{"reaped": events, "pid": 0}`` follows, so that the
-  agent reports it rather than waiting for a supervisor that never comes.
+* launcher → agent ``{"started": events, "pid": n}`` once the task's supervisor is
+  forked, ``{"reaped": events, "pid": n}`` for each task of a supervisor that exited
+  (the agent then reads its events: a supervisor that recorded no end was killed). A
+  request it cannot use is answered ``{"error": why}``, and, when it names its task,
+  the task is written off with a ``failed`` event and ``{"reaped": events, "pid": 0}``
+  follows, so that the agent reports it rather than waiting for a supervisor that
+  never comes.
 
 Why a file for large requests: a packet must fit in the socket's buffer (about 200 KiB),
 and a task's environment and command may be larger than that within their limits
@@ -31,12 +32,32 @@ Bursts. A big RunTasks makes the agent send requests faster than supervisors can
 forked; the agent keeps the rest in its queue while this socket is full. The launcher
 reads what is waiting (up to :data:`MAX_BATCH` requests) and handles it in order: each
 task's cgroups are made, with their limits, then the supervisors are forked back to
-back, then the agent is told. The supervisors then start their tasks side by side, on
-every core the host has, while the launcher reads the next batch. Forking is what the
-launcher spends its time on, and what each supervisor pays for in copied pages: so the
-launcher imports little, its heap is frozen out of the garbage collector's way once it
-is loaded (``gc.freeze``: a collection would touch every object, in the launcher and in
-every supervisor that shares its pages), and no collection runs while a batch is forked.
+back, then the agent is told.
+
+Shared supervisors. Tasks with nothing to watch while they run (no health check, no
+disk limit: most of a burst) share one supervisor per run of up to
+:data:`TASKS_PER_SUPERVISOR` in a batch, which starts them one after the other, in the
+order they came, and records each one's end in its own events file
+(:func:`~mesos_zmq.agent.supervisor.supervise_shared`); the others get one each, as
+before. A supervisor of its own cost a short task about half of what it cost the host:
+the fork of this process, the pages the child copied as it ran Python, and its exit
+(measured with ``tools/bench_launch.py``: 5-7 ms of CPU a task in supervisor and task,
+1.7-4 with sharing, the rest being the task's own files, cgroups and ``exec``). The
+price: a SIGKILLed shared supervisor loses all the tasks it watches (each reported
+failed, as a task whose supervisor died always was), and the tasks of one supervisor
+start one at a time. So that batches start in order too, the launcher reads the next
+batch once the shared supervisors of the last one have started all their tasks (or
+after :data:`START_WAIT`; supervisors started side by side, as they were, started
+hundreds of tasks ahead of their turn in a burst of 2,000). A shared supervisor
+starts each task from within the task's cgroups and leaves them at once (its "homes",
+:meth:`~mesos_zmq.agent.isolation.Isolator.homes`), so a task whose hierarchy has no
+known way back gets a supervisor of its own.
+
+Forking is still much of what the launcher spends its time on, and what each
+supervisor pays for in copied pages: so the launcher imports little, its heap is frozen
+out of the garbage collector's way once it is loaded (``gc.freeze``: a collection would
+touch every object, in the launcher and in every supervisor that shares its pages), and
+no collection runs while a batch is forked.
 
 When the agent goes away the socket closes and the launcher exits at once; the
 supervisors, in sessions of their own, keep their tasks running.
@@ -60,11 +81,15 @@ from typing import Any
 from mesos_zmq.agent.flags import CONTAINER_DISK_WATCH_INTERVAL
 from mesos_zmq.agent.isolation import Isolator, Limits, detect_isolator
 from mesos_zmq.agent.supervisor import (
+    SharedTask,
     SupervisorSpec,
     cancel_unstarted,
     fork_ready,
+    hierarchy_of,
     open_fds,
     run_forked,
+    run_shared_forked,
+    shareable,
 )
 
 MAX_PACKET = 1 << 20
@@ -77,8 +102,18 @@ MAX_SPEC_FILE = 16 << 20
 #: most requests forked in one batch (see :func:`_launch_batch`): enough to take a
 #: burst in a few passes, few enough that replies and reaping are not held up long
 MAX_BATCH = 64
+#: most tasks one shared supervisor starts and watches (see :func:`_groups`)
+TASKS_PER_SUPERVISOR = 64
 #: seconds the launcher outlives its agent, for supervisors that are about to end
 LINGER = 3.0
+#: longest the launcher waits for the shared supervisors of a batch to start their tasks
+#: before it reads the next batch anyway, in seconds: a batch starts in a few tens of
+#: ms, unless a user lookup hangs or the host is so busy that the tasks' execs crawl
+#: (each in its own cpu cgroup, weighted by its cpus). Measured with bench_launch on a
+#: loaded host: waiting up to 1 s kept the order exact but cost a third of the
+#: throughput; 0.1 s kept it within a few places, at about the throughput of not
+#: waiting (which let hundreds of tasks start ahead of their turn).
+START_WAIT = 0.1
 
 
 def encode_request(key: str, spec: SupervisorSpec, container_id: str, limits: Limits) -> bytes:
@@ -180,16 +215,42 @@ def _request_key(data: bytes) -> str | None:
     return key if isinstance(key, str) and key else None
 
 
+#: the launcher's children: each supervisor's pid, and the (events file, container
+#: id) of every task it supervises, in the order they were requested
+Children = dict[int, list[tuple[str, str]]]
+
+
+class _Ready:
+    """A decoded request whose cgroups are made: what a supervisor needs of it."""
+
+    __slots__ = ("container_id", "finish", "key", "prepare", "procs", "release", "spec")
+
+    def __init__(self, key: str, container_id: str, spec: SupervisorSpec,
+                 prepare: Callable[[], list[str]], procs: list[str] | None,
+                 finish: Callable[[], bool], release: Callable[[], None]) -> None:
+        self.key = key
+        self.container_id = container_id
+        self.spec = spec
+        self.prepare = prepare
+        #: the cgroup.procs files the task joins (None: its cgroups could not be made)
+        self.procs = procs
+        self.finish = finish
+        self.release = release
+
+
 def _launch(sock: socket.socket, isolator: Isolator, data: bytes,
-            children: dict[int, tuple[str, str]], spent: list[str] | None = None) -> None:
+            children: Children, spent: list[str] | None = None) -> None:
     """One request (see :func:`_launch_batch`)."""
     _launch_batch(sock, isolator, [data], children, [] if spent is None else spent)
 
 
 def _launch_batch(sock: socket.socket, isolator: Isolator, batch: list[bytes],
-                  children: dict[int, tuple[str, str]], spent: list[str]) -> None:
-    """Fork a supervisor for each request of ``batch``, in order (a supervisor that
-    cannot be forked fails its task alone; its cgroups go on ``spent``).
+                  children: Children, spent: list[str],
+                  batons: list[int] | None = None) -> None:
+    """Start a supervisor for the requests of ``batch``, in order: one shared by each
+    run of tasks that have nothing to watch while they run, one of its own for each
+    other task (see :func:`_groups`). A supervisor that cannot be forked fails its
+    tasks alone; their cgroups go on ``spent``.
 
     In three passes, so that the forks come back to back: every request is decoded
     and its cgroups made first, then the supervisors are forked, then the agent is
@@ -198,43 +259,101 @@ def _launch_batch(sock: socket.socket, isolator: Isolator, batch: list[bytes],
     two forks is paid again at every fork, work done before the first or after the
     last only once. (Making the cgroups here, rather than in each supervisor, is
     cheaper for the same reason: this process has already touched what it needs.)
+
+    With ``batons``, each shared supervisor gets the write end of a pipe it closes once
+    all its tasks are started, and the read end goes on ``batons``: the launcher reads
+    no more requests until they are all closed (see :func:`serve`).
     """
-    ready: list[tuple[str, str, SupervisorSpec, Callable[[], list[str]],
-                      Callable[[], bool]]] = []
+    ready: list[_Ready] = []
     for data in batch:
         try:
             key, spec, container_id, limits = _decode_request(data)
         except (ValueError, KeyError, TypeError, OSError) as exc:
             _refuse(sock, data, f"bad launch request: {exc}")
             continue
-        ready.append((key, container_id, spec, _prepared(isolator, container_id, limits,
-                                                         spec.sandbox),
-                      _oom_check(isolator, container_id)))
-    forked: list[tuple[int, str, str]] = []
-    failed: list[tuple[str, str, OSError]] = []
+        prepare, procs = _prepared(isolator, container_id, limits, spec.sandbox)
+        ready.append(_Ready(key, container_id, spec, prepare, procs,
+                            _oom_check(isolator, container_id),
+                            _releaser(isolator, container_id)))
+    groups = _groups(ready, isolator.homes() if ready else {})
+    forked: list[tuple[int, list[_Ready]]] = []
+    failed: list[tuple[_Ready, OSError]] = []
     # No collection may start in a child before it turns the collector off: it would
     # write to every object of the heap it shares with this process, one copied page
     # at a time.
     gc.disable()
     try:
         inherited = open_fds() if ready else []  # what each child closes
-        for key, container_id, spec, prepare, finish in ready:
+        new_batons: list[int] = []  # this batch's, also closed by each later child
+        for group, homes in groups:
+            baton = os.pipe() if homes is not None and batons is not None else None
             try:
                 pid = os.fork()
-            except OSError as error:  # out of processes or memory: this task only
-                failed.append((key, container_id, error))
+            except OSError as error:  # out of processes or memory: these tasks only
+                failed.extend((r, error) for r in group)
+                if baton is not None:
+                    os.close(baton[0])
+                    os.close(baton[1])
                 continue
             if pid == 0:  # pragma: no cover - the child never returns
-                run_forked(spec, prepare, finish, inherited)
-            forked.append((pid, key, container_id))
+                closed = inherited + new_batons
+                if homes is None:
+                    (one,) = group
+                    run_forked(one.spec, one.prepare, one.finish, closed)
+                run_shared_forked([SharedTask(r.spec, r.prepare, r.finish, r.release)
+                                   for r in group], homes,
+                                  closed if baton is None else [*closed, baton[0]],
+                                  None if baton is None else baton[1])
+            if baton is not None:
+                os.close(baton[1])  # the supervisor's alone: closed when it is done
+                new_batons.append(baton[0])
+            forked.append((pid, group))
     finally:
         gc.enable()
-    for pid, key, container_id in forked:
-        children[pid] = (key, container_id)
-        sock.send(json.dumps({"started": key, "pid": pid}).encode())
-    for key, container_id, cause in failed:
-        spent.append(container_id)  # its cgroups were made: released with the others
-        _write_off(sock, key, f"cannot start the task's supervisor: {cause}")
+    if batons is not None:
+        batons.extend(new_batons)
+    for pid, group in forked:
+        children[pid] = [(r.key, r.container_id) for r in group]
+        for r in group:
+            sock.send(json.dumps({"started": r.key, "pid": pid}).encode())
+    for r, cause in failed:
+        spent.append(r.container_id)  # its cgroups were made: released with the others
+        _write_off(sock, r.key, f"cannot start the task's supervisor: {cause}")
+
+
+def _groups(ready: list[_Ready], homes: dict[str, str]
+            ) -> list[tuple[list[_Ready], dict[str, str] | None]]:
+    """Who supervises what, in request order: each run of tasks that may share a
+    supervisor (:func:`~mesos_zmq.agent.supervisor.shareable`, and a way back from each
+    of their cgroups in ``homes``), up to :data:`TASKS_PER_SUPERVISOR` at a time, gets
+    one shared supervisor (with the ``homes`` it returns to); every other task, and a
+    run of one, gets a supervisor of its own (``None``: it stays in its task's
+    cgroups, see :func:`~mesos_zmq.agent.supervisor.run_forked`).
+
+    A bigger group pays a supervisor's fork and exit over more tasks, and starts them
+    strictly in order; but a SIGKILLed supervisor loses all of them, and they start one
+    after another on one core (the launcher forks the next group meanwhile)."""
+    groups: list[tuple[list[_Ready], dict[str, str] | None]] = []
+    run: list[_Ready] = []
+
+    def close_run() -> None:
+        if len(run) == 1:
+            groups.append((list(run), None))
+        elif run:
+            groups.append((list(run), homes))
+        run.clear()
+
+    for r in ready:
+        if (shareable(r.spec) and r.procs is not None
+                and all(hierarchy_of(p) in homes for p in r.procs)):
+            run.append(r)
+            if len(run) >= TASKS_PER_SUPERVISOR:
+                close_run()
+        else:
+            close_run()
+            groups.append(([r], None))
+    close_run()
+    return groups
 
 
 def _refuse(sock: socket.socket, data: bytes, why: str) -> None:
@@ -255,11 +374,12 @@ def _write_off(sock: socket.socket, key: str, why: str) -> None:
 
 
 def _prepared(isolator: Isolator, container_id: str, limits: Limits,
-              sandbox: str) -> Callable[[], list[str]]:
+              sandbox: str) -> tuple[Callable[[], list[str]], list[str] | None]:
     """Make the container's cgroups now; the supervisor's ``prepare`` then creates the
     sandbox (after it has checked the task's user) and returns the cgroup.procs files
     to join, or raises what went wrong here, so that the task fails with it as before.
-    (If the supervisor never comes, the cgroups go when it is reaped.)"""
+    (If the supervisor never comes, the cgroups go when it is reaped.) Also returns
+    those files, or None when the cgroups could not be made."""
     try:
         procs = isolator.prepare(container_id, limits)
     except Exception as exc:
@@ -269,13 +389,13 @@ def _prepared(isolator: Isolator, container_id: str, limits: Limits,
             os.makedirs(sandbox, exist_ok=True)
             raise failure
 
-        return failed
+        return failed, None
 
     def prepare() -> list[str]:
         os.makedirs(sandbox, exist_ok=True)
         return procs
 
-    return prepare
+    return prepare, procs
 
 
 def _oom_check(isolator: Isolator, container_id: str) -> Callable[[], bool]:
@@ -287,9 +407,19 @@ def _oom_check(isolator: Isolator, container_id: str) -> Callable[[], bool]:
     return finish
 
 
-def _reap(sock: socket.socket, children: dict[int, tuple[str, str]],
-          spent: list[str]) -> None:
-    """Collect ended supervisors; their cgroups go on ``spent`` for ``_release``."""
+def _releaser(isolator: Isolator, container_id: str) -> Callable[[], None]:
+    """A shared supervisor's ``release``: destroy the container's cgroups once its
+    task's end is recorded (the supervisor is in none of them by then), rather than
+    when the supervisor exits, which may be long after (it waits for all its tasks)."""
+    def release() -> None:
+        isolator.destroy(container_id)
+
+    return release
+
+
+def _reap(sock: socket.socket, children: Children, spent: list[str]) -> None:
+    """Collect ended supervisors; their tasks' cgroups go on ``spent`` for ``_release``
+    (those a shared supervisor released already cost a failed rmdir each)."""
     while children:
         try:
             pid, _ = os.waitpid(-1, os.WNOHANG)
@@ -297,12 +427,12 @@ def _reap(sock: socket.socket, children: dict[int, tuple[str, str]],
             return
         if pid == 0:
             return
-        child = children.pop(pid, None)
-        if child is None:
+        tasks = children.pop(pid, None)
+        if tasks is None:
             continue
-        key, container_id = child
-        spent.append(container_id)
-        sock.send(json.dumps({"reaped": key, "pid": pid}).encode())
+        for key, container_id in tasks:
+            spent.append(container_id)
+            sock.send(json.dumps({"reaped": key, "pid": pid}).encode())
 
 
 def _receive(sock: socket.socket) -> tuple[list[bytes], bool]:
@@ -334,7 +464,7 @@ def _release(isolator: Isolator, spent: list[str], count: int) -> None:
                   file=sys.stderr)
 
 
-def _linger(sock: socket.socket, isolator: Isolator, children: dict[int, tuple[str, str]],
+def _linger(sock: socket.socket, isolator: Isolator, children: Children,
             spent: list[str]) -> None:
     """The agent is gone. Supervisors that are ending anyway (a draining agent killed
     their tasks) get a few seconds to do so, so their cgroups are released rather than
@@ -368,16 +498,34 @@ def serve(fd: int, isolation: str, cgroups_root: str) -> int:
     gc.collect()
     gc.freeze()
     fork_ready()  # the dispositions above are final
-    children: dict[int, tuple[str, str]] = {}
+    children: Children = {}
     spent: list[str] = []
+    # Read ends of the pipes the shared supervisors of the last batch close once their
+    # tasks are started: while any is open, no request is read, so that one batch's
+    # tasks start before the next batch's (in the order they came; supervisors of
+    # several batches would start theirs side by side), and the agent keeps the rest
+    # in its queue. START_WAIT bounds the wait.
+    batons: list[int] = []
+    wait_until = 0.0
     while True:
+        now = time.monotonic()
+        if batons and now >= wait_until:
+            for fd in batons:
+                os.close(fd)
+            batons.clear()
+        timeout = 0.0 if spent else 1.0
+        if batons:
+            timeout = min(timeout, wait_until - now)
+        readers = [wake_r, *batons] if batons else [sock.fileno(), wake_r]
         try:
-            ready, _, _ = select.select([sock.fileno(), wake_r], [], [],
-                                        0.0 if spent else 1.0)
+            ready, _, _ = select.select(readers, [], [], timeout)
         except InterruptedError:
             ready = []
         if wake_r in ready:
             os.read(wake_r, 4096)
+        for fd in [fd for fd in batons if fd in ready]:
+            os.close(fd)  # end of file: its supervisor started every task, or died
+            batons.remove(fd)
         batch: list[bytes] = []
         if sock.fileno() in ready:
             batch, gone = _receive(sock)
@@ -388,7 +536,8 @@ def serve(fd: int, isolation: str, cgroups_root: str) -> int:
                 # off (cancel_unstarted), so they are reported, not lost.
                 _linger(sock, isolator, children, spent)
                 return 0  # the agent is gone
-            _launch_batch(sock, isolator, batch, children, spent)
+            _launch_batch(sock, isolator, batch, children, spent, batons)
+            wait_until = time.monotonic() + START_WAIT
         _reap(sock, children, spent)
         if not batch:
             _release(isolator, spent, 4)

@@ -1,12 +1,14 @@
-"""The per-task supervisor: a small process that outlives the agent.
+"""The task supervisor: a small process that outlives the agent.
 
 Theory of operation
 -------------------
-The agent forks one supervisor per task (a fork, not an exec, so launching stays as
-cheap as a fork: the child already has this module loaded). The supervisor leaves the
-agent's session, starts the task in a session of its own (so a kill reaches every
-process the task started, and the task's cgroups are joined before ``exec``), then
-waits for it. Everything it learns goes to the task's append-only events file
+The agent's launcher (:mod:`mesos_zmq.agent.launcher`) forks a supervisor for each task,
+or one shared by a run of tasks that have nothing to watch while they run
+(:func:`supervise_shared`; a fork, not an exec, so launching stays as cheap as a fork:
+the child already has this module loaded). The supervisor leaves the agent's session,
+starts the task in a session of its own (so a kill reaches every process the task
+started, and the task's cgroups are joined before ``exec``), then waits for it.
+Everything it learns goes to the task's append-only events file
 (``<work_dir>/meta/events/<framework>/<task>``), one JSON object per line with an
 increasing ``seq`` (typed in :mod:`mesos_zmq.agent.events`):
 
@@ -539,6 +541,201 @@ class _Watcher:
         if status is not None:
             return status
         return self._kill_now()
+
+
+# ------------------------------------------------------------ a shared supervisor
+
+
+@dataclass(frozen=True, slots=True)
+class SharedTask:
+    """One task of a shared supervisor (see :func:`supervise_shared`): its spec, and
+    what the launcher made of it before the fork - ``prepare`` creates the sandbox and
+    returns the cgroup.procs files of the task's cgroups (or raises why they could not
+    be made), ``finish`` says whether the memory limit killed it, ``release`` removes
+    its cgroups (and kills what the task left in them) once its end is recorded."""
+
+    spec: SupervisorSpec
+    prepare: Callable[[], list[str]] | None = None
+    finish: Callable[[], bool] | None = None
+    release: Callable[[], None] | None = None
+
+
+def shareable(spec: SupervisorSpec) -> bool:
+    """Whether a task may share its supervisor: nothing to do while it runs (no health
+    check, no disk watch), so that watching it is one ``waitpid`` among others."""
+    return spec.health_check is None and spec.disk_limit is None
+
+
+def hierarchy_of(procs: str) -> str:
+    """The directory holding the containers' cgroups that a cgroup.procs file
+    (``<hierarchy>/<container>/cgroup.procs``) belongs to: the key of ``homes``."""
+    return os.path.dirname(os.path.dirname(procs))
+
+
+class _CgroupVisits:
+    """Moves a shared supervisor into each task's cgroups before it starts the task (a
+    task inherits its parent's cgroups at the fork, so its first instruction already
+    runs within its limits), and out again: back to ``homes`` (per hierarchy, the
+    cgroup.procs of the cgroup it was forked in) for every hierarchy the next task does
+    not join, and for all of them once every task is started. So no task starts in
+    another task's cgroup, and the supervisor ends in none (a task's memory and pids
+    never count its supervisor, and destroying a task's cgroup never kills it)."""
+
+    def __init__(self, homes: dict[str, str]) -> None:
+        self.homes = homes
+        #: hierarchies where this process is in a task's cgroup
+        self.inside: set[str] = set()
+
+    def enter(self, procs: list[str]) -> None:
+        wanted = {hierarchy_of(p) for p in procs}
+        lost = wanted - self.homes.keys()
+        if lost:  # the launcher checks this before it shares a supervisor
+            raise OSError(f"no way back from the cgroups under {sorted(lost)}")
+        self.inside |= wanted  # before the writes: one may fail after others took
+        join_cgroups(procs)
+        self._leave(self.inside - wanted)
+
+    def home(self) -> None:
+        self._leave(set(self.inside))
+
+    def _leave(self, hierarchies: set[str]) -> None:
+        join_cgroups([self.homes[h] for h in sorted(hierarchies)])
+        self.inside -= hierarchies
+
+
+def run_shared_forked(tasks: list[SharedTask], homes: dict[str, str],
+                      inherited: list[int] | None = None,
+                      started: int | None = None) -> NoReturn:
+    """Entry point in a child forked to supervise ``tasks``; never returns. The same
+    set-up as :func:`run_forked`, then :func:`supervise_shared`, which closes the
+    descriptor ``started`` once every task is started (the launcher waits for that)."""
+    code = 1
+    try:
+        gc.disable()  # the child's copy of the launcher's heap stays shared
+        os.setsid()
+        signal.set_wakeup_fd(-1)  # the launcher's; closed just below
+        _reset_signals()
+        _close_inherited_fds([fd for fd in (open_fds() if inherited is None else inherited)
+                              if fd != started])
+        devnull = os.open(os.devnull, os.O_RDWR)
+        for fd in (0, 1, 2):
+            os.dup2(devnull, fd)
+        os.close(devnull)
+        code = supervise_shared(tasks, homes, started)
+    finally:
+        os._exit(code)
+
+
+def supervise_shared(tasks: list[SharedTask], homes: dict[str, str],
+                     started: int | None = None) -> int:
+    """Start ``tasks`` one after the other, in order, then record each one's end as it
+    comes; return once all have ended.
+
+    Why share: a supervisor of its own costs a task a fork of the launcher, the pages
+    that child copies as it runs Python, and the exit that frees them - about half of
+    what a short task costs the host. A shared one pays that once for its tasks and
+    spends on each only what is the task's own: its files, its cgroups, a ``vfork``
+    and ``exec``, its events.
+
+    What each task keeps: its own events file, created exclusively (a task a restarted
+    agent wrote off is skipped), with this process as its ``supervising`` pid, so a
+    restarted agent re-attaches to it as to any supervisor; its own cgroups, joined
+    before ``exec`` (see :class:`_CgroupVisits`), released here as soon as its end is
+    recorded; its own session and process group, which a kill reaches. What it shares:
+    the supervisor's life. If this process is SIGKILLed, every task it still watches is
+    lost (failed and killed by the agent), as a task is whose own supervisor is killed.
+    Tasks with something to watch while they run (health checks, a disk limit) get a
+    supervisor of their own (:func:`shareable`).
+
+    ``started``, a descriptor closed once every task is started, tells the launcher
+    that the next tasks may start: one supervisor starting tasks at a time keeps them in
+    the order they came (see :mod:`mesos_zmq.agent.launcher`)."""
+    me = os.getpid()
+    start = process_start(me)
+    running: dict[int, tuple[SharedTask, _Events]] = {}
+    visits = _CgroupVisits(homes)
+    try:
+        for task in tasks:
+            begun = _start_shared(task, me, start, visits)
+            if begun is not None:
+                running[begun[0]] = (task, begun[1])
+    finally:
+        try:
+            visits.home()
+        except OSError:
+            pass  # stuck in a task's cgroup: the launcher cleans up after our exit
+        if started is not None:
+            os.close(started)
+    if running:
+        # Out of the tasks' cgroups now, and every task already forked (a task would
+        # inherit the score): the OOM killer must pick a task, never its record keeper.
+        _spare_from_oom_killer()
+    while running:
+        try:
+            pid, status = os.waitpid(-1, 0)
+        except ChildProcessError:
+            return 1  # cannot be: the agent finds the ends unrecorded and fails them
+        entry = running.pop(pid, None)
+        if entry is None:
+            continue
+        task, events = entry
+        oom = _finish(task.finish)
+        if os.WIFSIGNALED(status):
+            events.write(Exited(exit_code=None, signal=os.WTERMSIG(status), killed="",
+                                oom=oom, disk=""))
+        else:
+            events.write(Exited(exit_code=os.waitstatus_to_exitcode(status), signal=None,
+                                killed="", oom=oom, disk=""))
+        events.close()
+        _release(task.release)
+    return 0
+
+
+def _start_shared(task: SharedTask, me: int, start: int | None,
+                  visits: _CgroupVisits) -> tuple[int, _Events] | None:
+    """Start one task of a shared supervisor (as :func:`_supervise` does for its own):
+    its pid and its events, or None when it did not start (recorded as ``failed``)."""
+    spec = task.spec
+    try:
+        events = _Events(spec)
+    except OSError:
+        # Written off by a restarted agent (FileExistsError), or nowhere to record
+        # anything: the agent finds no end when this supervisor is reaped, and fails it.
+        _release(task.release)
+        return None
+    events.write(Supervising(pid=me, start=start), notify=False)
+    try:
+        run_as = resolve_user(spec.user)  # first: an unknown user creates nothing
+        procs = list(spec.cgroup_procs)
+        if task.prepare is not None:
+            procs += task.prepare()
+        env = task_environment(spec.env, run_as)
+        out, err = open_outputs(spec.sandbox, run_as)
+        try:
+            visits.enter(procs)
+            pid = _start(spec, env, run_as, out, err)
+        finally:
+            os.close(out)
+            os.close(err)
+    except Exception as exc:  # anything: the agent must hear why it did not start
+        _finish(task.finish)
+        events.write(Failed(error=str(exc)))
+        events.close()
+        _release(task.release)
+        return None
+    events.write(Started(pid=pid, supervisor=me))
+    return pid, events
+
+
+def _release(release: Callable[[], None] | None) -> None:
+    """Release a task's cgroups; what cannot be released now is left for the launcher,
+    which releases them all again (it is idempotent) once it reaped this process."""
+    if release is None:
+        return
+    try:
+        release()
+    except Exception:
+        pass
 
 
 def cancel_unstarted(path: Path, why: str) -> bool:

@@ -230,6 +230,32 @@ def test_v1_write_error_names_the_file(tmp_path: Path) -> None:
     assert iso.containers() == []  # a failed prepare leaves nothing behind
 
 
+@pytest.mark.parametrize("comounted", [False, True])
+def test_v1_homes_are_this_process_cgroups_per_hierarchy(tmp_path: Path,
+                                                         comounted: bool) -> None:
+    """Where a shared supervisor goes back to after starting a task in its cgroups:
+    per directory of containers, the cgroup.procs of its own cgroup in that hierarchy
+    (each controller's line of /proc/<pid>/cgroup; co-mounted ones share one)."""
+    iso, dirs = fake_v1(tmp_path, comounted)
+    proc_cgroup = tmp_path / "cgroup"
+    proc_cgroup.write_text("12:pids:/user.slice\n"
+                           f"4:{'cpu,cpuacct' if comounted else 'cpu'}:/\n"
+                           + ("" if comounted else "5:cpuacct:/\n")
+                           + "3:memory:/system.slice/agent.service\n"
+                           "1:name=systemd:/system.slice/agent.service\n0::/\n")
+    homes = iso.homes(str(proc_cgroup))
+    expected = {str(dirs["pids"] / "mz"): str(dirs["pids"] / "user.slice" / "cgroup.procs"),
+                str(dirs["cpu"] / "mz"): str(dirs["cpu"] / "cgroup.procs"),
+                str(dirs["cpuacct"] / "mz"): str(dirs["cpuacct"] / "cgroup.procs"),
+                str(dirs["memory"] / "mz"): str(dirs["memory"] / "system.slice"
+                                                / "agent.service" / "cgroup.procs")}
+    assert homes == expected
+    # Every cgroup a task joins has a way back.
+    procs = iso.prepare(cid(), Limits(mem_bytes=1 << 20, pids_max=10))
+    assert {os.path.dirname(os.path.dirname(p)) for p in procs} <= homes.keys()
+    assert iso.homes(str(tmp_path / "missing")) == {}
+
+
 # ----------------------------------------------------------------- v2, fake tree
 
 
@@ -297,6 +323,23 @@ def test_v2_fake_prepare_usage_oom_destroy(tmp_path: Path) -> None:
     assert iso.containers() == [other]
     assert iso.usage(c, None) is None
     iso.destroy(other)
+
+
+def test_v2_home_is_the_agents_leaf_or_the_root(tmp_path: Path) -> None:
+    """Never the agent's own (inner) cgroup, where no process may be once controllers
+    are enabled below it: the leaf setup moved the agent into, or the root."""
+    mount = fake_v2(tmp_path)
+    proc_cgroup = tmp_path / "cgroup"
+    proc_cgroup.write_text("0::/system.slice/agent.service/agent\n")
+    iso = CgroupsV2(str(mount), "system.slice/agent.service", "mz", fake=True)
+    own = mount / "system.slice" / "agent.service"
+    assert iso.homes(str(proc_cgroup)) == {str(own / "mz"): str(own / "agent" / "cgroup.procs")}
+    root = fake_v2(tmp_path / "r", own="")
+    at_root = CgroupsV2(str(root), "/", "mz", fake=True)
+    proc_cgroup.write_text("0::/\n")
+    assert at_root.homes(str(proc_cgroup)) == {str(root / "mz"): str(root / "cgroup.procs")}
+    proc_cgroup.write_text("3:memory:/\n")  # no v2 line: no way back known
+    assert iso.homes(str(proc_cgroup)) == {}
 
 
 def test_v2_weight_bounds(tmp_path: Path) -> None:

@@ -44,12 +44,18 @@ def replies(sock: socket.socket) -> list[dict[str, Any]]:
 
 
 class FakeIsolator(Posix):
-    """Records what the launcher prepares, in order; refuses the containers named."""
+    """Records what the launcher prepares, in order; refuses the containers named.
+    With ``home``, its cgroups can be left (a supervisor may be shared); without, every
+    task gets a supervisor of its own."""
 
-    def __init__(self, refuse: set[str] | None = None) -> None:
+    def __init__(self, refuse: set[str] | None = None, home: bool = False) -> None:
         super().__init__()
         self.prepared: list[str] = []
         self.refuse = refuse or set()
+        self.home = home
+
+    def homes(self, proc_cgroup: str = "/proc/self/cgroup") -> dict[str, str]:
+        return {"/cgroups": "/home/cgroup.procs"} if self.home else {}
 
     def prepare(self, container_id: str, limits: Limits) -> list[str]:
         self.prepared.append(container_id)
@@ -89,13 +95,14 @@ def test_a_batch_is_prepared_and_forked_in_the_order_it_came(
     names = [f"t{i}" for i in range(10)]
     pids = fake_fork(monkeypatch, set())
     isolator = FakeIsolator()
-    children: dict[int, tuple[str, str]] = {}
+    children: launcher.Children = {}
     _launch_batch(theirs, isolator, [request(tmp_path, n, "true") for n in names],
                   children, [])
     assert isolator.prepared == [f"c-{n}" for n in names]  # cgroups made before forks
     events = [str(tmp_path / "events" / n) for n in names]
     assert replies(ours) == [{"started": e, "pid": p} for e, p in zip(events, pids, strict=True)]
-    assert list(children.values()) == [(e, f"c-{n}") for e, n in zip(events, names, strict=True)]
+    assert list(children.values()) == [[(e, f"c-{n}")]
+                                       for e, n in zip(events, names, strict=True)]
 
 
 def test_a_supervisor_that_cannot_be_forked_fails_its_task_alone(
@@ -104,7 +111,7 @@ def test_a_supervisor_that_cannot_be_forked_fails_its_task_alone(
     ours, theirs = pair
     fake_fork(monkeypatch, {1})
     spent: list[str] = []
-    children: dict[int, tuple[str, str]] = {}
+    children: launcher.Children = {}
     _launch_batch(theirs, FakeIsolator(), [request(tmp_path, n, "true")
                                            for n in ("a", "b", "c")], children, spent)
     ev = {n: str(tmp_path / "events" / n) for n in ("a", "b", "c")}
@@ -112,7 +119,7 @@ def test_a_supervisor_that_cannot_be_forked_fails_its_task_alone(
                              {"started": ev["c"], "pid": 70_002},
                              {"reaped": ev["b"], "pid": 0}]
     assert spent == ["c-b"]  # its cgroups are released like an ended supervisor's
-    assert sorted(key for key, _ in children.values()) == [ev["a"], ev["c"]]
+    assert sorted(key for tasks in children.values() for key, _ in tasks) == [ev["a"], ev["c"]]
     (failed,) = load_events(Path(ev["b"]))
     assert isinstance(failed, Failed) and "cannot start the task's supervisor" in failed.error
     assert not (tmp_path / "events" / "a").exists()  # written by its supervisor, not here
@@ -175,7 +182,8 @@ def until(check: Callable[[], bool], timeout: float = 10.0) -> None:
         time.sleep(0.02)
 
 
-def test_a_burst_gets_a_supervisor_per_task_and_every_end_recorded(tmp_path: Path) -> None:
+def test_a_burst_shares_supervisors_starts_in_order_and_records_every_end(
+        tmp_path: Path) -> None:
     names = [f"t{i:02d}" for i in range(40)]
     commands = {n: ("exit 7" if n == "t13" else "echo $TASK") for n in names}
     commands["t21"] = "exec /nonexistent/command"
@@ -185,12 +193,14 @@ def test_a_burst_gets_a_supervisor_per_task_and_every_end_recorded(tmp_path: Pat
     started = [r["started"] for r in got if "started" in r]
     # Supervisors are forked in the order the requests came.
     assert started == [str(tmp_path / "events" / n) for n in names]
-    supervisors = set()
+    supervisors: dict[int, list[str]] = {}
+    started_at = {}
     for n in names:
         supervising, start, *rest = load_events(tmp_path / "events" / n)
         assert isinstance(supervising, Supervising) and isinstance(start, Started)
         assert start.supervisor == supervising.pid and start.pid != supervising.pid
-        supervisors.add(supervising.pid)
+        supervisors.setdefault(supervising.pid, []).append(n)
+        started_at[n] = start.time
         (exited,) = rest
         assert isinstance(exited, Exited)
         if n == "t13":
@@ -204,7 +214,12 @@ def test_a_burst_gets_a_supervisor_per_task_and_every_end_recorded(tmp_path: Pat
         else:
             assert exited.exit_code == 0
             assert (tmp_path / "sandboxes" / n / "stdout").read_text() == f"{n}\n"
-    assert len(supervisors) == len(names)
+    # Plain tasks share supervisors (the launcher reads the burst in a few batches),
+    # and each supervisor starts its tasks one after the other, in request order.
+    assert len(supervisors) < len(names) // 4, supervisors
+    for tasks in supervisors.values():
+        assert tasks == sorted(tasks)
+        assert [started_at[n] for n in tasks] == sorted(started_at[n] for n in tasks)
 
 
 @pytest.fixture
@@ -267,7 +282,7 @@ def test_a_container_that_cannot_be_prepared_fails_its_task_alone(
             os._exit(code)
 
     monkeypatch.setattr(launcher, "run_forked", run_forked)
-    children: dict[int, tuple[str, str]] = {}
+    children: launcher.Children = {}
     iso = FakeIsolator(refuse={"c-b"})
     _launch_batch(theirs, iso, [request(tmp_path, n, "echo ran")
                                 for n in ("a", "b", "c")], children, [])
@@ -279,3 +294,152 @@ def test_a_container_that_cannot_be_prepared_fails_its_task_alone(
     assert isinstance(failed, Failed) and "No space left on device" in failed.error
     assert not (tmp_path / "sandboxes" / "b" / "stdout").exists()
     assert len(replies(ours)) == 3
+
+
+# ------------------------------------------------------- shared supervisors
+
+
+def ready(name: str, procs: list[str] | None, watched: bool = False) -> launcher._Ready:
+    """A request as :func:`launcher._groups` sees it (``watched``: with a disk limit)."""
+    spec = SupervisorSpec(events=f"/ev/{name}", sandbox=f"/sb/{name}", argv=["true"],
+                          env={}, disk_limit=1 << 20 if watched else None)
+
+    def never() -> Any:
+        raise AssertionError("not called by the grouping")
+
+    return launcher._Ready(name, f"c-{name}", spec, never, procs, never, never)
+
+
+def test_runs_of_plain_tasks_share_a_supervisor_in_order(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Tasks with nothing to watch share, up to TASKS_PER_SUPERVISOR at a time; a task
+    with a watch, one whose cgroups could not be made, one in a hierarchy it could not
+    leave, and a run of one each get a supervisor of their own; the order holds."""
+    monkeypatch.setattr(launcher, "TASKS_PER_SUPERVISOR", 3)
+    homes = {"/cgroups": "/home/cgroup.procs"}
+    inside = ["/cgroups/x/cgroup.procs"]
+    batch = [ready("a", inside), ready("b", []), ready("c", inside), ready("d", inside),
+             ready("e", inside, watched=True), ready("f", inside), ready("g", inside),
+             ready("h", None), ready("i", ["/elsewhere/x/cgroup.procs"]), ready("j", inside)]
+    groups = launcher._groups(batch, homes)
+    assert [([r.key for r in group], shared is not None) for group, shared in groups] == [
+        (["a", "b", "c"], True), (["d"], False), (["e"], False), (["f", "g"], True),
+        (["h"], False), (["i"], False), (["j"], False)]
+    assert all(shared is homes for _, shared in groups if shared is not None)
+
+
+def test_a_shared_supervisor_is_one_fork_and_a_failed_one_fails_its_tasks_alone(
+        tmp_path: Path, pair: tuple[socket.socket, socket.socket],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    ours, theirs = pair
+    monkeypatch.setattr(launcher, "TASKS_PER_SUPERVISOR", 2)
+    fake_fork(monkeypatch, {1})
+    spent: list[str] = []
+    children: launcher.Children = {}
+    names = ["a", "b", "c", "d", "e"]
+    _launch_batch(theirs, FakeIsolator(home=True),
+                  [request(tmp_path, n, "true") for n in names], children, spent)
+    ev = {n: str(tmp_path / "events" / n) for n in names}
+    assert replies(ours) == [{"started": ev["a"], "pid": 70_000},
+                             {"started": ev["b"], "pid": 70_000},
+                             {"started": ev["e"], "pid": 70_002},
+                             {"reaped": ev["c"], "pid": 0},
+                             {"reaped": ev["d"], "pid": 0}]
+    assert children == {70_000: [(ev["a"], "c-a"), (ev["b"], "c-b")],
+                        70_002: [(ev["e"], "c-e")]}
+    assert spent == ["c-c", "c-d"]
+    for n in ("c", "d"):
+        (failed,) = load_events(Path(ev[n]))
+        assert isinstance(failed, Failed) and "cannot start the task's supervisor" in failed.error
+
+
+def test_a_reaped_shared_supervisor_reports_each_of_its_tasks(
+        tmp_path: Path, pair: tuple[socket.socket, socket.socket]) -> None:
+    ours, theirs = pair
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - a stand-in supervisor that just exits
+        os._exit(0)
+    children: launcher.Children = {pid: [("/ev/a", "c-a"), ("/ev/b", "c-b")]}
+    spent: list[str] = []
+
+    def reaped() -> bool:
+        launcher._reap(theirs, children, spent)
+        return not children
+
+    until(reaped)
+    assert spent == ["c-a", "c-b"]
+    assert replies(ours) == [{"reaped": "/ev/a", "pid": pid}, {"reaped": "/ev/b", "pid": pid}]
+
+
+def cgroup_of(pid: int, controller: str) -> str:
+    for line in Path(f"/proc/{pid}/cgroup").read_text().splitlines():
+        _, controllers, path = line.split(":", 2)
+        if controller in controllers.split(","):
+            return path
+    raise AssertionError(f"{pid} has no {controller} cgroup")
+
+
+def test_a_shared_supervisor_starts_each_task_in_its_own_cgroups_only(
+        tmp_path: Path, cgroups_v1: Isolator) -> None:
+    """A task without a pids limit, started right after one with (which joined a pids
+    cgroup it does not), is in the launcher's pids cgroup, not its neighbour's; the
+    supervisor ends in no task's cgroup; each task's cgroups go as soon as it ended,
+    while the supervisor still waits for another."""
+    me = {c: cgroup_of(os.getpid(), c) for c in ("memory", "pids")}
+    show = "grep -E ':(memory|pids):' /proc/self/cgroup | sort"
+    limits = {"t0": Limits(mem_bytes=64 << 20, pids_max=50),
+              "t1": Limits(mem_bytes=64 << 20),
+              "t2": Limits(mem_bytes=64 << 20, pids_max=60)}
+    requests = [request(tmp_path, n, show, lim) for n, lim in limits.items()]
+    requests.append(request(tmp_path, "long", "exec sleep 30", Limits(mem_bytes=64 << 20)))
+    sock, proc = start_launcher("auto")
+    try:
+        for data in requests:
+            sock.send(data)
+        long_events = tmp_path / "events" / "long"
+        until(lambda: len(load_events(long_events)) >= 2)
+        supervising, started = load_events(long_events)[:2]
+        assert isinstance(supervising, Supervising) and supervising.pid is not None
+        assert isinstance(started, Started) and started.pid is not None
+        for n in limits:
+            events = load_events(tmp_path / "events" / n)
+            assert events[0] == Supervising(pid=supervising.pid, start=supervising.start,
+                                            seq=1, time=events[0].time)
+        for controller in ("memory", "pids"):
+            assert CGROUP_ROOT not in cgroup_of(supervising.pid, controller)
+        for n, lim in limits.items():
+            ended = tmp_path / "events" / n
+            until(lambda ended=ended: isinstance(load_events(ended)[-1], Exited))  # type: ignore[misc]
+            lines = (tmp_path / "sandboxes" / n / "stdout").read_text().split()
+            cgroups = dict(line.split(":", 2)[1:] for line in lines)
+            assert cgroups["memory"] == f"/{CGROUP_ROOT}/c-{n}"
+            assert cgroups["pids"] == (f"/{CGROUP_ROOT}/c-{n}" if lim.pids_max else me["pids"])
+        # The ended tasks' cgroups are gone while their supervisor waits for "long".
+        until(lambda: cgroups_v1.containers() == ["c-long"])
+        os.kill(started.pid, 9)
+        until(lambda: isinstance(load_events(long_events)[-1], Exited))
+        until(lambda: not cgroups_v1.containers())
+    finally:
+        sock.close()
+        proc.wait(10)
+
+
+def test_each_shared_supervisor_has_a_baton_the_launcher_waits_on(
+        tmp_path: Path, pair: tuple[socket.socket, socket.socket],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A shared supervisor gets the write end of a pipe (closed once its tasks are
+    started: here, with no real child, at once), the launcher the read end; a
+    supervisor of its own gets none."""
+    _, theirs = pair
+    monkeypatch.setattr(launcher, "TASKS_PER_SUPERVISOR", 2)
+    fake_fork(monkeypatch, set())
+    batons: list[int] = []
+    _launch_batch(theirs, FakeIsolator(home=True),
+                  [request(tmp_path, n, "true") for n in "abcde"], {}, [], batons)
+    try:
+        assert len(batons) == 2  # (a, b) and (c, d) share; e alone
+        for fd in batons:
+            assert os.read(fd, 1) == b""  # end of file: the launcher kept no write end
+    finally:
+        for fd in batons:
+            os.close(fd)
