@@ -319,18 +319,26 @@ def run_forked(spec: SupervisorSpec,
     """
     code = 1
     try:
-        gc.disable()  # the child's copy of the agent's heap stays shared
-        os.setsid()
-        signal.set_wakeup_fd(-1)  # the launcher's; closed just below
-        _reset_signals()
-        _close_inherited_fds(inherited)
-        devnull = os.open(os.devnull, os.O_RDWR)
-        for fd in (0, 1, 2):
-            os.dup2(devnull, fd)
-        os.close(devnull)
+        _detach_from_launcher(inherited)
         code = supervise(spec, prepare, finish)
     finally:
         os._exit(code)
+
+
+def _detach_from_launcher(inherited: list[int] | None) -> None:
+    """What a supervisor does first in the child forked from the launcher: keep the
+    launcher's heap shared (no collection), leave its session and its signal set-up,
+    close what it inherited (``inherited``; None: every descriptor it has), and put
+    /dev/null on 0-2."""
+    gc.disable()  # the child's copy of the launcher's heap stays shared
+    os.setsid()
+    signal.set_wakeup_fd(-1)  # the launcher's; closed just below
+    _reset_signals()
+    _close_inherited_fds(inherited)
+    devnull = os.open(os.devnull, os.O_RDWR)
+    for fd in (0, 1, 2):
+        os.dup2(devnull, fd)
+    os.close(devnull)
 
 
 def supervise(spec: SupervisorSpec, prepare: Callable[[], list[str]] | None = None,
@@ -611,16 +619,8 @@ def run_shared_forked(tasks: list[SharedTask], homes: dict[str, str],
     descriptor ``started`` once every task is started (the launcher waits for that)."""
     code = 1
     try:
-        gc.disable()  # the child's copy of the launcher's heap stays shared
-        os.setsid()
-        signal.set_wakeup_fd(-1)  # the launcher's; closed just below
-        _reset_signals()
-        _close_inherited_fds([fd for fd in (open_fds() if inherited is None else inherited)
-                              if fd != started])
-        devnull = os.open(os.devnull, os.O_RDWR)
-        for fd in (0, 1, 2):
-            os.dup2(devnull, fd)
-        os.close(devnull)
+        _detach_from_launcher([fd for fd in (open_fds() if inherited is None else inherited)
+                               if fd != started])
         code = supervise_shared(tasks, homes, started)
     finally:
         os._exit(code)
