@@ -11,7 +11,7 @@ import math
 from dataclasses import dataclass
 
 #: agent heartbeats a second a master aims at, by default (see :func:`scaled_interval`)
-AGENT_HEARTBEATS_PER_SECOND = 1500.0
+AGENT_HEARTBEATS_PER_SECOND = 1000.0
 #: how far below a step's threshold the agent count must fall before the interval
 #: comes down a step (agents joining and leaving near a threshold retune nobody)
 _HYSTERESIS = 0.9
@@ -43,7 +43,7 @@ def scaled_interval(base: float, peers: int, rate: float, current: float | None 
     heartbeats a second, never below ``base`` (``rate`` <= 0: always ``base``).
 
     Why: an idle master's work is heartbeats, one each way per agent and interval (about
-    23 us each on a 2-core host): 10,000 agents every 2 s took a quarter of a core. As
+    25-50 us each on a 2-core host): 10,000 agents every 2 s took a quarter of a core. As
     Nomad does (``max_heartbeats_per_second``), the interval grows with the cluster
     instead, so the heartbeat load stays bounded; the time to notice a silent agent
     (interval x missed) grows with it. It moves in whole multiples of ``base``, and comes
