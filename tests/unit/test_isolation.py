@@ -427,14 +427,20 @@ def test_detect_explicit_choice_must_work(tmp_path: Path) -> None:
 # ------------------------------------------------------------------ real cgroup v1
 
 
-@pytest.fixture
-def real_v1() -> Iterator[Isolator]:
+def real_v1_isolator(root: str) -> Isolator:
+    """An isolator on this host's real cgroup v1 controllers under ``root``; the test is
+    skipped where there are none it may write (not root, or cgroup v2 only)."""
     if os.geteuid() != 0:
         pytest.skip("real cgroup tests need root")
-    iso = detect_isolator(TEST_ROOT)
+    iso = detect_isolator(root)
     if iso.kind != "cgroups-v1":
         pytest.skip(f"real cgroup v1 not usable here (detected {iso.kind})")
-    yield iso
+    return iso
+
+
+@pytest.fixture
+def real_v1() -> Iterator[Isolator]:
+    yield real_v1_isolator(TEST_ROOT)
 
 
 def spawn(procs: list[str], code: str) -> subprocess.Popen[bytes]:

@@ -18,9 +18,10 @@ import pytest
 
 from mesos_zmq.agent import launcher
 from mesos_zmq.agent.events import Exited, Failed, Started, Supervising
-from mesos_zmq.agent.isolation import Isolator, Limits, Posix, detect_isolator
+from mesos_zmq.agent.isolation import Isolator, Limits, Posix
 from mesos_zmq.agent.launcher import _launch_batch, encode_request
 from mesos_zmq.agent.supervisor import SupervisorSpec, load_events
+from tests.unit.test_isolation import real_v1_isolator
 
 CGROUP_ROOT = "mesos-zmq-test-launcher"
 
@@ -224,11 +225,7 @@ def test_a_burst_shares_supervisors_starts_in_order_and_records_every_end(
 
 @pytest.fixture
 def cgroups_v1() -> Iterator[Isolator]:
-    if os.geteuid() != 0:
-        pytest.skip("real cgroup tests need root")
-    iso = detect_isolator(CGROUP_ROOT)
-    if iso.kind != "cgroups-v1":
-        pytest.skip(f"real cgroup v1 not usable here (detected {iso.kind})")
+    iso = real_v1_isolator(CGROUP_ROOT)
     yield iso
     for container_id in iso.containers():
         iso.destroy(container_id)
