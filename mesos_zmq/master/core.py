@@ -489,6 +489,7 @@ class MasterCore:
     def _recover(self, now: float) -> None:
         """Rebuild runtime state after replaying the log: everyone must come back."""
         deadline = now + self.config.reregister_timeout
+        totals = []
         for agent in self.state.agents.values():
             self.agent_runtimes[agent.agent_id] = AgentRuntime(deadline=deadline)
             self.schedule_deadline("agent", agent.agent_id, deadline)
@@ -496,8 +497,8 @@ class MasterCore:
                 total = self.agent_total(agent.agent_id, Resources.parse(agent.resources))
             except ResourceError:
                 total = Resources.empty()
-            self.allocator.add_agent(agent.agent_id, total)
-            self.allocator.activate_agent(agent.agent_id, False)
+            totals.append((agent.agent_id, total))
+        self.allocator.add_agents(totals, active=False)  # active once re-registered
         hold = self.config.heartbeat_interval * self.config.missed_heartbeats
         for info in self.state.frameworks.values():
             grace = max(info.failover_timeout, self.config.reregister_timeout)
@@ -539,12 +540,25 @@ class MasterCore:
         # (their resources summed by shape): one call per task was most of a takeover at
         # 100,000 tasks (2.4 s before the new leader could publish itself).
         shapes: dict[tuple[str, str, str], Counter[str]] = defaultdict(Counter)
+        agents = self.state.agents
+        unreachable = TaskState.UNREACHABLE
         for rec in self.state.tasks.values():
-            if rec.state != TaskState.UNREACHABLE and rec.agent_id in self.state.agents:
-                key = (rec.framework_id, rec.task.role or "*", rec.agent_id)
-                shapes[key][rec.task.resources] += 1
-        for (fid, role, agent_id), counted in shapes.items():
-            self.allocator.allocate_to(fid, role, agent_id, Resources.total_of_texts(counted))
+            task = rec.task
+            if rec.state != unreachable and task.agent_id in agents:
+                shapes[(rec.framework_id, task.role or "*", task.agent_id)][task.resources] += 1
+        # Agents mostly hold the same mix of shapes: each mix is summed once.
+        sums: dict[tuple[tuple[str, int], ...], Resources] = {}
+
+        def summed(counted: Counter[str]) -> Resources:
+            mix = tuple(counted.items())
+            total = sums.get(mix)
+            if total is None:
+                total = sums[mix] = Resources.total_of_texts(counted)
+            return total
+
+        self.allocator.allocate_many(
+            (fid, role, agent_id, summed(counted))
+            for (fid, role, agent_id), counted in shapes.items())
 
     def defer_read(self, peer: bytes, msg: Message, request_id: str) -> bool:
         """Hand a read the caller has admitted to the shell, to be answered off the
