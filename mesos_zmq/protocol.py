@@ -978,6 +978,63 @@ def _plainer_for(cls: type) -> Callable[[Any], dict[str, Any]]:
     return plainer
 
 
+#: as :data:`_PLAIN_KIND`, for :func:`to_wire`
+_WIRE_KIND: dict[type, Any] = dict.fromkeys(_LEAVES, _LEAF)
+
+
+def _wire_kind(cls: type) -> Any:
+    kind = _plain_kind(cls)
+    if callable(kind):
+        kind = _wire_plainer_for(cls)
+    _WIRE_KIND[cls] = kind
+    return kind
+
+
+def _wire_plainer_for(cls: type) -> Callable[[Any], dict[str, Any]]:
+    """Generate a dataclass's map without the fields that hold their default.
+
+    The receiver takes a missing field's default (docs/protocol.md), so the frame means
+    the same and is smaller: a task's twenty-odd fields are mostly defaults, and each
+    cost its bytes and its check at every decode (an agent's re-registration with ten
+    tasks: 34.5 us to decode whole, 24.3 without them). A value is left out only when
+    it is of its default's exact type and equal to it (``0`` is not ``False``)."""
+    lines = ["def wire(value):", "    d = {}"]
+    env: dict[str, Any] = {"leaves": _LEAVES, "to_wire": to_wire}
+    for i, f in enumerate(dataclasses.fields(cls)):
+        lines.append(f"    v = value.{f.name}")
+        put = f"d[{f.name!r}] = v if type(v) in leaves else to_wire(v)"
+        if f.default is not _MISSING:
+            default: Any = f.default
+        elif f.default_factory is not _MISSING:
+            default = f.default_factory()
+        else:
+            lines.append(f"    {put}")
+            continue
+        env[f"d{i}"] = default
+        env[f"t{i}"] = type(default)
+        if default is None:
+            lines.append(f"    if v is not None: {put}")
+        else:
+            lines.append(f"    if type(v) is not t{i} or v != d{i}: {put}")
+    lines.append("    return d")
+    exec("\n".join(lines), env)  # generated from the dataclass's own fields
+    wire: Callable[[Any], dict[str, Any]] = env["wire"]
+    return wire
+
+
+def to_wire(value: Any) -> Any:
+    """As :func:`to_plain`, for a frame: fields at their default left out. Not for
+    what is stored (the log, checkpoints): those keep every field, as written."""
+    kind = _WIRE_KIND.get(type(value)) or _wire_kind(type(value))
+    if kind is _LEAF:
+        return value
+    if kind is _SEQ:
+        return [to_wire(v) for v in value]
+    if kind is _MAP:
+        return {k: to_wire(v) for k, v in value.items()}
+    return kind(value)
+
+
 def to_plain(value: Any) -> Any:
     """A record (or a list/map of them) as plain msgpack-able data."""
     kind = _PLAIN_KIND.get(type(value)) or _plain_kind(type(value))
@@ -1011,7 +1068,7 @@ class Envelope:
 
 def encode(msg: Message, request_id: str = "", epoch: int = 0) -> bytes:
     """Serialize one message into one frame; masters stamp their epoch."""
-    body = to_plain(msg)
+    body = to_wire(msg)
     envelope = [PROTOCOL_VERSION, msg.TYPE, request_id, body]
     if epoch:
         envelope.append(epoch)
