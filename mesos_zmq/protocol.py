@@ -1029,9 +1029,9 @@ def to_wire(value: Any) -> Any:
     if kind is _LEAF:
         return value
     if kind is _SEQ:
-        return [to_wire(v) for v in value]
+        return [v if type(v) in _LEAVES else to_wire(v) for v in value]
     if kind is _MAP:
-        return {k: to_wire(v) for k, v in value.items()}
+        return {k: v if type(v) in _LEAVES else to_wire(v) for k, v in value.items()}
     return kind(value)
 
 
@@ -1040,10 +1040,11 @@ def to_plain(value: Any) -> Any:
     kind = _PLAIN_KIND.get(type(value)) or _plain_kind(type(value))
     if kind is _LEAF:
         return value
+    # leaves (most items: a task's environment) are taken as they are, without a call
     if kind is _SEQ:
-        return [to_plain(v) for v in value]
+        return [v if type(v) in _LEAVES else to_plain(v) for v in value]
     if kind is _MAP:
-        return {k: to_plain(v) for k, v in value.items()}
+        return {k: v if type(v) in _LEAVES else to_plain(v) for k, v in value.items()}
     return kind(value)
 
 

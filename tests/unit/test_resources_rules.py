@@ -9,6 +9,7 @@ from hypothesis import strategies as st
 from mesos_zmq.attributes import format_attributes, parse_attributes
 from mesos_zmq.errors import AttributeParseError, ResourceError
 from mesos_zmq.resources import (
+    MAX_RESOURCE_ENTRIES,
     MAX_SCALAR,
     Resources,
     format_scalar,
@@ -247,3 +248,18 @@ def test_a_counted_total_equals_adding_each_copy() -> None:
     scalar, ranges = Resources.parse("foo:1"), Resources.parse("foo:[1-2]")
     with pytest.raises(ResourceError, match="different kinds"):
         Resources.total([(scalar, 1), (ranges, 1)])
+
+
+def test_from_wire_remembers_what_it_accepted_never_what_it_refused() -> None:
+    text = "cpus:0.25;mem:48;ports:[31000-31004]"
+    first = Resources.from_wire(text)
+    assert Resources.from_wire(text) is first  # checked once, served again
+    too_many = ";".join(f"r{i}:1" for i in range(MAX_RESOURCE_ENTRIES + 1))
+    for _ in range(2):
+        with pytest.raises(ResourceError, match="entries"):
+            Resources.from_wire(too_many)
+
+    class Tagged(Resources):
+        __slots__ = ()
+
+    assert type(Tagged.from_wire(text)) is Tagged  # a subclass gets its own kind
