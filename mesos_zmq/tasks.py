@@ -29,6 +29,18 @@ class TaskState(StrEnum):
     UNKNOWN = "TASK_UNKNOWN"
 
 
+_BY_VALUE: dict[str, TaskState] = {s.value: s for s in TaskState}
+
+
+def task_state(value: str) -> TaskState:
+    """``TaskState(value)`` without the enum machinery for the known values (every
+    status update names one); ValueError for anything else, as the enum's own."""
+    try:
+        return _BY_VALUE[value]
+    except (KeyError, TypeError):
+        return TaskState(value)
+
+
 TERMINAL = frozenset(
     {
         TaskState.FINISHED,

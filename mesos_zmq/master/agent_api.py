@@ -31,10 +31,11 @@ from mesos_zmq.protocol import (
     StatusUpdate,
     TaskInfo,
     TaskReport,
+    TaskStatus,
     UsageReport,
 )
 from mesos_zmq.resources import Resources
-from mesos_zmq.tasks import TERMINAL, TaskState, can_transition
+from mesos_zmq.tasks import TERMINAL, TaskState, can_transition, task_state
 
 if TYPE_CHECKING:
     from mesos_zmq.master.context import MasterContext
@@ -289,24 +290,16 @@ def status_update(core: MasterContext, peer: bytes, msg: StatusUpdate,
     status = msg.status
     if not core.require(peer, "agent", rid, status.agent_id):
         return
-    ack = Acknowledge(
-        framework_id=status.framework_id,
-        agent_id=status.agent_id,
-        task_id=status.task_id,
-        uuid=status.uuid,
-    )
     try:
-        new_state = TaskState(status.state)
+        new_state = task_state(status.state)
     except ValueError:
         core.error(peer, "bad_field", f"unknown task state {status.state[:40]!r}", rid)
         return
     rec = core.state.task(status.framework_id, status.task_id)
-    if rec is None or status.framework_id not in core.state.frameworks:
+    if rec is None or status.framework_id not in core.state.frameworks \
+            or rec.agent_id != status.agent_id:
         # Nobody to tell: acknowledge so the agent stops retrying.
-        core.send(peer, ack)
-        return
-    if rec.agent_id != status.agent_id:
-        core.send(peer, ack)
+        core.send(peer, _ack_of(status))
         return
     if rec.state != new_state:
         if not can_transition(rec.state, new_state):
@@ -316,7 +309,7 @@ def status_update(core: MasterContext, peer: bytes, msg: StatusUpdate,
                 have=rec.state.value,
                 got=new_state.value,
             )
-            core.send(peer, ack)
+            core.send(peer, _ack_of(status))
             return
         task_book.record_task_state(core, status.framework_id, status.task_id, new_state,
                                     now, reason=status.reason, message=status.message,
@@ -326,7 +319,14 @@ def status_update(core: MasterContext, peer: bytes, msg: StatusUpdate,
             task_book.check_drained(core, rec.agent_id)
     core.count("status_updates")
     # Forward even a repeated update: the agent retries because no ack reached it.
-    core.send_framework(status.framework_id, StatusUpdate(status=status))
+    # (The message as it came: records are immutable.)
+    core.send_framework(status.framework_id, msg)
+
+
+def _ack_of(status: TaskStatus) -> Acknowledge:
+    """The master's own acknowledgement of an update no framework will answer."""
+    return Acknowledge(framework_id=status.framework_id, agent_id=status.agent_id,
+                       task_id=status.task_id, uuid=status.uuid)
 
 
 def file_data(core: MasterContext, peer: bytes, msg: FileData, rid: str, now: float) -> None:

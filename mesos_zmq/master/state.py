@@ -35,7 +35,7 @@ from mesos_zmq.master import flags
 from mesos_zmq.master import records as r
 from mesos_zmq.master.records import PlainRecord, StateRecord, record_from_plain
 from mesos_zmq.protocol import FrameworkInfo, TaskInfo, TaskStatus, from_plain, to_plain
-from mesos_zmq.tasks import TERMINAL, TaskState
+from mesos_zmq.tasks import TERMINAL, TaskState, task_state
 
 #: a record as the log holds it (a map with an ``op`` tag)
 
@@ -95,15 +95,6 @@ class TaskRecord:
 
 TaskKey = tuple[str, str]  # (framework_id, task_id)
 
-_STATES: dict[Any, TaskState] = {s.value: s for s in TaskState}
-
-
-def _task_state(value: Any) -> TaskState:
-    """``TaskState(value)`` without the enum machinery for the known values."""
-    try:
-        return _STATES[value]
-    except (KeyError, TypeError):
-        return TaskState(value)
 
 
 class MasterState:
@@ -250,7 +241,7 @@ class MasterState:
     def _task_added(self, record: r.TaskAdded) -> None:
         task = record.task
         key = (record.framework_id, task.task_id)
-        state = TaskState(record.state)
+        state = task_state(record.state)
         self._forget_completed(key)
         rec = TaskRecord(record.framework_id, task, state, record.time)
         if rec.terminal:
@@ -267,8 +258,7 @@ class MasterState:
         # the constructor, not ``dataclasses.replace``: a map of every field built and
         # unpacked cost twice as much, on each of a task's updates
         updated = TaskRecord(
-            current.framework_id, current.task, _STATES.get(record.state)
-            or TaskState(record.state),
+            current.framework_id, current.task, task_state(record.state),
             record.time if record.time is not None else current.updated_at,
             record.exit_code, record.message, record.reason,
         )
@@ -463,7 +453,7 @@ class MasterState:
             rec = TaskRecord(
                 plain["framework_id"],
                 from_plain(TaskInfo, plain["task"]),
-                _task_state(plain["state"]),
+                task_state(plain["state"]),
                 plain["updated_at"],
                 plain["exit_code"],
                 plain["message"],
