@@ -1022,30 +1022,33 @@ def _wire_plainer_for(cls: type) -> Callable[[Any], dict[str, Any]]:
     return wire
 
 
-def to_wire(value: Any) -> Any:
-    """As :func:`to_plain`, for a frame: fields at their default left out. Not for
-    what is stored (the log, checkpoints): those keep every field, as written."""
-    kind = _WIRE_KIND.get(type(value)) or _wire_kind(type(value))
-    if kind is _LEAF:
-        return value
-    if kind is _SEQ:
-        return [v if type(v) in _LEAVES else to_wire(v) for v in value]
-    if kind is _MAP:
-        return {k: v if type(v) in _LEAVES else to_wire(v) for k, v in value.items()}
-    return kind(value)
+def _converter(kinds: dict[type, Any], kind_for: Callable[[type], Any],
+               doc: str) -> Callable[[Any], Any]:
+    """A converter of records (and lists and maps of them) to plain data, by the kind
+    of each value's exact type (``kinds``, filled by ``kind_for``). Leaves, most
+    items (a task's environment), are taken as they are, without a call."""
+    leaves = _LEAVES
+
+    def convert(value: Any) -> Any:
+        kind = kinds.get(type(value)) or kind_for(type(value))
+        if kind is _LEAF:
+            return value
+        if kind is _SEQ:
+            return [v if type(v) in leaves else convert(v) for v in value]
+        if kind is _MAP:
+            return {k: v if type(v) in leaves else convert(v) for k, v in value.items()}
+        return kind(value)
+
+    convert.__doc__ = doc
+    return convert
 
 
-def to_plain(value: Any) -> Any:
-    """A record (or a list/map of them) as plain msgpack-able data."""
-    kind = _PLAIN_KIND.get(type(value)) or _plain_kind(type(value))
-    if kind is _LEAF:
-        return value
-    # leaves (most items: a task's environment) are taken as they are, without a call
-    if kind is _SEQ:
-        return [v if type(v) in _LEAVES else to_plain(v) for v in value]
-    if kind is _MAP:
-        return {k: v if type(v) in _LEAVES else to_plain(v) for k, v in value.items()}
-    return kind(value)
+to_plain = _converter(_PLAIN_KIND, _plain_kind,
+                      "A record (or a list/map of them) as plain msgpack-able data.")
+to_wire = _converter(_WIRE_KIND, _wire_kind,
+                     "As :func:`to_plain`, for a frame: fields at their default left out. "
+                     "Not for what is stored (the log, checkpoints): those keep every "
+                     "field, as written.")
 
 
 def from_plain(cls: type[_R], body: dict[str, Any]) -> _R:
