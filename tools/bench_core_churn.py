@@ -35,6 +35,7 @@ import structlog  # noqa: E402
 
 from mesos_zmq.master.core import MasterCore, MasterCoreConfig, Ready  # noqa: E402
 from mesos_zmq.master.records import record_to_plain  # noqa: E402
+from mesos_zmq.master.server import tune_collector  # noqa: E402
 from mesos_zmq.master.state import MasterState  # noqa: E402
 from mesos_zmq.protocol import (  # noqa: E402
     Accept,
@@ -184,11 +185,17 @@ def main() -> int:
     parser.add_argument("--agents", type=int, default=10_000)
     parser.add_argument("--tasks", type=int, default=50_000)
     parser.add_argument("--inflight", type=int, default=2_000)
+    parser.add_argument("--default-collector", action="store_true",
+                        help="CPython's collector thresholds, not the daemon's")
     parser.add_argument("--profile", action="store_true",
                         help="print the master side's top functions (cProfile)")
     args = parser.parse_args()
     structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(40))
-    gc.freeze()  # as the daemon: what it holds for good is out of the collector's sight
+    # as the daemon: what it holds for good is out of the collector's sight, and its
+    # collector tuned (--default-collector: CPython's thresholds, to compare)
+    gc.freeze()
+    if not args.default_collector:
+        tune_collector()
     churn = Churn(args.agents, args.inflight)
     churn.run(1)  # everyone registered and subscribed, the first task through
     warm_s, warm_frames, warm_done = churn.master_s, churn.frames, churn.finished

@@ -37,6 +37,7 @@ from mesos_zmq.master.server import (
     building_long_lived,
     raise_descriptor_limit,
     stable_master_id,
+    tune_collector,
 )
 from mesos_zmq.master.state import MasterState, replay, state_from
 from mesos_zmq.master.zk_log import LogFenced, ZooKeeperLog
@@ -171,6 +172,7 @@ def _children(client: Any, node: str) -> list[str]:
 def run_master_ha(config: MasterConfig) -> int:
     """Run one replicated master until a signal, loss of leadership or fencing."""
     raise_descriptor_limit()
+    tune_collector()  # a standby replays the leader's churn as it comes
     url = parse_master_url(config.zk)
     if url.kind != "zk":
         raise ConfigError("--zk must be a zk://host:port,.../path URL")
