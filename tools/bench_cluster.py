@@ -24,6 +24,7 @@ last line in ``key=value`` form.
 from __future__ import annotations
 
 import argparse
+import gc
 import multiprocessing as mp
 import os
 import queue
@@ -254,6 +255,7 @@ class _Framework:
 def _framework_main(master: str, report: Any, commands: Any, stop: EventType,
                     inflight: int) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    gc.set_threshold(50_000, 10, 10)  # as the master's: less of the shared cores
     _Framework(master, report, commands, inflight).run(stop)
 
 
