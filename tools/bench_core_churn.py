@@ -33,9 +33,9 @@ sys.path.insert(0, str(ROOT))
 import msgpack  # noqa: E402
 import structlog  # noqa: E402
 
+from mesos_zmq.collector import tune_collector  # noqa: E402
 from mesos_zmq.master.core import MasterCore, MasterCoreConfig, Ready  # noqa: E402
 from mesos_zmq.master.records import record_to_plain  # noqa: E402
-from mesos_zmq.master.server import tune_collector  # noqa: E402
 from mesos_zmq.master.state import MasterState  # noqa: E402
 from mesos_zmq.protocol import (  # noqa: E402
     Accept,

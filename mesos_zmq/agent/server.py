@@ -39,6 +39,7 @@ from mesos_zmq.agent.host_resources import detect_gpus, detect_resources
 from mesos_zmq.agent.isolation import detect_isolator
 from mesos_zmq.attributes import parse_attributes
 from mesos_zmq.auth.keys import client_keys
+from mesos_zmq.collector import tune_collector
 from mesos_zmq.detector import LeaderDetector, NoLeader
 from mesos_zmq.errors import AuthError, ConfigError, MesosZmqError, ResourceError
 from mesos_zmq.protocol import Error, FileData, ReadFile, TaskInfo, encode
@@ -476,6 +477,7 @@ class AgentServer:
 
 def run_agent(config: AgentConfig) -> int:
     """Run an agent until a signal; returns the process exit code."""
+    tune_collector()  # as the master's: a burst of launches and updates is one turn's
     server = AgentServer(config)
 
     def drain(signum: int, frame: FrameType | None) -> None:

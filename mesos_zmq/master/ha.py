@@ -27,6 +27,7 @@ from kazoo.client import KazooState
 from kazoo.exceptions import NoAuthError, NoNodeError
 
 from mesos_zmq import __version__
+from mesos_zmq.collector import tune_collector
 from mesos_zmq.detector import ELECTION_NODE, parse_master_url, zk_client
 from mesos_zmq.errors import ConfigError, LogError
 from mesos_zmq.master.contender import Contender, LeadershipLost
@@ -37,7 +38,6 @@ from mesos_zmq.master.server import (
     building_long_lived,
     raise_descriptor_limit,
     stable_master_id,
-    tune_collector,
 )
 from mesos_zmq.master.state import MasterState, replay, state_from
 from mesos_zmq.master.zk_log import LogFenced, ZooKeeperLog

@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
-from typing import Any, Final
+from typing import Any
 
 import structlog
 import zmq
@@ -32,6 +32,7 @@ from mesos_zmq.auth.credentials import Credentials
 from mesos_zmq.auth.keys import KeyPair, load_secret
 from mesos_zmq.auth.rate_limits import RateLimits
 from mesos_zmq.auth.zap import ZapHandler, principal_of
+from mesos_zmq.collector import tune_collector
 from mesos_zmq.errors import AuthError, ConfigError, ProtocolError, ResourceError
 from mesos_zmq.master import flags
 from mesos_zmq.master.core import DeferredRead, MasterCore, MasterCoreConfig, Ready
@@ -690,24 +691,6 @@ def raise_descriptor_limit() -> int:
         log.info("open files limited: at most about this many agents and frameworks "
                  "can connect (raise LimitNOFILE / ulimit -n for more)", limit=soft)
     return int(soft)
-
-
-#: the collector's thresholds in the daemon's process (CPython's default: 700, 10, 10)
-COLLECTOR_THRESHOLDS: Final = (50_000, 10, 10)
-
-
-def tune_collector() -> None:
-    """Let the young generation grow to 50,000 objects before it is collected.
-
-    Its count is allocations less deallocations, and a loop turn holds thousands of
-    objects until its flush (the frames it read, decoded, and the answers to them). At
-    CPython's 700 a turn set off young collections that promoted them all, so older
-    generations filled with what was about to die and full collections walked the
-    whole state every few seconds: a fifth of the master's time per task under churn
-    (``tools/bench_core_churn.py``: 106-117 us a task at 700, 86-88 at 50,000). Cyclic
-    garbage (rare here: everything else is freed by reference counts) waits a little
-    longer. Only for the daemon's process."""
-    gc.set_threshold(*COLLECTOR_THRESHOLDS)
 
 
 @contextlib.contextmanager

@@ -24,7 +24,7 @@ try:
 except KeyError:
     pass
 assert gc.isenabled()
-from mesos_zmq.master.server import COLLECTOR_THRESHOLDS, tune_collector
+from mesos_zmq.collector import COLLECTOR_THRESHOLDS, tune_collector
 tune_collector()
 assert gc.get_threshold() == COLLECTOR_THRESHOLDS and COLLECTOR_THRESHOLDS[0] > 700
 print("ok")
