@@ -567,6 +567,10 @@ class CgroupsV1(_Cgroups):
         if missing:
             raise ValueError(f"cgroup v1 controllers {missing} are required")
         self.mounts = {c: mounts[c] for c in _V1_USED if c in mounts}
+        #: whether memory cgroups have memory.memsw.* (swap accounting, decided at
+        #: boot): looked at in the first container only, rather than with a stat of
+        #: the cgroup filesystem per launch (a tenth of a ms of the launcher's)
+        self._has_memsw: bool | None = None
 
     @property
     def limits_pids(self) -> bool:
@@ -639,8 +643,7 @@ class CgroupsV1(_Cgroups):
             else:
                 _write(os.path.join(pids, "pids.max"), str(limits.pids_max))
 
-    @staticmethod
-    def _write_memory(mem: str, value: str) -> None:
+    def _write_memory(self, mem: str, value: str) -> None:
         """Limit RAM, and RAM+swap to the same value so the task cannot page out.
 
         The kernel insists memsw >= limit at every moment: lowering works limit-first,
@@ -648,7 +651,9 @@ class CgroupsV1(_Cgroups):
         """
         limit = os.path.join(mem, "memory.limit_in_bytes")
         memsw = os.path.join(mem, "memory.memsw.limit_in_bytes")
-        has_memsw = os.path.exists(memsw)
+        if self._has_memsw is None:
+            self._has_memsw = os.path.exists(memsw)
+        has_memsw = self._has_memsw
         try:
             _write(limit, value)
         except IsolationError as e:

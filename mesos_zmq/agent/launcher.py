@@ -45,13 +45,23 @@ the fork of this process, the pages the child copied as it ran Python, and its e
 1.7-4 with sharing, the rest being the task's own files, cgroups and ``exec``). The
 price: a SIGKILLed shared supervisor loses all the tasks it watches (each reported
 failed, as a task whose supervisor died always was), and the tasks of one supervisor
-start one at a time. So that batches start in order too, the launcher reads the next
-batch once the shared supervisors of the last one have started all their tasks (or
-after :data:`START_WAIT`; supervisors started side by side, as they were, started
-hundreds of tasks ahead of their turn in a burst of 2,000). A shared supervisor
-starts each task from within the task's cgroups and leaves them at once (its "homes",
+start one at a time. A shared supervisor starts each task from within the task's
+cgroups and leaves them at once (its "homes",
 :meth:`~mesos_zmq.agent.isolation.Isolator.homes`), so a task whose hierarchy has no
 known way back gets a supervisor of its own.
+
+Turns. So that batches start in order too, supervisors take turns (:class:`Turns`):
+each prepares its tasks as soon as it is forked (their events files, sandboxes and
+output files, most of what a start costs), then waits for the supervisor forked
+before it (shared or not) to have started its tasks, starts its own, and hands the
+turn on. The launcher forks the next one while the last one starts (it reads the next
+batch once no more than :data:`AHEAD` have still to start their tasks), so preparing
+one batch and starting the one before go on side by side, on two cores. (Before, the
+launcher waited for the last batch's tasks to be started before it read the next,
+for 0.1 s at most: one supervisor prepared and started at a time, and one that
+outlasted the wait started side by side with the next, out of order. Supervisors
+started side by side, as they were at first, started hundreds of tasks ahead of
+their turn in a burst of 2,000.)
 
 Forking is still much of what the launcher spends its time on, and what each
 supervisor pays for in copied pages: so the launcher imports little, its heap is frozen
@@ -106,14 +116,18 @@ MAX_BATCH = 64
 TASKS_PER_SUPERVISOR = 64
 #: seconds the launcher outlives its agent, for supervisors that are about to end
 LINGER = 3.0
-#: longest the launcher waits for the shared supervisors of a batch to start their tasks
-#: before it reads the next batch anyway, in seconds: a batch starts in a few tens of
-#: ms, unless a user lookup hangs or the host is so busy that the tasks' execs crawl
-#: (each in its own cpu cgroup, weighted by its cpus). Measured with bench_launch on a
-#: loaded host: waiting up to 1 s kept the order exact but cost a third of the
-#: throughput; 0.1 s kept it within a few places, at about the throughput of not
-#: waiting (which let hundreds of tasks start ahead of their turn).
-START_WAIT = 0.1
+#: supervisors still to start their tasks when the launcher reads (and forks) the
+#: next batch: two, so that while one starts its tasks the next two make their tasks'
+#: files side by side, which is most of a start (see :class:`Turns`). Measured with
+#: bench_launch (interleaved pairs): 383/280, 200/196, 226/222, 222/208 tasks/s
+#: against one ahead
+AHEAD = 2
+#: longest the launcher waits for a supervisor to start its tasks before it
+#: reads the next batch anyway, in seconds: preparing and starting 64 tasks takes a
+#: few hundred ms at most, unless a user lookup hangs or the host is so busy that the
+#: tasks' execs crawl. Reading on does not give up the order: each supervisor
+#: waits for the one before it (:data:`~mesos_zmq.agent.supervisor.ORDER_WAIT`).
+START_WAIT = 1.0
 
 
 def encode_request(key: str, spec: SupervisorSpec, container_id: str, limits: Limits) -> bytes:
@@ -238,6 +252,65 @@ class _Ready:
         self.release = release
 
 
+class Turns:
+    """Whose turn it is to start tasks, among the supervisors.
+
+    Each supervisor gets the write end of a pipe (its baton), which it closes once it
+    has started its task(s), and the read end of the baton of the supervisor forked
+    before it, which it waits on (after preparing its own tasks) before it starts them
+    (:class:`~mesos_zmq.agent.supervisor.Turn`): so tasks start in the order the
+    requests came, batch after batch, supervisor after supervisor, while the next
+    supervisor prepares its tasks side by side. The launcher keeps the read ends too:
+    it reads no more requests while more than :data:`AHEAD` supervisors have not
+    started their tasks (and the agent keeps the rest in its queue), for
+    :data:`START_WAIT` at most each."""
+
+    def __init__(self) -> None:
+        #: read ends of the batons of supervisors not known to be done, oldest first,
+        #: with when each was forked
+        self.watched: list[tuple[int, float]] = []
+        #: read end of the last supervisor's baton, for the next one (kept open
+        #: until then, watched or not; None once it is known to be done)
+        self.last: int | None = None
+
+    def forked(self, read_end: int, now: float) -> None:
+        """A supervisor was forked with ``read_end``'s write end (and after
+        :attr:`last`, which this process no longer needs unless it watches it)."""
+        if self.last is not None and not self._watching(self.last):
+            os.close(self.last)
+        self.last = read_end
+        self.watched.append((read_end, now))
+
+    def busy(self) -> bool:
+        """Whether the launcher must wait before it forks more supervisors."""
+        return len(self.watched) > AHEAD
+
+    def fds(self) -> list[int]:
+        return [fd for fd, _ in self.watched]
+
+    def deadline(self) -> float:
+        """When the launcher stops waiting for the oldest (:data:`START_WAIT`)."""
+        return self.watched[0][1] + START_WAIT if self.watched else float("inf")
+
+    def done(self, fd: int) -> None:
+        """``fd`` read end of file: its supervisor started its tasks (or died)."""
+        self.watched = [(f, at) for f, at in self.watched if f != fd]
+        if fd == self.last:
+            self.last = None  # the next one need not wait
+        os.close(fd)
+
+    def give_up(self, now: float) -> None:
+        """Stop waiting for the supervisors forked more than :data:`START_WAIT` ago
+        (the next one still waits for the last one, for its turn)."""
+        while self.watched and self.watched[0][1] + START_WAIT <= now:
+            fd, _ = self.watched.pop(0)
+            if fd != self.last:
+                os.close(fd)
+
+    def _watching(self, fd: int) -> bool:
+        return any(f == fd for f, _ in self.watched)
+
+
 def _launch(sock: socket.socket, isolator: Isolator, data: bytes,
             children: Children, spent: list[str] | None = None) -> None:
     """One request (see :func:`_launch_batch`)."""
@@ -246,7 +319,7 @@ def _launch(sock: socket.socket, isolator: Isolator, data: bytes,
 
 def _launch_batch(sock: socket.socket, isolator: Isolator, batch: list[bytes],
                   children: Children, spent: list[str],
-                  batons: list[int] | None = None) -> None:
+                  turns: Turns | None = None) -> None:
     """Start a supervisor for the requests of ``batch``, in order: one shared by each
     run of tasks that have nothing to watch while they run, one of its own for each
     other task (see :func:`_groups`). A supervisor that cannot be forked fails its
@@ -260,9 +333,8 @@ def _launch_batch(sock: socket.socket, isolator: Isolator, batch: list[bytes],
     last only once. (Making the cgroups here, rather than in each supervisor, is
     cheaper for the same reason: this process has already touched what it needs.)
 
-    With ``batons``, each shared supervisor gets the write end of a pipe it closes once
-    all its tasks are started, and the read end goes on ``batons``: the launcher reads
-    no more requests until they are all closed (see :func:`serve`).
+    With ``turns``, each supervisor gets a baton, and waits for the one before it to
+    start its tasks before it starts its own (see :class:`Turns`).
     """
     ready: list[_Ready] = []
     for data in batch:
@@ -286,7 +358,8 @@ def _launch_batch(sock: socket.socket, isolator: Isolator, batch: list[bytes],
         inherited = open_fds() if ready else []  # what each child closes
         new_batons: list[int] = []  # this batch's, also closed by each later child
         for group, homes in groups:
-            baton = os.pipe() if homes is not None and batons is not None else None
+            baton = os.pipe() if turns is not None else None
+            after = turns.last if turns is not None else None
             try:
                 pid = os.fork()
             except OSError as error:  # out of processes or memory: these tasks only
@@ -297,21 +370,21 @@ def _launch_batch(sock: socket.socket, isolator: Isolator, batch: list[bytes],
                 continue
             if pid == 0:  # pragma: no cover - the child never returns
                 closed = inherited + new_batons
+                if baton is not None:
+                    closed.append(baton[0])
+                started = None if baton is None else baton[1]
                 if homes is None:
                     (one,) = group
-                    run_forked(one.spec, one.prepare, one.finish, closed)
+                    run_forked(one.spec, one.prepare, one.finish, closed, started, after)
                 run_shared_forked([SharedTask(r.spec, r.prepare, r.finish, r.release)
-                                   for r in group], homes,
-                                  closed if baton is None else [*closed, baton[0]],
-                                  None if baton is None else baton[1])
-            if baton is not None:
+                                   for r in group], homes, closed, started, after)
+            if baton is not None and turns is not None:
                 os.close(baton[1])  # the supervisor's alone: closed when it is done
                 new_batons.append(baton[0])
+                turns.forked(baton[0], time.monotonic())
             forked.append((pid, group))
     finally:
         gc.enable()
-    if batons is not None:
-        batons.extend(new_batons)
     for pid, group in forked:
         children[pid] = [(r.key, r.container_id) for r in group]
         for r in group:
@@ -500,32 +573,27 @@ def serve(fd: int, isolation: str, cgroups_root: str) -> int:
     fork_ready()  # the dispositions above are final
     children: Children = {}
     spent: list[str] = []
-    # Read ends of the pipes the shared supervisors of the last batch close once their
-    # tasks are started: while any is open, no request is read, so that one batch's
-    # tasks start before the next batch's (in the order they came; supervisors of
-    # several batches would start theirs side by side), and the agent keeps the rest
-    # in its queue. START_WAIT bounds the wait.
-    batons: list[int] = []
-    wait_until = 0.0
+    # While supervisors are still to start their tasks, no request is read (see
+    # Turns): the agent keeps the rest in its queue, in order.
+    turns = Turns()
     while True:
         now = time.monotonic()
-        if batons and now >= wait_until:
-            for fd in batons:
-                os.close(fd)
-            batons.clear()
+        turns.give_up(now)
         timeout = 0.0 if spent else 1.0
-        if batons:
-            timeout = min(timeout, wait_until - now)
-        readers = [wake_r, *batons] if batons else [sock.fileno(), wake_r]
+        busy = turns.busy()
+        if busy:
+            timeout = max(0.0, min(timeout, turns.deadline() - now))
+        readers = [wake_r, *turns.fds()]
+        if not busy:
+            readers.append(sock.fileno())
         try:
             ready, _, _ = select.select(readers, [], [], timeout)
         except InterruptedError:
             ready = []
         if wake_r in ready:
             os.read(wake_r, 4096)
-        for fd in [fd for fd in batons if fd in ready]:
-            os.close(fd)  # end of file: its supervisor started every task, or died
-            batons.remove(fd)
+        for fd in [fd for fd in turns.fds() if fd in ready]:
+            turns.done(fd)  # end of file: its supervisor started every task, or died
         batch: list[bytes] = []
         if sock.fileno() in ready:
             batch, gone = _receive(sock)
@@ -536,8 +604,7 @@ def serve(fd: int, isolation: str, cgroups_root: str) -> int:
                 # off (cancel_unstarted), so they are reported, not lost.
                 _linger(sock, isolator, children, spent)
                 return 0  # the agent is gone
-            _launch_batch(sock, isolator, batch, children, spent, batons)
-            wait_until = time.monotonic() + START_WAIT
+            _launch_batch(sock, isolator, batch, children, spent, turns)
         _reap(sock, children, spent)
         if not batch:
             _release(isolator, spent, 4)

@@ -27,6 +27,13 @@ datagram with the events file's path to the agent's notification socket (an
 abstract Unix socket named after the agent's work dir), so the agent reacts at once
 without polling files; when no agent listens the datagram is simply dropped.
 
+Supervisors take turns (:class:`Turn`): each makes its tasks' files (events,
+sandbox, outputs) as soon as it is forked, then waits for the supervisor forked before
+it to have started its tasks (a pipe that reads end of file; :data:`ORDER_WAIT` at
+most) before it starts its own, and hands the turn on once they are started and
+recorded, so tasks start in the order they came while the next supervisor's files are
+made side by side.
+
 Health checks run here too, so they keep running (and keep killing unhealthy tasks)
 while the agent is down; so does the disk watch: a task with a ``disk`` resource has
 its sandbox measured every ``disk_interval`` seconds (:class:`SandboxUsage`, a few
@@ -140,7 +147,10 @@ def notify_address(work_dir: str) -> bytes:
 class _Events:
     """Appends events and pokes the agent; never raises."""
 
-    def __init__(self, spec: SupervisorSpec) -> None:
+    def __init__(self, spec: SupervisorSpec, sock: socket.socket | None = None) -> None:
+        """``sock``: the notification socket to send through, shared by the tasks of
+        a shared supervisor (one socket for all of them, not one each); None: one of
+        its own, closed with it."""
         self.path = spec.events
         self.seq = 0
         self.notify_name = spec.notify_name
@@ -153,16 +163,12 @@ class _Events:
         except FileNotFoundError:  # the framework's first task here
             os.makedirs(os.path.dirname(self.path), exist_ok=True)
             self.fd = os.open(self.path, flags, 0o644)
-        self.sock: socket.socket | None = None
-        try:
-            self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-            self.sock.setblocking(False)
-        except OSError:
-            self.sock = None
+        self.own_sock = sock is None
+        self.sock = notify_socket() if sock is None else sock
 
     def close(self) -> None:
         os.close(self.fd)
-        if self.sock is not None:
+        if self.sock is not None and self.own_sock:
             self.sock.close()
 
     def write(self, event: WrittenEvent, notify: bool = True) -> None:
@@ -184,6 +190,16 @@ class _Events:
                 self.sock.sendto(self.path.encode(), self.notify_name)
             except OSError:
                 pass  # no agent listening, or its queue is full: it polls as a fallback
+
+
+def notify_socket() -> socket.socket | None:
+    """A socket to poke the agent through (None if there can be none: the agent polls)."""
+    try:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    except OSError:
+        return None
+    sock.setblocking(False)
+    return sock
 
 
 def open_fds() -> list[int]:
@@ -304,7 +320,8 @@ def process_alive(pid: int, start: int | None) -> bool:
 def run_forked(spec: SupervisorSpec,
                prepare: Callable[[], list[str]] | None = None,
                finish: Callable[[], bool] | None = None,
-               inherited: list[int] | None = None) -> NoReturn:
+               inherited: list[int] | None = None,
+               started: int | None = None, after: int | None = None) -> NoReturn:
     """Entry point in the forked child; never returns.
 
     ``prepare`` runs here rather than in the agent, so the agent's loop pays only for
@@ -315,14 +332,59 @@ def run_forked(spec: SupervisorSpec,
     the memory limit killed it. (The launcher releases the cgroups once this process
     has exited.) A launcher calls :func:`fork_ready` first, and lists its descriptors
     (:func:`open_fds`) for ``inherited`` before it forks a batch, so that each child has
-    less to do here.
+    less to do here. ``started`` and ``after``: its place in the order of starts (see
+    :class:`Turn`).
     """
     code = 1
     try:
-        _detach_from_launcher(inherited)
-        code = supervise(spec, prepare, finish)
+        kept = (started, after)
+        _detach_from_launcher([fd for fd in (open_fds() if inherited is None else inherited)
+                               if fd not in kept])
+        code = supervise(spec, prepare, finish, Turn(after, started))
     finally:
         os._exit(code)
+
+
+#: longest a supervisor waits for the one forked before it to start its tasks before it
+#: starts its own anyway, in seconds: only a supervisor that hangs (a user lookup that
+#: never answers) or a host so busy that 64 execs take this long makes it wait that
+#: long; the order of starts is given up then, never the tasks
+ORDER_WAIT = 2.0
+
+
+class Turn:
+    """A supervisor's place in the order of starts (see :mod:`mesos_zmq.agent.launcher`):
+    it starts its task(s) once ``after`` reads end of file (the supervisor forked before
+    it has started its own, or died), or after :data:`ORDER_WAIT`, and hands the turn
+    on by closing ``started`` once they are started (or could not be). Each only once;
+    None: no turn to wait for, none to hand on."""
+
+    def __init__(self, after: int | None = None, started: int | None = None) -> None:
+        self.after = after
+        self.started = started
+
+    def wait(self) -> None:
+        after, self.after = self.after, None
+        if after is None:
+            return
+        try:
+            select.select([after], [], [], ORDER_WAIT)
+        except (OSError, ValueError):
+            pass  # no turn to wait for: start now
+        try:
+            os.close(after)
+        except OSError:
+            pass
+
+    def hand_on(self) -> None:
+        """Once this supervisor's starts are over (never before its own turn came)."""
+        self.wait()
+        started, self.started = self.started, None
+        if started is not None:
+            try:
+                os.close(started)
+            except OSError:
+                pass
 
 
 def _detach_from_launcher(inherited: list[int] | None) -> None:
@@ -342,22 +404,27 @@ def _detach_from_launcher(inherited: list[int] | None) -> None:
 
 
 def supervise(spec: SupervisorSpec, prepare: Callable[[], list[str]] | None = None,
-              finish: Callable[[], bool] | None = None) -> int:
-    """Start the task, watch it and its health, record how it ended."""
+              finish: Callable[[], bool] | None = None, turn: Turn | None = None) -> int:
+    """Start the task (in its ``turn``: its events, sandbox and outputs are made before),
+    watch it and its health, record how it ended."""
+    turn = Turn() if turn is None else turn
     try:
-        events = _Events(spec)
-    except FileExistsError:
-        return 0  # written off by a restarted agent before we began: do nothing
-    except OSError:
-        return 1  # no place to record anything: the agent sees a supervisor that died
-    try:
-        return _supervise(spec, events, prepare, finish)
+        try:
+            events = _Events(spec)
+        except FileExistsError:
+            return 0  # written off by a restarted agent before we began: do nothing
+        except OSError:
+            return 1  # no place to record anything: the agent sees a supervisor that died
+        try:
+            return _supervise(spec, events, prepare, finish, turn)
+        finally:
+            events.close()
     finally:
-        events.close()
+        turn.hand_on()  # (already, unless it ended before its start)
 
 
 def _supervise(spec: SupervisorSpec, events: _Events, prepare: Callable[[], list[str]] | None,
-               finish: Callable[[], bool] | None) -> int:
+               finish: Callable[[], bool] | None, turn: Turn) -> int:
     pid = os.getpid()
     events.write(Supervising(pid=pid, start=process_start(pid)), notify=False)
     try:
@@ -372,6 +439,7 @@ def _supervise(spec: SupervisorSpec, events: _Events, prepare: Callable[[], list
             # (as Mesos's executors live in their task's container): one migration per
             # hierarchy, done as root before the task's ids are taken on, and the task
             # is started with a plain fork + exec, with no Python code run in between.
+            turn.wait()
             join_cgroups(procs)
             task = _start(spec, env, run_as, out, err)
         finally:
@@ -380,10 +448,12 @@ def _supervise(spec: SupervisorSpec, events: _Events, prepare: Callable[[], list
     except Exception as exc:  # anything: the agent must hear why it did not start
         _finish(finish)
         events.write(Failed(error=str(exc)))
+        turn.hand_on()
         return 1
     if procs:
         _spare_from_oom_killer()  # after the fork: the task keeps the default score
     events.write(Started(pid=task, supervisor=os.getpid()))
+    turn.hand_on()  # once recorded: the next task's start is recorded after this one's
     if spec.health_check is None and spec.disk_limit is None:
         # Nothing to do meanwhile: just wait (the common case, kept cheap).
         _, status = os.waitpid(task, 0)
@@ -613,23 +683,26 @@ class _CgroupVisits:
 
 def run_shared_forked(tasks: list[SharedTask], homes: dict[str, str],
                       inherited: list[int] | None = None,
-                      started: int | None = None) -> NoReturn:
+                      started: int | None = None, after: int | None = None) -> NoReturn:
     """Entry point in a child forked to supervise ``tasks``; never returns. The same
-    set-up as :func:`run_forked`, then :func:`supervise_shared`, which closes the
-    descriptor ``started`` once every task is started (the launcher waits for that)."""
+    set-up as :func:`run_forked`, then :func:`supervise_shared`, which starts the tasks
+    once the descriptor ``after`` reads end of file (the supervisor forked before this
+    one has started its own) and closes the descriptor ``started`` once every task is
+    started (for the launcher, and the supervisor forked after this one)."""
     code = 1
     try:
+        kept = (started, after)
         _detach_from_launcher([fd for fd in (open_fds() if inherited is None else inherited)
-                               if fd != started])
-        code = supervise_shared(tasks, homes, started)
+                               if fd not in kept])
+        code = supervise_shared(tasks, homes, started, after)
     finally:
         os._exit(code)
 
 
 def supervise_shared(tasks: list[SharedTask], homes: dict[str, str],
-                     started: int | None = None) -> int:
-    """Start ``tasks`` one after the other, in order, then record each one's end as it
-    comes; return once all have ended.
+                     started: int | None = None, after: int | None = None) -> int:
+    """Prepare ``tasks``, then start them one after the other, in order, then record
+    each one's end as it comes; return once all have ended.
 
     Why share: a supervisor of its own costs a task a fork of the launcher, the pages
     that child copies as it runs Python, and the exit that frees them - about half of
@@ -647,25 +720,36 @@ def supervise_shared(tasks: list[SharedTask], homes: dict[str, str],
     Tasks with something to watch while they run (health checks, a disk limit) get a
     supervisor of their own (:func:`shareable`).
 
-    ``started``, a descriptor closed once every task is started, tells the launcher
-    that the next tasks may start: one supervisor starting tasks at a time keeps them in
-    the order they came (see :mod:`mesos_zmq.agent.launcher`)."""
+    Two passes, so that shared supervisors work side by side and still start their
+    tasks in the order they came. First every task is prepared (:func:`_prepare_shared`:
+    its events file, its user, its sandbox and output files: the files are most of what
+    a start costs, and creating a file on ext4 without a journal costs a fraction of a
+    millisecond of CPU per file while many were deleted in the last minutes), while the
+    supervisor forked before this one may still be starting its own tasks. Then, once
+    ``after`` (that supervisor's ``started``) reads end of file, or after
+    :data:`ORDER_WAIT`, the tasks are started (:func:`_start_prepared`: cgroups,
+    ``exec``, a ``started`` event). ``started``, a descriptor closed once every task is
+    started, hands the turn on (see :mod:`mesos_zmq.agent.launcher`)."""
     me = os.getpid()
     start = process_start(me)
     running: dict[int, tuple[SharedTask, _Events]] = {}
     visits = _CgroupVisits(homes)
+    sock = notify_socket()
+    turn = Turn(after, started)
     try:
-        for task in tasks:
-            begun = _start_shared(task, me, start, visits)
-            if begun is not None:
-                running[begun[0]] = (task, begun[1])
+        prepared = [_prepare_shared(task, me, start, sock) for task in tasks]
+        turn.wait()
+        for ready in prepared:
+            if ready is not None:
+                begun = _start_prepared(ready, me, visits)
+                if begun is not None:
+                    running[begun] = (ready.task, ready.events)
     finally:
         try:
             visits.home()
         except OSError:
             pass  # stuck in a task's cgroup: the launcher cleans up after our exit
-        if started is not None:
-            os.close(started)
+        turn.hand_on()
     if running:
         # Out of the tasks' cgroups now, and every task already forked (a task would
         # inherit the score): the OOM killer must pick a task, never its record keeper.
@@ -691,13 +775,28 @@ def supervise_shared(tasks: list[SharedTask], homes: dict[str, str],
     return 0
 
 
-def _start_shared(task: SharedTask, me: int, start: int | None,
-                  visits: _CgroupVisits) -> tuple[int, _Events] | None:
-    """Start one task of a shared supervisor (as :func:`_supervise` does for its own):
-    its pid and its events, or None when it did not start (recorded as ``failed``)."""
+@dataclass(slots=True)
+class _PreparedTask:
+    """A task of a shared supervisor with everything made but its process: its events
+    (``supervising`` written), its user, the cgroups it joins, its environment, and its
+    ``stdout`` and ``stderr`` open."""
+
+    task: SharedTask
+    events: _Events
+    run_as: RunAs | None
+    procs: list[str]
+    env: dict[str, str]
+    out: int
+    err: int
+
+
+def _prepare_shared(task: SharedTask, me: int, start: int | None,
+                    sock: socket.socket | None) -> _PreparedTask | None:
+    """The first half of starting one task of a shared supervisor (as :func:`_supervise`
+    does for its own): None when it will not start (recorded as ``failed``)."""
     spec = task.spec
     try:
-        events = _Events(spec)
+        events = _Events(spec, sock)
     except OSError:
         # Written off by a restarted agent (FileExistsError), or nowhere to record
         # anything: the agent finds no end when this supervisor is reaped, and fails it.
@@ -711,20 +810,35 @@ def _start_shared(task: SharedTask, me: int, start: int | None,
             procs += task.prepare()
         env = task_environment(spec.env, run_as)
         out, err = open_outputs(spec.sandbox, run_as)
-        try:
-            visits.enter(procs)
-            pid = _start(spec, env, run_as, out, err)
-        finally:
-            os.close(out)
-            os.close(err)
     except Exception as exc:  # anything: the agent must hear why it did not start
-        _finish(task.finish)
-        events.write(Failed(error=str(exc)))
-        events.close()
-        _release(task.release)
+        _fail_shared(task, events, exc)
         return None
-    events.write(Started(pid=pid, supervisor=me))
-    return pid, events
+    return _PreparedTask(task, events, run_as, procs, env, out, err)
+
+
+def _start_prepared(ready: _PreparedTask, me: int, visits: _CgroupVisits) -> int | None:
+    """The second half: the task's process, started from within its cgroups, and its
+    ``started`` event; its pid, or None when it did not start (recorded as ``failed``)."""
+    try:
+        try:
+            visits.enter(ready.procs)
+            pid = _start(ready.task.spec, ready.env, ready.run_as, ready.out, ready.err)
+        finally:
+            os.close(ready.out)
+            os.close(ready.err)
+    except Exception as exc:
+        _fail_shared(ready.task, ready.events, exc)
+        return None
+    ready.events.write(Started(pid=pid, supervisor=me))
+    return pid
+
+
+def _fail_shared(task: SharedTask, events: _Events, exc: Exception) -> None:
+    """Record why a task of a shared supervisor did not start, and release it."""
+    _finish(task.finish)
+    events.write(Failed(error=str(exc)))
+    events.close()
+    _release(task.release)
 
 
 def _release(release: Callable[[], None] | None) -> None:

@@ -178,6 +178,30 @@ def test_v1_fake_prepare_writes_limits(tmp_path: Path, comounted: bool) -> None:
     iso.destroy(c)  # idempotent
 
 
+def test_v1_looks_for_swap_accounting_once(tmp_path: Path,
+                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """Whether memory cgroups have memsw files is the host's (decided at boot): the
+    first container's say so for the next ones, without a look at each."""
+    iso, dirs = fake_v1(tmp_path, False)
+    first, second = cid(), cid()
+    (dirs["memory"] / "mz" / first).mkdir(parents=True)
+    (dirs["memory"] / "mz" / first / "memory.memsw.limit_in_bytes").write_text("max")
+    looked: list[str] = []
+    exists = os.path.exists
+
+    def counting(path: str) -> bool:
+        if path.endswith("memsw.limit_in_bytes"):
+            looked.append(path)
+        return exists(path)
+
+    monkeypatch.setattr(os.path, "exists", counting)
+    for c in (first, second):
+        iso.prepare(c, Limits(mem_bytes=64 * MiB))
+    assert len(looked) == 1
+    second_memsw = dirs["memory"] / "mz" / second / "memory.memsw.limit_in_bytes"
+    assert read(second_memsw) == str(64 * MiB)
+
+
 def test_v1_fake_soft_cpu_and_small_shares(tmp_path: Path) -> None:
     iso, dirs = fake_v1(tmp_path, False)
     c = cid()

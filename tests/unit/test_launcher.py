@@ -27,11 +27,12 @@ CGROUP_ROOT = "mesos-zmq-test-launcher"
 
 
 def request(tmp_path: Path, name: str, command: str, limits: Limits | None = None,
-            notify: bytes = b"") -> bytes:
+            notify: bytes = b"", disk_limit: int | None = None) -> bytes:
     spec = SupervisorSpec(events=str(tmp_path / "events" / name),
                           sandbox=str(tmp_path / "sandboxes" / name),
                           argv=["/bin/sh", "-c", command],
-                          env={"PATH": "/usr/bin:/bin", "TASK": name}, notify_name=notify)
+                          env={"PATH": "/usr/bin:/bin", "TASK": name}, notify_name=notify,
+                          disk_limit=disk_limit)
     return encode_request(spec.events, spec, f"c-{name}", limits or Limits())
 
 
@@ -264,7 +265,8 @@ def test_a_container_that_cannot_be_prepared_fails_its_task_alone(
     ours, theirs = pair
 
     def run_forked(spec: SupervisorSpec, prepare: Callable[[], list[str]],
-                   finish: Callable[[], bool], inherited: list[int]) -> NoReturn:
+                   finish: Callable[[], bool], inherited: list[int],
+                   *turn: int | None) -> NoReturn:
         # In the child: the supervisor, without joining the fake isolator's cgroups.
         from mesos_zmq.agent import supervisor
 
@@ -424,17 +426,19 @@ def test_a_shared_supervisor_starts_each_task_in_its_own_cgroups_only(
 def test_each_shared_supervisor_has_a_baton_the_launcher_waits_on(
         tmp_path: Path, pair: tuple[socket.socket, socket.socket],
         monkeypatch: pytest.MonkeyPatch) -> None:
-    """A shared supervisor gets the write end of a pipe (closed once its tasks are
-    started: here, with no real child, at once), the launcher the read end; a
-    supervisor of its own gets none."""
+    """Each supervisor, shared or not, gets the write end of a pipe (closed once its
+    tasks are started: here, with no real child, at once), the launcher the read
+    end."""
     _, theirs = pair
     monkeypatch.setattr(launcher, "TASKS_PER_SUPERVISOR", 2)
     fake_fork(monkeypatch, set())
-    batons: list[int] = []
+    turns = launcher.Turns()
     _launch_batch(theirs, FakeIsolator(home=True),
-                  [request(tmp_path, n, "true") for n in "abcde"], {}, [], batons)
+                  [request(tmp_path, n, "true") for n in "abcde"], {}, [], turns)
+    batons = turns.fds()
     try:
-        assert len(batons) == 2  # (a, b) and (c, d) share; e alone
+        assert len(batons) == 3  # (a, b) and (c, d) share; e alone
+        assert turns.last == batons[-1]
         for fd in batons:
             assert os.read(fd, 1) == b""  # end of file: the launcher kept no write end
     finally:
