@@ -596,6 +596,17 @@ class Resources:
             _add_into(items, res._items, count)  # noqa: SLF001 - its own class
         return cls(items)
 
+    @staticmethod
+    def scalar_sum(counted: Iterable[tuple[Resources, int]]) -> dict[str, float]:
+        """``total(counted).scalar_totals()`` without building the total (sets and
+        ranges are not summed): for shares, which count scalars only."""
+        milli: dict[str, int] = {}
+        for res, count in counted:
+            for (name, _), value in res._items.items():  # noqa: SLF001 - its own class
+                if isinstance(value, int):
+                    milli[name] = milli.get(name, 0) + value * count
+        return {name: v / 1000 for name, v in milli.items() if v}
+
     @classmethod
     def total_of_texts(cls, counted: Mapping[str, int]) -> Resources:
         """:meth:`total` of resource texts counted by shape (tasks' resources); a text

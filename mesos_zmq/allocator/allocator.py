@@ -334,12 +334,16 @@ class Allocator:
         but the shares counted once per framework and role (the sorters' and role
         tree's updates per agent were a third of a takeover at 100,000 tasks). Sums of
         scalars are exact (thousandths), so the shares come out as one by one."""
+        per_agent: dict[str, list[tuple[Resources, int]]] = {}
         grouped: dict[tuple[str, str], list[tuple[Resources, int]]] = {}
         for framework_id, role, agent_id, resources in held:
-            if self._hold(agent_id, resources):
+            if agent_id in self._agents:
+                per_agent.setdefault(agent_id, []).append((resources, 1))
                 grouped.setdefault((framework_id, role), []).append((resources, 1))
+        for agent_id, parts in per_agent.items():  # an offer and tasks: held at once
+            self._hold(agent_id, parts[0][0] if len(parts) == 1 else Resources.total(parts))
         for (framework_id, role), parts in grouped.items():
-            self._count_held(framework_id, role, Resources.total(parts).scalar_totals())
+            self._count_held(framework_id, role, Resources.scalar_sum(parts))
 
     def _hold(self, agent_id: str, resources: Resources) -> bool:
         """Take ``resources`` out of an agent's free ones; False for an unknown agent."""

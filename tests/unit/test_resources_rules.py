@@ -263,3 +263,11 @@ def test_from_wire_remembers_what_it_accepted_never_what_it_refused() -> None:
         __slots__ = ()
 
     assert type(Tagged.from_wire(text)) is Tagged  # a subclass gets its own kind
+
+
+@given(st.lists(st.tuples(st.sampled_from(["cpus:0.1;mem:32", "cpus:1.5;gpus:1",
+                                           "mem(r):7;disk:0.001", "ports:[1-5];cpus:2"]),
+                          st.integers(1, 5)), max_size=6))
+def test_scalar_sum_is_the_totals_scalars(parts: list[tuple[str, int]]) -> None:
+    counted = [(Resources.parse(text), count) for text, count in parts]
+    assert Resources.scalar_sum(counted) == Resources.total(counted).scalar_totals()
