@@ -467,13 +467,15 @@ _FROM_WIRE: dict[str, Resources] = {}
 class Resources:
     """An immutable collection of resources keyed by (name, role)."""
 
-    __slots__ = ("_hash", "_items")
+    __slots__ = ("_hash", "_items", "_text")
 
     def __init__(self, items: Mapping[Key, Value] | None = None) -> None:
         self._items: dict[Key, Value] = {
             k: v for k, v in (items or {}).items() if not _empty(v)
         }
         self._hash: int | None = None
+        #: the text form, once asked for (offers, logged records and views all ask)
+        self._text: str | None = None
 
     # ----------------------------------------------------------------- construction
     @classmethod
@@ -556,11 +558,14 @@ class Resources:
 
     # ----------------------------------------------------------------- text
     def __str__(self) -> str:
-        parts = []
-        for (name, role), value in sorted(self._items.items()):
-            label = name if role == "*" else f"{name}({role})"
-            parts.append(f"{label}:{_format_value(value)}")
-        return ";".join(parts)
+        text = self._text
+        if text is None:
+            parts = []
+            for (name, role), value in sorted(self._items.items()):
+                label = name if role == "*" else f"{name}({role})"
+                parts.append(f"{label}:{_format_value(value)}")
+            text = self._text = ";".join(parts)
+        return text
 
     def __repr__(self) -> str:
         return f"Resources({str(self)!r})"
