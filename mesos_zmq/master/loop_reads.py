@@ -15,8 +15,11 @@ is cheap there, and leaves the rest to the child:
   changed since the last read only when a read comes (a task that starts and ends
   between two reads is then redone once, not at each of its updates): at once if at
   most ``IN_LOOP_PENDING`` tasks changed; otherwise the read waits while the loop
-  catches up ``SLICE`` seconds a turn, and is answered on the turn whose slice leaves
-  at most ``AFTER_SLICE``. A turn so spends on reads at most a slice and the answers
+  catches up ``SLICE`` seconds a turn (``WAIT_SLICE`` from its second turn on: a busy
+  turn brought as many changes as a short slice took in, and reads waited ``MAX_WAIT``
+  with the cache 7,000-18,000 changes behind, then went to the child: 2.5-5 s), and is
+  answered on the turn whose slice leaves at most ``AFTER_SLICE``. A turn so spends on
+  reads at most a slice and the answers
   (~55 ms in a quiet process; 45-100 ms on the benchmark's two busy cores), or the
   catching up of ``IN_LOOP_PENDING`` changes and the answers. A read that waited ``MAX_WAIT``
   seconds, or that finds more than ``PARK_LIMIT`` changes (a cold cache: the first read
@@ -25,20 +28,37 @@ is cheap there, and leaves the rest to the child:
   whenever more than ``HIGH_WATER`` changes pile up. The cache starts at any state read
   (small, it costs nothing, and it grows with the cluster) and is dropped
   ``IDLE_AFTER`` seconds after the last one.
+- A cold cache (more than ``PARK_LIMIT`` changes behind: the first read of a large
+  cluster) is filled by a child forked for it (:meth:`LoopReads._start_fill`): the
+  child catches the cache up (0.6 s at 100,000 tasks, which the loop would have spent
+  in slices while another child built the answer the old way, 0.85 s), answers the
+  reads that wait from it, and sends back the cache's views and totals with the
+  answers; the loop sends those, decodes the views and totals the next turn and takes
+  them in (:meth:`~mesos_zmq.master.read_cache.ReadCache.install`) the one after (each
+  turn 30-65 ms at 100,000 tasks), and then catches up only with what changed since
+  the fork. State reads that come
+  meanwhile wait for it. A fill that fails sends its reads to the reader child as
+  before, and no fill is tried again for ``FILL_RETRY`` seconds (the cache then warms
+  in slices); so does one whose views the cache refuses (it moved since the fork, or
+  a sample of them is not what the loop makes of those tasks).
 
 Anything else, and any read the cache fails on (logged), goes to the child as before.
 """
 
 from __future__ import annotations
 
+import struct
 import time
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
+import msgpack
 import structlog
 
+from mesos_zmq.master.forked import ForkedJob
 from mesos_zmq.master.operator_api import shows_of
-from mesos_zmq.master.read_cache import ReadCache
+from mesos_zmq.master.read_cache import FillBase, ReadCache
 from mesos_zmq.master.views import remembered
 from mesos_zmq.protocol import GetState, GetTasks, encode
 
@@ -62,6 +82,8 @@ HIGH_WATER = 20_000
 #: busy master turns 4-9 times a second and changes ~2,000 tasks a turn (10,000 agents,
 #: 3,000 tasks/s), so a slice must redo more than that
 SLICE = 0.02
+#: seconds of catching up per loop turn for reads that waited a turn already
+WAIT_SLICE = 0.05
 #: seconds a read waits for the cache before it goes to the child
 MAX_WAIT = 2.0
 #: seconds of catching up per loop turn while the cache is too far behind for reads to
@@ -71,8 +93,30 @@ COLD_SLICE = 0.05
 #: change of a task costs the master a few microseconds more, once)
 IDLE_AFTER = 60.0
 
+#: seconds a child filling a cold cache may take before its reads go to a reader child
+FILL_TIMEOUT = 60.0
+#: seconds after a failed fill before the next is tried
+FILL_RETRY = 60.0
+
 #: (connection, frame) to send
 Answer = tuple[bytes, bytes]
+
+
+#: what a filling child's answer opens with: the length of its frames (then its cache)
+_FILL_HEAD = struct.Struct("!Q")
+
+
+@dataclass(slots=True)
+class _Fill:
+    """A child at work filling the cache: the reads it answers, the cache as it was
+    when it was forked; then what it sent back, and that decoded, turn by turn."""
+
+    reads: list[tuple[DeferredRead, float]]
+    base: FillBase
+    data: memoryview | None = None
+    #: where in ``data`` the cache starts
+    cache_at: int = 0
+    parts: list[Any] | None = None
 
 
 class LoopReads:
@@ -86,6 +130,23 @@ class LoopReads:
         self._waiting: list[tuple[DeferredRead, float]] = []
         #: the cache is behind by more than a read may wait for: catch up each turn
         self._warming = False
+        self._filler = ForkedJob(FILL_TIMEOUT, "read cache filler")
+        self._fill: _Fill | None = None
+        self._fill_failed_at = -FILL_RETRY
+
+    @property
+    def filling(self) -> bool:
+        """Whether a child is filling the cache."""
+        return self._fill is not None
+
+    def fileno(self) -> int | None:
+        """The pipe of the child filling the cache, for the loop's poller (None: no
+        child; the loop's turns come back for it anyway, at least every 50 ms)."""
+        return self._filler.fileno()
+
+    def close(self) -> None:
+        self._filler.close()
+        self._fill = None
 
     @property
     def waiting(self) -> int:
@@ -115,6 +176,8 @@ class LoopReads:
              ) -> tuple[list[Answer], list[DeferredRead]]:
         """Once a loop turn: catch up a slice if reads wait (or the cache is far behind)
         and answer those that can be; drop the cache once state reads stop."""
+        if self._fill is not None:
+            return self._collect_fill(core, now, epoch)
         if self._waiting:
             return self._answer_waiting(core, now, epoch)
         cache = self.cache
@@ -139,23 +202,28 @@ class LoopReads:
     # ------------------------------------------------------------------ state reads
     def _answer_waiting(self, core: MasterCore, now: float, epoch: int
                         ) -> tuple[list[Answer], list[DeferredRead]]:
-        if not self._waiting:
-            return [], []
+        if not self._waiting or self._fill is not None:
+            return [], []  # none, or they wait for the fill
         cache = self.cache
         behind = False
         try:
             if not cache.attached_to(core):
                 core.count("read_cache_started")
                 cache.attach(core)
+            if cache.pending > PARK_LIMIT and now - self._fill_failed_at >= FILL_RETRY:
+                self._start_fill(core, now, epoch)
+                return [], []
             if cache.pending > IN_LOOP_PENDING:
                 # a slice; the answers too if it left next to nothing (a busy master
                 # changes 1,500-3,000 tasks a turn: few turns start with few changes)
-                cache.catch_up(core, time.perf_counter() + SLICE)
+                waited = any(since < now for _, since in self._waiting)
+                cache.catch_up(core, time.perf_counter() + (WAIT_SLICE if waited else SLICE))
                 behind = cache.pending > AFTER_SLICE
         except Exception:  # the cache's fault must not be the master's: the child answers
             log.exception("the read cache failed to catch up; reads go to a reader process")
             cache.detach()
             self._warming = False
+            self._fill_failed_at = now  # (or a fork to fill it failed)
             waiting, self._waiting = self._waiting, []
             return [], [read for read, _ in waiting]
         waiting, self._waiting = self._waiting, []
@@ -174,6 +242,93 @@ class LoopReads:
         forked = []
         for read, _ in waiting:
             frame = self._guarded(core, read, now, epoch)
+            if frame is None:
+                forked.append(read)
+            else:
+                answers.append((read.peer, frame))
+        return answers, forked
+
+    # ------------------------------------------------------------------ a cold cache
+    def _start_fill(self, core: MasterCore, now: float, epoch: int) -> None:
+        """Fork a child that fills the cache and answers the waiting reads from it."""
+        cache = self.cache
+        reads = list(self._waiting)
+        base = cache.fill_base(core)
+
+        def work() -> bytes:  # in the child: the answers, then the cache
+            frames = msgpack.packb([self._in_child(core, read, now, epoch)
+                                    for read, _ in reads], use_bin_type=True)
+            return b"".join((_FILL_HEAD.pack(len(frames)), frames,
+                             msgpack.packb(cache.export(core), use_bin_type=True)))
+
+        core.count("read_cache_fills")  # before the fork: the answers show it
+        # a fork that fails raises: the reads still wait, and go to a reader child
+        self._filler.start(work, now)
+        self._waiting = []
+        self._fill = _Fill(reads, base)
+
+    def _in_child(self, core: MasterCore, read: DeferredRead, now: float,
+                  epoch: int) -> bytes | None:
+        """A read's frame from the child's cache, or else built as a reader child does."""
+        frame = self._guarded(core, read, now, epoch)
+        if frame is None:
+            frame = self._built(core, read, now, epoch)
+        return frame
+
+    def _collect_fill(self, core: MasterCore, now: float, epoch: int
+                      ) -> tuple[list[Answer], list[DeferredRead]]:
+        """Once the filling child is done, over three turns (each ~30-60 ms at 100,000
+        tasks, against 100-150 ms at once): send its answers; decode its cache; take
+        it in and answer the reads that came meanwhile. Its reads go to a reader child
+        if it failed."""
+        fill = self._fill
+        assert fill is not None
+        if fill.data is None:
+            outcome = self._filler.collect(now)
+            if outcome is None:
+                return [], []
+            return self._fill_answers(core, fill, outcome.data, outcome.error, now)
+        try:
+            if fill.parts is None:
+                fill.parts = msgpack.unpackb(fill.data[fill.cache_at:])
+                return [], []
+            self._fill = None
+            if self.cache.install(core, fill.base, fill.parts):
+                core.count("read_cache_filled")
+            else:  # not the cache it was forked from, or not the same views
+                core.count("read_cache_fills_refused")
+                self._fill_failed_at, self._warming = now, True
+        except Exception:  # the cache's fault must not be the master's
+            log.exception("the read cache failed to take a filler's views; it starts over")
+            self._fill = None
+            self.cache.detach()
+            self._fill_failed_at = now
+        return self._answer_waiting(core, now, epoch)
+
+    def _fill_answers(self, core: MasterCore, fill: _Fill, data: bytes | None, error: str,
+                      now: float) -> tuple[list[Answer], list[DeferredRead]]:
+        """The answers of a filling child that is done (or its reads for a reader child,
+        if it failed); what it made of the cache is taken in the next turns."""
+        frames: list[bytes | None] | None = None
+        if data is not None:
+            try:
+                (size,) = _FILL_HEAD.unpack_from(data)
+                fill.data = memoryview(data)
+                fill.cache_at = _FILL_HEAD.size + size
+                frames = msgpack.unpackb(fill.data[_FILL_HEAD.size:fill.cache_at])
+            except Exception:  # what it sent cannot be read: as if it failed
+                log.exception("a read cache filler's answer is unreadable")
+                frames = None
+        if frames is None or len(frames) != len(fill.reads):
+            log.warning("the read cache filler failed: its reads go to a reader process",
+                        error=error)
+            core.count("read_cache_fills_failed")
+            self._fill = None
+            self._fill_failed_at, self._warming = now, True
+            return [], [read for read, _ in fill.reads]
+        answers: list[Answer] = []
+        forked: list[DeferredRead] = []
+        for (read, _), frame in zip(fill.reads, frames, strict=True):
             if frame is None:
                 forked.append(read)
             else:

@@ -11,17 +11,26 @@ So :class:`ReadCache` keeps, between reads, each task's view encoded as msgpack 
 and the per-agent and per-framework totals (:class:`~mesos_zmq.master.views.TaskTotals`)
 that the frameworks' and agents' views need. It learns which tasks changed from the
 maps it reads (:mod:`mesos_zmq.master.journal`), and :meth:`ReadCache.catch_up` redoes
-only those: a few microseconds each. A full state is then the frame of
-:func:`~mesos_zmq.master.views.cluster_view` with placeholders, and the agents' and
-tasks' bytes spliced in their place: the bytes ``encode`` would have made of the same
-views, in the same order (each mirror follows its dict's order from the journal, and is
-checked against it before each answer: ~1 ms at 100,000 tasks, against 40-55 ms for
-looking each task up in the dict's order).
+only those: a few microseconds each. The agents' views are kept encoded too, each
+redone when something it shows changed (:class:`_AgentViews` says how that is found
+out); building them all took 11-17 ms a read at 10,000 agents. A full state is then the
+frame of :func:`~mesos_zmq.master.views.cluster_view` with placeholders, and the
+agents' and tasks' bytes spliced in their place: the bytes ``encode`` would have made
+of the same views, in the same order (each mirror follows its dict's order from the
+journal, and is checked against it before each answer: ~1 ms at 100,000 tasks, against
+40-55 ms for looking each task up in the dict's order). A summary's page of the newest
+tasks is cut from the same bytes.
 
 Measured in-process at 10,000 agents, 100,000 active and 1,000 completed tasks (one
-process, nothing else running): a whole state (19 MB) 28-35 ms in the loop against
-0.57 s to build and encode it, the summary with 100 tasks 19-21 ms against 0.12 s;
-catching up costs 3-9 µs per changed task.
+process, nothing else running; ``tools/bench_reads.py``): a whole state (19 MB)
+16-18 ms in the loop (28-39 ms when every agent's view was built at each read) against
+0.85 s to build and encode it, the summary with 100 tasks 5-6 ms (19-21 ms) against
+0.13 s; catching up costs 3-9 µs per changed task.
+
+A cold cache (the first read) is filled by a child forked for it, which catches up
+its copy and sends back the views and totals (:meth:`ReadCache.fill_base`,
+:meth:`ReadCache.export`, :meth:`ReadCache.install`; driven by
+:mod:`mesos_zmq.master.loop_reads`).
 
 It answers for readers who see every task (no ACLs, or ACLs that hide none of the
 frameworks with tasks); what a reader may not see changes every total, and such reads
@@ -34,7 +43,8 @@ import os
 import time
 from collections import Counter, OrderedDict
 from collections.abc import Callable, Iterable, Mapping
-from itertools import chain
+from dataclasses import dataclass
+from itertools import chain, islice
 from typing import TYPE_CHECKING, Any
 
 import msgpack
@@ -45,7 +55,7 @@ from mesos_zmq.master.views import (
     Shows,
     TaskTotals,
     active_task_view,
-    agent_views,
+    agent_view,
     cluster_view,
     remembered,
     task_page,
@@ -53,10 +63,11 @@ from mesos_zmq.master.views import (
     used_text,
 )
 from mesos_zmq.protocol import State, encode
+from mesos_zmq.resources import Resources
 
 if TYPE_CHECKING:
     from mesos_zmq.master.context import MasterContext
-    from mesos_zmq.master.state import TaskKey, TaskRecord
+    from mesos_zmq.master.state import AgentRecord, TaskKey, TaskRecord
 
 log = structlog.get_logger()
 
@@ -66,6 +77,9 @@ _AGENTS = b"\x00read-cache-agents:" + os.urandom(16)
 _TASKS = b"\x00read-cache-tasks:" + os.urandom(16)
 #: mixes of task shapes whose resource texts are remembered, at most
 USED_TEXTS = 10_000
+#: views of a child's fill compared with this process's own before it is taken, of
+#: the active tasks and of the finished ones
+FILL_SAMPLE = 64
 
 
 class _Mirror:
@@ -76,8 +90,11 @@ class _Mirror:
 
     def __init__(self, source: Mapping[TaskKey, TaskRecord],
                  journal: JournaledDict | JournaledOrderedDict) -> None:
-        self.views: dict[TaskKey, bytes | None] = dict.fromkeys(source)
-        self.todo: set[TaskKey] = set(source)
+        # through a plain copy: fromkeys and set take a plain dict's keys with their
+        # hashes (30 ms at 100,000 tasks from the journaled dict, 15 ms so)
+        plain = dict(source)
+        self.views: dict[TaskKey, bytes | None] = dict.fromkeys(plain)
+        self.todo: set[TaskKey] = set(plain)
         self.dirty: set[TaskKey] = set()
         self.inserted: OrderedDict[TaskKey, None] = OrderedDict()
         journal.dirty, journal.inserted = self.dirty, self.inserted
@@ -118,6 +135,84 @@ class _Mirror:
         return list(self.views) == list(source)
 
 
+class _AgentViews:
+    """The agents' views encoded, in the order of ``state.agents``, each redone when
+    something it shows changed. What an agent's view shows (see
+    :func:`~mesos_zmq.master.views.agent_view`), and how a change of it is found at
+    each read, in C for the most part (~1-2 ms at 10,000 agents, against 11 ms to
+    build and encode every view):
+
+    - its record (hostname, resources, attributes; records are frozen, replaced whole
+      on re-registration) and its place: the state's map compared with a copy of it
+      and its keys with the views' (identical records compare at once);
+    - its reservations and its drain: the state's maps compared with copies (a drain's
+      ``drained`` flag changes in place: its text is taken afresh from the few drains);
+    - whether it is connected: the set of agents whose runtime has a peer, compared
+      with the last one (the runtime's peer changes in place);
+    - its tasks' count and what they use: the agents the cache's totals touched
+      (:meth:`ReadCache._total_up` adds them to ``touched``).
+    """
+
+    def __init__(self) -> None:
+        self.views: dict[str, bytes | None] = {}
+        self.records: dict[str, AgentRecord] = {}
+        self.reserved: dict[str, str] = {}
+        self.drains: dict[str, str] = {}
+        self.connected: set[str] = set()
+        #: agents whose totals changed since the last read
+        self.touched: set[str] = set()
+
+    def encoded(self, core: MasterContext, totals: TaskTotals,
+                pack: Callable[[Any], bytes]) -> list[bytes | None]:
+        """The encoded views, in order, once what changed is redone."""
+        state = core.state
+        agents = state.agents
+        changed, self.touched = self.touched, set()
+        views, records = self.views, self.records
+        if agents != records:
+            changed.update(aid for aid, agent in agents.items()
+                           if records.get(aid) is not agent)
+        # afresh each time (0.1 ms): a record replaced by an equal one is compared
+        # field by field once, not at every read
+        self.records = dict(agents)
+        if len(views) != len(agents) or list(views) != list(agents):
+            views = self.views = {aid: views.get(aid) for aid in agents}
+            changed.update(aid for aid, view in views.items() if view is None)
+        reserved = state.reservations
+        if reserved != self.reserved:
+            changed.update(aid for aid, _ in set(reserved.items()) ^ set(self.reserved.items()))
+            self.reserved = dict(reserved)
+        drains = {aid: "DRAINED" if drain["drained"] else "DRAINING"
+                  for aid, drain in state.draining.items()}
+        if drains != self.drains:
+            changed.update(aid for aid, _ in set(drains.items()) ^ set(self.drains.items()))
+            self.drains = drains
+        # as MasterCore.agent_connected: a runtime with a peer
+        connected = {aid for aid, rt in core.agent_runtimes.items() if rt.peer is not None}
+        if connected != self.connected:
+            changed |= connected ^ self.connected
+            self.connected = connected
+        if changed:
+            empty = str(Resources.empty())
+            for aid in changed:
+                agent = agents.get(aid)
+                if agent is not None:
+                    views[aid] = pack(agent_view(core, totals, aid, agent, empty))
+        return list(views.values())
+
+
+@dataclass(frozen=True, slots=True)
+class FillBase:
+    """What the cache was when a child was forked to fill it (see
+    :meth:`ReadCache.fill_base`)."""
+
+    generation: int
+    #: the active tasks of that instant: what the child's totals count
+    tasks: dict[TaskKey, TaskRecord]
+    #: the finished ones
+    completed: set[TaskKey]
+
+
 class ReadCache:
     """Encoded task views and task totals of one master core, kept up to date from
     what changed. Use: :meth:`attach`, :meth:`catch_up`, then :meth:`state_frame`."""
@@ -125,22 +220,29 @@ class ReadCache:
     def __init__(self) -> None:
         self._packer = msgpack.Packer(use_bin_type=True)
         self._attached: tuple[Any, Any, Any, Any] | None = None
+        #: bumped by whatever moves the cache (attach, detach, catch_up): a child's
+        #: fill is installed only into the cache it was forked from, unmoved
+        self.generation = 0
         self._reset()
 
     def _reset(self) -> None:
+        self.generation += 1
         self._active: _Mirror | None = None
         self._done: _Mirror | None = None
         #: the records the totals count, to take each out again when it changes
         self._counted: dict[TaskKey, TaskRecord] = {}
         self._done_counted: set[TaskKey] = set()
         self._done_by_framework: Counter[str] = Counter()
-        self._fw_shapes: dict[str, Counter[str]] = {}
-        self._agent_shapes: dict[str, Counter[str]] = {}
+        #: agent or framework id -> resource text -> tasks of that shape (plain dicts:
+        #: a child's fill comes back as such, see install)
+        self._fw_shapes: dict[str, dict[str, int]] = {}
+        self._agent_shapes: dict[str, dict[str, int]] = {}
         self._dirty_agents: set[str] = set()
         self._dirty_frameworks: set[str] = set()
         #: resource texts of mixes of task shapes (see _total_up)
         self._used_texts: dict[frozenset[tuple[str, int]], str] = {}
         self.totals = TaskTotals()
+        self._agents = _AgentViews()
 
     # ------------------------------------------------------------------ attaching
     @property
@@ -194,16 +296,10 @@ class ReadCache:
         """Take in what changed: the order of tasks at once, then their views and the
         totals until done or ``deadline`` (``time.perf_counter``); True when nothing is
         left. Only while attached to ``core``."""
-        active, done = self._active, self._done
-        assert active is not None and done is not None, "catch_up before attach"
+        active, done = self._order(core)
+        self.generation += 1
         state = core.state
         tasks, completed = state.tasks, state.completed
-        if isinstance(completed, JournaledOrderedDict) and completed.reordered:
-            # moved to the front (nothing in the master does): take the order afresh
-            completed.reordered = False
-            done.reorder(completed)
-        active.order(tasks)
-        done.order(completed)
         pack = self._packer.pack
         views, todo, counted = active.views, active.todo, self._counted
         steps = 0
@@ -249,6 +345,126 @@ class ReadCache:
         self._total_up()
         return True
 
+    def _order(self, core: MasterContext) -> tuple[_Mirror, _Mirror]:
+        """Take in the order of tasks (cheap): what is left to redo is then in ``todo``."""
+        active, done = self._active, self._done
+        assert active is not None and done is not None, "catch_up before attach"
+        state = core.state
+        completed = state.completed
+        if isinstance(completed, JournaledOrderedDict) and completed.reordered:
+            # moved to the front (nothing in the master does): take the order afresh
+            completed.reordered = False
+            done.reorder(completed)
+        active.order(state.tasks)
+        done.order(completed)
+        return active, done
+
+    # ------------------------------------------------------------------ filled by a child
+    def fill_base(self, core: MasterContext) -> FillBase:
+        """Before forking a child that fills the cache (:meth:`export` there,
+        :meth:`install` here): the order taken in, so that the child's views line up
+        with this cache's keys, and what the child's totals will count (the tasks of
+        this instant: records are frozen, a shallow copy is their picture)."""
+        self._order(core)
+        self.generation += 1
+        state = core.state
+        return FillBase(self.generation, dict(state.tasks), set(state.completed))
+
+    def export(self, core: MasterContext) -> list[Any]:
+        """In the child: the cache caught up, as plain data for :meth:`install`."""
+        active = self._active
+        tasks = core.state.tasks
+        if active is not None and not self._counted and active.todo.issuperset(tasks):
+            self._count_afresh(tasks)
+        self.catch_up(core)
+        active, done = self._active, self._done
+        assert active is not None and done is not None
+        totals = self.totals
+        return [list(active.views.values()), list(done.views.values()), self._agent_shapes,
+                self._fw_shapes, dict(self._done_by_framework), totals.fw_tasks,
+                totals.agent_tasks, totals.fw_used, totals.agent_used]
+
+    def install(self, core: MasterContext, base: FillBase, parts: list[Any]) -> bool:
+        """Take what a child forked after :meth:`fill_base` made of this cache
+        (:meth:`export`): every view and total as of the fork, so that only what changed
+        since is left to catch up with. False (nothing taken) unless the cache is as it
+        was at the fork (attached to the same maps, not caught up since) and a sample of
+        the views it brings is what they are here."""
+        active, done = self._active, self._done
+        completed = core.state.completed
+        if (active is None or done is None or base.generation != self.generation
+                or not self.attached_to(core) or getattr(completed, "reordered", False)):
+            return False
+        (active_views, done_views, agent_shapes, fw_shapes, done_by_framework, fw_tasks,
+         agent_tasks, fw_used, agent_used) = parts
+        # the keys of the mirrors are those of the fork (only catching up moves them),
+        # and the totals count every task of it
+        if len(active_views) != len(active.views) or len(done_views) != len(done.views) \
+                or len(base.tasks) != len(active.views) \
+                or sum(agent_tasks.values()) != len(base.tasks) \
+                or sum(fw_tasks.values()) != len(base.tasks) \
+                or sum(done_by_framework.values()) != len(base.completed):
+            return False
+        views = dict(zip(active.views, active_views, strict=True))
+        finished = dict(zip(done.views, done_views, strict=True))
+        if not self._same_views(core, base, views, finished):
+            log.warning("a child's fill of the read cache differs from the master's views: "
+                        "it is not taken")
+            return False
+        active.views, done.views = views, finished
+        active.todo.clear()
+        done.todo.clear()
+        self._counted = base.tasks
+        self._done_counted = base.completed
+        self._done_by_framework = Counter(done_by_framework)
+        self._agent_shapes, self._fw_shapes = agent_shapes, fw_shapes
+        self._dirty_agents.clear()
+        self._dirty_frameworks.clear()
+        self.totals = TaskTotals(fw_tasks, agent_tasks, fw_used, agent_used)
+        self._agents = _AgentViews()  # made at the next read (~15 ms at 10,000 agents)
+        self.generation += 1
+        return True
+
+    def _same_views(self, core: MasterContext, base: FillBase, views: dict[TaskKey, Any],
+                    finished: dict[TaskKey, Any], sample: int = FILL_SAMPLE) -> bool:
+        """Whether a sample of the views a child brings, of tasks unchanged since the
+        fork, is what this process makes of them."""
+        assert self._active is not None and self._done is not None
+        state, pack = core.state, self._packer.pack
+        for mine, dirty, records, make in (
+                (views, self._active.dirty, state.tasks,
+                 lambda rec: active_task_view(core, rec)),
+                (finished, self._done.dirty, state.completed, task_view)):
+            keys = list(mine)
+            step = max(1, len(keys) // sample)
+            for key in keys[::step]:
+                rec = records.get(key)
+                if key in dirty or rec is None:
+                    continue
+                if key in base.tasks and base.tasks[key] is not rec:
+                    continue
+                if mine[key] != pack(make(rec)):
+                    return False
+        return True
+
+    def _count_afresh(self, tasks: Mapping[TaskKey, TaskRecord]) -> None:
+        """Count every task of an empty count at once (each is then found counted as it
+        is caught up with): 60 ms at 100,000 tasks, against 0.2 s one by one."""
+        groups = Counter((rec.task.agent_id, rec.framework_id, rec.task.resources)
+                         for rec in tasks.values())
+        totals = self.totals
+        for (agent_id, framework_id, resources), n in groups.items():
+            for ident, counts, shapes, touched in (
+                    (agent_id, totals.agent_tasks, self._agent_shapes, self._dirty_agents),
+                    (framework_id, totals.fw_tasks, self._fw_shapes, self._dirty_frameworks)):
+                counts[ident] = counts.get(ident, 0) + n
+                mine = shapes.get(ident)
+                if mine is None:
+                    mine = shapes[ident] = {}
+                mine[resources] = mine.get(resources, 0) + n
+                touched.add(ident)
+        self._counted = dict(tasks)
+
     def _count(self, rec: TaskRecord, sign: int) -> None:
         """Add (1) or take out (-1) a task's share of its agent's and framework's totals."""
         resources = rec.task.resources
@@ -263,9 +479,11 @@ class ReadCache:
                 counts.pop(ident, None)
             mine = shapes.get(ident)
             if mine is None:
-                mine = shapes[ident] = Counter()
-            mine[resources] += sign
-            if not mine[resources]:
+                mine = shapes[ident] = {}
+            n = mine.get(resources, 0) + sign
+            if n:
+                mine[resources] = n
+            else:
                 del mine[resources]
             if not mine:
                 del shapes[ident]
@@ -292,7 +510,9 @@ class ReadCache:
                 if text is None:
                     text = texts[mix] = used_text(mine)
                 used[ident] = text
-            touched.clear()
+        self._agents.touched |= self._dirty_agents
+        self._dirty_agents.clear()
+        self._dirty_frameworks.clear()
 
     # ------------------------------------------------------------------ answering
     def sees_every_task(self, shows: Shows) -> bool:
@@ -315,19 +535,40 @@ class ReadCache:
             self.attach(core)
             return None
         visible = remembered(shows)
-        if tasks_limit is None:
-            tasks: Any = _TASKS
-        else:
-            tasks, _ = task_page(core, visible, limit=tasks_limit)
-        view = cluster_view(core, now, visible, self.totals, len(state.completed), tasks,
+        view = cluster_view(core, now, visible, self.totals, len(state.completed), _TASKS,
                             agents=_AGENTS)
         frame = encode(State(state=view), request_id, epoch)
+        pack = self._packer.pack
+        agents = self._agents.encoded(core, self.totals, pack)
         parts: dict[bytes, Iterable[Any]] = {
-            _AGENTS: (self._packer.pack(agent_views(core, self.totals)),)}
+            _AGENTS: chain((self._packer.pack_array_header(len(agents)),), agents)}
         if tasks_limit is None:
             header = self._packer.pack_array_header(len(active.views) + len(done.views))
             parts[_TASKS] = chain((header,), active.views.values(), done.views.values())
-        return _splice(frame, parts, self._packer.pack)
+        else:
+            page = self._first_page(core, tasks_limit)
+            if page is None:
+                tasks, _ = task_page(core, visible, limit=tasks_limit)
+                page = [pack(task) for task in tasks]
+            parts[_TASKS] = chain((self._packer.pack_array_header(len(page)),), page)
+        return _splice(frame, parts, pack)
+
+    def _first_page(self, core: MasterContext, limit: int) -> list[bytes | None] | None:
+        """The first ``desc`` page of the task listing (as :func:`task_page` shows it to
+        a reader who sees every task) from the encoded views: the newest active tasks,
+        then the most recently finished. None where :func:`task_page` would view a task
+        otherwise than its mirror does (an active task in a final state, or a finished
+        one not: none such are kept)."""
+        assert self._active is not None and self._done is not None
+        state = core.state
+        page: list[bytes | None] = []
+        for views, records, final in ((self._active.views, state.tasks, False),
+                                      (self._done.views, state.completed, True)):
+            for key, view in islice(reversed(views.items()), limit - len(page)):
+                if records[key].terminal is not final:
+                    return None
+                page.append(view)
+        return page
 
 
 def _splice(frame: bytes, parts: dict[bytes, Iterable[Any]],

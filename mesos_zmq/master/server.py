@@ -630,7 +630,8 @@ class MasterServer:
         self._reads.start(now)
         if self._snapshots.collect(now):
             self.core.count("snapshots_written")
-        fds = {fd for fd in (self._reads.fileno(), self._snapshots.fileno()) if fd is not None}
+        fds = {fd for fd in (self._reads.fileno(), self._snapshots.fileno(),
+                             self._loop_reads.fileno()) if fd is not None}
         for fd in polled - fds:
             poller.unregister(fd)
         for fd in fds - polled:
@@ -663,6 +664,7 @@ class MasterServer:
 
     def close(self) -> None:
         self._reads.close()
+        self._loop_reads.close()
         self._snapshots.close()
         self.server.close()
         self.log.close()

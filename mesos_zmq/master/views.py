@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from mesos_zmq.master.state import TaskRecord
+from mesos_zmq.master.state import AgentRecord, TaskRecord
 from mesos_zmq.resources import Resources
 
 if TYPE_CHECKING:
@@ -185,24 +185,31 @@ def cluster_view(core: ClusterView, now: float, shows: Shows | None, totals: Tas
 
 def agent_views(core: ClusterView, totals: TaskTotals) -> list[dict[str, Any]]:
     """Every agent's view, with the visible tasks it runs (``totals``)."""
-    state = core.state
     empty = str(Resources.empty())
-    used, counts = totals.agent_used, totals.agent_tasks
-    return [
-        {
-            "id": aid,
-            "hostname": agent.hostname,
-            "resources": agent.resources,
-            "attributes": agent.attributes,
-            "used_resources": used.get(aid, empty),
-            "reserved": state.reservations.get(aid, ""),
-            "drain": ("" if aid not in state.draining
-                      else "DRAINED" if state.draining[aid]["drained"] else "DRAINING"),
-            "connected": core.agent_connected(aid),
-            "active_tasks": counts.get(aid, 0),
-        }
-        for aid, agent in state.agents.items()
-    ]
+    return [agent_view(core, totals, aid, agent, empty)
+            for aid, agent in core.state.agents.items()]
+
+
+def agent_view(core: ClusterView, totals: TaskTotals, aid: str, agent: AgentRecord,
+               empty: str) -> dict[str, Any]:
+    """One agent's view (``empty``: ``str(Resources.empty())``). What it shows comes
+    from the agent's record, its reservations and drain, whether it is connected, and
+    ``totals``: the read cache keeps each agent's view encoded, and redoes it when one
+    of these changes (:class:`~mesos_zmq.master.read_cache._AgentViews`): whatever is
+    shown here must be watched there too."""
+    state = core.state
+    return {
+        "id": aid,
+        "hostname": agent.hostname,
+        "resources": agent.resources,
+        "attributes": agent.attributes,
+        "used_resources": totals.agent_used.get(aid, empty),
+        "reserved": state.reservations.get(aid, ""),
+        "drain": ("" if aid not in state.draining
+                  else "DRAINED" if state.draining[aid]["drained"] else "DRAINING"),
+        "connected": core.agent_connected(aid),
+        "active_tasks": totals.agent_tasks.get(aid, 0),
+    }
 
 
 def task_page(core: ClusterView, shows: Shows | None, *, limit: int, offset: int = 0,

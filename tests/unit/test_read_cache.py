@@ -2,7 +2,9 @@
 the forked child's ``describe_cluster`` + ``encode`` answer, through adds, updates,
 ends, trimmed history, usage figures, reservations, drains and removed frameworks;
 readers the ACLs hide tasks from go to the child; the journal keeps the cache's order
-of tasks the state's own."""
+of tasks the state's own. Agents change too (registered, registered again with other
+resources, removed and back, drained, connected and gone): the cache keeps their views
+encoded as well."""
 
 from __future__ import annotations
 
@@ -14,13 +16,14 @@ import pytest
 
 from mesos_zmq.auth.acls import Acls
 from mesos_zmq.auth.principal import Principal
-from mesos_zmq.master import loop_reads
+from mesos_zmq.master import loop_reads, read_cache
 from mesos_zmq.master import records as r
 from mesos_zmq.master.core import DeferredRead, MasterCore, MasterCoreConfig
 from mesos_zmq.master.journal import JournaledDict, JournaledOrderedDict
 from mesos_zmq.master.loop_reads import LoopReads
 from mesos_zmq.master.operator_api import shows_of
 from mesos_zmq.master.read_cache import _Mirror
+from mesos_zmq.master.runtime import AgentRuntime
 from mesos_zmq.master.state import HistoryLimits, MasterState
 from mesos_zmq.master.views import describe_cluster
 from mesos_zmq.protocol import (
@@ -89,10 +92,38 @@ class Cluster:
                           resources=rng.choice(SHAPES), name="n", role="*"),
             state=rng.choice(("TASK_STAGING", "TASK_RUNNING")), time=3.0))
 
+    def change_agent(self) -> None:
+        """One random change of what an agent's view shows."""
+        rng, state, core = self.rng, self.state, self.core
+        aid = f"ag{rng.randrange(34):02d}"  # ag30-ag33 come and go
+        roll = rng.random()
+        if roll < 0.2:
+            # registered (again: as Mesos, with what it has now)
+            state.apply(r.AgentAdded(agent_id=aid, hostname=f"h{aid}", resources=rng.choice(
+                ("cpus:64;mem:65536;disk:1000", "cpus:32;mem:1024")), attributes=rng.choice(
+                    ("", "rack:r1")), time=5.0))
+        elif roll < 0.3 and aid in state.agents:
+            state.apply(r.AgentRemoved(agent_id=aid, time=5.0))
+        elif roll < 0.4:
+            state.apply(r.AgentDraining(agent_id=aid, time=5.0))
+        elif roll < 0.5:
+            state.apply(r.AgentDrained(agent_id=aid))
+        elif roll < 0.6:
+            state.apply(r.AgentReactivated(agent_id=aid))
+        elif roll < 0.8:
+            core.agent_runtimes.setdefault(aid, AgentRuntime()).peer = b"peer-" + aid.encode()
+        elif roll < 0.95 and aid in core.agent_runtimes:
+            core.agent_runtimes[aid].peer = None
+        else:
+            core.agent_runtimes.pop(aid, None)
+
     def churn(self, steps: int) -> None:
         """Random changes of every kind a read must follow."""
         rng, state, usage = self.rng, self.state, self.core.usage
         for _ in range(steps):
+            if rng.random() < 0.1:
+                self.change_agent()
+                continue
             active = list(state.tasks)
             roll = rng.random()
             if roll < 0.25 or not active:
@@ -162,14 +193,21 @@ def answer(reads: LoopReads, cluster: Cluster, limit: int | None,
 def test_the_cached_state_is_the_childs_byte_for_byte_through_every_change(seed: int) -> None:
     cluster = Cluster(seed)
     reads = LoopReads()
+    shown: set[bytes] = set()
     for round_ in range(12):
         for limit in (None, 100, 0, 3):
-            assert answer(reads, cluster, limit) == cluster.expected(limit), (round_, limit)
+            got = answer(reads, cluster, limit)
+            assert got == cluster.expected(limit), (round_, limit)
+            shown.update(word for word in (b"DRAINED", b"DRAINING", b"rack:r1", b"ag3")
+                         if word in got)
         cluster.churn(cluster.rng.choice((5, 60, 400)))
     state = cluster.state
-    # the run went through what it is meant to: history trimmed, usage shown, many tasks
-    assert len(state.completed) == 60 and len(state.tasks) > 300
+    # the run went through what it is meant to: history trimmed, usage shown, many
+    # tasks, agents drained, registered again and new
+    assert 50 <= len(state.completed) <= 60 and len(state.tasks) > 300
     assert b"rss_bytes" in answer(reads, cluster, None)
+    assert shown == {b"DRAINED", b"DRAINING", b"rack:r1", b"ag3"}
+    assert any(cluster.core.agent_connected(aid) for aid in state.agents)
 
 
 def test_a_reader_who_sees_every_task_is_answered_in_the_loop_as_the_child_would() -> None:
@@ -212,8 +250,10 @@ def test_task_pages_are_answered_in_the_loop_as_the_child_would() -> None:
 
 def test_a_cold_cache_leaves_reads_to_the_child_and_catches_up_meanwhile(
         monkeypatch: pytest.MonkeyPatch) -> None:
+    """When no child may fill it (one failed lately; see test_read_fill.py)."""
     cluster = Cluster(7, tasks=1200)
     reads = LoopReads()
+    reads._fill_failed_at = 9.0
     monkeypatch.setattr(loop_reads, "PARK_LIMIT", 100)
     monkeypatch.setattr(loop_reads, "IN_LOOP_PENDING", 50)
     monkeypatch.setattr(loop_reads, "SLICE", 0.0)  # 256 tasks a turn
@@ -243,9 +283,10 @@ def test_a_read_waits_a_few_turns_for_the_cache_then_goes_to_the_child(
         turns += 1
     assert turns > 1 and forked == [] and reads.waiting == 0
     assert answers == [(b"reader", cluster.expected(10))]
-    # one that waited too long goes to the child
+    # one that waited too long, and still would, goes to the child
     cluster.churn(2000)
     monkeypatch.setattr(loop_reads, "MAX_WAIT", 0.0)
+    monkeypatch.setattr(loop_reads, "WAIT_SLICE", 0.0)
     answers, forked = ask(reads, cluster, GetState())
     assert answers == [] and reads.waiting == 1
     answers, forked = reads.turn(cluster.core, 9.5, EPOCH)
@@ -336,3 +377,75 @@ def test_a_fault_in_the_cache_sends_reads_to_the_child_and_starts_it_over(
     monkeypatch.undo()
     assert answer(reads, cluster, 0) == cluster.expected(0)
 
+
+
+def test_only_the_agents_whose_view_changed_are_encoded_again(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    cluster = Cluster(12)
+    reads = LoopReads()
+    assert answer(reads, cluster, None) == cluster.expected(None)
+    redone: list[str] = []
+    real = read_cache.agent_view
+
+    def counted(core: Any, totals: Any, aid: str, agent: Any, empty: str) -> Any:
+        redone.append(aid)
+        return real(core, totals, aid, agent, empty)
+
+    monkeypatch.setattr(read_cache, "agent_view", counted)
+    assert answer(reads, cluster, 5) == cluster.expected(5)
+    assert redone == []  # nothing changed
+    core, state = cluster.core, cluster.state
+    state.apply(r.AgentDraining(agent_id="ag07", time=5.0))
+    core.agent_runtimes.setdefault("ag08", AgentRuntime()).peer = b"p8"
+    state.apply(r.ReservationsSet(agent_id="ag09", reserved="cpus(role-fa):1", time=5.0))
+    state.apply(r.AgentAdded(agent_id="ag10", hostname="h10", resources="cpus:1;mem:1",
+                             time=5.0))
+    state.apply(r.AgentDrained(agent_id="ag04"))
+    cluster.add()  # a task on some agent: its count and use
+    task = list(state.tasks.values())[-1].task
+    assert answer(reads, cluster, None) == cluster.expected(None)
+    assert sorted(redone) == sorted({"ag04", "ag07", "ag08", "ag09", "ag10", task.agent_id})
+
+
+def test_a_summary_takes_its_page_from_the_encoded_views(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    cluster = Cluster(13)
+    cluster.churn(300)
+    reads = LoopReads()
+    assert answer(reads, cluster, 0) == cluster.expected(0)
+
+    def walks_every_task(*args: Any, **kwargs: Any) -> Any:
+        raise AssertionError("a page of the cache's views needs no walk of every task")
+
+    for limit in (7, 100, len(cluster.state.tasks) + 5, 10_000):
+        expected = cluster.expected(limit)
+        with monkeypatch.context() as patch:
+            patch.setattr(read_cache, "task_page", walks_every_task)
+            assert answer(reads, cluster, limit) == expected, limit
+        cluster.churn(20)
+
+
+def test_a_read_that_waits_gets_longer_slices_than_a_busy_turn_brings_changes(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A short slice a turn took in about what a busy turn changed: the read waited
+    MAX_WAIT, then went to the child. From its second turn it gets WAIT_SLICE."""
+    cluster = Cluster(14, tasks=1200)
+    reads = LoopReads()
+    assert answer(reads, cluster, None) == cluster.expected(None)
+    monkeypatch.setattr(loop_reads, "IN_LOOP_PENDING", 10)
+    monkeypatch.setattr(loop_reads, "AFTER_SLICE", 5)
+    monkeypatch.setattr(loop_reads, "SLICE", 0.0)  # 256 changes a turn
+    cluster.churn(600)
+    now = 9.0
+    answers, forked = reads.take(cluster.core, [DeferredRead(b"r", GetState(), "rid", None)],
+                                 now, EPOCH)
+    assert (answers, forked) == ([], []) and reads.waiting == 1
+    turns = 0
+    while not answers and not forked:
+        cluster.churn(300)  # more than a short slice takes in
+        now += 0.1
+        answers, forked = reads.turn(cluster.core, now, EPOCH)
+        turns += 1
+    assert forked == [] and turns <= 2
+    assert answers[0][1] == encode(State(state=describe_cluster(
+        cluster.core, now, shows_of(cluster.core), None)), "rid", EPOCH)
