@@ -9,7 +9,18 @@ import os
 import select
 import time
 
-from mesos_zmq.master.forked import ForkedJob
+from mesos_zmq.master.forked import ForkedJob, Outcome
+
+
+def outcome_of(job: ForkedJob) -> Outcome:
+    """Wait on the job's pipe, as the loop's poller does, until it has an outcome."""
+    while True:
+        fd = job.fileno()
+        if fd is not None:
+            select.select([fd], [], [], 1.0)
+        outcome = job.collect(time.monotonic())
+        if outcome is not None:
+            return outcome
 
 
 def test_a_large_answer_is_taken_whole_in_one_collect() -> None:
@@ -33,12 +44,7 @@ def test_a_large_answer_is_taken_whole_in_one_collect() -> None:
 def test_an_answer_cut_short_or_a_child_killed_is_a_failure() -> None:
     job = ForkedJob(10.0)
     job.start(lambda: os._exit(0), time.monotonic())  # gone before its word
-    outcome = None
-    while outcome is None:
-        fd = job.fileno()
-        if fd is not None:
-            select.select([fd], [], [], 1.0)
-        outcome = job.collect(time.monotonic())
+    outcome = outcome_of(job)
     assert outcome.data is None and "failed" in outcome.error and job.failures == 1
 
 
@@ -47,13 +53,7 @@ def test_the_answers_file_is_closed_with_the_child() -> None:
     job = ForkedJob(10.0)
     for _ in range(3):
         job.start(lambda: b"x" * 100_000, time.monotonic())
-        outcome = None
-        while outcome is None:
-            fd = job.fileno()
-            if fd is not None:
-                select.select([fd], [], [], 1.0)
-            outcome = job.collect(time.monotonic())
-        assert outcome.data == b"x" * 100_000
+        assert outcome_of(job).data == b"x" * 100_000
     job.start(lambda: time.sleep(30) or b"", time.monotonic())
     job.close()
     assert set(os.listdir("/proc/self/fd")) == before

@@ -7,7 +7,6 @@ from __future__ import annotations
 import os
 import socket
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -165,14 +164,6 @@ def test_turns_keep_the_last_baton_for_the_next_supervisor(
             os.close(w)
             if is_open(r):
                 os.close(r)
-
-
-@pytest.fixture
-def pair() -> Iterator[tuple[socket.socket, socket.socket]]:
-    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-    yield ours, theirs
-    ours.close()
-    theirs.close()
 
 
 def test_each_shared_supervisor_waits_for_the_one_forked_before_it(

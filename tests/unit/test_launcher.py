@@ -66,14 +66,6 @@ class FakeIsolator(Posix):
         return [f"/cgroups/{container_id}/cgroup.procs"]
 
 
-@pytest.fixture
-def pair() -> Iterator[tuple[socket.socket, socket.socket]]:
-    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-    yield ours, theirs
-    ours.close()
-    theirs.close()
-
-
 def fake_fork(monkeypatch: pytest.MonkeyPatch, fail_at: set[int]) -> list[int]:
     """Replace the launcher's fork: the nth call returns a made-up pid (the child is
     never run), or raises EAGAIN when n is in ``fail_at``. Returns the pids given."""
