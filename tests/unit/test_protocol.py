@@ -146,10 +146,7 @@ def _instance(cls: type, fill: bool) -> object:
 @pytest.mark.parametrize("fill", [False, True])
 def test_every_message_round_trips_with_defaults_left_off_the_wire(tag: str, fill: bool) -> None:
     cls = record_types()[tag]
-    try:
-        msg = _instance(cls, fill)
-    except (ValueError, TypeError):
-        pytest.skip(f"{tag} refuses the generic sample values")  # checked by its own tests
+    msg = _instance(cls, fill)  # a record refusing these samples needs its own here
     frame = encode(msg, "r")  # type: ignore[arg-type]
     assert decode(frame).message == msg
     body = msgpack.unpackb(frame)[3]
