@@ -76,6 +76,9 @@ COUNTERS = (
     "leader_changes", "heartbeats_sent", "frames_in", "run_tasks", "tasks_started",
     "tasks_ended", "tasks_forgotten", "updates_sent", "update_retries", "acks",
     "errors", "stale_epoch", "bad_frames", "reregistered_acks", "retunes",
+    # not counts: when (time.monotonic() in ms, one clock for every process on the host)
+    # an agent last heard it was registered / re-registered; the fleet takes the latest
+    "last_registered_ms", "last_reregistered_ms",
 )
 
 TERMINAL_STATES = ("TASK_FINISHED", "TASK_FAILED", "TASK_KILLED")
@@ -98,6 +101,10 @@ class Config:
     seed: int = 1
     #: hostnames are ``sim-<prefix>-<n>``: two fleets on one master do not collide
     prefix: str = "a"
+    #: added to the workers' nice value: simulated agents stand in for other machines,
+    #: and on a small host a positive value keeps them from taking the cores the
+    #: master they measure needs (0: the same priority as the master)
+    nice: int = 0
 
 
 @dataclass
@@ -201,14 +208,21 @@ class _Worker:
             pass  # the master is not reading: the retry timers send again
         self.dirty.add(agent.index)
 
-    def connect(self, agent: _Agent, now: float, delay_bound: float) -> None:
+    def disconnect(self, agent: _Agent) -> None:
+        """Close the agent's socket: its timers, answers and retries end with it."""
         if agent.sock is not None:
             fd = agent.sock.getsockopt(zmq.FD)
             self.epoll.unregister(fd)
             del self.by_fd[fd]
             agent.sock.close(linger=0)
+            agent.sock = None
         agent.generation += 1
         agent.registered = False
+
+    def connect(self, agent: _Agent, now: float, delay_bound: float) -> None:
+        """A new socket to the master; the first registration after a random delay in
+        ``[0, delay_bound]`` (0: at once)."""
+        self.disconnect(agent)
         sock = self.context.socket(zmq.DEALER)
         sock.setsockopt(zmq.LINGER, 0)
         sock.setsockopt(zmq.SNDHWM, 10_000)
@@ -226,8 +240,11 @@ class _Worker:
         self.dirty.add(agent.index)
         agent.register_attempts = 0
         agent.heard = now
-        self.at(now + Backoff(delay_bound, max(delay_bound, 60.0)).full_jitter(0, self.rng),
-                "register", agent)
+        if delay_bound <= 0:
+            self.register(agent, now)
+        else:
+            self.at(now + Backoff(delay_bound, max(delay_bound, 60.0)).full_jitter(0, self.rng),
+                    "register", agent)
 
     # --------------------------------------------------------------- registration
     def register(self, agent: _Agent, now: float) -> None:
@@ -259,6 +276,9 @@ class _Worker:
             agent.agent_id = msg.agent_id
             agent.reregistration = None
         agent.registered = True
+        self.counts["last_registered_ms"] = int(now * 1000)
+        if msg.reregistered:
+            self.counts["last_reregistered_ms"] = int(now * 1000)
         agent.interval = msg.heartbeat_interval
         agent.limit = msg.heartbeat_interval * msg.missed_heartbeats
         self.counts["registered"] += 1
@@ -381,6 +401,8 @@ class _Worker:
     def on_timer(self, kind: str, agent: _Agent, data: Any, now: float) -> None:
         if kind == "register":
             self.register(agent, now)
+        elif kind == "connect":
+            self.connect(agent, now, 0.0)
         elif kind == "beat":
             if agent.registered:
                 if now - agent.last_sent < agent.interval:
@@ -423,10 +445,22 @@ class _Worker:
                 return  # reconnected while handling it
 
     def new_leader(self, address: str, now: float) -> None:
+        """Every agent leaves the old leader at once and registers with the new one
+        after a random delay in ``[0, backoff_factor]``, as the real agent does.
+
+        A real agent opens its new connection when it hears of the leader and sends
+        its first registration after that delay; here the socket is opened at the
+        moment of the first registration instead. The master sees the same frames at
+        the same moments, but the simulation does not open thousands of sockets in one
+        go in one thread (up to a second of CPU on a small host, during which none of
+        its agents' answers were read and the master's cores were shared with it).
+        """
         self.counts["leader_changes"] += 1
         self.address = address
+        bound = Backoff(self.config.backoff_factor, max(self.config.backoff_factor, 60.0))
         for agent in self.agents:
-            self.connect(agent, now, self.config.backoff_factor)
+            self.disconnect(agent)
+            self.at(now + bound.full_jitter(0, self.rng), "connect", agent)
 
     def run(self, stop: EventType, report: Any, detector: Any) -> None:
         now = time.monotonic()
@@ -451,7 +485,8 @@ class _Worker:
             while self.timers and self.timers[0][0] <= now:
                 _, _, kind, offset, generation, data = heapq.heappop(self.timers)
                 agent = self.agents[offset]
-                if generation == agent.generation:
+                # a task ends on its own time, whatever became of the connection
+                if generation == agent.generation or kind == "end":
                     self.on_timer(kind, agent, data, now)
             if detector is not None:
                 changed = detector.changed()
@@ -470,6 +505,8 @@ class _Worker:
 def _worker_main(config: Config, number: int, first: int, count: int, stop: EventType,
                  report: Any) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent stops us through ``stop``
+    if config.nice:
+        os.nice(config.nice)
     _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))  # a socket is a descriptor
     detector = None
@@ -522,7 +559,8 @@ class Fleet:
         return [p.pid for p in self._procs if p.pid is not None]
 
     def totals(self) -> dict[str, int]:
-        """The fleet's counters summed over its workers (as last reported)."""
+        """The fleet's counters summed over its workers (as last reported); the
+        ``*_ms`` moments are the latest of any worker."""
         while True:
             try:
                 number, counts = self._queue.get_nowait()
@@ -532,14 +570,25 @@ class Fleet:
         out = dict.fromkeys(COUNTERS, 0)
         for counts in self._latest.values():
             for key, value in counts.items():
-                out[key] = out.get(key, 0) + value
+                if key.endswith("_ms"):
+                    out[key] = max(out.get(key, 0), value)
+                else:
+                    out[key] = out.get(key, 0) + value
         return out
 
-    def wait(self, key: str, at_least: int, timeout: float) -> float | None:
-        """Seconds until ``totals()[key] >= at_least``, or None after ``timeout``."""
+    def wait(self, key: str, at_least: int, timeout: float, at: str = "") -> float | None:
+        """Seconds until ``totals()[key] >= at_least``, or None after ``timeout``.
+
+        With ``at`` (a ``*_ms`` moment the workers report), the seconds until that
+        moment instead: workers report twice a second, and the moment the last agent
+        got its answer is what is measured, not when this process heard of it.
+        """
         started = time.monotonic()
         while time.monotonic() - started < timeout:
-            if self.totals()[key] >= at_least:
+            totals = self.totals()
+            if totals[key] >= at_least:
+                if at and totals[at] / 1000 >= started:
+                    return totals[at] / 1000 - started
                 return time.monotonic() - started
             time.sleep(0.05)
         return None
@@ -566,11 +615,14 @@ def main() -> int:
     parser.add_argument("--backoff-factor", type=float, default=1.0)
     parser.add_argument("--seconds", type=float, default=30.0, help="run this long, then stop")
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--nice", type=int, default=0,
+                        help="added to the workers' nice value (they stand in for other hosts)")
     args = parser.parse_args()
     fleet = Fleet(Config(master=args.master, agents=args.agents, processes=args.processes,
                          resources=args.resources, task_seconds=args.task_seconds,
                          failure_rate=args.failure_rate, update_retry=args.update_retry,
-                         backoff_factor=args.backoff_factor, seed=args.seed))
+                         backoff_factor=args.backoff_factor, seed=args.seed,
+                         nice=args.nice))
     started = time.monotonic()
     fleet.start()
     registered_at = None

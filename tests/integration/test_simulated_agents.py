@@ -3,9 +3,11 @@ master over the real protocol, and a raw framework runs tasks on them to the end
 
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 
+import psutil
 import pytest
 
 from tests.cluster import Cluster, wait_until
@@ -21,9 +23,15 @@ def test_simulated_agents_register_and_run_a_frameworks_tasks(tmp_path: Path) ->
     try:
         cluster.start_master()
         fleet = Fleet(Config(master=cluster.master_url, agents=20, processes=1,
-                             resources="cpus:2;mem:1024", backoff_factor=0.1))
+                             resources="cpus:2;mem:1024", backoff_factor=0.1, nice=1))
+        started = time.monotonic()
         fleet.start()
-        assert fleet.wait("registered", 20, timeout=30) is not None
+        took = fleet.wait("registered", 20, timeout=30, at="last_registered_ms")
+        assert took is not None
+        # the moment the last agent heard its answer, as the worker saw it
+        assert started <= fleet.totals()["last_registered_ms"] / 1000 <= time.monotonic()
+        # the workers stand in for other hosts: below the master's priority if asked
+        assert {psutil.Process(pid).nice() for pid in fleet.pids} == {os.nice(0) + 1}
         cluster.wait_agents(20)
         framework = FrameworkProc(cluster.master_url, inflight=50)
         framework.mode("churn")
