@@ -8,18 +8,58 @@ from __future__ import annotations
 
 import logging
 import sys
+from collections.abc import Iterable
 from typing import Any
 
 import structlog
 
 
+class _LineWriter:
+    """structlog's logger for this project's own lines: the rendered line written to
+    the stdlib handler's stream under that handler's lock, so that lines from other
+    threads' libraries (kazoo) never cut into ours.
+
+    Through stdlib logging a line cost ~25 us (a LogRecord, the caller's frame looked
+    up, a second processor chain); written directly ~9 us. A master logs a line per
+    agent that (re-)registers: 10,000 of them at a failover, on the thread that must
+    answer them."""
+
+    def __init__(self, handler: logging.StreamHandler[Any]) -> None:
+        self._handler = handler
+
+    def msg(self, line: str) -> None:
+        handler = self._handler
+        handler.acquire()
+        try:
+            stream = handler.stream
+            stream.write(line + "\n")
+            stream.flush()
+        except Exception:  # a closed or full stream must not take the daemon down
+            handler.handleError(logging.makeLogRecord({"msg": line}))
+        finally:
+            handler.release()
+
+    debug = info = warning = warn = error = err = critical = fatal = exception = log = msg
+
+
+def _dropping(events: frozenset[str]) -> Any:
+    def drop(logger: Any, method: str, event_dict: dict[str, Any]) -> dict[str, Any]:
+        if event_dict.get("event") in events:
+            raise structlog.DropEvent
+        return event_dict
+
+    return drop
+
+
 def configure_logging(
-    component: str, log_format: str = "auto", level: str = "info", stream: Any = None
+    component: str, log_format: str = "auto", level: str = "info", stream: Any = None,
+    drop: Iterable[str] = (),
 ) -> None:
     """Configure structlog and stdlib logging for one process.
 
     ``component`` (master, agent, framework, cli) is bound to every line so that the
-    interleaved output of ``mesos-zmq local`` stays readable.
+    interleaved output of ``mesos-zmq local`` stays readable. Events named in ``drop``
+    are not written.
     """
     out = stream if stream is not None else sys.stderr
     if log_format == "auto":
@@ -40,18 +80,20 @@ def configure_logging(
         shared.append(structlog.processors.dict_tracebacks)
     else:
         renderer = structlog.dev.ConsoleRenderer(colors=out.isatty())
-    structlog.configure(
-        processors=[*shared, structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
-        logger_factory=structlog.stdlib.LoggerFactory(),
-        wrapper_class=structlog.make_filtering_bound_logger(numeric),
-        cache_logger_on_first_use=True,
-    )
     handler = logging.StreamHandler(out)
     handler.setFormatter(
         structlog.stdlib.ProcessorFormatter(
             processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, renderer],
             foreign_pre_chain=shared,
         )
+    )
+    dropped = [_dropping(frozenset(drop))] if drop else []
+    writer = _LineWriter(handler)
+    structlog.configure(
+        processors=[*dropped, *shared, renderer],
+        logger_factory=lambda *args: writer,
+        wrapper_class=structlog.make_filtering_bound_logger(numeric),
+        cache_logger_on_first_use=True,
     )
     root = logging.getLogger()
     root.handlers[:] = [handler]

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import datetime
 import json
-import logging
 import os
 import shlex
 import socket
@@ -343,14 +342,7 @@ def command_text(command: tuple[str, ...]) -> str:
 def framework_logging() -> None:
     """Logging for the framework inside ``run`` and ``local``: errors only, and not the
     driver's "driver aborted" line, since the framework itself says why (once)."""
-    configure_logging("framework", "auto", "error")
-    for handler in logging.getLogger().handlers:
-        handler.addFilter(_not_driver_aborted)
-
-
-def _not_driver_aborted(record: logging.LogRecord) -> bool:
-    event = record.msg if isinstance(record.msg, dict) else {}
-    return event.get("event") != "driver aborted"
+    configure_logging("framework", "auto", "error", drop=("driver aborted",))
 
 
 @cli.command(cls=CommandAfterDashes)
