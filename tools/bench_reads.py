@@ -6,9 +6,12 @@ more finished, a usage figure for every third), then prints, best of a few: buil
 and encoding the whole state and the summary with 100 tasks as the forked child does
 (``describe_cluster`` + ``encode``); the same from the read cache once caught up;
 catching up after ``--churn`` tasks started, ran and finished (and a tenth as many
-agents changed); a cold cache filled by a forked child (``fill_*``: what the loop spends
-to fork it, when the first answer is ready, the longest loop turn until the cache is
-taken in, and the next read from it); and checks that both ways give the same bytes.
+agents changed); reads back to back with ``--churn`` tasks started and finished
+between each two (``reads_*``: the median catching up and whole state, as a
+dashboard's reads of a busy master find them); a cold cache filled by a forked child
+(``fill_*``: what the loop spends to fork it, when the first answer is ready, the
+longest loop turn until the cache is taken in, and the next read from it); and checks
+that both ways give the same bytes.
 Nothing here asserts beyond that check: figures are for humans to compare (issue 13).
 
     python tools/bench_reads.py [--agents 10000] [--tasks 100000] [--completed 1000]
@@ -20,6 +23,7 @@ import argparse
 import gc
 import itertools
 import select
+import statistics
 import sys
 import time
 from collections.abc import Callable
@@ -176,6 +180,19 @@ def main() -> int:
     after_ms, after = best(lambda: cache.state_frame(core, 21.0, shows, None, "r", 1), 1)
     figures["after_churn_full_cached_ms"] = round(after_ms, 1)
     figures["after_churn_same_bytes"] = after == encode(
+        State(state=describe_cluster(core, 21.0, shows, None)), "r", 1)
+    catches, frames = [], []
+    for round_ in range(1, 11):
+        churn(core, round_ * args.churn, args.churn, args.agents)
+        started = time.perf_counter()
+        cache.catch_up(core)
+        caught = time.perf_counter()
+        frame = cache.state_frame(core, 21.0, shows, None, "r", 1)
+        catches.append(caught - started)
+        frames.append(time.perf_counter() - caught)
+    figures["reads_catch_up_ms"] = round(statistics.median(catches) * 1000, 1)
+    figures["reads_full_cached_ms"] = round(statistics.median(frames) * 1000, 1)
+    figures["reads_same_bytes"] = frame == encode(
         State(state=describe_cluster(core, 21.0, shows, None)), "r", 1)
     cache.detach()
     # as the master's own: what it built at start is out of the collector's sight

@@ -12,9 +12,10 @@ is cheap there, and leaves the rest to the child:
   filters lists of the tasks in C (a few ms at 100,000 tasks).
 - ``get_state`` (summary or whole), for a reader who sees every task: from the
   :class:`~mesos_zmq.master.read_cache.ReadCache`. The cache catches up with what
-  changed since the last read only when a read comes (a task that starts and ends
-  between two reads is then redone once, not at each of its updates): at once if at
-  most ``IN_LOOP_PENDING`` tasks changed; otherwise the read waits while the loop
+  changed when a read comes, and in the background at most every ``KEEP_WARM_EVERY``
+  seconds (see "a cache kept warm" below; a task that starts and ends between two
+  catch-ups is then redone once, not at each of its updates): at once if at most
+  ``IN_LOOP_PENDING`` tasks changed; otherwise the read waits while the loop
   catches up ``SLICE`` seconds a turn (``WAIT_SLICE`` from its second turn on: a busy
   turn brought as many changes as a short slice took in, and reads waited ``MAX_WAIT``
   with the cache 7,000-18,000 changes behind, then went to the child: 2.5-5 s), and is
@@ -25,8 +26,8 @@ is cheap there, and leaves the rest to the child:
   seconds, or that finds more than ``PARK_LIMIT`` changes (a cold cache: the first read
   of a large cluster), goes to the child; the loop then catches up a slice a turn
   (``COLD_SLICE`` while that far behind) so that the next one need not, as it does
-  whenever more than ``HIGH_WATER`` changes pile up. The cache starts at any state read
-  (small, it costs nothing, and it grows with the cluster) and is dropped
+  whenever more than ``HIGH_WATER`` changes pile up. The cache starts at the leader's
+  first turn (kept warm), or else at any state read, and is then dropped
   ``IDLE_AFTER`` seconds after the last one.
 - A cold cache (more than ``PARK_LIMIT`` changes behind: the first read of a large
   cluster) is filled by a child forked for it (:meth:`LoopReads._start_fill`): the
@@ -42,6 +43,24 @@ is cheap there, and leaves the rest to the child:
   in slices); so does one whose views the cache refuses (it moved since the fork, or
   a sample of them is not what the loop makes of those tasks).
 
+A cache kept warm (``keep_warm``, the master's way): a cold cache is what made the
+first read of a large cluster slow. Its fill is 0.6 s of work at 100,000 tasks, and the
+filling child, forked when the read came, was starved of CPU on two busy cores: the
+first read took 2.0-4.1 s. So the cache is not cold when a read comes: it is attached
+at the leader's first turn, while the cluster is still small or empty, grows with it
+change by change, and is caught up in the background at most every
+``KEEP_WARM_EVERY`` seconds (a slice a turn), so that a read finds at most that much
+to catch up with. Its cost is that of the reads' own catching up, spread out: the
+views of the tasks that changed (3-9 µs each; a short task that starts and ends
+between two catch-ups costs next to nothing), the journal's notes, and ~40 MB of
+views at 100,000 tasks; under the benchmark's churn (4,000-5,500 tasks/s, 5,000 in
+flight) an estimated 2-3 % of the master's time while nobody reads. It
+is never dropped while kept warm (``IDLE_AFTER`` applies only otherwise). A leader
+that starts with a large cluster (a failover: more than ``PARK_LIMIT`` tasks) lets
+the agents and frameworks re-register first: ``COLD_FILL_AFTER`` seconds after its
+first turn that saw that core it attaches the cache and forks a child to fill it,
+with no reads to answer (a read that comes earlier forks it at once, as above).
+
 Anything else, and any read the cache fails on (logged), goes to the child as before.
 """
 
@@ -49,6 +68,7 @@ from __future__ import annotations
 
 import struct
 import time
+import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -93,6 +113,18 @@ COLD_SLICE = 0.05
 #: change of a task costs the master a few microseconds more, once)
 IDLE_AFTER = 60.0
 
+#: seconds between background catch-ups of a cache kept warm. A read finds at most this
+#: much of changes to catch up with (the benchmark's master changes ~8,000 tasks a
+#: second: a slice or two). The longer, the less a change costs: a short task that
+#: started and ended meanwhile costs next to nothing, and only the finished ones still
+#: in the bounded history are viewed (in-process, with churn only: 5.4 µs a finished
+#: task caught up every 1,000, 2.8-3.3 every 4,000, 2.0 every 12,000)
+KEEP_WARM_EVERY = 2.0
+#: seconds after a leader's first turn before a cache kept warm is attached to a large
+#: cluster and filled by a child (a failover; as the first snapshot's hold: agents and
+#: frameworks re-register meanwhile)
+COLD_FILL_AFTER = 15.0
+
 #: seconds a child filling a cold cache may take before its reads go to a reader child
 FILL_TIMEOUT = 60.0
 #: seconds after a failed fill before the next is tried
@@ -122,9 +154,18 @@ class _Fill:
 class LoopReads:
     """Answers the reads that are cheap in the loop; see the module docstring."""
 
-    def __init__(self, idle_after: float = IDLE_AFTER) -> None:
+    def __init__(self, idle_after: float = IDLE_AFTER, keep_warm: bool = True) -> None:
+        """``keep_warm``: attach the cache at the first turn and keep it caught up
+        (see the module docstring); else it starts at the first state read and is
+        dropped ``idle_after`` seconds after the last."""
         self.cache = ReadCache()
         self.idle_after = idle_after
+        self.keep_warm = keep_warm
+        #: the core the turns last saw, and when the cache may be attached to it (a
+        #: weak reference: a core replaced must not be kept alive by this)
+        self._seen: tuple[weakref.ref[MasterCore], float] | None = None
+        #: when the background last caught up
+        self._kept_at = -KEEP_WARM_EVERY
         self._wanted_at = 0.0
         #: state reads waiting for the cache to catch up, with when they came
         self._waiting: list[tuple[DeferredRead, float]] = []
@@ -174,8 +215,9 @@ class LoopReads:
 
     def turn(self, core: MasterCore, now: float, epoch: int
              ) -> tuple[list[Answer], list[DeferredRead]]:
-        """Once a loop turn: catch up a slice if reads wait (or the cache is far behind)
-        and answer those that can be; drop the cache once state reads stop."""
+        """Once a loop turn: catch up a slice if reads wait (or the cache is far behind,
+        or kept warm and due) and answer those that can be; start the cache if kept
+        warm, else drop it once state reads stop."""
         if self._fill is not None:
             return self._collect_fill(core, now, epoch)
         if self._waiting:
@@ -184,11 +226,18 @@ class LoopReads:
         if not cache.attached_to(core):
             if cache.attached:
                 cache.detach()  # the core was replaced: let go of the old one's maps
+            if self.keep_warm:
+                self._warm_start(core, now, epoch)
             return [], []
-        if now - self._wanted_at > self.idle_after:
+        if not self.keep_warm and now - self._wanted_at > self.idle_after:
             cache.detach()
             self._warming = False
-        elif self._warming or cache.pending > HIGH_WATER:
+        elif self._warming or cache.pending > HIGH_WATER or (
+                self.keep_warm and cache.pending and now - self._kept_at >= KEEP_WARM_EVERY):
+            self._kept_at = now
+            if self.keep_warm and cache.pending > PARK_LIMIT and self._may_fill(now):
+                self._fill_in_background(core, now, epoch)
+                return [], []
             try:
                 slice_ = COLD_SLICE if cache.pending > PARK_LIMIT else SLICE
                 self._warming = not cache.catch_up(core, time.perf_counter() + slice_) \
@@ -198,6 +247,47 @@ class LoopReads:
                 cache.detach()
                 self._warming = False
         return [], []
+
+    def _warm_start(self, core: MasterCore, now: float, epoch: int) -> None:
+        """A turn with the cache not attached to ``core`` while kept warm: attach it at
+        once to a small cluster (it then grows change by change); to a large one (a
+        new leader that took over a cluster) ``COLD_FILL_AFTER`` seconds after the
+        first turn that saw this core, and fill it by a child."""
+        state = core.state
+        large = len(state.tasks) + len(state.completed) > PARK_LIMIT
+        seen = self._seen
+        if seen is None or seen[0]() is not core:
+            seen = self._seen = (weakref.ref(core), now + (COLD_FILL_AFTER if large else 0.0))
+        if now < seen[1]:
+            return
+        try:
+            core.count("read_cache_started")
+            self.cache.attach(core)
+        except Exception:  # the cache's fault must not be the master's
+            log.exception("the read cache failed to start; it is tried again later")
+            self.cache.detach()
+            self._seen = (seen[0], now + FILL_RETRY)
+            return
+        if large and self._may_fill(now):
+            self._fill_in_background(core, now, epoch)
+        else:
+            self._warming = large  # slices, a turn at a time
+
+    def _fill_in_background(self, core: MasterCore, now: float, epoch: int) -> None:
+        """Fork a child to fill the cache with no read waiting; if none can be forked,
+        the cache warms in slices and no child is tried for ``FILL_RETRY`` seconds."""
+        self._warming = True  # (once the child's fill is taken: what changed since)
+        try:
+            self._start_fill(core, now, epoch)
+        except Exception:
+            log.exception("no child could be forked to fill the read cache; it warms in "
+                          "slices")
+            core.count("read_cache_fills_failed")
+            self._fill_failed_at = now
+
+    def _may_fill(self, now: float) -> bool:
+        """Whether a child may be forked to fill the cache (none failed lately)."""
+        return now - self._fill_failed_at >= FILL_RETRY
 
     # ------------------------------------------------------------------ state reads
     def _answer_waiting(self, core: MasterCore, now: float, epoch: int
@@ -210,7 +300,7 @@ class LoopReads:
             if not cache.attached_to(core):
                 core.count("read_cache_started")
                 cache.attach(core)
-            if cache.pending > PARK_LIMIT and now - self._fill_failed_at >= FILL_RETRY:
+            if cache.pending > PARK_LIMIT and self._may_fill(now):
                 self._start_fill(core, now, epoch)
                 return [], []
             if cache.pending > IN_LOOP_PENDING:
@@ -266,6 +356,7 @@ class LoopReads:
         self._filler.start(work, now)
         self._waiting = []
         self._fill = _Fill(reads, base)
+        log.info("a child fills the read cache", changes=cache.pending, reads=len(reads))
 
     def _in_child(self, core: MasterCore, read: DeferredRead, now: float,
                   epoch: int) -> bytes | None:

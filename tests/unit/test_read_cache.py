@@ -295,7 +295,7 @@ def test_a_read_waits_a_few_turns_for_the_cache_then_goes_to_the_child(
 
 def test_a_replaced_core_or_state_starts_the_cache_over_and_idle_drops_it() -> None:
     cluster = Cluster(9)
-    reads = LoopReads(idle_after=30.0)
+    reads = LoopReads(idle_after=30.0, keep_warm=False)
     assert answer(reads, cluster, None) == cluster.expected(None)
     # the shell rebuilds its core from the log after a handler failure
     old = cluster.core
