@@ -3,7 +3,9 @@
 Starts a real master and agents (separate processes, loopback, a temporary work dir),
 then a framework (SDK, in this process) that launches ``--tasks`` copies of ``true``
 as fast as offers allow. Prints throughput (tasks/s from the first launch to the last
-terminal update) and offer-to-RUNNING latency percentiles, where the CPU time went
+terminal update) and offer-to-RUNNING latency percentiles, split into where that time
+went (waiting for and making the start, the agent noticing it, the update's way to the
+framework: see :func:`stages`), where the CPU time went
 (master, agents, their launchers, the supervisors and tasks the launchers reaped, this
 process: on a small host a burst is CPU-bound, and this says whose), how closely the
 tasks started in the order they were offered, then the command to reproduce. Nothing
@@ -47,6 +49,12 @@ class Launcher(Scheduler):
         self.launched = 0
         self.offer_seen: dict[str, float] = {}
         self.running_at: dict[str, float] = {}
+        #: per task, on the wall clock: when the framework saw its offer, when its
+        #: agent made the RUNNING update (the update's timestamp), when it arrived
+        self.offer_wall: dict[str, float] = {}
+        self.update_wall: dict[str, tuple[float, float]] = {}
+        #: when each task's supervisor recorded it started (wall clock), read at the end
+        self.started: dict[str, float] = {}
         self.ended: dict[str, str] = {}
         #: why tasks did not finish: message -> count
         self.failures: dict[str, int] = {}
@@ -62,6 +70,7 @@ class Launcher(Scheduler):
 
     def resource_offers(self, driver: SchedulerDriver, offers: list[Offer]) -> None:
         now = time.perf_counter()
+        wall = time.time()
         for offer in offers:
             left = Resources.parse(offer.resources)
             tasks: list[TaskInfo] = []
@@ -70,6 +79,7 @@ class Launcher(Scheduler):
                 self.launched += 1
                 left = left - TASK_RES
                 self.offer_seen[task_id] = now
+                self.offer_wall[task_id] = wall
                 tasks.append(TaskInfo(task_id=task_id, agent_id=offer.agent_id,
                                       resources=str(TASK_RES), command="true"))
             if tasks:
@@ -85,6 +95,7 @@ class Launcher(Scheduler):
         now = time.perf_counter()
         if status.state == "TASK_RUNNING":
             self.running_at.setdefault(status.task_id, now)
+            self.update_wall.setdefault(status.task_id, (status.timestamp, time.time()))
         elif status.state in TERMINAL and status.task_id not in self.ended:
             self.ended[status.task_id] = status.state
             if status.state != "TASK_FINISHED":
@@ -129,19 +140,29 @@ def cpu_by_role(cluster: Cluster, framework: float) -> dict[str, float]:
     return cpu
 
 
-def start_order(root: Path, agents: int) -> tuple[int, int, int]:
+def started_times(root: Path, agents: int) -> list[dict[str, float]]:
+    """Per agent: when each task's supervisor recorded it ``started`` (wall clock), by
+    task id."""
+    found: list[dict[str, float]] = []
+    for i in range(agents):
+        started: dict[str, float] = {}
+        for path in (root / f"agent{i}" / "meta" / "events").glob("*/*"):
+            for line in path.read_text().splitlines():
+                event = json.loads(line)
+                if event.get("event") == "started":
+                    started[path.name] = event["time"]
+        found.append(started)
+    return found
+
+
+def start_order(started_by_agent: list[dict[str, float]]) -> tuple[int, int, int]:
     """How the tasks' start order (each task's ``started`` event, as its supervisor
     recorded it) compares with the order they were offered in, per agent (task ids
     count up in offer order): (tasks seen, neighbours in offer order that started the
     other way round, most places a task started behind its place in the offer order)."""
     seen = inverted = behind = 0
-    for i in range(agents):
-        started: list[tuple[str, float]] = []
-        for path in (root / f"agent{i}" / "meta" / "events").glob("*/*"):
-            for line in path.read_text().splitlines():
-                event = json.loads(line)
-                if event.get("event") == "started":
-                    started.append((path.name, event["time"]))
+    for by_task in started_by_agent:
+        started = list(by_task.items())
         offered = sorted(started)
         times = [t for _, t in offered]
         inverted += sum(1 for a, b in itertools.pairwise(times) if b < a)
@@ -149,6 +170,27 @@ def start_order(root: Path, agents: int) -> tuple[int, int, int]:
         behind = max([behind, *(rank[name] - n for n, (name, _) in enumerate(offered))])
         seen += len(started)
     return seen, inverted, behind
+
+
+def stages(scheduler: Launcher) -> dict[str, tuple[float, float]]:
+    """Where offer-to-RUNNING went, as (p50, p99) in ms, on the wall clock: from the
+    offer to the ``started`` event (the queue to start, then the start), from there to
+    the agent's RUNNING update (the agent noticing the event: a notification, or its
+    once-a-second look at every task when one was lost), and from the update to the
+    framework (the agent's checkpoint and send, the master). Tasks with all three."""
+    parts: dict[str, list[float]] = {"offer to started": [], "started to update": [],
+                                     "update to framework": []}
+    for task, started in scheduler.started.items():
+        offered = scheduler.offer_wall.get(task)
+        update = scheduler.update_wall.get(task)
+        if offered is None or update is None:
+            continue
+        made, seen = update
+        parts["offer to started"].append((started - offered) * 1000)
+        parts["started to update"].append((made - started) * 1000)
+        parts["update to framework"].append((seen - made) * 1000)
+    return {name: (statistics.median(v), percentile(v, 99))
+            for name, v in parts.items() if v}
 
 
 def settle(cluster: Cluster, timeout: float = 5.0) -> None:
@@ -226,7 +268,9 @@ def measure(root: Path, args: argparse.Namespace, zk_hosts: str | None,
         scheduler.cpu = cpu_by_role(cluster, after.user + after.system
                                     - before.user - before.system)
         if finished:
-            scheduler.order = start_order(root, args.agents)
+            by_agent = started_times(root, args.agents)
+            scheduler.order = start_order(by_agent)
+            scheduler.started = {t: at for d in by_agent for t, at in d.items()}
         driver.stop()
         driver.join(10)
     finally:
@@ -254,6 +298,10 @@ def report(label: str, scheduler: Launcher, tasks: int) -> float:
     if latencies:
         print(f"[{label}] offer-to-RUNNING latency: p50 {statistics.median(latencies):.1f} ms, "
               f"p99 {percentile(latencies, 99):.1f} ms")
+    split = ", ".join(f"{name} {p50:.0f}/{p99:.0f}"
+                      for name, (p50, p99) in stages(scheduler).items())
+    if split:
+        print(f"[{label}] of which (p50/p99 ms): {split}")
     seen, inverted, behind = scheduler.order
     if seen:
         print(f"[{label}] start order: {inverted} of {seen} tasks started before the task "

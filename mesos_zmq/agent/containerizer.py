@@ -224,7 +224,9 @@ class Containerizer:
         return ours, proc
 
     def launcher_replies(self) -> None:
-        """Read what the launcher said: supervisors forked, supervisors reaped."""
+        """Read what the launcher said: supervisors forked, supervisors reaped (each
+        reply names the events files of a supervisor's tasks, see
+        :mod:`mesos_zmq.agent.launcher`)."""
         while True:
             try:
                 data = self.launcher_sock.recv(65536)
@@ -239,19 +241,24 @@ class Containerizer:
                 continue
             if not isinstance(reply, dict):
                 continue
-            key = reply.get("started") or reply.get("reaped")
-            task = self.by_events.get(key) if isinstance(key, str) else None
-            c = self.containers.get(task) if task else None
             if "error" in reply:
                 log.error("launcher refused a request", error=reply["error"])
-            if c is None or not isinstance(reply.get("pid"), int):
+            pid = reply.get("pid")
+            keys = reply.get("started") or reply.get("reaped")
+            if not isinstance(pid, int) or not isinstance(keys, list):
                 continue
-            if "started" in reply:
-                c.supervisor_pid = reply["pid"]
-            elif c.supervisor_pid == reply["pid"] or c.supervisor_pid is None:
-                c.supervisor_pid = None  # reaped: its pid may be reused from now on
-                c.child = False
-                self._reaped.append(c.key)
+            started = "started" in reply
+            for key in keys:
+                task = self.by_events.get(key) if isinstance(key, str) else None
+                c = self.containers.get(task) if task else None
+                if c is None:
+                    continue
+                if started:
+                    c.supervisor_pid = pid
+                elif c.supervisor_pid == pid or c.supervisor_pid is None:
+                    c.supervisor_pid = None  # reaped: its pid may be reused from now on
+                    c.child = False
+                    self._reaped.append(c.key)
 
     def _launcher_died(self) -> None:
         """Start a new launcher; supervisors of the old one are watched by polling, and

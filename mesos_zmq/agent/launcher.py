@@ -12,11 +12,14 @@ Protocol, over a ``SOCK_SEQPACKET`` socket pair (one JSON object per packet):
   for a request larger than :data:`INLINE_REQUEST_BYTES`, ``{"key": events,
   "spec_file": path}``: the same object in a file the agent wrote (mode 0600, under
   ``<work_dir>/meta/launch``), which the launcher reads and removes;
-* launcher → agent ``{"started": events, "pid": n}`` once the task's supervisor is
-  forked, ``{"reaped": events, "pid": n}`` for each task of a supervisor that exited
-  (the agent then reads its events: a supervisor that recorded no end was killed). A
-  request it cannot use is answered ``{"error": why}``, and, when it names its task,
-  the task is written off with a ``failed`` event and ``{"reaped": events, "pid": 0}``
+* launcher → agent ``{"started": [events, …], "pid": n}`` once a supervisor is forked,
+  naming the events file of each of its tasks, ``{"reaped": [events, …], "pid": n}``
+  once it exited (the agent then reads their events: a supervisor that recorded no end
+  was killed): one packet per supervisor, not per task (a packet costs both sides a
+  system call and a JSON document; a shared supervisor has up to
+  :data:`TASKS_PER_SUPERVISOR` tasks), split only past :data:`REPLY_BYTES`. A request
+  it cannot use is answered ``{"error": why}``, and, when it names its task, the task
+  is written off with a ``failed`` event and ``{"reaped": [events], "pid": 0}``
   follows, so that the agent reports it rather than waiting for a supervisor that
   never comes.
 
@@ -91,6 +94,7 @@ from typing import Any
 from mesos_zmq.agent.flags import CONTAINER_DISK_WATCH_INTERVAL
 from mesos_zmq.agent.isolation import Isolator, Limits, detect_isolator
 from mesos_zmq.agent.supervisor import (
+    RELEASED_ALL,
     SharedTask,
     SupervisorSpec,
     cancel_unstarted,
@@ -116,6 +120,9 @@ MAX_BATCH = 64
 TASKS_PER_SUPERVISOR = 64
 #: seconds the launcher outlives its agent, for supervisors that are about to end
 LINGER = 3.0
+#: the most events file names one reply carries (see :func:`_tell`), in bytes: far
+#: below what a packet of the socket holds, and what the agent reads at once
+REPLY_BYTES = 32 * 1024
 #: supervisors still to start their tasks when the launcher reads (and forks) the
 #: next batch: two, so that while one starts its tasks the next two make their tasks'
 #: files side by side, which is most of a start (see :class:`Turns`). Measured with
@@ -387,8 +394,7 @@ def _launch_batch(sock: socket.socket, isolator: Isolator, batch: list[bytes],
         gc.enable()
     for pid, group in forked:
         children[pid] = [(r.key, r.container_id) for r in group]
-        for r in group:
-            sock.send(json.dumps({"started": r.key, "pid": pid}).encode())
+        _tell(sock, "started", [r.key for r in group], pid)
     for r, cause in failed:
         spent.append(r.container_id)  # its cgroups were made: released with the others
         _write_off(sock, r.key, f"cannot start the task's supervisor: {cause}")
@@ -443,7 +449,21 @@ def _write_off(sock: socket.socket, key: str, why: str) -> None:
     (pid 0), so that the agent reports the task rather than waiting for it."""
     with contextlib.suppress(OSError):
         cancel_unstarted(Path(key), why)
-    sock.send(json.dumps({"reaped": key, "pid": 0}).encode())
+    _tell(sock, "reaped", [key], 0)
+
+
+def _tell(sock: socket.socket, what: str, keys: list[str], pid: int) -> None:
+    """Tell the agent that the supervisor ``pid`` was ``started`` or ``reaped``, for the
+    tasks of events files ``keys``: in as few packets as hold them (each no more than
+    :data:`REPLY_BYTES` of names, and at least one name)."""
+    start = 0
+    while start < len(keys):
+        end, size = start + 1, len(keys[start])
+        while end < len(keys) and size + len(keys[end]) <= REPLY_BYTES:
+            size += len(keys[end])
+            end += 1
+        sock.send(json.dumps({what: keys[start:end], "pid": pid}).encode())
+        start = end
 
 
 def _prepared(isolator: Isolator, container_id: str, limits: Limits,
@@ -483,7 +503,10 @@ def _oom_check(isolator: Isolator, container_id: str) -> Callable[[], bool]:
 def _releaser(isolator: Isolator, container_id: str) -> Callable[[], None]:
     """A shared supervisor's ``release``: destroy the container's cgroups once its
     task's end is recorded (the supervisor is in none of them by then), rather than
-    when the supervisor exits, which may be long after (it waits for all its tasks)."""
+    when the supervisor exits, which may be long after (it waits for all its tasks).
+    A supervisor all of whose releases succeeded exits
+    :data:`~mesos_zmq.agent.supervisor.RELEASED_ALL`, and :func:`_reap` leaves its
+    containers alone."""
     def release() -> None:
         isolator.destroy(container_id)
 
@@ -491,11 +514,14 @@ def _releaser(isolator: Isolator, container_id: str) -> Callable[[], None]:
 
 
 def _reap(sock: socket.socket, children: Children, spent: list[str]) -> None:
-    """Collect ended supervisors; their tasks' cgroups go on ``spent`` for ``_release``
-    (those a shared supervisor released already cost a failed rmdir each)."""
+    """Collect ended supervisors; their tasks' cgroups go on ``spent`` for ``_release``,
+    unless the supervisor exited :data:`~mesos_zmq.agent.supervisor.RELEASED_ALL` (a
+    shared supervisor that released every one of them itself: looking again would cost
+    a failed ``rmdir`` per hierarchy and task, on this loop, during the burst that made
+    them)."""
     while children:
         try:
-            pid, _ = os.waitpid(-1, os.WNOHANG)
+            pid, status = os.waitpid(-1, os.WNOHANG)
         except ChildProcessError:
             return
         if pid == 0:
@@ -503,9 +529,9 @@ def _reap(sock: socket.socket, children: Children, spent: list[str]) -> None:
         tasks = children.pop(pid, None)
         if tasks is None:
             continue
-        for key, container_id in tasks:
-            spent.append(container_id)
-            sock.send(json.dumps({"reaped": key, "pid": pid}).encode())
+        if not (os.WIFEXITED(status) and os.WEXITSTATUS(status) == RELEASED_ALL):
+            spent.extend(container_id for _, container_id in tasks)
+        _tell(sock, "reaped", [key for key, _ in tasks], pid)
 
 
 def _receive(sock: socket.socket) -> tuple[list[bytes], bool]:

@@ -681,6 +681,14 @@ class _CgroupVisits:
         self.inside -= hierarchies
 
 
+#: the exit status of a shared supervisor that released the cgroups of every one of its
+#: tasks itself (see :func:`supervise_shared`): the launcher that reaps it need not
+#: release them again. Any other status, or a signal, and the launcher releases them all
+#: (idempotent). Not 0: a supervisor of its own exits 0 and releases nothing, being in
+#: its task's cgroups until it exits
+RELEASED_ALL = 3
+
+
 def run_shared_forked(tasks: list[SharedTask], homes: dict[str, str],
                       inherited: list[int] | None = None,
                       started: int | None = None, after: int | None = None) -> NoReturn:
@@ -702,7 +710,9 @@ def run_shared_forked(tasks: list[SharedTask], homes: dict[str, str],
 def supervise_shared(tasks: list[SharedTask], homes: dict[str, str],
                      started: int | None = None, after: int | None = None) -> int:
     """Prepare ``tasks``, then start them one after the other, in order, then record
-    each one's end as it comes; return once all have ended.
+    each one's end as it comes; return once all have ended: :data:`RELEASED_ALL` when
+    every task's cgroups were released here, so that the launcher does not look for
+    them again (four failed ``rmdir`` a task, and the Python around them, on its loop).
 
     Why share: a supervisor of its own costs a task a fork of the launcher, the pages
     that child copies as it runs Python, and the exit that frees them - about half of
@@ -736,12 +746,13 @@ def supervise_shared(tasks: list[SharedTask], homes: dict[str, str],
     visits = _CgroupVisits(homes)
     sock = notify_socket()
     turn = Turn(after, started)
+    released: list[bool] = []  # one entry per task whose release was tried
     try:
-        prepared = [_prepare_shared(task, me, start, sock) for task in tasks]
+        prepared = [_prepare_shared(task, me, start, sock, released) for task in tasks]
         turn.wait()
         for ready in prepared:
             if ready is not None:
-                begun = _start_prepared(ready, me, visits)
+                begun = _start_prepared(ready, me, visits, released)
                 if begun is not None:
                     running[begun] = (ready.task, ready.events)
     finally:
@@ -771,8 +782,8 @@ def supervise_shared(tasks: list[SharedTask], homes: dict[str, str],
             events.write(Exited(exit_code=os.waitstatus_to_exitcode(status), signal=None,
                                 killed="", oom=oom, disk=""))
         events.close()
-        _release(task.release)
-    return 0
+        released.append(_release(task.release))
+    return RELEASED_ALL if len(released) == len(tasks) and all(released) else 0
 
 
 @dataclass(slots=True)
@@ -791,16 +802,17 @@ class _PreparedTask:
 
 
 def _prepare_shared(task: SharedTask, me: int, start: int | None,
-                    sock: socket.socket | None) -> _PreparedTask | None:
+                    sock: socket.socket | None, released: list[bool]) -> _PreparedTask | None:
     """The first half of starting one task of a shared supervisor (as :func:`_supervise`
-    does for its own): None when it will not start (recorded as ``failed``)."""
+    does for its own): None when it will not start (recorded as ``failed``, and its
+    cgroups released: whether they were goes on ``released``)."""
     spec = task.spec
     try:
         events = _Events(spec, sock)
     except OSError:
         # Written off by a restarted agent (FileExistsError), or nowhere to record
         # anything: the agent finds no end when this supervisor is reaped, and fails it.
-        _release(task.release)
+        released.append(_release(task.release))
         return None
     events.write(Supervising(pid=me, start=start), notify=False)
     try:
@@ -811,14 +823,16 @@ def _prepare_shared(task: SharedTask, me: int, start: int | None,
         env = task_environment(spec.env, run_as)
         out, err = open_outputs(spec.sandbox, run_as)
     except Exception as exc:  # anything: the agent must hear why it did not start
-        _fail_shared(task, events, exc)
+        released.append(_fail_shared(task, events, exc))
         return None
     return _PreparedTask(task, events, run_as, procs, env, out, err)
 
 
-def _start_prepared(ready: _PreparedTask, me: int, visits: _CgroupVisits) -> int | None:
+def _start_prepared(ready: _PreparedTask, me: int, visits: _CgroupVisits,
+                    released: list[bool]) -> int | None:
     """The second half: the task's process, started from within its cgroups, and its
-    ``started`` event; its pid, or None when it did not start (recorded as ``failed``)."""
+    ``started`` event; its pid, or None when it did not start (recorded as ``failed``,
+    its cgroups released as in :func:`_prepare_shared`)."""
     try:
         try:
             visits.enter(ready.procs)
@@ -827,29 +841,33 @@ def _start_prepared(ready: _PreparedTask, me: int, visits: _CgroupVisits) -> int
             os.close(ready.out)
             os.close(ready.err)
     except Exception as exc:
-        _fail_shared(ready.task, ready.events, exc)
+        released.append(_fail_shared(ready.task, ready.events, exc))
         return None
     ready.events.write(Started(pid=pid, supervisor=me))
     return pid
 
 
-def _fail_shared(task: SharedTask, events: _Events, exc: Exception) -> None:
-    """Record why a task of a shared supervisor did not start, and release it."""
+def _fail_shared(task: SharedTask, events: _Events, exc: Exception) -> bool:
+    """Record why a task of a shared supervisor did not start, and release it (whether
+    its cgroups were released, see :func:`_release`)."""
     _finish(task.finish)
     events.write(Failed(error=str(exc)))
     events.close()
-    _release(task.release)
+    return _release(task.release)
 
 
-def _release(release: Callable[[], None] | None) -> None:
+def _release(release: Callable[[], None] | None) -> bool:
     """Release a task's cgroups; what cannot be released now is left for the launcher,
-    which releases them all again (it is idempotent) once it reaped this process."""
+    which releases them all again (it is idempotent) once it reaped this process unless
+    told otherwise (:data:`RELEASED_ALL`). True once released here (False without a
+    ``release``: nothing known was released)."""
     if release is None:
-        return
+        return False
     try:
         release()
     except Exception:
-        pass
+        return False
+    return True
 
 
 def cancel_unstarted(path: Path, why: str) -> bool:

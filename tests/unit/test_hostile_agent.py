@@ -300,6 +300,6 @@ def test_a_launch_spec_that_cannot_be_read_fails_its_task(tmp_path: Path) -> Non
         ours.close()
         theirs.close()
     assert "bad launch request" in replies[0]["error"]
-    assert replies[1] == {"reaped": str(events), "pid": 0}
+    assert replies[1] == {"reaped": [str(events)], "pid": 0}
     (failed,) = load_events(events)
     assert "bad launch request" in getattr(failed, "error", "")

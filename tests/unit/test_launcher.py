@@ -20,7 +20,7 @@ from mesos_zmq.agent import launcher
 from mesos_zmq.agent.events import Exited, Failed, Started, Supervising
 from mesos_zmq.agent.isolation import Isolator, Limits, Posix
 from mesos_zmq.agent.launcher import _launch_batch, encode_request
-from mesos_zmq.agent.supervisor import SupervisorSpec, load_events
+from mesos_zmq.agent.supervisor import RELEASED_ALL, SupervisorSpec, load_events
 from tests.unit.test_isolation import real_v1_isolator
 
 CGROUP_ROOT = "mesos-zmq-test-launcher"
@@ -36,13 +36,27 @@ def request(tmp_path: Path, name: str, command: str, limits: Limits | None = Non
     return encode_request(spec.events, spec, f"c-{name}", limits or Limits())
 
 
-def replies(sock: socket.socket) -> list[dict[str, Any]]:
+def packets(sock: socket.socket) -> list[dict[str, Any]]:
+    """Every reply waiting, as the launcher sent them."""
     out = []
     while True:
         try:
             out.append(json.loads(sock.recv(65536, socket.MSG_DONTWAIT)))
         except BlockingIOError:
             return out
+
+
+def per_task(reply: dict[str, Any]) -> list[dict[str, Any]]:
+    """A reply about a supervisor, one dict per task it names (an error as it is)."""
+    for what in ("started", "reaped"):
+        if what in reply:
+            return [{what: key, "pid": reply["pid"]} for key in reply[what]]
+    return [reply]
+
+
+def replies(sock: socket.socket) -> list[dict[str, Any]]:
+    """Every reply waiting, one per task (see :func:`per_task`)."""
+    return [one for reply in packets(sock) for one in per_task(reply)]
 
 
 class FakeIsolator(Posix):
@@ -162,7 +176,7 @@ def run_burst(requests: list[bytes], isolation: str,
         while sum(1 for r in got if "reaped" in r) < len(requests):
             assert time.monotonic() < deadline, f"replies so far: {got}"
             sock.settimeout(max(0.1, deadline - time.monotonic()))
-            got.append(json.loads(sock.recv(65536)))
+            got.extend(per_task(json.loads(sock.recv(65536))))
     finally:
         sock.close()
         proc.wait(10)
@@ -360,6 +374,59 @@ def test_a_reaped_shared_supervisor_reports_each_of_its_tasks(
     until(reaped)
     assert spent == ["c-a", "c-b"]
     assert replies(ours) == [{"reaped": "/ev/a", "pid": pid}, {"reaped": "/ev/b", "pid": pid}]
+
+
+def test_a_shared_supervisor_that_released_its_tasks_cgroups_is_not_released_again(
+        tmp_path: Path, pair: tuple[socket.socket, socket.socket]) -> None:
+    """A supervisor that exits RELEASED_ALL released every task's cgroups itself: the
+    launcher reports its tasks reaped but does not destroy their cgroups once more (a
+    failed rmdir per hierarchy and task, on its loop, during a burst)."""
+    ours, theirs = pair
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - a stand-in shared supervisor, all released
+        os._exit(RELEASED_ALL)
+    children: launcher.Children = {pid: [("/ev/a", "c-a"), ("/ev/b", "c-b")]}
+    spent: list[str] = []
+
+    def reaped() -> bool:
+        launcher._reap(theirs, children, spent)
+        return not children
+
+    until(reaped)
+    assert spent == []
+    assert replies(ours) == [{"reaped": "/ev/a", "pid": pid}, {"reaped": "/ev/b", "pid": pid}]
+
+
+def test_the_agent_hears_of_a_supervisor_in_one_reply_not_one_per_task(
+        tmp_path: Path, pair: tuple[socket.socket, socket.socket],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A shared supervisor's tasks are named in one ``started`` packet and one
+    ``reaped`` packet (a packet per task cost both sides a system call and a JSON
+    document each, twice a task); the names are split over packets only past
+    REPLY_BYTES."""
+    ours, theirs = pair
+    fake_fork(monkeypatch, set())
+    children: launcher.Children = {}
+    names = ["a", "b", "c"]
+    _launch_batch(theirs, FakeIsolator(home=True),
+                  [request(tmp_path, n, "true") for n in names], children, [])
+    ev = [str(tmp_path / "events" / n) for n in names]
+    assert packets(ours) == [{"started": ev, "pid": 70_000}]
+    monkeypatch.undo()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - a stand-in supervisor that just exits
+        os._exit(0)
+    children = {pid: [(e, f"c-{n}") for e, n in zip(ev, names, strict=True)]}
+
+    def reaped() -> bool:
+        launcher._reap(theirs, children, [])
+        return not children
+
+    until(reaped)
+    assert packets(ours) == [{"reaped": ev, "pid": pid}]
+    long = ["x" * (launcher.REPLY_BYTES // 2 - 10)] * 5
+    launcher._tell(theirs, "reaped", long, 7)
+    assert [len(p["reaped"]) for p in packets(ours)] == [2, 2, 1]
 
 
 def cgroup_of(pid: int, controller: str) -> str:

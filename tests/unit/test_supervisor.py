@@ -12,6 +12,7 @@ from pathlib import Path
 
 from mesos_zmq.agent.events import Exited, Failed, Started, Supervising
 from mesos_zmq.agent.supervisor import (
+    RELEASED_ALL,
     SURVIVED_SIGNALS,
     SharedTask,
     SupervisorSpec,
@@ -192,7 +193,8 @@ def test_a_shared_supervisor_starts_its_tasks_in_order_and_records_each_end(
              for n, c in commands.items()]
     cancel_unstarted(tmp_path / "events" / "e", "the agent restarted")
     pid = run_shared(tasks)
-    assert os.waitpid(pid, 0)[1] == 0
+    # every task's release ran (one failing would make it 0: see the test below)
+    assert os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) == RELEASED_ALL
     ev = {n: load_events(tmp_path / "events" / n) for n in commands}
     starts = []
     codes = []
@@ -249,7 +251,7 @@ def test_a_shared_supervisor_outlives_stray_signals_and_one_killed_task(
         _, started_b = load_events(events["b"])
         assert isinstance(started_b, Started) and started_b.pid is not None
         os.kill(started_b.pid, signal.SIGTERM)
-        assert supervisor.wait(10) == 0
+        assert supervisor.wait(10) == RELEASED_ALL
         ended = load_events(events["b"])[-1]
         assert isinstance(ended, Exited) and ended.signal == signal.SIGTERM
         assert log.read_text() == "a exited\nb exited\n"
@@ -257,6 +259,28 @@ def test_a_shared_supervisor_outlives_stray_signals_and_one_killed_task(
         if supervisor.poll() is None:
             supervisor.kill()
             supervisor.wait(5)
+
+
+def test_a_shared_supervisor_that_could_not_release_a_task_leaves_it_to_the_launcher(
+        tmp_path: Path) -> None:
+    """Only a shared supervisor that released every task's cgroups itself exits
+    RELEASED_ALL (and the launcher then skips them); one release that raised, or a task
+    with no release at all, and it exits 0: the launcher releases them all again."""
+    log = tmp_path / "released"
+    good = shared_task(tmp_path, "a", "exit 0", log)
+    stuck = shared_task(tmp_path, "b", "exit 0", log)
+
+    def refused() -> None:
+        raise OSError(16, "Device or resource busy")
+
+    pid = run_shared([good, SharedTask(stuck.spec, stuck.prepare, stuck.finish, refused)])
+    assert os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) == 0
+    pid = run_shared([shared_task(tmp_path, "c", "exit 0", log),
+                      SharedTask(SupervisorSpec(events=str(tmp_path / "events" / "d"),
+                                                sandbox=str(tmp_path), argv=["true"],
+                                                env={"PATH": "/usr/bin:/bin"}))])
+    assert os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) == 0
+    assert log.read_text().splitlines() == ["a exited", "c exited"]
 
 
 def test_a_shared_supervisor_says_when_its_tasks_are_started(tmp_path: Path) -> None:
@@ -276,7 +300,7 @@ def test_a_shared_supervisor_says_when_its_tasks_are_started(tmp_path: Path) -> 
             _, started = load_events(tmp_path / "events" / n)
             assert isinstance(started, Started) and started.pid is not None
             os.kill(started.pid, signal.SIGKILL)
-        assert os.waitpid(pid, 0)[1] == 0
+        assert os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) == RELEASED_ALL
         assert not log.read_text().count("failed")
     finally:
         os.close(read_end)
