@@ -219,7 +219,8 @@ class LoopReads:
         or kept warm and due) and answer those that can be; start the cache if kept
         warm, else drop it once state reads stop."""
         if self._fill is not None:
-            return self._collect_fill(core, now, epoch)
+            answers, forked = self._collect_fill(core, now, epoch)
+            return answers, forked + self._overdue(core, now)
         if self._waiting:
             return self._answer_waiting(core, now, epoch)
         cache = self.cache
@@ -244,9 +245,31 @@ class LoopReads:
                     and cache.pending > IN_LOOP_PENDING
             except Exception:  # the cache's fault must not be the master's
                 log.exception("the read cache failed to catch up; it starts over")
-                cache.detach()
-                self._warming = False
+                self._failed(core, now)
         return [], []
+
+    def _failed(self, core: MasterCore, now: float) -> None:
+        """The cache failed: let it go, and start it again (kept warm) no sooner than
+        ``FILL_RETRY`` seconds from now; a fault that comes back must not make the
+        master rebuild it, and log why, turn after turn."""
+        self.cache.detach()
+        self._warming = False
+        self._seen = (weakref.ref(core), now + FILL_RETRY)
+
+    def _overdue(self, core: MasterCore, now: float) -> list[DeferredRead]:
+        """While a child fills the cache, the reads that came after it was forked wait
+        for it, but no longer than ``MAX_WAIT``: then a reader child answers them (a
+        fill the master began on its own, with no read waiting, may take up to
+        ``FILL_TIMEOUT`` on busy cores)."""
+        if self._fill is None or not self._waiting:
+            return []
+        late = [read for read, since in self._waiting if now - since > MAX_WAIT]
+        if late:
+            for _ in late:
+                core.count("state_reads_forked_fill_slow")
+            self._waiting = [(read, since) for read, since in self._waiting
+                             if now - since <= MAX_WAIT]
+        return late
 
     def _warm_start(self, core: MasterCore, now: float, epoch: int) -> None:
         """A turn with the cache not attached to ``core`` while kept warm: attach it at
@@ -311,8 +334,7 @@ class LoopReads:
                 behind = cache.pending > AFTER_SLICE
         except Exception:  # the cache's fault must not be the master's: the child answers
             log.exception("the read cache failed to catch up; reads go to a reader process")
-            cache.detach()
-            self._warming = False
+            self._failed(core, now)
             self._fill_failed_at = now  # (or a fork to fill it failed)
             waiting, self._waiting = self._waiting, []
             return [], [read for read, _ in waiting]
@@ -392,7 +414,7 @@ class LoopReads:
         except Exception:  # the cache's fault must not be the master's
             log.exception("the read cache failed to take a filler's views; it starts over")
             self._fill = None
-            self.cache.detach()
+            self._failed(core, now)
             self._fill_failed_at = now
         return self._answer_waiting(core, now, epoch)
 

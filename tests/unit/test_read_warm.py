@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from mesos_zmq.master import loop_reads
+from mesos_zmq.master import loop_reads, read_cache
 from mesos_zmq.master.core import MasterCore
 from mesos_zmq.master.journal import JournaledDict
 from mesos_zmq.master.loop_reads import KEEP_WARM_EVERY, LoopReads
@@ -157,3 +157,60 @@ def test_a_cache_not_kept_warm_waits_for_a_read() -> None:
     reads.turn(cluster.core, 1.0, EPOCH)
     assert not reads.cache.attached
     assert answer(reads, cluster, None) == cluster.expected(None)
+
+
+def test_a_read_waits_for_a_fill_the_master_began_no_longer_than_max_wait(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # a fill begun with no read waiting, by a child that does not finish (starved of
+    # CPU, stopped): a read that comes meanwhile goes to a reader child after MAX_WAIT
+    monkeypatch.setattr(loop_reads, "PARK_LIMIT", 100)
+    monkeypatch.setattr(loop_reads, "IN_LOOP_PENDING", 50)
+    monkeypatch.setattr(loop_reads, "COLD_FILL_AFTER", 0.0)
+
+    def stalled(self: Any, core: MasterCore) -> Any:
+        time.sleep(120)  # the child is killed when the reads close
+
+    monkeypatch.setattr(read_cache.ReadCache, "export", stalled)
+    cluster = Cluster(50, tasks=1500)
+    reads = LoopReads()
+    try:
+        reads.turn(cluster.core, 0.0, EPOCH)
+        assert reads.filling
+        assert ask(reads, cluster, GetState()) == ([], [])  # asked at 9.0
+        assert reads.turn(cluster.core, 9.0 + loop_reads.MAX_WAIT / 2, EPOCH) == ([], [])
+        answers, forked = reads.turn(cluster.core, 9.1 + loop_reads.MAX_WAIT, EPOCH)
+        assert answers == [] and [read.peer for read in forked] == [b"reader"]
+        assert cluster.core.counters["state_reads_forked_fill_slow"] == 1
+        assert reads.filling and reads.waiting == 0
+    finally:
+        reads.close()
+
+
+def test_a_cache_that_keeps_failing_is_started_again_only_after_fill_retry(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(loop_reads, "HIGH_WATER", 100)
+    monkeypatch.setattr(loop_reads, "IN_LOOP_PENDING", 50)
+    cluster = Cluster(40, tasks=300)
+    reads = LoopReads()
+    reads.turn(cluster.core, 1.0, EPOCH)
+    assert cluster.core.counters["read_cache_started"] == 1
+    real = read_cache.active_task_view
+
+    def broken(core: MasterCore, rec: Any) -> Any:
+        if rec.task.task_id.endswith("3"):
+            raise RuntimeError("a view that cannot be made")
+        return real(core, rec)
+
+    monkeypatch.setattr(read_cache, "active_task_view", broken)
+    cluster.churn(300)
+    failed_at = None
+    for i in range(400):  # 4 s of turns
+        now = 1.0 + KEEP_WARM_EVERY + i * 0.01
+        reads.turn(cluster.core, now, EPOCH)
+        if failed_at is None and not reads.cache.attached:
+            failed_at = now
+    assert failed_at is not None
+    # not rebuilt (and the fault logged) turn after turn
+    assert cluster.core.counters["read_cache_started"] == 1
+    reads.turn(cluster.core, failed_at + loop_reads.FILL_RETRY, EPOCH)
+    assert cluster.core.counters["read_cache_started"] == 2
