@@ -455,12 +455,15 @@ def _write_off(sock: socket.socket, key: str, why: str) -> None:
 def _tell(sock: socket.socket, what: str, keys: list[str], pid: int) -> None:
     """Tell the agent that the supervisor ``pid`` was ``started`` or ``reaped``, for the
     tasks of events files ``keys``: in as few packets as hold them (each no more than
-    :data:`REPLY_BYTES` of names, and at least one name)."""
+    :data:`REPLY_BYTES` of names as JSON writes them, and at least one name). Sized as
+    written, not as Python strings: JSON writes a non-ASCII character as six bytes, and
+    a packet longer than the agent reads at once would be cut short and lost."""
+    sizes = [len(json.dumps(key)) + 2 for key in keys]
     start = 0
     while start < len(keys):
-        end, size = start + 1, len(keys[start])
-        while end < len(keys) and size + len(keys[end]) <= REPLY_BYTES:
-            size += len(keys[end])
+        end, size = start + 1, sizes[start]
+        while end < len(keys) and size + sizes[end] <= REPLY_BYTES:
+            size += sizes[end]
             end += 1
         sock.send(json.dumps({what: keys[start:end], "pid": pid}).encode())
         start = end

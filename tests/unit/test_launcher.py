@@ -429,6 +429,28 @@ def test_the_agent_hears_of_a_supervisor_in_one_reply_not_one_per_task(
     assert [len(p["reaped"]) for p in packets(ours)] == [2, 2, 1]
 
 
+def test_replies_fit_what_the_agent_reads_at_once_whatever_the_names(
+        pair: tuple[socket.socket, socket.socket]) -> None:
+    """Names are sized as JSON writes them: a non-ASCII work dir makes each character
+    six bytes, and a packet longer than the agent's read (64 KiB) would be cut short
+    and its tasks never heard of."""
+    ours, theirs = pair
+    names = [f"/var/lib/作業/{'任務' * 100}/{n}/events" for n in range(64)]
+    launcher._tell(theirs, "started", names, 7)
+    got: list[str] = []
+    ours.setblocking(False)
+    while True:
+        try:
+            data = ours.recv(65536)
+        except BlockingIOError:
+            break
+        assert len(data) <= 2 * launcher.REPLY_BYTES
+        reply = json.loads(data)
+        assert reply["pid"] == 7
+        got += reply["started"]
+    assert got == names
+
+
 def cgroup_of(pid: int, controller: str) -> str:
     for line in Path(f"/proc/{pid}/cgroup").read_text().splitlines():
         _, controllers, path = line.split(":", 2)
