@@ -22,13 +22,19 @@ class _LineWriter:
     Through stdlib logging a line cost ~25 us (a LogRecord, the caller's frame looked
     up, a second processor chain); written directly ~9 us. A master logs a line per
     agent that (re-)registers: 10,000 of them at a failover, on the thread that must
-    answer them."""
+    answer them. So these lines do not pass the root handler's filters, nor anything an
+    embedding program adds to stdlib logging (they did before): configure through
+    :func:`configure_logging` (``drop``, the level).
 
-    def __init__(self, handler: logging.StreamHandler[Any]) -> None:
-        self._handler = handler
+    One writer for the process, pointed at the handler of the latest
+    :func:`configure_logging`: structlog keeps the loggers it made (cached on first
+    use), and they must follow a second configuration (tests, tools)."""
+
+    def __init__(self) -> None:
+        self.handler: logging.StreamHandler[Any] = logging.StreamHandler(sys.stderr)
 
     def msg(self, line: str) -> None:
-        handler = self._handler
+        handler = self.handler
         handler.acquire()
         try:
             stream = handler.stream
@@ -40,6 +46,9 @@ class _LineWriter:
             handler.release()
 
     debug = info = warning = warn = error = err = critical = fatal = exception = log = msg
+
+
+_WRITER = _LineWriter()
 
 
 def _dropping(events: frozenset[str]) -> Any:
@@ -88,10 +97,10 @@ def configure_logging(
         )
     )
     dropped = [_dropping(frozenset(drop))] if drop else []
-    writer = _LineWriter(handler)
+    _WRITER.handler = handler
     structlog.configure(
         processors=[*dropped, *shared, renderer],
-        logger_factory=lambda *args: writer,
+        logger_factory=lambda *args: _WRITER,
         wrapper_class=structlog.make_filtering_bound_logger(numeric),
         cache_logger_on_first_use=True,
     )

@@ -8,6 +8,7 @@ import io
 import json
 import logging
 import threading
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -76,15 +77,26 @@ def test_console_lines_and_dropped_events(restore_logging: None) -> None:
     assert len(text.splitlines()) == 1
 
 
+class _Yielding(io.StringIO):
+    """A stream that lets other threads run in the middle of each write, as a pipe to
+    a slow journal may: lines stay whole only if writers take turns."""
+
+    def write(self, text: str) -> int:
+        half = len(text) // 2
+        super().write(text[:half])
+        time.sleep(0.0001)
+        return half + super().write(text[half:])
+
+
 def test_lines_from_many_threads_stay_whole(restore_logging: None) -> None:
-    out = io.StringIO()
+    out = _Yielding()
     configure_logging("master", "json", "info", stream=out)
     own = structlog.get_logger("x")
     lib = logging.getLogger("kazoo.client")
 
     def write(n: int) -> None:
         for i in range(300):
-            if n % 2:
+            if n % 3:
                 own.info("own line", n=n, i=i, pad="x" * 200)
             else:
                 lib.info("library line %d %d %s", n, i, "y" * 200)
@@ -96,4 +108,16 @@ def test_lines_from_many_threads_stay_whole(restore_logging: None) -> None:
         thread.join()
     lines = _lines(out)  # each line parses on its own
     assert len(lines) == 6 * 300
-    assert sum(line["event"] == "own line" for line in lines) == 3 * 300
+    assert sum(line["event"] == "own line" for line in lines) == 4 * 300
+
+
+def test_loggers_made_before_a_second_configuration_follow_it(
+        restore_logging: None) -> None:
+    first, second = io.StringIO(), io.StringIO()
+    configure_logging("agent", "json", "info", stream=first)
+    log = structlog.get_logger("mesos_zmq.agent")
+    log.info("to the first")
+    configure_logging("agent", "json", "info", stream=second)
+    log.info("to the second")
+    assert [line["event"] for line in _lines(first)] == ["to the first"]
+    assert [line["event"] for line in _lines(second)] == ["to the second"]
