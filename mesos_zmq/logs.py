@@ -12,6 +12,7 @@ from collections.abc import Iterable
 from typing import Any
 
 import structlog
+from structlog.tracebacks import ExceptionDictTransformer
 
 
 class _LineWriter:
@@ -86,9 +87,14 @@ def configure_logging(
     renderer: Any
     if log_format == "json":
         renderer = structlog.processors.JSONRenderer()
-        shared.append(structlog.processors.dict_tracebacks)
+        # Without the frames' local variables (structlog shows them by default): a
+        # handler's locals hold keys, credentials and whatever a peer sent.
+        shared.append(structlog.processors.ExceptionRenderer(
+            ExceptionDictTransformer(show_locals=False)))
     else:
-        renderer = structlog.dev.ConsoleRenderer(colors=out.isatty())
+        # plain tracebacks, never one with locals (rich's, if it were installed)
+        renderer = structlog.dev.ConsoleRenderer(
+            colors=out.isatty(), exception_formatter=structlog.dev.plain_traceback)
     handler = logging.StreamHandler(out)
     handler.setFormatter(
         structlog.stdlib.ProcessorFormatter(

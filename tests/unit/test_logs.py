@@ -52,16 +52,27 @@ def test_own_and_library_lines_are_json_with_the_same_fields(
     assert own["level"] == "info" and library["level"] == "warning"
 
 
-def test_an_exception_is_logged_with_its_traceback(restore_logging: None) -> None:
+def _fail_holding_a_secret() -> None:
+    secret_key = "curve-secret-0123456789"  # noqa: F841 - a local the log must not show
+    raise ValueError("bad flag")
+
+
+@pytest.mark.parametrize("log_format", ["json", "console"])
+def test_an_exception_is_logged_with_its_traceback_but_not_its_locals(
+        restore_logging: None, log_format: str) -> None:
     out = io.StringIO()
-    configure_logging("agent", "json", "info", stream=out)
+    configure_logging("agent", log_format, "info", stream=out)
     try:
-        raise ValueError("bad flag")
+        _fail_holding_a_secret()
     except ValueError:
         structlog.get_logger("x").exception("handler failed")
-    (line,) = _lines(out)
-    assert line["event"] == "handler failed" and line["level"] == "error"
-    assert "ValueError" in json.dumps(line["exception"])
+    text = out.getvalue()
+    assert "handler failed" in text and "ValueError" in text
+    assert "_fail_holding_a_secret" in text  # the traceback's frames
+    assert "curve-secret" not in text
+    if log_format == "json":
+        (line,) = _lines(out)
+        assert line["level"] == "error" and "ValueError" in json.dumps(line["exception"])
 
 
 def test_console_lines_and_dropped_events(restore_logging: None) -> None:
