@@ -299,7 +299,9 @@ def run_master_ha(config: MasterConfig) -> int:
                  catch_up_ms=round((caught_up - claimed) * 1000, 1),
                  listen_and_publish_ms=round((published - caught_up) * 1000, 1),
                  core_ms=round((built - published) * 1000, 1),
-                 # the core's own CPU: the rest of core_ms waited for a core or the GIL
+                 # this thread's CPU (user and system) over core_ms: the core and the
+                 # rest of the server's set-up; the difference is time spent waiting for
+                 # a core, the GIL or I/O
                  core_cpu_ms=round((built_cpu - published_cpu[0]) * 1000, 1),
                  total_ms=round((built - won_time) * 1000, 1))
         server.serve_forever()
