@@ -358,12 +358,12 @@ def test_a_shared_supervisor_is_one_fork_and_a_failed_one_fails_its_tasks_alone(
         assert isinstance(failed, Failed) and "cannot start the task's supervisor" in failed.error
 
 
-def test_a_reaped_shared_supervisor_reports_each_of_its_tasks(
-        tmp_path: Path, pair: tuple[socket.socket, socket.socket]) -> None:
-    ours, theirs = pair
+def reap_stand_in(theirs: socket.socket, status: int) -> tuple[int, list[str]]:
+    """A stand-in shared supervisor of tasks a and b that exits ``status``, reaped:
+    its pid and the containers the launcher then releases."""
     pid = os.fork()
-    if pid == 0:  # pragma: no cover - a stand-in supervisor that just exits
-        os._exit(0)
+    if pid == 0:  # pragma: no cover - the stand-in just exits
+        os._exit(status)
     children: launcher.Children = {pid: [("/ev/a", "c-a"), ("/ev/b", "c-b")]}
     spent: list[str] = []
 
@@ -372,6 +372,13 @@ def test_a_reaped_shared_supervisor_reports_each_of_its_tasks(
         return not children
 
     until(reaped)
+    return pid, spent
+
+
+def test_a_reaped_shared_supervisor_reports_each_of_its_tasks(
+        tmp_path: Path, pair: tuple[socket.socket, socket.socket]) -> None:
+    ours, theirs = pair
+    pid, spent = reap_stand_in(theirs, 0)
     assert spent == ["c-a", "c-b"]
     assert replies(ours) == [{"reaped": "/ev/a", "pid": pid}, {"reaped": "/ev/b", "pid": pid}]
 
@@ -382,17 +389,7 @@ def test_a_shared_supervisor_that_released_its_tasks_cgroups_is_not_released_aga
     launcher reports its tasks reaped but does not destroy their cgroups once more (a
     failed rmdir per hierarchy and task, on its loop, during a burst)."""
     ours, theirs = pair
-    pid = os.fork()
-    if pid == 0:  # pragma: no cover - a stand-in shared supervisor, all released
-        os._exit(RELEASED_ALL)
-    children: launcher.Children = {pid: [("/ev/a", "c-a"), ("/ev/b", "c-b")]}
-    spent: list[str] = []
-
-    def reaped() -> bool:
-        launcher._reap(theirs, children, spent)
-        return not children
-
-    until(reaped)
+    pid, spent = reap_stand_in(theirs, RELEASED_ALL)
     assert spent == []
     assert replies(ours) == [{"reaped": "/ev/a", "pid": pid}, {"reaped": "/ev/b", "pid": pid}]
 
