@@ -14,6 +14,14 @@ when the message is not a request) and echoed in the ``in_reply_to`` field of an
 :class:`Error`; ``body`` is a map from field name to value; ``epoch`` is the sending
 master's leadership term, so that clients can ignore a deposed leader.
 
+A frame may also carry several messages for one peer, a **batch**: a msgpack array
+whose items are envelopes (at most :data:`MAX_BATCH_MESSAGES`), told apart from a single
+envelope by its first item being an array rather than the version. Senders batch what
+one turn of their loop has for the same peer (:func:`batches`); a receiver handles the
+items in order, each as if it had come alone (a refused item gets its own error reply,
+and the others still count). A batch is transport, not meaning: nothing may depend on
+which messages shared a frame. Batches do not nest.
+
 Records are frozen, slotted dataclasses. Decoding validates every field against the
 record's annotations (``int`` never accepts ``bool``, ``float`` accepts ``int``,
 nested records are maps, lists and maps are checked item by item, ``Any`` takes plain
@@ -33,7 +41,7 @@ from __future__ import annotations
 import dataclasses
 import types
 import typing
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, TypeVar
 
@@ -44,6 +52,12 @@ from mesos_zmq.errors import ProtocolError
 PROTOCOL_VERSION = 1
 #: Frames larger than this are refused before msgpack sees them.
 DEFAULT_MAX_FRAME_BYTES = 4 * 1024 * 1024
+#: the most messages one batch frame may carry
+MAX_BATCH_MESSAGES = 1000
+#: senders close a batch before it grows past this many bytes: well under every
+#: receiver's frame limit, and under the size from which the master tracks a frame
+#: until it is sent (mesos_zmq.transport.TRACKED_BYTES); a larger message goes alone
+BATCH_BYTES = 48 * 1024
 #: the most tasks one ``get_tasks`` page (or a capped ``state``) holds: a page of the
 #: largest tasks stays well under a frame
 MAX_TASKS_PAGE = 1000
@@ -1147,9 +1161,7 @@ def peek_request_id(frame: bytes) -> str:
         raw = msgpack.unpackb(frame, raw=False, strict_map_key=False)
     except Exception:
         return ""
-    if isinstance(raw, list) and len(raw) >= 3 and isinstance(raw[2], str):
-        return raw[2][:200]
-    return ""
+    return _request_id_of(raw)
 
 
 def decode_plain(raw: Any) -> Envelope:
@@ -1192,6 +1204,77 @@ def peek_envelope(raw: Any) -> tuple[type[Message], str, dict[Any, Any], int]:
     if not isinstance(body, dict):
         raise ProtocolError("malformed", "envelope body must be a map")
     return cls, request_id, body, epoch
+
+
+@dataclass(frozen=True, slots=True)
+class Refused:
+    """One message of a frame that did not decode: the reason, and the request id to
+    answer it under (as far as it could be read)."""
+
+    error: ProtocolError
+    request_id: str = ""
+
+
+def decode_frame(frame: bytes, max_bytes: int = DEFAULT_MAX_FRAME_BYTES
+                 ) -> list[Envelope | Refused]:
+    """Every message a frame carries (one, or a batch's items in order), each decoded
+    or refused on its own; raises ProtocolError (and never anything else) only when the
+    frame as a whole is unreadable: oversized, not msgpack, or a batch too long."""
+    raw = unpack_frame(frame, max_bytes)
+    items = _batch_items(raw)
+    if items is None:
+        items = [raw]
+    out: list[Envelope | Refused] = []
+    for item in items:
+        try:
+            out.append(decode_plain(item))
+        except ProtocolError as exc:
+            out.append(Refused(exc, _request_id_of(item)))
+    return out
+
+
+def _batch_items(raw: Any) -> list[Any] | None:
+    """A batch's items; None when ``raw`` is not a batch (a single envelope, or junk
+    that decode_plain refuses)."""
+    if type(raw) is not list or not raw or type(raw[0]) is not list:
+        return None
+    if len(raw) > MAX_BATCH_MESSAGES:
+        raise ProtocolError("malformed", f"a batch of {len(raw)} messages exceeds "
+                            f"{MAX_BATCH_MESSAGES}")
+    return raw
+
+
+def _request_id_of(raw: Any) -> str:
+    if isinstance(raw, list) and len(raw) >= 3 and isinstance(raw[2], str):
+        return raw[2][:200]
+    return ""
+
+
+def batch_frame(frames: list[bytes]) -> bytes:
+    """Encoded messages (each a frame from :func:`encode`) as one frame; one stays as
+    it is. Joined, not re-encoded: a msgpack array is its header and its items."""
+    count = len(frames)
+    if count == 1:
+        return frames[0]
+    if not 1 < count <= MAX_BATCH_MESSAGES:
+        raise ValueError(f"a batch holds 2 to {MAX_BATCH_MESSAGES} messages, not {count}")
+    head = bytes((0x90 | count,)) if count < 16 else b"\xdc" + count.to_bytes(2, "big")
+    return head + b"".join(frames)
+
+
+def batches(frames: Iterable[bytes], max_bytes: int = BATCH_BYTES) -> Iterator[bytes]:
+    """Consecutive frames for one peer grouped into as few frames as the limits allow
+    (:data:`BATCH_BYTES`, :data:`MAX_BATCH_MESSAGES`), order kept."""
+    group: list[bytes] = []
+    size = 0
+    for frame in frames:
+        if group and (size + len(frame) > max_bytes or len(group) == MAX_BATCH_MESSAGES):
+            yield batch_frame(group)
+            group, size = [], 0
+        group.append(frame)
+        size += len(frame)
+    if group:
+        yield batch_frame(group)
 
 
 def error_frame(exc: ProtocolError, request_id: str = "") -> bytes:

@@ -29,7 +29,13 @@ import zmq.utils.monitor
 from mesos_zmq.auth.keys import ClientKeys, KeyPair
 from mesos_zmq.auth.zap import DOMAIN
 from mesos_zmq.errors import ConfigError, ProtocolError
-from mesos_zmq.protocol import DEFAULT_MAX_FRAME_BYTES, Envelope, decode
+from mesos_zmq.protocol import (
+    DEFAULT_MAX_FRAME_BYTES,
+    Envelope,
+    Refused,
+    batches,
+    decode_frame,
+)
 
 log = structlog.get_logger()
 
@@ -273,6 +279,12 @@ class ClientSocket:
         except zmq.Again:
             pass  # master unreachable and queue full: retries and heartbeats recover
 
+    def send_all(self, frames: list[bytes]) -> None:
+        """Encoded messages, in order, in as few frames as batches allow (what one turn
+        of a client's loop has to say: a framework's acknowledgements of many updates)."""
+        for frame in batches(frames):
+            self.send(frame)
+
     def recv(self) -> list[bytes]:
         return self.socket.recv_multipart(copy=True)
 
@@ -289,25 +301,32 @@ class ClientSocket:
                 return
             for frame in frames:
                 try:
-                    envelope = decode(frame)
+                    items = decode_frame(frame)
                 except ProtocolError as exc:
                     log.warning("undecodable frame from master", code=exc.code,
                                 error=exc.message[:200])
                     continue
-                if envelope.epoch:
-                    if envelope.epoch > MAX_EPOCH:
-                        # Epochs are ZooKeeper versions (32-bit): a larger one is forged,
-                        # and believing it would deafen us to the real master for good.
-                        log.warning("ignored a message with an impossible epoch",
-                                    epoch=envelope.epoch)
-                        self.ignored_stale += 1
+                for envelope in items:
+                    if isinstance(envelope, Refused):
+                        log.warning("undecodable message from master",
+                                    code=envelope.error.code,
+                                    error=envelope.error.message[:200])
                         continue
-                    if envelope.epoch < self.max_epoch:
-                        # A deposed leader still talking: nothing it says counts.
-                        self.ignored_stale += 1
-                        continue
-                    self.max_epoch = envelope.epoch
-                yield envelope
+                    if envelope.epoch:
+                        if envelope.epoch > MAX_EPOCH:
+                            # Epochs are ZooKeeper versions (32-bit): a larger one is
+                            # forged, and believing it would deafen us to the real
+                            # master for good.
+                            log.warning("ignored a message with an impossible epoch",
+                                        epoch=envelope.epoch)
+                            self.ignored_stale += 1
+                            continue
+                        if envelope.epoch < self.max_epoch:
+                            # A deposed leader still talking: nothing it says counts.
+                            self.ignored_stale += 1
+                            continue
+                        self.max_epoch = envelope.epoch
+                    yield envelope
 
     def poll(self, timeout_ms: int) -> bool:
         return bool(self.socket.poll(timeout_ms, zmq.POLLIN))

@@ -52,6 +52,7 @@ from mesos_zmq.protocol import (  # noqa: E402
     Accept,
     Acknowledge,
     Decline,
+    Envelope,
     Error,
     FrameworkInfo,
     GetState,
@@ -68,7 +69,9 @@ from mesos_zmq.protocol import (  # noqa: E402
     Suppress,
     TaskInfo,
     Tasks,
+    batches,
     decode,
+    decode_frame,
     encode,
 )
 from mesos_zmq.resources import Resources  # noqa: E402
@@ -117,6 +120,9 @@ class _Framework:
         #: wall time of the first offer since the last reconnection (0: none yet)
         self.first_offer_at = 0.0
         self.seq = 0
+        #: what a turn of the loop has to send, in batch frames at its end (as the SDK's
+        #: driver sends: the acknowledgements of a turn's updates go as one frame)
+        self.outbox: list[bytes] = []
 
     def _socket(self, master: str) -> zmq.Socket[bytes]:
         sock = self.context.socket(zmq.DEALER)
@@ -126,7 +132,12 @@ class _Framework:
         return sock
 
     def send(self, msg: Any) -> None:
-        self.sock.send(encode(msg, uuid.uuid4().hex[:12]))
+        self.outbox.append(encode(msg, uuid.uuid4().hex[:12]))
+
+    def flush(self) -> None:
+        for frame in batches(self.outbox):
+            self.sock.send(frame)
+        self.outbox = []
 
     def subscribe(self) -> None:
         info = FrameworkInfo(name="bench", roles=["*"], framework_id=self.framework_id,
@@ -205,6 +216,7 @@ class _Framework:
         self.mode = cmd.get("mode", self.mode)
         self.target_long = int(cmd.get("long", self.target_long))
         if cmd.get("reconnect"):
+            self.flush()  # the old connection's, as if sent at once
             self.sock.close(linger=0)
             self.sock = self._socket(cmd["reconnect"])
             self.first_offer_at = 0.0
@@ -229,17 +241,18 @@ class _Framework:
                     except zmq.Again:
                         break
                     now = time.monotonic()
-                    msg = decode(frame, max_bytes=1 << 30).message
-                    if isinstance(msg, Offers):
-                        self.on_offers(msg)
-                    elif isinstance(msg, StatusUpdate):
-                        self.on_update(msg, now)
-                    elif isinstance(msg, Subscribed):
-                        self.framework_id = msg.framework_id
-                        self.interval = msg.heartbeat_interval
-                        self.counts["subscribed"] += 1
-                    elif isinstance(msg, Error):
-                        self.counts["errors"] += 1
+                    for item in decode_frame(frame, max_bytes=1 << 30):
+                        msg = item.message if isinstance(item, Envelope) else None
+                        if isinstance(msg, Offers):
+                            self.on_offers(msg)
+                        elif isinstance(msg, StatusUpdate):
+                            self.on_update(msg, now)
+                        elif isinstance(msg, Subscribed):
+                            self.framework_id = msg.framework_id
+                            self.interval = msg.heartbeat_interval
+                            self.counts["subscribed"] += 1
+                        elif isinstance(msg, Error) or msg is None:
+                            self.counts["errors"] += 1
             now = time.monotonic()
             try:
                 while True:
@@ -251,6 +264,7 @@ class _Framework:
             if now >= next_beat and self.framework_id:
                 next_beat = now + self.interval
                 self.send(Heartbeat())
+            self.flush()
             if now >= next_report:
                 next_report = now + 0.25
                 self.report.put(("counts", {**self.counts, "last_offer_at": self.last_offer_at,

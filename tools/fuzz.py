@@ -73,11 +73,13 @@ from mesos_zmq.errors import MesosZmqError, ProtocolError
 from mesos_zmq.protocol import (
     DEFAULT_MAX_FRAME_BYTES,
     ERROR_CODES,
+    MAX_BATCH_MESSAGES,
     PROTOCOL_VERSION,
     Accept,
     Acknowledge,
     AgentRegistered,
     DrainAgent,
+    Envelope,
     Error,
     FileData,
     FrameworkInfo,
@@ -89,6 +91,7 @@ from mesos_zmq.protocol import (
     OperatorReply,
     ReactivateAgent,
     ReadFile,
+    Refused,
     RegisterAgent,
     RemoveQuota,
     ReregisterAgent,
@@ -102,7 +105,8 @@ from mesos_zmq.protocol import (
     Subscribed,
     TaskInfo,
     UnreserveResources,
-    decode,
+    batch_frame,
+    decode_frame,
     encode,
     record_types,
     to_plain,
@@ -411,10 +415,18 @@ def mutate_body(values: Values, body: Any) -> Any:
 
 
 def decodes_to_state_capable(frame: bytes) -> bool:
+    """Whether any message the frame carries (a batch's items too) could change state."""
+    return any(isinstance(m, STATE_CAPABLE) for m in messages_of(frame))
+
+
+def messages_of(frame: bytes) -> list[Message]:
+    """The messages a frame carries that decode (one, or a batch's items); none when
+    the frame as a whole does not decode."""
     try:
-        return isinstance(decode(frame).message, STATE_CAPABLE)
+        items = decode_frame(frame)
     except ProtocolError:
-        return False
+        return []
+    return [item.message for item in items if isinstance(item, Envelope)]
 
 
 class Frames:
@@ -440,6 +452,36 @@ class Frames:
         rng = self.rng
         return rng.choice(["", "r", f"fz{self.count}", "x" * 200, self.values.text()[:200]])
 
+    def batch(self) -> bytes:
+        """A batch frame: hostile items among typed ones, a nested batch, sometimes
+        more items than a batch may hold, or its bytes mutated."""
+        rng = self.rng
+        if rng.random() < 0.05:
+            item = encode(self.typed(), self.request_id())
+            count = MAX_BATCH_MESSAGES + 1
+            return b"\xdc" + count.to_bytes(2, "big") + item * count
+        items = []
+        for _ in range(rng.randint(2, 8)):
+            pick = rng.random()
+            if pick < 0.5:
+                items.append(encode(self.typed(), self.request_id(),
+                                    rng.choice([0, 0, 1, MAX_EPOCH, 2**63])))
+            elif pick < 0.7:
+                items.append(pack(self.values.plain()))
+            elif pick < 0.8:
+                items.append(batch_frame([encode(self.typed(), self.request_id())] * 2))
+            else:
+                items.append(pack([PROTOCOL_VERSION, rng.choice(list(record_types())),
+                                   self.request_id(), self.values.plain()]))
+        frame = batch_frame(items)
+        if rng.random() < 0.2:
+            mutated = mutate_bytes(rng, frame)
+            # A mutation must not turn a must-refuse request into one the master may
+            # accept (as for single frames).
+            if not decodes_to_state_capable(mutated):
+                return mutated
+        return frame
+
     def next(self) -> list[bytes]:
         rng = self.rng
         self.count += 1
@@ -464,6 +506,8 @@ class Frames:
         if roll < 0.29:
             msg = self.typed()
             return [encode(msg, self.request_id()), rng.randbytes(rng.randint(0, 10))]
+        if roll < 0.35:
+            return [self.batch()]
         msg = self.typed()
         frame = encode(msg, self.request_id(), rng.choice([0, 0, 0, 1, 2, MAX_EPOCH, 2**63]))
         if roll < 0.75:
@@ -596,11 +640,11 @@ class Baseline:
         while time.monotonic() < deadline and offer is None:
             if not self.socket.poll(500):
                 continue
-            env = decode(self.socket.recv())
-            if isinstance(env.message, Subscribed):
-                self.framework_id = env.message.framework_id
-            elif isinstance(env.message, Offers) and env.message.offers:
-                offer = env.message.offers[0]
+            for msg in messages_of(self.socket.recv()):
+                if isinstance(msg, Subscribed):
+                    self.framework_id = msg.framework_id
+                elif isinstance(msg, Offers) and msg.offers and offer is None:
+                    offer = msg.offers[0]
         if offer is None or not self.framework_id:
             raise RuntimeError("the baseline framework got no offer")
         task = TaskInfo(task_id=self.task_ids[0], agent_id=offer.agent_id,
@@ -617,17 +661,14 @@ class Baseline:
         with suppress(zmq.ZMQError):
             self.socket.send(encode(Heartbeat()))
         for parts in receive_all(self.socket):
-            try:
-                msg = decode(parts[-1]).message
-            except ProtocolError:
-                continue
-            if isinstance(msg, Offers):
-                self.offer_ids = [o.offer_id for o in msg.offers][-10:]
-            elif isinstance(msg, StatusUpdate) and msg.status.uuid:
-                s = msg.status
-                self.socket.send(encode(Acknowledge(framework_id=s.framework_id,
-                                                    agent_id=s.agent_id, task_id=s.task_id,
-                                                    uuid=s.uuid)))
+            for msg in messages_of(parts[-1]):
+                if isinstance(msg, Offers):
+                    self.offer_ids = [o.offer_id for o in msg.offers][-10:]
+                elif isinstance(msg, StatusUpdate) and msg.status.uuid:
+                    s = msg.status
+                    self.socket.send(encode(Acknowledge(
+                        framework_id=s.framework_id, agent_id=s.agent_id,
+                        task_id=s.task_id, uuid=s.uuid)))
 
     def close(self) -> None:
         self.socket.close(linger=0)
@@ -700,10 +741,17 @@ class MasterTarget:
 
     def _reply(self, parts: list[bytes]) -> None:
         try:
-            msg = decode(parts[-1]).message
+            items = decode_frame(parts[-1])
         except ProtocolError as exc:
             self.tally.note(f"master sent an undecodable frame: {exc.code} {exc.message[:80]}")
             return
+        for item in items:
+            if isinstance(item, Refused):
+                self.tally.note(f"master sent an undecodable message: {item.error.code}")
+            else:
+                self._reply_message(item.message)
+
+    def _reply_message(self, msg: Message) -> None:
         kind = f"error:{msg.code}" if isinstance(msg, Error) else msg.TYPE
         self.tally.replies[f"master {kind}"] += 1
         if isinstance(msg, Error) and msg.code == "internal":
@@ -832,30 +880,38 @@ class AgentTarget:
                 continue
             self.identity = parts[0]
             try:
-                env = decode(parts[-1])
+                items = decode_frame(parts[-1])
             except ProtocolError as exc:
                 self.tally.note(f"agent sent an undecodable frame: {exc.code}")
                 continue
-            msg = env.message
-            kind = f"error:{msg.code}" if isinstance(msg, Error) else msg.TYPE
-            self.tally.replies[f"agent {kind}"] += 1
-            if isinstance(msg, RegisterAgent | ReregisterAgent):
-                self._register()
-            elif isinstance(msg, StatusUpdate):
-                self.updates = [*self.updates[-50:], msg]
-                if self.rng.random() < 0.5 and msg.status.uuid:
-                    s = msg.status
-                    self.router.send_multipart([self.identity, encode(Acknowledge(
-                        framework_id=s.framework_id, agent_id=s.agent_id, task_id=s.task_id,
-                        uuid=s.uuid), "", self.epoch)])
-            elif isinstance(msg, FileData) and self.canary.encode() in msg.data:
-                self.tally.escapes += 1
-                self.tally.note(f"agent read escaped its sandbox: path {msg.path[:120]!r}")
-            elif isinstance(msg, Error) and msg.code == "internal":
-                self.tally.internal += 1
-                self.tally.note(f"agent internal error: {msg.message[:120]}")
-            if env.request_id.startswith("probe-"):
-                self.probes = max(self.probes, int(env.request_id.split("-")[1]))
+            for item in items:
+                if isinstance(item, Refused):
+                    self.tally.note(f"agent sent an undecodable message: {item.error.code}")
+                else:
+                    self._heard(item)
+
+    def _heard(self, env: Envelope) -> None:
+        """One message from the agent (a batch's items one by one)."""
+        msg = env.message
+        kind = f"error:{msg.code}" if isinstance(msg, Error) else msg.TYPE
+        self.tally.replies[f"agent {kind}"] += 1
+        if isinstance(msg, RegisterAgent | ReregisterAgent):
+            self._register()
+        elif isinstance(msg, StatusUpdate):
+            self.updates = [*self.updates[-50:], msg]
+            if self.rng.random() < 0.5 and msg.status.uuid:
+                s = msg.status
+                self.router.send_multipart([self.identity, encode(Acknowledge(
+                    framework_id=s.framework_id, agent_id=s.agent_id, task_id=s.task_id,
+                    uuid=s.uuid), "", self.epoch)])
+        elif isinstance(msg, FileData) and self.canary.encode() in msg.data:
+            self.tally.escapes += 1
+            self.tally.note(f"agent read escaped its sandbox: path {msg.path[:120]!r}")
+        elif isinstance(msg, Error) and msg.code == "internal":
+            self.tally.internal += 1
+            self.tally.note(f"agent internal error: {msg.message[:120]}")
+        if env.request_id.startswith("probe-"):
+            self.probes = max(self.probes, int(env.request_id.split("-")[1]))
 
     def batch(self, count: int) -> int:
         sent = 0
@@ -864,9 +920,10 @@ class AgentTarget:
             parts = self.frames.next()
             for part in parts:
                 with suppress(ProtocolError):
-                    epoch = decode(part).epoch
-                    if epoch <= MAX_EPOCH:  # the agent ignores (only) a larger one
-                        self.epoch = max(self.epoch, epoch)
+                    for item in decode_frame(part):
+                        epoch = item.epoch if isinstance(item, Envelope) else 0
+                        if epoch <= MAX_EPOCH:  # the agent ignores (only) a larger one
+                            self.epoch = max(self.epoch, epoch)
             try:
                 self.router.send_multipart([self.identity, *parts], flags=zmq.NOBLOCK)
             except zmq.ZMQError:

@@ -49,10 +49,12 @@ from mesos_zmq.errors import ProtocolError  # noqa: E402
 from mesos_zmq.protocol import (  # noqa: E402
     Acknowledge,
     AgentRegistered,
+    Envelope,
     Error,
     Heartbeat,
     KillTask,
     Message,
+    Refused,
     RegisterAgent,
     ReregisterAgent,
     RunTasks,
@@ -61,7 +63,7 @@ from mesos_zmq.protocol import (  # noqa: E402
     TaskInfo,
     TaskReport,
     TaskStatus,
-    decode,
+    decode_frame,
     encode,
 )
 from mesos_zmq.transport import (  # noqa: E402
@@ -359,12 +361,25 @@ class _Worker:
 
     # --------------------------------------------------------------- the loop
     def on_frame(self, agent: _Agent, frame: bytes, now: float) -> None:
+        """One frame from the master: a message, or a batch of them handled in order
+        (a refused item counts as a bad frame, the others still count), stopping when
+        one of them made the agent reconnect: the rest was for the old connection."""
         self.counts["frames_in"] += 1
         try:
-            envelope = decode(frame)
+            items = decode_frame(frame)
         except ProtocolError:
             self.counts["bad_frames"] += 1
             return
+        sock = agent.sock
+        for item in items:
+            if isinstance(item, Refused):
+                self.counts["bad_frames"] += 1
+                continue
+            self.on_envelope(agent, item, now)
+            if agent.sock is not sock:
+                return  # reconnected while handling it
+
+    def on_envelope(self, agent: _Agent, envelope: Envelope, now: float) -> None:
         if envelope.epoch:
             if envelope.epoch > MAX_EPOCH:
                 self.counts["stale_epoch"] += 1

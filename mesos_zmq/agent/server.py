@@ -173,6 +173,9 @@ class AgentServer:
         # Spawning is slow (a fork each): launch in small batches between socket
         # reads so heartbeats and updates keep flowing during a big RunTasks.
         self._launch_queue: deque[tuple[str, TaskInfo]] = deque()
+        #: encoded messages for the master, sent at the end of the loop's turn in as few
+        #: frames as batches allow (a burst of task starts is one frame, not hundreds)
+        self._outbox: list[bytes] = []
         self._log = log.bind(hostname=self.core.hostname)
         self._next_usage = 0.0
         self._next_compact_check = 0.0
@@ -263,11 +266,13 @@ class AgentServer:
                     self._check_handshake(now)
                 self.core.wall_offset = time.time() - now
                 self._apply(self.core.tick(now))
+                self._send_outbox()
         finally:
             running = self.containerizer.running()
             if self._stop is not None:
                 reason = "drained" if self._stop == "drain" else "restart"
                 self._apply(self.core.stopping(reason))
+            self._send_outbox()
             self.containerizer.close(wait=self._stop == "drain")
             self.client.close(linger_ms=STOP_LINGER_MS)
             self.context.term()
@@ -324,6 +329,7 @@ class AgentServer:
         address = self.detector.changed()
         if address is not None and address != self.client.address:
             self._log.info("new leading master", address=address)
+            self._send_outbox()  # the old connection's, as if sent at once
             self.client.reconnect(address)
             self._apply(self.core.connected(time.monotonic()))
 
@@ -342,15 +348,21 @@ class AgentServer:
         for key, signum in fx.signal:
             self.containerizer.signal(key, signum)
         for request, request_id in fx.read_file:
-            self.client.send(encode(self._read_file(request, request_id), request_id))
+            self._outbox.append(encode(self._read_file(request, request_id), request_id))
         for msg, request_id in fx.messages:
-            self.client.send(encode(msg, request_id))
+            self._outbox.append(encode(msg, request_id))
         for key in fx.forget:
             self.containerizer.forget(key)
         if fx.reconnect:
             self._log.warning("master silent: reconnecting")
+            self._send_outbox()  # the old connection's, as if sent at once
             self.client.reconnect()
             self._apply(self.core.connected(time.monotonic()))
+
+    def _send_outbox(self) -> None:
+        if self._outbox:
+            frames, self._outbox = self._outbox, []
+            self.client.send_all(frames)
 
     def _write_checkpoints(self, fx: Effects, seq: tuple[TaskKey, int] | None) -> None:
         """Append the core's records to each task's log before anything is sent."""

@@ -17,7 +17,7 @@ import zmq
 from mesos_zmq.auth.keys import ClientKeys, client_keys
 from mesos_zmq.detector import LeaderDetector, NoLeader
 from mesos_zmq.errors import AuthError, MesosZmqError, ProtocolError
-from mesos_zmq.protocol import Error, Message, decode, encode
+from mesos_zmq.protocol import Error, Message, Refused, decode_frame, encode
 from mesos_zmq.transport import ClientSocket
 
 #: the largest answer a command reads (a whole state of about 250,000 short
@@ -90,7 +90,7 @@ def request(master: str, msg: Message, timeout: float = 5.0,
                 )
             for frame in client.recv():
                 try:
-                    envelope = decode(frame, max_bytes)
+                    items = decode_frame(frame, max_bytes)
                 except ProtocolError as exc:
                     if exc.code == "oversized":
                         raise ReplyTooLarge(
@@ -98,11 +98,14 @@ def request(master: str, msg: Message, timeout: float = 5.0,
                             f"({len(frame)}): use --limit/--offset (mesos-zmq tasks), or "
                             "leave the tasks out of mesos-zmq state") from None
                     continue
-                reply = envelope.message
-                if isinstance(reply, Error) and reply.in_reply_to == rid:
-                    raise RequestRefused(reply.code, reply.message)
-                if envelope.request_id == rid:
-                    return reply
+                for envelope in items:
+                    if isinstance(envelope, Refused):
+                        continue
+                    reply = envelope.message
+                    if isinstance(reply, Error) and reply.in_reply_to == rid:
+                        raise RequestRefused(reply.code, reply.message)
+                    if envelope.request_id == rid:
+                        return reply
     finally:
         client.close()
         context.term()

@@ -48,13 +48,17 @@ from mesos_zmq.master.records import record_to_plain
 from mesos_zmq.master.snapshots import HOLD_AFTER_START, BackgroundSnapshots
 from mesos_zmq.master.state import HistoryLimits, MasterState, state_from
 from mesos_zmq.protocol import (
+    BATCH_BYTES,
     DEFAULT_MAX_FRAME_BYTES,
+    Envelope,
     FileData,
     Heartbeat,
     Message,
+    Refused,
     State,
     Tasks,
-    decode,
+    batches,
+    decode_frame,
     encode,
     error_frame,
     peek_request_id,
@@ -65,7 +69,8 @@ from mesos_zmq.transport import TRACKED_BYTES, ServerSocket
 
 log = structlog.get_logger()
 
-#: Frames handled before the loop ticks and commits; bounds the latency of one batch.
+#: Messages handled before the loop ticks and commits (a batch frame's items each
+#: count); bounds the latency of one turn.
 MAX_BATCH = 2000
 #: bytes of large replies (file data, state) one connection may leave unread before
 #: further ones are withheld with an error (a few replies of the largest kind)
@@ -441,13 +446,15 @@ class MasterServer:
             self.close()
 
     def _drain(self, ready: Ready, now: float) -> bool:
-        """Read and handle up to MAX_BATCH frames; True if none was left unread."""
-        for read in range(MAX_BATCH):
+        """Read and handle frames until MAX_BATCH messages; True if none was left unread."""
+        read = 0
+        while read < MAX_BATCH:
             try:
                 identity, frames, user = self.server.recv_nowait()
             except zmq.Again:
                 self._last_batch = read
                 return True
+            read += 1
             if (len(frames) == 1 and frames[0] == HEARTBEAT_FRAME
                     and (self.zap is None or (user and self.zap.still_valid(user)))
                     and self.core.heard(identity, now, principal_of(user))):
@@ -467,46 +474,63 @@ class MasterServer:
                     if again is not None:
                         ready.extend(again)
                         continue
-                envelope = decode(frame, self.config.max_frame_bytes)
+                items = decode_frame(frame, self.config.max_frame_bytes)
             except ProtocolError as exc:
-                rid = peek_request_id(frame) if exc.code != "oversized" else ""
-                log.info("refused frame", code=exc.code, error=exc.message[:200])
-                self.core.counters[f"refused_{exc.code}"] = (
-                    self.core.counters.get(f"refused_{exc.code}", 0) + 1
-                )
-                self.server.send(identity, error_frame(exc, rid))
+                self._refuse(identity, exc, peek_request_id(frame) if exc.code != "oversized"
+                             else "")
                 continue
             if self.zap is not None and not (user and self.zap.still_valid(user)):
-                # No ZAP verdict, or a key since removed from the credentials.
+                # No ZAP verdict, or a key since removed from the credentials: one
+                # answer per frame, however many messages it carried.
                 self.core.count("refused_unauthenticated")
                 self.server.send(identity, error_frame(ProtocolError(
-                    "unauthorized", "this connection's key is not (or no longer) in the "
-                    "master's credentials: connect again with a valid key"),
-                    envelope.request_id))
+                    "unauthorized", "this connection's key is not (or no longer) in "
+                    "the master's credentials: connect again with a valid key"),
+                    items[0].request_id))
                 continue
-            try:
-                result = self.core.handle(identity, envelope.message, envelope.request_id, now,
-                                          principal_of(user))
-            except Exception:
-                # A bug in one handler must not take the cluster down, nor leave half of
-                # its work behind: it commits nothing and sends nothing (see
-                # _forget_failed_handler) and its sender gets ``internal``.
-                log.exception("handler failed", type=envelope.message.TYPE,
-                              principal=user or None)
-                self.server.send(
-                    identity,
-                    error_frame(
-                        ProtocolError("internal", "the master failed to handle this message"),
-                        envelope.request_id,
-                    ),
-                )
-                if not self._forget_failed_handler(ready, now):
-                    self._stopping = True
-                    self.exit_code = 70  # EX_SOFTWARE: the service manager restarts us
+            # A batch's messages are handled in order, each as if it had come alone.
+            read += len(items) - 1
+            for item in items:
+                if isinstance(item, Refused):
+                    self._refuse(identity, item.error, item.request_id)
+                elif not self._handle(identity, item, user, ready, now):
                     return True
-                continue
-            ready.extend(result)
         return False
+
+    def _refuse(self, identity: bytes, exc: ProtocolError, request_id: str) -> None:
+        """A message that did not decode: counted, logged, answered; nothing changes."""
+        log.info("refused frame", code=exc.code, error=exc.message[:200])
+        self.core.counters[f"refused_{exc.code}"] = (
+            self.core.counters.get(f"refused_{exc.code}", 0) + 1
+        )
+        self.server.send(identity, error_frame(exc, request_id))
+
+    def _handle(self, identity: bytes, envelope: Envelope, user: str | None, ready: Ready,
+                now: float) -> bool:
+        """One decoded message through the core; False when the master must stop."""
+        try:
+            result = self.core.handle(identity, envelope.message, envelope.request_id, now,
+                                      principal_of(user))
+        except Exception:
+            # A bug in one handler must not take the cluster down, nor leave half of
+            # its work behind: it commits nothing and sends nothing (see
+            # _forget_failed_handler) and its sender gets ``internal``.
+            log.exception("handler failed", type=envelope.message.TYPE,
+                          principal=user or None)
+            self.server.send(
+                identity,
+                error_frame(
+                    ProtocolError("internal", "the master failed to handle this message"),
+                    envelope.request_id,
+                ),
+            )
+            if not self._forget_failed_handler(ready, now):
+                self._stopping = True
+                self.exit_code = 70  # EX_SOFTWARE: the service manager restarts us
+                return False
+            return True
+        ready.extend(result)
+        return True
 
     def _repeated(self, identity: bytes, frame: bytes, user: str | None,
                   now: float) -> Ready | None:
@@ -556,6 +580,10 @@ class MasterServer:
         # log holds up to its mark.
         self._snapshots.start(self.core.state.snapshot, now)
         last: tuple[Message | None, str, bytes] = (None, "", b"")
+        # What one turn has for the same peer goes as one batch frame (see
+        # mesos_zmq.protocol): a framework hears of many tasks in a turn, and each frame
+        # costs both ends a send, a receive and an unpack.
+        waiting: dict[bytes, list[bytes]] = {}
         for peer, msg, request_id in ready.messages:
             # The same (frozen) message to many peers, heartbeats above all, is encoded
             # once.
@@ -566,13 +594,25 @@ class MasterServer:
                 last = (msg, request_id, frame)
             # Replies a peer sizes by asking (file data, state) are counted whatever
             # their size: small reads asked for in their thousands add up as well.
-            self._send(peer, frame, isinstance(msg, FileData | State | Tasks), msg.TYPE,
-                       request_id)
+            asked = isinstance(msg, FileData | State | Tasks)
+            if asked or len(frame) >= BATCH_BYTES:
+                # Alone, and after what the same turn had for this peer before it.
+                self._send_waiting(peer, waiting.pop(peer, None))
+                self._send(peer, frame, asked, msg.TYPE, request_id)
+            else:
+                waiting.setdefault(peer, []).append(frame)
+        for peer, frames in waiting.items():
+            self._send_waiting(peer, frames)
         if ready.reads:
             # Answered (here or by a child forked) after the records above are durable:
             # a read shows nothing that could still be lost.
             self._answer_in_loop(*self._loop_reads.take(self.core, ready.reads, now,
                                                         self.epoch), now)
+
+    def _send_waiting(self, peer: bytes, frames: list[bytes] | None) -> None:
+        if frames:
+            for frame in batches(frames):
+                self._send(peer, frame, False, "batch", None)
 
     def _send(self, peer: bytes, frame: bytes, asked: bool, kind: str,
               request_id: str | None) -> None:

@@ -265,6 +265,9 @@ class SchedulerDriver:
         self._done = threading.Event()
         self._context: zmq.Context[zmq.Socket[bytes]] | None = None
         self._client: ClientSocket | None = None
+        #: encoded messages for the master, sent at the end of the loop's turn in as few
+        #: frames as batches allow (the acknowledgements of a turn's updates: one frame)
+        self._outbox: list[bytes] = []
         self._socket_changed = False
         #: call_later timers: (due, sequence, handle), touched only in the driver thread
         self._timers: list[tuple[float, int, TimerHandle]] = []
@@ -626,7 +629,9 @@ class SchedulerDriver:
                     self._execute(self._core.tick(time.monotonic()))
                 if not self._stop_requested:
                     self._run_timers()
+                self._send_outbox()
             self._execute(self._final)
+            self._send_outbox()
             client.close(linger_ms=self._linger_ms)
         except Exception:
             self._log.exception("scheduler driver crashed")
@@ -658,6 +663,7 @@ class SchedulerDriver:
         address = self._detector.changed()
         if address is not None and address != client.address:
             self._log.info("new leading master", address=address)
+            self._send_outbox()  # the old connection's, as if sent at once
             client.reconnect(address)
             self._socket_changed = True
             self._execute(self._core.connected(time.monotonic()))
@@ -687,11 +693,16 @@ class SchedulerDriver:
             if self._stop_requested or self._socket_changed:
                 return  # the rest belongs to a socket or a driver that is gone
 
+    def _send_outbox(self) -> None:
+        if self._outbox and self._client is not None:
+            frames, self._outbox = self._outbox, []
+            self._client.send_all(frames)
+
     def _execute(self, actions: Actions) -> None:
         for action in actions:
             if isinstance(action, Send):
                 if self._client is not None:
-                    self._client.send(encode(action.message, action.request_id))
+                    self._outbox.append(encode(action.message, action.request_id))
             elif isinstance(action, Call):
                 if action.name in ("registered", "reregistered") and \
                         self._core.master_info.get("unknown_id"):
@@ -706,6 +717,7 @@ class SchedulerDriver:
             elif isinstance(action, Reconnect):
                 if self._client is not None:
                     self._log.warning("master silent: reconnecting", master=self.master)
+                    self._send_outbox()  # the old connection's, as if sent at once
                     self._client.reconnect(
                         self._detector.current() if self._detector is not None else None)
                     self._socket_changed = True

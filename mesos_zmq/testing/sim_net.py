@@ -43,7 +43,7 @@ from kazoo.exceptions import KazooException, NoNodeError
 
 from mesos_zmq.detector import LEADER_NODE, leader_info_or_none
 from mesos_zmq.errors import ProtocolError
-from mesos_zmq.protocol import Envelope, decode
+from mesos_zmq.protocol import Envelope, Refused, decode_frame
 from mesos_zmq.testing.fakezk import FakeKazooClient, FakeZooKeeper
 
 #: messages a DEALER queues towards an absent master before it drops (ZeroMQ's HWM)
@@ -236,17 +236,21 @@ class ClientConn:
     def receive_all(self) -> Iterator[Envelope]:
         for frame in self.world.network.client_receive(self.conn):
             try:
-                envelope = decode(frame)
+                items = decode_frame(frame)
             except ProtocolError as exc:
                 self.world.log(self.owner, "undecodable frame", exc.code)
                 continue
-            if envelope.epoch:
-                if envelope.epoch < self.max_epoch:
-                    self.ignored_stale += 1
-                    self.world.log(self.owner, "ignored stale epoch", envelope.epoch)
+            for envelope in items:  # a batch's messages in order, as ClientSocket does
+                if isinstance(envelope, Refused):
+                    self.world.log(self.owner, "undecodable message", envelope.error.code)
                     continue
-                self.max_epoch = envelope.epoch
-            yield envelope
+                if envelope.epoch:
+                    if envelope.epoch < self.max_epoch:
+                        self.ignored_stale += 1
+                        self.world.log(self.owner, "ignored stale epoch", envelope.epoch)
+                        continue
+                    self.max_epoch = envelope.epoch
+                yield envelope
 
     def close(self) -> None:
         self.world.network.close(self.conn)

@@ -49,6 +49,7 @@ from mesos_zmq.protocol import (
     Accept,
     Acknowledge,
     Decline,
+    Envelope,
     FrameworkInfo,
     Heartbeat,
     Kill,
@@ -56,9 +57,11 @@ from mesos_zmq.protocol import (
     Offer,
     Reconcile,
     ReconcileTask,
+    Refused,
     TaskInfo,
     TaskStatus,
-    decode,
+    batches,
+    decode_frame,
     encode,
     error_frame,
     peek_request_id,
@@ -324,10 +327,19 @@ class MasterReplica:
     def _handle_frame(self, core: MasterCore, identity: bytes, frame: bytes, ready: Ready,
                       now: float) -> None:
         try:
-            envelope = decode(frame)
+            items = decode_frame(frame)
         except ProtocolError as exc:
             self.world.network.master_send(identity, error_frame(exc, peek_request_id(frame)))
             return
+        for item in items:  # a batch's messages in order, as MasterServer does
+            if isinstance(item, Refused):
+                self.world.network.master_send(identity,
+                                               error_frame(item.error, item.request_id))
+            else:
+                self._handle_message(core, identity, item, ready, now)
+
+    def _handle_message(self, core: MasterCore, identity: bytes, envelope: Envelope,
+                        ready: Ready, now: float) -> None:
         if not isinstance(envelope.message, Heartbeat):
             self.world.log(self.name, Lazy(_arrow, "<-", identity),
                            Lazy(_short, envelope.message))
@@ -366,10 +378,15 @@ class MasterReplica:
                 self.pending_snapshot = (self.log.encode_snapshot(self.core.state.snapshot()),
                                          mark)
                 self.world.log(self.name, "snapshot marked", mark)
+        # What a step has for one peer goes in batch frames, as MasterServer sends it.
+        waiting: dict[bytes, list[bytes]] = {}
         for peer, msg, request_id in ready.messages:
             if not isinstance(msg, Heartbeat):
                 self.world.log(self.name, Lazy(_arrow, "->", peer), Lazy(_short, msg))
-            self.world.network.master_send(peer, encode(msg, request_id, self.epoch))
+            waiting.setdefault(peer, []).append(encode(msg, request_id, self.epoch))
+        for peer, frames in waiting.items():
+            for frame in batches(frames):
+                self.world.network.master_send(peer, frame)
 
     def compact(self) -> None:
         """Forced snapshot + compaction by the serving leader, between two steps."""
@@ -409,9 +426,19 @@ class _ClientProc:
     restart_at: float | None
     client: Any
     detector: SimDetector | None
+    #: encoded messages for the master, sent at the end of a step in batch frames (as
+    #: the real agent and driver send what one turn of their loop has to say)
+    outbox: list[bytes]
+
+    def _send_outbox(self) -> None:
+        if self.outbox and self.conn is not None:
+            for frame in batches(self.outbox):
+                self.conn.send(frame)
+        self.outbox = []
 
     def crash(self) -> None:
         self.world.log(self.name, "CRASH")
+        self.outbox = []  # never sent: the process is gone
         if self.conn is not None:
             self.conn.close()
         self.phase = "down"
@@ -461,6 +488,7 @@ class AgentProc(_ClientProc):
         self.launches: set[TaskKey] = set()  # containerizer.launches
         self.consumed: dict[TaskKey, int] = {}
         self.launch_queue: list[tuple[str, TaskInfo]] = []
+        self.outbox = []
 
     # ----------------------------------------------------------------- life
     def boot(self) -> None:
@@ -492,6 +520,7 @@ class AgentProc(_ClientProc):
         """A planned stop: the agent's last word to the master, then it exits."""
         if self.core is not None:
             self._apply(self.core.stopping("restart"))
+            self._send_outbox()
         self.crash()
 
     # ----------------------------------------------------------------- steps
@@ -511,9 +540,11 @@ class AgentProc(_ClientProc):
         address = self.detector.changed()
         if address is not None and address != self.conn.address:
             self.world.log(self.name, "follows leader", address)
+            self._send_outbox()
             self.conn.reconnect(address)
             self._apply(self.core.connected(now))
         self._apply(self.core.tick(now))
+        self._send_outbox()
 
     def _launch_some(self) -> None:
         assert self.core is not None
@@ -575,13 +606,14 @@ class AgentProc(_ClientProc):
             if self.conn is not None:
                 if not isinstance(msg, Heartbeat):
                     self.world.log(self.name, "->", Lazy(_short, msg))
-                self.conn.send(encode(msg, request_id))
+                self.outbox.append(encode(msg, request_id))
         for key in fx.forget:
             if key in self.launches:
                 self.launches.discard(key)
                 self._write([checkpoint.forget_record(*key)])
         if fx.reconnect and self.conn is not None and self.detector is not None:
             self.world.log(self.name, "master silent: reconnecting")
+            self._send_outbox()
             self.conn.reconnect(self.detector.current())
             self._apply(self.core.connected(self.world.now))
 
@@ -656,6 +688,7 @@ class FrameworkProc(_ClientProc):
         self.delivered: set[tuple[str, str]] = set()
         self.next_kill = 0.0
         self.next_reconcile = 0.0
+        self.outbox = []
 
     @property
     def key_prefix(self) -> str:
@@ -684,9 +717,17 @@ class FrameworkProc(_ClientProc):
         if not self._connected(now):
             return
         assert self.conn is not None
+        try:
+            self._step(now)
+        finally:
+            self._send_outbox()
+
+    def _step(self, now: float) -> None:
+        assert self.core is not None and self.detector is not None and self.conn is not None
         address = self.detector.changed()
         if address is not None and address != self.conn.address:
             self.world.log(self.name, "follows leader", address)
+            self._send_outbox()
             self.conn.reconnect(address)
             self._execute(self.core.connected(now))
         for envelope in self.conn.receive_all():
@@ -711,12 +752,13 @@ class FrameworkProc(_ClientProc):
                 self._check_ack(action.message)
                 if not isinstance(action.message, Heartbeat):
                     self.world.log(self.name, "->", Lazy(_short, action.message))
-                self.conn.send(encode(action.message, action.request_id))
+                self.outbox.append(encode(action.message, action.request_id))
             elif isinstance(action, Call):
                 getattr(self, f"on_{action.name}")(*action.args)
             elif isinstance(action, Reconnect):
                 assert self.conn is not None and self.detector is not None
                 self.world.log(self.name, "master silent: reconnecting")
+                self._send_outbox()
                 self.conn.reconnect(self.detector.current())
                 self._execute(self.core.connected(self.world.now))
             elif isinstance(action, Abort):

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import signal
 import time
+from collections import deque
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -24,6 +25,7 @@ from mesos_zmq.agent import checkpoint
 from mesos_zmq.protocol import (
     Acknowledge,
     AgentRegistered,
+    Envelope,
     FrameworkInfo,
     Message,
     Offer,
@@ -33,7 +35,7 @@ from mesos_zmq.protocol import (
     StatusUpdate,
     TaskInfo,
     TaskStatus,
-    decode,
+    decode_frame,
     encode,
 )
 from mesos_zmq.scheduler import SchedulerDriver
@@ -116,19 +118,27 @@ class FakeMaster:
         self.sock.bind(self.url)
         self.peer = b""
         self.updates: list[TaskStatus] = []
+        self.pending: deque[Message] = deque()
 
     def send(self, msg: Message, rid: str = "") -> None:
         self.sock.send_multipart([self.peer, encode(msg, rid)])
 
     def expect(self, want: Callable[[Message], bool], timeout: float, what: str) -> Message:
-        """The first message ``want`` takes; status updates are recorded and acked."""
+        """The first message ``want`` takes; status updates are recorded and acked.
+        (The agent batches what one turn of its loop says: a frame's messages are taken
+        one by one, and what follows the wanted one waits for the next call.)"""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if not self.sock.poll(100):
+            if not self.pending:
+                if not self.sock.poll(100):
+                    continue
+                identity, frame = self.sock.recv_multipart()
+                self.peer = identity
+                for item in decode_frame(frame):
+                    assert isinstance(item, Envelope), item
+                    self.pending.append(item.message)
                 continue
-            identity, frame = self.sock.recv_multipart()
-            self.peer = identity
-            msg = decode(frame).message
+            msg = self.pending.popleft()
             if isinstance(msg, StatusUpdate):
                 self.updates.append(msg.status)
                 s = msg.status

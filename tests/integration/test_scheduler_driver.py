@@ -9,6 +9,7 @@ from __future__ import annotations
 import io
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
@@ -21,6 +22,7 @@ from mesos_zmq.protocol import (
     Accept,
     Acknowledge,
     Decline,
+    Envelope,
     Error,
     FileData,
     FrameworkInfo,
@@ -37,7 +39,8 @@ from mesos_zmq.protocol import (
     TaskInfo,
     TaskStatus,
     Teardown,
-    decode,
+    batch_frame,
+    decode_frame,
     encode,
 )
 from mesos_zmq.scheduler import (
@@ -63,15 +66,28 @@ class FakeMaster:
         port = self.socket.bind_to_random_port("tcp://127.0.0.1")
         self.url = f"tcp://127.0.0.1:{port}"
         self.seen: list[tuple[bytes, str, Message]] = []
+        self.pending: deque[tuple[bytes, Envelope]] = deque()
+
+    def _next(self, left: float) -> tuple[bytes, Envelope] | None:
+        """The next message in arrival order: the driver batches what one turn of its
+        loop sends (a batch frame's items come out one by one)."""
+        if not self.pending:
+            if not self.socket.poll(int(left * 1000) + 1):
+                return None
+            identity, frame = self.socket.recv_multipart()
+            for item in decode_frame(frame):
+                assert isinstance(item, Envelope), item
+                self.pending.append((identity, item))
+        return self.pending.popleft()
 
     def expect(self, kind: type[M], timeout: float = 3.0,
                where: Callable[[M], bool] = lambda m: True) -> tuple[bytes, str, M]:
         deadline = time.monotonic() + timeout
         while (left := deadline - time.monotonic()) > 0:
-            if not self.socket.poll(int(left * 1000) + 1):
+            got = self._next(left)
+            if got is None:
                 continue
-            identity, frame = self.socket.recv_multipart()
-            envelope = decode(frame)
+            identity, envelope = got
             self.seen.append((identity, envelope.request_id, envelope.message))
             msg = envelope.message
             if isinstance(msg, kind) and where(msg):
@@ -83,9 +99,10 @@ class FakeMaster:
         """Read for ``seconds`` and fail if a message of ``kind`` arrives."""
         deadline = time.monotonic() + seconds
         while (left := deadline - time.monotonic()) > 0:
-            if self.socket.poll(int(left * 1000) + 1):
-                identity, frame = self.socket.recv_multipart()
-                msg = decode(frame).message
+            got = self._next(left)
+            if got is not None:
+                identity, envelope = got
+                msg = envelope.message
                 self.seen.append((identity, "", msg))
                 assert not isinstance(msg, kind), f"unexpected {msg}"
 
@@ -238,6 +255,21 @@ def test_status_update_delivered_once_and_acknowledged(master: FakeMaster, rec: 
     wait_for(lambda: len(rec.named("update")) == 2, what="informational update")
     master.quiet(Acknowledge, 0.2)
     assert [s.uuid for s in rec.named("update")] == ["U1", ""]
+
+
+def test_the_updates_of_one_batch_are_acknowledged_in_one_frame_in_order(
+        master: FakeMaster, rec: Recorder, driver: SchedulerDriver) -> None:
+    driver.start()
+    identity, _ = master.subscribe()
+    updates = [running(f"U{n}", task_id=f"t{n}") for n in range(5)]
+    master.socket.send_multipart([identity, batch_frame([encode(u) for u in updates])])
+    assert master.socket.poll(3000)
+    _, frame = master.socket.recv_multipart()  # what one turn of the driver said
+    acks = [item.message for item in decode_frame(frame)
+            if isinstance(item, Envelope) and isinstance(item.message, Acknowledge)]
+    assert acks == [Acknowledge(framework_id="F1", agent_id="A1", task_id=f"t{n}",
+                                uuid=f"U{n}") for n in range(5)]
+    assert [s.uuid for s in rec.named("update")] == [f"U{n}" for n in range(5)]
 
 
 def test_silent_master_means_reconnect_with_the_same_framework_id(

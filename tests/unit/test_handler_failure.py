@@ -15,10 +15,11 @@ from mesos_zmq.master.server import MasterConfig, MasterServer
 from mesos_zmq.master.state import state_from
 from mesos_zmq.protocol import (
     AgentRegistered,
+    Envelope,
     Message,
     RegisterAgent,
     SetWeights,
-    decode,
+    decode_frame,
     encode,
 )
 
@@ -37,7 +38,9 @@ class FakeSocket:
         return peer, [frame], None
 
     def send(self, identity: bytes, frame: bytes, track: bool = False) -> None:
-        self.sent.append((identity, decode(frame).message))
+        for item in decode_frame(frame):  # one message, or a batch's in order
+            assert isinstance(item, Envelope), item
+            self.sent.append((identity, item.message))
 
     def unsent_bytes(self, identity: bytes) -> int:
         return 0

@@ -1,0 +1,266 @@
+"""Batch frames: several messages for one peer in one frame (docs/protocol.md, Batches).
+
+A batch is transport only: its receiver handles the items in order as if each had come
+alone, a bad item is refused on its own, and a batch that breaks the frame rules is
+refused whole. Senders group what one turn has for a peer without reordering it.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from typing import Any
+
+import msgpack
+import pytest
+import zmq
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from mesos_zmq.errors import ProtocolError
+from mesos_zmq.master.core import Ready
+from mesos_zmq.master.server import MasterConfig, MasterServer
+from mesos_zmq.protocol import (
+    BATCH_BYTES,
+    MAX_BATCH_MESSAGES,
+    Acknowledge,
+    AgentRegistered,
+    Envelope,
+    Error,
+    GetState,
+    Heartbeat,
+    Message,
+    Refused,
+    RegisterAgent,
+    State,
+    batch_frame,
+    batches,
+    decode,
+    decode_frame,
+    encode,
+)
+from mesos_zmq.transport import ClientSocket
+
+
+def ack(n: int) -> Acknowledge:
+    return Acknowledge(framework_id="f", agent_id="a", task_id=f"t{n}", uuid=f"u{n}")
+
+
+def messages(frame: bytes) -> list[tuple[Message, str]]:
+    out = []
+    for item in decode_frame(frame):
+        assert isinstance(item, Envelope), item
+        out.append((item.message, item.request_id))
+    return out
+
+
+# --------------------------------------------------------------------------- codec
+
+
+@pytest.mark.parametrize("count", [2, 15, 16, 17, 300, MAX_BATCH_MESSAGES])
+def test_a_batch_decodes_to_its_messages_in_order(count: int) -> None:
+    sent = [(ack(n), f"r{n}") for n in range(count)]
+    frame = batch_frame([encode(m, rid, 7) for m, rid in sent])
+    items = decode_frame(frame)
+    assert [(e.message, e.request_id) for e in items if isinstance(e, Envelope)] == sent
+    assert {e.epoch for e in items if isinstance(e, Envelope)} == {7}
+    # a msgpack array of the envelopes, nothing else (what any msgpack reader sees)
+    assert msgpack.unpackb(frame) == [msgpack.unpackb(encode(m, rid, 7)) for m, rid in sent]
+
+
+def test_one_message_is_not_wrapped_and_single_decoders_refuse_batches() -> None:
+    single = encode(ack(1), "r")
+    assert batch_frame([single]) == single
+    assert messages(single) == [(ack(1), "r")]
+    # a reader that knows only single envelopes refuses a batch rather than misread it
+    with pytest.raises(ProtocolError) as exc:
+        decode(batch_frame([single, single]))
+    assert exc.value.code == "malformed"
+    with pytest.raises(ValueError):
+        batch_frame([single] * (MAX_BATCH_MESSAGES + 1))
+
+
+def test_a_bad_item_is_refused_alone_with_its_request_id() -> None:
+    good = encode(ack(1), "r1")
+    unknown = msgpack.packb([1, "no_such_message", "r2", {}])
+    mistyped = msgpack.packb([1, "acknowledge", "r3", {"framework_id": 5}])
+    nested = batch_frame([good, good])
+    junk = msgpack.packb(42)
+    frame = batch_frame([good, unknown, mistyped, nested, junk, encode(ack(2), "r6")])
+    items = decode_frame(frame)
+    assert [type(i).__name__ for i in items] == ["Envelope", "Refused", "Refused", "Refused",
+                                                  "Refused", "Envelope"]
+    refused = [i for i in items if isinstance(i, Refused)]
+    assert [(r.error.code, r.request_id) for r in refused] == [
+        ("unknown_type", "r2"), ("bad_field", "r3"), ("malformed", ""), ("malformed", "")]
+
+
+def test_a_batch_beyond_the_limits_is_refused_whole() -> None:
+    one = encode(ack(1))
+    too_many = b"\xdc" + (MAX_BATCH_MESSAGES + 1).to_bytes(2, "big") + \
+        one * (MAX_BATCH_MESSAGES + 1)
+    with pytest.raises(ProtocolError) as exc:
+        decode_frame(too_many)
+    assert exc.value.code == "malformed"
+    with pytest.raises(ProtocolError) as exc:
+        decode_frame(batch_frame([one, one]), max_bytes=len(one))
+    assert exc.value.code == "oversized"
+    # an empty array is no batch: refused as an envelope would be
+    (item,) = decode_frame(msgpack.packb([]))
+    assert isinstance(item, Refused) and item.error.code == "malformed"
+
+
+def test_batches_keep_order_and_stay_under_the_byte_bound() -> None:
+    small = [encode(ack(n), f"r{n}") for n in range(3000)]
+    big = encode(Error(code="internal", message="x" * (BATCH_BYTES + 10)))
+    frames = [*small[:1500], big, *small[1500:]]
+    out = list(batches(frames))
+    decoded = [m for f in out for m in messages(f)]
+    assert decoded == [m for f in frames for m in messages(f)]
+    for frame in out:
+        assert len(frame) <= BATCH_BYTES + 3 or frame == big
+        assert len(decode_frame(frame)) <= MAX_BATCH_MESSAGES
+    assert big in out  # alone, in its place
+    assert list(batches([])) == []
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 10**6), st.text(max_size=30),
+                          st.integers(0, 2**31 - 1)), max_size=60),
+       st.integers(min_value=60, max_value=4000))
+def test_any_sequence_survives_batching(spec: list[tuple[int, str, int]],
+                                        bound: int) -> None:
+    frames = [encode(ack(n), rid[:200], epoch) for n, rid, epoch in spec]
+    got = [(e.message, e.request_id, e.epoch) for f in batches(frames, bound)
+           for e in decode_frame(f) if isinstance(e, Envelope)]
+    assert got == [(ack(n), rid[:200], epoch) for n, rid, epoch in spec]
+
+
+# --------------------------------------------------------------------------- the master
+
+
+class FakeRouter:
+    """Stands in for the master's ROUTER: frames to hand out; frames sent, as sent."""
+
+    def __init__(self, frames: list[tuple[bytes, bytes]]) -> None:
+        self.inbox = deque(frames)
+        self.sent: list[tuple[bytes, bytes]] = []
+
+    def recv_nowait(self) -> tuple[bytes, list[bytes], str | None]:
+        if not self.inbox:
+            raise zmq.Again()
+        peer, frame = self.inbox.popleft()
+        return peer, [frame], None
+
+    def send(self, identity: bytes, frame: bytes, track: bool = False) -> None:
+        self.sent.append((identity, frame))
+
+    def unsent_bytes(self, identity: bytes) -> int:
+        return 0
+
+    def sweep(self) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+@pytest.fixture
+def server() -> Any:
+    master = MasterServer(MasterConfig(registry="in_memory", port=0))
+    yield master
+    master.close()
+
+
+def turn(server: MasterServer, frames: list[tuple[bytes, bytes]]) -> FakeRouter:
+    real = server.server
+    fake = FakeRouter(frames)
+    server.server = fake  # type: ignore[assignment]
+    try:
+        ready = Ready()
+        server._drain(ready, time.monotonic())
+        server._flush(ready)
+    finally:
+        server.server = real
+    return fake
+
+
+def test_the_master_handles_each_item_of_a_batch_and_refuses_the_bad_one(
+        server: MasterServer) -> None:
+    register = encode(RegisterAgent(hostname="h1", resources="cpus:1;mem:64"), "r1")
+    unknown = msgpack.packb([1, "no_such_message", "r2", {}])
+    register2 = encode(RegisterAgent(hostname="h2", resources="cpus:2;mem:64"), "r3")
+    fake = turn(server, [(b"agent", batch_frame([register, unknown])),
+                         (b"agent2", batch_frame([register2, encode(Heartbeat())]))])
+    heard = {(peer, type(m).__name__, rid, getattr(m, "code", ""))
+             for peer, frame in fake.sent for m, rid in messages(frame)}
+    assert (b"agent", "AgentRegistered", "r1", "") in heard
+    assert (b"agent", "Error", "", "unknown_type") in heard
+    assert (b"agent2", "AgentRegistered", "r3", "") in heard
+    assert len(server.core.state.agents) == 2
+    assert server.core.counters.get("refused_unknown_type") == 1
+    errors = [m for _, frame in fake.sent for m, _ in messages(frame) if isinstance(m, Error)]
+    assert [e.in_reply_to for e in errors] == ["r2"]
+
+
+def test_what_a_turn_has_for_one_peer_goes_as_one_frame_in_order(
+        server: MasterServer) -> None:
+    ready = Ready()
+    for n in range(40):
+        ready.messages.append((b"fw", ack(n), ""))
+        ready.messages.append((b"other", ack(100 + n), ""))
+    # an asked reply goes alone, after what came before it for that peer
+    ready.messages.append((b"fw", State(state={"frameworks": []}), "ask"))
+    ready.messages.append((b"fw", ack(99), ""))
+    fake = turn_flush(server, ready)
+    to_fw = [frame for peer, frame in fake.sent if peer == b"fw"]
+    assert len(to_fw) == 3
+    assert [m for m, _ in messages(to_fw[0])] == [ack(n) for n in range(40)]
+    assert [type(m).__name__ for m, _ in messages(to_fw[1])] == ["State"]
+    assert [m for m, _ in messages(to_fw[2])] == [ack(99)]
+    to_other = [frame for peer, frame in fake.sent if peer == b"other"]
+    assert [m for f in to_other for m, _ in messages(f)] == [ack(100 + n) for n in range(40)]
+    assert len(to_other) == 1
+
+
+def turn_flush(server: MasterServer, ready: Ready) -> FakeRouter:
+    real = server.server
+    fake = FakeRouter([])
+    server.server = fake  # type: ignore[assignment]
+    try:
+        server._flush(ready)
+    finally:
+        server.server = real
+    return fake
+
+
+# --------------------------------------------------------------------------- clients
+
+
+def test_a_client_hears_each_item_and_ignores_stale_and_bad_ones() -> None:
+    context: zmq.Context[zmq.Socket[bytes]] = zmq.Context()
+    router = context.socket(zmq.ROUTER)
+    port = router.bind_to_random_port("tcp://127.0.0.1")
+    client = ClientSocket(context, f"127.0.0.1:{port}")
+    try:
+        client.send_all([encode(GetState(), "hello")])
+        assert router.poll(5000)
+        identity, hello = router.recv_multipart()
+        assert messages(hello) == [(GetState(), "hello")]
+        first = encode(AgentRegistered(agent_id="a", heartbeat_interval=1.0,
+                                       missed_heartbeats=5), "", 5)
+        stale = encode(ack(1), "", 4)
+        bad = msgpack.packb([1, "acknowledge", "x", {"uuid": 3}])
+        last = encode(ack(2), "", 5)
+        router.send_multipart([identity, batch_frame([first, stale, bad, last])])
+        got: list[Any] = []
+        deadline = time.monotonic() + 5
+        while len(got) < 2 and time.monotonic() < deadline:
+            client.poll(100)
+            got.extend(e.message for e in client.receive_all())
+        assert got == [decode(first).message, ack(2)]
+        assert client.ignored_stale == 1
+    finally:
+        client.close()
+        router.close(linger=0)
+        context.term()
