@@ -48,6 +48,8 @@ sys.path.insert(0, str(ROOT))
 import psutil  # noqa: E402
 import zmq  # noqa: E402
 
+from mesos_zmq.cli.client import request  # noqa: E402
+from mesos_zmq.errors import MesosZmqError  # noqa: E402
 from mesos_zmq.protocol import (  # noqa: E402
     Accept,
     Acknowledge,
@@ -395,6 +397,16 @@ def read_state(address: str, timeout: float = 60.0, request: Message | None = No
         context.term()
 
 
+def master_counters(address: str) -> dict[str, int]:
+    """The master's counters (a state summary without tasks); empty if it did not say."""
+    try:
+        reply = request(address, GetState(tasks_limit=0), timeout=30.0, keys=None)
+    except MesosZmqError:
+        return {}
+    counters = reply.state.get("counters", {}) if isinstance(reply, State) else {}
+    return {str(k): v for k, v in counters.items() if isinstance(v, int)}
+
+
 def wait_master(address: str, timeout: float = 30.0) -> None:
     # Asked with a page of one task, not a state read: a state read starts the master's
     # read cache, whose upkeep (a few % of the master under churn, for a minute after
@@ -641,6 +653,13 @@ def main() -> int:
                   f"back to back, {figures['rate_ratio_one_read_a_second']} at one a second); "
                   f"master RSS {figures['rss_mb']} MB",
                   flush=True)
+            # how the master answered them (forked children, a cache fill...): the
+            # outliers above are often explained here
+            counters = master_counters(leader.address)
+            print("reads: master counters " + (", ".join(
+                f"{k}={v}" for k, v in sorted(counters.items())
+                if k.startswith(("state_read", "read_cache", "replies_withheld")))
+                or "none"), flush=True)
 
         # 5. failover
         if args.zk and "failover" not in skip:
