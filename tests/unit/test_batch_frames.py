@@ -264,3 +264,23 @@ def test_a_client_hears_each_item_and_ignores_stale_and_bad_ones() -> None:
         client.close()
         router.close(linger=0)
         context.term()
+
+
+def test_a_turn_ends_after_max_batch_messages_not_frames(
+        server: MasterServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A turn is bounded by the messages it handles, however they were framed: three
+    frames of three registrations each, with room for five messages a turn."""
+    monkeypatch.setattr("mesos_zmq.master.server.MAX_BATCH", 5)
+    frames = [(f"agent{n}".encode(), batch_frame([
+        encode(RegisterAgent(hostname=f"h{n}{k}", resources="cpus:1;mem:64"), f"r{n}{k}")
+        for k in range(3)])) for n in range(3)]
+    real = server.server
+    fake = FakeRouter(frames)
+    server.server = fake  # type: ignore[assignment]
+    try:
+        ready = Ready()
+        assert server._drain(ready, time.monotonic()) is False  # stopped: more queued
+        assert len(fake.inbox) == 1  # two frames (six messages) read, one left
+        assert server._drain(ready, time.monotonic()) is True
+    finally:
+        server.server = real
