@@ -250,6 +250,9 @@ class AgentServer:
                 poller.register(self.containerizer.notify.fileno(), zmq.POLLIN)
                 poller.register(self.containerizer.launcher_sock.fileno(),
                                 zmq.POLLIN | (zmq.POLLOUT if blocked else 0))
+                # What the last turn (or recovery, or the first registration) had to
+                # say goes before waiting.
+                self._send_outbox()
                 ready = dict(poller.poll(timeout))
                 if self.client.socket in ready:
                     self._drain_socket()
@@ -266,7 +269,6 @@ class AgentServer:
                     self._check_handshake(now)
                 self.core.wall_offset = time.time() - now
                 self._apply(self.core.tick(now))
-                self._send_outbox()
         finally:
             running = self.containerizer.running()
             if self._stop is not None:

@@ -613,6 +613,9 @@ class SchedulerDriver:
                 if self._timers:
                     wake = min(wake, self._timers[0][0])
                 wait = min(max(wake - now, 0.0), _MAX_POLL_SECONDS)
+                # What the last turn (or anything before the loop) had to say goes
+                # before waiting: the subscription itself, first of all.
+                self._send_outbox()
                 events = dict(poller.poll(int(wait * 1000) + 1))
                 if self._wake_r in events:
                     try:
@@ -629,7 +632,6 @@ class SchedulerDriver:
                     self._execute(self._core.tick(time.monotonic()))
                 if not self._stop_requested:
                     self._run_timers()
-                self._send_outbox()
             self._execute(self._final)
             self._send_outbox()
             client.close(linger_ms=self._linger_ms)

@@ -272,6 +272,18 @@ def test_the_updates_of_one_batch_are_acknowledged_in_one_frame_in_order(
     assert [s.uuid for s in rec.named("update")] == [f"U{n}" for n in range(5)]
 
 
+def test_the_subscription_goes_out_before_the_driver_first_waits(
+        master: FakeMaster, rec: Recorder, driver: SchedulerDriver,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """What the driver queued before its loop's first wait is sent before that wait
+    (a wait of up to a minute here): the subscription does not sit in its outbox."""
+    monkeypatch.setattr("mesos_zmq.scheduler.driver._MAX_POLL_SECONDS", 60.0)
+    monkeypatch.setattr(driver._core, "next_wakeup", lambda now: now + 60.0)
+    driver.start()
+    master.subscribe()
+    wait_for(lambda: rec.named("registered") != [], what="registered callback")
+
+
 def test_silent_master_means_reconnect_with_the_same_framework_id(
         master: FakeMaster, rec: Recorder, driver: SchedulerDriver) -> None:
     driver.start()
