@@ -289,16 +289,20 @@ class ClientSocket:
         return self.socket.recv_multipart(copy=True)
 
     def receive_all(self, limit: int = 1000) -> Iterator[Envelope]:
-        """Decode whatever is queued (up to ``limit`` messages) without blocking.
+        """Decode whatever is queued without blocking: no further frame is read once
+        ``limit`` messages were (a batch's items each count), so that a caller with a
+        backlog gets back to its loop, and sends what it has to say, every so often.
 
         A frame that does not decode is logged and skipped: a confused or hostile peer
         must not stop a client from hearing the rest.
         """
-        for _ in range(limit):
+        read = 0
+        while read < limit:
             try:
                 frames = self.socket.recv_multipart(flags=zmq.NOBLOCK)
             except zmq.Again:
                 return
+            read += 1
             for frame in frames:
                 try:
                     items = decode_frame(frame)
@@ -306,6 +310,7 @@ class ClientSocket:
                     log.warning("undecodable frame from master", code=exc.code,
                                 error=exc.message[:200])
                     continue
+                read += len(items) - 1
                 for envelope in items:
                     if isinstance(envelope, Refused):
                         log.warning("undecodable message from master",

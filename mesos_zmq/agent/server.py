@@ -260,6 +260,9 @@ class AgentServer:
                 for key in self.containerizer.pending_events(time.monotonic()):
                     self._consume_events(key)
                 self._check_supervisors()
+                # Updates and replies go before the housekeeping below, which can take
+                # a while (sandboxes removed, usage measured, the task log compacted).
+                self._send_outbox()
                 self._measure(time.monotonic())
                 self._compact(time.monotonic())
                 self._collect_garbage(time.monotonic())

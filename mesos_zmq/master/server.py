@@ -468,6 +468,16 @@ class MasterServer:
                 )
                 continue
             frame = frames[0]
+            if self.zap is not None and not (user and self.zap.still_valid(user)):
+                # No ZAP verdict, or a key since removed from the credentials: one
+                # answer per frame, before anything in it is decoded or validated.
+                self.core.count("refused_unauthenticated")
+                self.server.send(identity, error_frame(ProtocolError(
+                    "unauthorized", "this connection's key is not (or no longer) in "
+                    "the master's credentials: connect again with a valid key"),
+                    peek_request_id(frame) if len(frame) <= self.config.max_frame_bytes
+                    else ""))
+                continue
             try:
                 if len(frame) <= self.config.max_frame_bytes:
                     again = self._repeated(identity, frame, user, now)
@@ -476,34 +486,33 @@ class MasterServer:
                         continue
                 items = decode_frame(frame, self.config.max_frame_bytes)
             except ProtocolError as exc:
-                self._refuse(identity, exc, peek_request_id(frame) if exc.code != "oversized"
-                             else "")
-                continue
-            if self.zap is not None and not (user and self.zap.still_valid(user)):
-                # No ZAP verdict, or a key since removed from the credentials: one
-                # answer per frame, however many messages it carried.
-                self.core.count("refused_unauthenticated")
-                self.server.send(identity, error_frame(ProtocolError(
-                    "unauthorized", "this connection's key is not (or no longer) in "
-                    "the master's credentials: connect again with a valid key"),
-                    items[0].request_id))
+                self._refuse(identity, [(exc, peek_request_id(frame)
+                                         if exc.code != "oversized" else "")])
                 continue
             # A batch's messages are handled in order, each as if it had come alone.
             read += len(items) - 1
+            refused = [(item.error, item.request_id) for item in items
+                       if isinstance(item, Refused)]
+            if refused:
+                self._refuse(identity, refused)
             for item in items:
-                if isinstance(item, Refused):
-                    self._refuse(identity, item.error, item.request_id)
-                elif not self._handle(identity, item, user, ready, now):
+                if isinstance(item, Envelope) and not self._handle(identity, item, user,
+                                                                   ready, now):
                     return True
         return False
 
-    def _refuse(self, identity: bytes, exc: ProtocolError, request_id: str) -> None:
-        """A message that did not decode: counted, logged, answered; nothing changes."""
-        log.info("refused frame", code=exc.code, error=exc.message[:200])
-        self.core.counters[f"refused_{exc.code}"] = (
-            self.core.counters.get(f"refused_{exc.code}", 0) + 1
-        )
-        self.server.send(identity, error_frame(exc, request_id))
+    def _refuse(self, identity: bytes, refused: list[tuple[ProtocolError, str]]) -> None:
+        """Messages of one frame that did not decode: each counted and answered (in one
+        frame), the frame logged once; nothing changes."""
+        exc = refused[0][0]
+        log.info("refused frame", code=exc.code, error=exc.message[:200],
+                 refused=len(refused))
+        for exc, _ in refused:
+            self.core.counters[f"refused_{exc.code}"] = (
+                self.core.counters.get(f"refused_{exc.code}", 0) + 1
+            )
+        for frame in batches([error_frame(exc, rid) for exc, rid in refused]):
+            self.server.send(identity, frame)
 
     def _handle(self, identity: bytes, envelope: Envelope, user: str | None, ready: Ready,
                 now: float) -> bool:

@@ -46,10 +46,12 @@ from mesos_zmq.master.records import record_to_plain
 from mesos_zmq.master.state import MasterState, replay, state_from
 from mesos_zmq.master.zk_log import LogFenced, ZooKeeperLog
 from mesos_zmq.protocol import (
+    BATCH_BYTES,
     Accept,
     Acknowledge,
     Decline,
     Envelope,
+    FileData,
     FrameworkInfo,
     Heartbeat,
     Kill,
@@ -58,7 +60,9 @@ from mesos_zmq.protocol import (
     Reconcile,
     ReconcileTask,
     Refused,
+    State,
     TaskInfo,
+    Tasks,
     TaskStatus,
     batches,
     decode_frame,
@@ -378,15 +382,24 @@ class MasterReplica:
                 self.pending_snapshot = (self.log.encode_snapshot(self.core.state.snapshot()),
                                          mark)
                 self.world.log(self.name, "snapshot marked", mark)
-        # What a step has for one peer goes in batch frames, as MasterServer sends it.
+        # What a step has for one peer goes in batch frames, as MasterServer sends it:
+        # replies a peer asked for, and large messages, alone and in their place.
         waiting: dict[bytes, list[bytes]] = {}
         for peer, msg, request_id in ready.messages:
             if not isinstance(msg, Heartbeat):
                 self.world.log(self.name, Lazy(_arrow, "->", peer), Lazy(_short, msg))
-            waiting.setdefault(peer, []).append(encode(msg, request_id, self.epoch))
-        for peer, frames in waiting.items():
-            for frame in batches(frames):
+            frame = encode(msg, request_id, self.epoch)
+            if isinstance(msg, FileData | State | Tasks) or len(frame) >= BATCH_BYTES:
+                self._send_batched(peer, waiting.pop(peer, []))
                 self.world.network.master_send(peer, frame)
+            else:
+                waiting.setdefault(peer, []).append(frame)
+        for peer, frames in waiting.items():
+            self._send_batched(peer, frames)
+
+    def _send_batched(self, peer: bytes, frames: list[bytes]) -> None:
+        for frame in batches(frames):
+            self.world.network.master_send(peer, frame)
 
     def compact(self) -> None:
         """Forced snapshot + compaction by the serving leader, between two steps."""

@@ -284,3 +284,69 @@ def test_a_turn_ends_after_max_batch_messages_not_frames(
         assert server._drain(ready, time.monotonic()) is True
     finally:
         server.server = real
+
+
+class _NoKeys:
+    """A ZAP handler that vouches for nobody."""
+
+    def still_valid(self, user: str) -> bool:
+        return False
+
+
+def test_an_unauthenticated_batch_gets_one_refusal_and_is_not_decoded(
+        server: MasterServer) -> None:
+    bad = msgpack.packb([1, "no_such_message", "r2", {}])
+    frame = batch_frame([encode(RegisterAgent(hostname="h", resources="cpus:1"), "r1"), bad])
+    server.zap = _NoKeys()  # type: ignore[assignment]
+    try:
+        fake = turn(server, [(b"stranger", frame)])
+    finally:
+        server.zap = None
+    (reply,) = [m for _, f in fake.sent for m, _ in messages(f)]
+    assert isinstance(reply, Error) and reply.code == "unauthorized"
+    assert server.core.counters.get("refused_unauthenticated") == 1
+    assert not [k for k in server.core.counters if k.startswith("refused_") and
+                k != "refused_unauthenticated"]  # its items were never looked at
+    assert not server.core.state.agents
+
+
+def test_a_frames_refused_items_are_answered_together_and_a_long_batch_whole(
+        server: MasterServer) -> None:
+    junk = [msgpack.packb([1, "no_such_message", f"r{n}", {}]) for n in range(300)]
+    one = encode(Heartbeat())
+    count = MAX_BATCH_MESSAGES + 1
+    too_long = b"\xdc" + count.to_bytes(2, "big") + one * count
+    fake = turn(server, [(b"a", batch_frame(junk)), (b"b", too_long)])
+    to_a = [f for peer, f in fake.sent if peer == b"a"]
+    assert len(to_a) == 1  # 300 errors, one frame
+    assert [m.in_reply_to for m, _ in messages(to_a[0])] == [f"r{n}" for n in range(300)]
+    assert server.core.counters.get("refused_unknown_type") == 300
+    (to_b,) = [f for peer, f in fake.sent if peer == b"b"]
+    ((error, _),) = messages(to_b)
+    assert isinstance(error, Error) and error.code == "malformed"
+
+
+def test_a_client_stops_reading_frames_once_it_read_its_limit_of_messages() -> None:
+    """A backlog of batches does not keep a client from its loop (and its sends): the
+    limit counts messages, and a frame is read whole."""
+    context: zmq.Context[zmq.Socket[bytes]] = zmq.Context()
+    router = context.socket(zmq.ROUTER)
+    # inproc: what the router sends is in the client's queue when send returns
+    router.bind("inproc://limit-test")
+    client = ClientSocket(context, "inproc://limit-test")
+    try:
+        client.send(encode(Heartbeat()))
+        assert router.poll(5000)
+        identity, _ = router.recv_multipart()
+        for b in range(3):
+            router.send_multipart([identity, batch_frame(
+                [encode(ack(b * 1000 + n)) for n in range(400)])])
+        first = list(client.receive_all(limit=500))
+        assert len(first) == 800  # two frames: the second began before the limit
+        rest = list(client.receive_all(limit=500))
+        assert [e.message for e in first + rest] == [
+            ack(b * 1000 + n) for b in range(3) for n in range(400)]
+    finally:
+        client.close()
+        router.close(linger=0)
+        context.term()
