@@ -7,10 +7,12 @@ through the master as the bench's framework and agents would: offers accepted wi
 many tasks as fit while fewer than ``--inflight`` are unfinished, each task RUNNING then
 FINISHED, every update forwarded and acknowledged. What is timed is the master's side
 only: decoding every frame it receives, handling it, its ticks, encoding every frame it
-sends, and packing the records it would log. Prints master CPU microseconds per task
+sends, and packing the records it would log (and with ``--keep-warm``, keeping the
+read cache warm as the server's loop does). Prints master CPU microseconds per task
 and the tasks a second that would allow; asserts nothing (issue 13: figures for humans).
 
-    python tools/bench_core_churn.py [--agents 10000] [--tasks 50000] [--profile]
+    python tools/bench_core_churn.py [--agents 10000] [--tasks 50000] [--keep-warm]
+                                     [--profile]
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ import structlog  # noqa: E402
 
 from mesos_zmq.collector import tune_collector  # noqa: E402
 from mesos_zmq.master.core import MasterCore, MasterCoreConfig, Ready  # noqa: E402
+from mesos_zmq.master.loop_reads import LoopReads  # noqa: E402
 from mesos_zmq.master.records import record_to_plain  # noqa: E402
 from mesos_zmq.master.state import MasterState  # noqa: E402
 from mesos_zmq.protocol import (  # noqa: E402
@@ -60,10 +63,12 @@ FRAMEWORK = b"framework"
 
 
 class Churn:
-    def __init__(self, agents: int, inflight: int) -> None:
+    def __init__(self, agents: int, inflight: int, keep_warm: bool = False) -> None:
         counter = itertools.count()
         self.core = MasterCore(MasterCoreConfig(), lambda: f"id{next(counter)}",
                                MasterState(), now=0.0)
+        #: the server's read cache kept warm, turned after each master turn (timed)
+        self.reads = LoopReads() if keep_warm else None
         self.now = 0.0
         self.inflight = inflight
         self.master_s = 0.0
@@ -106,6 +111,11 @@ class Churn:
         for peer, msg, rid in out.messages:
             encode(msg, rid, 1)
             sent.append((peer, msg))
+        if self.reads is not None:
+            # as the server's loop, once a turn; its clock is the master's CPU time so
+            # far, so that it catches up as often as in a master busy all the time
+            # (the simulated clock runs far faster than a real master's turns)
+            self.reads.turn(self.core, self.master_s + time.process_time() - started, 1)
         self.master_s += time.process_time() - started
         return sent
 
@@ -189,6 +199,8 @@ def main() -> int:
                         help="CPython's collector thresholds, not the daemon's")
     parser.add_argument("--profile", action="store_true",
                         help="print the master side's top functions (cProfile)")
+    parser.add_argument("--keep-warm", action="store_true",
+                        help="keep the read cache warm as the server does (LoopReads)")
     args = parser.parse_args()
     structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(40))
     # as the daemon: what it holds for good is out of the collector's sight, and its
@@ -196,7 +208,7 @@ def main() -> int:
     gc.freeze()
     if not args.default_collector:
         tune_collector()
-    churn = Churn(args.agents, args.inflight)
+    churn = Churn(args.agents, args.inflight, args.keep_warm)
     churn.run(1)  # everyone registered and subscribed, the first task through
     warm_s, warm_frames, warm_done = churn.master_s, churn.frames, churn.finished
     profile = cProfile.Profile() if args.profile else None
@@ -215,7 +227,8 @@ def main() -> int:
         "master_tasks_per_cpu_s": round(done / spent),
     }
     print(f"reproduce: python tools/bench_core_churn.py --agents {args.agents} "
-          f"--tasks {args.tasks} --inflight {args.inflight}")
+          f"--tasks {args.tasks} --inflight {args.inflight}"
+          + (" --keep-warm" if args.keep_warm else ""))
     print(" ".join(f"{k}={v}" for k, v in figures.items()))
     return 0
 

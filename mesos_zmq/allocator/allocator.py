@@ -326,7 +326,7 @@ class Allocator:
     ) -> None:
         """Record resources as held by a framework (offers, and tasks at recovery)."""
         if self._hold(agent_id, resources):
-            self._count_held(framework_id, role, resources.scalar_totals())
+            self._count_held(framework_id, role, resources.scalar_amounts())
 
     def allocate_many(self, held: Iterable[tuple[str, str, str, Resources]]) -> None:
         """:meth:`allocate_to` for many (framework, role, agent, resources) at once, as
@@ -376,23 +376,24 @@ class Allocator:
     ) -> None:
         """Give resources back; with ``refuse_until`` the framework refuses that agent."""
         agent = self._agents.get(agent_id)
-        if agent is not None and resources:
-            # Never let accounting go negative if a caller recovers twice.
-            returned = resources if agent.allocated.contains(resources) else Resources.empty()
-            if returned:
-                agent.allocated = agent.allocated - returned
-                # Derived, never accumulated: an over-committed agent (allocations
-                # beyond its total) must not gain free resources it does not have.
-                agent.free = agent.total.subtract_available(agent.allocated)
+        # Never let accounting go negative if a caller recovers twice.
+        if agent is not None and resources and agent.allocated.contains(resources):
+            agent.allocated = agent.allocated.minus_contained(resources)
+            # Derived, never accumulated: an over-committed agent (allocations
+            # beyond its total) must not gain free resources it does not have.
+            agent.free = agent.total.subtract_available(agent.allocated)
+            if agent_id not in self._offerable:
+                # (one already offerable stays so: its free resources only grew)
                 self._refresh(agent_id)
-                scalars = returned.scalar_totals()
+            scalars = resources.scalar_amounts()
+            if scalars:
                 self._roles.unallocated(role, scalars)
                 sorter = self._framework_sorters.get(role)
                 if sorter is not None:
                     sorter.unallocated(framework_id, scalars)
                 _add(self._allocated_total, scalars, -1)
-                if self._quotas:
-                    self._update_unmet(role)
+            if self._quotas:
+                self._update_unmet(role)
         if refuse_until is not None and resources:
             self.add_filter(framework_id, agent_id, refuse_until)
 
@@ -568,7 +569,7 @@ class Allocator:
                 # fair-share stage; ports and other non-scalars come along.
                 offerable = self._offerable_to(agent, role).cap_scalars(caps)
                 offerable = offerable.without_names(
-                    n for n in offerable.scalar_totals() if n not in unmet)
+                    n for n in offerable.scalar_amounts() if n not in unmet)
                 if not self._worth_offering(offerable, role):
                     continue
                 framework_id = self._eligible_framework(role, agent_id, agent, now)
@@ -594,7 +595,7 @@ class Allocator:
         alternatives = self._min_allocatable
         if role is not None and self._role_min_allocatable:
             alternatives = self._role_min_allocatable.get(role, alternatives)
-        totals = resources.scalar_totals()
+        totals = resources.scalar_amounts()
         return any(all(totals.get(name, 0.0) >= amount for name, amount in alt.items())
                    for alt in alternatives)
 

@@ -11,9 +11,13 @@ left out so that a scarce resource does not dominate.
 
 Speed: the order is kept sorted incrementally. A change to one client's allocation
 moves only that client (two binary searches), so an allocation round that touches
-every agent costs O(agents * log clients) instead of a full sort per agent. A change
-to the pool total changes every share; the order is then rebuilt lazily, once, the
-next time it is read. Sorters that share one :class:`Pool` see the same totals.
+every agent costs O(agents * log clients) instead of a full sort per agent. The move
+waits until the order is next looked at (``_moved``): under churn every task's end
+changes its framework's and its roles' allocations, thousands of times between two
+reads of the order, and each move is the same one client put back in its place by its
+current share, so doing it once at the read gives the same order. A change to the pool
+total changes every share; the order is then rebuilt lazily, once, the next time it
+is read. Sorters that share one :class:`Pool` see the same totals.
 
 The policy is pluggable, as in Mesos (``--role_sorter``/``--framework_sorter``): the
 allocator sees sorters only through the :class:`Sorter` protocol and makes them with a
@@ -114,7 +118,7 @@ class Pool:
 
     def add_resources(self, resources: Resources, sign: int = 1) -> None:
         """Count an agent's resources in (sign 1) or out (-1), reservations included."""
-        _add_into(self.totals, resources.scalar_totals(), sign)
+        _add_into(self.totals, resources.scalar_amounts(), sign)
         for role in resources.roles() - {"*"}:
             per_role = self.reserved.setdefault(role, {})
             _add_into(per_role, resources.reserved(role).scalar_totals(), sign)
@@ -158,6 +162,9 @@ class DRFSorter:
         self._built_version = -1
         #: clients kept for accounting but left out of the order (suppressed, inactive)
         self._hidden: set[str] = set()
+        #: clients whose allocation changed since the order was last put right: their
+        #: ``_keys`` and places in ``_order`` are stale until :meth:`_settle`
+        self._moved: set[str] = set()
 
     # ----------------------------------------------------------------- membership
     def add(self, client: str) -> None:
@@ -170,8 +177,10 @@ class DRFSorter:
             insort(self._order, key)
 
     def remove(self, client: str) -> None:
-        if self._alloc.pop(client, None) is None:
+        if client not in self._alloc:
             return
+        self._settle()
+        del self._alloc[client]
         key = self._keys.pop(client, None)
         hidden = client in self._hidden
         self._hidden.discard(client)
@@ -186,6 +195,7 @@ class DRFSorter:
         """
         if client not in self._alloc or (client in self._hidden) == hidden:
             return
+        self._settle()
         if hidden:
             self._hidden.add(client)
         else:
@@ -250,18 +260,34 @@ class DRFSorter:
         return self.share(client) / self._weights.get(client, 1.0)
 
     def _reposition(self, client: str) -> None:
-        if self._built_version != self._pool.version:
-            return  # the whole order is rebuilt on the next read
-        hidden = client in self._hidden
-        old = self._keys.get(client)
-        if old is not None and not hidden:
-            self._order.pop(bisect_left(self._order, old))
-        key = (self.weighted_share(client), client)
-        self._keys[client] = key
-        if not hidden:
-            insort(self._order, key)
+        """``client``'s share changed: its place is put right at the next read (see
+        the module docstring), or the whole order rebuilt then if the pool changed."""
+        if self._built_version == self._pool.version:
+            self._moved.add(client)
+
+    def _settle(self) -> None:
+        """Put the clients whose allocation changed in their places, by their shares
+        now (what moving each at each change would have come to)."""
+        moved = self._moved
+        if not moved:
+            return
+        if self._built_version == self._pool.version:
+            order, keys, hidden = self._order, self._keys, self._hidden
+            for client in moved:
+                if client not in self._alloc:
+                    continue  # removed meanwhile (remove settles first: not expected)
+                visible = client not in hidden
+                old = keys.get(client)
+                if old is not None and visible:
+                    order.pop(bisect_left(order, old))
+                key = (self.weighted_share(client), client)
+                keys[client] = key
+                if visible:
+                    insort(order, key)
+        moved.clear()
 
     def _rebuild(self) -> None:
+        self._moved.clear()
         self._keys = {c: (self.weighted_share(c), c) for c in self._alloc}
         self._order = sorted(k for c, k in self._keys.items() if c not in self._hidden)
         self._built_version = self._pool.version
@@ -270,6 +296,8 @@ class DRFSorter:
         """Clients by ascending weighted share, ties by name. Do not mutate meanwhile."""
         if self._built_version != self._pool.version:
             self._rebuild()
+        elif self._moved:
+            self._settle()
         for _, client in self._order:
             yield client
 

@@ -27,11 +27,18 @@ _MISSING: Any = object()
 
 
 class _Journal:
-    """The overrides, for a dict or an OrderedDict (see the module docstring)."""
+    """The overrides, for a dict or an OrderedDict (see the module docstring).
+
+    Each override notes the change inline and calls the base class's own method
+    through ``_base`` (set by each subclass): the state changes these maps several
+    times per task, and a call to a ``_note`` helper and a ``super()`` each time were
+    most of what keeping the read cache warm cost the master under churn."""
 
     dirty: set[Any] | None = None
     #: None: the order of this dict does not matter to the listener (usage figures)
     inserted: OrderedDict[Any, None] | None = None
+    #: the base class (dict or OrderedDict), whose methods do the changes
+    _base: Any = dict
 
     def _note(self, key: Any, inserting: bool) -> None:
         dirty = self.dirty
@@ -44,22 +51,31 @@ class _Journal:
             inserted.move_to_end(key)
 
     def __setitem__(self, key: Any, value: Any) -> None:
-        self._note(key, key not in self)  # type: ignore[operator]
-        super().__setitem__(key, value)  # type: ignore[misc]
+        dirty = self.dirty
+        if dirty is not None:  # as _note(key, key not in self), inline
+            dirty.add(key)
+            inserted = self.inserted
+            if inserted is not None and key not in self:  # type: ignore[operator]
+                inserted[key] = None
+                inserted.move_to_end(key)
+        self._base.__setitem__(self, key, value)
 
     def __delitem__(self, key: Any) -> None:
-        super().__delitem__(key)  # type: ignore[misc]
-        self._note(key, False)
+        self._base.__delitem__(self, key)
+        dirty = self.dirty
+        if dirty is not None:
+            dirty.add(key)
 
     def pop(self, key: Any, default: Any = _MISSING) -> Any:
-        if key in self:  # type: ignore[operator]
-            self._note(key, False)
+        dirty = self.dirty
+        if dirty is not None and key in self:  # type: ignore[operator]
+            dirty.add(key)
         if default is _MISSING:
-            return super().pop(key)  # type: ignore[misc]
-        return super().pop(key, default)  # type: ignore[misc]
+            return self._base.pop(self, key)
+        return self._base.pop(self, key, default)
 
     def popitem(self, *args: Any, **kwargs: Any) -> Any:
-        key, value = super().popitem(*args, **kwargs)  # type: ignore[misc]
+        key, value = self._base.popitem(self, *args, **kwargs)
         self._note(key, False)
         return key, value
 
@@ -78,7 +94,7 @@ class _Journal:
     def clear(self) -> None:
         if self.dirty is not None:
             self.dirty.update(self)  # type: ignore[arg-type]
-        super().clear()  # type: ignore[misc]
+        self._base.clear(self)
 
     def __ior__(self, other: Any) -> Any:
         self.update(other)
@@ -88,16 +104,19 @@ class _Journal:
 class JournaledDict(_Journal, dict):  # type: ignore[type-arg]
     """A dict that notes its changes (see the module docstring)."""
 
+    _base = dict
+
 
 class JournaledOrderedDict(_Journal, OrderedDict):  # type: ignore[type-arg]
     """An OrderedDict that notes its changes; a key moved to the end counts as
     inserted there, one moved to the front as a change of every key's place."""
 
+    _base = OrderedDict
     #: a key was moved to the front: the listener must take the whole order again
     reordered = False
 
     def move_to_end(self, key: Any, last: bool = True) -> None:
-        super().move_to_end(key, last)
+        OrderedDict.move_to_end(self, key, last)
         if self.dirty is not None:
             if last:
                 self._note(key, True)

@@ -33,7 +33,7 @@ from typing import Any
 from mesos_zmq.errors import LogError
 from mesos_zmq.master import flags
 from mesos_zmq.master import records as r
-from mesos_zmq.master.records import PlainRecord, StateRecord, record_from_plain
+from mesos_zmq.master.records import PlainRecord, StateRecord, fast_init, record_from_plain
 from mesos_zmq.protocol import FrameworkInfo, TaskInfo, TaskStatus, from_plain, to_plain
 from mesos_zmq.tasks import TERMINAL, TaskState, task_state
 
@@ -70,6 +70,7 @@ class AgentRecord:
     registered_at: float
 
 
+@fast_init  # built at every change of a task's state (see records.fast_init)
 @dataclass(frozen=True, slots=True)
 class TaskRecord:
     framework_id: str
@@ -281,13 +282,20 @@ class MasterState:
             return
         limits = self.history
         completed = self.completed
+        # A key new to a map goes to its end: it is moved there only if it was in it
+        # already (a move of a new key changed nothing, but cost a call, and one more
+        # note in the read cache's journal, at each task's end).
+        again = key in completed
         completed[key] = rec
-        completed.move_to_end(key)
+        if again:
+            completed.move_to_end(key)
         mine = self._completed_of.get(framework_id)
         if mine is None:
             mine = self._completed_of[framework_id] = OrderedDict()
-        mine[key] = None
-        mine.move_to_end(key)
+        if key in mine:
+            mine.move_to_end(key)
+        else:
+            mine[key] = None
         while len(mine) > limits.per_framework:
             old, _ = mine.popitem(last=False)
             del completed[old]
@@ -310,7 +318,10 @@ class MasterState:
             self._unindex_completed(key)
 
     def _forget_completed(self, key: TaskKey) -> None:
-        if self.completed.pop(key, None) is not None:
+        # looked up first: at each launch and update of an active task the key is not
+        # there, and ``pop`` on the read cache's journaled map is a Python call
+        if key in self.completed:
+            del self.completed[key]
             self._unindex_completed(key)
 
     def _unindex_completed(self, key: TaskKey) -> None:

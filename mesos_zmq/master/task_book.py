@@ -39,8 +39,12 @@ def allocate_task(core: MasterContext, rec: TaskRecord) -> None:
 
 def release_task(core: MasterContext, rec: TaskRecord) -> None:
     """Give an ended (or unreachable) task's resources back to the allocator."""
-    # Its usage report is stale from here on (ended, or its agent unreachable).
-    core.usage.pop((rec.framework_id, rec.task_id), None)
+    # Its usage report is stale from here on (ended, or its agent unreachable). (Looked
+    # up first: most tasks have none, and ``pop`` on the read cache's journaled map is
+    # a Python call.)
+    key = (rec.framework_id, rec.task_id)
+    if key in core.usage:
+        core.usage.pop(key, None)
     try:
         res = Resources.parse(rec.task.resources)
     except ResourceError:
@@ -110,8 +114,9 @@ def record_task_state(
             log.warning("task state change refused", framework_id=fid, task_id=task_id,
                         error=str(exc))
             return False
-    core.commit(TaskUpdated(framework_id=fid, task_id=task_id, state=state.value,
-                            exit_code=exit_code, message=message, reason=reason))
+    # stamped with the time commit stamps (so it need not copy the record)
+    core.commit(TaskUpdated(fid, task_id, state.value, exit_code, message, reason,
+                            core.wall(now)))
     return True
 
 
