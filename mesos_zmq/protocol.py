@@ -818,6 +818,8 @@ def _checker_for(hint: Any) -> _Checker:
         inner_fast = _FAST.get(inner)
         if inner_fast is not None:
             _FAST[check_optional] = inner_fast | {type(None)}
+        if inner in _RECORD_OF:
+            _OPTIONAL_RECORD_OF[check_optional] = _RECORD_OF[inner]
         return check_optional
     if origin is list:
         (item_hint,) = typing.get_args(hint)
@@ -833,6 +835,8 @@ def _checker_for(hint: Any) -> _Checker:
                     return [item(v, (where, "{}[{}]", i)) for i, v in enumerate(value)]
             return list(value)
 
+        if item in _RECORD_OF:
+            _LIST_OF_RECORD[check_list] = (_RECORD_OF[item], item)
         return check_list
     if origin is dict:
         key_hint, value_hint = typing.get_args(hint)
@@ -861,8 +865,18 @@ def _checker_for(hint: Any) -> _Checker:
                                     f"{_loc(where)}: expected a map, got {_tname(value)}")
             return _build(cls, value, where)
 
+        _RECORD_OF[check_record] = cls
         return check_record
     raise TypeError(f"unsupported annotation {hint!r}")
+
+
+#: checkers of nested records, by shape, and the record class they build: a builder
+#: calls the nested record's builder itself (see :func:`_builder_for`)
+_RECORD_OF: dict[Any, type[Any]] = {}
+#: ``list[Record]`` checker -> (record class, the item checker)
+_LIST_OF_RECORD: dict[Any, tuple[type[Any], _Checker]] = {}
+#: ``Record | None`` checker -> record class
+_OPTIONAL_RECORD_OF: dict[Any, type[Any]] = {}
 
 
 def _fields_of(cls: type[Any]) -> list[tuple[str, _Checker, Any, Any]]:
@@ -891,6 +905,20 @@ def _build(cls: type[Any], body: dict[Any, Any], where: _Where) -> Any:
     return builder(body, where)
 
 
+#: record classes whose builder is being generated (a record that nests itself, even
+#: through others, goes through its checker there: its builder does not exist yet)
+_GENERATING: set[type[Any]] = set()
+
+
+def _nested_builder(cls: type[Any]) -> Callable[[dict[Any, Any], _Where], Any] | None:
+    """The builder of a nested record class, generated now if need be; None while it
+    is being generated (a record nested in itself)."""
+    builder = _BUILDERS.get(cls)
+    if builder is None and cls not in _GENERATING:
+        builder = _BUILDERS[cls] = _builder_for(cls)
+    return builder
+
+
 #: record class -> ``build(body, where)``, generated from :func:`_fields_of`
 _BUILDERS: dict[type[Any], Callable[[dict[Any, Any], _Where], Any]] = {}
 
@@ -901,6 +929,20 @@ def _builder_for(cls: type[Any]) -> Callable[[dict[Any, Any], _Where], Any]:
     as is when its exact type is one its checker returns unchanged, else through the
     checker), else fail if it is required, else use the default; then build the record.
     Straight-line code, no per-field loop or tuple unpacking: decoding is hot."""
+    _GENERATING.add(cls)
+    try:
+        return _generate_builder(cls)
+    finally:
+        _GENERATING.discard(cls)
+
+
+def _generate_builder(cls: type[Any]) -> Callable[[dict[Any, Any], _Where], Any]:
+    """:func:`_builder_for`'s work. A nested record (``task: TaskInfo``, ``tasks:
+    list[TaskReport]``, ``health_check: HealthCheck | None``) that is a map is built by
+    calling its record's builder directly, with the location its checker would have
+    given it; anything else goes through the checker, which refuses it as before. An
+    agent's re-registration with ten tasks paid six calls a task through the checkers
+    (check_list, check_record, _build, twice over) for two."""
     env: dict[str, Any] = {"cls": cls, "ProtocolError": ProtocolError, "_loc": _loc}
     lines = ["def build(body, where):"]
     args = []
@@ -909,8 +951,28 @@ def _builder_for(cls: type[Any]) -> Callable[[dict[Any, Any], _Where], Any]:
         env[f"f{i}"] = fast
         lines.append(f"    if {name!r} in body:")
         lines.append(f"        v = body[{name!r}]")
-        slow = f"c{i}(v, (where, '{{}}.{{}}', {name!r}))"
-        if fast:
+        here = f"(where, '{{}}.{{}}', {name!r})"
+        slow = f"c{i}(v, {here})"
+        nested = _RECORD_OF.get(check) or _OPTIONAL_RECORD_OF.get(check)
+        listed = _LIST_OF_RECORD.get(check)
+        direct = _nested_builder(nested) if nested is not None else None
+        item_builder = _nested_builder(listed[0]) if listed is not None else None
+        if direct is not None:
+            env[f"b{i}"] = direct
+            none = "None if v is None else " if check in _OPTIONAL_RECORD_OF else ""
+            lines.append(f"        a{i} = {none}b{i}(v, {here}) if type(v) is dict "
+                         f"else {slow}")
+        elif listed is not None and item_builder is not None:
+            # as check_list then check_record: each item at ``where.name[index]``
+            env[f"b{i}"] = item_builder
+            env[f"i{i}"] = listed[1]
+            lines.append("        if type(v) is list:")
+            lines.append(f"            w = {here}")
+            lines.append(f"            a{i} = [b{i}(x, (w, '{{}}[{{}}]', j)) if type(x) is dict "
+                         f"else i{i}(x, (w, '{{}}[{{}}]', j)) for j, x in enumerate(v)]")
+            lines.append("        else:")
+            lines.append(f"            a{i} = {slow}")
+        elif fast:
             lines.append(f"        a{i} = v if type(v) in f{i} else {slow}")
         else:
             lines.append(f"        a{i} = {slow}")
@@ -918,6 +980,9 @@ def _builder_for(cls: type[Any]) -> Callable[[dict[Any, Any], _Where], Any]:
         if default is None:
             env[f"m{i}"] = f": missing field {name!r}"
             lines.append(f"        raise ProtocolError('bad_field', _loc(where) + m{i})")
+        elif default[0] == "factory" and default[1] in (list, dict):
+            # the factory's value written out: a call fewer per absent field
+            lines.append(f"        a{i} = {'[]' if default[1] is list else '{}'}")
         elif default[0] == "factory":
             env[f"d{i}"] = default[1]
             lines.append(f"        a{i} = d{i}()")

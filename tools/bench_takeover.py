@@ -13,14 +13,20 @@ count the per-agent log lines a daemon at its default level writes (to /dev/null
 Prints milliseconds per step and microseconds per agent; asserts nothing (issue 13).
 
     python tools/bench_takeover.py [--agents 10000] [--tasks 100000] [--repeats 1]
+
+``--profile N`` adds a run under cProfile and prints the N functions that took the most
+of its first re-registrations (the profiler inflates small calls: it says where to
+look, the runs without it say how long it takes).
 """
 
 from __future__ import annotations
 
 import argparse
+import cProfile
 import gc
 import itertools
 import os
+import pstats
 import sys
 import time
 import uuid
@@ -91,7 +97,10 @@ def flush(out: Ready) -> None:
         encode(msg, rid, 1)
 
 
-def run(agents: int, tasks: int, repeats: int, turn: int) -> dict[str, float]:
+def run(agents: int, tasks: int, repeats: int, turn: int,
+        profile: cProfile.Profile | None = None) -> dict[str, float]:
+    """One takeover; with ``profile``, the first re-registrations are profiled (their
+    times then include the profiler's cost: compare the times of runs without it)."""
     state = replicated(agents, tasks)
     frames = reregistrations(state, agents)
     gc.collect()
@@ -102,6 +111,8 @@ def run(agents: int, tasks: int, repeats: int, turn: int) -> dict[str, float]:
     built = time.process_time()
     now = 10.0
     # first attempts, in turns of ``turn`` frames as the loop reads them
+    if profile is not None:
+        profile.enable()
     for i in range(0, len(frames), turn):
         out = Ready()
         for peer, frame in frames[i:i + turn]:
@@ -110,6 +121,8 @@ def run(agents: int, tasks: int, repeats: int, turn: int) -> dict[str, float]:
         out.extend(core.tick(now))
         flush(out)
         now += 0.01
+    if profile is not None:
+        profile.disable()
     first = time.process_time()
     back = sum(1 for rt in core.agent_runtimes.values() if rt.peer)
     for _ in range(repeats):
@@ -142,12 +155,20 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--log-level", default="warning",
                         help="the daemon's level; its lines go to /dev/null")
+    parser.add_argument("--profile", type=int, default=0, metavar="N",
+                        help="after the runs, one more under cProfile: the N functions "
+                             "that took the most time of the first re-registrations")
     args = parser.parse_args()
     sink = open(os.devnull, "w")  # noqa: SIM115 - open for the whole run
     configure_logging("master", "json", args.log_level, stream=sink)
     tune_collector()
     results = [run(args.agents, args.tasks, args.repeats, args.turn)
                for _ in range(args.runs)]
+    if args.profile:
+        profile = cProfile.Profile()
+        run(args.agents, args.tasks, args.repeats, args.turn, profile)
+        stats = pstats.Stats(profile, stream=sys.stdout)
+        stats.sort_stats("tottime").print_stats(args.profile)
     best = {key: min(res[key] for res in results) for key in results[0]}
     for res in results:
         print(f"core {res['core_ms']:.0f} ms, first re-registrations {res['first_ms']:.0f} ms "

@@ -203,34 +203,36 @@ def reconcile_agent(core: MasterContext, agent_id: str, msg: ReregisterAgent, no
     they fit in what the agent has (it may have come back smaller): one that no longer
     fits never ran, and is reported as lost rather than overbooking the agent.
     """
+    # The names below are looked up once, not per report: a re-registration reports
+    # ten tasks or more, and 10,000 agents re-register at once after a failover.
+    master_state = core.state
+    frameworks = master_state.frameworks
+    task_of = master_state.task
     reported: set[tuple[str, str]] = set()
     for report in msg.tasks:
-        key = (report.framework_id, report.task.task_id)
-        reported.add(key)
-        rec = core.state.task(*key)
-        framework_known = report.framework_id in core.state.frameworks
-        if not framework_known:
-            core.send_agent(agent_id, ShutdownFramework(framework_id=report.framework_id))
+        framework_id = report.framework_id
+        task_id = report.task.task_id
+        reported.add((framework_id, task_id))
+        rec = task_of(framework_id, task_id)
+        if framework_id not in frameworks:
+            core.send_agent(agent_id, ShutdownFramework(framework_id=framework_id))
             continue
         if rec is None:
             # Unknown to us but its framework lives: adopt it (Mesos does), if it is a
             # task this master would have accepted: what is logged must replay.
-            if not valid_id(report.framework_id) or task_problem(report.task) is not None:
+            if not valid_id(framework_id) or task_problem(report.task) is not None:
                 log.warning("ignored an invalid task an agent reported", agent_id=agent_id,
-                            task_id=report.task.task_id[:64])
+                            task_id=task_id[:64])
                 continue
             task = replace(report.task, agent_id=agent_id)
-            core.commit(TaskAdded(framework_id=report.framework_id, task=task,
+            core.commit(TaskAdded(framework_id=framework_id, task=task,
                                   state=TaskState.STAGING.value))
-            new_rec = core.state.task(*key)
+            new_rec = task_of(framework_id, task_id)
             if new_rec is not None:
                 task_book.allocate_task(core, new_rec)
         elif rec.terminal and report.state not in TERMINAL:
             # We already told the framework it is gone (LOST): it must not run.
-            core.send_agent(
-                agent_id,
-                KillTask(framework_id=report.framework_id, task_id=report.task.task_id),
-            )
+            core.send_agent(agent_id, KillTask(framework_id=framework_id, task_id=task_id))
         elif rec.state == TaskState.UNREACHABLE and report.state in (
                 TaskState.RUNNING.value, TaskState.KILLING.value):
             # A partition-aware framework heard UNREACHABLE: now it hears the truth.
@@ -240,8 +242,8 @@ def reconcile_agent(core: MasterContext, agent_id: str, msg: ReregisterAgent, no
                                          "agent re-registered after being unreachable", now)
     relaunch: dict[str, list[TaskInfo]] = {}
     free: Resources | None = None  # worked out for the first undelivered task only
-    for rec in core.state.active_tasks_on(agent_id):
-        if (rec.framework_id, rec.task_id) in reported:
+    for rec in master_state.active_tasks_on(agent_id):
+        if (rec.framework_id, rec.task.task_id) in reported:
             continue
         if rec.state == TaskState.STAGING:
             try:
