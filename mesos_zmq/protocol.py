@@ -1342,6 +1342,39 @@ def batches(frames: Iterable[bytes], max_bytes: int = BATCH_BYTES) -> Iterator[b
         yield batch_frame(group)
 
 
+#: Replies a peer sizes by asking: counted against its unsent bytes whatever their size
+#: (small reads asked for in their thousands add up as well), and never batched.
+ASKED_REPLIES = (FileData, State, Tasks)
+
+
+def turn_sends(
+    sends: Iterable[tuple[bytes, Message, str, bytes]],
+) -> Iterator[tuple[bytes, bytes, Message | None, str]]:
+    """The frames one turn of the master sends, in order: ``sends`` holds its messages
+    as ``(peer, message, request_id, encoded frame)``.
+
+    What a turn has for one peer goes in batch frames (yielded with message None), order
+    kept per peer. A reply the peer asked for (:data:`ASKED_REPLIES`) and any frame of
+    :data:`BATCH_BYTES` or more goes alone (yielded with its message), after what the
+    same turn had for that peer before it: a peer sizes what it asks for, and a large
+    frame gains nothing from company. One rule for the master and the simulator's
+    master, so the simulated one cannot drift from the real one.
+    """
+    waiting: dict[bytes, list[bytes]] = {}
+    for peer, msg, request_id, frame in sends:
+        if isinstance(msg, ASKED_REPLIES) or len(frame) >= BATCH_BYTES:
+            held = waiting.pop(peer, None)
+            if held:
+                for batch in batches(held):
+                    yield peer, batch, None, ""
+            yield peer, frame, msg, request_id
+        else:
+            waiting.setdefault(peer, []).append(frame)
+    for peer, held in waiting.items():
+        for batch in batches(held):
+            yield peer, batch, None, ""
+
+
 def error_frame(exc: ProtocolError, request_id: str = "") -> bytes:
     """The reply frame for a refused frame."""
     return encode(Error(code=exc.code, message=exc.message, in_reply_to=request_id))

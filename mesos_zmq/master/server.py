@@ -48,21 +48,19 @@ from mesos_zmq.master.records import record_to_plain
 from mesos_zmq.master.snapshots import HOLD_AFTER_START, BackgroundSnapshots
 from mesos_zmq.master.state import HistoryLimits, MasterState, state_from
 from mesos_zmq.protocol import (
-    BATCH_BYTES,
+    ASKED_REPLIES,
     DEFAULT_MAX_FRAME_BYTES,
     Envelope,
-    FileData,
     Heartbeat,
     Message,
     Refused,
-    State,
-    Tasks,
     batches,
     decode_frame,
     encode,
     error_frame,
     peek_request_id,
     peek_reregistration,
+    turn_sends,
 )
 from mesos_zmq.resources import validate_role
 from mesos_zmq.transport import TRACKED_BYTES, ServerSocket
@@ -588,40 +586,29 @@ class MasterServer:
         # Forked after the records above are appended: the child's state is what the
         # log holds up to its mark.
         self._snapshots.start(self.core.state.snapshot, now)
-        last: tuple[Message | None, str, bytes] = (None, "", b"")
-        # What one turn has for the same peer goes as one batch frame (see
-        # mesos_zmq.protocol): a framework hears of many tasks in a turn, and each frame
-        # costs both ends a send, a receive and an unpack.
-        waiting: dict[bytes, list[bytes]] = {}
-        for peer, msg, request_id in ready.messages:
-            # The same (frozen) message to many peers, heartbeats above all, is encoded
-            # once.
-            if msg is last[0] and request_id == last[1]:
-                frame = last[2]
+        for peer, frame, msg, request_id in turn_sends(self._encoded(ready.messages)):
+            if msg is None:
+                self._send(peer, frame, False, "batch", None)
             else:
-                frame = encode(msg, request_id, self.epoch)
-                last = (msg, request_id, frame)
-            # Replies a peer sizes by asking (file data, state) are counted whatever
-            # their size: small reads asked for in their thousands add up as well.
-            asked = isinstance(msg, FileData | State | Tasks)
-            if asked or len(frame) >= BATCH_BYTES:
-                # Alone, and after what the same turn had for this peer before it.
-                self._send_waiting(peer, waiting.pop(peer, None))
-                self._send(peer, frame, asked, msg.TYPE, request_id)
-            else:
-                waiting.setdefault(peer, []).append(frame)
-        for peer, frames in waiting.items():
-            self._send_waiting(peer, frames)
+                self._send(peer, frame, isinstance(msg, ASKED_REPLIES), msg.TYPE,
+                           request_id)
         if ready.reads:
             # Answered (here or by a child forked) after the records above are durable:
             # a read shows nothing that could still be lost.
             self._answer_in_loop(*self._loop_reads.take(self.core, ready.reads, now,
                                                         self.epoch), now)
 
-    def _send_waiting(self, peer: bytes, frames: list[bytes] | None) -> None:
-        if frames:
-            for frame in batches(frames):
-                self._send(peer, frame, False, "batch", None)
+    def _encoded(self, messages: list[tuple[bytes, Message, str]],
+                 ) -> Iterator[tuple[bytes, Message, str, bytes]]:
+        # The same (frozen) message to many peers, heartbeats above all, is encoded once.
+        last: tuple[Message | None, str, bytes] = (None, "", b"")
+        for peer, msg, request_id in messages:
+            if msg is last[0] and request_id == last[1]:
+                frame = last[2]
+            else:
+                frame = encode(msg, request_id, self.epoch)
+                last = (msg, request_id, frame)
+            yield peer, msg, request_id, frame
 
     def _send(self, peer: bytes, frame: bytes, asked: bool, kind: str,
               request_id: str | None) -> None:

@@ -28,6 +28,7 @@ Each class here is one process kind with the same life as its real shell, run on
 from __future__ import annotations
 
 import random
+from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -46,12 +47,10 @@ from mesos_zmq.master.records import record_to_plain
 from mesos_zmq.master.state import MasterState, replay, state_from
 from mesos_zmq.master.zk_log import LogFenced, ZooKeeperLog
 from mesos_zmq.protocol import (
-    BATCH_BYTES,
     Accept,
     Acknowledge,
     Decline,
     Envelope,
-    FileData,
     FrameworkInfo,
     Heartbeat,
     Kill,
@@ -60,15 +59,14 @@ from mesos_zmq.protocol import (
     Reconcile,
     ReconcileTask,
     Refused,
-    State,
     TaskInfo,
-    Tasks,
     TaskStatus,
     batches,
     decode_frame,
     encode,
     error_frame,
     peek_request_id,
+    turn_sends,
 )
 from mesos_zmq.resources import Resources
 from mesos_zmq.scheduler.core import Abort, Action, Call, DriverCore, FileReply, Reconnect, Send
@@ -382,24 +380,16 @@ class MasterReplica:
                 self.pending_snapshot = (self.log.encode_snapshot(self.core.state.snapshot()),
                                          mark)
                 self.world.log(self.name, "snapshot marked", mark)
-        # What a step has for one peer goes in batch frames, as MasterServer sends it:
-        # replies a peer asked for, and large messages, alone and in their place.
-        waiting: dict[bytes, list[bytes]] = {}
-        for peer, msg, request_id in ready.messages:
+        # What a step has for one peer goes in batch frames, by MasterServer's rule.
+        for peer, frame, _msg, _rid in turn_sends(self._encoded(ready.messages)):
+            self.world.network.master_send(peer, frame)
+
+    def _encoded(self, messages: list[tuple[bytes, Message, str]],
+                 ) -> Iterator[tuple[bytes, Message, str, bytes]]:
+        for peer, msg, request_id in messages:
             if not isinstance(msg, Heartbeat):
                 self.world.log(self.name, Lazy(_arrow, "->", peer), Lazy(_short, msg))
-            frame = encode(msg, request_id, self.epoch)
-            if isinstance(msg, FileData | State | Tasks) or len(frame) >= BATCH_BYTES:
-                self._send_batched(peer, waiting.pop(peer, []))
-                self.world.network.master_send(peer, frame)
-            else:
-                waiting.setdefault(peer, []).append(frame)
-        for peer, frames in waiting.items():
-            self._send_batched(peer, frames)
-
-    def _send_batched(self, peer: bytes, frames: list[bytes]) -> None:
-        for frame in batches(frames):
-            self.world.network.master_send(peer, frame)
+            yield peer, msg, request_id, encode(msg, request_id, self.epoch)
 
     def compact(self) -> None:
         """Forced snapshot + compaction by the serving leader, between two steps."""

@@ -8,7 +8,6 @@ refused whole. Senders group what one turn has for a peer without reordering it.
 from __future__ import annotations
 
 import time
-from collections import deque
 from typing import Any
 
 import msgpack
@@ -27,6 +26,7 @@ from mesos_zmq.protocol import (
     AgentRegistered,
     Envelope,
     Error,
+    FileData,
     GetState,
     Heartbeat,
     Message,
@@ -38,8 +38,11 @@ from mesos_zmq.protocol import (
     decode,
     decode_frame,
     encode,
+    turn_sends,
 )
 from mesos_zmq.transport import ClientSocket
+from tests.unit.fake_router import FakeRouter
+from tests.unit.fake_router import turn as drive
 
 
 def ack(n: int) -> Acknowledge:
@@ -139,32 +142,6 @@ def test_any_sequence_survives_batching(spec: list[tuple[int, str, int]],
 # --------------------------------------------------------------------------- the master
 
 
-class FakeRouter:
-    """Stands in for the master's ROUTER: frames to hand out; frames sent, as sent."""
-
-    def __init__(self, frames: list[tuple[bytes, bytes]]) -> None:
-        self.inbox = deque(frames)
-        self.sent: list[tuple[bytes, bytes]] = []
-
-    def recv_nowait(self) -> tuple[bytes, list[bytes], str | None]:
-        if not self.inbox:
-            raise zmq.Again()
-        peer, frame = self.inbox.popleft()
-        return peer, [frame], None
-
-    def send(self, identity: bytes, frame: bytes, track: bool = False) -> None:
-        self.sent.append((identity, frame))
-
-    def unsent_bytes(self, identity: bytes) -> int:
-        return 0
-
-    def sweep(self) -> None:
-        pass
-
-    def close(self) -> None:
-        pass
-
-
 @pytest.fixture
 def server() -> Any:
     master = MasterServer(MasterConfig(registry="in_memory", port=0))
@@ -172,17 +149,47 @@ def server() -> Any:
     master.close()
 
 
+# One message of each kind a turn sends: small (batched), asked for, large.
+_KINDS = {
+    "small": lambda n: ack(n),
+    "asked": lambda n: FileData(task_id="t", path=f"p{n}", offset=0, data=b"x", size=1),
+    "large": lambda n: Error(code="x", message="y" * BATCH_BYTES, in_reply_to=f"{n}"),
+}
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from([b"a", b"b", b"c"]),
+                          st.sampled_from(sorted(_KINDS))), max_size=60))
+def test_turn_sends_keeps_each_peers_order_and_sends_asked_and_large_alone(
+        plan: list[tuple[bytes, str]]) -> None:
+    sends = []
+    for n, (peer, kind) in enumerate(plan):
+        msg = _KINDS[kind](n)
+        sends.append((peer, msg, f"r{n}", encode(msg, f"r{n}")))
+    out = list(turn_sends(sends))
+    for peer in (b"a", b"b", b"c"):
+        wanted = [(msg, rid) for p, msg, rid, _ in sends if p == peer]
+        got = [item for p, frame, _, _ in out if p == peer for item in messages(frame)]
+        assert got == wanted
+    for _peer, frame, msg, rid in out:
+        if msg is None:  # a batch: small messages only, within the limits
+            assert all(isinstance(m, Acknowledge) for m, _ in messages(frame))
+            assert len(frame) <= BATCH_BYTES + 16
+        else:  # alone: the frame is exactly that message's
+            assert not isinstance(msg, Acknowledge)
+            assert messages(frame) == [(msg, rid)]
+    # no more frames than needed: consecutive small messages for a peer share one
+    runs = 0
+    for peer in (b"a", b"b", b"c"):
+        kinds = [kind for p, kind in plan if p == peer]
+        runs += sum(1 for i, k in enumerate(kinds)
+                    if k == "small" and (i == 0 or kinds[i - 1] != "small"))
+        runs += sum(1 for k in kinds if k != "small")
+    assert len(out) == runs
+
+
 def turn(server: MasterServer, frames: list[tuple[bytes, bytes]]) -> FakeRouter:
-    real = server.server
-    fake = FakeRouter(frames)
-    server.server = fake  # type: ignore[assignment]
-    try:
-        ready = Ready()
-        server._drain(ready, time.monotonic())
-        server._flush(ready)
-    finally:
-        server.server = real
-    return fake
+    return drive(server, frames, time.monotonic())
 
 
 def test_the_master_handles_each_item_of_a_batch_and_refuses_the_bad_one(
@@ -224,14 +231,7 @@ def test_what_a_turn_has_for_one_peer_goes_as_one_frame_in_order(
 
 
 def turn_flush(server: MasterServer, ready: Ready) -> FakeRouter:
-    real = server.server
-    fake = FakeRouter([])
-    server.server = fake  # type: ignore[assignment]
-    try:
-        server._flush(ready)
-    finally:
-        server.server = real
-    return fake
+    return drive(server, [], time.monotonic(), ready)
 
 
 # --------------------------------------------------------------------------- clients

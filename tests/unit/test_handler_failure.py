@@ -3,53 +3,20 @@ state afterwards equals a replay of the log, and the sender hears ``internal``."
 
 from __future__ import annotations
 
-from collections import deque
 from typing import Any
 
 import pytest
-import zmq
 
-from mesos_zmq.master.core import Ready
 from mesos_zmq.master.records import WeightsSet
 from mesos_zmq.master.server import MasterConfig, MasterServer
 from mesos_zmq.master.state import state_from
 from mesos_zmq.protocol import (
     AgentRegistered,
-    Envelope,
-    Message,
     RegisterAgent,
     SetWeights,
-    decode_frame,
     encode,
 )
-
-
-class FakeSocket:
-    """Stands in for the ROUTER: frames to hand out, frames sent."""
-
-    def __init__(self, frames: list[tuple[bytes, bytes]]) -> None:
-        self.inbox = deque(frames)
-        self.sent: list[tuple[bytes, Message]] = []
-
-    def recv_nowait(self) -> tuple[bytes, list[bytes], str | None]:
-        if not self.inbox:
-            raise zmq.Again()
-        peer, frame = self.inbox.popleft()
-        return peer, [frame], None
-
-    def send(self, identity: bytes, frame: bytes, track: bool = False) -> None:
-        for item in decode_frame(frame):  # one message, or a batch's in order
-            assert isinstance(item, Envelope), item
-            self.sent.append((identity, item.message))
-
-    def unsent_bytes(self, identity: bytes) -> int:
-        return 0
-
-    def sweep(self) -> None:
-        pass
-
-    def close(self) -> None:
-        pass
+from tests.unit.fake_router import turn
 
 
 @pytest.fixture
@@ -68,22 +35,15 @@ def test_a_failing_handler_leaves_no_trace_and_the_batch_before_it_stands(
         raise RuntimeError("a bug after the first commit")
 
     server.core._handlers[SetWeights] = broken
-    real = server.server
-    fake = FakeSocket([
+    fake = turn(server, [
         (b"agent", encode(RegisterAgent(hostname="h", resources="cpus:1;mem:64"), "r1")),
         (b"ops", encode(SetWeights(weights={"eng": 5.0}), "r2")),
-    ])
-    server.server = fake  # type: ignore[assignment]
-    try:
-        ready = Ready()
-        server._drain(ready, 1.0)
-        server._flush(ready)
-    finally:
-        server.server = real
-    sent = {(peer, type(msg).__name__, getattr(msg, "code", "")) for peer, msg in fake.sent}
+    ], 1.0)
+    sent = {(peer, type(msg).__name__, getattr(msg, "code", ""))
+            for peer, msg in fake.sent_messages()}
     assert (b"ops", "Error", "internal") in sent
     assert (b"agent", "AgentRegistered", "") in sent  # the handler before it stands
-    assert all(getattr(msg, "agent_id", "") != "leak" for _, msg in fake.sent)
+    assert all(getattr(msg, "agent_id", "") != "leak" for _, msg in fake.sent_messages())
     recovered = server.log.recover()
     replayed = state_from(recovered.snapshot, recovered.records)
     assert replayed.snapshot() == server.core.state.snapshot()

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import msgpack
 
-from mesos_zmq.master.core import Ready
 from mesos_zmq.master.server import MasterConfig, MasterServer
 from mesos_zmq.protocol import (
     PROTOCOL_VERSION,
@@ -21,7 +20,7 @@ from mesos_zmq.protocol import (
     encode,
     peek_reregistration,
 )
-from tests.unit.test_handler_failure import FakeSocket
+from tests.unit.fake_router import turn
 from tests.unit.test_master_core import AGENT, Harness, launch
 
 
@@ -90,13 +89,10 @@ def test_a_reregistration_on_a_new_connection_is_reconciled_in_full() -> None:
 
 def test_the_shell_takes_a_repeat_without_decoding_its_reports() -> None:
     server = MasterServer(MasterConfig(registry="in_memory", port=0))
-    real = server.server
     try:
-        server.server = FakeSocket([  # type: ignore[assignment]
-            (b"a", encode(RegisterAgent(hostname="h1", resources="cpus:4;mem:4096"), "r1"))])
-        ready = Ready()
-        server._drain(ready, 1.0)
-        server._flush(ready)
+        turn(server, [
+            (b"a", encode(RegisterAgent(hostname="h1", resources="cpus:4;mem:4096"), "r1"))],
+            1.0)
         agent_id = server.core.peers[b"a"].id
 
         def reregistration(reports: object) -> bytes:
@@ -105,13 +101,9 @@ def test_the_shell_takes_a_repeat_without_decoding_its_reports() -> None:
             frame: bytes = msgpack.packb([PROTOCOL_VERSION, "reregister_agent", "r2", body])
             return frame
 
-        fake = FakeSocket([(b"a", reregistration([])),
-                           (b"b", reregistration("not a list"))])
-        server.server = fake  # type: ignore[assignment]
-        ready = Ready()
-        server._drain(ready, 2.0)
-        server._flush(ready)
-        replies = {peer: msg for peer, msg in fake.sent}
+        fake = turn(server, [(b"a", reregistration([])),
+                             (b"b", reregistration("not a list"))], 2.0)
+        replies = dict(fake.sent_messages())
         # The bound connection's repeat is answered as before; nothing else is read
         # from it, so nothing in it can change anything.
         assert isinstance(replies[b"a"], AgentRegistered) and replies[b"a"].agent_id == agent_id
@@ -119,7 +111,6 @@ def test_the_shell_takes_a_repeat_without_decoding_its_reports() -> None:
         # Anyone else's is validated in full.
         assert isinstance(replies[b"b"], Error) and replies[b"b"].code == "bad_field"
     finally:
-        server.server = real
         server.close()
 
 
