@@ -11,7 +11,12 @@ between each two (``reads_*``: the median catching up and whole state, as a
 dashboard's reads of a busy master find them); a cold cache filled by a forked child
 (``fill_*``: what the loop spends to fork it, when the first answer is ready, the
 longest loop turn until the cache is taken in, and the next read from it); and checks
-that both ways give the same bytes.
+that both ways give the same bytes. Then, with ``--steady`` seconds of a steady churn
+(``--rate`` short tasks a second, each ending ``--latency`` seconds after it started,
+as the benchmark's framework keeps ~5,000 in flight): what catching up costs the loop
+a second (``steady_*_ms_per_s``) in the background every 1.2 s, all of it or leaving
+what changed since (``defer``), and for reads every 0.2 s (back to back) or 0.6 s (as
+they are paced), catching up and building each whole state.
 Nothing here asserts beyond that check: figures are for humans to compare (issue 13).
 
     python tools/bench_reads.py [--agents 10000] [--tasks 100000] [--completed 1000]
@@ -35,6 +40,7 @@ sys.path.insert(0, str(ROOT))
 
 import structlog  # noqa: E402
 
+from mesos_zmq.master import loop_reads  # noqa: E402
 from mesos_zmq.master import records as r  # noqa: E402
 from mesos_zmq.master.core import DeferredRead, MasterCore, MasterCoreConfig  # noqa: E402
 from mesos_zmq.master.loop_reads import LoopReads  # noqa: E402
@@ -124,14 +130,68 @@ def fill(core: MasterCore, shows: Any) -> dict[str, Any]:
         if answers:
             answered_at = time.perf_counter() - started
             got = answers[0][1]
-    next_ms, _ = best(lambda: reads.take(core, [DeferredRead(b"r", GetState(), "r", None)],
-                                         22.0, 1), 1)
+    # once the reads that came before it were paced (see loop_reads): its turn
+    later = 22.0 + loop_reads.MAX_PACE
+    next_ms, (answers, _) = best(lambda: reads.take(
+        core, [DeferredRead(b"r", GetState(), "r", None)], later, 1), 1)
+    assert answers, "the next read was not answered at its turn"
     reads.cache.detach()
     return {"fill_loop_fork_ms": round(forked * 1000, 1),
             "fill_answered_ms": round((answered_at or 0.0) * 1000),
             "fill_longest_turn_ms": round(longest * 1000, 1),
             "fill_next_read_ms": round(next_ms, 1), "fill_same_bytes": got == expected,
             "fill_taken": core.counters["read_cache_filled"] == 1}
+
+
+def steady(core: MasterCore, shows: Any, seconds: float, rate: int, latency: float,
+           agents: int) -> dict[str, Any]:
+    """A steady churn, and what the cache costs the loop a second under it (see the
+    module docstring)."""
+    figures: dict[str, Any] = {}
+    step = 0.01
+    per = max(1, int(rate * step))
+    serial = itertools.count()
+    for name, every, read, defer in (("bg", 1.2, False, False),
+                                     ("bg_defer", 1.2, False, True),
+                                     ("reads_0.2s", 0.2, True, False),
+                                     ("reads_0.6s", 0.6, True, False)):
+        cache = ReadCache()
+        cache.attach(core)
+        cache.catch_up(core)
+        started: list[tuple[float, str, bool]] = []
+        t = last = 0.0
+        spent = 0.0
+        counted = 0
+        while t < seconds:
+            t += step
+            for _ in range(per):
+                n = next(serial)
+                tid = f"y{n}"
+                core.state.apply(r.TaskAdded(framework_id="f", task=TaskInfo(
+                    task_id=tid, agent_id=f"a{n % agents:06d}",
+                    resources=SHORT, role="*"), state="TASK_STAGING", time=t))
+                started.append((t, tid, False))
+            while started and started[0][0] + latency <= t:
+                _, tid, _ = started.pop(0)
+                core.state.apply(r.TaskUpdated(framework_id="f", task_id=tid,
+                                               state="TASK_FINISHED", exit_code=0, time=t))
+            if t - last >= every:
+                last = t
+                began = time.perf_counter()
+                cache.catch_up(core, defer=defer)
+                if read:
+                    cache.state_frame(core, t, shows, None, "r", 1)
+                if t > 1.0:  # once in flight
+                    spent += time.perf_counter() - began
+                    counted += 1
+        figures[f"steady_{name}_ms_per_s"] = round(spent * 1000 / (seconds - 1.0), 1)
+        if read:
+            figures[f"steady_{name}_ms_per_read"] = round(spent * 1000 / max(counted, 1), 1)
+        for _, tid, _ in started:
+            core.state.apply(r.TaskUpdated(framework_id="f", task_id=tid,
+                                           state="TASK_FINISHED", exit_code=0, time=t))
+        cache.detach()
+    return figures
 
 
 def best(work: Callable[[], Any], times: int = 5) -> tuple[float, Any]:
@@ -149,6 +209,10 @@ def main() -> int:
     parser.add_argument("--tasks", type=int, default=100_000)
     parser.add_argument("--completed", type=int, default=1_000)
     parser.add_argument("--churn", type=int, default=1_000)
+    parser.add_argument("--steady", type=float, default=6.0,
+                        help="seconds of steady churn (0: none)")
+    parser.add_argument("--rate", type=int, default=6_000)
+    parser.add_argument("--latency", type=float, default=0.8)
     args = parser.parse_args()
     structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(40))
     core = build(args.agents, args.tasks, args.completed)
@@ -198,8 +262,11 @@ def main() -> int:
     # as the master's own: what it built at start is out of the collector's sight
     gc.freeze()
     figures.update(fill(core, shows))
+    if args.steady:
+        figures.update(steady(core, shows, args.steady, args.rate, args.latency, args.agents))
     print(f"reproduce: python tools/bench_reads.py --agents {args.agents} --tasks "
-          f"{args.tasks} --completed {args.completed} --churn {args.churn}")
+          f"{args.tasks} --completed {args.completed} --churn {args.churn} --steady "
+          f"{args.steady} --rate {args.rate} --latency {args.latency}")
     print(" ".join(f"{k}={v}" for k, v in figures.items()))
     return 0
 

@@ -54,12 +54,34 @@ to catch up with. Its cost is that of the reads' own catching up, spread out: th
 views of the tasks that changed (3-9 µs each; a short task that starts and ends
 between two catch-ups costs next to nothing), the journal's notes, and ~40 MB of
 views at 100,000 tasks; under the benchmark's churn (4,000-5,500 tasks/s, 5,000 in
-flight) an estimated 2-3 % of the master's time while nobody reads. It
-is never dropped while kept warm (``IDLE_AFTER`` applies only otherwise). A leader
+flight) measured 8-9 % of the master's loop while nobody reads (py-spy), most of it
+the views and counts of the ~5,000 short tasks in flight at each catch-up, counted out
+again at the next. So a background catch-up under churn (more than ``DEFER_FROM``
+changes since the last, at most ``DEFER_LIMIT`` pending) leaves for the next what
+changes while it runs (:meth:`~mesos_zmq.master.read_cache.ReadCache.catch_up`,
+``defer``): a short task that starts and ends between two of them is only forgotten
+(in-process at 6,000 tasks/s, one every 1.2 s: 55 ms a second of catching up before,
+17 after); a read takes in everything, the rest a catch-up due after
+``KEEP_WARM_EVERY``. It is never dropped while kept warm (``IDLE_AFTER`` applies only
+otherwise). A leader
 that starts with a large cluster (a failover: more than ``PARK_LIMIT`` tasks) lets
 the agents and frameworks re-register first: ``COLD_FILL_AFTER`` seconds after its
 first turn that saw that core it attaches the cache and forks a child to fill it,
 with no reads to answer (a read that comes earlier forks it at once, as above).
+
+State reads are paced: an answer built in the loop costs it 45-100 ms on the
+benchmark's two busy cores at 100,000 tasks (catching up with what changed since the
+last, and the 20 MB frame), and a dashboard that asks again as soon as it is answered
+(4-5 reads a second) took a quarter of the loop from the agents and frameworks: their
+rate fell to 0.68-0.75 of what it was without reads. So the state reads that come
+within ``spent / READ_SHARE`` seconds of the last answered (``spent``: the loop's time
+on those, from their coming to their answers; at most ``MAX_PACE`` seconds, and none
+if it was below ``PACE_FROM``) wait until then, and are answered together, from the
+state of that instant (a read is built when it is answered: it shows every change
+committed before, never one that is not). A read so waits at most ``MAX_PACE``
+seconds more, and the cache catches up with the changes of that wait once (a short
+task that came and went meanwhile is only forgotten), a slice a turn from ``PREWARM``
+seconds before their turn. Pages (``get_tasks``, a few ms) are not paced.
 
 Anything else, and any read the cache fails on (logged), goes to the child as before.
 """
@@ -98,6 +120,13 @@ PARK_LIMIT = 60_000
 #: changed tasks the cache lets pile up between reads before it catches up a slice a
 #: turn anyway (so that the next read waits a few turns at most)
 HIGH_WATER = 20_000
+#: changes since the last catch-up beyond which a background one leaves for later what
+#: changes while it runs (churn: at 6,000 tasks/s, ~12,000 a second; with fewer, each
+#: costs too little to matter)
+DEFER_FROM = 5_000
+#: changes beyond which a background catch-up takes in everything, not leaving for
+#: later what changes while it runs (what it leaves must stay well below PARK_LIMIT)
+DEFER_LIMIT = PARK_LIMIT // 2
 #: seconds of catching up per loop turn while reads wait or the cache is far behind: a
 #: busy master turns 4-9 times a second and changes ~2,000 tasks a turn (10,000 agents,
 #: 3,000 tasks/s), so a slice must redo more than that
@@ -109,6 +138,16 @@ MAX_WAIT = 2.0
 #: seconds of catching up per loop turn while the cache is too far behind for reads to
 #: wait (they go to the child meanwhile): a cold cache at 100,000 tasks is 0.6 s of work
 COLD_SLICE = 0.05
+#: at most this share of the loop's time goes to state reads that come back to back
+#: (see "paced" in the module docstring)
+READ_SHARE = 0.1
+#: seconds a state read waits for its turn, at most
+MAX_PACE = 0.5
+#: seconds before their turn when the cache catches up a slice a turn for reads that
+#: wait for it (so that they are answered then, not turns later)
+PREWARM = 0.25
+#: seconds of the loop's time below which state reads are not paced (a small cluster)
+PACE_FROM = 0.02
 #: seconds after the last state read when the cache is dropped (while it is kept, each
 #: change of a task costs the master a few microseconds more, once)
 IDLE_AFTER = 60.0
@@ -171,6 +210,13 @@ class LoopReads:
         self._waiting: list[tuple[DeferredRead, float]] = []
         #: the cache is behind by more than a read may wait for: catch up each turn
         self._warming = False
+        #: state reads that come are not answered before then (``now``'s clock), and
+        #: what the loop spent on those waiting meanwhile (seconds: see "paced")
+        self._paced_until = 0.0
+        self._spent = 0.0
+        #: the background catch-up under way leaves for later what changed since it
+        #: began (see "a cache kept warm" in the module docstring)
+        self._deferring = False
         self._filler = ForkedJob(FILL_TIMEOUT, "read cache filler")
         self._fill: _Fill | None = None
         self._fill_failed_at = -FILL_RETRY
@@ -233,16 +279,22 @@ class LoopReads:
         if not self.keep_warm and now - self._wanted_at > self.idle_after:
             cache.detach()
             self._warming = False
-        elif self._warming or cache.pending > HIGH_WATER or (
+        elif self._warming or cache.fresh > HIGH_WATER or (
                 self.keep_warm and cache.pending and now - self._kept_at >= KEEP_WARM_EVERY):
             self._kept_at = now
+            # (decided as a catch-up begins; one cut short goes on as it began, unless
+            # what it left grew past DEFER_LIMIT meanwhile)
+            self._deferring = (self._deferring if self._warming else
+                               cache.fresh > DEFER_FROM) and cache.pending <= DEFER_LIMIT
             if self.keep_warm and cache.pending > PARK_LIMIT and self._may_fill(now):
                 self._fill_in_background(core, now, epoch)
                 return [], []
             try:
                 slice_ = COLD_SLICE if cache.pending > PARK_LIMIT else SLICE
-                self._warming = not cache.catch_up(core, time.perf_counter() + slice_) \
+                self._warming = not cache.catch_up(core, time.perf_counter() + slice_,
+                                                   defer=self._deferring) \
                     and cache.pending > IN_LOOP_PENDING
+                self._deferring = self._deferring and self._warming
             except Exception:  # the cache's fault must not be the master's
                 log.exception("the read cache failed to catch up; it starts over")
                 self._failed(core, now)
@@ -315,8 +367,34 @@ class LoopReads:
     # ------------------------------------------------------------------ state reads
     def _answer_waiting(self, core: MasterCore, now: float, epoch: int
                         ) -> tuple[list[Answer], list[DeferredRead]]:
+        """Answer the state reads that wait, once it is their turn (see "paced" in the
+        module docstring): what the loop spent on them, catching up and building
+        answers, sets when the next may be answered."""
         if not self._waiting or self._fill is not None:
             return [], []  # none, or they wait for the fill
+        started = time.perf_counter()
+        if now < self._paced_until:  # they wait for their turn
+            cache = self.cache
+            if now >= self._paced_until - PREWARM and cache.attached_to(core) \
+                    and cache.pending > AFTER_SLICE:
+                # so that they need not wait turns for the cache then
+                try:
+                    cache.catch_up(core, started + WAIT_SLICE)
+                except Exception:  # the cache's fault must not be the master's
+                    log.exception("the read cache failed to catch up; it starts over")
+                    self._failed(core, now)
+                self._spent += time.perf_counter() - started
+            return [], []
+        answers, forked = self._answer_now(core, now, epoch)
+        self._spent += time.perf_counter() - started
+        if not self._waiting:  # all answered (or forked): the next wait for their turn
+            if self._spent >= PACE_FROM:
+                self._paced_until = now + min(MAX_PACE, self._spent / READ_SHARE)
+            self._spent = 0.0
+        return answers, forked
+
+    def _answer_now(self, core: MasterCore, now: float, epoch: int
+                    ) -> tuple[list[Answer], list[DeferredRead]]:
         cache = self.cache
         behind = False
         try:
@@ -342,6 +420,7 @@ class LoopReads:
         if behind:
             # reads wait a few turns, unless it is too far behind for that
             self._warming = cache.pending > IN_LOOP_PENDING
+            self._deferring = False
             forked = []
             for read, since in waiting:
                 if cache.pending > PARK_LIMIT or now - since > MAX_WAIT:
