@@ -81,9 +81,15 @@ COUNTERS = (
     "leader_changes", "heartbeats_sent", "frames_in", "run_tasks", "tasks_started",
     "tasks_ended", "tasks_forgotten", "updates_sent", "update_retries", "acks",
     "errors", "stale_epoch", "bad_frames", "reregistered_acks", "retunes",
+    # agents back since the latest leader change: each counted at its FIRST
+    # re-registration after that change (reregistered_acks counts every answer, and an
+    # agent may hear two, the second after others were back)
+    "reregistered_agents",
     # not counts: when (time.monotonic() in ms, one clock for every process on the host)
     # an agent last heard it was registered / re-registered; the fleet takes the latest
     "last_registered_ms", "last_reregistered_ms",
+    # when the latest of those first re-registrations came (what a failover is timed by)
+    "last_first_reregistered_ms",
 )
 
 TERMINAL_STATES = ("TASK_FINISHED", "TASK_FAILED", "TASK_KILLED")
@@ -190,6 +196,7 @@ _REREGISTER_FIELDS = [f.name for f in dataclasses.fields(ReregisterAgent)]
 class _Agent:
     __slots__ = (
         "agent_id",
+        "back",
         "generation",
         "heard",
         "hostname",
@@ -226,6 +233,8 @@ class _Agent:
         self.reregistration: bytes | None = None
         #: bumped on every reconnect: timers of an older connection are void
         self.generation = 0
+        #: re-registered since the latest leader change (its first answer was counted)
+        self.back = False
 
 
 class _Worker:
@@ -351,6 +360,10 @@ class _Worker:
         self.counts["registered"] += 1
         if msg.reregistered:
             self.counts["reregistered_acks"] += 1
+            if not agent.back:
+                agent.back = True
+                self.counts["reregistered_agents"] += 1
+                self.counts["last_first_reregistered_ms"] = int(now * 1000)
         # spread the heartbeats of agents registered together over one interval
         self.at(now + self.rng.uniform(0, agent.interval), "beat", agent)
         self.at(now + agent.limit, "check", agent)
@@ -540,6 +553,7 @@ class _Worker:
         bound = Backoff(self.config.backoff_factor, max(self.config.backoff_factor, 60.0))
         for agent in self.agents:
             self.disconnect(agent)
+            agent.back = False
             self.at(now + bound.full_jitter(0, self.rng), "connect", agent)
 
     def run(self, stop: EventType, report: Any, detector: Any) -> None:

@@ -144,8 +144,30 @@ def reregister_agent(core: MasterContext, peer: bytes, msg: ReregisterAgent, rid
     if agent_id in core.state.draining:
         task_book.drain(core, agent_id, now)  # kills sent while it was away never arrived
     core.request_allocation()
-    log.info("agent reregistered", agent_id=agent_id, tasks=len(msg.tasks))
+    # At info one line per tick names the agents back (log_reregistered): a line per
+    # agent cost ~17 us of the 83 us a re-registration takes a new leader, on the
+    # thread that must answer 10,000 of them at once.
+    log.debug("agent reregistered", agent_id=agent_id, tasks=len(msg.tasks))
+    core.reregistered.append(agent_id)
     core.send(peer, agent_registered(core, peer, agent_id, True), rid)
+
+
+#: agent ids one "agents reregistered" line names at most
+REREGISTERED_PER_LINE = 1000
+
+
+def log_reregistered(core: MasterContext) -> None:
+    """Name the agents re-registered since the last tick: one info line for up to
+    REREGISTERED_PER_LINE of them (their ids in ``agent_ids``, in the order they came
+    back), rather than a line each. An operator finds one agent's re-registration by
+    its id in that list; at debug each also has its own "agent reregistered" line."""
+    done = core.reregistered
+    if not done:
+        return
+    core.reregistered = []
+    for start in range(0, len(done), REREGISTERED_PER_LINE):
+        chunk = done[start:start + REREGISTERED_PER_LINE]
+        log.info("agents reregistered", count=len(chunk), agent_ids=chunk)
 
 
 def repeated_reregistration(core: MasterContext, peer: bytes, agent_id: str) -> bool:

@@ -137,6 +137,9 @@ class MasterContext(Protocol):
     #: heap of (due, interval, framework id, task id) of launches awaiting word
     launch_retries: list[tuple[float, float, str, str]]
     reads: ReadBook
+    #: agents re-registered since the last tick, logged by it in one line (see
+    #: agent_api.log_reregistered)
+    reregistered: list[str]
     #: who sent the message being handled: the handshake's principal (None without keys)
     principal: Principal | None
 

@@ -257,6 +257,7 @@ class MasterCore:
         self.agent_runtimes: dict[str, AgentRuntime] = {}
         self.offers: dict[str, OfferRec] = {}
         self.reads = ReadBook()
+        self.reregistered: list[str] = []
         self._ready = Ready()
         #: building the answer of a deferred read (see answer_read)
         self._answering = False
@@ -478,6 +479,7 @@ class MasterCore:
         offers.expire(self, now)
         offers.resend_due(self, now)
         offers.retry_launches(self, now)
+        agent_api.log_reregistered(self)
         if self._allocate_pending or now - self._last_allocation >= self.config.allocation_interval:
             self._allocate(now)
         return self._take()

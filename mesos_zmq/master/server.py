@@ -573,6 +573,7 @@ class MasterServer:
         self.core.wall_offset = old.wall_offset
         self.core.facts = old.facts
         self.core.counters = old.counters
+        self.core.reregistered = old.reregistered  # agents back, not yet logged
         self.core.count("handler_failures")
         log.warning("the master core was rebuilt from its log after a handler failure; "
                     "agents and frameworks re-register")

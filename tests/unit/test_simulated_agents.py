@@ -149,3 +149,31 @@ def test_a_worker_reregisters_with_the_frame_encode_makes() -> None:
             tasks=[TaskReport(task=task.info, framework_id="f", state="TASK_RUNNING")]))
     finally:
         worker.context.term()
+
+
+def _reregistered(epoch: int) -> bytes:
+    return encode(AgentRegistered(agent_id="agent-1", heartbeat_interval=30.0,
+                                  missed_heartbeats=5, reregistered=True), "", epoch)
+
+
+def test_an_agent_back_is_counted_and_timed_at_its_first_reregistration_only() -> None:
+    """The failover figure of bench_cluster: an agent that re-registers twice after a
+    leader change (an answer lost, a retry) counts once, at the first."""
+    worker, agent = _worker()
+    try:
+        agent.agent_id = "agent-1"
+        worker.new_leader("tcp://127.0.0.1:2", 1.0)
+        worker.on_frame(agent, _reregistered(4), 2.0)
+        agent.registered = False  # told to register again ("not_registered")
+        worker.on_frame(agent, _reregistered(4), 3.5)
+        counts = worker.counts
+        assert counts["reregistered_acks"] == 2 and counts["last_reregistered_ms"] == 3500
+        assert counts["reregistered_agents"] == 1
+        assert counts["last_first_reregistered_ms"] == 2000
+        # the next leader change counts it again
+        worker.new_leader("tcp://127.0.0.1:3", 4.0)
+        worker.on_frame(agent, _reregistered(5), 5.0)
+        assert counts["reregistered_agents"] == 2
+        assert counts["last_first_reregistered_ms"] == 5000
+    finally:
+        worker.context.term()
