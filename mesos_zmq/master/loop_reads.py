@@ -125,8 +125,11 @@ HIGH_WATER = 20_000
 #: costs too little to matter)
 DEFER_FROM = 5_000
 #: changes beyond which a background catch-up takes in everything, not leaving for
-#: later what changes while it runs (what it leaves must stay well below PARK_LIMIT)
-DEFER_LIMIT = PARK_LIMIT // 2
+#: later what changes while it runs. What it leaves, plus HIGH_WATER fresh changes,
+#: must stay well below PARK_LIMIT: past it a burst (a framework torn down) would fork
+#: a fill of the whole master rather than catch up in the loop. Under steady churn what
+#: a catch-up leaves is what changed while it ran (hundreds), far below this.
+DEFER_LIMIT = PARK_LIMIT // 4
 #: seconds of catching up per loop turn while reads wait or the cache is far behind: a
 #: busy master turns 4-9 times a second and changes ~2,000 tasks a turn (10,000 agents,
 #: 3,000 tasks/s), so a slice must redo more than that
