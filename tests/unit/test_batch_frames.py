@@ -350,3 +350,18 @@ def test_a_client_stops_reading_frames_once_it_read_its_limit_of_messages() -> N
         client.close()
         router.close(linger=0)
         context.term()
+
+
+def test_a_small_asked_reply_is_sent_as_asked_and_a_batch_is_not(
+        server: MasterServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Replies a peer asked for count against its unsent bytes whatever their size
+    (MasterServer._send's ``asked``); a batch of small messages does not."""
+    calls: list[tuple[bytes, bool, str, str | None]] = []
+    monkeypatch.setattr(server, "_send", lambda peer, frame, asked, kind, rid:
+                        calls.append((peer, asked, kind, rid)))
+    ready = Ready()
+    ready.messages.append((b"fw", ack(1), ""))
+    ready.messages.append((b"fw", ack(2), ""))
+    ready.messages.append((b"fw", State(state={"frameworks": []}), "ask"))
+    server._flush(ready)
+    assert calls == [(b"fw", False, "batch", None), (b"fw", True, "state", "ask")]
