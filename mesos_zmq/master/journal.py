@@ -12,9 +12,14 @@ logged or decided from here).
 
 Every way of changing the dict is overridden: a key set, removed or moved goes into
 ``dirty``; one that was not in the dict before (or was moved to the end) also goes to
-the end of ``inserted``, which so holds the keys the dict appended, in its order. Both
-belong to the cache, which empties them. ``dirty`` None: nobody is listening, and a
-change costs one attribute test. Reads are the dict's own.
+the end of ``inserted``, which so holds the keys the dict appended and still holds, in
+its order (a key removed is taken out of it again); one removed or moved to the end
+also goes into ``gone``: it left its place. The listener's order is then its own less
+``gone``, plus ``inserted``: set operations on keys whose hashes the set and dicts
+keep, where looking each changed key up at read time (a tuple's hash is worked out
+afresh, its objects long out of the CPU's caches) cost 20-40 ms a read under churn.
+All three belong to the cache, which empties them. ``dirty`` None: nobody is
+listening, and a change costs one attribute test. Reads are the dict's own.
 """
 
 from __future__ import annotations
@@ -35,8 +40,11 @@ class _Journal:
     most of what keeping the read cache warm cost the master under churn."""
 
     dirty: set[Any] | None = None
-    #: None: the order of this dict does not matter to the listener (usage figures)
-    inserted: OrderedDict[Any, None] | None = None
+    #: None: the order of this dict does not matter to the listener (usage figures);
+    #: a plain dict (in order of insertion), each of its keys in this dict
+    inserted: dict[Any, None] | None = None
+    #: keys that left their place (removed, or moved to the end); None with ``inserted``
+    gone: set[Any] | None = None
     #: the base class (dict or OrderedDict), whose methods do the changes
     _base: Any = dict
 
@@ -46,9 +54,12 @@ class _Journal:
             return
         dirty.add(key)
         inserted = self.inserted
-        if inserting and inserted is not None:
-            inserted[key] = None
-            inserted.move_to_end(key)
+        if inserted is not None:
+            # removed, or moved to the end: it left its place either way
+            self.gone.add(key)  # type: ignore[union-attr]
+            inserted.pop(key, None)
+            if inserting:
+                inserted[key] = None
 
     def __setitem__(self, key: Any, value: Any) -> None:
         dirty = self.dirty
@@ -56,20 +67,27 @@ class _Journal:
             dirty.add(key)
             inserted = self.inserted
             if inserted is not None and key not in self:  # type: ignore[operator]
-                inserted[key] = None
-                inserted.move_to_end(key)
+                inserted[key] = None  # not in ``inserted``: it holds keys of the dict
         self._base.__setitem__(self, key, value)
 
     def __delitem__(self, key: Any) -> None:
         self._base.__delitem__(self, key)
         dirty = self.dirty
-        if dirty is not None:
+        if dirty is not None:  # as _note(key, False), inline
             dirty.add(key)
+            inserted = self.inserted
+            if inserted is not None:
+                self.gone.add(key)  # type: ignore[union-attr]
+                inserted.pop(key, None)
 
     def pop(self, key: Any, default: Any = _MISSING) -> Any:
         dirty = self.dirty
         if dirty is not None and key in self:  # type: ignore[operator]
-            dirty.add(key)
+            dirty.add(key)  # as _note(key, False), inline
+            inserted = self.inserted
+            if inserted is not None:
+                self.gone.add(key)  # type: ignore[union-attr]
+                inserted.pop(key, None)
         if default is _MISSING:
             return self._base.pop(self, key)
         return self._base.pop(self, key, default)
@@ -94,6 +112,9 @@ class _Journal:
     def clear(self) -> None:
         if self.dirty is not None:
             self.dirty.update(self)  # type: ignore[arg-type]
+            if self.inserted is not None:
+                self.gone.update(self)  # type: ignore[union-attr, arg-type]
+                self.inserted.clear()
         self._base.clear(self)
 
     def __ior__(self, other: Any) -> Any:

@@ -44,7 +44,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections import Counter, OrderedDict
+from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from itertools import chain, islice
@@ -106,8 +106,10 @@ class _Mirror:
         #: keys of ``todo`` that changed since a background catch-up began, which it
         #: leaves for later (see :meth:`ReadCache.catch_up`)
         self.young: set[TaskKey] = set()
-        self.inserted: OrderedDict[TaskKey, None] = OrderedDict()
-        journal.dirty, journal.inserted = self.dirty, self.inserted
+        #: what the journal appended (each key in the dict) and what left its place
+        self.inserted: dict[TaskKey, None] = {}
+        self.gone: set[TaskKey] = set()
+        journal.dirty, journal.inserted, journal.gone = self.dirty, self.inserted, self.gone
 
     @property
     def pending(self) -> int:
@@ -116,17 +118,21 @@ class _Mirror:
     def order(self, source: Mapping[TaskKey, TaskRecord]) -> None:
         """Follow ``source``'s order: drop what left it (or was inserted again), append
         what it appended, in its order; every key noted is to be redone."""
-        dirty, inserted, views = self.dirty, self.inserted, self.views
+        dirty, inserted, gone, views = self.dirty, self.inserted, self.gone, self.views
         if not dirty:
             return
-        # only keys with a view can lose it: those of ``dirty`` (in C, with the hashes
-        # the set keeps: a task's key is a tuple, whose hash is worked out afresh at
-        # each look-up, and on the benchmark's busy cores, its objects out of the CPU's
-        # caches, that was ~1/3 of catching up: 20-40 ms a read at 10,000 changes)
-        for key in dirty - dirty.difference(views):
-            if key in inserted or key not in source:
+        # the journal noted, while each key was at hand, what left its place (``gone``)
+        # and what the dict appended and still holds (``inserted``): the views lose
+        # those of ``gone`` they have and gain ``inserted`` at the end, in C with the
+        # hashes the set and dict keep (a task's key is a tuple, whose hash is worked
+        # out afresh at each look-up, its objects out of the CPU's caches by now:
+        # looking each changed key up here was ~1/3 of catching up, 20-40 ms a read at
+        # 10,000 changes); only the views that go are looked up, to delete them
+        if gone:
+            for key in gone - gone.difference(views):
                 del views[key]
-        views.update({key: None for key in inserted if key in source})
+            gone.clear()
+        views.update(inserted)
         self.todo |= dirty
         dirty.clear()
         inserted.clear()
@@ -140,6 +146,7 @@ class _Mirror:
         self.todo.update(key for key, view in self.views.items() if view is None)
         self.dirty.clear()
         self.inserted.clear()
+        self.gone.clear()
 
     def in_order(self, source: Mapping[TaskKey, TaskRecord]) -> bool:
         """Whether the views are in ``source``'s order (about 1 ms at 100,000): a check
@@ -351,14 +358,14 @@ class ReadCache:
         self._done = _Mirror(completed, completed)
         completed.reordered = False
         # a usage figure changes the view of its task, not the order of tasks
-        usage.dirty, usage.inserted = self._active.dirty, None
+        usage.dirty, usage.inserted, usage.gone = self._active.dirty, None, None
         self._attached = (state, tasks, completed, usage)
 
     def detach(self) -> None:
         """Stop listening and forget everything (the maps stay journaled, silent)."""
         if self._attached is not None:
             for journal in self._attached[1:]:
-                journal.dirty = journal.inserted = None
+                journal.dirty = journal.inserted = journal.gone = None
         self._attached = None
         self._reset()
 
