@@ -1375,6 +1375,13 @@ def turn_sends(
             yield peer, batch, None, ""
 
 
+def refusal(item: Refused) -> Error:
+    """The answer to a refused message. Sent as a reply is, with its request id, in its
+    place among the replies to the same peer (not ahead of them)."""
+    return Error(code=item.error.code, message=item.error.message,
+                 in_reply_to=item.request_id)
+
+
 def error_frame(exc: ProtocolError, request_id: str = "") -> bytes:
     """The reply frame for a refused frame."""
     return encode(Error(code=exc.code, message=exc.message, in_reply_to=request_id))

@@ -54,12 +54,12 @@ from mesos_zmq.protocol import (
     Heartbeat,
     Message,
     Refused,
-    batches,
     decode_frame,
     encode,
     error_frame,
     peek_request_id,
     peek_reregistration,
+    refusal,
     turn_sends,
 )
 from mesos_zmq.resources import validate_role
@@ -484,33 +484,39 @@ class MasterServer:
                         continue
                 items = decode_frame(frame, self.config.max_frame_bytes)
             except ProtocolError as exc:
-                self._refuse(identity, [(exc, peek_request_id(frame)
-                                         if exc.code != "oversized" else "")])
+                refusal = Refused(exc, peek_request_id(frame) if exc.code != "oversized"
+                                  else "")
+                self._count_refused(identity, [refusal])
+                self._answer_refused(identity, refusal, ready)
                 continue
-            # A batch's messages are handled in order, each as if it had come alone.
+            # A batch's messages are handled in order, each as if it had come alone: a
+            # refusal goes out in its place among the replies (through ``ready``, as they
+            # do), not ahead of the replies to what came before it.
             read += len(items) - 1
-            refused = [(item.error, item.request_id) for item in items
-                       if isinstance(item, Refused)]
+            refused = [item for item in items if isinstance(item, Refused)]
             if refused:
-                self._refuse(identity, refused)
+                self._count_refused(identity, refused)
             for item in items:
-                if isinstance(item, Envelope) and not self._handle(identity, item, user,
-                                                                   ready, now):
+                if isinstance(item, Refused):
+                    self._answer_refused(identity, item, ready)
+                elif not self._handle(identity, item, user, ready, now):
                     return True
         return False
 
-    def _refuse(self, identity: bytes, refused: list[tuple[ProtocolError, str]]) -> None:
-        """Messages of one frame that did not decode: each counted and answered (in one
-        frame), the frame logged once; nothing changes."""
-        exc = refused[0][0]
+    def _count_refused(self, identity: bytes, refused: list[Refused]) -> None:
+        """Messages of one frame that did not decode: each counted, the frame logged
+        once; nothing changes."""
+        exc = refused[0].error
         log.info("refused frame", code=exc.code, error=exc.message[:200],
                  refused=len(refused))
-        for exc, _ in refused:
-            self.core.counters[f"refused_{exc.code}"] = (
-                self.core.counters.get(f"refused_{exc.code}", 0) + 1
-            )
-        for frame in batches([error_frame(exc, rid) for exc, rid in refused]):
-            self.server.send(identity, frame)
+        for item in refused:
+            code = item.error.code
+            self.core.counters[f"refused_{code}"] = (
+                self.core.counters.get(f"refused_{code}", 0) + 1)
+
+    @staticmethod
+    def _answer_refused(identity: bytes, item: Refused, ready: Ready) -> None:
+        ready.messages.append((identity, refusal(item), item.request_id))
 
     def _handle(self, identity: bytes, envelope: Envelope, user: str | None, ready: Ready,
                 now: float) -> bool:
@@ -524,13 +530,10 @@ class MasterServer:
             # _forget_failed_handler) and its sender gets ``internal``.
             log.exception("handler failed", type=envelope.message.TYPE,
                           principal=user or None)
-            self.server.send(
-                identity,
-                error_frame(
-                    ProtocolError("internal", "the master failed to handle this message"),
-                    envelope.request_id,
-                ),
-            )
+            # after the replies to what came before it (the batch before it stands)
+            self._answer_refused(identity, Refused(
+                ProtocolError("internal", "the master failed to handle this message"),
+                envelope.request_id), ready)
             if not self._forget_failed_handler(ready, now):
                 self._stopping = True
                 self.exit_code = 70  # EX_SOFTWARE: the service manager restarts us

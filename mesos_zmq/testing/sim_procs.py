@@ -64,8 +64,8 @@ from mesos_zmq.protocol import (
     batches,
     decode_frame,
     encode,
-    error_frame,
     peek_request_id,
+    refusal,
     turn_sends,
 )
 from mesos_zmq.resources import Resources
@@ -331,12 +331,10 @@ class MasterReplica:
         try:
             items = decode_frame(frame)
         except ProtocolError as exc:
-            self.world.network.master_send(identity, error_frame(exc, peek_request_id(frame)))
-            return
+            items = [Refused(exc, peek_request_id(frame))]
         for item in items:  # a batch's messages in order, as MasterServer does
-            if isinstance(item, Refused):
-                self.world.network.master_send(identity,
-                                               error_frame(item.error, item.request_id))
+            if isinstance(item, Refused):  # answered in its place among the replies
+                ready.messages.append((identity, refusal(item), item.request_id))
             else:
                 self._handle_message(core, identity, item, ready, now)
 

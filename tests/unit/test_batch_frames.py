@@ -202,7 +202,7 @@ def test_the_master_handles_each_item_of_a_batch_and_refuses_the_bad_one(
     heard = {(peer, type(m).__name__, rid, getattr(m, "code", ""))
              for peer, frame in fake.sent for m, rid in messages(frame)}
     assert (b"agent", "AgentRegistered", "r1", "") in heard
-    assert (b"agent", "Error", "", "unknown_type") in heard
+    assert (b"agent", "Error", "r2", "unknown_type") in heard
     assert (b"agent2", "AgentRegistered", "r3", "") in heard
     assert len(server.core.state.agents) == 2
     assert server.core.counters.get("refused_unknown_type") == 1
@@ -365,3 +365,16 @@ def test_a_small_asked_reply_is_sent_as_asked_and_a_batch_is_not(
     ready.messages.append((b"fw", State(state={"frameworks": []}), "ask"))
     server._flush(ready)
     assert calls == [(b"fw", False, "batch", None), (b"fw", True, "state", "ask")]
+
+
+def test_a_refusal_goes_out_in_its_place_among_the_replies(server: MasterServer) -> None:
+    """As if each item had come alone: the reply to the registration before the bad
+    item, then the refusal, then the reply to the one after it."""
+    first = encode(RegisterAgent(hostname="h1", resources="cpus:1;mem:64"), "r1")
+    bad = msgpack.packb([1, "no_such_message", "r2", {}])
+    again = encode(RegisterAgent(hostname="h1", resources="cpus:1;mem:64"), "r3")
+    fake = turn(server, [(b"peer", batch_frame([first, bad, again])),
+                         (b"peer", b"\xc1 not msgpack")])
+    heard = [(type(m).__name__, rid) for _, frame in fake.sent for m, rid in messages(frame)]
+    assert heard == [("AgentRegistered", "r1"), ("Error", "r2"), ("AgentRegistered", "r3"),
+                     ("Error", "")]
