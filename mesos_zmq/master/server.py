@@ -484,10 +484,10 @@ class MasterServer:
                         continue
                 items = decode_frame(frame, self.config.max_frame_bytes)
             except ProtocolError as exc:
-                refusal = Refused(exc, peek_request_id(frame) if exc.code != "oversized"
-                                  else "")
-                self._count_refused(identity, [refusal])
-                self._answer_refused(identity, refusal, ready)
+                whole = Refused(exc, peek_request_id(frame) if exc.code != "oversized"
+                                else "")
+                self._count_refused(identity, [whole])
+                self._answer_refused(identity, whole, ready)
                 continue
             # A batch's messages are handled in order, each as if it had come alone: a
             # refusal goes out in its place among the replies (through ``ready``, as they
