@@ -470,7 +470,7 @@ class ReadCache:
         self._round_done = True
         return True
 
-    def _order(self, core: MasterContext) -> tuple[_Mirror, _Mirror]:
+    def _order(self, core: MasterContext) -> None:
         """Take in the order of tasks (cheap): what is left to redo is then in ``todo``."""
         active, done = self._active, self._done
         assert active is not None and done is not None, "catch_up before attach"
@@ -482,7 +482,6 @@ class ReadCache:
             done.reorder(completed)
         active.order(state.tasks)
         done.order(completed)
-        return active, done
 
     # ------------------------------------------------------------------ filled by a child
     def fill_base(self, core: MasterContext) -> FillBase:
