@@ -270,6 +270,10 @@ def _set_from_text(text: str, token: str) -> frozenset[str]:
     return frozenset(items)
 
 
+#: how a message names each kind
+_KIND_WORDS = {"scalar": "an amount", "set": "a set", "ranges": "ranges"}
+
+
 def _kind(value: Value) -> str:
     if isinstance(value, int):
         return "scalar"
@@ -288,13 +292,18 @@ def _add(a: Value, b: Value) -> Value:
     raise ResourceError("cannot combine resources of different kinds")
 
 
-def _add_into(items: dict[Key, Value], more: Mapping[Key, Value], count: int = 1) -> None:
-    """Add ``count`` times ``more`` to ``items`` in place (sets and ranges once)."""
+def _add_into(items: dict[Key, Value], more: Mapping[Key, Value], count: int = 1,
+              tolerant: bool = False) -> None:
+    """Add ``count`` times ``more`` to ``items`` in place (sets and ranges once).
+    ``tolerant``: an entry of another kind than the one already there is left out
+    rather than refused (see :meth:`Resources.total`)."""
     for key, value in more.items():
         if count != 1 and isinstance(value, int):
             value *= count
         if key in items:
             if _kind(items[key]) != _kind(value):
+                if tolerant:
+                    continue
                 raise ResourceError(f"cannot add {key[0]} of different kinds")
             items[key] = _add(items[key], value)
         else:
@@ -590,13 +599,21 @@ class Resources:
 
     # ----------------------------------------------------------------- arithmetic
     @classmethod
-    def total(cls, counted: Iterable[tuple[Resources, int]]) -> Resources:
+    def total(cls, counted: Iterable[tuple[Resources, int]],
+              tolerant: bool = False) -> Resources:
         """The sum of ``count`` copies of each resources, in one pass: adding them
         pairwise built a new object per task (most of a state read at 100,000 tasks).
-        Scalars are multiplied; sets and ranges are taken once (a union)."""
+        Scalars are multiplied; sets and ranges are taken once (a union).
+
+        A custom name may be an amount on one agent and ranges on another (``foo:5``,
+        ``foo:[1-5]``): one agent's resources are of one kind a name, enforced where
+        they come in, but sums across agents (a framework's use, the cluster's) may
+        meet both. ``tolerant`` keeps the kind met first and leaves the other out, for
+        such sums, which are shown, never subtracted from; without it, a mix raises
+        :class:`ResourceError`."""
         items: dict[Key, Value] = {}
         for res, count in counted:
-            _add_into(items, res._items, count)  # noqa: SLF001 - its own class
+            _add_into(items, res._items, count, tolerant)  # noqa: SLF001 - its own class
         return cls(items)
 
     @staticmethod
@@ -612,15 +629,16 @@ class Resources:
 
     @classmethod
     def total_of_texts(cls, counted: Mapping[str, int]) -> Resources:
-        """:meth:`total` of resource texts counted by shape (tasks' resources); a text
-        that does not parse holds nothing countable and is left out."""
+        """:meth:`total` of resource texts counted by shape (tasks' resources), tolerant
+        of kinds (tasks on several agents); a text that does not parse holds nothing
+        countable and is left out."""
         parts = []
         for text, count in counted.items():
             try:
                 parts.append((cls.parse(text), count))
             except ResourceError:
                 continue
-        return cls.total(parts)
+        return cls.total(parts, tolerant=True)
 
     @staticmethod
     def _owning(items: dict[Key, Value]) -> Resources:
@@ -764,6 +782,19 @@ class Resources:
                         f"not {_format_value(value)[:100]}")
             if name == "gpus" and isinstance(value, int) and value % 1000:
                 return f"gpus must be a whole number, not {_format_scalar(value)}"
+        return None
+
+    def kind_conflict(self, other: Resources) -> str | None:
+        """A name ``other`` has in another kind than here (``foo:3`` against
+        ``foo:[1-5]``), shown for a message, or None: resources of a name in two kinds
+        cannot be held one within the other, so an agent's total and what its tasks
+        hold must agree (whatever the role)."""
+        mine = {name: _kind(value) for (name, _), value in self._items.items()}
+        for (name, _), value in sorted(other._items.items()):
+            kind = mine.get(name)
+            if kind is not None and kind != _kind(value):
+                return (f"{name} as {_KIND_WORDS[kind]} against "
+                        f"{_format_value(value)[:100]}")
         return None
 
     def entries(self) -> list[tuple[str, str, str, object]]:

@@ -160,7 +160,9 @@ class Allocator:
         ``active``), the pool counted once: a new leader adds every agent before it may
         serve, and one pool update per agent was a fifth of a takeover at 10,000 agents.
         Agents of one shape (one parsed object) share what is derived from it."""
-        added: list[Resources] = []
+        # counted by shape: never summed across agents, where a custom name may be an
+        # amount on one and ranges on another (the pool counts amounts only)
+        added: dict[int, tuple[Resources, int]] = {}
         facts: dict[int, tuple[bool, bool]] = {}
         try:
             for agent_id, total in agents:
@@ -173,11 +175,12 @@ class Allocator:
                 self._agents[agent_id] = _Agent(
                     total=total, allocated=Resources.empty(), free=total,
                     has_reservations=known[0], has_gpus=known[1], active=active)
-                added.append(total)
+                shape = added.get(id(total))
+                added[id(total)] = (total, 1 if shape is None else shape[1] + 1)
                 self._refresh(agent_id)
-        finally:
-            if added:  # what was added is counted, even when a later agent was refused
-                self._pool.add_resources(Resources.total((total, 1) for total in added), 1)
+        finally:  # what was added is counted, even when a later agent was refused
+            for total, count in added.values():
+                self._pool.add_resources(total, count)
 
     def remove_agent(self, agent_id: str) -> None:
         agent = self._agents.pop(agent_id, None)
@@ -341,7 +344,8 @@ class Allocator:
                 per_agent.setdefault(agent_id, []).append((resources, 1))
                 grouped.setdefault((framework_id, role), []).append((resources, 1))
         for agent_id, parts in per_agent.items():  # an offer and tasks: held at once
-            self._hold(agent_id, parts[0][0] if len(parts) == 1 else Resources.total(parts))
+            self._hold(agent_id, parts[0][0] if len(parts) == 1
+                       else Resources.total(parts, tolerant=True))
         for (framework_id, role), parts in grouped.items():
             self._count_held(framework_id, role, Resources.scalar_sum(parts))
 
@@ -350,7 +354,11 @@ class Allocator:
         agent = self._agents.get(agent_id)
         if agent is None:
             return False
-        agent.allocated = agent.allocated + resources
+        # tolerant: what an agent holds is of its total's kinds (the master holds
+        # agents and tasks to that where they come in), but a log written before that
+        # rule must still replay; an entry of another kind is left out of the account
+        agent.allocated = Resources.total(((agent.allocated, 1), (resources, 1)),
+                                          tolerant=True)
         if resources == agent.free:  # the common case: the whole agent was offered
             agent.free = Resources.empty()
         else:

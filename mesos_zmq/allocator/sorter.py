@@ -117,7 +117,8 @@ class Pool:
         self._changed()
 
     def add_resources(self, resources: Resources, sign: int = 1) -> None:
-        """Count an agent's resources in (sign 1) or out (-1), reservations included."""
+        """Count an agent's resources in (sign 1) or out (-1), reservations included;
+        ``sign`` may count several agents of one shape at once."""
         _add_into(self.totals, resources.scalar_amounts(), sign)
         for role in resources.roles() - {"*"}:
             per_role = self.reserved.setdefault(role, {})

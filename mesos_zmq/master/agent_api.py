@@ -17,7 +17,13 @@ from mesos_zmq.errors import ResourceError
 from mesos_zmq.master import access, liveness, offers, task_book
 from mesos_zmq.master.records import AgentAdded, TaskAdded
 from mesos_zmq.master.runtime import MAX_TASKS_PER_ACCEPT, AgentRuntime
-from mesos_zmq.master.validation import check_agent, task_problem, valid_id
+from mesos_zmq.master.validation import (
+    MAX_STATUS_MESSAGE,
+    check_agent,
+    status_problem,
+    task_problem,
+    valid_id,
+)
 from mesos_zmq.protocol import (
     Acknowledge,
     AgentRegistered,
@@ -125,6 +131,11 @@ def reregister_agent(core: MasterContext, peer: bytes, msg: ReregisterAgent, rid
     static = Resources.parse(msg.resources)
     total = core.agent_total(agent_id, static)
     known = core.state.agents.get(agent_id)
+    if known is None or known.resources != str(static):
+        problem = _kinds_held(core, agent_id, total)
+        if problem is not None:
+            core.error(peer, "invalid", f"agent re-registration refused: {problem}", rid)
+            return
     if known is None or known.resources != str(static) or known.hostname != msg.hostname:
         # New to this master (removed earlier, or its log was lost) or changed.
         core.commit(AgentAdded(agent_id=agent_id, hostname=msg.hostname,
@@ -154,6 +165,25 @@ def reregister_agent(core: MasterContext, peer: bytes, msg: ReregisterAgent, rid
 
 #: agent ids one "agents reregistered" line names at most
 REREGISTERED_PER_LINE = 1000
+
+
+def _kinds_held(core: MasterContext, agent_id: str, total: Resources) -> str | None:
+    """Why an agent back with ``total`` cannot hold the tasks the master has on it, or
+    None: a name now of another kind than a task holds (``foo:[1-5]`` where a task
+    holds ``foo:1``) cannot be counted one within the other. Refused, the agent can
+    come back as it was, or under a new id (a new work dir)."""
+    for rec in core.state.active_tasks_on(agent_id):
+        try:
+            held = Resources.parse(rec.task.resources)
+        except ResourceError:
+            continue
+        conflict = total.kind_conflict(held)
+        if conflict is not None:
+            return (f"task {rec.task_id} of framework {rec.framework_id} holds "
+                    f"{str(held)[:100]}, of another kind than the agent's resources now "
+                    f"({conflict}); restart the agent with the resources it had, or "
+                    "with a new work dir")
+    return None
 
 
 def log_reregistered(core: MasterContext) -> None:
@@ -217,6 +247,45 @@ def _unused(total: Resources, reports: list[TaskReport]) -> Resources:
     return free
 
 
+def _adopt(core: MasterContext, agent_id: str, msg: ReregisterAgent,
+           unknown: list[TaskReport], total: Resources) -> None:
+    """Adopt the running tasks an agent reports that this master does not know while
+    their framework lives (Mesos does: the log that knew them was lost), each only if
+    it is a task this master would have accepted there: valid (what is logged must
+    replay), in a role of its framework, of the agent's kinds and within what the
+    agent has left once the tasks the master knows on it are counted. A report is the
+    agent's word: believed beyond that, it could book any amount in any role."""
+    master_state = core.state
+    known = master_state.tasks
+    free = _unused(total, [r for r in msg.tasks
+                           if (rec := known.get((r.framework_id, r.task.task_id))) is not None
+                           and rec.agent_id == agent_id])
+    for report in unknown[:MAX_TASKS_PER_ACCEPT]:
+        # (one that ended is adopted too: its update, which follows, tells the framework)
+        framework_id = report.framework_id
+        task_id = report.task.task_id
+        info = master_state.frameworks[framework_id]
+        why = task_problem(report.task) if valid_id(framework_id) else "invalid framework id"
+        if why is None and report.task.role and report.task.role not in info.roles:
+            why = f"role {report.task.role[:64]!r} is not one of its framework's"
+        if why is None:
+            needs = Resources.parse(report.task.resources)
+            why = free.kind_conflict(needs) or (
+                None if free.contains(needs) else "it does not fit in what the agent "
+                f"has left ({str(free)[:100]})")
+        if why is not None:
+            log.warning("ignored a task an agent reported", agent_id=agent_id,
+                        task_id=task_id[:64], why=why)
+            continue
+        free = free.minus_contained(needs)
+        task = replace(report.task, agent_id=agent_id)
+        core.commit(TaskAdded(framework_id=framework_id, task=task,
+                              state=TaskState.STAGING.value))
+        new_rec = master_state.task(framework_id, task_id)
+        if new_rec is not None:
+            task_book.allocate_task(core, new_rec)
+
+
 def reconcile_agent(core: MasterContext, agent_id: str, msg: ReregisterAgent, now: float,
                     total: Resources) -> None:
     """Agents are the truth for what runs: align the log with their report.
@@ -231,27 +300,23 @@ def reconcile_agent(core: MasterContext, agent_id: str, msg: ReregisterAgent, no
     frameworks = master_state.frameworks
     task_of = master_state.task
     reported: set[tuple[str, str]] = set()
+    unknown: list[TaskReport] = []
     for report in msg.tasks:
         framework_id = report.framework_id
         task_id = report.task.task_id
-        reported.add((framework_id, task_id))
         rec = task_of(framework_id, task_id)
+        if rec is not None and rec.agent_id != agent_id:
+            # Another agent's task: an agent speaks for its own tasks only (a report
+            # believed here would move a task it does not run).
+            log.warning("ignored a task an agent reported: it is another agent's",
+                        agent_id=agent_id, task_id=task_id[:64], its_agent=rec.agent_id)
+            continue
+        reported.add((framework_id, task_id))
         if framework_id not in frameworks:
             core.send_agent(agent_id, ShutdownFramework(framework_id=framework_id))
             continue
         if rec is None:
-            # Unknown to us but its framework lives: adopt it (Mesos does), if it is a
-            # task this master would have accepted: what is logged must replay.
-            if not valid_id(framework_id) or task_problem(report.task) is not None:
-                log.warning("ignored an invalid task an agent reported", agent_id=agent_id,
-                            task_id=task_id[:64])
-                continue
-            task = replace(report.task, agent_id=agent_id)
-            core.commit(TaskAdded(framework_id=framework_id, task=task,
-                                  state=TaskState.STAGING.value))
-            new_rec = task_of(framework_id, task_id)
-            if new_rec is not None:
-                task_book.allocate_task(core, new_rec)
+            unknown.append(report)
         elif rec.terminal and report.state not in TERMINAL:
             # We already told the framework it is gone (LOST): it must not run.
             core.send_agent(agent_id, KillTask(framework_id=framework_id, task_id=task_id))
@@ -262,6 +327,8 @@ def reconcile_agent(core: MasterContext, agent_id: str, msg: ReregisterAgent, no
             task_book.master_task_update(core, rec, TaskState(report.state),
                                          "REASON_AGENT_REREGISTERED",
                                          "agent re-registered after being unreachable", now)
+    if unknown:
+        _adopt(core, agent_id, msg, unknown, total)
     relaunch: dict[str, list[TaskInfo]] = {}
     free: Resources | None = None  # worked out for the first undelivered task only
     for rec in master_state.active_tasks_on(agent_id):
@@ -319,6 +386,14 @@ def status_update(core: MasterContext, peer: bytes, msg: StatusUpdate,
     except ValueError:
         core.error(peer, "bad_field", f"unknown task state {status.state[:40]!r}", rid)
         return
+    problem = status_problem(status)
+    if problem is not None:
+        core.error(peer, "bad_field", problem, rid)
+        return
+    if len(status.message) > MAX_STATUS_MESSAGE:
+        # text for people: cut (the log, the state and the framework get the same)
+        status = replace(status, message=status.message[:MAX_STATUS_MESSAGE])
+        msg = StatusUpdate(status=status)
     rec = core.state.task(status.framework_id, status.task_id)
     if rec is None or status.framework_id not in core.state.frameworks \
             or rec.agent_id != status.agent_id:

@@ -26,6 +26,7 @@ from mesos_zmq.master.records import (
 )
 from mesos_zmq.master.runtime import MAX_TASKS_PER_ACCEPT, FrameworkRuntime
 from mesos_zmq.master.validation import (
+    MAX_RECONCILE,
     check_framework,
     check_task,
     reservation_problem,
@@ -437,6 +438,12 @@ def acknowledge(core: MasterContext, peer: bytes, msg: Acknowledge, rid: str, no
 def reconcile(core: MasterContext, peer: bytes, msg: Reconcile, rid: str, now: float) -> None:
     fid = msg.framework_id
     if not core.framework_peer_ok(peer, fid, rid):
+        return
+    if len(msg.tasks) > MAX_RECONCILE:
+        # each id costs an update back: 250,000 unknown ids a message grew the master
+        # by gigabytes of replies a framework need not read
+        core.error(peer, "invalid", f"a reconcile may name at most {MAX_RECONCILE} tasks, "
+                   f"not {len(msg.tasks)}: send them in several", rid)
         return
     if not msg.tasks:
         for rec in list(core.state.tasks.values()):

@@ -38,6 +38,13 @@ health check                as health_policy; command 64 KiB, path 4 KiB,    MAX
                             times 1e9 s, consecutive failures 1,000,000
 task role                   empty (set by the master) or a valid role        -
 failover timeout            0 .. 1e9 seconds                                 -
+agent resources             as task resources (known names of their kind);   see
+                            tasks it holds or reports of the same kinds      resources
+status update from an agent a state an agent may report (not UNREACHABLE,    AGENT_STATES
+                            GONE, UNKNOWN: the master's own); reason 128     MAX_REASON
+                            characters without whitespace; message 8 KiB     MAX_STATUS_
+                            (a longer one is cut, as it is text for people)  MESSAGE
+tasks one reconcile names   10,000                                           MAX_RECONCILE
 ==========================  ===============================================  ==========
 
 The sizes keep one task well within a frame (4 MiB), its launch
@@ -54,8 +61,9 @@ import re
 from mesos_zmq.agent.health_policy import check_health_check
 from mesos_zmq.attributes import parse_attributes
 from mesos_zmq.errors import AttributeParseError, ResourceError
-from mesos_zmq.protocol import FrameworkInfo, HealthCheck, TaskInfo
+from mesos_zmq.protocol import FrameworkInfo, HealthCheck, TaskInfo, TaskStatus
 from mesos_zmq.resources import Resources, validate_role
+from mesos_zmq.tasks import TaskState
 
 _ID_RE = re.compile(r"^[A-Za-z0-9_.-]{1,200}$")
 #: hostnames: 255 as in DNS
@@ -82,6 +90,16 @@ MAX_ENV_BYTES = 64 * 1024
 #: an HTTP health check's path
 MAX_HEALTH_PATH = 4096
 MAX_KILL_GRACE = 3600.0
+#: a status update's reason (``REASON_...``), and its message (longer ones are cut)
+MAX_REASON = 128
+MAX_STATUS_MESSAGE = 8 * 1024
+#: task ids one explicit reconcile names (each costs an update back)
+MAX_RECONCILE = 10_000
+#: what an agent may say of a task: the others are the master's own verdicts (an
+#: agent that said UNREACHABLE of its own task would have the task's resources
+#: counted as free by the next leader while it runs)
+AGENT_STATES = frozenset(TaskState) - {TaskState.UNREACHABLE, TaskState.GONE,
+                                       TaskState.UNKNOWN}
 
 
 def _size(text: str) -> int:
@@ -121,6 +139,11 @@ def check_agent(resources: str, attributes: str, hostname: str | None = None) ->
         return str(exc)
     if not total:
         return "agent offers no resources"
+    # the same kinds as tasks are held to: an agent's cpus:[1-2] could never hold a
+    # task's cpus:1, and adding one to the other cannot be done
+    problem = total.kind_problem()
+    if problem is not None:
+        return problem
     if len(attributes) > MAX_ATTRIBUTES:
         return f"attributes are longer than {MAX_ATTRIBUTES} characters"
     try:
@@ -129,6 +152,17 @@ def check_agent(resources: str, attributes: str, hostname: str | None = None) ->
         return str(exc)
     if hostname is not None:
         return hostname_problem(hostname)
+    return None
+
+
+def status_problem(status: TaskStatus) -> str | None:
+    """What an agent may not say in a status update, or None. Its ``message`` is not
+    checked: it is cut to MAX_STATUS_MESSAGE where it comes in."""
+    if status.state not in AGENT_STATES:
+        return f"an agent may not report {status.state[:40]!r}"
+    if len(status.reason) > MAX_REASON or not _plain_word(status.reason):
+        return (f"reason {_shown(status.reason)} must be at most {MAX_REASON} characters "
+                "without whitespace or control characters")
     return None
 
 

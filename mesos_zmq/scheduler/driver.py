@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import collections
 import enum
+import functools
 import getpass
 import heapq
 import itertools
@@ -40,6 +41,7 @@ import zmq
 from mesos_zmq.auth.keys import ClientKeys, client_keys
 from mesos_zmq.detector import LeaderDetector, NoLeader, parse_master_url
 from mesos_zmq.errors import AuthError, ConfigError
+from mesos_zmq.master.validation import MAX_RECONCILE
 from mesos_zmq.protocol import (
     Accept,
     Decline,
@@ -458,9 +460,14 @@ class SchedulerDriver:
         )
 
     def reconcile_tasks(self, tasks: Iterable[ReconcileTask] = ()) -> None:
-        """Ask for the latest state of ``tasks`` (all of ours when empty)."""
+        """Ask for the latest state of ``tasks`` (all of ours when empty); more than the
+        master takes in one message (MAX_RECONCILE) go in several."""
         items = reconcile_list(tasks, "reconcile_tasks")
-        self._request(lambda: Reconcile(framework_id=self.framework_id, tasks=items))
+        for start in range(0, max(len(items), 1), MAX_RECONCILE):
+            self._request(functools.partial(self._reconcile, items[start:start + MAX_RECONCILE]))
+
+    def _reconcile(self, tasks: list[ReconcileTask]) -> Reconcile:
+        return Reconcile(framework_id=self.framework_id, tasks=tasks)
 
     def revive_offers(self, roles: str | Iterable[str] | None = None) -> None:
         """Clear every decline filter and resume offers (for ``roles``, or all).
