@@ -201,8 +201,9 @@ class TaskLog:
 
     def __init__(self, work_dir: Path) -> None:
         self.path = work_dir / "meta" / LOG
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        # the agent's alone: tasks' environments are in it (see AgentServer)
+        self._fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
 
     def load(self) -> dict[str, TaskCheckpoint]:
         try:
@@ -222,14 +223,15 @@ class TaskLog:
     def compact(self, live: list[TaskCheckpoint]) -> None:
         """Rewrite the log with only the live tasks (write aside, fsync, rename)."""
         tmp = self.path.with_suffix(".tmp")
-        with open(tmp, "wb") as handle:
+        with os.fdopen(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600),
+                       "wb") as handle:
             for cp in live:
                 handle.write(encode_lines(_records_of(cp)))
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, self.path)
         os.close(self._fd)
-        self._fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        self._fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
 
     def close(self) -> None:
         os.close(self._fd)

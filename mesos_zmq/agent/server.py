@@ -117,7 +117,11 @@ class AgentServer:
         self.config = config
         self.work_dir = Path(config.work_dir)
         try:
-            (self.work_dir / "meta").mkdir(parents=True, exist_ok=True)
+            # The task log and events files hold every task's environment (its secrets
+            # too): only the agent may read them. Sandboxes are reached through the
+            # work dir, so it stays open to the tasks' users; meta/ does not.
+            (self.work_dir / "meta").mkdir(mode=0o700, parents=True, exist_ok=True)
+            os.chmod(self.work_dir / "meta", 0o700)  # made 0755 by older versions
         except OSError as exc:
             raise ConfigError(f"cannot use --work-dir {self.work_dir}: {exc.strerror}") from None
         gpus = config.gpu_devices if config.gpu_devices is not None else detect_gpus()

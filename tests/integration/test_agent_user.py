@@ -79,6 +79,11 @@ def test_a_task_runs_as_its_user_and_cannot_write_roots_files(cluster: Cluster,
         "touch mine && echo wrote-own-sandbox; "
         "touch /root/mesos-zmq-x 2>/dev/null && echo WROTE-ROOT || echo denied-root; "
         f"echo x 2>/dev/null >> {root_file} && echo WROTE-FILE || echo denied-file; "
+        # the agent's work dir is open to the task (its sandbox is in it), not meta/,
+        # where the task log holds every task's environment
+        "ls ../../../.. >/dev/null && echo reached-work-dir; "
+        "cat ../../../../meta/tasks.log 2>/dev/null && echo READ-TASK-LOG "
+        "|| echo denied-task-log; "
         "echo 'to stderr' >&2"
     )
     check = HealthCheck(kind="COMMAND", command=f'test "$(id -u)" = {entry.pw_uid}',
@@ -92,7 +97,7 @@ def test_a_task_runs_as_its_user_and_cannot_write_roots_files(cluster: Cluster,
     lines = (sandbox / "stdout").read_text().splitlines()
     assert lines == [str(entry.pw_uid), str(entry.pw_gid),
                      f"{entry.pw_dir} nobody nobody", "wrote-own-sandbox", "denied-root",
-                     "denied-file"]
+                     "denied-file", "reached-work-dir", "denied-task-log"]
     assert (sandbox / "stderr").read_text() == "to stderr\n"
     for path in (sandbox, sandbox / "stdout", sandbox / "stderr", sandbox / "mine"):
         info = path.stat()
