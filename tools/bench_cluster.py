@@ -7,7 +7,10 @@ framework in its own process that accepts every offer and acknowledges every upd
 Then, in order:
 
 1. registration: seconds until every agent is registered (from the fleet's start);
-2. idle: the master's CPU (% of one core) and RSS with heartbeats only;
+2. idle: the master's CPU (% of one core) with heartbeats only, and its RSS before and
+   after (a connection's ZeroMQ memory grows with its first few hundred messages:
+   ``--heartbeat-interval 0.2 --max-agent-heartbeats 0 --seconds 300`` shows where it
+   settles);
 3. churn: tasks/s from accept to the acknowledged TASK_FINISHED, with latencies;
 4. reads (``--active`` long tasks first, 10 per agent by default): how long a full
    ``state`` takes to answer, and the framework's rate while reads run against its rate
@@ -486,6 +489,11 @@ def main() -> int:
                         help="two masters on a 3-node ZooKeeper ensemble, then a failover")
     parser.add_argument("--zk-session", type=float, default=4.0)
     parser.add_argument("--heartbeat-interval", type=float, default=None)
+    parser.add_argument("--max-agent-heartbeats", type=float, default=None,
+                        help="the master's cap on agents' beats a second (0: none); with a "
+                             "short --heartbeat-interval and a long --seconds the idle "
+                             "phase shows the RSS a connection reaches once its first few "
+                             "hundred messages have passed (see bench_zmq_memory.py)")
     parser.add_argument("--sim-nice", type=int, default=0,
                         help="nice value added to the simulated agents: they stand in for "
                              "10,000 other hosts; 10 leaves the master the cores it would "
@@ -505,6 +513,8 @@ def main() -> int:
     extra = ["--no-fsync"] if args.no_fsync else []
     if args.heartbeat_interval is not None:
         extra += ["--heartbeat-interval", str(args.heartbeat_interval)]
+    if args.max_agent_heartbeats is not None:
+        extra += ["--max-agent-heartbeats", str(args.max_agent_heartbeats)]
     masters: list[Master] = []
     ensemble = None
     fleet = framework = None
@@ -542,16 +552,23 @@ def main() -> int:
 
         # 2. idle
         time.sleep(2)
+        # ZeroMQ's share of a connection grows with its first few hundred messages
+        # (bench_zmq_memory.py): the RSS now, next to the one after the idle phase,
+        # shows how much of that climb the idle phase's beats made
+        figures["registered_rss_mb"] = round(leader.rss_mb())
         beats_before = fleet.totals()["heartbeats_sent"]
         figures["idle_cpu_pct"] = round(cpu_percent(leader, args.seconds), 1)
         # what the agents send (the master's --max-agent-heartbeats sets their interval)
-        figures["idle_agent_beats_per_s"] = round(
-            (fleet.totals()["heartbeats_sent"] - beats_before) / args.seconds)
+        beats = fleet.totals()["heartbeats_sent"] - beats_before
+        figures["idle_agent_beats_per_s"] = round(beats / args.seconds)
+        figures["idle_beats_per_agent"] = round(beats / args.agents)
         figures["idle_rss_mb"] = round(leader.rss_mb())
         figures["agents_lost_idle"] = fleet.totals()["reconnects"]
         print(f"idle: master {figures['idle_cpu_pct']} % of a core "
-              f"({figures['idle_agent_beats_per_s']} agent heartbeats a second), RSS "
-              f"{figures['idle_rss_mb']} MB; {figures['agents_lost_idle']} agents reconnected",
+              f"({figures['idle_agent_beats_per_s']} agent heartbeats a second, "
+              f"{figures['idle_beats_per_agent']} an agent), RSS "
+              f"{figures['registered_rss_mb']} MB before, {figures['idle_rss_mb']} MB after; "
+              f"{figures['agents_lost_idle']} agents reconnected",
               flush=True)
 
         # the raw framework speaks to one master (told of a failover by this script)
