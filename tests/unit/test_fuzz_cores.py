@@ -102,13 +102,17 @@ LIVE: dict[str, list[str]] = {"agent": [], "framework": [], "offer": [], "task":
 HOSTILE_IDS = ["", ".", "..", "a/b", "../../etc", "x" * 201, "id000000", "id000001",
                "master-S-id000000", "master-F-id000001", "\x00", "ünï", "*", "-", "a b"]
 VALID_RESOURCES = ["cpus:1;mem:128", "cpus:0.5", "cpus:4;mem:4096", "cpus(web):1;mem(web):64",
-                   "ports:[31000-31010]", "mem:1"]
+                   "ports:[31000-31010]", "mem:1",
+                   # a custom name in three kinds: agents may disagree on it, but one
+                   # agent and the tasks it holds may not (a crash, then a master that
+                   # could not restart, until the review of hostile peers)
+                   "cpus:1;foo:5", "cpus:1;foo:[1-5]", "foo:{a,b};mem:1"]
 HOSTILE_RESOURCES = [
     "gpus:1", "disk:0.0001", "", "cpus:1e306", "cpus:-1", "cpus:nan", "cpus:inf",
     "mem:99999999999999999999", "cpus:9007199254740.991",
     "cpus:9007199254740.991;cpus:9007199254740.991", "ports:[1-99999999999999999999]",
     "ports:[5-1]", "cpus(..):1", "cpus(*):1", "cpus:1;cpus:1", "cpus", ";;", "cpus:\u0661",
-    "cpus(a/b):1", "cpus:4;mem:4096;disk:1e12"]
+    "cpus(a/b):1", "cpus:4;mem:4096;disk:1e12", "cpus:[1-2];mem:64", "ports:5;cpus:1"]
 VALID_ROLES = ["*", "web", "web/a", "quota"]
 HOSTILE_ROLES = ["", ".", "..", "-x", "a b", "/a", "a/", "a*", "x" * 300, "ünï"]
 VALID_NUMBERS = [0.0, 0.5, 1.0, 5.0, 30.0]
