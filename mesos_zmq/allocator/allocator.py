@@ -44,6 +44,7 @@ from dataclasses import dataclass, field
 
 from mesos_zmq.allocator.roles import RoleTree, ancestors
 from mesos_zmq.allocator.sorter import DRFSorter, Pool, Sorter, SorterFactory
+from mesos_zmq.errors import ResourceError
 from mesos_zmq.resources import Resources
 
 #: Mesos's minimum allocatable resources: an offer smaller than this in every one of
@@ -354,11 +355,14 @@ class Allocator:
         agent = self._agents.get(agent_id)
         if agent is None:
             return False
-        # tolerant: what an agent holds is of its total's kinds (the master holds
-        # agents and tasks to that where they come in), but a log written before that
-        # rule must still replay; an entry of another kind is left out of the account
-        agent.allocated = Resources.total(((agent.allocated, 1), (resources, 1)),
-                                          tolerant=True)
+        try:
+            agent.allocated = agent.allocated + resources
+        except ResourceError:
+            # What an agent holds is of its total's kinds (the master holds agents and
+            # tasks to that where they come in), but a log written before that rule
+            # must still replay: an entry of another kind is left out of the account.
+            agent.allocated = Resources.total(((agent.allocated, 1), (resources, 1)),
+                                              tolerant=True)
         if resources == agent.free:  # the common case: the whole agent was offered
             agent.free = Resources.empty()
         else:
