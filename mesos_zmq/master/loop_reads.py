@@ -83,6 +83,23 @@ seconds more, and the cache catches up with the changes of that wait once (a sho
 task that came and went meanwhile is only forgotten), a slice a turn from ``PREWARM``
 seconds before their turn. Pages (``get_tasks``, a few ms) are not paced.
 
+``READ_SHARE`` is the loop's share for reads back to back, but not all they cost: each
+whole state is also 20 MB for ZeroMQ's I/O thread and the kernel to send, on the same
+two cores. At a tenth (answers of ~50 ms, so paced ``MAX_PACE`` apart) a framework's
+rate fell to 0.85 of its rate without reads; answers now cost less (an agent's view is
+patched, not built again, where only its tasks changed: see
+:class:`~mesos_zmq.master.read_cache._AgentViews`), and the share is a twentieth, so
+that reads come no more often than they did but cost the loop less each.
+
+Whole states and summaries (``tasks_limit`` set: at most ``MAX_TASKS_PAGE`` tasks,
+every agent) are paced apart, each by what its own reads spent (``_lane``): a summary
+does not wait for the turn of whole states (under pacing it took 0.46 s, against 0.10 s
+before), nor they for its. A summary's lane counts what its answers cost (a few ms:
+below ``PACE_FROM`` at 10,000 agents, so not paced), not the catching up before them,
+which the cache does anyway (in the background, or for whichever read comes next) and
+whose cost follows the changes, not the reads: a summary that catches up a second of
+changes is not held back for it.
+
 Anything else, and any read the cache fails on (logged), goes to the child as before.
 """
 
@@ -141,9 +158,9 @@ MAX_WAIT = 2.0
 #: seconds of catching up per loop turn while the cache is too far behind for reads to
 #: wait (they go to the child meanwhile): a cold cache at 100,000 tasks is 0.6 s of work
 COLD_SLICE = 0.05
-#: at most this share of the loop's time goes to state reads that come back to back
-#: (see "paced" in the module docstring)
-READ_SHARE = 0.1
+#: at most this share of the loop's time goes to state reads that come back to back, in
+#: each lane (see "paced" in the module docstring)
+READ_SHARE = 0.05
 #: seconds a state read waits for its turn, at most
 MAX_PACE = 0.5
 #: seconds before their turn when the cache catches up a slice a turn for reads that
@@ -179,6 +196,15 @@ Answer = tuple[bytes, bytes]
 #: what a filling child's answer opens with: the length of its frames (then its cache)
 _FILL_HEAD = struct.Struct("!Q")
 
+#: the lanes in which state reads are paced (see "paced" in the module docstring):
+#: whole states, and summaries (``tasks_limit`` set: at most ``MAX_TASKS_PAGE`` tasks)
+_WHOLE, _SUMMARY = 0, 1
+
+
+def _lane(read: DeferredRead) -> int:
+    msg = read.message
+    return _SUMMARY if isinstance(msg, GetState) and msg.tasks_limit is not None else _WHOLE
+
 
 @dataclass(slots=True)
 class _Fill:
@@ -213,10 +239,13 @@ class LoopReads:
         self._waiting: list[tuple[DeferredRead, float]] = []
         #: the cache is behind by more than a read may wait for: catch up each turn
         self._warming = False
-        #: state reads that come are not answered before then (``now``'s clock), and
-        #: what the loop spent on those waiting meanwhile (seconds: see "paced")
-        self._paced_until = 0.0
-        self._spent = 0.0
+        #: per lane (``_WHOLE``, ``_SUMMARY``): state reads that come are not answered
+        #: before then (``now``'s clock), and what the loop spent on those waiting
+        #: meanwhile (seconds: see "paced")
+        self._paced_until = [0.0, 0.0]
+        self._spent = [0.0, 0.0]
+        #: seconds of the last :meth:`_answer_waiting` spent catching up
+        self._caught_up = 0.0
         #: the background catch-up under way leaves for later what changed since it
         #: began (see "a cache kept warm" in the module docstring)
         self._deferring = False
@@ -370,36 +399,51 @@ class LoopReads:
     # ------------------------------------------------------------------ state reads
     def _answer_waiting(self, core: MasterCore, now: float, epoch: int
                         ) -> tuple[list[Answer], list[DeferredRead]]:
-        """Answer the state reads that wait, once it is their turn (see "paced" in the
-        module docstring): what the loop spent on them, catching up and building
-        answers, sets when the next may be answered."""
+        """Answer the state reads that wait, once it is their lane's turn (see "paced"
+        in the module docstring): what the loop spent on a lane's reads, catching up
+        and building answers, sets when its next may be answered."""
         if not self._waiting or self._fill is not None:
             return [], []  # none, or they wait for the fill
         started = time.perf_counter()
-        if now < self._paced_until:  # they wait for their turn
+        paced_until, spent = self._paced_until, self._spent
+        self._caught_up = 0.0
+        lanes = {_lane(read) for read, _ in self._waiting}
+        due = {lane for lane in lanes if now >= paced_until[lane]}
+        if not due:  # they wait for their turn
             cache = self.cache
-            if now >= self._paced_until - PREWARM and cache.attached_to(core) \
-                    and cache.pending > AFTER_SLICE:
+            if now >= min(paced_until[lane] for lane in lanes) - PREWARM \
+                    and cache.attached_to(core) and cache.pending > AFTER_SLICE:
                 # so that they need not wait turns for the cache then
                 try:
                     cache.catch_up(core, started + WAIT_SLICE)
                 except Exception:  # the cache's fault must not be the master's
                     log.exception("the read cache failed to catch up; it starts over")
                     self._failed(core, now)
-                self._spent += time.perf_counter() - started
+                if _WHOLE in lanes:  # (a summary's lane does not count catching up)
+                    spent[_WHOLE] += time.perf_counter() - started
             return [], []
+        held = [(read, since) for read, since in self._waiting if _lane(read) not in due]
+        if held:
+            self._waiting = [(read, since) for read, since in self._waiting
+                             if _lane(read) in due]
         answers, forked = self._answer_now(core, now, epoch)
-        self._spent += time.perf_counter() - started
-        if not self._waiting:  # all answered (or forked): the next wait for their turn
-            if self._spent >= PACE_FROM:
-                self._paced_until = now + min(MAX_PACE, self._spent / READ_SHARE)
-            self._spent = 0.0
+        self._waiting += held
+        elapsed = time.perf_counter() - started
+        left = {_lane(read) for read, _ in self._waiting}
+        for lane in due:
+            # a summary's lane counts what its answers cost, not the catching up
+            spent[lane] += elapsed if lane == _WHOLE else elapsed - self._caught_up
+            if lane not in left:  # all answered (or forked): the next wait for their turn
+                if spent[lane] >= PACE_FROM:
+                    paced_until[lane] = now + min(MAX_PACE, spent[lane] / READ_SHARE)
+                spent[lane] = 0.0
         return answers, forked
 
     def _answer_now(self, core: MasterCore, now: float, epoch: int
                     ) -> tuple[list[Answer], list[DeferredRead]]:
         cache = self.cache
         behind = False
+        began = time.perf_counter()
         try:
             if not cache.attached_to(core):
                 core.count("read_cache_started")
@@ -413,12 +457,15 @@ class LoopReads:
                 waited = any(since < now for _, since in self._waiting)
                 cache.catch_up(core, time.perf_counter() + (WAIT_SLICE if waited else SLICE))
                 behind = cache.pending > AFTER_SLICE
+            if not behind:
+                cache.catch_up(core)  # what the answers show (each then finds it done)
         except Exception:  # the cache's fault must not be the master's: the child answers
             log.exception("the read cache failed to catch up; reads go to a reader process")
             self._failed(core, now)
             self._fill_failed_at = now  # (or a fork to fill it failed)
             waiting, self._waiting = self._waiting, []
             return [], [read for read, _ in waiting]
+        self._caught_up += time.perf_counter() - began
         waiting, self._waiting = self._waiting, []
         if behind:
             # reads wait a few turns, unless it is too far behind for that

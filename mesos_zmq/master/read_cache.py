@@ -12,13 +12,17 @@ and the per-agent and per-framework totals (:class:`~mesos_zmq.master.views.Task
 that the frameworks' and agents' views need. It learns which tasks changed from the
 maps it reads (:mod:`mesos_zmq.master.journal`), and :meth:`ReadCache.catch_up` redoes
 only those: a few microseconds each. The agents' views are kept encoded too, each
-redone when something it shows changed (:class:`_AgentViews` says how that is found
-out); building them all took 11-17 ms a read at 10,000 agents. A full state is then the
+redone when something it shows changed, or patched when only its tasks' count and use
+did (:class:`_AgentViews` says how that is found out); building them all took 11-17 ms
+a read at 10,000 agents, and redoing the ~7,000 that the benchmark's churn touches
+between two reads 17 of a read's 27 ms. A full state is then the
 frame of :func:`~mesos_zmq.master.views.cluster_view` with placeholders, and the
 agents' and tasks' bytes spliced in their place: the bytes ``encode`` would have made
 of the same views, in the same order (each mirror follows its dict's order from the
-journal, and is checked against it before each answer: ~1 ms at 100,000 tasks, against
-40-55 ms for looking each task up in the dict's order). The long lists (the active
+journal, against 40-55 ms for looking each task up in the dict's order; before each
+answer the mirrors' lengths and newest keys are checked against the dicts', and their
+whole order at most every ``ORDER_CHECK_EVERY`` seconds: listing 100,000 keys of each
+side costs 3-4 ms once they are out of the CPU's caches). The long lists (the active
 tasks', the agents') are joined from blocks of views reused while they stay the same
 (:class:`_Blocks`): the join of 110,000 small bytes was half of a read's cost. A
 summary's page of the newest tasks is cut from the same bytes.
@@ -29,6 +33,12 @@ process, nothing else running; ``tools/bench_reads.py``): a whole state (19 MB)
 0.85 s to build and encode it, the summary with 100 tasks 5-6 ms (19-21 ms) against
 0.13 s; catching up costs 3-9 µs per changed task. With 1,000 tasks started and
 finished between reads, a whole state from blocks 14 ms against 18-19 ms from views.
+Later, on a faster run of the same machine (``--churn 7000``: 7,000 tasks started and
+finished between two reads, on 7,000 agents), with the agents' views patched and the
+whole order checked every few seconds, against each agent's view built again and the
+whole order checked at each read: a whole state caught up 5.1-5.6 ms (8.1-8.9), the
+summary 0.8-0.9 ms (3.1-3.5), and after each 7,000 tasks 9.2-9.4 ms (15.1-15.4) plus
+10-11 ms of catching up.
 
 The master keeps the cache warm from its first turn (:mod:`mesos_zmq.master.loop_reads`).
 A cold cache (a leader that took over a large cluster) is filled by a child forked for
@@ -87,6 +97,10 @@ FILL_SAMPLE = 64
 BLOCK = 512
 #: blocks a changed one's place is looked for among (see :meth:`_Blocks.pieces`)
 LOOKAHEAD = 4
+#: seconds (the reads' clock) between whole checks of the views' order (see
+#: :meth:`_Mirror.in_order`); the reads between check the newest ``ORDER_TAIL`` keys
+ORDER_CHECK_EVERY = 5.0
+ORDER_TAIL = 16
 
 
 class _Mirror:
@@ -148,18 +162,27 @@ class _Mirror:
         self.inserted.clear()
         self.gone.clear()
 
-    def in_order(self, source: Mapping[TaskKey, TaskRecord]) -> bool:
-        """Whether the views are in ``source``'s order (about 1 ms at 100,000): a check
-        that the journal missed nothing of the order, before any answer is built."""
-        return list(self.views) == list(source)
+    def in_order(self, source: dict[TaskKey, TaskRecord], whole: bool) -> bool:
+        """Whether the views are in ``source``'s order: a check that the journal missed
+        nothing of the order, before any answer is built. ``whole``: key by key (1 ms
+        at 100,000 keys in a quiet process, 3-4 ms once the keys are out of the CPU's
+        caches: each is touched to list it); else the length and the newest
+        ``ORDER_TAIL`` keys (where the journal appends)."""
+        views = self.views
+        if len(views) != len(source):
+            return False
+        if whole:
+            return list(views) == list(source)
+        return list(islice(reversed(views), ORDER_TAIL)) == \
+            list(islice(reversed(source), ORDER_TAIL))
 
 
 class _AgentViews:
     """The agents' views encoded, in the order of ``state.agents``, each redone when
-    something it shows changed. What an agent's view shows (see
-    :func:`~mesos_zmq.master.views.agent_view`), and how a change of it is found at
-    each read, in C for the most part (~1-2 ms at 10,000 agents, against 11 ms to
-    build and encode every view):
+    something it shows changed, or patched when only its tasks' totals did. What an
+    agent's view shows (see :func:`~mesos_zmq.master.views.agent_view`), and how a
+    change of it is found at each read, in C for the most part (~1-2 ms at 10,000
+    agents, against 11 ms to build and encode every view):
 
     - its record (hostname, resources, attributes; records are frozen, replaced whole
       on re-registration) and its place: the state's map compared with a copy of it
@@ -168,26 +191,42 @@ class _AgentViews:
       ``drained`` flag changes in place: its text is taken afresh from the few drains);
     - whether it is connected: the set of agents whose runtime has a peer, compared
       with the last one (the runtime's peer changes in place);
-    - its tasks' count and what they use: the agents the cache's totals touched
-      (:meth:`ReadCache._total_up` adds them to ``touched``).
+    - its tasks' count and what they use (``active_tasks``, ``used_resources``): the
+      agents the cache's totals touched (:meth:`ReadCache._total_up` adds them to
+      ``touched``).
+
+    A change of any but the last redoes the view (``agent_view``, encoded). Under
+    churn the last is nearly all there is (every task that starts or ends touches its
+    agent: ~7,000 of 10,000 agents between two reads), and redoing those views was
+    two thirds of a read's cost (17 of 27 ms). So each view is also kept cut around
+    those two values (:func:`_cut`): the bytes before the first, between them, after
+    the second; a view whose agent only the totals touched is those pieces joined with
+    its new values, encoded (each text and count encoded once: they are few), the
+    bytes ``encode`` makes of the whole view (msgpack encodes a map as its header and
+    each key and value in turn, each alone).
     """
 
     def __init__(self) -> None:
         self.views: dict[str, bytes | None] = {}
+        #: each agent's view cut around its totals (see :func:`_cut`)
+        self.cuts: dict[str, tuple[bytes, bytes, bytes]] = {}
         self.records: dict[str, AgentRecord] = {}
         self.reserved: dict[str, str] = {}
         self.drains: dict[str, str] = {}
         self.connected: set[str] = set()
         #: agents whose totals changed since the last read
         self.touched: set[str] = set()
+        #: totals' values (texts, counts) encoded
+        self.packed: dict[str | int, bytes] = {}
 
     def encoded(self, core: MasterContext, totals: TaskTotals,
                 pack: Callable[[Any], bytes]) -> list[bytes | None]:
         """The encoded views, in order, once what changed is redone."""
         state = core.state
         agents = state.agents
-        changed, self.touched = self.touched, set()
-        views, records = self.views, self.records
+        touched, self.touched = self.touched, set()
+        changed: set[str] = set()
+        views, records, cuts = self.views, self.records, self.cuts
         if agents != records:
             changed.update(aid for aid, agent in agents.items()
                            if records.get(aid) is not agent)
@@ -197,6 +236,8 @@ class _AgentViews:
         if len(views) != len(agents) or list(views) != list(agents):
             views = self.views = {aid: views.get(aid) for aid in agents}
             changed.update(aid for aid, view in views.items() if view is None)
+            if len(cuts) > len(views):
+                cuts = self.cuts = {aid: cut for aid, cut in cuts.items() if aid in views}
         reserved = state.reservations
         if reserved != self.reserved:
             changed.update(aid for aid, _ in set(reserved.items()) ^ set(self.reserved.items()))
@@ -211,13 +252,60 @@ class _AgentViews:
         if connected != self.connected:
             changed |= connected ^ self.connected
             self.connected = connected
-        if changed:
-            empty = str(Resources.empty())
-            for aid in changed:
-                agent = agents.get(aid)
-                if agent is not None:
-                    views[aid] = pack(agent_view(core, totals, aid, agent, empty))
+        packed = self.packed
+        if len(packed) > USED_TEXTS:
+            packed.clear()
+        empty = str(Resources.empty())
+        used, counts = totals.agent_used, totals.agent_tasks
+        join = b"".join
+        if touched:
+            touched -= changed
+            for aid in touched:
+                cut = cuts.get(aid)
+                if cut is None or aid not in views:
+                    changed.add(aid)
+                    continue
+                text = used.get(aid, empty)
+                count = counts.get(aid, 0)
+                text_b = packed.get(text)
+                if text_b is None:
+                    text_b = packed[text] = pack(text)
+                count_b = packed.get(count)
+                if count_b is None:
+                    count_b = packed[count] = pack(count)
+                views[aid] = join((cut[0], text_b, cut[1], count_b, cut[2]))
+        for aid in changed:
+            agent = agents.get(aid)
+            if agent is not None:
+                cut = cuts[aid] = _cut(agent_view(core, totals, aid, agent, empty), pack)
+                views[aid] = join((cut[0], pack(used.get(aid, empty)), cut[1],
+                                   pack(counts.get(aid, 0)), cut[2]))
         return list(views.values())
+
+
+#: the values of an agent's view that follow its tasks' totals, in the view's order
+_TOTALS = ("used_resources", "active_tasks")
+#: encodes a map's header (as the cache's packer: it alone has no ``pack`` to pass)
+_HEADERS = msgpack.Packer(use_bin_type=True)
+
+
+def _cut(view: dict[str, Any], pack: Callable[[Any], bytes]) -> tuple[bytes, bytes, bytes]:
+    """An agent's view encoded, less the values of ``_TOTALS``: the bytes before the
+    first, between the two, after the second (the view is these with each value's
+    encoding in its place)."""
+    if [key for key in view if key in _TOTALS] != list(_TOTALS):
+        raise ValueError(f"an agent's view has not {_TOTALS} in this order")
+    pieces: list[bytes] = [_HEADERS.pack_map_header(len(view))]
+    cut: list[bytes] = []
+    for key, value in view.items():
+        pieces.append(pack(key))
+        if key in _TOTALS:
+            cut.append(b"".join(pieces))
+            pieces = []
+        else:
+            pieces.append(pack(value))
+    cut.append(b"".join(pieces))
+    return cut[0], cut[1], cut[2]
 
 
 class _Blocks:
@@ -328,6 +416,8 @@ class ReadCache:
         self._agents = _AgentViews()
         self._task_blocks = _Blocks()
         self._agent_blocks = _Blocks()
+        #: when a read last checked the whole order of the views (see state_frame)
+        self._order_checked_at: float | None = None
 
     # ------------------------------------------------------------------ attaching
     @property
@@ -650,10 +740,14 @@ class ReadCache:
         state = core.state
         active, done = self._active, self._done
         assert active is not None and done is not None, "state_frame before attach"
-        if not (active.in_order(state.tasks) and done.in_order(state.completed)):
+        checked = self._order_checked_at
+        whole = checked is None or not 0 <= now - checked < ORDER_CHECK_EVERY
+        if not (active.in_order(state.tasks, whole) and done.in_order(state.completed, whole)):
             log.warning("the read cache lost the order of tasks: starting over")
             self.attach(core)
             return None
+        if whole:
+            self._order_checked_at = now
         visible = remembered(shows)
         view = cluster_view(core, now, visible, self.totals, len(state.completed), _TASKS,
                             agents=_AGENTS)

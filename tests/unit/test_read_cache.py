@@ -381,6 +381,8 @@ def test_a_fault_in_the_cache_sends_reads_to_the_child_and_starts_it_over(
 
 def test_only_the_agents_whose_view_changed_are_encoded_again(
         monkeypatch: pytest.MonkeyPatch) -> None:
+    """Built again: the agents whose record, reservations, drain or connection
+    changed; those whose tasks' totals alone changed are patched (see _AgentViews)."""
     cluster = Cluster(12)
     reads = LoopReads()
     assert answer(reads, cluster, None) == cluster.expected(None)
@@ -404,7 +406,22 @@ def test_only_the_agents_whose_view_changed_are_encoded_again(
     cluster.add()  # a task on some agent: its count and use
     task = list(state.tasks.values())[-1].task
     assert answer(reads, cluster, None) == cluster.expected(None)
-    assert sorted(redone) == sorted({"ag04", "ag07", "ag08", "ag09", "ag10", task.agent_id})
+    assert sorted(redone) == sorted({"ag04", "ag07", "ag08", "ag09", "ag10"})
+    assert task.agent_id not in redone  # its count and use patched in
+    # tasks started, updated and ended on every agent: none is built again, each
+    # shows its own count and use
+    cluster.churn(300)
+    assert answer(reads, cluster, None) == cluster.expected(None)
+    redone.clear()
+    for n, aid in enumerate(state.agents):
+        state.apply(r.TaskAdded(framework_id="fa", task=TaskInfo(
+            task_id=f"on-{aid}", agent_id=aid, resources=SHAPES[n % 3], name="n", role="*"),
+            state="TASK_RUNNING", time=3.0))
+    for fid, tid in list(state.tasks)[:40]:
+        state.apply(r.TaskUpdated(framework_id=fid, task_id=tid, state="TASK_FINISHED",
+                                  exit_code=0, time=4.0))
+    assert answer(reads, cluster, None) == cluster.expected(None)
+    assert redone == []
 
 
 def test_a_summary_takes_its_page_from_the_encoded_views(

@@ -2,7 +2,8 @@
 wait until the loop has spent at most ``READ_SHARE`` of its time on them (at most
 ``MAX_PACE`` seconds), then are answered together from the state of that instant,
 byte for byte what the forked child answers then. Pages are not paced, nor are reads
-that cost the loop less than ``PACE_FROM``."""
+that cost the loop less than ``PACE_FROM``. Whole states and summaries are paced
+apart, a summary by what its answers cost without the catching up."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from mesos_zmq.master import loop_reads
 from mesos_zmq.master.core import DeferredRead
 from mesos_zmq.master.loop_reads import LoopReads
 from mesos_zmq.master.operator_api import shows_of
+from mesos_zmq.master.read_cache import ReadCache
 from mesos_zmq.master.views import describe_cluster
 from mesos_zmq.protocol import GetState, GetTasks, State, encode
 from tests.unit.test_read_cache import EPOCH, Cluster
@@ -39,17 +41,27 @@ def paced(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(loop_reads, "MAX_PACE", 0.6)
 
 
-def spent_by(monkeypatch: pytest.MonkeyPatch, seconds: float) -> None:
-    """Each answer costs the loop ``seconds`` (perf_counter moves on by that much)."""
+def spent_by(monkeypatch: pytest.MonkeyPatch, seconds: float,
+             catching_up: float = 0.0) -> None:
+    """Each turn that answers reads costs the loop ``seconds`` (perf_counter moves on
+    by that much), of which ``catching_up`` is the cache's catching up."""
     clock = [0.0]
-
-    def perf_counter() -> float:
-        clock[0] += seconds  # read once before an answer, once after
-        return clock[0]
-
     # the loop's own clock: a catch-up's slices read the same
     monkeypatch.setattr("mesos_zmq.master.loop_reads.time", SimpleNamespace(
-        perf_counter=perf_counter))
+        perf_counter=lambda: clock[0]))
+    answer_now, catch_up = LoopReads._answer_now, ReadCache.catch_up
+
+    def answering(self: LoopReads, *args: Any) -> Any:
+        clock[0] += seconds - catching_up
+        return answer_now(self, *args)
+
+    def catching(self: ReadCache, *args: Any, **kwargs: Any) -> Any:
+        if self.pending:  # (once caught up, the next costs nothing)
+            clock[0] += catching_up
+        return catch_up(self, *args, **kwargs)
+
+    monkeypatch.setattr(LoopReads, "_answer_now", answering)
+    monkeypatch.setattr(ReadCache, "catch_up", catching)
 
 
 @pytest.mark.usefixtures("paced")
@@ -136,3 +148,52 @@ def test_the_cache_catches_up_for_reads_shortly_before_their_turn(
     cluster.churn(5)
     answers, _ = reads.turn(cluster.core, 10.51, EPOCH)
     assert answers == [(b"reader", expected(cluster, 10.51))]
+
+
+@pytest.mark.usefixtures("paced")
+def test_summaries_are_paced_apart_from_whole_states(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A summary (``tasks_limit`` set) does not wait for the turn of whole states, nor
+    they for its; each lane is paced by what its own answers cost."""
+    cluster = Cluster(56)
+    reads = LoopReads()
+    spent_by(monkeypatch, 0.03)
+    assert take(reads, cluster, 10.0)[0]  # a whole state: the next waits until 10.3
+    assert take(reads, cluster, 10.05) == ([], [])
+    summary = GetState(tasks_limit=5)
+    answers, _ = take(reads, cluster, 10.05, summary, peer=b"summary")
+    assert answers == [(b"summary", expected_summary(cluster, 10.05, 5))]
+    assert reads.waiting == 1  # the whole state still waits
+    # the next summary waits for its own lane's turn (10.35), not the whole states'
+    assert take(reads, cluster, 10.1, summary, peer=b"summary") == ([], [])
+    answers, _ = reads.turn(cluster.core, 10.3, EPOCH)
+    assert answers == [(b"reader", expected(cluster, 10.3))]
+    assert reads.waiting == 1
+    answers, _ = reads.turn(cluster.core, 10.36, EPOCH)
+    assert answers == [(b"summary", expected_summary(cluster, 10.36, 5))]
+
+
+@pytest.mark.usefixtures("paced")
+def test_a_summarys_pace_leaves_out_the_catching_up(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The cache's catching up (which it does in the background anyway) does not pace
+    summaries: only what their answers cost does."""
+    cluster = Cluster(57)
+    reads = LoopReads()
+    spent_by(monkeypatch, 0.03, catching_up=0.025)
+    summary = GetState(tasks_limit=5)
+    assert take(reads, cluster, 10.0, summary)[0]
+    # 5 ms of answers: the next may come 50 ms after
+    assert take(reads, cluster, 10.04, summary) == ([], [])
+    cluster.churn(30)
+    answers, _ = reads.turn(cluster.core, 10.05, EPOCH)
+    assert answers == [(b"reader", expected_summary(cluster, 10.05, 5))]
+    # whole states count it all: 30 ms, the next 0.3 s after
+    cluster.churn(30)
+    assert take(reads, cluster, 11.0)[0]
+    assert take(reads, cluster, 11.29) == ([], [])
+    assert reads.turn(cluster.core, 11.3, EPOCH)[0]
+
+
+def expected_summary(cluster: Cluster, now: float, limit: int) -> bytes:
+    core = cluster.core
+    return encode(State(state=describe_cluster(core, now, shows_of(core), limit)), "rid",
+                  EPOCH)
