@@ -628,17 +628,17 @@ class Resources:
         return {name: v / 1000 for name, v in milli.items() if v}
 
     @classmethod
-    def total_of_texts(cls, counted: Mapping[str, int]) -> Resources:
+    def total_of_texts(cls, counted: Mapping[str, int], tolerant: bool = True) -> Resources:
         """:meth:`total` of resource texts counted by shape (tasks' resources), tolerant
-        of kinds (tasks on several agents); a text that does not parse holds nothing
-        countable and is left out."""
+        of kinds (tasks on several agents) unless told not to be; a text that does not
+        parse holds nothing countable and is left out."""
         parts = []
         for text, count in counted.items():
             try:
                 parts.append((cls.parse(text), count))
             except ResourceError:
                 continue
-        return cls.total(parts, tolerant=True)
+        return cls.total(parts, tolerant=tolerant)
 
     @staticmethod
     def _owning(items: dict[Key, Value]) -> Resources:

@@ -73,6 +73,9 @@ class _Agent:
     #: GPUs are scarce: only frameworks that declare GPU_RESOURCES get such agents
     has_gpus: bool = False
     active: bool = True
+    #: some entry of another kind than what the agent held was left out of
+    #: ``allocated`` (see :meth:`Allocator._hold`): given back, the rest is released
+    mixed: bool = False
     #: framework id -> time until which it refuses this agent
     filters: dict[str, float] = field(default_factory=dict)
 
@@ -224,6 +227,12 @@ class Allocator:
         agent = self._agents.get(agent_id)
         return agent.free if agent is not None else Resources.empty()
 
+    def held(self, agent_id: str) -> Resources:
+        """What of an agent is offered or used by tasks (an operator's and a test's
+        check that the account matches what runs)."""
+        agent = self._agents.get(agent_id)
+        return agent.allocated if agent is not None else Resources.empty()
+
     def _refresh(self, agent_id: str) -> None:
         """Keep the offerable index in step with one agent's free resources."""
         agent = self._agents[agent_id]
@@ -332,12 +341,15 @@ class Allocator:
         if self._hold(agent_id, resources):
             self._count_held(framework_id, role, resources.scalar_amounts())
 
-    def allocate_many(self, held: Iterable[tuple[str, str, str, Resources]]) -> None:
+    def allocate_many(self, held: Iterable[tuple[str, str, str, Resources]],
+                      mixed: Iterable[str] = ()) -> None:
         """:meth:`allocate_to` for many (framework, role, agent, resources) at once, as
         a new leader records its running tasks: each agent's share held as one by one,
         but the shares counted once per framework and role (the sorters' and role
         tree's updates per agent were a third of a takeover at 100,000 tasks). Sums of
-        scalars are exact (thousandths), so the shares come out as one by one."""
+        scalars are exact (thousandths), so the shares come out as one by one.
+        ``mixed``: agents some of whose holdings were summed leaving out an entry of
+        another kind (see :meth:`_hold`)."""
         per_agent: dict[str, list[tuple[Resources, int]]] = {}
         grouped: dict[tuple[str, str], list[tuple[Resources, int]]] = {}
         for framework_id, role, agent_id, resources in held:
@@ -345,8 +357,17 @@ class Allocator:
                 per_agent.setdefault(agent_id, []).append((resources, 1))
                 grouped.setdefault((framework_id, role), []).append((resources, 1))
         for agent_id, parts in per_agent.items():  # an offer and tasks: held at once
-            self._hold(agent_id, parts[0][0] if len(parts) == 1
-                       else Resources.total(parts, tolerant=True))
+            if len(parts) == 1:
+                self._hold(agent_id, parts[0][0])
+                continue
+            try:
+                self._hold(agent_id, Resources.total(parts))
+            except ResourceError:  # (see _hold)
+                self._agents[agent_id].mixed = True
+                self._hold(agent_id, Resources.total(parts, tolerant=True))
+        for agent_id in mixed:
+            if agent_id in self._agents:
+                self._agents[agent_id].mixed = True
         for (framework_id, role), parts in grouped.items():
             self._count_held(framework_id, role, Resources.scalar_sum(parts))
 
@@ -363,6 +384,7 @@ class Allocator:
             # must still replay: an entry of another kind is left out of the account.
             agent.allocated = Resources.total(((agent.allocated, 1), (resources, 1)),
                                               tolerant=True)
+            agent.mixed = True
         if resources == agent.free:  # the common case: the whole agent was offered
             agent.free = Resources.empty()
         else:
@@ -389,8 +411,9 @@ class Allocator:
         """Give resources back; with ``refuse_until`` the framework refuses that agent."""
         agent = self._agents.get(agent_id)
         # Never let accounting go negative if a caller recovers twice.
-        if agent is not None and resources and agent.allocated.contains(resources):
-            agent.allocated = agent.allocated.minus_contained(resources)
+        held = None if agent is None or not resources else _releasable(agent, resources)
+        if agent is not None and held is not None:
+            agent.allocated = agent.allocated.minus_contained(held)
             # Derived, never accumulated: an over-committed agent (allocations
             # beyond its total) must not gain free resources it does not have.
             agent.free = agent.total.subtract_available(agent.allocated)
@@ -641,3 +664,23 @@ def parse_min_allocatable(text: str) -> list[dict[str, float]]:
     if not alternatives:
         raise ValueError("minimum allocatable resources must name at least one alternative")
     return alternatives
+
+
+def _releasable(agent: _Agent, resources: Resources) -> Resources | None:
+    """What of ``resources`` to take out of an agent's ``allocated`` as they are given
+    back, or None (given back twice: nothing).
+
+    All of them, as a rule. But where :meth:`Allocator._hold` left an entry of another
+    kind out of the account (a log written before the master refused those must
+    replay), such a task's other resources are still released as it ends (else they
+    stayed held for good), less the names not held as it holds them.
+    """
+    allocated = agent.allocated
+    if allocated.contains(resources):
+        return resources
+    if not agent.mixed:
+        return None
+    kinds = {name: kind for name, _, kind, _ in allocated.entries()}
+    odd = {name for name, _, kind, _ in resources.entries() if kinds.get(name) != kind}
+    rest = resources.without_names(odd)
+    return rest if odd and rest and allocated.contains(rest) else None

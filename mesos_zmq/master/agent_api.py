@@ -249,24 +249,38 @@ def _unused(total: Resources, reports: list[TaskReport]) -> Resources:
 
 def _adopt(core: MasterContext, agent_id: str, msg: ReregisterAgent,
            unknown: list[TaskReport], total: Resources) -> None:
-    """Adopt the running tasks an agent reports that this master does not know while
-    their framework lives (Mesos does: the log that knew them was lost), each only if
-    it is a task this master would have accepted there: valid (what is logged must
-    replay), in a role of its framework, of the agent's kinds and within what the
-    agent has left once the tasks the master knows on it are counted. A report is the
-    agent's word: believed beyond that, it could book any amount in any role."""
+    """Adopt the tasks an agent reports that this master does not know while their
+    framework lives (Mesos does: the log that knew them was lost), each only if it is
+    a task this master would have accepted there: valid (what is logged must replay),
+    in a role of its framework, of the agent's kinds and within what the agent has
+    left once the tasks the master knows on it are counted (those it already told
+    their framework were lost too: they run until the kill sent for them lands). A
+    report is the agent's word: believed beyond that, it could book any amount in any
+    role.
+
+    The agent's outstanding offers are rescinded first: what they offer is what an
+    adopted task holds, and both accepted would book it twice. Running tasks are
+    adopted before ended ones (one that ended holds nothing for long, and must not
+    crowd out one that runs); a running one refused is killed, since what it holds
+    is offered again.
+    """
     master_state = core.state
-    known = master_state.tasks
+    task_of = master_state.task
+    rt = core.agent_runtimes.get(agent_id)
+    if rt is not None:
+        for offer_id in list(rt.offers):
+            offers.rescind(core, offer_id)
     free = _unused(total, [r for r in msg.tasks
-                           if (rec := known.get((r.framework_id, r.task.task_id))) is not None
+                           if (rec := task_of(r.framework_id, r.task.task_id)) is not None
                            and rec.agent_id == agent_id])
-    for report in unknown[:MAX_TASKS_PER_ACCEPT]:
+    ordered = sorted(unknown[:MAX_TASKS_PER_ACCEPT], key=lambda r: r.state in TERMINAL)
+    for report in ordered:
         # (one that ended is adopted too: its update, which follows, tells the framework)
         framework_id = report.framework_id
         task_id = report.task.task_id
         info = master_state.frameworks[framework_id]
         why = task_problem(report.task) if valid_id(framework_id) else "invalid framework id"
-        if why is None and report.task.role and report.task.role not in info.roles:
+        if why is None and (report.task.role or "*") not in info.roles:
             why = f"role {report.task.role[:64]!r} is not one of its framework's"
         if why is None:
             needs = Resources.parse(report.task.resources)
@@ -274,14 +288,19 @@ def _adopt(core: MasterContext, agent_id: str, msg: ReregisterAgent,
                 None if free.contains(needs) else "it does not fit in what the agent "
                 f"has left ({str(free)[:100]})")
         if why is not None:
-            log.warning("ignored a task an agent reported", agent_id=agent_id,
-                        task_id=task_id[:64], why=why)
+            running = report.state not in TERMINAL
+            log.warning("refused a task an agent reported", agent_id=agent_id,
+                        task_id=task_id[:64], why=why, killed=running)
+            if running:
+                core.send_agent(agent_id, KillTask(framework_id=framework_id,
+                                                   task_id=task_id))
+            core.count("adoptions_refused")
             continue
         free = free.minus_contained(needs)
         task = replace(report.task, agent_id=agent_id)
         core.commit(TaskAdded(framework_id=framework_id, task=task,
                               state=TaskState.STAGING.value))
-        new_rec = master_state.task(framework_id, task_id)
+        new_rec = task_of(framework_id, task_id)
         if new_rec is not None:
             task_book.allocate_task(core, new_rec)
 
@@ -311,6 +330,8 @@ def reconcile_agent(core: MasterContext, agent_id: str, msg: ReregisterAgent, no
             log.warning("ignored a task an agent reported: it is another agent's",
                         agent_id=agent_id, task_id=task_id[:64], its_agent=rec.agent_id)
             continue
+        if (framework_id, task_id) in reported:
+            continue  # named twice in one report: the first entry stands
         reported.add((framework_id, task_id))
         if framework_id not in frameworks:
             core.send_agent(agent_id, ShutdownFramework(framework_id=framework_id))

@@ -553,17 +553,26 @@ class MasterCore:
                 shapes[(rec.framework_id, task.role or "*", task.agent_id)][task.resources] += 1
         # Agents mostly hold the same mix of shapes: each mix is summed once.
         sums: dict[tuple[tuple[str, int], ...], Resources] = {}
+        odd_mixes: set[tuple[tuple[str, int], ...]] = set()
+        mixed: set[str] = set()
 
-        def summed(counted: Counter[str]) -> Resources:
+        def summed(agent_id: str, counted: Counter[str]) -> Resources:
             mix = tuple(counted.items())
             total = sums.get(mix)
             if total is None:
-                total = sums[mix] = Resources.total_of_texts(counted)
+                try:
+                    total = Resources.total_of_texts(counted, tolerant=False)
+                except ResourceError:  # a name in two kinds (a log from before the rule)
+                    total = Resources.total_of_texts(counted)
+                    odd_mixes.add(mix)
+                sums[mix] = total
+            if mix in odd_mixes:
+                mixed.add(agent_id)
             return total
 
-        held.extend((fid, role, agent_id, summed(counted))
+        held.extend((fid, role, agent_id, summed(agent_id, counted))
                     for (fid, role, agent_id), counted in shapes.items())
-        self.allocator.allocate_many(held)
+        self.allocator.allocate_many(held, mixed)
 
     def defer_read(self, peer: bytes, msg: Message, request_id: str) -> bool:
         """Hand a read the caller has admitted to the shell, to be answered off the

@@ -179,13 +179,16 @@ def beyond_capacity(core: MasterContext, role: str, guarantee: dict[str, float])
         into = asked if up is None else below.setdefault(up, {})
         for name, amount in held.items():
             into[name] = into.get(name, 0.0) + amount
-    total = Resources.empty()
+    # summed by name, agent by agent: agents may name one resource in two kinds
+    # (``foo:5`` and ``foo:[1-5]``), which Resources cannot add
+    have: dict[str, float] = {}
     for agent in core.state.agents.values():
         try:
-            total = total + Resources.parse(agent.resources)
+            scalars = Resources.parse(agent.resources).scalar_totals()
         except ResourceError:
             continue
-    have = total.scalar_totals()
+        for name, amount in scalars.items():
+            have[name] = have.get(name, 0.0) + amount
     short = [name for name, amount in sorted(asked.items())
              if amount > have.get(name, 0.0) + 1e-9]
     if not short:

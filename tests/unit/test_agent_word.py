@@ -16,10 +16,13 @@ from mesos_zmq.protocol import (
     AgentRegistered,
     Error,
     FrameworkInfo,
+    KillTask,
     Reconcile,
     ReconcileTask,
     RegisterAgent,
     ReregisterAgent,
+    Rescind,
+    SetQuota,
     StatusUpdate,
     Subscribe,
     TaskInfo,
@@ -182,6 +185,130 @@ def test_an_agent_adopts_only_what_fits_in_what_it_has_left_in_its_framework_s_r
     offered = {o.agent_id: Resources.parse(o.resources) for o in h.offers_to(FW, 2.0)}
     assert offered.get(a) == Resources.parse("cpus:3;mem:3968")
     assert b not in offered or offered[b].scalar("cpus") == 0
+
+
+def _report(tid: str, agent_id: str, fid: str, resources: str, role: str = "",
+            state: str = "TASK_RUNNING") -> TaskReport:
+    return TaskReport(task=TaskInfo(task_id=tid, agent_id=agent_id, resources=resources,
+                                    command="true", role=role),
+                      framework_id=fid, state=state)
+
+
+def _back(h: Harness, agent_id: str, reports: list[TaskReport], now: float = 1.0,
+          peer: bytes = b"agent-back") -> None:
+    replies = h.send(peer, ReregisterAgent(agent_id=agent_id, hostname="h1",
+                                           resources="cpus:4;mem:4096", tasks=reports), now)
+    assert isinstance(replies[-1], AgentRegistered), replies
+
+
+def _kills(h: Harness) -> list[str]:
+    return sorted(m.task_id for m in of_type(h.sent, KillTask))
+
+
+def test_a_refused_running_task_is_killed_and_ended_ones_do_not_crowd_out_running_ones(
+) -> None:
+    """What a refused task holds is offered again: left running, it would be used
+    twice. An ended task reported first took the room of a running one."""
+    h = Harness()
+    fid = h.subscribe(roles=("eng",))
+    agent_id = h.register_agent(peer=b"agent-b")
+    h.sent.clear()
+    _back(h, agent_id, [
+        _report("done", agent_id, fid, "cpus:4;mem:4096", "eng", "TASK_FINISHED"),
+        _report("runs", agent_id, fid, "cpus:4;mem:4096", "eng"),
+        _report("no-role", agent_id, fid, "cpus:0.1", ""),  # "" is "*": not eng's
+        _report("ended-no-role", agent_id, fid, "cpus:0.1", "", "TASK_FAILED"),
+    ])
+    assert [r.task_id for r in h.core.state.active_tasks_on(agent_id)] == ["runs"]
+    assert _kills(h) == ["no-role"]  # (nothing to kill of one that ended)
+
+
+def test_a_task_reported_twice_is_adopted_once() -> None:
+    h = Harness()
+    fid = h.subscribe()
+    agent_id = h.register_agent(peer=b"agent-b")
+    report = _report("x", agent_id, fid, "cpus:1", "*")
+    _back(h, agent_id, [report, report, report])
+    held = h.core.allocator.held(agent_id)
+    assert held.scalar("cpus") == 1
+    h.send(b"agent-back", StatusUpdate(status=TaskStatus(
+        task_id="x", framework_id=fid, agent_id=agent_id, state="TASK_FINISHED", uuid="u1",
+        timestamp=1.0)), 2.0)
+    assert h.core.allocator.held(agent_id).scalar("cpus") == 0
+
+
+def test_adopting_rescinds_the_agent_s_offers_first() -> None:
+    """An offer of the whole agent was out when it came back running a task the
+    master did not know: both accepted, the agent was booked twice."""
+    h = Harness()
+    agent_id = h.register_agent()
+    fid = h.subscribe()
+    (offer,) = h.offers_to(FW, 0.0)
+    h.sent.clear()
+    _back(h, agent_id, [_report("ghost", agent_id, fid, "cpus:4;mem:4096", "*")])
+    assert [m.offer_id for m in of_type(h.sent, Rescind)] == [offer.offer_id]
+    replies = h.send(FW, Accept(framework_id=fid, offer_ids=[offer.offer_id],
+                                tasks=[task("t9", agent_id, "cpus:4;mem:4096")],
+                                refuse_seconds=0), 2.0)
+    assert h.core.state.task(fid, "t9") is None or h.core.state.task(fid, "t9").terminal, \
+        replies
+    assert [r.task_id for r in h.core.state.active_tasks_on(agent_id)] == ["ghost"]
+    assert h.core.allocator.held(agent_id).scalar("cpus") == 4
+
+
+def test_a_task_told_lost_that_still_runs_counts_against_what_may_be_adopted() -> None:
+    """t1 was LOST (its agent went silent) but runs until the kill lands: a task the
+    agent adopts must not take its room meanwhile."""
+    h, agent_id, fid, _ = _partition([])
+    h.sent.clear()
+    running = TaskReport(task=task("t1", agent_id), framework_id=fid, state="TASK_RUNNING")
+    _back(h, agent_id, [running, _report("u1", agent_id, fid, "cpus:4;mem:4096", "*")], 5.0)
+    assert _kills(h) == ["t1", "u1"]
+    assert not h.core.state.active_tasks_on(agent_id)
+
+
+def test_tasks_of_another_kind_in_an_old_log_give_back_the_rest_when_they_end() -> None:
+    """Held, foo:3 on an agent whose foo is ranges is left out of its account; given
+    back, the task's cpus were kept held for good."""
+    log = MemoryLog()
+    log.append([record_to_plain(AgentAdded(agent_id="A1", hostname="h1",
+                                           resources="cpus:2;foo:[1-5];mem:64"))])
+    h = Harness(log=log)
+    fid = h.subscribe()
+    log.append([record_to_plain(r) for r in (
+        TaskAdded(framework_id=fid, task=TaskInfo(task_id="t1", agent_id="A1",
+                                                  resources="cpus:1;foo:3", command="true"),
+                  state="TASK_RUNNING"),
+        TaskAdded(framework_id=fid, task=TaskInfo(task_id="t2", agent_id="A1",
+                                                  resources="cpus:0.5;foo:[2-3]",
+                                                  command="true"),
+                  state="TASK_RUNNING"),
+    )])
+    h2 = Harness(log=log, now=5.0)
+    h2.send(FW, Subscribe(framework=FrameworkInfo(name="test", roles=["*"],
+                                                  framework_id=fid)), 5.0)
+    reports = [TaskReport(task=h2.core.state.task(fid, t).task,  # type: ignore[union-attr]
+                          framework_id=fid, state="TASK_RUNNING") for t in ("t1", "t2")]
+    h2.send(b"a1", ReregisterAgent(agent_id="A1", hostname="h1",
+                                   resources="cpus:2;foo:[1-5];mem:64", tasks=reports), 5.0)
+    assert h2.core.allocator.held("A1").scalar("cpus") == 1.5
+    for n, t in enumerate(("t1", "t2")):
+        h2.send(b"a1", StatusUpdate(status=TaskStatus(
+            task_id=t, framework_id=fid, agent_id="A1", state="TASK_FINISHED",
+            uuid=f"u{n}", timestamp=1.0)), 6.0)
+    held = h2.core.allocator.held("A1")
+    assert held.scalar("cpus") == 0 and not held.filter_names(["foo"]), held
+
+
+def test_a_quota_is_checked_against_agents_of_one_name_in_two_kinds() -> None:
+    """Summed as Resources, the agents' foo:5 and foo:[1-5] could not be added: one
+    agent was left out of the cluster's capacity, and a quota it covers refused."""
+    h = Harness()
+    _register(h, b"a1", "cpus:4;mem:64;foo:5")
+    _register(h, b"a2", "cpus:4;mem:64;foo:[1-5]")
+    (reply,) = h.send(b"operator", SetQuota(role="eng", guarantee="cpus:6"), 1.0)
+    assert not isinstance(reply, Error), reply
+    assert "eng" in h.core.state.quotas
 
 
 # ----------------------------------------------------------------- status updates

@@ -64,7 +64,7 @@ def test_every_branch_of_a_reconciliation() -> None:
         _report("lost"),                             # already LOST: must be killed
         _report("gone-task", framework_id="gone"),   # its framework is unknown
         _report("adopted"),                          # unknown, its framework lives
-        _report("invalid", resources="cpus:-1"),     # unknown and invalid: ignored
+        _report("invalid", resources="cpus:-1"),     # unknown and invalid: killed
     ]
     ready = core.handle(PEER, ReregisterAgent(agent_id=AGENT, hostname="h1",
                                               resources="cpus:8;mem:4096", tasks=reports),
@@ -74,10 +74,12 @@ def test_every_branch_of_a_reconciliation() -> None:
     told = to_agent[:-1]
     assert ShutdownFramework(framework_id="gone") in told
     assert KillTask(framework_id="f", task_id="lost") in told
+    # refused, it runs on what the master offers again
+    assert KillTask(framework_id="f", task_id="invalid") in told
     # the staged task was committed but never delivered: delivered now
     (run,) = [m for m in told if isinstance(m, RunTasks)]
     assert run.framework_id == "f" and [t.task_id for t in run.tasks] == ["staged"]
-    assert len(told) == 3
+    assert len(told) == 4
 
     states = {task_id: rec.state for (_, task_id), rec in core.state.tasks.items()}
     assert states == {
