@@ -316,6 +316,11 @@ class ReregisterAgent(Message):
     attributes: str = ""
     tasks: list[TaskReport] = field(default_factory=list)
     version: str = ""
+    #: the agent process (a name it chose) and its attempt's number: one numbered
+    #: below an attempt already taken from the same process came late, on a
+    #: connection it has left, and is ignored ("" and 0: not told)
+    instance: str = ""
+    attempt: int = 0
 
 
 @message("agent_stopping")

@@ -70,6 +70,7 @@ from __future__ import annotations
 import math
 import random
 import re
+import uuid
 from collections import OrderedDict, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -253,10 +254,12 @@ class AgentCore:
         registration_backoff_factor: float = REGISTRATION_BACKOFF_FACTOR,
         registration_backoff_max: float = REGISTRATION_BACKOFF_MAX,
         rng: random.Random | None = None,
+        instance: str = "",
     ) -> None:
         """``retry_interval``..``registration_backoff_max``: the back-off rules of the
         module docstring; ``rng``: where their jitter comes from (seed it for a replay;
-        by default one seeded by the system, so that agents differ)."""
+        by default one seeded by the system, so that agents differ); ``instance``: the
+        name of this process in its re-registrations (by default a new uuid)."""
         self.hostname = hostname
         self.resources = resources
         self.attributes = attributes
@@ -278,6 +281,11 @@ class AgentCore:
                                        max(registration_backoff_max, REGISTER_RETRY_MIN))
         #: attempts since the registration back-off started
         self._register_attempts = 0
+        #: this process's (re-)registrations, numbered: the master ignores an attempt
+        #: numbered below one it already took from this ``instance`` (it came late, on
+        #: a connection left behind: see ``agent_api.stale_reregistration``)
+        self.instance = instance or uuid.uuid4().hex
+        self._attempts_sent = 0
         #: when the next registration attempt goes (None: not registering)
         self._register_due: float | None = None
         #: when the last attempt went on this connection (None: none yet)
@@ -347,9 +355,11 @@ class AgentCore:
                            exit_code=t.exit_code)
                 for t in self.tasks.values()
             ]
+            self._attempts_sent += 1
             msg = ReregisterAgent(agent_id=self.agent_id, hostname=self.hostname,
                                   resources=str(self.resources), attributes=self.attributes,
-                                  tasks=reports)
+                                  tasks=reports, instance=self.instance,
+                                  attempt=self._attempts_sent)
         fx.messages.append((msg, self._new_id()))
         return fx
 

@@ -128,6 +128,8 @@ def reregister_agent(core: MasterContext, peer: bytes, msg: ReregisterAgent, rid
         return
     if not access.may_use(core, "agent", agent_id, peer, rid):
         return
+    if stale_reregistration(core, peer, msg, rid):
+        return
     static = Resources.parse(msg.resources)
     total = core.agent_total(agent_id, static)
     known = core.state.agents.get(agent_id)
@@ -149,6 +151,7 @@ def reregister_agent(core: MasterContext, peer: bytes, msg: ReregisterAgent, rid
     access.claim(core, "agent", agent_id)
     rt = core.agent_runtimes.setdefault(agent_id, AgentRuntime())
     rt.deadline = None
+    rt.instance, rt.attempt = msg.instance[:MAX_INSTANCE], msg.attempt
     core.bind(peer, "agent", agent_id, now)
     core.allocator.activate_agent(agent_id, True)
     reconcile_agent(core, agent_id, msg, now, total)
@@ -216,6 +219,42 @@ def repeated_reregistration(core: MasterContext, peer: bytes, agent_id: str) -> 
     rt = core.agent_runtimes.get(agent_id)
     return (rt is not None and rt.peer == peer and rt.deadline is None
             and agent_id in core.state.agents)
+
+
+#: characters of an agent's ``instance`` kept (a uuid's 32 are enough to tell two apart)
+MAX_INSTANCE = 64
+
+
+def stale_reregistration(core: MasterContext, peer: bytes, msg: ReregisterAgent,
+                         rid: str) -> bool:
+    """A re-registration that came late, on a connection its agent has left: ignored.
+
+    An agent that hears nothing from the master (one paused while ZooKeeper had no
+    quorum) abandons its connection for a fresh one, attempt after attempt, and an
+    attempt can go on the connection it is about to leave. The master, back, reads
+    them all at once, a connection's first in turn with the others' (ZeroMQ takes one
+    message per connection in turn): the second attempt on an old one came after the
+    attempt on the newest, and bound the agent to a connection no one read. Its
+    heartbeats went there; the agent, hearing none, left again, and its registration
+    came after the master had removed it for silence (a task started meanwhile: LOST).
+
+    So each attempt carries the agent process's name and the attempt's number, and one
+    below the number the binding came from, from the same process on another
+    connection, is not taken (a restarted agent is another process: always taken).
+    It is answered with an error, which the connection left behind never reads.
+    """
+    if not msg.instance:
+        return False
+    rt = core.agent_runtimes.get(msg.agent_id)
+    if (rt is None or rt.peer == peer or rt.instance != msg.instance[:MAX_INSTANCE]
+            or msg.attempt > rt.attempt):
+        return False
+    core.count("stale_reregistrations")
+    log.info("ignored a re-registration that came late on a connection left behind",
+             agent_id=msg.agent_id, attempt=msg.attempt, bound_attempt=rt.attempt)
+    core.error(peer, "stale", f"attempt {msg.attempt} came after attempt {rt.attempt} "
+               "of the same agent process, on another connection: ignored", rid)
+    return True
 
 
 def answer_repeat(core: MasterContext, peer: bytes, agent_id: str, rid: str) -> None:

@@ -63,6 +63,10 @@ class AgentRuntime:
     deadline: float | None = None
     away: str = "agent did not re-register after master failover"
     offers: set[str] = field(default_factory=set)
+    #: the agent process and attempt its binding came from (ReregisterAgent's
+    #: ``instance``, ``attempt``): see ``agent_api.stale_reregistration``
+    instance: str = ""
+    attempt: int = 0
 
 
 #: bytes of file reads one connection may have forwarded to agents and not yet answered:

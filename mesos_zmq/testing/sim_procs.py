@@ -490,9 +490,12 @@ class AgentProc(_ClientProc):
         self.consumed: dict[TaskKey, int] = {}
         self.launch_queue: list[tuple[str, TaskInfo]] = []
         self.outbox = []
+        #: boots so far (each boot is another agent process: another ``instance``)
+        self.boots = 0
 
     # ----------------------------------------------------------------- life
     def boot(self) -> None:
+        self.boots += 1
         self.world.log(self.name, "boot", self.agent_id or "new")
         self.client = self.world.client(self.session_timeout)
         self.detector = SimDetector(self.client)
@@ -501,7 +504,8 @@ class AgentProc(_ClientProc):
                               kill_grace=1.0, retry_interval=1.0, retry_max=RETRY_MAX,
                               registration_backoff_factor=1.0,
                               registration_backoff_max=RETRY_MAX,
-                              rng=random.Random(self.world.rng.getrandbits(64)))
+                              rng=random.Random(self.world.rng.getrandbits(64)),
+                              instance=f"{self.name}-{self.boots}")
         self.launch_queue = []
         self.conn = None
         found = checkpoint.replay(self.task_log)
