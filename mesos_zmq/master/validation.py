@@ -42,8 +42,8 @@ agent resources             as task resources (known names of their kind);   see
                             tasks it holds or reports of the same kinds      resources
 status update from an agent a state an agent may report (not UNREACHABLE,    AGENT_STATES
                             GONE, UNKNOWN: the master's own); reason 128     MAX_REASON
-                            characters without whitespace; message 8 KiB     MAX_STATUS_
-                            (a longer one is cut, as it is text for people)  MESSAGE
+                            characters without whitespace; message 8,192     MAX_STATUS_
+                            characters (cut beyond: text for people)         MESSAGE
 tasks one reconcile names   10,000                                           MAX_RECONCILE
 ==========================  ===============================================  ==========
 
@@ -112,9 +112,15 @@ def _shown(text: str) -> str:
     return repr(text[:64]) + ("..." if len(text) > 64 else "")
 
 
+#: no whitespace (Unicode's), no control characters: the same set as ``str.isspace``
+#: or a code below 32 or 127, checked in C (a status update's reason is checked on
+#: every update)
+_PLAIN_RE = re.compile(r"[^\s\x00-\x1f\x7f]*")
+
+
 def _plain_word(text: str) -> bool:
     """No whitespace, no control characters (a hostname, a user name)."""
-    return not any(c.isspace() or ord(c) < 32 or ord(c) == 127 for c in text)
+    return _PLAIN_RE.fullmatch(text) is not None
 
 
 def valid_id(value: str) -> bool:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import pwd
+import stat
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -84,6 +85,7 @@ def test_a_task_runs_as_its_user_and_cannot_write_roots_files(cluster: Cluster,
         "ls ../../../.. >/dev/null && echo reached-work-dir; "
         "cat ../../../../meta/tasks.log 2>/dev/null && echo READ-TASK-LOG "
         "|| echo denied-task-log; "
+        "ls ../../../../meta >/dev/null 2>&1 && echo LISTED-META || echo denied-meta; "
         "echo 'to stderr' >&2"
     )
     check = HealthCheck(kind="COMMAND", command=f'test "$(id -u)" = {entry.pw_uid}',
@@ -91,13 +93,18 @@ def test_a_task_runs_as_its_user_and_cannot_write_roots_files(cluster: Cluster,
                         consecutive_failures=1)
     task = TaskInfo(task_id="as-nobody", agent_id="", resources="cpus:0.1;mem:32",
                     command=command + "; sleep 1", user="nobody", health_check=check)
+    # meta/ as an older version left it (0755): the agent closes it at start
+    meta = cluster.root / "agent0" / "meta"
+    meta.mkdir(parents=True)
+    meta.chmod(0o755)
     rec, updates = run_one(cluster, task, "TASK_FINISHED")
     assert any(s.healthy is True for s in updates), "the check, as nobody, never passed"
+    assert stat.S_IMODE(meta.stat().st_mode) == 0o700
     sandbox = sandbox_of(cluster, rec, "as-nobody")
     lines = (sandbox / "stdout").read_text().splitlines()
     assert lines == [str(entry.pw_uid), str(entry.pw_gid),
                      f"{entry.pw_dir} nobody nobody", "wrote-own-sandbox", "denied-root",
-                     "denied-file", "reached-work-dir", "denied-task-log"]
+                     "denied-file", "reached-work-dir", "denied-task-log", "denied-meta"]
     assert (sandbox / "stderr").read_text() == "to stderr\n"
     for path in (sandbox, sandbox / "stdout", sandbox / "stderr", sandbox / "mine"):
         info = path.stat()

@@ -173,3 +173,22 @@ def test_more_tasks_than_the_master_takes_in_one_accept_are_refused_here() -> No
     with pytest.raises(InvalidRequestError, match="at most 10000"):
         task_list(tasks, "launch_tasks")
     assert len(task_list(tasks[:-1], "launch_tasks")) == MAX_TASKS_PER_CALL
+
+
+def test_a_reconcile_of_more_tasks_than_the_master_takes_goes_in_several_messages(
+        driver: SchedulerDriver, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The master refuses a reconcile naming more than MAX_RECONCILE tasks: the SDK
+    splits it, in order, each part a message of its own (built when sent)."""
+    from mesos_zmq.master.validation import MAX_RECONCILE
+    from mesos_zmq.protocol import Reconcile, ReconcileTask
+
+    sent: list[Any] = []
+    monkeypatch.setattr(driver, "_request", lambda build: sent.append(build()))
+    tasks = [ReconcileTask(task_id=f"t{n}") for n in range(2 * MAX_RECONCILE + 5)]
+    driver.reconcile_tasks(tasks)
+    assert all(isinstance(m, Reconcile) for m in sent)
+    assert [len(m.tasks) for m in sent] == [MAX_RECONCILE, MAX_RECONCILE, 5]
+    assert [t for m in sent for t in m.tasks] == tasks
+    sent.clear()
+    driver.reconcile_tasks()  # implicit: one message naming none
+    assert [m.tasks for m in sent] == [[]]
