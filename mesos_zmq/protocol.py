@@ -303,6 +303,10 @@ class RegisterAgent(Message):
     resources: str
     attributes: str = ""
     version: str = ""
+    #: as ReregisterAgent's: an attempt of a process that was given an agent id
+    #: already (its answer went to a connection it has left) gets that id again
+    instance: str = ""
+    attempt: int = 0
 
 
 @message("reregister_agent")

@@ -346,16 +346,17 @@ class AgentCore:
         fx = Effects()
         self._register_sent = now
         self.monitor.sent(now)
+        self._attempts_sent += 1
         if self.agent_id is None:
             msg: Message = RegisterAgent(hostname=self.hostname, resources=str(self.resources),
-                                         attributes=self.attributes)
+                                         attributes=self.attributes, instance=self.instance,
+                                         attempt=self._attempts_sent)
         else:
             reports = [
                 TaskReport(task=t.info, framework_id=t.framework_id, state=t.state.value,
                            exit_code=t.exit_code)
                 for t in self.tasks.values()
             ]
-            self._attempts_sent += 1
             msg = ReregisterAgent(agent_id=self.agent_id, hostname=self.hostname,
                                   resources=str(self.resources), attributes=self.attributes,
                                   tasks=reports, instance=self.instance,

@@ -60,12 +60,24 @@ def register_agent(core: MasterContext, peer: bytes, msg: RegisterAgent,
     if problem is not None:
         core.error(peer, "invalid", f"agent registration refused: {problem}", rid)
         return
+    known = core.agent_instances.get(msg.instance[:MAX_INSTANCE]) if msg.instance else None
+    if known is not None and known in core.state.agents:
+        # The same process asked before, on a connection it has left since (the answer
+        # went there): it is the agent it was made then, not another one beside it
+        # (offered, and its tasks lost once its silence was noticed).
+        core.count("registrations_again")
+        reregister_agent(core, peer, ReregisterAgent(
+            agent_id=known, hostname=msg.hostname, resources=msg.resources,
+            attributes=msg.attributes, version=msg.version, instance=msg.instance,
+            attempt=msg.attempt), rid, now)
+        return
     agent_id = core.fresh_id("agent", core.state.agents)
     core.commit(AgentAdded(agent_id=agent_id, hostname=msg.hostname,
                            resources=str(Resources.parse(msg.resources)),
                            attributes=msg.attributes))
     access.claim(core, "agent", agent_id)
     core.agent_runtimes[agent_id] = AgentRuntime()
+    _note_instance(core, agent_id, msg.instance, msg.attempt)
     core.bind(peer, "agent", agent_id, now)
     core.allocator.add_agent(agent_id, Resources.parse(msg.resources))
     core.request_allocation()
@@ -151,7 +163,7 @@ def reregister_agent(core: MasterContext, peer: bytes, msg: ReregisterAgent, rid
     access.claim(core, "agent", agent_id)
     rt = core.agent_runtimes.setdefault(agent_id, AgentRuntime())
     rt.deadline = None
-    rt.instance, rt.attempt = msg.instance[:MAX_INSTANCE], msg.attempt
+    _note_instance(core, agent_id, msg.instance, msg.attempt)
     core.bind(peer, "agent", agent_id, now)
     core.allocator.activate_agent(agent_id, True)
     reconcile_agent(core, agent_id, msg, now, total)
@@ -255,6 +267,19 @@ def stale_reregistration(core: MasterContext, peer: bytes, msg: ReregisterAgent,
     core.error(peer, "stale", f"attempt {msg.attempt} came after attempt {rt.attempt} "
                "of the same agent process, on another connection: ignored", rid)
     return True
+
+
+def _note_instance(core: MasterContext, agent_id: str, instance: str, attempt: int) -> None:
+    """The agent process and attempt an agent's binding came from (see
+    stale_reregistration), and which agent that process is."""
+    rt = core.agent_runtimes[agent_id]
+    instance = instance[:MAX_INSTANCE]
+    instances = core.agent_instances
+    if rt.instance and rt.instance != instance and instances.get(rt.instance) == agent_id:
+        del instances[rt.instance]  # a process that has ended: a restart
+    rt.instance, rt.attempt = instance, attempt
+    if instance:
+        instances[instance] = agent_id
 
 
 def answer_repeat(core: MasterContext, peer: bytes, agent_id: str, rid: str) -> None:

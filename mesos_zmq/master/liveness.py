@@ -147,6 +147,8 @@ def remove_agent(core: MasterContext, agent_id: str, why: str, now: float) -> No
     rt = core.agent_runtimes.pop(agent_id, AgentRuntime())
     if rt.peer is not None:
         core.peers.pop(rt.peer, None)
+    if core.agent_instances.get(rt.instance) == agent_id:
+        del core.agent_instances[rt.instance]
     for offer_id in list(rt.offers):
         offers.rescind(core, offer_id)
     for rec in core.state.active_tasks_on(agent_id):

@@ -10,10 +10,13 @@ import itertools
 
 from mesos_zmq.agent.core import AgentCore
 from mesos_zmq.protocol import (
+    Accept,
     AgentRegistered,
     Error,
     Heartbeat,
+    RegisterAgent,
     ReregisterAgent,
+    RunTasks,
     StatusUpdate,
     TaskReport,
 )
@@ -85,3 +88,36 @@ def test_an_agent_numbers_its_attempts_and_each_process_has_its_own_name() -> No
     assert [m.attempt for m in attempts] == list(range(1, len(attempts) + 1))
     assert {m.instance for m in attempts} == {agent.instance} and agent.instance
     assert core().instance != agent.instance
+
+
+def test_a_first_registration_asked_again_on_a_fresh_connection_is_the_same_agent() -> None:
+    """A new agent's first answer went to a connection it had left: asked again on a
+    fresh one, it was made a second agent, and the first, offered to frameworks,
+    was removed for silence with whatever had been launched on it."""
+    h = Harness()
+    fid = h.subscribe()
+    (first,) = h.send(b"p1", RegisterAgent(hostname="h1", resources="cpus:4;mem:4096",
+                                           instance="proc-1", attempt=1), 0.0)
+    assert isinstance(first, AgentRegistered)
+    agent_id = first.agent_id
+    (offer,) = h.offers_to(FW, 0.5)
+    h.send(FW, Accept(framework_id=fid, offer_ids=[offer.offer_id],
+                      tasks=[task("t1", agent_id)], refuse_seconds=0), 0.5)
+    # (the answer and the launch went to p1, which the agent had left)
+    *_, again = h.send(b"p2", RegisterAgent(hostname="h1", resources="cpus:4;mem:4096",
+                                            instance="proc-1", attempt=2), 1.0)
+    assert isinstance(again, AgentRegistered) and again.agent_id == agent_id
+    assert list(h.core.state.agents) == [agent_id]
+    assert h.core.agent_runtimes[agent_id].peer == b"p2"
+    # the launch it never heard of goes again, on p2
+    launches = [m for p, m, _ in h.sent if p == b"p2" and isinstance(m, RunTasks)]
+    assert [t.task_id for m in launches for t in m.tasks] == ["t1"]
+    # a late attempt from the connection left behind changes nothing
+    (late,) = h.send(b"p1", RegisterAgent(hostname="h1", resources="cpus:4;mem:4096",
+                                          instance="proc-1", attempt=1), 1.5)
+    assert isinstance(late, Error) and late.code == "stale"
+    assert h.core.agent_runtimes[agent_id].peer == b"p2"
+    # another process (no agent id yet, another instance) is another agent
+    (other,) = h.send(b"p3", RegisterAgent(hostname="h2", resources="cpus:4;mem:4096",
+                                           instance="proc-9", attempt=1), 2.0)
+    assert isinstance(other, AgentRegistered) and other.agent_id != agent_id
