@@ -32,6 +32,8 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import fcntl
+import hashlib
 import json
 import os
 import select
@@ -57,6 +59,7 @@ from mesos_zmq.agent.events import (
     Started,
     Supervising,
     SupervisorEvent,
+    read_appended,
 )
 from mesos_zmq.agent.flags import CONTAINER_DISK_WATCH_INTERVAL, KILL_GRACE_PERIOD, default
 from mesos_zmq.agent.gc import disk_limit_bytes
@@ -68,6 +71,8 @@ from mesos_zmq.agent.launcher import (
     write_spec_file,
 )
 from mesos_zmq.agent.supervisor import (
+    NOTIFY_SOCKET,
+    SUN_PATH_MAX,
     SupervisorSpec,
     cancel_unstarted,
     load_events,
@@ -88,6 +93,11 @@ POLL_INTERVAL = 1.0
 #: how long a recovering agent waits for a supervisor that created its events file
 #: but has not written to it yet
 SUPERVISOR_START_GRACE = 2.0
+#: the agent's single-instance lock, in its ``meta/`` (see ``Containerizer._take_lock``)
+LOCK_FILE = "agent.lock"
+#: the most notification datagrams read in one turn of the agent's loop (more wait for
+#: the next turn): a burst of them never holds up heartbeats and updates
+NOTIFY_BATCH = 1024
 MB = 1024 * 1024
 #: (framework id, task id): task ids are unique only within a framework
 TaskKey = tuple[str, str]
@@ -114,6 +124,13 @@ class Container:
     task_pid: int | None = None
     last_seq: int = 0
     events_size: int = -1
+    #: bytes of the events file read and consumed: the next read starts here, so the
+    #: agent's work per event does not grow with the file (0 after a restart: the
+    #: file is read once from the start, ``last_seq`` telling what is new)
+    events_offset: int = 0
+    #: events returned by ``new_events`` and not yet consumed, by seq: the offset
+    #: just past each one's line, where the next read starts once it is consumed
+    event_ends: dict[int, int] = field(default_factory=dict)
     exited: bool = False
 
     @property
@@ -183,24 +200,90 @@ class Containerizer:
         self.sandboxes: dict[TaskKey, Path] = {}
         #: launch requests too large for a packet go through files here
         self.launch_dir = work_dir / "meta" / "launch"
+        # The lock first: what follows removes files (launch specs, the notification
+        # socket) that another agent running on this work dir would still be using.
+        self._lock: int | None = self._take_lock()
         self._clean_launch_dir()
-        self.notify_name = notify_address(str(work_dir))
         # Container ids start with this agent's own mark, so cleaning up orphans after a
-        # restart never touches the containers of another agent on the same host.
-        self.prefix = self.notify_name[-12:].decode()
-        self.notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-        try:
-            self.notify.bind(self.notify_name)
-        except OSError:
-            self.notify.close()
-            raise ConfigError(
-                f"another agent is already running with --work-dir {work_dir}"
-            ) from None
-        self.notify.setblocking(False)
+        # restart never touches the containers of another agent on the same host. It is
+        # derived from the work dir alone (as it was when the notification socket had an
+        # abstract name of that hash), so it stays the same across restarts and upgrades.
+        digest = hashlib.sha1(os.path.abspath(work_dir).encode()).hexdigest()
+        self.prefix = digest[8:20]
+        self.notify_name = notify_address(str(work_dir))
+        self.notify = self._bind_notify()
         self._last_poll = 0.0
         self._last_alive_check = 0.0
         self._reaped: list[TaskKey] = []  # tasks whose supervisor the launcher reaped
         self.launcher_sock, self.launcher = self._spawn_launcher()
+
+    def _take_lock(self) -> int:
+        """Take the work dir's single-instance lock; returns its descriptor, held until
+        :meth:`close` (the kernel drops it with the process, however that ends).
+
+        An ``flock`` on ``meta/agent.lock``, a file of the agent's user in its 0700
+        ``meta/``: no other user can open it, let alone hold it. (The abstract socket
+        name that served as the lock before had no permissions: any local user, a
+        task's left running across an agent restart, could bind it while the agent was
+        down and keep it from starting.) Close-on-exec, so neither the launcher nor the
+        supervisors ever hold it after the agent is gone."""
+        path = self.work_dir / "meta" / LOCK_FILE
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+        except OSError as exc:
+            self.task_log.close()
+            raise ConfigError(f"cannot use --work-dir {self.work_dir}: cannot open {path}: "
+                              f"{exc.strerror}") from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            os.close(fd)
+            self.task_log.close()
+            if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN):
+                raise ConfigError(
+                    f"another agent is already running with --work-dir {self.work_dir}"
+                ) from None
+            raise ConfigError(f"cannot use --work-dir {self.work_dir}: cannot lock {path}: "
+                              f"{exc.strerror}") from None
+        return fd
+
+    def _bind_notify(self) -> socket.socket:
+        """Bind the socket supervisors notify (at :func:`notify_address`, a file in
+        ``meta/``: see there why), non-blocking.
+
+        Under the lock, so a socket file found there was left by an earlier agent of
+        this work dir: it is replaced, at the same path, which the supervisors that
+        agent started still send to. A path too long for a ``sockaddr_un`` (a deep work
+        dir) is bound through a descriptor of ``meta/``, as supervisors send to it."""
+        meta_path = self.work_dir / "meta"
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        try:
+            meta = os.open(meta_path, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+            try:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(NOTIFY_SOCKET, dir_fd=meta)
+                if len(self.notify_name) <= SUN_PATH_MAX:
+                    sock.bind(self.notify_name)
+                else:
+                    sock.bind(f"/proc/self/fd/{meta}/{NOTIFY_SOCKET}")
+                # meta/ keeps other users out already; the socket is the agent's alone
+                os.chmod(NOTIFY_SOCKET, 0o600, dir_fd=meta)
+            finally:
+                os.close(meta)
+        except OSError as exc:
+            sock.close()
+            self._release_lock()
+            self.task_log.close()
+            raise ConfigError(f"cannot bind the agent's notification socket in "
+                              f"{meta_path}: {exc.strerror}") from None
+        sock.setblocking(False)
+        return sock
+
+    def _release_lock(self) -> None:
+        """Let another agent start on this work dir (once: the descriptor is gone)."""
+        if self._lock is not None:
+            os.close(self._lock)
+            self._lock = None
 
     def _clean_launch_dir(self) -> None:
         """Create the launch spec directory, readable by the agent's user alone, and drop
@@ -276,12 +359,18 @@ class Containerizer:
         it finish releasing the cgroups of tasks that just ended (a drain)."""
         self.task_log.close()
         self.notify.close()
+        # Supervisors sending now find no socket (and drop the datagram) rather than a
+        # dead one; the next agent binds a new one at the same path.
+        with contextlib.suppress(OSError):
+            os.unlink(os.fsdecode(self.notify_name))
         self.launcher_sock.close()
         if wait:
             try:
                 self.launcher.wait(10)
             except subprocess.TimeoutExpired:
                 pass
+        # Last: the next agent may start once this one has let go of everything.
+        self._release_lock()
 
     # ----------------------------------------------------------------- task log
     def launched(self, key: TaskKey) -> bool:
@@ -525,7 +614,10 @@ class Containerizer:
         """Tasks that may have new events: notified ones, and all of them once a
         ``POLL_INTERVAL`` (datagrams sent while no agent listened are lost)."""
         due: set[TaskKey] = set()
-        while True:
+        # Only the agent's user can send here (the socket is in meta/, 0700), and a
+        # datagram only names a task whose events file is then read again, so one
+        # naming anything else is dropped; bounded, so a burst cannot stall the loop.
+        for _ in range(NOTIFY_BATCH):
             try:
                 data = self.notify.recv(4096)
             except (BlockingIOError, InterruptedError):
@@ -549,6 +641,9 @@ class Containerizer:
         return sorted(due)
 
     def new_events(self, key: TaskKey) -> list[SupervisorEvent]:
+        """The task's events not yet consumed, read from where the last consumed one
+        ended (see :func:`~mesos_zmq.agent.events.read_appended`): an event returned but
+        not consumed is returned again, as when the whole file was read each time."""
         c = self.containers.get(key)
         if c is None:
             return []
@@ -556,12 +651,22 @@ class Containerizer:
             c.events_size = (c.events).stat().st_size
         except OSError:
             c.events_size = -1
-        return load_events(c.events, c.last_seq)
+        read, end = read_appended(c.events, c.events_offset, c.last_seq)
+        if not read:
+            c.events_offset = end  # nothing there to consume: never read it again
+            c.event_ends.clear()
+            return []
+        c.event_ends = {event.seq: line_end for event, line_end in read}
+        c.event_ends[read[-1][0].seq] = end  # past the lines after it that are no events
+        return [event for event, _ in read]
 
     def consumed(self, key: TaskKey, event: SupervisorEvent) -> None:
         c = self.containers.get(key)
         if c is None:
             return
+        end = c.event_ends.pop(event.seq, None)
+        if end is not None and end > c.events_offset:
+            c.events_offset = end
         c.last_seq = max(c.last_seq, event.seq)
         self.last_seqs[key] = c.last_seq
         if isinstance(event, Started) and event.pid is not None:

@@ -35,12 +35,15 @@ is (de)coded, so a supervisor, which imports this module, stays without them.
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from mesos_zmq.errors import ProtocolError
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from mesos_zmq.protocol import TaskInfo, TaskStatus
 
 _UNREADABLE = (KeyError, TypeError, ValueError, AttributeError, ProtocolError)
@@ -384,3 +387,63 @@ def decode_event(raw: object) -> SupervisorEvent | None:
     if kind is None:
         return OtherEvent(kind=tag if isinstance(tag, str) else "", seq=seq, time=time)
     return kind.from_json(raw, seq, time)
+
+
+#: bytes asked of the kernel per read of an events file
+_READ_CHUNK = 1 << 20
+
+
+def read_appended(path: Path, offset: int = 0,
+                  after: int = 0) -> tuple[list[tuple[SupervisorEvent, int]], int]:
+    """The events appended to an events file since byte ``offset``, and where to go on.
+
+    Why: the agent reads a task's events each time its supervisor pokes it; reading
+    the whole file each time (as :func:`~mesos_zmq.agent.supervisor.read_events` does,
+    for recovery) costs what the file holds, which a long-running task (or a flapping
+    health check) makes grow without end: that is quadratic work. This reads what
+    follows ``offset`` alone.
+
+    Returns each event with ``seq`` greater than ``after`` together with the offset
+    just past its line, and the offset just past the last complete line read. A last
+    line without its newline is never consumed (the supervisor may be writing it:
+    its bytes are read again next time); a complete line that is not an event (torn by
+    a killed writer, foreign) is passed over, as before. A file now shorter than
+    ``offset`` is not the one read before: it is read from the start (``after`` keeps
+    what was consumed out). Never raises: an unreadable file has nothing new.
+    """
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:
+        return [], offset
+    chunks: list[bytes] = []
+    try:
+        size = os.fstat(fd).st_size
+        if size < offset:
+            offset = 0
+        at = offset
+        while at < size:  # up to the size seen now: what comes later, the next read gets
+            chunk = os.pread(fd, min(size - at, _READ_CHUNK), at)
+            if not chunk:
+                break
+            chunks.append(chunk)
+            at += len(chunk)
+    except OSError:
+        return [], offset
+    finally:
+        os.close(fd)
+    data = b"".join(chunks)
+    complete = data.rfind(b"\n") + 1  # 0 when no line is complete yet
+    out: list[tuple[SupervisorEvent, int]] = []
+    end = offset
+    for line in data[:complete].split(b"\n")[:-1]:
+        end += len(line) + 1
+        if not line:
+            continue
+        try:
+            raw = json.loads(line)
+        except ValueError:
+            continue  # a torn write of a killed supervisor
+        event = decode_event(raw)
+        if event is not None and event.seq > after:
+            out.append((event, end))
+    return out, offset + complete

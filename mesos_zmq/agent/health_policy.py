@@ -14,6 +14,22 @@ The policy follows Mesos:
 * every other failure counts and reports ``healthy=False``; when ``consecutive_failures``
   (if above 0) failures in a row have counted, the verdict says ``kill`` and the policy
   stops scheduling checks.
+
+Two bounds Mesos leaves out, because every reported change costs a line in the task's
+events file, a datagram, a status update to the framework and records in the agent's
+task log, all written for as long as the task runs:
+
+* checks run at most once a :data:`MIN_INTERVAL` (the master refuses a smaller
+  ``interval``, see :mod:`mesos_zmq.master.validation`; the policy clamps one that got
+  here anyway, from an older master);
+* a flapping check is damped: a change of health is reported at once after a quiet
+  spell, but one that comes within ``hold`` seconds of the last report is held, and
+  reported by the first check after the hold ends if the health still differs (a flap
+  that returns to the reported health in the meantime is never reported). ``hold`` is 0
+  after a quiet spell (:data:`REPORT_QUIET` without a report), then doubles with each
+  report from :data:`REPORT_HOLD_MIN` to :data:`REPORT_HOLD_MAX`: a task whose check
+  flips every second costs about one report a minute, not one a second. The verdict
+  that kills the task is never held.
 """
 
 from __future__ import annotations
@@ -28,6 +44,30 @@ TCP = "TCP"
 HTTP = "HTTP"
 KINDS = (COMMAND, TCP, HTTP)
 
+#: the smallest ``interval`` a task may ask for, in seconds: a COMMAND check forks a
+#: shell per check, and a check that flips at every run writes an event (and the agent
+#: a status update, task-log records) per run; Kubernetes has the same floor for
+#: ``periodSeconds`` (Mesos has none, and defaults to 10 s)
+MIN_INTERVAL = 1.0
+#: the first hold after a report that followed another closely (seconds)
+REPORT_HOLD_MIN = 1.0
+#: the longest a flapping check's change of health waits to be reported (seconds)
+REPORT_HOLD_MAX = 60.0
+#: this long without a report, a change is reported at once again (seconds)
+REPORT_QUIET = 2 * REPORT_HOLD_MAX
+
+
+def interval_problem(hc: HealthCheck) -> str | None:
+    """What is wrong with ``hc.interval`` against :data:`MIN_INTERVAL`, or None.
+
+    Apart from :func:`check_health_check`, which a supervisor runs before every check:
+    a task an older master accepted with a smaller interval is clamped there, not
+    failed check after check."""
+    if math.isfinite(hc.interval) and 0 < hc.interval < MIN_INTERVAL:
+        return (f"health check interval must be at least {MIN_INTERVAL:.1f} seconds, not "
+                f"{hc.interval!r} (checks that often cost the agent more than they tell; "
+                f"use interval >= {MIN_INTERVAL:.1f})")
+    return None
 
 
 # --------------------------------------------------------------------------- validation
@@ -92,6 +132,11 @@ class HealthPolicy:
         self.failures = 0  # counted consecutive failures
         self.succeeded = False  # a check has succeeded at least once
         self.killed = False
+        #: the interval as run: never below MIN_INTERVAL, whatever the task asked for
+        self.interval = max(check.interval, MIN_INTERVAL)
+        #: when the last change of health was reported, and how long the next one waits
+        self.reported_at: float | None = None
+        self.hold = 0.0
         self._next: float = started_at + check.delay
 
     def next_check_at(self) -> float | None:
@@ -104,25 +149,42 @@ class HealthPolicy:
             return HealthVerdict(
                 None, False, f"health check result ignored, task being killed: {message}"
             )
-        self._next = now + self.check.interval
+        self._next = now + self.interval
         if ok:
             self.failures = 0
             self.succeeded = True
-            if self.healthy is True:
-                return HealthVerdict(None, False, f"health check passed: {message}")
-            self.healthy = True
-            return HealthVerdict(True, False, f"health check passed: {message}")
+            return self._report(True, False, f"health check passed: {message}", now)
         if not self.succeeded and now - self.started_at < self.check.grace_period:
             return HealthVerdict(
                 None, False, f"health check failed within the grace period (ignored): {message}"
             )
         self.failures += 1
-        self.healthy = False
         limit = self.check.consecutive_failures
         if limit > 0 and self.failures >= limit:
             self.killed = True
-            return HealthVerdict(
-                False, True, f"health check failed {self.failures} times in a row: {message}"
-            )
+            return self._report(
+                False, True, f"health check failed {self.failures} times in a row: {message}",
+                now)
         count = f"{self.failures}/{limit}" if limit > 0 else f"{self.failures}"
-        return HealthVerdict(False, False, f"health check failed ({count}): {message}")
+        return self._report(False, False, f"health check failed ({count}): {message}", now)
+
+    def _report(self, healthy: bool, kill: bool, message: str, now: float) -> HealthVerdict:
+        """The verdict for a counted result: the health if it is to be reported now.
+
+        Unchanged health reports as it always did (a success nothing, a failure
+        ``False`` again, which the supervisor does not write twice); a change is held
+        while the hold since the last report lasts, unless it kills the task."""
+        if healthy == self.healthy:
+            return HealthVerdict(None if healthy else False, kill, message)
+        if (not kill and self.reported_at is not None
+                and now < self.reported_at + self.hold):
+            held = self.reported_at + self.hold - now
+            return HealthVerdict(None, False, f"{message} (health flapping: this change is "
+                                              f"reported in {held:.3g}s if it lasts)")
+        if self.reported_at is not None and now - self.reported_at < REPORT_QUIET:
+            self.hold = min(REPORT_HOLD_MAX, max(REPORT_HOLD_MIN, 2 * self.hold))
+        else:
+            self.hold = 0.0
+        self.healthy = healthy
+        self.reported_at = now
+        return HealthVerdict(healthy, kill, message)

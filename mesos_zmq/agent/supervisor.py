@@ -23,9 +23,9 @@ increasing ``seq`` (typed in :mod:`mesos_zmq.agent.events`):
 That file is the task's status stream: an agent that was SIGKILLed and restarted reads
 it from where its own checkpoint says it stopped, so a task that ended meanwhile is
 reported with its real exit status. After each event the supervisor sends a one-line
-datagram with the events file's path to the agent's notification socket (an
-abstract Unix socket named after the agent's work dir), so the agent reacts at once
-without polling files; when no agent listens the datagram is simply dropped.
+datagram with the events file's path to the agent's notification socket (a Unix
+socket file in the agent's ``meta/``, see :func:`notify_address`), so the agent reacts
+at once without polling files; when no agent listens the datagram is simply dropped.
 
 Supervisors take turns (:class:`Turn`): each makes its tasks' files (events,
 sandbox, outputs) as soon as it is forked, then waits for the supervisor forked before
@@ -133,12 +133,26 @@ class SupervisorSpec:
     disk_interval: float = CONTAINER_DISK_WATCH_INTERVAL
 
 
-def notify_address(work_dir: str) -> bytes:
-    """The abstract socket name of the agent with this work dir (no path length limit)."""
-    import hashlib
+#: the agent's notification socket, in its ``meta/`` directory
+NOTIFY_SOCKET = "notify"
+#: the longest path a ``sockaddr_un`` holds (108 bytes, with the terminating NUL)
+SUN_PATH_MAX = 107
 
-    digest = hashlib.sha1(os.path.abspath(work_dir).encode()).hexdigest()[:20]
-    return b"\0mesos-zmq-agent-" + digest.encode()
+
+def notify_address(work_dir: str) -> bytes:
+    """The path of the notification socket of the agent with this work dir.
+
+    A socket file in ``meta/`` rather than an abstract name (as it was): abstract names
+    have no permissions, so any local user (a task's, whose processes outlive an agent
+    restart) could bind the name while the agent was down, or send it datagrams. In
+    ``meta/`` (0700) only the agent's user can bind, connect or send: supervisors run
+    as that user (only the task itself takes on another user's ids). The path stays the
+    same across agent restarts, so supervisors started by an earlier agent reach the
+    next one. The agent's single-instance lock is a separate ``flock`` (see
+    :class:`~mesos_zmq.agent.containerizer.Containerizer`); paths longer than a
+    ``sockaddr_un`` holds are reached through a descriptor (see :func:`notify_send`).
+    """
+    return os.fsencode(os.path.join(os.path.abspath(work_dir), "meta", NOTIFY_SOCKET))
 
 
 # ------------------------------------------------------------------------ the events
@@ -187,19 +201,43 @@ class _Events:
             pass
         if notify and self.sock is not None and self.notify_name:
             try:
-                self.sock.sendto(self.path.encode(), self.notify_name)
+                notify_send(self.sock, self.notify_name, self.path.encode())
             except OSError:
                 pass  # no agent listening, or its queue is full: it polls as a fallback
 
 
 def notify_socket() -> socket.socket | None:
-    """A socket to poke the agent through (None if there can be none: the agent polls)."""
+    """A socket to poke the agent through (None if there can be none: the agent polls).
+
+    Never connected: each datagram is addressed on its own, so the kernel checks the
+    sender's permission on ``meta/`` at every send, and a socket that reached a task by
+    mistake would not carry the supervisor's access with it (it is close-on-exec
+    anyway). An agent that restarts binds a new socket at the same path, which a
+    connected socket would not follow."""
     try:
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
     except OSError:
         return None
     sock.setblocking(False)
     return sock
+
+
+def notify_send(sock: socket.socket, address: bytes, data: bytes) -> None:
+    """Send ``data`` to the agent's notification socket at ``address``.
+
+    A path too long for a ``sockaddr_un`` (a deep work dir) is reached through a
+    descriptor of its directory, ``/proc/self/fd/<fd>/notify``, as the agent bound it.
+    Raises OSError: no agent listening (ENOENT, ECONNREFUSED), its queue full
+    (EAGAIN); the agent polls for what it missed."""
+    if address.startswith(b"\0") or len(address) <= SUN_PATH_MAX:
+        sock.sendto(data, address)
+        return
+    directory, name = os.path.split(address)
+    fd = os.open(directory, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        sock.sendto(data, b"/proc/self/fd/%d/%s" % (fd, name))
+    finally:
+        os.close(fd)
 
 
 def open_fds() -> list[int]:

@@ -58,7 +58,7 @@ from __future__ import annotations
 import math
 import re
 
-from mesos_zmq.agent.health_policy import check_health_check
+from mesos_zmq.agent.health_policy import check_health_check, interval_problem
 from mesos_zmq.attributes import parse_attributes
 from mesos_zmq.errors import AttributeParseError, ResourceError
 from mesos_zmq.protocol import FrameworkInfo, HealthCheck, TaskInfo, TaskStatus
@@ -319,7 +319,10 @@ def env_problem(env: dict[str, str]) -> str | None:
 
 
 def _health_check_problem(check: HealthCheck) -> str | None:
-    problem = check_health_check(check)
+    """What is wrong with a task's health check, or None: its rules, its sizes, and an
+    interval below the floor (a check every millisecond that flips each time floods
+    the agent's files and the framework with updates for as long as the task runs)."""
+    problem = check_health_check(check) or interval_problem(check)
     if problem is not None:
         return problem
     size = _size(check.command)

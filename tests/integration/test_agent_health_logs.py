@@ -37,7 +37,7 @@ def test_failing_http_health_check_kills_the_task(cluster: Cluster, tmp_path: Pa
     def make(offer: Offer) -> list[TaskInfo]:
         agent_id = offer.agent_id
         check = HealthCheck(kind="HTTP", port=31505, path="/health", delay=0.0,
-                            interval=0.3, timeout=1.0, grace_period=5.0,
+                            interval=1.0, timeout=1.0, grace_period=5.0,
                             consecutive_failures=3)
         return [TaskInfo(task_id="web", agent_id=agent_id,
                          resources="cpus:0.1;mem:64;ports:[31505-31505]",
@@ -57,7 +57,7 @@ def test_failing_http_health_check_kills_the_task(cluster: Cluster, tmp_path: Pa
         (sandbox / "sick").touch()
         wait_until(lambda: rec.states("web")[-1:] == ["TASK_KILLED"], 15, what="web killed")
         print(f"killed {time.monotonic() - sick_at:.2f}s after the check started failing "
-              "(3 failures x 0.3 s interval)")
+              "(3 failures x 1 s interval)")
         with rec.lock:
             web = [s for _, s in rec.updates if s.task_id == "web"]
         assert [s.healthy for s in web if s.state == "TASK_RUNNING"][-2:] == [True, False]

@@ -89,7 +89,7 @@ def test_a_task_runs_as_its_user_and_cannot_write_roots_files(cluster: Cluster,
         "echo 'to stderr' >&2"
     )
     check = HealthCheck(kind="COMMAND", command=f'test "$(id -u)" = {entry.pw_uid}',
-                        delay=0.0, interval=0.2, timeout=5.0, grace_period=0.0,
+                        delay=0.0, interval=1.0, timeout=5.0, grace_period=0.0,
                         consecutive_failures=1)
     task = TaskInfo(task_id="as-nobody", agent_id="", resources="cpus:0.1;mem:32",
                     command=command + "; sleep 1", user="nobody", health_check=check)
