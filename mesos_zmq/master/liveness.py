@@ -181,7 +181,7 @@ def remove_framework(core: MasterContext, fid: str, why: str, now: float) -> Non
     for offer_id in list(rt.offers):
         offers.remove_offer(core, offer_id)
     agents: set[str] = set()
-    for rec in [r for r in core.state.tasks.values() if r.framework_id == fid]:
+    for rec in core.state.active_tasks_of(fid):
         agents.add(rec.agent_id)
         task_book.record_task_state(core, fid, rec.task_id, TaskState.KILLED, now,
                                     reason="REASON_FRAMEWORK_REMOVED", message=why)

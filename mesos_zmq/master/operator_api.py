@@ -344,7 +344,7 @@ def operator_teardown(core: MasterContext, peer: bytes, msg: OperatorTeardown, r
     if not access.authorized(core, "teardown_frameworks", access.framework_principal(
             core, fid), peer, rid):
         return
-    tasks = sum(1 for rec in core.state.tasks.values() if rec.framework_id == fid)
+    tasks = len(core.state.active_tasks_of(fid))
     liveness.remove_framework(core, fid, "torn down by an operator", now)
     core.send(peer, OperatorReply(message=f"framework {fid} torn down: {tasks} task(s) "
                                           "being killed"), rid)

@@ -166,8 +166,7 @@ def subscribe(core: MasterContext, peer: bytes, msg: Subscribe, rid: str, now: f
     if reregistered:
         # Updates its agents sent while it was away were not forwarded: they resend
         # them now (their back-off may have grown to minutes).
-        agents = {rec.agent_id for rec in core.state.tasks.values()
-                  if rec.framework_id == framework_id}
+        agents = {rec.agent_id for rec in core.state.active_tasks_of(framework_id)}
         for agent_id in sorted(agents):
             core.send_agent(agent_id, UpdateFramework(framework_id=framework_id))
     if resend:
@@ -446,10 +445,9 @@ def reconcile(core: MasterContext, peer: bytes, msg: Reconcile, rid: str, now: f
                    f"not {len(msg.tasks)}: send them in several", rid)
         return
     if not msg.tasks:
-        for rec in list(core.state.tasks.values()):
-            if rec.framework_id == fid:
-                task_book.reply_status(core, fid, rec.task_id, rec.agent_id, rec.state,
-                                       "REASON_RECONCILIATION", rec.message, now, rec.exit_code)
+        for rec in core.state.active_tasks_of(fid):
+            task_book.reply_status(core, fid, rec.task_id, rec.agent_id, rec.state,
+                                   "REASON_RECONCILIATION", rec.message, now, rec.exit_code)
         return
     for item in msg.tasks:
         found = core.state.task(fid, item.task_id)

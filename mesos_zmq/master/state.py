@@ -131,6 +131,10 @@ class MasterState:
         self.requests_done: OrderedDict[str, None] = OrderedDict()
         # Secondary index: agent_id -> keys of its active tasks.
         self.tasks_by_agent: dict[str, set[TaskKey]] = {}
+        #: framework id -> keys of its active tasks, in the order of ``tasks`` (a dict:
+        #: the order commits follow must not depend on hashing); a framework's
+        #: re-subscription, implicit reconciliation and removal looked at every task
+        self.tasks_by_framework: dict[str, dict[TaskKey, None]] = {}
         #: agents being drained: agent id -> {"grace", "drained", "since"}
         self.draining: dict[str, dict[str, Any]] = {}
         #: (kind, id) -> the principal that created that framework or agent id
@@ -248,8 +252,13 @@ class MasterState:
         if rec.terminal:
             self._complete(key, rec)
         else:
+            before = self.tasks.get(key)
+            if before is not None and before.agent_id != task.agent_id:
+                # (never logged by this master: a task id is refused while active)
+                self.tasks_by_agent.get(before.agent_id, set()).discard(key)
             self.tasks[key] = rec
             self.tasks_by_agent.setdefault(task.agent_id, set()).add(key)
+            self.tasks_by_framework.setdefault(record.framework_id, {})[key] = None
 
     def _task_updated(self, record: r.TaskUpdated) -> None:
         key = (record.framework_id, record.task_id)
@@ -268,11 +277,20 @@ class MasterState:
             keys = self.tasks_by_agent.get(updated.agent_id)
             if keys is not None:
                 keys.discard(key)
+            of_framework = self.tasks_by_framework.get(updated.framework_id)
+            if of_framework is not None:
+                of_framework.pop(key, None)
+                if not of_framework:
+                    del self.tasks_by_framework[updated.framework_id]
             self._complete(key, updated)
         else:
             self._forget_completed(key)
-            self.tasks[key] = updated
-            self.tasks_by_agent.setdefault(updated.agent_id, set()).add(key)
+            tasks = self.tasks
+            indexed = key in tasks  # (an update does not move a task: indexed as it is)
+            tasks[key] = updated
+            if not indexed:
+                self.tasks_by_agent.setdefault(updated.agent_id, set()).add(key)
+                self.tasks_by_framework.setdefault(updated.framework_id, {})[key] = None
 
     def _complete(self, key: TaskKey, rec: TaskRecord) -> None:
         """Remember a finished task (newest last), within the history's limits."""
@@ -390,6 +408,11 @@ class MasterState:
     def active_tasks_on(self, agent_id: str) -> list[TaskRecord]:
         return [self.tasks[k] for k in self.tasks_by_agent.get(agent_id, ()) if k in self.tasks]
 
+    def active_tasks_of(self, framework_id: str) -> list[TaskRecord]:
+        """One framework's active tasks, in the order of ``tasks``."""
+        tasks = self.tasks
+        return [tasks[k] for k in self.tasks_by_framework.get(framework_id, ()) if k in tasks]
+
     def completed_of(self, framework_id: str) -> list[TaskRecord]:
         """One framework's finished tasks, in the order they ended."""
         completed = self.completed
@@ -459,7 +482,7 @@ class MasterState:
             state.agents[plain["agent_id"]] = AgentRecord(**plain)
             state.tasks_by_agent.setdefault(plain["agent_id"], set())
         state.removed_agents.update((k, v) for k, v in data.get("removed_agents", []))
-        tasks, by_agent = state.tasks, state.tasks_by_agent
+        tasks, by_agent, by_framework = state.tasks, state.tasks_by_agent, state.tasks_by_framework
         for plain in data.get("tasks", []) + data.get("completed", []):
             rec = TaskRecord(
                 plain["framework_id"],
@@ -477,6 +500,7 @@ class MasterState:
             else:
                 tasks[key] = rec
                 by_agent.setdefault(task.agent_id, set()).add(key)
+                by_framework.setdefault(rec.framework_id, {})[key] = None
         state.weights.update(data.get("weights", {}))
         state.quotas.update({r: (q[0], q[1]) for r, q in data.get("quotas", {}).items()})
         state.reservations.update(data.get("reservations", {}))
