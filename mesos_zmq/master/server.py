@@ -400,6 +400,7 @@ class MasterServer:
         try:
             while not self._stopping:
                 events = dict(poller.poll(int(tick_every * 1000)))
+                self._note_stall(time.monotonic(), tick_every)
                 # Asked after the wait, so a process paused inside poll() checks that it
                 # still leads before it handles what queued up meanwhile.
                 verdict = self._guard() if self._guard is not None else None
@@ -419,7 +420,13 @@ class MasterServer:
                 # stopped at MAX_BATCH: silence is judged only up to that moment.
                 caught_up = not events or self._drain(ready, now)
                 if caught_up:
-                    self._heard_until = now
+                    # After a stall (the process paused: SIGSTOP, swap, a VM frozen) the
+                    # peers' messages are not all queued yet (new connections still
+                    # handshake; agents that gave up on us wait out a back-off): silence
+                    # is judged up to the stall's start until each peer has had a whole
+                    # timeout since we are back.
+                    self._heard_until = (now if now >= self._stall_grace_until
+                                         else min(now, self._stalled_at))
                 # Timers run at most every TICK_EVERY: a busy loop turns a thousand
                 # times a second for a few messages each, and a tick's fixed cost was
                 # then most of an idle master's time (10,000 agents).
@@ -442,6 +449,25 @@ class MasterServer:
                         time.sleep(rest)
         finally:
             self.close()
+
+    #: the loop's last turn (for stalls), the stall's start and until when it is excused
+    _loop_at: float | None = None
+    _stalled_at = 0.0
+    _stall_grace_until = 0.0
+
+    def _note_stall(self, now: float, tick_every: float) -> None:
+        """A turn that came much later than the poll's timeout: the process stood still
+        (see serve_forever); peers are not judged silent for that time, nor until each
+        has had a full timeout since."""
+        last, self._loop_at = self._loop_at, now
+        if last is None or now - last < max(1.0, 20 * tick_every):
+            return
+        self._stalled_at = last if now >= self._stall_grace_until else self._stalled_at
+        interval = max(self.config.heartbeat_interval, self.core.agent_heartbeat_interval)
+        self._stall_grace_until = now + interval * self.config.missed_heartbeats
+        log.warning("the master stood still: peers are not judged silent for it",
+                    stalled_s=round(now - last, 3),
+                    grace_s=round(self._stall_grace_until - now, 3))
 
     def _drain(self, ready: Ready, now: float) -> bool:
         """Read and handle frames until MAX_BATCH messages; True if none was left unread."""

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import time
 from collections import Counter
 
 import pytest
 
-from mesos_zmq.protocol import FrameworkInfo
+from mesos_zmq.protocol import FrameworkInfo, TaskInfo
 from mesos_zmq.scheduler import SchedulerDriver
 from tests.cluster import Cluster, wait_until
 from tests.integration.recording import Recorder, sleep_tasks
@@ -87,6 +88,41 @@ def test_master_restart_keeps_tasks_and_delivers_updates_once(cluster: Cluster) 
             counts = Counter(rec.states(task_id))
             assert counts == {"TASK_RUNNING": 1, "TASK_FINISHED": 1}, (task_id, counts)
         assert rec.registered_ids == [first_id]
+    finally:
+        driver.stop()
+        driver.join()
+
+
+@pytest.mark.integration
+def test_a_master_paused_past_the_heartbeat_limit_keeps_its_agents(cluster: Cluster) -> None:
+    """SIGSTOP the master (a long stall: swap, a frozen VM) past the agents' heartbeat
+    limit, then SIGCONT. It removed every agent at its first turn (their tasks LOST):
+    what the agents sent meanwhile was still in the kernel's buffers, not yet read by
+    ZeroMQ, so nothing looked queued and every peer looked silent for the whole pause.
+    Checked from outside too: the task's process lives on."""
+    cluster.master_args = ["--heartbeat-interval", "0.3", "--missed-heartbeats", "10"]
+    cluster.start_master()
+    cluster.start_agent(resources="cpus:2;mem:256")
+    cluster.wait_agents(1)
+    rec = Recorder()
+    rec.want(lambda o: True, lambda offer: [TaskInfo(
+        task_id="long", agent_id=offer.agent_id, resources="cpus:0.1;mem:16",
+        command="echo $$ > pid; exec sleep 300")])
+    driver = SchedulerDriver(rec, FrameworkInfo(name="pause", failover_timeout=120),
+                             cluster.master_url)
+    driver.start()
+    try:
+        wait_until(lambda: rec.states("long") == ["TASK_RUNNING"], 20, what="running")
+        cluster.master.pause()
+        time.sleep(5.0)  # past the limit: 0.3 s x 10
+        cluster.master.resume()
+        time.sleep(6.0)  # past the limit again, once back
+        assert rec.states("long") == ["TASK_RUNNING"], rec.states("long")
+        agents = cluster.state()["agents"]
+        assert len(agents) == 1 and agents[0]["connected"], agents
+        sandbox = cluster.root / "agent0" / "frameworks" / rec.registered_ids[0] / "tasks"
+        pid = int((sandbox / "long" / "pid").read_text())
+        os.kill(pid, 0)  # still running (raises if not)
     finally:
         driver.stop()
         driver.join()
