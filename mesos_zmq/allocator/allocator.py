@@ -342,20 +342,30 @@ class Allocator:
             self._count_held(framework_id, role, resources.scalar_amounts())
 
     def allocate_many(self, held: Iterable[tuple[str, str, str, Resources]],
-                      mixed: Iterable[str] = ()) -> None:
+                      mixed: Iterable[str] = (),
+                      shares: Mapping[tuple[str, str, str], Mapping[str, float]] | None = None
+                      ) -> None:
         """:meth:`allocate_to` for many (framework, role, agent, resources) at once, as
         a new leader records its running tasks: each agent's share held as one by one,
         but the shares counted once per framework and role (the sorters' and role
         tree's updates per agent were a third of a takeover at 100,000 tasks). Sums of
         scalars are exact (thousandths), so the shares come out as one by one.
         ``mixed``: agents some of whose holdings were summed leaving out an entry of
-        another kind (see :meth:`_hold`)."""
+        another kind (see :meth:`_hold`); ``shares``: for such a (framework, role,
+        agent), the scalars its tasks hold one by one, counted in the shares as
+        :meth:`allocate_to` counts them (and :meth:`recover` un-counts them), rather
+        than the scalars of the sum that left an entry out."""
         per_agent: dict[str, list[tuple[Resources, int]]] = {}
         grouped: dict[tuple[str, str], list[tuple[Resources, int]]] = {}
+        exact: dict[tuple[str, str], dict[str, float]] = {}
         for framework_id, role, agent_id, resources in held:
             if agent_id in self._agents:
                 per_agent.setdefault(agent_id, []).append((resources, 1))
-                grouped.setdefault((framework_id, role), []).append((resources, 1))
+                given = None if shares is None else shares.get((framework_id, role, agent_id))
+                if given is None:
+                    grouped.setdefault((framework_id, role), []).append((resources, 1))
+                else:
+                    _add(exact.setdefault((framework_id, role), {}), given, 1)
         for agent_id, parts in per_agent.items():  # an offer and tasks: held at once
             if len(parts) == 1:
                 self._hold(agent_id, parts[0][0])
@@ -368,8 +378,13 @@ class Allocator:
         for agent_id in mixed:
             if agent_id in self._agents:
                 self._agents[agent_id].mixed = True
+        for key in exact.keys() - grouped.keys():
+            grouped[key] = []
         for (framework_id, role), parts in grouped.items():
-            self._count_held(framework_id, role, Resources.scalar_sum(parts))
+            scalars = Resources.scalar_sum(parts)
+            if (framework_id, role) in exact:
+                _add(scalars, exact[(framework_id, role)], 1)
+            self._count_held(framework_id, role, scalars)
 
     def _hold(self, agent_id: str, resources: Resources) -> bool:
         """Take ``resources`` out of an agent's free ones; False for an unknown agent."""

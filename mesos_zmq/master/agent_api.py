@@ -337,8 +337,12 @@ def _adopt(core: MasterContext, agent_id: str, msg: ReregisterAgent,
     free = _unused(total, [r for r in msg.tasks
                            if (rec := task_of(r.framework_id, r.task.task_id)) is not None
                            and rec.agent_id == agent_id])
-    ordered = sorted(unknown[:MAX_TASKS_PER_ACCEPT], key=lambda r: r.state in TERMINAL)
-    for report in ordered:
+    ordered = sorted(unknown, key=lambda r: r.state in TERMINAL)
+    for report in ordered[MAX_TASKS_PER_ACCEPT:]:  # beyond what one report may adopt
+        if report.state not in TERMINAL:
+            core.send_agent(agent_id, KillTask(framework_id=report.framework_id,
+                                               task_id=report.task.task_id))
+    for report in ordered[:MAX_TASKS_PER_ACCEPT]:
         # (one that ended is adopted too: its update, which follows, tells the framework)
         framework_id = report.framework_id
         task_id = report.task.task_id

@@ -556,6 +556,8 @@ class MasterCore:
         sums: dict[tuple[tuple[str, int], ...], Resources] = {}
         odd_mixes: set[tuple[tuple[str, int], ...]] = set()
         mixed: set[str] = set()
+        #: (framework, role, agent) of an odd mix -> its tasks' scalars one by one
+        shares: dict[tuple[str, str, str], dict[str, float]] = {}
 
         def summed(agent_id: str, counted: Counter[str]) -> Resources:
             mix = tuple(counted.items())
@@ -571,9 +573,19 @@ class MasterCore:
                 mixed.add(agent_id)
             return total
 
-        held.extend((fid, role, agent_id, summed(agent_id, counted))
-                    for (fid, role, agent_id), counted in shapes.items())
-        self.allocator.allocate_many(held, mixed)
+        for (fid, role, agent_id), counted in shapes.items():
+            held.append((fid, role, agent_id, summed(agent_id, counted)))
+            if tuple(counted.items()) in odd_mixes:
+                # live, each task's whole scalars were counted (allocate_to), and its
+                # end un-counts them (recover): count the same here, not the sum's
+                parts = []
+                for text, n in counted.items():
+                    try:
+                        parts.append((Resources.parse(text), n))
+                    except ResourceError:
+                        continue
+                shares[(fid, role, agent_id)] = Resources.scalar_sum(parts)
+        self.allocator.allocate_many(held, mixed, shares)
 
     def defer_read(self, peer: bytes, msg: Message, request_id: str) -> bool:
         """Hand a read the caller has admitted to the shell, to be answered off the

@@ -350,3 +350,34 @@ def test_a_reconcile_names_at_most_max_reconcile_tasks() -> None:
     assert not of_type(h.sent, StatusUpdate)
     out = h.send(FW, Reconcile(framework_id=fid, tasks=many[:MAX_RECONCILE]), 1.0)
     assert len(out) == MAX_RECONCILE
+
+
+@pytest.mark.parametrize("order", [("t1", "t2"), ("t2", "t1")])
+def test_tasks_of_two_kinds_in_an_old_log_are_counted_in_shares_as_they_are_released(
+        order: tuple[str, str]) -> None:
+    """A restarted master counted the shares of such tasks from the per-agent sum that
+    left an entry out, and their ends took out the whole: shares below zero."""
+    log = MemoryLog()
+    log.append([record_to_plain(AgentAdded(agent_id="A1", hostname="h1",
+                                           resources="cpus:2;foo:[1-5];mem:64"))])
+    h = Harness(log=log)
+    fid = h.subscribe()
+    held = {"t1": "cpus:1;foo:3", "t2": "cpus:0.5;foo:[2-3]"}
+    log.append([record_to_plain(TaskAdded(framework_id=fid, task=TaskInfo(
+        task_id=t, agent_id="A1", resources=held[t], command="true"), state="TASK_RUNNING"))
+        for t in order])
+    h2 = Harness(log=log, now=5.0)
+    h2.send(FW, Subscribe(framework=FrameworkInfo(name="test", roles=["*"],
+                                                  framework_id=fid)), 5.0)
+    reports = [TaskReport(task=h2.core.state.task(fid, t).task,  # type: ignore[union-attr]
+                          framework_id=fid, state="TASK_RUNNING") for t in order]
+    h2.send(b"a1", ReregisterAgent(agent_id="A1", hostname="h1",
+                                   resources="cpus:2;foo:[1-5];mem:64", tasks=reports), 5.0)
+    assert h2.core.allocator.role_allocation("*").get("cpus") == pytest.approx(1.5)
+    for n, t in enumerate(order):
+        h2.send(b"a1", StatusUpdate(status=TaskStatus(
+            task_id=t, framework_id=fid, agent_id="A1", state="TASK_FINISHED",
+            uuid=f"u{n}", timestamp=1.0)), 6.0)
+    # (the allocator's sum of what all roles hold: its shares follow the same counts)
+    left = h2.core.allocator._allocated_total
+    assert all(abs(amount) < 1e-9 for amount in left.values()), left
