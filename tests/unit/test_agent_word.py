@@ -80,10 +80,15 @@ def test_agents_that_disagree_on_a_custom_name_s_kind_survive_a_restart() -> Non
     assert fid
 
 
-def test_a_log_written_before_the_kind_rule_still_replays() -> None:
-    """A task holding foo:3 on an agent whose foo is ranges: accepted once (adopted),
-    it must not keep the master from starting (it did: 'cannot add foo of different
-    kinds' on every restart)."""
+#: tasks holding foo in the two kinds on an agent whose foo is ranges (accepted, once,
+#: by adoption, before the kind rule)
+TWO_KINDS = {"t1": "cpus:1;foo:3", "t2": "cpus:0.5;foo:[2-3]"}
+
+
+def _restarted_on_two_kinds(order: tuple[str, ...] = ("t1", "t2")) -> tuple[Harness, str]:
+    """A master restarted on a log written before the kind rule: agent A1 with
+    ``foo:[1-5]`` (and A2 with ``foo:2``) runs the ``TWO_KINDS`` tasks, logged in
+    ``order``; the framework has subscribed again."""
     log = MemoryLog()
     log.append([record_to_plain(r) for r in (
         AgentAdded(agent_id="A1", hostname="h1", resources="cpus:2;foo:[1-5];mem:64"),
@@ -91,19 +96,21 @@ def test_a_log_written_before_the_kind_rule_still_replays() -> None:
     )])
     h = Harness(log=log)
     fid = h.subscribe()
-    log.append([record_to_plain(r) for r in (
-        TaskAdded(framework_id=fid, task=TaskInfo(task_id="t1", agent_id="A1",
-                                                  resources="cpus:1;foo:3", command="true"),
-                  state="TASK_RUNNING"),
-        TaskAdded(framework_id=fid, task=TaskInfo(task_id="t2", agent_id="A1",
-                                                  resources="cpus:0.5;foo:[2-3]",
-                                                  command="true"),
-                  state="TASK_RUNNING"),
-    )])
-    h2 = Harness(log=log, now=5.0)
+    log.append([record_to_plain(TaskAdded(framework_id=fid, task=TaskInfo(
+        task_id=t, agent_id="A1", resources=TWO_KINDS[t], command="true"),
+        state="TASK_RUNNING")) for t in order])
+    restarted = Harness(log=log, now=5.0)
+    restarted.send(FW, Subscribe(framework=FrameworkInfo(name="test", roles=["*"],
+                                                         framework_id=fid)), 5.0)
+    return restarted, fid
+
+
+def test_a_log_written_before_the_kind_rule_still_replays() -> None:
+    """A task holding foo:3 on an agent whose foo is ranges: accepted once (adopted),
+    it must not keep the master from starting (it did: 'cannot add foo of different
+    kinds' on every restart)."""
+    h2, fid = _restarted_on_two_kinds()
     assert h2.core.state.task(fid, "t1") is not None
-    h2.send(FW, Subscribe(framework=FrameworkInfo(name="test", roles=["*"],
-                                                  framework_id=fid)), 5.0)
     replies = h2.send(b"a1", ReregisterAgent(agent_id="A1", hostname="h1",
                                              resources="cpus:2;mem:64;foo:[1-5]",
                                              tasks=[]), 5.0)
@@ -267,37 +274,28 @@ def test_a_task_told_lost_that_still_runs_counts_against_what_may_be_adopted() -
     assert not h.core.state.active_tasks_on(agent_id)
 
 
-def test_tasks_of_another_kind_in_an_old_log_give_back_the_rest_when_they_end() -> None:
-    """Held, foo:3 on an agent whose foo is ranges is left out of its account; given
-    back, the task's cpus were kept held for good."""
-    log = MemoryLog()
-    log.append([record_to_plain(AgentAdded(agent_id="A1", hostname="h1",
-                                           resources="cpus:2;foo:[1-5];mem:64"))])
-    h = Harness(log=log)
-    fid = h.subscribe()
-    log.append([record_to_plain(r) for r in (
-        TaskAdded(framework_id=fid, task=TaskInfo(task_id="t1", agent_id="A1",
-                                                  resources="cpus:1;foo:3", command="true"),
-                  state="TASK_RUNNING"),
-        TaskAdded(framework_id=fid, task=TaskInfo(task_id="t2", agent_id="A1",
-                                                  resources="cpus:0.5;foo:[2-3]",
-                                                  command="true"),
-                  state="TASK_RUNNING"),
-    )])
-    h2 = Harness(log=log, now=5.0)
-    h2.send(FW, Subscribe(framework=FrameworkInfo(name="test", roles=["*"],
-                                                  framework_id=fid)), 5.0)
+@pytest.mark.parametrize("order", [("t1", "t2"), ("t2", "t1")])
+def test_tasks_of_two_kinds_in_an_old_log_are_released_as_they_were_held(
+        order: tuple[str, str]) -> None:
+    """Held, foo:3 on an agent whose foo is ranges is left out of its account. Given
+    back, the task's cpus were kept held for good; then, released, they took out of
+    the shares more than a restarted master had counted (shares below zero)."""
+    h2, fid = _restarted_on_two_kinds(order)
     reports = [TaskReport(task=h2.core.state.task(fid, t).task,  # type: ignore[union-attr]
-                          framework_id=fid, state="TASK_RUNNING") for t in ("t1", "t2")]
+                          framework_id=fid, state="TASK_RUNNING") for t in order]
     h2.send(b"a1", ReregisterAgent(agent_id="A1", hostname="h1",
                                    resources="cpus:2;foo:[1-5];mem:64", tasks=reports), 5.0)
     assert h2.core.allocator.held("A1").scalar("cpus") == 1.5
-    for n, t in enumerate(("t1", "t2")):
+    assert h2.core.allocator.role_allocation("*").get("cpus") == pytest.approx(1.5)
+    for n, t in enumerate(order):
         h2.send(b"a1", StatusUpdate(status=TaskStatus(
             task_id=t, framework_id=fid, agent_id="A1", state="TASK_FINISHED",
             uuid=f"u{n}", timestamp=1.0)), 6.0)
     held = h2.core.allocator.held("A1")
     assert held.scalar("cpus") == 0 and not held.filter_names(["foo"]), held
+    # (the allocator's sum of what all roles hold: its shares follow the same counts)
+    left = h2.core.allocator._allocated_total
+    assert all(abs(amount) < 1e-9 for amount in left.values()), left
 
 
 def test_a_quota_is_checked_against_agents_of_one_name_in_two_kinds() -> None:
@@ -350,34 +348,3 @@ def test_a_reconcile_names_at_most_max_reconcile_tasks() -> None:
     assert not of_type(h.sent, StatusUpdate)
     out = h.send(FW, Reconcile(framework_id=fid, tasks=many[:MAX_RECONCILE]), 1.0)
     assert len(out) == MAX_RECONCILE
-
-
-@pytest.mark.parametrize("order", [("t1", "t2"), ("t2", "t1")])
-def test_tasks_of_two_kinds_in_an_old_log_are_counted_in_shares_as_they_are_released(
-        order: tuple[str, str]) -> None:
-    """A restarted master counted the shares of such tasks from the per-agent sum that
-    left an entry out, and their ends took out the whole: shares below zero."""
-    log = MemoryLog()
-    log.append([record_to_plain(AgentAdded(agent_id="A1", hostname="h1",
-                                           resources="cpus:2;foo:[1-5];mem:64"))])
-    h = Harness(log=log)
-    fid = h.subscribe()
-    held = {"t1": "cpus:1;foo:3", "t2": "cpus:0.5;foo:[2-3]"}
-    log.append([record_to_plain(TaskAdded(framework_id=fid, task=TaskInfo(
-        task_id=t, agent_id="A1", resources=held[t], command="true"), state="TASK_RUNNING"))
-        for t in order])
-    h2 = Harness(log=log, now=5.0)
-    h2.send(FW, Subscribe(framework=FrameworkInfo(name="test", roles=["*"],
-                                                  framework_id=fid)), 5.0)
-    reports = [TaskReport(task=h2.core.state.task(fid, t).task,  # type: ignore[union-attr]
-                          framework_id=fid, state="TASK_RUNNING") for t in order]
-    h2.send(b"a1", ReregisterAgent(agent_id="A1", hostname="h1",
-                                   resources="cpus:2;foo:[1-5];mem:64", tasks=reports), 5.0)
-    assert h2.core.allocator.role_allocation("*").get("cpus") == pytest.approx(1.5)
-    for n, t in enumerate(order):
-        h2.send(b"a1", StatusUpdate(status=TaskStatus(
-            task_id=t, framework_id=fid, agent_id="A1", state="TASK_FINISHED",
-            uuid=f"u{n}", timestamp=1.0)), 6.0)
-    # (the allocator's sum of what all roles hold: its shares follow the same counts)
-    left = h2.core.allocator._allocated_total
-    assert all(abs(amount) < 1e-9 for amount in left.values()), left

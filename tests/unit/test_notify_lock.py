@@ -145,11 +145,7 @@ def test_another_user_squatting_cannot_keep_the_agent_from_starting_or_reach_it(
         c = Containerizer(work, Posix())  # the restart
         try:
             # It hears its supervisors (the agent's user) at once.
-            sender = notify_socket()
-            assert sender is not None
-            notify_send(sender, c.notify_name, b"hello")
-            until(lambda: _recv(c) == b"hello")
-            sender.close()
+            _poke(c, b"hello")
         finally:
             c.close(wait=True)
         # The other user can neither hold the lock, nor send, nor take the socket.
@@ -161,6 +157,17 @@ def test_another_user_squatting_cannot_keep_the_agent_from_starting_or_reach_it(
         squatter.wait()
         if squatter.stdout is not None:
             squatter.stdout.close()
+
+
+def _poke(c: Containerizer, data: bytes) -> None:
+    """Notify ``c`` as a supervisor (the agent's user) does, and see it heard."""
+    sender = notify_socket()
+    assert sender is not None
+    try:
+        notify_send(sender, c.notify_name, data)
+        until(lambda: _recv(c) == data)
+    finally:
+        sender.close()
 
 
 def _recv(c: Containerizer) -> bytes | None:
@@ -191,11 +198,7 @@ def test_a_second_agent_on_the_same_work_dir_is_refused(tmp_path: Path) -> None:
         assert other.returncode == 3, other.stderr
         assert "another agent is already running" in other.stdout
         # The refused one left the running agent's socket alone.
-        sender = notify_socket()
-        assert sender is not None
-        notify_send(sender, c.notify_name, b"still here")
-        until(lambda: _recv(c) == b"still here")
-        sender.close()
+        _poke(c, b"still here")
     finally:
         c.close(wait=True)
     # Once the first has stopped, the next one starts.
