@@ -632,13 +632,19 @@ class Resources:
         """:meth:`total` of resource texts counted by shape (tasks' resources), tolerant
         of kinds (tasks on several agents) unless told not to be; a text that does not
         parse holds nothing countable and is left out."""
+        return cls.total(cls.parsed_counts(counted), tolerant=tolerant)
+
+    @classmethod
+    def parsed_counts(cls, counted: Mapping[str, int]) -> list[tuple[Resources, int]]:
+        """Resource texts counted by shape, parsed (a text that does not parse holds
+        nothing countable and is left out)."""
         parts = []
         for text, count in counted.items():
             try:
                 parts.append((cls.parse(text), count))
             except ResourceError:
                 continue
-        return cls.total(parts, tolerant=tolerant)
+        return parts
 
     @staticmethod
     def _owning(items: dict[Key, Value]) -> Resources:

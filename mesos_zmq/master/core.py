@@ -578,13 +578,8 @@ class MasterCore:
             if tuple(counted.items()) in odd_mixes:
                 # live, each task's whole scalars were counted (allocate_to), and its
                 # end un-counts them (recover): count the same here, not the sum's
-                parts = []
-                for text, n in counted.items():
-                    try:
-                        parts.append((Resources.parse(text), n))
-                    except ResourceError:
-                        continue
-                shares[(fid, role, agent_id)] = Resources.scalar_sum(parts)
+                shares[(fid, role, agent_id)] = Resources.scalar_sum(
+                    Resources.parsed_counts(counted))
         self.allocator.allocate_many(held, mixed, shares)
 
     def defer_read(self, peer: bytes, msg: Message, request_id: str) -> bool:
