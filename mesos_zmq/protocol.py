@@ -416,6 +416,11 @@ class Subscribe(Message):
     """A framework (re)subscribes; with ``framework_id`` set it fails over to this peer."""
 
     framework: FrameworkInfo
+    #: the scheduler process (a name it chose) and its attempt's number, as
+    #: ReregisterAgent's: one that came late on a connection left behind is ignored,
+    #: and a process's second first subscription is the framework its first made
+    instance: str = ""
+    attempt: int = 0
 
 
 @message("subscribed")

@@ -283,7 +283,7 @@ class AgentCore:
         self._register_attempts = 0
         #: this process's (re-)registrations, numbered: the master ignores an attempt
         #: numbered below one it already took from this ``instance`` (it came late, on
-        #: a connection left behind: see ``agent_api.stale_reregistration``)
+        #: a connection left behind: see ``mesos_zmq.master.instances``)
         self.instance = instance or uuid.uuid4().hex
         self._attempts_sent = 0
         #: when the next registration attempt goes (None: not registering)

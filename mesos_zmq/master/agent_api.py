@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 import structlog
 
 from mesos_zmq.errors import ResourceError
-from mesos_zmq.master import access, liveness, offers, task_book
+from mesos_zmq.master import access, instances, liveness, offers, task_book
 from mesos_zmq.master.records import AgentAdded, TaskAdded
 from mesos_zmq.master.runtime import MAX_TASKS_PER_ACCEPT, AgentRuntime
 from mesos_zmq.master.validation import (
@@ -60,7 +60,7 @@ def register_agent(core: MasterContext, peer: bytes, msg: RegisterAgent,
     if problem is not None:
         core.error(peer, "invalid", f"agent registration refused: {problem}", rid)
         return
-    known = core.agent_instances.get(msg.instance[:MAX_INSTANCE]) if msg.instance else None
+    known = instances.known(core, "agent", msg.instance)
     if known is not None and known in core.state.agents:
         # The same process asked before, on a connection it has left since (the answer
         # went there): it is the agent it was made then, not another one beside it
@@ -77,7 +77,7 @@ def register_agent(core: MasterContext, peer: bytes, msg: RegisterAgent,
                            attributes=msg.attributes))
     access.claim(core, "agent", agent_id)
     core.agent_runtimes[agent_id] = AgentRuntime()
-    _note_instance(core, agent_id, msg.instance, msg.attempt)
+    instances.note(core, "agent", agent_id, msg.instance, msg.attempt)
     core.bind(peer, "agent", agent_id, now)
     core.allocator.add_agent(agent_id, Resources.parse(msg.resources))
     core.request_allocation()
@@ -140,7 +140,7 @@ def reregister_agent(core: MasterContext, peer: bytes, msg: ReregisterAgent, rid
         return
     if not access.may_use(core, "agent", agent_id, peer, rid):
         return
-    if stale_reregistration(core, peer, msg, rid):
+    if instances.stale(core, "agent", agent_id, peer, msg.instance, msg.attempt, rid):
         return
     static = Resources.parse(msg.resources)
     total = core.agent_total(agent_id, static)
@@ -163,7 +163,7 @@ def reregister_agent(core: MasterContext, peer: bytes, msg: ReregisterAgent, rid
     access.claim(core, "agent", agent_id)
     rt = core.agent_runtimes.setdefault(agent_id, AgentRuntime())
     rt.deadline = None
-    _note_instance(core, agent_id, msg.instance, msg.attempt)
+    instances.note(core, "agent", agent_id, msg.instance, msg.attempt)
     core.bind(peer, "agent", agent_id, now)
     core.allocator.activate_agent(agent_id, True)
     reconcile_agent(core, agent_id, msg, now, total)
@@ -231,55 +231,6 @@ def repeated_reregistration(core: MasterContext, peer: bytes, agent_id: str) -> 
     rt = core.agent_runtimes.get(agent_id)
     return (rt is not None and rt.peer == peer and rt.deadline is None
             and agent_id in core.state.agents)
-
-
-#: characters of an agent's ``instance`` kept (a uuid's 32 are enough to tell two apart)
-MAX_INSTANCE = 64
-
-
-def stale_reregistration(core: MasterContext, peer: bytes, msg: ReregisterAgent,
-                         rid: str) -> bool:
-    """A re-registration that came late, on a connection its agent has left: ignored.
-
-    An agent that hears nothing from the master (one paused while ZooKeeper had no
-    quorum) abandons its connection for a fresh one, attempt after attempt, and an
-    attempt can go on the connection it is about to leave. The master, back, reads
-    them all at once, a connection's first in turn with the others' (ZeroMQ takes one
-    message per connection in turn): the second attempt on an old one came after the
-    attempt on the newest, and bound the agent to a connection no one read. Its
-    heartbeats went there; the agent, hearing none, left again, and its registration
-    came after the master had removed it for silence (a task started meanwhile: LOST).
-
-    So each attempt carries the agent process's name and the attempt's number, and one
-    below the number the binding came from, from the same process on another
-    connection, is not taken (a restarted agent is another process: always taken).
-    It is answered with an error, which the connection left behind never reads.
-    """
-    if not msg.instance:
-        return False
-    rt = core.agent_runtimes.get(msg.agent_id)
-    if (rt is None or rt.peer == peer or rt.instance != msg.instance[:MAX_INSTANCE]
-            or msg.attempt > rt.attempt):
-        return False
-    core.count("stale_reregistrations")
-    log.info("ignored a re-registration that came late on a connection left behind",
-             agent_id=msg.agent_id, attempt=msg.attempt, bound_attempt=rt.attempt)
-    core.error(peer, "stale", f"attempt {msg.attempt} came after attempt {rt.attempt} "
-               "of the same agent process, on another connection: ignored", rid)
-    return True
-
-
-def _note_instance(core: MasterContext, agent_id: str, instance: str, attempt: int) -> None:
-    """The agent process and attempt an agent's binding came from (see
-    stale_reregistration), and which agent that process is."""
-    rt = core.agent_runtimes[agent_id]
-    instance = instance[:MAX_INSTANCE]
-    instances = core.agent_instances
-    if rt.instance and rt.instance != instance and instances.get(rt.instance) == agent_id:
-        del instances[rt.instance]  # a process that has ended: a restart
-    rt.instance, rt.attempt = instance, attempt
-    if instance:
-        instances[instance] = agent_id
 
 
 def answer_repeat(core: MasterContext, peer: bytes, agent_id: str, rid: str) -> None:

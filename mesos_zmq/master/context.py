@@ -140,9 +140,9 @@ class MasterContext(Protocol):
     #: agents re-registered since the last tick, logged by it in one line (see
     #: agent_api.log_reregistered)
     reregistered: list[str]
-    #: agent process (``instance`` of its registrations) -> the agent id it registered
-    #: as (see agent_api.stale_reregistration)
-    agent_instances: dict[str, str]
+    #: (kind, process ``instance``) -> the agent or framework id it was made (see
+    #: master.instances)
+    instances: dict[tuple[str, str], str]
     #: who sent the message being handled: the handshake's principal (None without keys)
     principal: Principal | None
 

@@ -258,7 +258,7 @@ class MasterCore:
         self.offers: dict[str, OfferRec] = {}
         self.reads = ReadBook()
         self.reregistered: list[str] = []
-        self.agent_instances: dict[str, str] = {}
+        self.instances: dict[tuple[str, str], str] = {}
         self._ready = Ready()
         #: building the answer of a deferred read (see answer_read)
         self._answering = False

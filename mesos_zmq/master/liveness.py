@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 import structlog
 
 from mesos_zmq.heartbeat import HeartbeatMonitor
-from mesos_zmq.master import offers, task_book
+from mesos_zmq.master import instances, offers, task_book
 from mesos_zmq.master.records import AgentRemoved, FrameworkRemoved
 from mesos_zmq.master.runtime import AgentRuntime, FrameworkRuntime, Peer
 from mesos_zmq.protocol import Heartbeat, ShutdownFramework
@@ -147,8 +147,7 @@ def remove_agent(core: MasterContext, agent_id: str, why: str, now: float) -> No
     rt = core.agent_runtimes.pop(agent_id, AgentRuntime())
     if rt.peer is not None:
         core.peers.pop(rt.peer, None)
-    if core.agent_instances.get(rt.instance) == agent_id:
-        del core.agent_instances[rt.instance]
+    instances.forget(core, "agent", agent_id, rt)
     for offer_id in list(rt.offers):
         offers.rescind(core, offer_id)
     for rec in core.state.active_tasks_on(agent_id):
@@ -178,6 +177,7 @@ def remove_framework(core: MasterContext, fid: str, why: str, now: float) -> Non
     if fid not in core.state.frameworks:
         return
     rt = core.framework_runtimes.pop(fid, FrameworkRuntime())
+    instances.forget(core, "framework", fid, rt)
     for offer_id in list(rt.offers):
         offers.remove_offer(core, offer_id)
     agents: set[str] = set()

@@ -53,6 +53,9 @@ class FrameworkRuntime:
     pending: OrderedDict[str, tuple[TaskStatus, float]] = field(default_factory=OrderedDict)
     #: seconds before the next resend round (0: the master's status_update_retry)
     update_retry: float = 0.0
+    #: the scheduler process and attempt its binding came from: see master.instances
+    instance: str = ""
+    attempt: int = 0
 
 
 @dataclass(slots=True)
@@ -63,8 +66,7 @@ class AgentRuntime:
     deadline: float | None = None
     away: str = "agent did not re-register after master failover"
     offers: set[str] = field(default_factory=set)
-    #: the agent process and attempt its binding came from (ReregisterAgent's
-    #: ``instance``, ``attempt``): see ``agent_api.stale_reregistration``
+    #: the agent process and attempt its binding came from: see master.instances
     instance: str = ""
     attempt: int = 0
 

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 import structlog
 
 from mesos_zmq.errors import ResourceError
-from mesos_zmq.master import access, liveness, offers, task_book
+from mesos_zmq.master import access, instances, liveness, offers, task_book
 from mesos_zmq.master.records import (
     FiltersCleared,
     FilterSet,
@@ -84,6 +84,13 @@ def subscribe(core: MasterContext, peer: bytes, msg: Subscribe, rid: str, now: f
                for role in dict.fromkeys(info.roles or ["*"])):
         return
     bound = core.peers.get(peer)
+    if not info.framework_id and (made := instances.known(core, "framework", msg.instance)) \
+            and made in core.state.frameworks and (bound is None or bound.id != made):
+        # This process subscribed before, on a connection it has left since (the answer
+        # went there): it is the framework it was made then, not a second one beside it
+        # (offered to, and removed once its silence was noticed).
+        core.count("subscriptions_again")
+        info = replace(info, framework_id=made)
     if (
         not info.framework_id
         and bound is not None
@@ -120,6 +127,9 @@ def subscribe(core: MasterContext, peer: bytes, msg: Subscribe, rid: str, now: f
             return
         if not access.may_use(core, "framework", framework_id, peer, rid):
             return
+        if instances.stale(core, "framework", framework_id, peer, msg.instance, msg.attempt,
+                           rid):
+            return
     else:
         framework_id = core.fresh_id("framework", core.state.frameworks)
     roles = list(dict.fromkeys(info.roles or ["*"]))
@@ -142,6 +152,7 @@ def subscribe(core: MasterContext, peer: bytes, msg: Subscribe, rid: str, now: f
         # previous one are void. Take them back quietly.
         for offer_id in list(rt.offers):
             offers.remove_offer(core, offer_id)
+    instances.note(core, "framework", framework_id, msg.instance, msg.attempt)
     core.bind(peer, "framework", framework_id, now)
     core.allocator.add_framework(framework_id, roles, info.capabilities, active=True)
     _apply_suppression(core, framework_id, previous.suppressed_roles if previous else [],

@@ -66,6 +66,7 @@ reconnect the socket, hand a file read its answer, or abort.
 from __future__ import annotations
 
 import random
+import uuid
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -215,9 +216,11 @@ class DriverCore:
         subscribe_backoff_max: float = SUBSCRIBE_BACKOFF_MAX,
         kill_retry: float = KILL_RETRY,
         kill_retry_max: float = KILL_RETRY_MAX,
+        instance: str = "",
     ) -> None:
         """``rng``: where the jitter of the retry back-offs comes from (seed it for a
-        replay; by default one seeded by the system, so that drivers differ)."""
+        replay; by default one seeded by the system, so that drivers differ);
+        ``instance``: this driver's name in its subscriptions (by default a new uuid)."""
         self.framework = framework
         self.framework_id = framework.framework_id
         self._new_id = new_id
@@ -235,6 +238,11 @@ class DriverCore:
         self._subscribe_due = float("-inf")
         #: Subscribes sent since the back-off started
         self._subscribe_attempts = 0
+        #: this driver's Subscribes, numbered: the master ignores one numbered below one
+        #: it already took from this ``instance`` (it came late, on a connection left
+        #: behind: see mesos_zmq.master.instances)
+        self.instance = instance or uuid.uuid4().hex
+        self._attempts_sent = 0
         #: set when this core asked for the reconnection: the back-off goes on
         self._resume_subscribing = False
         self._subscribe_ids: list[str] = []
@@ -305,7 +313,9 @@ class DriverCore:
         self._subscribe_ids.append(request_id)
         del self._subscribe_ids[:-_SUBSCRIBE_IDS_LIMIT]
         self.monitor.sent(now)
-        return [Send(Subscribe(framework=info), request_id)]
+        self._attempts_sent += 1
+        return [Send(Subscribe(framework=info, instance=self.instance,
+                               attempt=self._attempts_sent), request_id)]
 
     def _fail_reads(self, why: str) -> Actions:
         """Answer reads whose reply can no longer arrive, so no caller waits forever."""
@@ -562,6 +572,10 @@ class DriverCore:
                 self.subscribed = False
                 actions.extend(self._fail_reads("the master lost this subscription"))
                 actions.extend(self._subscribe(now))
+            return actions
+        if msg.code == "stale":
+            # An attempt of ours that came late on a connection we left: the master
+            # ignored it and kept the later one (never read here but by mistake).
             return actions
         fatal = msg.code == "framework_removed" or (
             bool(msg.in_reply_to) and msg.in_reply_to in self._subscribe_ids

@@ -709,7 +709,8 @@ class FrameworkProc(_ClientProc):
         self.core = DriverCore(info, self.world.new_id, subscribe_backoff=1.0,
                                subscribe_backoff_max=RETRY_MAX, kill_retry=2.0,
                                kill_retry_max=RETRY_MAX,
-                               rng=random.Random(self.world.rng.getrandbits(64)))
+                               rng=random.Random(self.world.rng.getrandbits(64)),
+                               instance=f"{self.name}-{self.incarnation}")
         self.held = {}
         self.delivered = set()
         self.conn = None

@@ -1,26 +1,31 @@
-"""A re-registration that comes late, on a connection its agent has left, must not bind
-the agent there (CI, losing ZooKeeper's quorum: the leader paused, the agent tried
-connection after connection, and the leader, back, read two attempts of one old
-connection around the attempt of the newest; the agent was removed for silence a
-second later and the task just launched on it was LOST)."""
+"""A re-registration (or subscription) that comes late, on a connection its agent (or
+scheduler) has left, must not bind it there (CI, losing ZooKeeper's quorum: the leader
+paused, the agent tried connection after connection, and the leader, back, read two
+attempts of one old connection around the attempt of the newest; the agent was removed
+for silence a second later and the task just launched on it was LOST)."""
 
 from __future__ import annotations
 
 import itertools
+from typing import Any
 
 from mesos_zmq.agent.core import AgentCore
 from mesos_zmq.protocol import (
     Accept,
     AgentRegistered,
     Error,
+    FrameworkInfo,
     Heartbeat,
     RegisterAgent,
     ReregisterAgent,
     RunTasks,
     StatusUpdate,
+    Subscribe,
+    Subscribed,
     TaskReport,
 )
 from mesos_zmq.resources import Resources
+from mesos_zmq.scheduler.core import DriverCore, Send
 from tests.unit.test_master_core import FW, Harness, launch, task
 
 
@@ -121,3 +126,47 @@ def test_a_first_registration_asked_again_on_a_fresh_connection_is_the_same_agen
     (other,) = h.send(b"p3", RegisterAgent(hostname="h2", resources="cpus:4;mem:4096",
                                            instance="proc-9", attempt=1), 2.0)
     assert isinstance(other, AgentRegistered) and other.agent_id != agent_id
+
+
+# ----------------------------------------------------------------- frameworks
+def _subscribe(h: Harness, peer: bytes, attempt: int, framework_id: str = "",
+               instance: str = "sched-1", now: float = 1.0) -> list[Any]:
+    info = FrameworkInfo(name="fw", framework_id=framework_id, failover_timeout=60)
+    return h.send(peer, Subscribe(framework=info, instance=instance, attempt=attempt), now)
+
+
+def test_a_late_subscription_on_a_connection_left_behind_is_ignored() -> None:
+    h = Harness()
+    h.register_agent()
+    (first, *_) = _subscribe(h, b"s1", 1)
+    fid = first.framework_id
+    (newest, *_) = _subscribe(h, b"s2", 3, framework_id=fid)
+    assert isinstance(newest, Subscribed) and newest.reregistered
+    (offer,) = h.offers_to(b"s2", 1.5)
+    (late,) = _subscribe(h, b"s1", 2, framework_id=fid, now=2.0)
+    assert isinstance(late, Error) and late.code == "stale", late
+    assert h.core.framework_runtimes[fid].peer == b"s2"
+    assert offer.offer_id in h.core.offers  # the live connection's offer stands
+
+
+def test_a_first_subscription_asked_again_on_a_fresh_connection_is_the_same_framework(
+) -> None:
+    h = Harness()
+    (first, *_) = _subscribe(h, b"s1", 1)
+    (again, *_) = _subscribe(h, b"s2", 2)
+    assert isinstance(again, Subscribed) and again.framework_id == first.framework_id
+    assert list(h.core.state.frameworks) == [first.framework_id]
+    assert h.core.framework_runtimes[first.framework_id].peer == b"s2"
+    # another scheduler process is another framework
+    (other, *_) = _subscribe(h, b"s3", 1, instance="sched-2")
+    assert isinstance(other, Subscribed) and other.framework_id != first.framework_id
+
+
+def test_a_driver_numbers_its_subscriptions() -> None:
+    ids = itertools.count()
+    driver = DriverCore(FrameworkInfo(name="fw"), lambda: f"r{next(ids)}")
+    sent = [a.message for now in (0.0, 100.0, 200.0) for a in driver.connected(now)
+            if isinstance(a, Send) and isinstance(a.message, Subscribe)]
+    assert [m.attempt for m in sent] == [1, 2, 3]
+    assert {m.instance for m in sent} == {driver.instance} and driver.instance
+    assert DriverCore(FrameworkInfo(name="fw"), lambda: "x").instance != driver.instance
