@@ -268,6 +268,8 @@ HARMLESS_EVENT_PREFIXES = (
     "Zookeeper connection established", "leadership lost", "no longer the leader",
     # the leader's own watch holding everything back while it cannot reach ZooKeeper
     "cannot confirm leadership yet",
+    # the loop noticing it stood still: it judges no peer silent for that time
+    "the master stood still",
 )
 
 
