@@ -474,7 +474,7 @@ class MasterCore:
         self._now = now
         self.principal = None
         liveness.check_peers(self, now, now if heard_until is None else min(now, heard_until))
-        liveness.check_deadlines(self, now)
+        liveness.check_deadlines(self, now, heard_until)
         task_book.retry_master_updates(self, now)
         operator_api.expire_reads(self, now)
         offers.expire(self, now)

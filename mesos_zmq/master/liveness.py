@@ -106,7 +106,8 @@ def _framework_disconnected(core: MasterContext, fid: str, now: float) -> None:
                 failover_timeout=info.failover_timeout)
 
 
-def check_deadlines(core: MasterContext, now: float) -> None:
+def check_deadlines(core: MasterContext, now: float, heard_until: float | None = None
+                    ) -> None:
     """Remove what stayed away too long: frameworks past their failover timeout,
     agents past their re-registration (or planned stop) deadline.
 
@@ -114,28 +115,33 @@ def check_deadlines(core: MasterContext, now: float) -> None:
     reminders whose time has come are looked at, against the runtime as it is now (a
     deadline cleared or moved since makes the reminder a no-op), so a tick costs
     nothing for the agents and frameworks that are connected.
+
+    As silence (:func:`check_peers`), a deadline is judged at ``heard_until`` (default
+    ``now``): a scheduler that failed over in time, whose subscription is still unread
+    (a backlog; a master that stood still), is not removed for it.
     """
+    judged = now if heard_until is None else min(now, heard_until)
     timers = core.deadline_timers
     due = []
-    while timers and timers[0][0] <= now:
+    while timers and timers[0][0] <= judged:
         due.append(heapq.heappop(timers))
     for _, _, kind, ident in due:
         if kind == "agent":
             art = core.agent_runtimes.get(ident)
             if (art is not None and art.peer is None and art.deadline is not None
-                    and art.deadline <= now):
+                    and art.deadline <= judged):
                 remove_agent(core, ident, art.away, now)
             continue
         rt = core.framework_runtimes.get(ident)
         if rt is None or rt.peer is not None:
             continue
         if kind == "offers":
-            if rt.offers_until is not None and rt.offers_until <= now:
+            if rt.offers_until is not None and rt.offers_until <= judged:
                 # Recovered from the log and not back: its offers go back to the pool.
                 rt.offers_until = None
                 for offer_id in list(rt.offers):
                     offers.remove_offer(core, offer_id)
-        elif rt.deadline is not None and rt.deadline <= now:
+        elif rt.deadline is not None and rt.deadline <= judged:
             remove_framework(core, ident, "framework failover timeout elapsed", now)
 
 

@@ -425,8 +425,7 @@ class MasterServer:
                     # handshake; agents that gave up on us wait out a back-off): silence
                     # is judged up to the stall's start until each peer has had a whole
                     # timeout since we are back.
-                    self._heard_until = (now if now >= self._stall_grace_until
-                                         else min(now, self._stalled_at))
+                    self._heard_until = self._judged_at(now)
                 # Timers run at most every TICK_EVERY: a busy loop turns a thousand
                 # times a second for a few messages each, and a tick's fixed cost was
                 # then most of an idle master's time (10,000 agents).
@@ -462,12 +461,23 @@ class MasterServer:
         last, self._loop_at = self._loop_at, now
         if last is None or now - last < max(1.0, 20 * tick_every):
             return
-        self._stalled_at = last if now >= self._stall_grace_until else self._stalled_at
         interval = max(self.config.heartbeat_interval, self.core.agent_heartbeat_interval)
-        self._stall_grace_until = now + interval * self.config.missed_heartbeats
+        limit = interval * self.config.missed_heartbeats
+        # A stall within the grace of another keeps its start, but no further back than
+        # a limit before this one: stalls that keep coming (a slow disk, throttling)
+        # must not hold every judgement back for good (a dead agent never removed).
+        self._stalled_at = (last if now >= self._stall_grace_until
+                            else max(self._stalled_at, last - limit))
+        self._stall_grace_until = now + limit
         log.warning("the master stood still: peers are not judged silent for it",
                     stalled_s=round(now - last, 3),
                     grace_s=round(self._stall_grace_until - now, 3))
+
+    def _judged_at(self, now: float) -> float:
+        """Up to when peers' silence (and deadlines) may be judged, everything that
+        had arrived having been read at ``now``: ``now``, or the stall's start while
+        its grace lasts (see :meth:`_note_stall`)."""
+        return now if now >= self._stall_grace_until else min(now, self._stalled_at)
 
     def _drain(self, ready: Ready, now: float) -> bool:
         """Read and handle frames until MAX_BATCH messages; True if none was left unread."""
