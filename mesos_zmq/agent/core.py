@@ -37,6 +37,12 @@ step:
 Kill is SIGTERM to the task's process group, then SIGKILL after the grace period;
 the escalation deadline lives here so ``tick`` can enforce it.
 
+Timers. ``tick`` looks only at what is due: each head sent and each kill started puts
+its time in a heap (:class:`_Timers`), and an entry whose task has moved on since (its
+head acknowledged or sent again, its kill over) is dropped when it comes up. A tick
+used to walk every task twice: an agent with thousands of tasks paid for all of them
+at every turn of its loop, hundreds of times a second during a burst of launches.
+
 Task states change only along the lifecycle table of :mod:`mesos_zmq.tasks`: a move it
 forbids (a task that finished never runs again) is refused, and logged.
 
@@ -67,6 +73,8 @@ needs of a task comes from :meth:`AgentCore.checkpoint_view`.
 
 from __future__ import annotations
 
+import heapq
+import itertools
 import math
 import random
 import re
@@ -184,6 +192,40 @@ class _Task:
     retries: int = 0
 
 
+class _Timers:
+    """Times at which tasks are due something (a head's next send, a kill's SIGKILL),
+    soonest first. Entries are never removed before they come up: each names the task
+    and the time it was set for, and the caller skips those whose task no longer
+    holds that time."""
+
+    __slots__ = ("_heap", "_order")
+
+    def __init__(self) -> None:
+        self._heap: list[tuple[float, int, TaskKey]] = []
+        self._order = itertools.count()  # equal times come up in the order set
+
+    def set(self, at: float, key: TaskKey) -> None:
+        heapq.heappush(self._heap, (at, next(self._order), key))
+
+    def due(self, now: float) -> list[tuple[float, TaskKey]]:
+        """Take out every entry whose time has come, soonest first."""
+        heap = self._heap
+        out: list[tuple[float, TaskKey]] = []
+        while heap and heap[0][0] <= now:
+            at, _, key = heapq.heappop(heap)
+            out.append((at, key))
+        return out
+
+    def __len__(self) -> int:
+        return len(self._heap)
+
+    def rebuild(self, live: list[tuple[float, TaskKey]]) -> None:
+        """Keep only ``live`` entries: those dropped when they come up pile up
+        meanwhile (a head acknowledged at once leaves its retry behind for 10 s or
+        more), and a burst would otherwise hold them all."""
+        self._heap = [(at, next(self._order), key) for at, key in sorted(live)]
+
+
 @dataclass(frozen=True, slots=True)
 class RecoveredTask:
     """A task found in the agent's checkpoints after a restart."""
@@ -293,6 +335,10 @@ class AgentCore:
         #: set when this core asked for the reconnection: the back-off goes on
         self._resume_registering = False
         self.tasks: dict[TaskKey, _Task] = {}
+        #: when each head in flight is sent again, and when each kill escalates
+        #: (see "Timers" in the module docstring)
+        self.retry_timers = _Timers()
+        self.kill_timers = _Timers()
         #: recently completed (forgotten) tasks, oldest first
         self.completed: OrderedDict[TaskKey, None] = OrderedDict()
         #: set by shutdown(): tasks that arrive afterwards are not started
@@ -376,22 +422,34 @@ class AgentCore:
                 return fx
             fx.extend(self._register_when_due(now))
         else:
-            for task in self.tasks.values():
-                if not task.updates:
-                    continue
-                if task.retry_at is None:
-                    self._send_head(task, now, fx)
-                elif now >= task.retry_at:
+            # Every head was sent when the registration came (and each new head as it
+            # came): what is left to do is the retries whose time has come.
+            for at, key in self.retry_timers.due(now):
+                task = self.tasks.get(key)
+                if task is not None and task.updates and task.retry_at == at:
                     task.retries += 1
                     self._send_head(task, now, fx, retry=True)
             if self.monitor.send_due(now):
                 self.monitor.sent(now)
                 fx.messages.append((Heartbeat(), ""))
-        for key, task in self.tasks.items():
-            if task.kill_deadline is not None and now >= task.kill_deadline:
+        for at, key in self.kill_timers.due(now):
+            task = self.tasks.get(key)
+            if task is not None and task.kill_deadline == at:
                 task.kill_deadline = None
                 fx.signal.append((key, SIGKILL))
+        self._trim_timers()
         return fx
+
+    def _trim_timers(self) -> None:
+        """Drop the entries of tasks that moved on once they outnumber the tasks by
+        far (a look at every task, paid for by the sends that left them behind)."""
+        bound = 4 * len(self.tasks) + 1024
+        if len(self.retry_timers) > bound:
+            self.retry_timers.rebuild([(t.retry_at, key) for key, t in self.tasks.items()
+                                       if t.updates and t.retry_at is not None])
+        if len(self.kill_timers) > bound:
+            self.kill_timers.rebuild([(t.kill_deadline, key) for key, t in self.tasks.items()
+                                      if t.kill_deadline is not None])
 
     def _abandon_connection(self, now: float) -> bool:
         """While registering: a registration attempt is due, and the master has said
@@ -552,6 +610,7 @@ class AgentCore:
             return  # not spawned yet: task_spawned will see `killing` and stop it
         fx.signal.append((key, SIGTERM))
         task.kill_deadline = now + grace
+        self.kill_timers.set(task.kill_deadline, key)
 
     def _on_ack(self, msg: Acknowledge, now: float, fx: Effects) -> None:
         key = (msg.framework_id, msg.task_id)
@@ -815,6 +874,7 @@ class AgentCore:
         if not retry:
             task.retries = 0
         task.retry_at = now + self.update_backoff.floored_jitter(task.retries, self._rng)
+        self.retry_timers.set(task.retry_at, (task.framework_id, task.info.task_id))
         fx.messages.append((StatusUpdate(status=head), ""))
         # A sign of life to the master as good as a heartbeat (its monitor counts every
         # message): the next heartbeat is due an interval from now.
