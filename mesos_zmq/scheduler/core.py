@@ -43,7 +43,9 @@ reconnect the socket, hand a file read its answer, or abort.
   second time. With implicit acknowledgements the ack is queued right *after* the
   ``status_update`` callback, so a scheduler that crashes inside the callback never
   acknowledges what it did not handle. Updates with an empty uuid (reconciliation
-  answers, refused launches) need no ack and are never deduplicated.
+  answers, refused launches) need no ack and are not deduplicated, but for one case:
+  a launch sent again across a failover may be refused twice, each time with the
+  master's ``TASK_DROPPED`` for its tasks, and the scheduler hears one per launch.
 * Offers survive a master failover, and the new leader sends each outstanding one
   again (same id) when we re-subscribe. The core remembers what it did with every
   offer: one the scheduler still holds is not handed over twice; one it already
@@ -267,6 +269,10 @@ class DriverCore:
         self._sent: OrderedDict[str, _Sent] = OrderedDict()
         #: request ids already reported refused (a repeated request is refused again)
         self._refused: OrderedDict[str, None] = OrderedDict()
+        #: tasks reported TASK_DROPPED for a refused launch and not launched again since:
+        #: a launch sent again across a failover can be refused twice, each time with
+        #: the master's TASK_DROPPED for its tasks; the scheduler hears it once
+        self._dropped: OrderedDict[str, None] = OrderedDict()
         #: roles a revive asked for while not subscribed ([] = all), sent once subscribed
         self._revive_owed: list[str] | None = None
         #: what the last Subscribed said (framework_id, reregistered, unknown_id)
@@ -623,6 +629,8 @@ class DriverCore:
         if sent.kind == Accept.TYPE:
             for task_id, agent_id in sent.tasks:
                 self._confirm(task_id=task_id, terminal=True)  # a kill of it is done too
+                if not self._first_drop(task_id):
+                    continue
                 actions.append(Call("status_update", (TaskStatus(
                     task_id=task_id, framework_id=self.framework_id, agent_id=agent_id,
                     state=TaskState.DROPPED.value, uuid="", timestamp=now + self.wall_offset,
@@ -635,6 +643,8 @@ class DriverCore:
         if self._unconfirmed:
             self._confirm(task_id=status.task_id, terminal=status.state in TERMINAL_STATES)
         if not status.uuid:
+            if status.state == TaskState.DROPPED.value and not self._first_drop(status.task_id):
+                return []  # the same refused launch, refused again
             return [Call("status_update", (status,))]  # informational: no ack, no dedup
         key = (status.task_id, status.uuid)
         acked = self._seen.get(key)
@@ -649,6 +659,16 @@ class DriverCore:
         if self.implicit_acks:
             actions.append(self._ack(status))
         return actions
+
+    def _first_drop(self, task_id: str) -> bool:
+        """Whether a TASK_DROPPED of a refused launch of ``task_id`` is the first since
+        the task was last launched (and remember that it came)."""
+        if task_id in self._dropped:
+            return False
+        self._dropped[task_id] = None
+        while len(self._dropped) > SENT_LIMIT:
+            self._dropped.popitem(last=False)
+        return True
 
     def _ack(self, status: TaskStatus) -> Send:
         return Send(
@@ -679,6 +699,9 @@ class DriverCore:
             # Remembered even when not subscribed: if a new leader offers it again,
             # this answer goes back (see _on_offers).
             self._answer_offers(msg, request_id)
+        if isinstance(msg, Accept):
+            for task in msg.tasks:
+                self._dropped.pop(task.task_id, None)  # launched again: may be dropped again
         if isinstance(msg, Kill):
             self._withdraw_launch(msg.task_id)
         elif isinstance(msg, Reconcile):

@@ -548,3 +548,41 @@ def test_an_unknown_framework_id_is_reported_to_the_scheduler() -> None:
     assert call == Call("registered", ("OLD", {"framework_id": "OLD", "reregistered": False,
                                                "unknown_id": True}))
     assert core.master_info["unknown_id"] is True
+
+
+def test_a_launch_refused_twice_reports_its_tasks_dropped_once() -> None:
+    """Found by tools/chaos.py (seed 14): an accept sent again across a failover was
+    refused twice, and the master's TASK_DROPPED of each refusal reached the scheduler:
+    15 tasks with their terminal state delivered twice."""
+    core, accept, actions = launch_refused("invalid")
+    assert isinstance(accept.message, Accept)
+
+    def dropped(task_id: str) -> StatusUpdate:
+        return StatusUpdate(status=TaskStatus(
+            task_id=task_id, framework_id="F1", agent_id="A1", state="TASK_DROPPED",
+            uuid="", timestamp=0.0, source="master", reason="REASON_INVALID_OFFERS",
+            message="accept refused: offer not valid"))
+
+    first = [a for t in ("t1", "t2") for a in core.handle(dropped(t), "", 0.6)]
+    assert calls(first) == ["status_update", "status_update"]
+    again = Error(code="invalid", message="no", in_reply_to=accept.request_id)
+    repeated = core.handle(again, "", 1.2)
+    for t in ("t1", "t2"):
+        repeated += core.handle(dropped(t), "", 1.3)
+    assert repeated == []
+    # Launched again under the same id, it is reported dropped again if refused again.
+    core.handle(Offers(offers=[offer("o3")]), "", 2.0)
+    core.request(Accept(framework_id="F1", offer_ids=["o3"], tasks=[TaskInfo(
+        task_id="t1", agent_id="A1", resources="cpus:0.5", command="true")]))
+    assert calls(core.handle(dropped("t1"), "", 2.1)) == ["status_update"]
+    assert core.handle(dropped("t2"), "", 2.1) == []
+
+
+def test_a_launch_the_master_could_not_read_twice_is_dropped_once() -> None:
+    core, _, actions = launch_refused("bad_field")
+    assert calls(actions).count("status_update") == 2
+    # what the master says of those tasks later, if it ever says DROPPED, is not news
+    late = StatusUpdate(status=TaskStatus(
+        task_id="t1", framework_id="F1", agent_id="A1", state="TASK_DROPPED", uuid="",
+        timestamp=0.0, source="master", reason="REASON_INVALID_OFFERS", message="late"))
+    assert core.handle(late, "", 1.0) == []
