@@ -143,6 +143,13 @@ class MasterContext(Protocol):
     #: (kind, process ``instance``) -> the agent or framework id it was made (see
     #: master.instances)
     instances: dict[tuple[str, str], str]
+    #: connections a framework failed over from, newest last (see
+    #: master.instances.displace): anything they send is answered
+    #: ``framework_failed_over``, not ``not_registered``
+    displaced: OrderedDict[bytes, str]
+    #: (framework id, scheduler ``instance``) of processes a framework failed over from:
+    #: their later subscriptions are refused ``framework_failed_over``
+    displaced_instances: OrderedDict[tuple[str, str], None]
     #: who sent the message being handled: the handshake's principal (None without keys)
     principal: Principal | None
 

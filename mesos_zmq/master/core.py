@@ -67,6 +67,7 @@ from mesos_zmq.heartbeat import HeartbeatMonitor, scaled_interval
 from mesos_zmq.master import (
     agent_api,
     flags,
+    instances,
     liveness,
     offers,
     operator_api,
@@ -259,6 +260,8 @@ class MasterCore:
         self.reads = ReadBook()
         self.reregistered: list[str] = []
         self.instances: dict[tuple[str, str], str] = {}
+        self.displaced: OrderedDict[bytes, str] = OrderedDict()
+        self.displaced_instances: OrderedDict[tuple[str, str], None] = OrderedDict()
         self._ready = Ready()
         #: building the answer of a deferred read (see answer_read)
         self._answering = False
@@ -390,6 +393,7 @@ class MasterCore:
                     else self.config.heartbeat_interval)
         monitor = HeartbeatMonitor(interval, self.config.missed_heartbeats)
         monitor.reset(now)
+        self.displaced.pop(peer, None)  # subscribed again: its own choice
         info = Peer(kind, ident, monitor,
                     None if self.principal is None else self.principal.name)
         self.peers[peer] = info
@@ -638,11 +642,13 @@ class MasterCore:
 
     # ================================================================= any peer
     def _on_heartbeat(self, peer: bytes, msg: Heartbeat, rid: str, now: float) -> None:
-        if peer not in self.peers:
+        if peer not in self.peers and not instances.tell_displaced(self, peer, rid):
             self.error(peer, "not_registered", "unknown connection: register first", rid)
 
     def require(self, peer: bytes, kind: str, rid: str, ident: str | None = None) -> bool:
         info = self.peers.get(peer)
+        if info is None and instances.tell_displaced(self, peer, rid):
+            return False
         if info is None or info.kind != kind:
             what = "register as an agent" if kind == "agent" else "subscribe"
             self.error(peer, "not_registered", f"unknown connection: {what} first", rid)

@@ -22,6 +22,20 @@ uuid per start) and the attempt's number (counted up by the process). Here, per 
   a connection it left, so it asks again as if new: it is that one, not a second);
 - :func:`note` after each binding, :func:`forget` when the agent or framework goes.
 
+A scheduler taken over by another process (a framework failover: another ``instance``,
+or a peer that sends none, subscribing with its id) is told so on the connection it
+had: :func:`displace` sends ``error framework_failed_over`` there, as Mesos's master
+sends the old scheduler ``FrameworkErrorMessage("Framework failed over")``, and the SDK
+aborts. Until then anything that connection sends is answered the same
+(:func:`tell_displaced`), not ``not_registered``: a scheduler that was paused, and missed
+the first word, would otherwise subscribe again at once and take the framework back,
+and the two processes would take turns for as long as both lived (each switch voiding
+the other's offers). For the same reason a later subscription of the process failed
+over from is refused the same way (:func:`refused_displaced`): one that woke from a
+pause, judged the master silent and left the connection before reading the word,
+subscribed again on a fresh one and took the framework back. A process reconnecting
+on a fresh connection is the same ``instance``, and is not told anything.
+
 This is runtime state of the leader, never logged: a new leader takes each process's
 first attempt and goes on from there.
 """
@@ -82,6 +96,61 @@ def note(core: MasterContext, kind: str, ident: str, instance: str, attempt: int
     rt.instance, rt.attempt = instance, attempt
     if instance:
         core.instances[(kind, instance)] = ident
+
+
+#: connections remembered as failed over from (the newest; older ones are answered
+#: ``not_registered`` again, and an old SDK subscribes again, once)
+MAX_DISPLACED = 4096
+
+
+def displace(core: MasterContext, framework_id: str, peer: bytes, instance: str) -> None:
+    """Before ``peer`` is bound to ``framework_id`` by a subscription of process
+    ``instance``: tell the connection the framework had, if another process had it,
+    that the framework failed over (see the module docstring)."""
+    rt = core.framework_runtimes.get(framework_id)
+    if rt is None or (instance and rt.instance == instance[:MAX_INSTANCE]):
+        return  # new here, or the same scheduler (on a fresh connection: the old is left)
+    if rt.instance:
+        # Another process had it, connected or not (a paused one was disconnected for
+        # its silence): it must not take the framework back when it wakes.
+        core.displaced_instances[(framework_id, rt.instance)] = None
+        while len(core.displaced_instances) > MAX_DISPLACED:
+            core.displaced_instances.popitem(last=False)
+    if rt.peer is None or rt.peer == peer:
+        return
+    old = rt.peer
+    core.displaced[old] = framework_id
+    core.displaced.move_to_end(old)
+    while len(core.displaced) > MAX_DISPLACED:
+        core.displaced.popitem(last=False)
+    core.count("framework_failovers")
+    log.info("framework failed over to another scheduler", framework_id=framework_id)
+    core.error(old, "framework_failed_over", _failed_over(framework_id), "")
+
+
+def tell_displaced(core: MasterContext, peer: bytes, rid: str) -> bool:
+    """Answer a message of a connection a framework failed over from (True), or do
+    nothing (False: not one)."""
+    framework_id = core.displaced.get(peer)
+    if framework_id is None:
+        return False
+    core.error(peer, "framework_failed_over", _failed_over(framework_id), rid)
+    return True
+
+
+def refused_displaced(core: MasterContext, framework_id: str, instance: str, peer: bytes,
+                      rid: str) -> bool:
+    """Refuse a subscription of a process ``framework_id`` failed over from (True)."""
+    if not instance or (framework_id, instance[:MAX_INSTANCE]) not in core.displaced_instances:
+        return False
+    core.count("failed_over_subscriptions")
+    core.error(peer, "framework_failed_over", _failed_over(framework_id), rid)
+    return True
+
+
+def _failed_over(framework_id: str) -> str:
+    return (f"framework {framework_id[:64]} failed over: another scheduler subscribed with "
+            "its id; this one must stop")
 
 
 def forget(core: MasterContext, kind: str, ident: str,

@@ -130,6 +130,8 @@ def subscribe(core: MasterContext, peer: bytes, msg: Subscribe, rid: str, now: f
         if instances.stale(core, "framework", framework_id, peer, msg.instance, msg.attempt,
                            rid):
             return
+        if instances.refused_displaced(core, framework_id, msg.instance, peer, rid):
+            return
     else:
         framework_id = core.fresh_id("framework", core.state.frameworks)
     roles = list(dict.fromkeys(info.roles or ["*"]))
@@ -152,6 +154,7 @@ def subscribe(core: MasterContext, peer: bytes, msg: Subscribe, rid: str, now: f
         # previous one are void. Take them back quietly.
         for offer_id in list(rt.offers):
             offers.remove_offer(core, offer_id)
+    instances.displace(core, framework_id, peer, msg.instance)
     instances.note(core, "framework", framework_id, msg.instance, msg.attempt)
     core.bind(peer, "framework", framework_id, now)
     core.allocator.add_framework(framework_id, roles, info.capabilities, active=True)

@@ -25,8 +25,11 @@ reconnect the socket, hand a file read its answer, or abort.
   on. ``Error(not_registered)`` means the master does not know this connection (it
   restarted), so we resubscribe at once on the same socket.
 * Fatal errors and refusals: ``framework_removed``, or any error answering one of our
-  ``Subscribe`` messages, means the master will never accept us as configured; the
-  ``error`` callback runs and the driver aborts. Any other error refuses one request
+  ``Subscribe`` messages, means the master will never accept us as configured, and
+  ``framework_failed_over`` that another scheduler process subscribed with our
+  framework id (a failover, as Mesos's "Framework failed over"): the ``error``
+  callback runs and the driver aborts, so that only one scheduler acts for the
+  framework. Any other error refuses one request
   and the driver keeps going: the ``refused`` callback gets a :class:`Refusal` naming
   the code, the request id and what the core remembers sending under it (its kind,
   offer ids and task ids). No offer of a refused accept or decline stays held: the
@@ -583,7 +586,7 @@ class DriverCore:
             # An attempt of ours that came late on a connection we left: the master
             # ignored it and kept the later one (never read here but by mistake).
             return actions
-        fatal = msg.code == "framework_removed" or (
+        fatal = msg.code in ("framework_removed", "framework_failed_over") or (
             bool(msg.in_reply_to) and msg.in_reply_to in self._subscribe_ids
         )
         if not fatal:

@@ -554,7 +554,7 @@ def test_a_launch_refused_twice_reports_its_tasks_dropped_once() -> None:
     """Found by tools/chaos.py (seed 14): an accept sent again across a failover was
     refused twice, and the master's TASK_DROPPED of each refusal reached the scheduler:
     15 tasks with their terminal state delivered twice."""
-    core, accept, actions = launch_refused("invalid")
+    core, accept, _ = launch_refused("invalid")
     assert isinstance(accept.message, Accept)
 
     def dropped(task_id: str) -> StatusUpdate:

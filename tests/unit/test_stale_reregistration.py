@@ -170,3 +170,89 @@ def test_a_driver_numbers_its_subscriptions() -> None:
     assert [m.attempt for m in sent] == [1, 2, 3]
     assert {m.instance for m in sent} == {driver.instance} and driver.instance
     assert DriverCore(FrameworkInfo(name="fw"), lambda: "x").instance != driver.instance
+
+
+# ----------------------------------------------------------------- framework failover
+def _told(h: Harness, peer: bytes) -> list[Error]:
+    return [m for p, m, _ in h.sent if p == peer and isinstance(m, Error)
+            and m.code == "framework_failed_over"]
+
+
+def test_a_scheduler_failed_over_by_another_process_is_told_and_stays_told() -> None:
+    """Found by a review (two scheduler processes with one framework id): the old one
+    was told nothing, got ``not_registered`` at its next heartbeat, subscribed again and
+    took the framework back; the two took turns forever (60 switches each in 30 s),
+    each switch voiding the other's offers. Mesos tells the old scheduler "Framework
+    failed over", and its driver aborts."""
+    h = Harness()
+    h.register_agent()
+    (first, *_) = _subscribe(h, b"s1", 1)
+    fid = first.framework_id
+    (taken, *_) = _subscribe(h, b"s2", 1, framework_id=fid, instance="sched-2", now=2.0)
+    assert isinstance(taken, Subscribed) and taken.reregistered
+    assert len(_told(h, b"s1")) == 1
+    assert h.core.framework_runtimes[fid].peer == b"s2"
+    # whatever the old connection sends next is answered the same, not not_registered
+    (beat,) = h.send(b"s1", Heartbeat(), 3.0)
+    assert isinstance(beat, Error) and beat.code == "framework_failed_over"
+    (accept,) = h.send(b"s1", Accept(framework_id=fid, offer_ids=["o"], tasks=[]), 3.1, "r1")
+    assert isinstance(accept, Error) and accept.code == "framework_failed_over"
+    assert h.core.framework_runtimes[fid].peer == b"s2"
+    # the new scheduler is not told anything, and keeps its offers
+    assert _told(h, b"s2") == [] and h.offers_to(b"s2", 4.0)
+
+
+def test_a_schedulers_own_reconnection_is_not_a_failover() -> None:
+    h = Harness()
+    (first, *_) = _subscribe(h, b"s1", 1)
+    (again, *_) = _subscribe(h, b"s2", 2, framework_id=first.framework_id)
+    assert isinstance(again, Subscribed)
+    assert _told(h, b"s1") == []
+    # a peer that sends no instance cannot be told apart: a failover, as in Mesos
+    (other, *_) = _subscribe(h, b"s3", 0, framework_id=first.framework_id, instance="")
+    assert isinstance(other, Subscribed) and len(_told(h, b"s2")) == 1
+    # a displaced connection of a peer that sends no instance, subscribing again, is
+    # its own choice (it cannot be told apart from a new one): bound again
+    (fourth, *_) = _subscribe(h, b"s4", 1, framework_id=first.framework_id,
+                              instance="sched-9")
+    assert isinstance(fourth, Subscribed) and len(_told(h, b"s3")) == 1
+    (back, *_) = _subscribe(h, b"s3", 0, framework_id=first.framework_id, instance="")
+    assert isinstance(back, Subscribed) and b"s3" not in h.core.displaced
+    assert h.send(b"s3", Heartbeat(), 5.0) == []
+
+
+def test_the_sdk_aborts_when_its_framework_failed_over() -> None:
+    ids = itertools.count()
+    driver = DriverCore(FrameworkInfo(name="fw"), lambda: f"r{next(ids)}")
+    driver.connected(0.0)
+    driver.handle(Subscribed(framework_id="F1", heartbeat_interval=1.0,
+                             missed_heartbeats=5), "", 0.1)
+    actions = driver.handle(Error(code="framework_failed_over", message="failed over"),
+                            "", 1.0)
+    assert driver.stopped and not driver.subscribed
+    assert [type(a).__name__ for a in actions][-1] == "Abort"
+    assert not [a for a in actions if isinstance(a, Send)]  # no subscribe to take it back
+
+
+def test_the_process_failed_over_from_cannot_take_the_framework_back() -> None:
+    """Found with real processes: the old scheduler, woken from a pause, judged the
+    master silent and left its connection before reading the word, then subscribed
+    again on a fresh one and took the framework back from the new scheduler."""
+    h = Harness()
+    (first, *_) = _subscribe(h, b"s1", 1)
+    fid = first.framework_id
+    _subscribe(h, b"s2", 1, framework_id=fid, instance="sched-2", now=2.0)
+    (back, *_) = _subscribe(h, b"s3", 2, framework_id=fid, now=3.0)  # sched-1, fresh
+    assert isinstance(back, Error) and back.code == "framework_failed_over"
+    assert h.core.framework_runtimes[fid].peer == b"s2" and _told(h, b"s2") == []
+    # the same when it was already disconnected for its silence as the other came
+    h.tick(100.0)  # s2 silent: unbound, the framework awaits its failover
+    assert h.core.framework_runtimes[fid].peer is None
+    (fifth, *_) = _subscribe(h, b"s5", 1, framework_id=fid, instance="sched-4", now=100.5)
+    assert isinstance(fifth, Subscribed)
+    (woken, *_) = _subscribe(h, b"s6", 5, framework_id=fid, instance="sched-2", now=101.0)
+    assert isinstance(woken, Error) and woken.code == "framework_failed_over"
+    assert h.core.framework_runtimes[fid].peer == b"s5"
+    # a new process (a restart of the old scheduler) may fail over as ever
+    (restart, *_) = _subscribe(h, b"s7", 1, framework_id=fid, instance="sched-3", now=102.0)
+    assert isinstance(restart, Subscribed) and len(_told(h, b"s5")) == 1
