@@ -721,6 +721,19 @@ class Containerizer:
         c = self.containers.get(key)
         return c is not None and self.isolator.oom_killed(c.container_id)
 
+    def write_off(self, key: TaskKey, why: str) -> bool:
+        """Keep a launched task from starting: its events file is created with a
+        ``failed`` event, unless its supervisor created it first (False: it is starting,
+        or has). A supervisor that comes later finds the file taken and starts nothing
+        (see :func:`~mesos_zmq.agent.supervisor.cancel_unstarted`)."""
+        c = self.containers.get(key)
+        if c is None or c.exited:
+            return False
+        try:
+            return cancel_unstarted(c.events, why)
+        except OSError:
+            return False
+
     def destroy(self, key: TaskKey) -> None:
         """The task ended: kill what it left behind and release its cgroups and GPUs.
 

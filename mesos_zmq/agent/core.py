@@ -262,13 +262,16 @@ class Effects:
     checkpoint: list[tuple[TaskKey, CoreRecord]] = field(default_factory=list)
     #: tasks whose last update was acknowledged: their checkpoints can go
     forget: list[TaskKey] = field(default_factory=list)
+    #: tasks killed before they started: the shell keeps each from starting if it still
+    #: can, and then tells :meth:`AgentCore.killed_unstarted`
+    cancel: list[TaskKey] = field(default_factory=list)
     checkpoint_agent_id: str | None = None
     reconnect: bool = False
 
     def __bool__(self) -> bool:
         return bool(self.messages or self.launch or self.signal or self.read_file
-                    or self.checkpoint or self.forget or self.checkpoint_agent_id
-                    or self.reconnect)
+                    or self.checkpoint or self.forget or self.cancel
+                    or self.checkpoint_agent_id or self.reconnect)
 
     def extend(self, other: Effects) -> None:
         self.messages.extend(other.messages)
@@ -277,6 +280,7 @@ class Effects:
         self.read_file.extend(other.read_file)
         self.checkpoint.extend(other.checkpoint)
         self.forget.extend(other.forget)
+        self.cancel.extend(other.cancel)
         self.checkpoint_agent_id = other.checkpoint_agent_id or self.checkpoint_agent_id
         self.reconnect = self.reconnect or other.reconnect
 
@@ -607,7 +611,11 @@ class AgentCore:
             grace = min(grace, grace_cap)
         task.kill_grace = grace
         if task.state == TaskState.STAGING:
-            return  # not spawned yet: task_spawned will see `killing` and stop it
+            # Not started yet: the shell keeps it from starting if it can (the launch is
+            # still queued, or its supervisor has not begun it); if not, task_spawned
+            # sees `killing` and stops it.
+            fx.cancel.append(key)
+            return
         fx.signal.append((key, SIGTERM))
         task.kill_deadline = now + grace
         self.kill_timers.set(task.kill_deadline, key)
@@ -659,13 +667,36 @@ class AgentCore:
         return fx
 
     def spawn_failed(self, key: TaskKey, error: str, now: float) -> Effects:
+        """The task did not start: failed, or killed if a kill was asked meanwhile (the
+        shell wrote it off for the kill: see :meth:`killed_unstarted`)."""
         fx = Effects()
         task = self.tasks.get(key)
-        if task is not None:
+        if task is not None and task.killing:
+            self._update(task, TaskState.KILLED, now, fx, reason=self._launch_kill_reason(task),
+                         message=f"killed before it was started ({error})")
+        elif task is not None:
             self._update(task, TaskState.FAILED, now, fx,
                          reason="REASON_COMMAND_EXECUTOR_FAILED",
                          message=f"failed to start the task: {error}")
         return fx
+
+    def killed_unstarted(self, key: TaskKey, now: float) -> Effects:
+        """A task killed while its launch was still queued here, taken off the queue:
+        ``TASK_KILLED``, never started (Mesos: ``REASON_TASK_KILLED_DURING_LAUNCH``)."""
+        fx = Effects()
+        task = self.tasks.get(key)
+        if task is not None and task.state == TaskState.STAGING and task.killing:
+            self._update(task, TaskState.KILLED, now, fx, reason=self._launch_kill_reason(task),
+                         message="killed before it was started")
+        return fx
+
+    @staticmethod
+    def _launch_kill_reason(task: _Task) -> str:
+        """The reason of a kill that came before the start: the kill's own, but for a
+        plain kill, which Mesos reports as killed during launch."""
+        if task.kill_reason == "REASON_TASK_KILLED":
+            return "REASON_TASK_KILLED_DURING_LAUNCH"
+        return task.kill_reason
 
     def task_exited(self, key: TaskKey, exit_code: int | None, signal: int | None,
                     now: float, *, oom: bool = False, killed: str = "",

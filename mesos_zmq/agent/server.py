@@ -177,6 +177,8 @@ class AgentServer:
         # Spawning is slow (a fork each): launch in small batches between socket
         # reads so heartbeats and updates keep flowing during a big RunTasks.
         self._launch_queue: deque[tuple[str, TaskInfo]] = deque()
+        #: the tasks of ``_launch_queue`` (a kill finds a queued launch here)
+        self._queued: set[TaskKey] = set()
         #: encoded messages for the master, sent at the end of the loop's turn in as few
         #: frames as batches allow (a burst of task starts is one frame, not hundreds)
         self._outbox: list[bytes] = []
@@ -354,6 +356,9 @@ class AgentServer:
             self._log = self._log.bind(agent_id=fx.checkpoint_agent_id)
             self._log.info("registered with master")
         self._launch_queue.extend(fx.launch)
+        self._queued.update((framework_id, task.task_id) for framework_id, task in fx.launch)
+        for key in fx.cancel:
+            self._cancel(key)
         for key, signum in fx.signal:
             self.containerizer.signal(key, signum)
         for request, request_id in fx.read_file:
@@ -427,6 +432,17 @@ class AgentServer:
         kept = self.containerizer.compact(self.core.checkpoint_view)
         self._log.info("task log compacted", tasks=kept)
 
+    def _cancel(self, key: TaskKey) -> None:
+        """A task killed before it started: if its launch is still queued here it never
+        goes (``_launch_some`` skips ended tasks); if the launcher has it, its events
+        file is written off first, so that its supervisor does not start it (as a
+        restarted agent writes off a task whose supervisor never came). Too late for
+        either (its supervisor has begun it): it is stopped once it has started."""
+        if key in self._queued:
+            self._apply(self.core.killed_unstarted(key, time.monotonic()))
+        elif self.containerizer.write_off(key, "the task was killed before it started"):
+            self._consume_events(key)
+
     def _launch_some(self) -> None:
         """Start the next few queued tasks, in the order they came, while the launcher
         has room for their requests: once it has not, the rest wait in the queue (where
@@ -436,6 +452,7 @@ class AgentServer:
                 return
             framework_id, task = self._launch_queue.popleft()
             key = (framework_id, task.task_id)
+            self._queued.discard(key)
             if self.core.is_terminal(key):
                 continue  # killed before it was started
             try:

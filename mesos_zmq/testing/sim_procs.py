@@ -605,6 +605,9 @@ class AgentProc(_ClientProc):
             self.agent_id = fx.checkpoint_agent_id
             self.world.log(self.name, "registered", fx.checkpoint_agent_id)
         self.launch_queue.extend(fx.launch)
+        for key in fx.cancel:  # killed while its launch is still queued: never started
+            if any((f, info.task_id) == key for f, info in self.launch_queue):
+                self._apply(self.core.killed_unstarted(key, self.world.now))
         for key, signum in fx.signal:
             self._signal(key, signum)
         for msg, request_id in fx.messages:

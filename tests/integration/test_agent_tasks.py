@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import signal
 import threading
+import time
+from pathlib import Path
 
 import pytest
 
@@ -63,6 +67,47 @@ def test_environment_kill_and_sandbox_reads(cluster: Cluster) -> None:
         wait_until(lambda: "TASK_KILLED" in rec.states("victim-0"), 10, what="killed")
         killed = [s for _, s in rec.updates if s.task_id == "victim-0"][-1]
         assert killed.exit_code == 128 + 15 and "SIGTERM" in killed.message
+    finally:
+        driver.stop()
+        driver.join()
+
+
+def test_a_task_killed_before_its_start_never_runs(cluster: Cluster, tmp_path: Path) -> None:
+    """Found by a review: a kill of a task the agent had not started yet was only
+    remembered; the task was started when its turn came, then killed (118 of 300 killed
+    in a burst ran their command; with the launcher stopped, the framework heard
+    nothing until it woke, and then the tasks ran). Mesos takes such a task off the
+    queue and reports it TASK_KILLED (REASON_TASK_KILLED_DURING_LAUNCH)."""
+    cluster.start_master()
+    agent = cluster.start_agent(resources="cpus:2;mem:1024")
+    cluster.wait_agents(1)
+    with open(f"/proc/{agent.pid}/task/{agent.pid}/children") as handle:
+        (launcher,) = [int(pid) for pid in handle.read().split()]
+    marks = tmp_path / "ran"
+    marks.mkdir()
+    rec = Recorder()
+    ids = [f"early-{i}" for i in range(3)]
+    rec.want(lambda o: True, lambda offer: [
+        TaskInfo(task_id=t, agent_id=offer.agent_id, resources="cpus:0.1;mem:16",
+                 command=f"touch {marks}/{t}") for t in ids])
+    driver = SchedulerDriver(rec, FrameworkInfo(name="kill-early"), cluster.master_url)
+    os.kill(launcher, signal.SIGSTOP)  # the launches reach it and wait there
+    try:
+        driver.start()
+        wait_until(lambda: rec.states(ids[0]) or len(rec.wanted) == 0, 15, what="launch")
+        time.sleep(0.5)  # the launch requests are with the stopped launcher by now
+        for t in ids:
+            driver.kill_task(t)
+        wait_until(lambda: all(rec.states(t) == ["TASK_KILLED"] for t in ids), 10,
+                   what="killed while the launcher is stopped")
+        reasons = {s.reason for _, s in rec.updates if s.task_id in ids}
+        assert reasons == {"REASON_TASK_KILLED_DURING_LAUNCH"}
+    finally:
+        os.kill(launcher, signal.SIGCONT)
+    try:
+        time.sleep(2.0)  # the launcher forks their supervisors now: they start nothing
+        assert list(marks.iterdir()) == []
+        assert all(rec.states(t) == ["TASK_KILLED"] for t in ids)
     finally:
         driver.stop()
         driver.join()

@@ -317,3 +317,35 @@ def test_checkpoint_records_are_typed_and_the_view_is_what_a_compaction_keeps() 
         pending=tuple(r.status for _, r in fx.checkpoint if isinstance(r, UpdateRecorded)),
         kill_reason="REASON_TASK_KILLED")
     assert core.checkpoint_view(("F1", "nope")) is None
+
+
+def test_a_task_killed_before_it_started_is_cancelled_and_reported_killed() -> None:
+    """A kill of a task not yet started asks the shell to keep it from starting; taken
+    off (its launch still queued) or written off (its supervisor finds its events file
+    taken), it is TASK_KILLED and never RUNNING (Mesos: killed during launch)."""
+    core = make()
+    registered(core)
+    run(core, "queued", "launched", "begun", grace=5.0)
+    fx = core.handle(KillTask(framework_id="F1", task_id="queued"), "", 1.0)
+    assert fx.cancel == [("F1", "queued")] and fx.signal == []
+    fx = core.killed_unstarted(("F1", "queued"), 1.1)
+    assert updates(fx) == [("queued", "TASK_KILLED")]
+    (status,) = [m.status for m, _ in fx.messages if isinstance(m, StatusUpdate)]
+    assert status.reason == "REASON_TASK_KILLED_DURING_LAUNCH"
+    assert core.is_terminal(("F1", "queued"))
+    assert updates(core.task_spawned(("F1", "queued"), 1.2)) == []  # never RUNNING
+    # written off at the launcher: the supervisor's failed start is the kill's end
+    core.handle(KillTask(framework_id="F1", task_id="launched"), "", 2.0)
+    fx = core.spawn_failed(("F1", "launched"), "the task was killed before it started", 2.1)
+    assert updates(fx) == [("launched", "TASK_KILLED")]
+    # too late to keep it from starting: it starts, and is stopped at once
+    core.handle(KillTask(framework_id="F1", task_id="begun"), "", 3.0)
+    fx = core.task_spawned(("F1", "begun"), 3.1)
+    assert updates(fx) == [("begun", "TASK_RUNNING")]
+    assert fx.signal == [(("F1", "begun"), SIGTERM)]
+    # a task that is not killed and fails to start is FAILED, as ever; a cancel of a
+    # task that has started or ended changes nothing
+    run(core, "plain")
+    assert updates(core.spawn_failed(("F1", "plain"), "no such user", 4.0)) == [
+        ("plain", "TASK_FAILED")]
+    assert updates(core.killed_unstarted(("F1", "begun"), 4.1)) == []

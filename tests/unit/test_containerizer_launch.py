@@ -125,7 +125,7 @@ def test_the_agent_keeps_launches_in_order_while_the_launcher_has_no_room() -> N
     containerizer = FakeContainerizer(room=3)
     server: Any = SimpleNamespace(
         _launch_queue=deque(("F1", task(i)) for i in ids), containerizer=containerizer,
-        core=FakeCore())
+        core=FakeCore(), _queued={("F1", i) for i in ids})
     AgentServer._launch_some(server)
     assert containerizer.launched == ["t0", "t1", "t2"]  # a killed task is never started
     assert [t.task_id for _, t in server._launch_queue] == ids[4:]
