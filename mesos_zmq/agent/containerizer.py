@@ -132,6 +132,9 @@ class Container:
     #: just past each one's line, where the next read starts once it is consumed
     event_ends: dict[int, int] = field(default_factory=dict)
     exited: bool = False
+    #: when it was handed to the launcher (monotonic), until it is started or judged
+    #: late (see ``overdue_starts``); None for a recovered task
+    launched_at: float | None = None
 
     @property
     def key(self) -> tuple[str, str]:
@@ -214,6 +217,7 @@ class Containerizer:
         self.notify = self._bind_notify()
         self._last_poll = 0.0
         self._last_alive_check = 0.0
+        self._last_start_check = 0.0
         self._reaped: list[TaskKey] = []  # tasks whose supervisor the launcher reaped
         self.launcher_sock, self.launcher = self._spawn_launcher()
 
@@ -494,7 +498,8 @@ class Containerizer:
         )
         container = Container(framework_id=framework_id, task_id=task.task_id,
                               container_id=container_id, events=events, sandbox=sandbox,
-                              limits=limits, gpus=gpus, child=True)
+                              limits=limits, gpus=gpus, child=True,
+                              launched_at=time.monotonic())
         self._track(container)
         request = encode_request(str(events), spec, container_id, limits)
         spec_file: Path | None = None
@@ -720,6 +725,33 @@ class Containerizer:
     def oom_killed(self, key: TaskKey) -> bool:
         c = self.containers.get(key)
         return c is not None and self.isolator.oom_killed(c.container_id)
+
+    def overdue_starts(self, now: float, timeout: float) -> list[TaskKey]:
+        """Tasks launched ``timeout`` seconds ago or more and not started (nor ended),
+        each returned once. Looked at every :data:`POLL_INTERVAL` at most."""
+        if now - self._last_start_check < POLL_INTERVAL:
+            return []
+        self._last_start_check = now
+        late = []
+        for c in self.containers.values():
+            if c.launched_at is None:
+                continue
+            if c.task_pid is not None or c.exited:
+                c.launched_at = None  # started (or ended): nothing to watch
+            elif now - c.launched_at >= timeout:
+                c.launched_at = None
+                late.append(c.key)
+        return late
+
+    def kill_supervisor(self, key: TaskKey) -> None:
+        """SIGKILL the task's supervisor (stuck: it was given the task long ago and
+        has not started it); its end is found as any supervisor's."""
+        c = self.containers.get(key)
+        if c is None or c.supervisor_pid is None:
+            return
+        if self._alive(c.supervisor_pid, c.supervisor_start):
+            with contextlib.suppress(OSError):
+                os.kill(c.supervisor_pid, signals.SIGKILL)
 
     def write_off(self, key: TaskKey, why: str) -> bool:
         """Keep a launched task from starting: its events file is created with a

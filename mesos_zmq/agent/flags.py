@@ -75,6 +75,10 @@ FLAGS: tuple[Flag, ...] = (
     Flag("gpu_devices", "--gpu-devices", None,
          "GPU indices to hand out, e.g. '0,1' (default: detected with nvidia-smi)",
          optional=True),
+    Flag("executor_registration_timeout", "--executor-registration-timeout", 60.0,
+         "seconds a launched task may wait to be started (its launcher or supervisor "
+         "stuck, say stopped): then it is failed and never starts (Mesos's flag of the "
+         "same name: an executor that does not register in time)", float, 1.0),
     Flag("usage_interval", "--usage-interval", 5.0,
          "seconds between task usage reports to the master", float, 0.1),
     Flag("gc_delay", "--gc-delay", 7 * 24 * 3600.0,

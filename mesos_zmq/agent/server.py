@@ -91,6 +91,8 @@ class AgentConfig:
     container_disk_watch_interval: float = agent_flags.default("container_disk_watch_interval")
     #: GPU device indices to hand out (default: detected with nvidia-smi)
     gpu_devices: list[str] | None = None
+    #: seconds a launched task may wait to be started before it is failed
+    executor_registration_timeout: float = agent_flags.default("executor_registration_timeout")
     #: seconds between usage reports to the master (and posix memory enforcement)
     usage_interval: float = agent_flags.default("usage_interval")
     #: how long finished tasks' sandboxes are kept, shortened as the disk fills
@@ -266,6 +268,7 @@ class AgentServer:
                 for key in self.containerizer.pending_events(time.monotonic()):
                     self._consume_events(key)
                 self._check_supervisors()
+                self._check_starts(time.monotonic())
                 # Updates and replies go before the housekeeping below, which can take
                 # a while (sandboxes removed, usage measured, the task log compacted).
                 self._send_outbox()
@@ -334,6 +337,24 @@ class AgentServer:
             self.containerizer.signal(key, signal.SIGKILL)
             self.containerizer.destroy(key)
             self._apply(self.core.supervisor_lost(key, time.monotonic()))
+
+    def _check_starts(self, now: float) -> None:
+        """Fail the tasks launched longer than ``executor_registration_timeout`` ago
+        and still not started (Mesos fails the tasks of an executor that has not
+        registered in time): a stopped launcher or a stuck supervisor would otherwise
+        leave them staging for good, their resources held. Written off when their
+        supervisor has not begun them (it starts nothing then); else the supervisor
+        is killed, and reported lost as any (a shared one's other tasks with it)."""
+        timeout = self.config.executor_registration_timeout
+        for key in self.containerizer.overdue_starts(now, timeout):
+            why = f"not started within {timeout:g} s (--executor-registration-timeout)"
+            self._log.warning("task not started in time", framework_id=key[0],
+                              task_id=key[1], timeout=timeout)
+            if self.containerizer.write_off(key, why):
+                self._consume_events(key)
+            else:
+                self.containerizer.kill_supervisor(key)
+                self._check_supervisors(force=True)
 
     def _follow_leader(self) -> None:
         """A new leader was elected: connect to it and register there."""

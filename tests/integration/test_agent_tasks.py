@@ -111,3 +111,40 @@ def test_a_task_killed_before_its_start_never_runs(cluster: Cluster, tmp_path: P
     finally:
         driver.stop()
         driver.join()
+
+
+def test_a_task_not_started_in_time_is_failed_and_never_runs(cluster: Cluster,
+                                                            tmp_path: Path) -> None:
+    """Found by a review: with the agent's launcher stopped, launched tasks stayed
+    TASK_STAGING for good, their resources held. Mesos fails the tasks of an executor
+    that has not registered within --executor_registration_timeout."""
+    cluster.start_master()
+    agent = cluster.start_agent(resources="cpus:2;mem:1024",
+                                extra=["--executor-registration-timeout", "2"])
+    cluster.wait_agents(1)
+    with open(f"/proc/{agent.pid}/task/{agent.pid}/children") as handle:
+        (launcher,) = [int(pid) for pid in handle.read().split()]
+    marks = tmp_path / "ran"
+    marks.mkdir()
+    rec = Recorder()
+    ids = [f"late-{i}" for i in range(2)]
+    rec.want(lambda o: True, lambda offer: [
+        TaskInfo(task_id=t, agent_id=offer.agent_id, resources="cpus:0.1;mem:16",
+                 command=f"touch {marks}/{t}") for t in ids])
+    driver = SchedulerDriver(rec, FrameworkInfo(name="start-late"), cluster.master_url)
+    os.kill(launcher, signal.SIGSTOP)
+    try:
+        driver.start()
+        wait_until(lambda: all(rec.states(t) == ["TASK_FAILED"] for t in ids), 15,
+                   what="failed, not started in time")
+        messages = {s.message for _, s in rec.updates if s.task_id in ids}
+        assert all("not started within 2 s" in m for m in messages), messages
+    finally:
+        os.kill(launcher, signal.SIGCONT)
+    try:
+        time.sleep(2.0)
+        assert list(marks.iterdir()) == []
+        assert all(rec.states(t) == ["TASK_FAILED"] for t in ids)
+    finally:
+        driver.stop()
+        driver.join()
