@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -72,28 +74,48 @@ def test_environment_kill_and_sandbox_reads(cluster: Cluster) -> None:
         driver.join()
 
 
-def test_a_task_killed_before_its_start_never_runs(cluster: Cluster, tmp_path: Path) -> None:
-    """Found by a review: a kill of a task the agent had not started yet was only
-    remembered; the task was started when its turn came, then killed (118 of 300 killed
-    in a burst ran their command; with the launcher stopped, the framework heard
-    nothing until it woke, and then the tasks ran). Mesos takes such a task off the
-    queue and reports it TASK_KILLED (REASON_TASK_KILLED_DURING_LAUNCH)."""
+@contextlib.contextmanager
+def launcher_stopped(cluster: Cluster, tmp_path: Path, ids: list[str],
+                     extra: list[str] | None = None) -> Iterator[tuple[Recorder, SchedulerDriver]]:
+    """A framework launching ``ids`` (each touches a marker file) on an agent whose
+    launcher is stopped (SIGSTOP) until the block ends; then, the launcher woken, none
+    of them may run, and their states must not change."""
     cluster.start_master()
-    agent = cluster.start_agent(resources="cpus:2;mem:1024")
+    agent = cluster.start_agent(resources="cpus:2;mem:1024", extra=extra)
     cluster.wait_agents(1)
     with open(f"/proc/{agent.pid}/task/{agent.pid}/children") as handle:
         (launcher,) = [int(pid) for pid in handle.read().split()]
     marks = tmp_path / "ran"
     marks.mkdir()
     rec = Recorder()
-    ids = [f"early-{i}" for i in range(3)]
     rec.want(lambda o: True, lambda offer: [
         TaskInfo(task_id=t, agent_id=offer.agent_id, resources="cpus:0.1;mem:16",
                  command=f"touch {marks}/{t}") for t in ids])
-    driver = SchedulerDriver(rec, FrameworkInfo(name="kill-early"), cluster.master_url)
+    driver = SchedulerDriver(rec, FrameworkInfo(name="launcher-stopped"), cluster.master_url)
     os.kill(launcher, signal.SIGSTOP)  # the launches reach it and wait there
     try:
-        driver.start()
+        try:
+            driver.start()
+            yield rec, driver
+        finally:
+            os.kill(launcher, signal.SIGCONT)
+        states = {t: rec.states(t) for t in ids}
+        time.sleep(2.0)  # the launcher forks their supervisors now: they start nothing
+        assert list(marks.iterdir()) == []
+        assert {t: rec.states(t) for t in ids} == states
+    finally:
+        driver.stop()
+        driver.join()
+
+
+def test_a_task_killed_before_its_start_never_runs(cluster: Cluster, tmp_path: Path) -> None:
+    """Found by a review: a kill of a task the agent had not started yet was only
+    remembered; the task was started when its turn came, then killed (118 of 300 killed
+    in a burst ran their command; with the launcher stopped, the framework heard
+    nothing until it woke, and then the tasks ran). Mesos takes such a task off the
+    queue and reports it TASK_KILLED (REASON_TASK_KILLED_DURING_LAUNCH)."""
+    ids = [f"early-{i}" for i in range(3)]
+    with launcher_stopped(cluster, tmp_path, ids) as (rec, driver):
         wait_until(lambda: rec.states(ids[0]) or len(rec.wanted) == 0, 15, what="launch")
         time.sleep(0.5)  # the launch requests are with the stopped launcher by now
         for t in ids:
@@ -102,15 +124,6 @@ def test_a_task_killed_before_its_start_never_runs(cluster: Cluster, tmp_path: P
                    what="killed while the launcher is stopped")
         reasons = {s.reason for _, s in rec.updates if s.task_id in ids}
         assert reasons == {"REASON_TASK_KILLED_DURING_LAUNCH"}
-    finally:
-        os.kill(launcher, signal.SIGCONT)
-    try:
-        time.sleep(2.0)  # the launcher forks their supervisors now: they start nothing
-        assert list(marks.iterdir()) == []
-        assert all(rec.states(t) == ["TASK_KILLED"] for t in ids)
-    finally:
-        driver.stop()
-        driver.join()
 
 
 def test_a_task_not_started_in_time_is_failed_and_never_runs(cluster: Cluster,
@@ -118,33 +131,10 @@ def test_a_task_not_started_in_time_is_failed_and_never_runs(cluster: Cluster,
     """Found by a review: with the agent's launcher stopped, launched tasks stayed
     TASK_STAGING for good, their resources held. Mesos fails the tasks of an executor
     that has not registered within --executor_registration_timeout."""
-    cluster.start_master()
-    agent = cluster.start_agent(resources="cpus:2;mem:1024",
-                                extra=["--executor-registration-timeout", "2"])
-    cluster.wait_agents(1)
-    with open(f"/proc/{agent.pid}/task/{agent.pid}/children") as handle:
-        (launcher,) = [int(pid) for pid in handle.read().split()]
-    marks = tmp_path / "ran"
-    marks.mkdir()
-    rec = Recorder()
     ids = [f"late-{i}" for i in range(2)]
-    rec.want(lambda o: True, lambda offer: [
-        TaskInfo(task_id=t, agent_id=offer.agent_id, resources="cpus:0.1;mem:16",
-                 command=f"touch {marks}/{t}") for t in ids])
-    driver = SchedulerDriver(rec, FrameworkInfo(name="start-late"), cluster.master_url)
-    os.kill(launcher, signal.SIGSTOP)
-    try:
-        driver.start()
+    with launcher_stopped(cluster, tmp_path, ids,
+                          extra=["--executor-registration-timeout", "2"]) as (rec, _):
         wait_until(lambda: all(rec.states(t) == ["TASK_FAILED"] for t in ids), 15,
                    what="failed, not started in time")
         messages = {s.message for _, s in rec.updates if s.task_id in ids}
         assert all("not started within 2 s" in m for m in messages), messages
-    finally:
-        os.kill(launcher, signal.SIGCONT)
-    try:
-        time.sleep(2.0)
-        assert list(marks.iterdir()) == []
-        assert all(rec.states(t) == ["TASK_FAILED"] for t in ids)
-    finally:
-        driver.stop()
-        driver.join()
