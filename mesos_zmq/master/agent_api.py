@@ -374,6 +374,14 @@ def reconcile_agent(core: MasterContext, agent_id: str, msg: ReregisterAgent, no
     for rec in master_state.active_tasks_on(agent_id):
         if (rec.framework_id, rec.task.task_id) in reported:
             continue
+        if rec.state == TaskState.STAGING and (rec.framework_id,
+                                               rec.task.task_id) in core.staging_kills:
+            # Killed before it started, and the agent came back without it (it restarted
+            # before it recorded the launch, or the kill): it must never start now.
+            task_book.master_task_update(core, rec, TaskState.KILLED,
+                                         "REASON_TASK_KILLED_DURING_LAUNCH",
+                                         "killed before it was started", now)
+            continue
         if rec.state == TaskState.STAGING:
             try:
                 needs = Resources.parse(rec.task.resources)

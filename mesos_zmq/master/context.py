@@ -147,6 +147,9 @@ class MasterContext(Protocol):
     #: master.instances.displace): anything they send is answered
     #: ``framework_failed_over``, not ``not_registered``
     displaced: OrderedDict[bytes, str]
+    #: tasks a kill was asked for while they were staging (newest last, bounded): an
+    #: agent that comes back without one is not sent its launch again
+    staging_kills: OrderedDict[tuple[str, str], None]
     #: (framework id, scheduler ``instance``) of processes a framework failed over from:
     #: their later subscriptions are refused ``framework_failed_over``
     displaced_instances: OrderedDict[tuple[str, str], None]

@@ -261,6 +261,7 @@ class MasterCore:
         self.reregistered: list[str] = []
         self.instances: dict[tuple[str, str], str] = {}
         self.displaced: OrderedDict[bytes, str] = OrderedDict()
+        self.staging_kills: OrderedDict[tuple[str, str], None] = OrderedDict()
         self.displaced_instances: OrderedDict[tuple[str, str], None] = OrderedDict()
         self._ready = Ready()
         #: building the answer of a deferred read (see answer_read)

@@ -26,6 +26,9 @@ if TYPE_CHECKING:
 
 log = structlog.get_logger()
 
+#: kills of staging tasks remembered (see MasterContext.staging_kills)
+STAGING_KILLS_LIMIT = 10_000
+
 
 def allocate_task(core: MasterContext, rec: TaskRecord) -> None:
     """Count a running task in the allocator (recovery, a returning agent)."""
@@ -63,6 +66,10 @@ def kill_task(core: MasterContext, fid: str, task_id: str, now: float,
         return None
     if rec.terminal:
         return rec
+    if rec.state == TaskState.STAGING:
+        core.staging_kills[(fid, task_id)] = None
+        while len(core.staging_kills) > STAGING_KILLS_LIMIT:
+            core.staging_kills.popitem(last=False)
     drain = core.state.draining.get(rec.agent_id)
     if grace is None and drain is not None:
         grace = drain["grace"]

@@ -102,3 +102,30 @@ def test_every_branch_of_a_reconciliation() -> None:
     assert ("TaskUpdated", "missing", "TASK_LOST") in logged
     assert not [entry for entry in logged if entry[1] in ("running", "lost", "invalid",
                                                           "gone-task")]
+
+
+def test_a_staged_task_killed_meanwhile_is_not_delivered_again() -> None:
+    """Found by a review: a task killed while its agent was stopped (staging), the agent
+    SIGKILLed and restarted without it: the master sent its launch again and it ran
+    (558 of 600 killed tasks in a burst). Killed before it started, it never starts."""
+    core = _core()
+    core.staging_kills[("f", "staged")] = None  # as task_book.kill_task records it
+    ready = core.handle(PEER, ReregisterAgent(agent_id=AGENT, hostname="h1",
+                                              resources="cpus:8;mem:4096",
+                                              tasks=[_report("running")]), "r1", 11.0)
+    assert not [m for p, m, _ in ready.messages if isinstance(m, RunTasks)]
+    rec = core.state.task("f", "staged")
+    assert rec is None or rec.state == TaskState.KILLED
+    killed = [rec for rec in ready.records if isinstance(rec, r.TaskUpdated)
+              and rec.task_id == "staged"]
+    assert killed and killed[0].state == "TASK_KILLED"
+    assert killed[0].reason == "REASON_TASK_KILLED_DURING_LAUNCH"
+
+
+def test_a_kill_of_a_staging_task_is_remembered() -> None:
+    from mesos_zmq.master import task_book
+
+    core = _core()
+    task_book.kill_task(core, "f", "staged", 12.0)
+    task_book.kill_task(core, "f", "running", 12.0)
+    assert list(core.staging_kills) == [("f", "staged")]
