@@ -150,9 +150,6 @@ class MasterContext(Protocol):
     #: tasks a kill was asked for while they were staging (newest last, bounded): an
     #: agent that comes back without one is not sent its launch again
     staging_kills: OrderedDict[tuple[str, str], None]
-    #: (framework id, scheduler ``instance``) of processes a framework failed over from:
-    #: their later subscriptions are refused ``framework_failed_over``
-    displaced_instances: OrderedDict[tuple[str, str], None]
     #: who sent the message being handled: the handshake's principal (None without keys)
     principal: Principal | None
 

@@ -262,7 +262,6 @@ class MasterCore:
         self.instances: dict[tuple[str, str], str] = {}
         self.displaced: OrderedDict[bytes, str] = OrderedDict()
         self.staging_kills: OrderedDict[tuple[str, str], None] = OrderedDict()
-        self.displaced_instances: OrderedDict[tuple[str, str], None] = OrderedDict()
         self._ready = Ready()
         #: building the answer of a deferred read (see answer_read)
         self._answering = False

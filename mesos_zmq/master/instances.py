@@ -37,7 +37,9 @@ subscribed again on a fresh one and took the framework back. A process reconnect
 on a fresh connection is the same ``instance``, and is not told anything.
 
 This is runtime state of the leader, never logged: a new leader takes each process's
-first attempt and goes on from there.
+first attempt and goes on from there. Which scheduler process drives a framework, and
+which ones it failed over from, is logged (``SchedulerChanged``): a new leader must
+refuse a process failed over from under the previous one.
 """
 
 from __future__ import annotations
@@ -45,6 +47,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 import structlog
+
+from mesos_zmq.master.records import SchedulerChanged
 
 if TYPE_CHECKING:
     from mesos_zmq.master.context import MasterContext
@@ -105,18 +109,18 @@ MAX_DISPLACED = 4096
 
 def displace(core: MasterContext, framework_id: str, peer: bytes, instance: str) -> None:
     """Before ``peer`` is bound to ``framework_id`` by a subscription of process
-    ``instance``: tell the connection the framework had, if another process had it,
-    that the framework failed over (see the module docstring)."""
+    ``instance``: a process other than the one driving the framework is a failover,
+    recorded (replicated: a new leader refuses the process failed over from too), and
+    the connection the framework had, if any, is told (see the module docstring)."""
+    instance = instance[:MAX_INSTANCE]
+    current = core.state.schedulers.get(framework_id, "")
+    if instance and instance == current:
+        return  # the same scheduler (on a fresh connection: the old one is left)
+    if instance:
+        core.commit(SchedulerChanged(framework_id=framework_id, instance=instance,
+                                     previous=current))
     rt = core.framework_runtimes.get(framework_id)
-    if rt is None or (instance and rt.instance == instance[:MAX_INSTANCE]):
-        return  # new here, or the same scheduler (on a fresh connection: the old is left)
-    if rt.instance:
-        # Another process had it, connected or not (a paused one was disconnected for
-        # its silence): it must not take the framework back when it wakes.
-        core.displaced_instances[(framework_id, rt.instance)] = None
-        while len(core.displaced_instances) > MAX_DISPLACED:
-            core.displaced_instances.popitem(last=False)
-    if rt.peer is None or rt.peer == peer:
+    if rt is None or rt.peer is None or rt.peer == peer:
         return
     old = rt.peer
     core.displaced[old] = framework_id
@@ -141,7 +145,7 @@ def tell_displaced(core: MasterContext, peer: bytes, rid: str) -> bool:
 def refused_displaced(core: MasterContext, framework_id: str, instance: str, peer: bytes,
                       rid: str) -> bool:
     """Refuse a subscription of a process ``framework_id`` failed over from (True)."""
-    if not instance or (framework_id, instance[:MAX_INSTANCE]) not in core.displaced_instances:
+    if not instance or (framework_id, instance[:MAX_INSTANCE]) not in core.state.failed_over:
         return False
     core.count("failed_over_subscriptions")
     core.error(peer, "framework_failed_over", _failed_over(framework_id), rid)

@@ -205,11 +205,24 @@ class OwnerSet:
     principal: str
 
 
+@dataclass(frozen=True, slots=True)
+class SchedulerChanged:
+    """Framework ``framework_id`` is driven from now on by the scheduler process
+    ``instance``; ``previous`` (if any) was failed over from and may not subscribe
+    again: replicated, so that a new leader refuses it too (master.instances)."""
+
+    OP: ClassVar[str] = "scheduler_changed"
+    framework_id: str
+    instance: str
+    previous: str = ""
+    time: float = 0.0
+
+
 StateRecord = (
     FrameworkAdded | FrameworkRemoved | AgentAdded | AgentRemoved | AgentDraining
     | AgentDrained | AgentReactivated | TaskAdded | TaskUpdated | WeightsSet | QuotaSet
     | QuotaRemoved | ReservationsSet | OfferMade | OfferRemoved | RequestDone
-    | UpdatePending | UpdateAcked | FilterSet | FiltersCleared | OwnerSet
+    | UpdatePending | UpdateAcked | FilterSet | FiltersCleared | OwnerSet | SchedulerChanged
 )
 
 RECORD_TYPES: dict[str, type[StateRecord]] = {
@@ -217,7 +230,7 @@ RECORD_TYPES: dict[str, type[StateRecord]] = {
         FrameworkAdded, FrameworkRemoved, AgentAdded, AgentRemoved, AgentDraining,
         AgentDrained, AgentReactivated, TaskAdded, TaskUpdated, WeightsSet, QuotaSet,
         QuotaRemoved, ReservationsSet, OfferMade, OfferRemoved, RequestDone,
-        UpdatePending, UpdateAcked, FilterSet, FiltersCleared, OwnerSet,
+        UpdatePending, UpdateAcked, FilterSet, FiltersCleared, OwnerSet, SchedulerChanged,
     )
 }
 

@@ -42,6 +42,8 @@ from mesos_zmq.tasks import TERMINAL, TaskState, task_state
 #: How many removed framework and agent ids the master remembers (their ids stay
 #: refused, and owned, while remembered).
 REMOVED_LIMIT = 1_000
+#: scheduler processes remembered as failed over from (see MasterState.failed_over)
+FAILED_OVER_LIMIT = 4_096
 #: how many applied request ids are remembered for deduplication
 REQUESTS_LIMIT = 100_000
 
@@ -139,6 +141,11 @@ class MasterState:
         self.draining: dict[str, dict[str, Any]] = {}
         #: (kind, id) -> the principal that created that framework or agent id
         self.owners: dict[tuple[str, str], str] = {}
+        #: framework id -> the scheduler process (``instance``) driving it, and the
+        #: (framework id, instance) of processes it failed over from, oldest first
+        #: (bounded): see master.instances
+        self.schedulers: dict[str, str] = {}
+        self.failed_over: OrderedDict[tuple[str, str], None] = OrderedDict()
         self._ops: dict[type[Any], Callable[[Any], None]] = {
             r.FrameworkAdded: self._framework_added,
             r.FrameworkRemoved: self._framework_removed,
@@ -160,6 +167,7 @@ class MasterState:
             r.FilterSet: self._filter_set,
             r.FiltersCleared: self._filters_cleared,
             r.OwnerSet: self._owner_set,
+            r.SchedulerChanged: self._scheduler_changed,
             r.UpdateAcked: self._update_acked,
         }
 
@@ -187,6 +195,9 @@ class MasterState:
         for key in [k for k in self.filters if k[0] == framework_id]:
             del self.filters[key]
         self.removed_frameworks[framework_id] = record.time
+        if self.schedulers.pop(framework_id, None) is not None:
+            for key in [k for k in self.failed_over if k[0] == framework_id]:
+                del self.failed_over[key]
         while len(self.removed_frameworks) > REMOVED_LIMIT:
             gone, _ = self.removed_frameworks.popitem(last=False)
             self.owners.pop(("framework", gone), None)
@@ -370,6 +381,15 @@ class MasterState:
     def _filter_set(self, record: r.FilterSet) -> None:
         self.filters[(record.framework_id, record.agent_id)] = float(record.seconds)
 
+    def _scheduler_changed(self, record: r.SchedulerChanged) -> None:
+        fid = record.framework_id
+        if record.previous:
+            self.failed_over[(fid, record.previous)] = None
+            while len(self.failed_over) > FAILED_OVER_LIMIT:
+                self.failed_over.popitem(last=False)
+        self.failed_over.pop((fid, record.instance), None)
+        self.schedulers[fid] = record.instance
+
     def _owner_set(self, record: r.OwnerSet) -> None:
         if record.kind not in ("framework", "agent"):
             raise ValueError(f"owner_set of unknown kind {record.kind[:20]!r}")
@@ -466,6 +486,10 @@ class MasterState:
             # snapshots read exactly as before
             **({"owners": [[k, i, p] for (k, i), p in self.owners.items()]}
                if self.owners else {}),
+            # absent when no scheduler said which process it is (older SDKs, older logs)
+            **({"schedulers": dict(self.schedulers),
+                "failed_over": [list(k) for k in self.failed_over]}
+               if self.schedulers or self.failed_over else {}),
         }
 
     @classmethod
@@ -506,6 +530,8 @@ class MasterState:
         state.reservations.update(data.get("reservations", {}))
         state.draining.update({k: dict(v) for k, v in data.get("draining", {}).items()})
         state.owners.update(((k, i), p) for k, i, p in data.get("owners", []))
+        state.schedulers.update(data.get("schedulers", {}))
+        state.failed_over.update(((f, i), None) for f, i in data.get("failed_over", []))
         state.offers.update(data.get("offers", {}))
         state.requests_done.update((r, None) for r in data.get("requests_done", []))
         for framework_id, agent_id, seconds in data.get("filters", []):

@@ -90,6 +90,7 @@ SAMPLES: list[Any] = [
     r.FilterSet(framework_id="f1", agent_id="a1", seconds=5.0, time=1.5),
     r.FiltersCleared(framework_id="f1"),
     r.OwnerSet(kind="framework", ident="f1", principal="p"),
+    r.SchedulerChanged(framework_id="f1", instance="s2", previous="s1", time=1.5),
 ]
 
 

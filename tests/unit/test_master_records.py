@@ -27,7 +27,7 @@ from mesos_zmq.master.state import MasterState, state_from
 
 RECORDED = Path(__file__).parent / "data" / "master_log_before_typed_records.json"
 #: record kinds added after the log was recorded (a cluster with keys writes them)
-NEWER = {"owner_set"}
+NEWER = {"owner_set", "scheduler_changed"}
 
 
 def as_json(value: Any) -> Any:

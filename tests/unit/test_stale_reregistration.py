@@ -253,6 +253,16 @@ def test_the_process_failed_over_from_cannot_take_the_framework_back() -> None:
     (woken, *_) = _subscribe(h, b"s6", 5, framework_id=fid, instance="sched-2", now=101.0)
     assert isinstance(woken, Error) and woken.code == "framework_failed_over"
     assert h.core.framework_runtimes[fid].peer == b"s5"
+    # a new leader (the same log) refuses it too, in either order of arrival
+    for order in (("sched-4", "sched-2"), ("sched-2", "sched-4")):
+        leader = Harness(log=h.log)
+        answers = {inst: _subscribe(leader, inst.encode(), 9, framework_id=fid,
+                                    instance=inst, now=200.0)[0] for inst in order}
+        assert isinstance(answers["sched-4"], Subscribed), order
+        assert isinstance(answers["sched-2"], Error), order
+        assert answers["sched-2"].code == "framework_failed_over"
+        assert leader.core.framework_runtimes[fid].peer == b"sched-4"
+        assert _told(leader, b"sched-4") == []
     # a new process (a restart of the old scheduler) may fail over as ever
     (restart, *_) = _subscribe(h, b"s7", 1, framework_id=fid, instance="sched-3", now=102.0)
     assert isinstance(restart, Subscribed) and len(_told(h, b"s5")) == 1
