@@ -346,6 +346,7 @@ class AgentServer:
         supervisor has not begun them (it starts nothing then); else the supervisor
         is killed, and reported lost as any (a shared one's other tasks with it)."""
         timeout = self.config.executor_registration_timeout
+        killed = False
         for key in self.containerizer.overdue_starts(now, timeout):
             why = f"not started within {timeout:g} s (--executor-registration-timeout)"
             self._log.warning("task not started in time", framework_id=key[0],
@@ -354,7 +355,9 @@ class AgentServer:
                 self._consume_events(key)
             else:
                 self.containerizer.kill_supervisor(key)
-                self._check_supervisors(force=True)
+                killed = True
+        if killed:
+            self._check_supervisors(force=True)  # once, for every supervisor killed
 
     def _follow_leader(self) -> None:
         """A new leader was elected: connect to it and register there."""

@@ -48,6 +48,7 @@ from typing import TYPE_CHECKING
 
 import structlog
 
+from mesos_zmq.bounded import remember
 from mesos_zmq.master.records import SchedulerChanged
 
 if TYPE_CHECKING:
@@ -123,10 +124,7 @@ def displace(core: MasterContext, framework_id: str, peer: bytes, instance: str)
     if rt is None or rt.peer is None or rt.peer == peer:
         return
     old = rt.peer
-    core.displaced[old] = framework_id
-    core.displaced.move_to_end(old)
-    while len(core.displaced) > MAX_DISPLACED:
-        core.displaced.popitem(last=False)
+    remember(core.displaced, old, framework_id, MAX_DISPLACED)
     core.count("framework_failovers")
     log.info("framework failed over to another scheduler", framework_id=framework_id)
     core.error(old, "framework_failed_over", _failed_over(framework_id), "")

@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from itertools import islice
 from typing import Any
 
+from mesos_zmq.bounded import remember
 from mesos_zmq.errors import LogError
 from mesos_zmq.master import flags
 from mesos_zmq.master import records as r
@@ -384,9 +385,7 @@ class MasterState:
     def _scheduler_changed(self, record: r.SchedulerChanged) -> None:
         fid = record.framework_id
         if record.previous:
-            self.failed_over[(fid, record.previous)] = None
-            while len(self.failed_over) > FAILED_OVER_LIMIT:
-                self.failed_over.popitem(last=False)
+            remember(self.failed_over, (fid, record.previous), None, FAILED_OVER_LIMIT)
         self.failed_over.pop((fid, record.instance), None)
         self.schedulers[fid] = record.instance
 

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 
 import structlog
 
+from mesos_zmq.bounded import remember
 from mesos_zmq.errors import ResourceError
 from mesos_zmq.master import offers
 from mesos_zmq.master.records import AgentDrained, TaskUpdated, UpdatePending
@@ -67,9 +68,7 @@ def kill_task(core: MasterContext, fid: str, task_id: str, now: float,
     if rec.terminal:
         return rec
     if rec.state == TaskState.STAGING:
-        core.staging_kills[(fid, task_id)] = None
-        while len(core.staging_kills) > STAGING_KILLS_LIMIT:
-            core.staging_kills.popitem(last=False)
+        remember(core.staging_kills, (fid, task_id), None, STAGING_KILLS_LIMIT)
     drain = core.state.draining.get(rec.agent_id)
     if grace is None and drain is not None:
         grace = drain["grace"]

@@ -80,6 +80,7 @@ from typing import Any
 import structlog
 
 from mesos_zmq.backoff import Backoff
+from mesos_zmq.bounded import remember
 from mesos_zmq.heartbeat import HeartbeatMonitor, settings_problem
 from mesos_zmq.protocol import (
     Accept,
@@ -612,9 +613,7 @@ class DriverCore:
             return []  # the same request sent again (after a resubscription), refused again
         sent = self._sent.pop(rid, None) if rid else None
         if rid:
-            self._refused[rid] = None
-            while len(self._refused) > SENT_LIMIT:
-                self._refused.popitem(last=False)
+            remember(self._refused, rid, None, SENT_LIMIT)
         if sent is None:
             return [Call("refused", (Refusal(msg.code, msg.message, rid),))]
         task_ids = tuple(t for t, _ in sent.tasks)
@@ -668,9 +667,7 @@ class DriverCore:
         the task was last launched (and remember that it came)."""
         if task_id in self._dropped:
             return False
-        self._dropped[task_id] = None
-        while len(self._dropped) > SENT_LIMIT:
-            self._dropped.popitem(last=False)
+        remember(self._dropped, task_id, None, SENT_LIMIT)
         return True
 
     def _ack(self, status: TaskStatus) -> Send:
